@@ -1,0 +1,32 @@
+# Two commands on a fresh machine (see README.md):
+#   make demo   creates .venv, installs grukit with its demo extras, runs `grukit demo`
+#   make test   creates/reuses .venv, installs the test extras, runs the default test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch's CPU build pinned for development and CI; a local wheel folder is used when present
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+          $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+
+.PHONY: demo test test-slow test-all install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python
+	$(PIP) -e '.[demo,test]'
+
+demo: $(BIN)/python
+	$(PIP) -e '.[demo]'
+	$(BIN)/grukit demo $(ARGS)
+
+test: $(BIN)/python
+	$(PIP) -e '.[test]'
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-slow: $(BIN)/python
+	$(PIP) -e '.[test]'
+	$(BIN)/python -m pytest -q -m slow $(ARGS)
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache demo-report

@@ -1,0 +1,129 @@
+"""A small registry of GRU backends.
+
+A backend computes one layer in one direction (see :func:`grukit.functional.gru_layer` for the
+contract) and says when it can run. ``grukit.GRU(backend="auto")`` asks every registered backend,
+in priority order, and runs the first eligible one; a named backend that is not eligible raises
+with its reason. ``GRU.backend_used`` records what ran last, and :func:`select` says what would run
+without running anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Backend",
+    "Request",
+    "BackendUnavailable",
+    "register",
+    "get",
+    "names",
+    "select",
+    "explain",
+]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a backend needs to know to decide whether it can run a forward pass."""
+
+    device: torch.device
+    dtype: torch.dtype
+    reset_after: bool
+    bias: bool
+    packed: bool
+    requires_grad: bool
+
+
+class LayerFn(Protocol):
+    def __call__(
+        self,
+        x: Tensor,
+        h0: Tensor,
+        weight_ih: Tensor,
+        weight_hh: Tensor,
+        bias_ih: Tensor | None,
+        bias_hh: Tensor | None,
+        *,
+        reset_after: bool,
+        reverse: bool,
+        lengths: Tensor | None,
+    ) -> tuple[Tensor, Tensor]: ...
+
+
+@dataclass(frozen=True)
+class Backend:
+    """``check(request)`` returns None when the backend can run, else the reason it cannot.
+
+    ``auto_check`` (default: ``check``) decides whether ``backend="auto"`` may choose it; among
+    those, the highest ``priority`` wins.
+    """
+
+    name: str
+    layer: LayerFn
+    check: Callable[[Request], str | None]
+    priority: int = 0
+    auto_check: Callable[[Request], str | None] | None = None
+    doc: str = ""
+
+    def auto_reason(self, request: Request) -> str | None:
+        """None if ``backend="auto"`` may pick this backend for ``request``, else why not."""
+        return (self.auto_check or self.check)(request)
+
+
+class BackendUnavailable(RuntimeError):
+    """A named backend cannot run the requested computation."""
+
+
+_REGISTRY: dict[str, Backend] = {}
+
+
+def register(backend: Backend) -> Backend:
+    """Add (or replace) a backend in the registry; returns it."""
+    _REGISTRY[backend.name] = backend
+    return backend
+
+
+def names() -> list[str]:
+    """Registered backend names, highest priority first."""
+    return [b.name for b in sorted(_REGISTRY.values(), key=lambda b: -b.priority)]
+
+
+def get(name: str) -> Backend:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown GRU backend {name!r}; expected 'auto' or one of {names()}"
+        ) from None
+
+
+def explain(request: Request) -> dict[str, str | None]:
+    """For every backend, None if ``auto`` could choose it for ``request``, else why not."""
+    return {name: _REGISTRY[name].auto_reason(request) for name in names()}
+
+
+def select(name: str, request: Request) -> Backend:
+    """The backend that runs ``request``: the named one, or the best eligible for ``"auto"``."""
+    if name != "auto":
+        backend = get(name)
+        reason = backend.check(request)
+        if reason is not None:
+            raise BackendUnavailable(f"GRU backend {name!r} cannot run this input: {reason}")
+        return backend
+    for candidate in names():
+        backend = _REGISTRY[candidate]
+        if backend.auto_reason(request) is None:
+            return backend
+    raise BackendUnavailable(f"no GRU backend can run this input: {explain(request)}")
+
+
+def _load_builtin() -> None:
+    from grukit.backends import reference, native  # noqa: F401  (registers on import)
+
+
+_load_builtin()

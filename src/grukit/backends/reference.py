@@ -1,0 +1,22 @@
+"""The ``reference`` backend: :func:`grukit.functional.gru_layer` under autograd.
+
+Always eligible, any device and floating dtype; slow (a Python loop over time), exact, the oracle.
+"""
+
+from grukit.backends import Backend, Request, register
+from grukit.functional import gru_layer
+
+
+def _check(request: Request) -> str | None:
+    return None
+
+
+BACKEND = register(
+    Backend(
+        name="reference",
+        layer=gru_layer,
+        check=_check,
+        priority=0,
+        doc="the float64-exact equations of grukit.functional under autograd; any device",
+    )
+)

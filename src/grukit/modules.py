@@ -1,0 +1,260 @@
+"""``grukit.GRU``: a multi-layer, optionally bidirectional GRU with ``torch.nn.GRU``'s interface.
+
+Shapes: T time steps, N batch, I input features, H hidden features, L layers, D directions.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from grukit import backends
+from grukit._validate import InputError, check_dropout, check_flag, check_size, check_tensor
+from grukit.packing import repack, unpack
+
+__all__ = ["GRU"]
+
+
+class GRU(nn.Module):
+    r"""A multi-layer gated recurrent unit, a drop-in for ``torch.nn.GRU``.
+
+    For each element of the input sequence, each layer computes (gate order r, z, n)::
+
+        r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
+        z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+        n_t = tanh(W_in x_t + b_in + W_hn (r_t * h_{t-1}) + b_hn)    reset_after=False (default)
+        n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))    reset_after=True
+        h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+
+    ``reset_after=False`` is the model of the original GRU and of grukit's spec: the reset gate
+    scales the previous state *before* the recurrent product. ``reset_after=True`` is PyTorch's and
+    cuDNN's formulation; with it a ``torch.nn.GRU`` state dict loads with ``strict=True`` and gives
+    the same outputs. Either way ``z`` is the share of the previous state carried forward (the
+    frameworks' convention); the spec's ``h_t = (1 - z) h_{t-1} + z n`` is the same model with the
+    update gate negated, see ``docs/spec.md``.
+
+    Arguments, inputs and outputs are those of ``torch.nn.GRU``; the extras are keyword-only:
+
+    Args:
+        reset_after: the formulation, as above.
+        backend: ``"auto"`` (the fastest eligible backend) or a name from
+            ``grukit.backends.names()``. What ran last is in ``backend_used``.
+
+    Inputs: ``input`` (T, N, I), (N, T, I) with ``batch_first``, (T, I) unbatched, or a
+    ``PackedSequence``; ``hx`` (D*L, N, H) or (D*L, H) unbatched, zeros if omitted.
+    Outputs: ``output`` (T, N, D*H) (batch-first or packed like the input) and ``h_n`` (D*L, N, H).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        reset_after: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.input_size = check_size("input_size", input_size)
+        self.hidden_size = check_size("hidden_size", hidden_size)
+        self.num_layers = check_size("num_layers", num_layers)
+        self.bias = check_flag("bias", bias)
+        self.batch_first = check_flag("batch_first", batch_first)
+        self.dropout = check_dropout(dropout)
+        self.bidirectional = check_flag("bidirectional", bidirectional)
+        self.reset_after = check_flag("reset_after", reset_after)
+        self.backend = backend if backend == "auto" else backends.get(backend).name
+        self.backend_used: str | None = None  # the backend that ran the last forward pass
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero "
+                f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
+                f"num_layers={num_layers}",
+                stacklevel=2,
+            )
+
+        factory = {"device": device, "dtype": dtype}
+        H, D = self.hidden_size, self.num_directions
+        self._flat_weights_names: list[str] = []
+        for layer in range(self.num_layers):
+            layer_input = self.input_size if layer == 0 else H * D
+            for direction in range(D):
+                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                shapes = {"weight_ih": (3 * H, layer_input), "weight_hh": (3 * H, H)}
+                if self.bias:
+                    shapes.update({"bias_ih": (3 * H,), "bias_hh": (3 * H,)})
+                for kind, shape in shapes.items():
+                    name = kind + suffix
+                    setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
+                    self._flat_weights_names.append(name)
+        self.reset_parameters()
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def reset_parameters(self) -> None:
+        """U(-1/sqrt(H), 1/sqrt(H)) for every parameter, drawn in ``torch.nn.GRU``'s order, so the
+        same seed gives the same weights as ``torch.nn.GRU``."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """Parameters grouped per layer and direction, as ``torch.nn.GRU.all_weights``."""
+        per = 4 if self.bias else 2
+        names = self._flat_weights_names
+        return [[getattr(self, n) for n in names[i : i + per]] for i in range(0, len(names), per)]
+
+    def flatten_parameters(self) -> None:
+        """No-op, for code written for ``torch.nn.GRU``."""
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        s += f", reset_after={self.reset_after}"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
+        return s
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _request(self, x: Tensor, packed: bool) -> backends.Request:
+        w = self.weight_ih_l0
+        needs_grad = torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
+        return backends.Request(
+            device=w.device,
+            dtype=w.dtype,
+            reset_after=self.reset_after,
+            bias=self.bias,
+            packed=packed,
+            requires_grad=needs_grad,
+        )
+
+    def backend_for(self, input: Tensor | PackedSequence) -> str:
+        """The name of the backend a forward pass on ``input`` would use, without running it."""
+        packed = isinstance(input, PackedSequence)
+        x = input.data if packed else input
+        return backends.select(self.backend, self._request(x, packed)).name
+
+    def forward(
+        self, input: Tensor | PackedSequence, hx: Tensor | None = None
+    ) -> tuple[Tensor | PackedSequence, Tensor]:
+        w = self.weight_ih_l0
+        L, D, H = self.num_layers, self.num_directions, self.hidden_size
+        packed = isinstance(input, PackedSequence)
+        lengths = None
+        if packed:
+            check_tensor("input", input.data, w)
+            self._check_features(input.data)
+            x, lengths, t_idx, b_idx = unpack(input)  # (T, N, I), (N,)
+            batched = True
+        else:
+            x = check_tensor("input", input, w)
+            if x.dim() not in (2, 3):
+                raise InputError(f"GRU: Expected input to be 2D or 3D, got {x.dim()}D instead")
+            self._check_features(x)
+            batched = x.dim() == 3
+            if not batched:
+                x = x.unsqueeze(1)  # (T, 1, I)
+            elif self.batch_first:
+                x = x.transpose(0, 1)  # (T, N, I)
+        T, N = x.shape[0], x.shape[1]
+        if T == 0:
+            raise InputError("GRU: expected a sequence length of at least 1, got 0")
+        h0 = self._initial_state(hx, N, batched, packed, x)  # (D*L, N, H)
+
+        backend = backends.select(self.backend, self._request(x, packed))
+        self.backend_used = backend.name
+        h_n: list[Tensor] = []
+        layer_in = x  # (T, N, I) then (T, N, D*H)
+        for layer in range(L):
+            outs = []
+            for d in range(D):
+                suffix = f"_l{layer}" + ("_reverse" if d == 1 else "")
+                out, h_last = backend.layer(
+                    layer_in,
+                    h0[layer * D + d],
+                    getattr(self, "weight_ih" + suffix),
+                    getattr(self, "weight_hh" + suffix),
+                    getattr(self, "bias_ih" + suffix) if self.bias else None,
+                    getattr(self, "bias_hh" + suffix) if self.bias else None,
+                    reset_after=self.reset_after,
+                    reverse=d == 1,
+                    lengths=lengths,
+                )  # (T, N, H), (N, H)
+                outs.append(out)
+                h_n.append(h_last)
+            layer_in = outs[0] if D == 1 else torch.cat(outs, -1)  # (T, N, D*H)
+            if self.dropout and self.training and layer < L - 1:
+                layer_in = F.dropout(layer_in, self.dropout, training=True)
+        output = layer_in  # (T, N, D*H)
+        hidden = torch.stack(h_n, 0)  # (D*L, N, H)
+
+        if packed:
+            return repack(output, input, t_idx, b_idx), hidden
+        if not batched:
+            return output.squeeze(1), hidden.squeeze(1)  # (T, D*H), (D*L, H)
+        if self.batch_first:
+            output = output.transpose(0, 1)  # (N, T, D*H)
+        return output, hidden
+
+    def _check_features(self, x: Tensor) -> None:
+        if x.shape[-1] != self.input_size:
+            raise InputError(
+                f"GRU: input.size(-1) must be equal to input_size. "
+                f"Expected {self.input_size}, got {x.shape[-1]}"
+            )
+
+    def _initial_state(
+        self, hx: Tensor | None, N: int, batched: bool, packed: bool, x: Tensor
+    ) -> Tensor:
+        DL, H = self.num_layers * self.num_directions, self.hidden_size
+        if hx is None:
+            return x.new_zeros(DL, N, H)  # (D*L, N, H)
+        check_tensor("hx", hx, self.weight_ih_l0)
+        if packed and hx.dim() != 3:
+            raise InputError(
+                f"GRU: for a PackedSequence input, hx should be 3-D (D*num_layers, N, H) = "
+                f"{(DL, N, H)}, got a {hx.dim()}-D tensor of shape {tuple(hx.shape)}"
+            )
+        if batched and hx.dim() != 3:
+            raise InputError(
+                f"GRU: for batched 3-D input, hx should also be 3-D but got {hx.dim()}-D tensor "
+                f"of shape {tuple(hx.shape)}"
+            )
+        if not batched and hx.dim() != 2:
+            raise InputError(
+                f"GRU: for unbatched 2-D input, hx should also be 2-D but got {hx.dim()}-D tensor "
+                f"of shape {tuple(hx.shape)}"
+            )
+        expected = (DL, N, H) if batched else (DL, H)
+        if tuple(hx.shape) != expected:
+            what = "(D*num_layers, N, H)" if batched else "(D*num_layers, H)"
+            raise InputError(
+                f"GRU: Expected hidden size {what} = {expected}, got {tuple(hx.shape)}"
+            )
+        return hx if batched else hx.unsqueeze(1)  # (D*L, N, H)
