@@ -37,16 +37,27 @@ def gru_cell(
     ``weight_ih``: (3H, I), ``weight_hh``: (3H, H), biases (3H,) or None; see the module docstring
     for the equations of each formulation.
     """
-    W_hr, W_hz, W_hn = weight_hh.chunk(3, 0)  # 3 x (H, H)
-    b_hr, b_hz, b_hn = bias_hh.chunk(3, 0) if bias_hh is not None else (None, None, None)
-    i_r, i_z, i_n = F.linear(x, weight_ih, bias_ih).chunk(3, -1)  # 3 x (N, H)
+    gi = F.linear(x, weight_ih, bias_ih)  # (N, 3H): W_i* x + b_i*
+    return _step(gi, h_prev, weight_hh, bias_hh, reset_after)
 
-    r = torch.sigmoid(i_r + F.linear(h_prev, W_hr, b_hr))  # (N, H)
-    z = torch.sigmoid(i_z + F.linear(h_prev, W_hz, b_hz))  # (N, H)
+
+def _step(
+    gi: Tensor, h_prev: Tensor, weight_hh: Tensor, bias_hh: Tensor | None, reset_after: bool
+) -> Tensor:
+    """The recurrent half of a step, given the input projection ``gi`` (N, 3H)."""
+    H = h_prev.shape[-1]
+    i_r, i_z, i_n = gi.split(H, -1)  # 3 x (N, H)
     if reset_after:
-        n = torch.tanh(i_n + r * F.linear(h_prev, W_hn, b_hn))  # (N, H)
+        h_r, h_z, h_n = F.linear(h_prev, weight_hh, bias_hh).split(H, -1)  # 3 x (N, H)
+        r = torch.sigmoid(i_r + h_r)
+        z = torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
     else:
-        n = torch.tanh(i_n + F.linear(r * h_prev, W_hn, b_hn))  # (N, H)
+        b_rz, b_hn = (bias_hh[: 2 * H], bias_hh[2 * H :]) if bias_hh is not None else (None, None)
+        h_r, h_z = F.linear(h_prev, weight_hh[: 2 * H], b_rz).split(H, -1)  # 2 x (N, H)
+        r = torch.sigmoid(i_r + h_r)
+        z = torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + F.linear(r * h_prev, weight_hh[2 * H :], b_hn))  # W_hn (r*h) + b_hn
     return (1 - z) * n + z * h_prev  # (N, H)
 
 
@@ -72,10 +83,11 @@ def gru_layer(
     Returns ``output``: (T, N, H) and ``h_n``: (N, H).
     """
     T = x.shape[0]
+    gi = F.linear(x, weight_ih, bias_ih)  # (T, N, 3H), every step's input projection at once
     h = h0  # (N, H)
     outputs: list[Tensor] = [h0] * T
     for t in reversed(range(T)) if reverse else range(T):
-        h_new = gru_cell(x[t], h, weight_ih, weight_hh, bias_ih, bias_hh, reset_after=reset_after)
+        h_new = _step(gi[t], h, weight_hh, bias_hh, reset_after)  # (N, H)
         if lengths is not None:
             valid = (lengths > t).unsqueeze(1)  # (N, 1)
             h_new = torch.where(valid, h_new, h)  # (N, H)

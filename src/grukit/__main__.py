@@ -1,0 +1,3 @@
+from grukit.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The ``grukit`` command line."""
