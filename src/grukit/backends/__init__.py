@@ -123,7 +123,7 @@ def select(name: str, request: Request) -> Backend:
 
 
 def _load_builtin() -> None:
-    from grukit.backends import reference, native  # noqa: F401  (registers on import)
+    from grukit.backends import cpu, native, reference  # noqa: F401  (register on import)
 
 
 _load_builtin()

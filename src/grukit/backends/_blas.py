@@ -1,0 +1,43 @@
+"""BLAS for the Numba kernels: the ``sgemm_``/``dgemm_`` that PyTorch itself links (MKL on x86).
+
+Numba's own ``np.dot`` goes through SciPy's OpenBLAS, a second thread pool that fights PyTorch's
+OpenMP pool on a small machine (measured: 10-100x slowdowns, ``shared/research/baselines.md``). The
+kernels instead call the Fortran GEMM exported by ``libtorch_cpu``, so every matrix product, inside
+the fused loop or out of it, runs on PyTorch's one pool. The symbols are bound by name
+(``numba.types.ExternalFunction``), which keeps Numba's on-disk cache valid across processes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+
+__all__ = ["load", "BlasUnavailable"]
+
+SYMBOLS = ("sgemm_", "dgemm_")
+
+
+class BlasUnavailable(RuntimeError):
+    pass
+
+
+@functools.lru_cache(maxsize=None)
+def load() -> str:
+    """Make PyTorch's GEMM symbols visible to Numba's linker; returns the library's path."""
+    import llvmlite.binding as llvm
+    import torch
+
+    lib_dir = os.path.join(os.path.dirname(torch.__file__), "lib")
+    candidates = [os.path.join(lib_dir, n) for n in ("libtorch_cpu.so", "libtorch_cpu.dylib")]
+    for path in candidates:
+        if not os.path.exists(path):
+            continue
+        lib = ctypes.CDLL(path)
+        if all(hasattr(lib, s) for s in SYMBOLS):
+            llvm.load_library_permanently(path)
+            return path
+    raise BlasUnavailable(
+        f"PyTorch's libraries in {lib_dir} export no {'/'.join(SYMBOLS)} (a build without MKL "
+        "or BLAS symbols)"
+    )

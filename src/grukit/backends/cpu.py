@@ -1,0 +1,259 @@
+"""The ``cpu`` backend: fused GRU sequence kernels, forward and backward, for CPU tensors.
+
+Per layer and direction (see ``docs/performance.md`` for the measurements behind each choice):
+
+1. one matrix product for the input projection of every step, ``gi = x W_ih^T + b_ih`` (torch);
+2. a Numba time loop with no Python in it: per step one small GEMM from PyTorch's own BLAS
+   (two for ``reset_after=False``, whose reset gate must be known before ``W_hn``) and one fused
+   elementwise pass; under ``no_grad`` nothing is stored, in training only ``r, z, n, h_prev``
+   (and ``W_hn h_prev + b_hn`` for ``reset_after=True``);
+3. the backward loop produces per-step gate gradients and the state gradient; the weight
+   gradients are then one large product each, after the loop.
+
+Both passes are registered as ``torch.library`` custom ops (``grukit::gru_layer_forward`` /
+``grukit::gru_layer_backward``) with fake implementations, so autograd, ``torch.compile`` and
+``torch.export`` see one op. Gradients are first-order only: a second-order request raises.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+from torch import Tensor
+
+from grukit.backends import Backend, Request, register
+
+__all__ = ["kernels_available", "gru_layer_forward", "gru_layer_backward"]
+
+_DTYPES = (torch.float32, torch.float64)
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels():
+    from grukit.backends import _cpu_kernels
+
+    return _cpu_kernels
+
+
+def _mkl_sequential() -> None:
+    """Worker-thread initialiser: this thread's MKL calls run single-threaded (thread-local)."""
+    lib = ctypes.CDLL(_kernels()._blas.load())
+    setter = getattr(lib, "mkl_set_num_threads_local_", None)  # Fortran interface: by reference
+    if setter is not None:
+        setter(ctypes.byref(ctypes.c_int(1)))
+
+
+@functools.lru_cache(maxsize=None)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, thread_name_prefix="grukit-cpu", initializer=_mkl_sequential)
+
+
+def _run_rows(kernel, N: int, *args) -> None:
+    """Run ``kernel(*args, b0, b1)`` over the batch rows, split across ``torch.get_num_threads()``
+    threads. Rows never interact, so the threads need no synchronisation inside the time loop;
+    each thread's GEMMs run sequentially, so exactly one thread per core is busy."""
+    chunks = max(1, min(torch.get_num_threads(), N))
+    bounds = [(i * N // chunks, (i + 1) * N // chunks) for i in range(chunks)]
+    futures = [_pool(chunks).submit(kernel, *args, b0, b1) for b0, b1 in bounds]
+    for future in futures:
+        future.result()
+
+
+@functools.lru_cache(maxsize=None)
+def kernels_available() -> str | None:
+    """None if the Numba kernels import (and compile lazily); otherwise the reason they cannot."""
+    try:
+        _kernels()
+    except ImportError as exc:
+        return f"Numba is not installed ({exc}); pip install numba"
+    except Exception as exc:  # a failed BLAS binding or compilation, reported not raised
+        return f"the Numba kernels could not be loaded: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _ws_width(H: int, reset_after: bool) -> int:
+    return 5 * H if reset_after else 4 * H
+
+
+def _lengths_or_full(lengths: Tensor | None, T: int, N: int) -> Tensor:
+    if lengths is None:
+        return torch.full((N,), T, dtype=torch.int64)
+    return lengths.to(torch.int64).contiguous()
+
+
+@torch.library.custom_op("grukit::gru_layer_forward", mutates_args=(), device_types="cpu")
+def gru_layer_forward(
+    x: Tensor,
+    h0: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Tensor | None,
+    bias_hh: Tensor | None,
+    lengths: Tensor | None,
+    reset_after: bool,
+    reverse: bool,
+    save: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(output (T, N, H), h_n (N, H), workspace (T, N, K) or empty)``."""
+    T, N, I = x.shape
+    H = weight_hh.shape[1]
+    x2 = x.reshape(T * N, I)  # (T*N, I)
+    if bias_ih is None:
+        gi = torch.mm(x2, weight_ih.t())  # (T*N, 3H)
+    else:
+        gi = torch.addmm(bias_ih, x2, weight_ih.t())  # (T*N, 3H)
+    gi = gi.view(T, N, 3 * H)
+    b_hh = bias_hh.contiguous() if bias_hh is not None else x.new_zeros(3 * H)  # (3H,)
+    h = h0.clone(memory_format=torch.contiguous_format)  # (N, H), becomes h_n
+    out = x.new_empty(T, N, H)  # (T, N, H)
+    ws = x.new_empty(T, N, _ws_width(H, reset_after)) if save else x.new_empty(0, 0, 0)
+    gh, rh, ghn = x.new_zeros(N, 3 * H), x.new_zeros(N, H), x.new_zeros(N, H)  # scratch
+    _run_rows(
+        _kernels().forward, N,
+        gi.numpy(), h.numpy(), weight_hh.detach().contiguous().numpy(), b_hh.detach().numpy(),
+        _lengths_or_full(lengths, T, N).numpy(), reverse, reset_after, save, out.numpy(),
+        ws.numpy(), gh.numpy(), rh.numpy(), ghn.numpy(),
+    )
+    return out, h, ws
+
+
+@gru_layer_forward.register_fake
+def _(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save):
+    T, N, _ = x.shape
+    H = weight_hh.shape[1]
+    ws = x.new_empty(T, N, _ws_width(H, reset_after)) if save else x.new_empty(0, 0, 0)
+    return x.new_empty(T, N, H), h0.new_empty(N, H), ws
+
+
+@torch.library.custom_op("grukit::gru_layer_backward", mutates_args=(), device_types="cpu")
+def gru_layer_backward(
+    grad_out: Tensor,
+    grad_hn: Tensor,
+    x: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    lengths: Tensor | None,
+    ws: Tensor,
+    reset_after: bool,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(dx, dh0, dW_ih, dW_hh, db_ih, db_hh)``."""
+    T, N, I = x.shape
+    H = weight_hh.shape[1]
+    dh = grad_hn.clone(memory_format=torch.contiguous_format)  # (N, H), becomes dh0
+    dgi = x.new_empty(T, N, 3 * H)  # (T, N, 3H)
+    dgh = x.new_empty(T, N, 3 * H) if reset_after else x.new_empty(0, 0, 0)
+    _run_rows(
+        _kernels().backward, N,
+        grad_out.contiguous().numpy(), dh.numpy(), weight_hh.detach().contiguous().numpy(),
+        _lengths_or_full(lengths, T, N).numpy(), reverse, reset_after, ws.numpy(), dgi.numpy(),
+        dgh.numpy(), x.new_zeros(N, H).numpy(), x.new_zeros(N, H).numpy(),
+    )
+    dgi2 = dgi.view(T * N, 3 * H)
+    h_prev = ws[..., 3 * H : 4 * H].reshape(T * N, H)  # (T*N, H)
+    dx = torch.mm(dgi2, weight_ih).view(T, N, I)  # (T, N, I)
+    dw_ih = torch.mm(dgi2.t(), x.reshape(T * N, I))  # (3H, I)
+    db_ih = dgi2.sum(0)  # (3H,)
+    if reset_after:
+        dgh2 = dgh.view(T * N, 3 * H)
+        dw_hh = torch.mm(dgh2.t(), h_prev)  # (3H, H)
+        db_hh = dgh2.sum(0)
+    else:
+        rh = ws[..., :H].reshape(T * N, H) * h_prev  # (T*N, H) = r * h_prev
+        dw_hh = torch.cat([torch.mm(dgi2[:, : 2 * H].t(), h_prev), torch.mm(dgi2[:, 2 * H :].t(), rh)])
+        db_hh = db_ih.clone()  # b_h* enter exactly where b_i* do
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+
+
+@gru_layer_backward.register_fake
+def _(grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, reset_after, reverse):
+    H3 = weight_hh.shape[0]
+    return (
+        torch.empty_like(x), torch.empty_like(grad_hn), torch.empty_like(weight_ih),
+        torch.empty_like(weight_hh), x.new_empty(H3), x.new_empty(H3),
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save = inputs
+    ctx.reset_after, ctx.reverse, ctx.has_bias = reset_after, reverse, bias_ih is not None
+    ctx.save_for_backward(x, weight_ih, weight_hh, lengths, output[2])
+
+
+def _backward(ctx, grad_out, grad_hn, _grad_ws):
+    x, weight_ih, weight_hh, lengths, ws = ctx.saved_tensors
+    if ws.numel() == 0:
+        raise RuntimeError("grukit cpu backend: the forward pass ran without saving for backward")
+    if grad_out is None:
+        grad_out = x.new_zeros(x.shape[0], x.shape[1], weight_hh.shape[1])
+    if grad_hn is None:
+        grad_hn = x.new_zeros(x.shape[1], weight_hh.shape[1])
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_layer_backward(
+        grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, ctx.reset_after, ctx.reverse
+    )
+    if not ctx.has_bias:
+        db_ih = db_hh = None
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None, None
+
+
+gru_layer_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _no_double_backward(ctx, *grads):
+    raise RuntimeError(
+        "grukit's cpu backend computes first-order gradients only; for higher-order gradients "
+        "use grukit.GRU(..., backend='reference')"
+    )
+
+
+gru_layer_backward.register_autograd(_no_double_backward, setup_context=lambda ctx, i, o: None)
+
+
+def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths):
+    params = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
+    save = torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in params)
+    out, h_n, _ = gru_layer_forward(
+        x.contiguous(), h0.contiguous(), weight_ih.contiguous(), weight_hh.contiguous(),
+        bias_ih, bias_hh, lengths, reset_after, reverse, save,
+    )
+    return out, h_n
+
+
+def _check(request: Request) -> str | None:
+    if request.device.type != "cpu":
+        return f"runs on CPU tensors only, got device {request.device}"
+    if request.dtype not in _DTYPES:
+        return f"supports float32 and float64, got {request.dtype}"
+    return kernels_available()
+
+
+_warned = False
+
+
+def _check_auto(request: Request) -> str | None:
+    global _warned
+    reason = _check(request)
+    if reason is not None and reason == kernels_available() and not _warned:
+        _warned = True
+        warnings.warn(
+            f"grukit: the fused cpu backend is unavailable, falling back to 'reference': {reason}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return reason
+
+
+BACKEND = register(
+    Backend(
+        name="cpu",
+        layer=_layer,
+        check=_check,
+        priority=20,
+        auto_check=_check_auto,
+        doc="fused Numba sequence kernels on PyTorch's BLAS; CPU, float32/float64, both formulations",
+    )
+)
