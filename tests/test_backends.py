@@ -12,18 +12,27 @@ F64 = torch.float64
 
 
 def test_registry_lists_the_builtin_backends():
-    assert set(backends.names()) >= {"reference", "torch"}
+    assert backends.names() == ["cpu", "torch", "reference"]  # priority order
     assert backends.get("reference").name == "reference"
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("reset_after", [False, True])
-def test_auto_on_cpu_runs_the_reference_and_says_so(reset_after):
-    gru = grukit.GRU(3, 4, reset_after=reset_after)
-    x = torch.randn(5, 2, 3)
+def test_auto_on_cpu_runs_the_fused_kernels_and_says_so(reset_after, dtype):
+    gru = grukit.GRU(3, 4, reset_after=reset_after, dtype=dtype)
+    x = torch.randn(5, 2, 3, dtype=dtype)
     assert gru.backend_used is None
-    assert gru.backend_for(x) == "reference"
+    assert gru.backend_for(x) == "cpu"
     gru(x)
+    assert gru.backend_used == "cpu"
+
+
+def test_auto_falls_back_to_reference_where_the_kernels_do_not_apply():
+    gru = grukit.GRU(3, 4, dtype=torch.bfloat16)
+    gru(torch.randn(5, 2, 3, dtype=torch.bfloat16))
     assert gru.backend_used == "reference"
+    with pytest.raises(backends.BackendUnavailable, match="'cpu' cannot run this input: supports float32 and float64, got torch.bfloat16"):
+        grukit.GRU(3, 4, dtype=torch.bfloat16, backend="cpu")(torch.randn(5, 2, 3, dtype=torch.bfloat16))
 
 
 def test_explicit_backend_that_cannot_run_raises_with_the_reason():
@@ -36,10 +45,11 @@ def test_explain_gives_a_reason_per_backend():
     req = backends.Request(torch.device("cpu"), torch.float32, reset_after=False, bias=True,
                            packed=False, requires_grad=True)
     reasons = backends.explain(req)
-    assert reasons["reference"] is None
+    assert reasons["reference"] is None and reasons["cpu"] is None
     assert "reset_after=True" in reasons["torch"]
     cuda_req = backends.Request(torch.device("cuda"), torch.float32, True, True, False, True)
     assert backends.select("auto", cuda_req).name == "torch"  # cuDNN where it applies
+    assert "CPU tensors only" in backends.explain(cuda_req)["cpu"]
 
 
 def test_backend_can_be_switched_on_a_module():

@@ -52,27 +52,42 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="grukit-cpu", initializer=_mkl_sequential)
 
 
-def _run_rows(kernel, N: int, *args) -> None:
+# Below this many multiply-adds per layer call, handing the rows to worker threads costs more
+# than it saves (a hand-off is ~0.1 ms); the kernel then runs on the calling thread.
+_PARALLEL_MIN_MACS = 2_000_000
+
+
+def _run_rows(kernel, T: int, N: int, H: int, *args) -> None:
     """Run ``kernel(*args, b0, b1)`` over the batch rows, split across ``torch.get_num_threads()``
-    threads. Rows never interact, so the threads need no synchronisation inside the time loop;
-    each thread's GEMMs run sequentially, so exactly one thread per core is busy."""
+    worker threads. Rows never interact, so the threads need no synchronisation inside the time
+    loop, and each worker's GEMMs run sequentially: one busy thread per core, no nested pool."""
     chunks = max(1, min(torch.get_num_threads(), N))
+    if chunks == 1 or T * N * 3 * H * H < _PARALLEL_MIN_MACS:
+        kernel(*args, 0, N)
+        return
     bounds = [(i * N // chunks, (i + 1) * N // chunks) for i in range(chunks)]
     futures = [_pool(chunks).submit(kernel, *args, b0, b1) for b0, b1 in bounds]
     for future in futures:
         future.result()
 
 
-@functools.lru_cache(maxsize=None)
+_UNKNOWN = object()
+_availability: object = _UNKNOWN  # None once the kernels loaded, else the reason they did not
+
+
 def kernels_available() -> str | None:
-    """None if the Numba kernels import (and compile lazily); otherwise the reason they cannot."""
-    try:
-        _kernels()
-    except ImportError as exc:
-        return f"Numba is not installed ({exc}); pip install numba"
-    except Exception as exc:  # a failed BLAS binding or compilation, reported not raised
-        return f"the Numba kernels could not be loaded: {type(exc).__name__}: {exc}"
-    return None
+    """None if the Numba kernels load (they compile lazily, cached on disk); else why not.
+    (A plain module global rather than ``lru_cache``, so ``torch.compile`` traces it cleanly.)"""
+    global _availability
+    if _availability is _UNKNOWN:
+        try:
+            _kernels()
+            _availability = None
+        except ImportError as exc:
+            _availability = f"Numba is not installed ({exc}); pip install numba"
+        except Exception as exc:  # a failed BLAS binding or compilation: reported, not raised
+            _availability = f"the Numba kernels could not be loaded: {type(exc).__name__}: {exc}"
+    return _availability  # type: ignore[return-value]
 
 
 def _ws_width(H: int, reset_after: bool) -> int:
@@ -110,13 +125,15 @@ def gru_layer_forward(
     b_hh = bias_hh.contiguous() if bias_hh is not None else x.new_zeros(3 * H)  # (3H,)
     h = h0.clone(memory_format=torch.contiguous_format)  # (N, H), becomes h_n
     out = x.new_empty(T, N, H)  # (T, N, H)
-    ws = x.new_empty(T, N, _ws_width(H, reset_after)) if save else x.new_empty(0, 0, 0)
-    gh, rh, ghn = x.new_zeros(N, 3 * H), x.new_zeros(N, H), x.new_zeros(N, H)  # scratch
+    K = _ws_width(H, reset_after)
+    ws = x.new_empty(T, N, K) if save else x.new_empty(0, 0, 0)
+    scratch = x.new_empty(N, K)  # per-row gate values when nothing is saved
+    gh, rh, ghn = x.new_zeros(N, 3 * H), x.new_zeros(N, H), x.new_zeros(N, H)
     _run_rows(
-        _kernels().forward, N,
+        _kernels().forward, T, N, H,
         gi.numpy(), h.numpy(), weight_hh.detach().contiguous().numpy(), b_hh.detach().numpy(),
         _lengths_or_full(lengths, T, N).numpy(), reverse, reset_after, save, out.numpy(),
-        ws.numpy(), gh.numpy(), rh.numpy(), ghn.numpy(),
+        ws.numpy(), scratch.numpy(), gh.numpy(), rh.numpy(), ghn.numpy(),
     )
     return out, h, ws
 
@@ -148,7 +165,7 @@ def gru_layer_backward(
     dgi = x.new_empty(T, N, 3 * H)  # (T, N, 3H)
     dgh = x.new_empty(T, N, 3 * H) if reset_after else x.new_empty(0, 0, 0)
     _run_rows(
-        _kernels().backward, N,
+        _kernels().backward, T, N, H,
         grad_out.contiguous().numpy(), dh.numpy(), weight_hh.detach().contiguous().numpy(),
         _lengths_or_full(lengths, T, N).numpy(), reverse, reset_after, ws.numpy(), dgi.numpy(),
         dgh.numpy(), x.new_zeros(N, H).numpy(), x.new_zeros(N, H).numpy(),
@@ -210,7 +227,9 @@ def _no_double_backward(ctx, *grads):
     )
 
 
-gru_layer_backward.register_autograd(_no_double_backward, setup_context=lambda ctx, i, o: None)
+gru_layer_backward.register_autograd(
+    _no_double_backward, setup_context=lambda ctx, inputs, output: None
+)
 
 
 def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths):

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -40,6 +38,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from grukit._io import atomic_write, atomic_write_text
     from grukit.cli.main import UserError
     from grukit.demos import adding
 
@@ -82,19 +81,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print("\n".join(adding.verdicts(results)))
     plot_path, json_path = out / "adding.png", out / "adding.json"
-    _atomic(plot_path, lambda tmp: adding.plot(results, tmp))
-    _atomic(json_path, lambda tmp: Path(tmp).write_text(json.dumps(adding.summary(cfg, results), indent=2)))
+    atomic_write(plot_path, lambda tmp: adding.plot(results, tmp))
+    atomic_write_text(json_path, json.dumps(adding.summary(cfg, results), indent=2))
     print(f"\nLearning curves: {plot_path}\nResults: {json_path}")
     return 0
-
-
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,0 +1,157 @@
+"""The implementations ``grukit bench`` compares. Each provider builds, for one case, formulation
+and mode, a zero-argument callable that runs one forward pass (inference) or one forward and
+backward pass (training). Shapes: T steps, N batch, I inputs, H hidden."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from grukit.bench.cases import Case
+
+Run = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    build: Callable[[Case, bool, str], Run]  # (case, reset_after, mode) -> run
+    supports: Callable[[Case, bool, str], str | None]  # None, or why not
+    missing: Callable[[], str | None] = lambda: None  # None, or the missing package
+
+
+def _dtype(case: Case) -> torch.dtype:
+    return getattr(torch, case.dtype)
+
+
+def _torch_run(model: torch.nn.Module, case: Case, mode: str) -> Run:
+    x = torch.randn(case.T, case.N, case.I, dtype=_dtype(case))  # (T, N, I)
+    if mode == "inference":
+        def run():
+            with torch.inference_mode():
+                return model(x)
+        return run
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        out, h_n = model(x)
+        out.sum().backward()
+    return run
+
+
+def _grukit(backend: str) -> Provider:
+    def build(case: Case, reset_after: bool, mode: str) -> Run:
+        import grukit
+
+        model = grukit.GRU(case.I, case.H, case.layers, bidirectional=case.bidirectional,
+                           dtype=_dtype(case), reset_after=reset_after, backend=backend)
+        return _torch_run(model, case, mode)
+
+    def supports(case: Case, reset_after: bool, mode: str) -> str | None:
+        from grukit import backends
+
+        request = backends.Request(torch.device("cpu"), _dtype(case), reset_after, True, False,
+                                   mode == "training")
+        return backends.get(backend).check(request)
+
+    return Provider(f"grukit-{backend}", build, supports)
+
+
+def _torch_build(case: Case, reset_after: bool, mode: str) -> Run:
+    model = torch.nn.GRU(case.I, case.H, case.layers, bidirectional=case.bidirectional,
+                         dtype=_dtype(case))
+    return _torch_run(model, case, mode)
+
+
+def _torch_supports(case: Case, reset_after: bool, mode: str) -> str | None:
+    return None if reset_after else "torch.nn.GRU has only the reset-after formulation"
+
+
+def _ort_missing() -> str | None:
+    for module in ("onnx", "onnxruntime"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (pip install 'grukit[bench]')"
+    return None
+
+
+def _ort_supports(case: Case, reset_after: bool, mode: str) -> str | None:
+    if mode != "inference":
+        return "ONNX Runtime has no GRU training"
+    if case.dtype != "float32":
+        return "ONNX Runtime's CPU GRU kernel is float32 only"
+    return None
+
+
+def onnx_gru_model(case: Case, linear_before_reset: int, seed: int = 0):
+    """A standard ONNX graph of ``case.layers`` GRU nodes with random weights: X (T, N, I) ->
+    Y (T, N, D*H)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    D, H = case.directions, case.H
+    bound = 1 / np.sqrt(H)
+    nodes, inits = [], []
+    x = "X"
+    for layer in range(case.layers):
+        inputs = case.I if layer == 0 else D * H
+        for name, shape in (("W", (D, 3 * H, inputs)), ("R", (D, 3 * H, H)), ("B", (D, 6 * H))):
+            value = rng.uniform(-bound, bound, shape).astype(np.float32)
+            inits.append(numpy_helper.from_array(value, f"{name}{layer}"))
+        direction = "bidirectional" if case.bidirectional else "forward"
+        nodes.append(helper.make_node(
+            "GRU", [x, f"W{layer}", f"R{layer}", f"B{layer}"], [f"Y{layer}"], hidden_size=H,
+            direction=direction, linear_before_reset=linear_before_reset,
+        ))  # Y: (T, D, N, H)
+        nodes.append(helper.make_node("Transpose", [f"Y{layer}"], [f"Yt{layer}"], perm=[0, 2, 1, 3]))
+        inits.append(numpy_helper.from_array(np.array([0, 0, D * H], dtype=np.int64), f"shape{layer}"))
+        x = f"out{layer}"
+        nodes.append(helper.make_node("Reshape", [f"Yt{layer}", f"shape{layer}"], [x]))  # (T, N, D*H)
+    graph = helper.make_graph(
+        nodes, "gru",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["T", "N", case.I])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["T", "N", D * H])],
+        initializer=inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+def _ort(linear_before_reset: int) -> Provider:
+    def build(case: Case, reset_after: bool, mode: str) -> Run:
+        import numpy as np
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        # a spinning pool steals the cores PyTorch's OpenMP pool uses (baselines.md: 100x slowdowns)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        model = onnx_gru_model(case, linear_before_reset)
+        session = ort.InferenceSession(model.SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+        feed = {"X": np.random.default_rng(1).standard_normal((case.T, case.N, case.I), dtype=np.float32)}
+        return lambda: session.run(None, feed)
+
+    def supports(case: Case, reset_after: bool, mode: str) -> str | None:
+        if reset_after != bool(linear_before_reset):
+            return f"linear_before_reset={linear_before_reset} is the other formulation"
+        return _ort_supports(case, reset_after, mode)
+
+    return Provider(f"ort-lbr{linear_before_reset}", build, supports, _ort_missing)
+
+
+PROVIDERS = {
+    p.name: p
+    for p in (
+        _grukit("cpu"),
+        _grukit("reference"),
+        Provider("torch", _torch_build, _torch_supports),
+        _ort(1),
+        _ort(0),
+    )
+}
+DEFAULT = ["grukit-cpu", "torch", "ort-lbr1", "ort-lbr0"]

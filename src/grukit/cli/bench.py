@@ -1,0 +1,83 @@
+"""``grukit bench``: GRU speed side by side with torch.nn.GRU and ONNX Runtime.
+
+Providers run interleaved round by round in one process (ONNX Runtime with spinning disabled);
+the table shows medians, spread ((max - min) / median), GFLOP/s, the share of this machine's
+measured float32 matrix-product peak, and speed-ups over torch.nn.GRU and ONNX Runtime.
+Results, the machine, versions and thread counts go to --out as bench.csv and bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    from grukit.bench.cases import FORMULATIONS, GRIDS, MODES
+    from grukit.bench.providers import DEFAULT, PROVIDERS
+
+    p = sub.add_parser("bench", help="benchmark grukit against torch.nn.GRU and ONNX Runtime",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--grid", choices=sorted(GRIDS), default="standard",
+                   help="named grid of cases (default: %(default)s)")
+    p.add_argument("--case", action="append", default=[], metavar="N,T,I,H[,L][,bi]",
+                   help="a case instead of the grid (repeatable), e.g. 8,500,64,128 or 4,50,32,64,2,bi")
+    p.add_argument("--providers", nargs="+", choices=sorted(PROVIDERS), default=DEFAULT,
+                   help=f"default: {' '.join(DEFAULT)}")
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    p.add_argument("--formulations", nargs="+", choices=list(FORMULATIONS),
+                   default=list(FORMULATIONS), help="after = reset_after=True (PyTorch), before = the spec")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: %(default)s)")
+    p.add_argument("--memory", action="store_true",
+                   help="also measure training peak memory, each in a fresh process (slower)")
+    p.add_argument("--out", default="bench-results", help="folder for bench.csv / bench.json")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from grukit._io import atomic_write_text
+    from grukit.bench import report, runner
+    from grukit.bench.cases import GRIDS, parse_case
+    from grukit.bench.providers import PROVIDERS
+    from grukit.cli.main import UserError
+
+    if args.rounds < 1:
+        raise UserError(f"--rounds must be at least 1, got {args.rounds}")
+    try:
+        cases = [parse_case(c) for c in args.case] or GRIDS[args.grid]
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    cases = [replace(c, dtype=args.dtype) for c in cases]
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output folder {out}: {exc.strerror}") from None
+    for name in args.providers:
+        missing = PROVIDERS[name].missing()
+        if missing:
+            print(f"skipping {name}: {missing}", file=sys.stderr)
+
+    peak = runner.matmul_peak()
+    env = report.environment(peak)
+    print(f"{env['cpu']}, {env['cores']} cores, torch {env['versions']['torch']} "
+          f"({env['torch_threads']} threads), onnxruntime {env['versions']['onnxruntime']}, "
+          f"numba {env['versions']['numba']}; fp32 matmul peak {peak:.0f} GFLOP/s", flush=True)
+
+    def progress(r):
+        if r.skipped is None:
+            print(f"  {r.case.label:<24} {r.formulation:<6} {r.mode:<9} {r.provider:<16} "
+                  f"{r.median * 1e3:9.2f} ms", file=sys.stderr, flush=True)
+
+    results = runner.run_grid(cases, args.providers, args.modes, args.formulations,
+                              rounds=args.rounds, memory=args.memory, on_result=progress)
+    print(report.table(results, peak))
+    command = "grukit " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("grukit") else "grukit bench"
+    atomic_write_text(out / "bench.csv", report.to_csv(results))
+    atomic_write_text(out / "bench.json", report.to_json(results, env, command))
+    print(f"\nwrote {out / 'bench.csv'} and {out / 'bench.json'}")
+    return 0

@@ -1,0 +1,141 @@
+"""The fused cpu backend beyond the conformance suite: what it stores, what autograd, compile and
+export see, its fallback rules, and its behaviour beside other torch work and thread counts."""
+
+import warnings
+
+import pytest
+import torch
+
+import grukit
+from grukit import backends
+from grukit.backends import cpu
+
+F64 = torch.float64
+
+
+def _weights(I=3, H=4, dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(*s, generator=g, dtype=dtype) * 0.5 for s in ((3 * H, I), (3 * H, H), (3 * H,), (3 * H,))]
+
+
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_inference_stores_nothing_for_backward(reset_after):
+    w_ih, w_hh, b_ih, b_hh = _weights()
+    x, h0 = torch.randn(5, 2, 3), torch.zeros(2, 4)
+    out, h_n, ws = torch.ops.grukit.gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, None, reset_after, False, False)
+    assert ws.numel() == 0
+    out2, _, ws2 = torch.ops.grukit.gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, None, reset_after, False, True)
+    assert ws2.shape == (5, 2, 5 * 4 if reset_after else 4 * 4)  # r, z, n, h_prev (+ W_hn h + b_hn)
+    assert torch.equal(out, out2)
+
+
+def test_module_saves_only_when_a_gradient_is_needed(monkeypatch):
+    seen = []
+    real = cpu.gru_layer_forward
+
+    def spy(*args):
+        seen.append(args[-1])  # the `save` flag
+        return real(*args)
+
+    monkeypatch.setattr(cpu, "gru_layer_forward", spy)
+    gru = grukit.GRU(3, 4, 2)
+    x = torch.randn(5, 2, 3)
+    with torch.no_grad():
+        gru(x)
+    with torch.inference_mode():
+        gru(x)
+    assert seen == [False] * 4
+    gru(x)
+    assert seen[4:] == [True, True]
+    gru.requires_grad_(False)
+    gru(x)  # nothing requires grad
+    assert seen[6:] == [False, False]
+
+
+def test_second_order_gradient_raises_clearly():
+    gru = grukit.GRU(3, 4, dtype=F64)
+    x = torch.randn(5, 2, 3, dtype=F64, requires_grad=True)
+    out, _ = gru(x)
+    (g,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="first-order gradients only.*backend='reference'"):
+        torch.autograd.grad(g.sum(), x)
+
+
+def test_reference_backend_gives_second_order_gradients():
+    gru = grukit.GRU(3, 4, dtype=F64, backend="reference")
+    x = torch.randn(5, 2, 3, dtype=F64, requires_grad=True)
+    (g,) = torch.autograd.grad(gru(x)[0].sum(), x, create_graph=True)
+    torch.autograd.grad(g.sum(), x)
+
+
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_torch_compile_sees_one_op_and_matches(reset_after):
+    gru = grukit.GRU(3, 4, 2, bidirectional=True, reset_after=reset_after)
+    x = torch.randn(6, 2, 3)
+    expected = gru(x)
+    compiled = torch.compile(gru, backend="aot_eager", fullgraph=True)
+    got = compiled(x)
+    torch.testing.assert_close(got[0], expected[0])
+    torch.testing.assert_close(got[1], expected[1])
+    got[0].sum().backward()  # the registered backward runs under compile too
+    assert gru.weight_hh_l0.grad is not None
+
+
+def test_torch_export_contains_the_custom_op():
+    gru = grukit.GRU(3, 4, reset_after=True).eval()
+    x = torch.randn(6, 2, 3)
+    exported = torch.export.export(gru, (x,))
+    targets = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
+    assert "grukit.gru_layer_forward.default" in targets
+    torch.testing.assert_close(exported.module()(x)[0], gru(x)[0])
+
+
+def test_unavailable_kernels_fall_back_with_one_warning_and_explicit_raises(monkeypatch):
+    monkeypatch.setattr(cpu, "kernels_available", lambda: "Numba is not installed (test)")
+    monkeypatch.setattr(cpu, "_warned", False)
+    gru = grukit.GRU(3, 4)
+    x = torch.randn(5, 2, 3)
+    with pytest.warns(RuntimeWarning, match="fused cpu backend is unavailable, falling back to 'reference': Numba is not installed"):
+        gru(x)
+    assert gru.backend_used == "reference"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gru(x)  # only once
+    with pytest.raises(backends.BackendUnavailable, match="'cpu' cannot run this input: Numba is not installed"):
+        grukit.GRU(3, 4, backend="cpu")(x)
+
+
+def test_interleaved_with_ordinary_torch_work():
+    """Kernels, torch matrix products and torch.nn.GRU in turns, in one process and both thread
+    settings, give the same numbers as each alone (timings are the benchmark's job)."""
+    gru = grukit.GRU(16, 32, 2, bidirectional=True, reset_after=True)
+    ref = torch.nn.GRU(16, 32, 2, bidirectional=True)
+    ref.load_state_dict(gru.state_dict())
+    x = torch.randn(40, 24, 16)  # large enough for the multi-threaded path
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    expected_mm = a @ b
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, threads):
+            torch.set_num_threads(n)
+            for _ in range(3):
+                out, _ = gru(x)
+                torch.testing.assert_close(a @ b, expected_mm)
+                torch.testing.assert_close(out, ref(x)[0], rtol=1e-4, atol=1e-5)
+                out.sum().backward()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_thread_count_does_not_change_results_beyond_rounding():
+    gru = grukit.GRU(8, 64, dtype=F64)
+    x = torch.randn(50, 32, 8, dtype=F64)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = gru(x)[0]
+        torch.set_num_threads(max(2, threads))
+        many = gru(x)[0]
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(one, many, rtol=1e-12, atol=1e-13)
