@@ -139,3 +139,34 @@ def test_thread_count_does_not_change_results_beyond_rounding():
     finally:
         torch.set_num_threads(threads)
     torch.testing.assert_close(one, many, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("split", ["none", "rows", "features"])
+def test_every_thread_split_matches_the_reference(split, monkeypatch):
+    """The plan picks a split by size; force each one on a small case, with padding, both
+    directions, both formulations, float64, outputs and all gradients."""
+    from torch.nn.utils.rnn import pack_sequence
+
+    from grukit.backends import _cpu_launch
+
+    monkeypatch.setenv("GRUKIT_CPU_SPLIT", split)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        plan = _cpu_launch.plan(9, 6, 40, 8)
+        assert (len(plan.rows) - 1, plan.parties) == {"none": (1, 1), "rows": (2, 1), "features": (1, 2)}[split]
+        for reset_after in (False, True):
+            ref = grukit.GRU(3, 40, 2, bidirectional=True, dtype=F64, reset_after=reset_after, backend="reference")
+            fused = grukit.GRU(3, 40, 2, bidirectional=True, dtype=F64, reset_after=reset_after, backend="cpu")
+            fused.load_state_dict(ref.state_dict())
+            seqs = [torch.randn(n, 3, dtype=F64) for n in (7, 9, 1, 8, 5, 9)]
+            hx = torch.randn(4, 6, 40, dtype=F64)
+            results = []
+            for m in (ref, fused):
+                out, h_n = m(pack_sequence(seqs, enforce_sorted=False), hx)
+                loss = (out.data ** 2).sum() + (h_n ** 3).sum()
+                results.append([out.data, h_n, *torch.autograd.grad(loss, list(m.parameters()))])
+            for a, b in zip(*results):
+                torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+    finally:
+        torch.set_num_threads(threads)

@@ -3,13 +3,23 @@
 Shapes: T steps, N batch, H hidden. Arrays are C-contiguous float32 or float64 (one dtype per
 call). ``lengths`` (N,) int64: row ``b`` is active at step ``t`` iff ``t < lengths[b]``; an
 inactive row keeps its state, gets a zero output, and passes its gradient through untouched (the
-contract of ``grukit.functional.gru_layer``). Batch rows never interact, so each kernel takes a
-row range ``b0:b1`` and disjoint ranges run on separate threads (``cpu._run_rows``).
+contract of ``grukit.functional.gru_layer``).
 
-Per active row and step the elementwise pass writes ``r, z, n, h_prev`` and, for
-``reset_after``, ``hn = W_hn h_prev + b_hn`` into ``dst`` (K = 5H, else 4H): the step's slice of
-the workspace ``ws`` (T, N, K) when training, a per-row scratch otherwise, so the inner loops have
-no branches and vectorise.
+**Threads.** Each call handles a block of batch rows ``b0:b1`` and of hidden features ``j0:j1``.
+Rows never interact, so row blocks run independently. Feature blocks of the same rows meet once
+or twice per step at a spin barrier (``_sync.barrier``, ``parties`` threads): each computes the
+gates of its own features from the whole previous state. Every thread then streams only its own
+share of ``W_hh``, which on a small batch is what decides the speed (a share can stay in its
+core's cache). For this, the 3H gate rows of ``W_ih``, ``W_hh``, the biases, and so ``gi``,
+``gh``, ``dgi``, ``dgh`` are *permuted*: the block of features ``j0:j1`` owns the contiguous
+gate rows ``3*j0 : 3*j1``, ordered r, z, n (identity when there is one block). States, outputs,
+the saved workspace and the columns of ``W_hh`` keep the natural order, so a workspace written
+with one partition is read back with any other. ``bounds`` (G+1,) lists the feature blocks.
+
+Per active row and step the elementwise pass saves ``r, z, n, h_prev`` and, for ``reset_after``,
+``hn = W_hn h_prev + b_hn`` (kw = 5 values per feature, else 4): into the workspace ``ws``
+(T, N, kw, H) when training, into a per-row scratch (N, kw, H) otherwise, so the inner loops
+have no branches and vectorise.
 
 Activations: float64 kernels call libm (exact); float32 kernels use a rational tanh (clamped
 odd/even polynomial ratio, the form Eigen uses; at most 2.6e-7 from tanh, ~2 float32 ulps, computed
@@ -29,6 +39,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from grukit.backends import _blas
+from grukit.backends._sync import barrier
 
 _blas.load()
 _vp = types.voidptr
@@ -126,111 +137,119 @@ def _act_sigmoid(x):
     return lambda x: 1.0 / (1.0 + math.exp(-x))
 
 
-# -- elementwise passes, one row (H features) at a time -----------------------------------------
+# -- elementwise passes, one row of one feature block at a time (H = the block's width) ----------
+# ``sv`` is the row's saved values, (kw, H) viewed as kw vectors: sr, sz, sn, shp[, shn].
 
 
 @njit(**_INLINE)
-def _row_gates(gi, gh, b_hh, h, dst, H):
-    """r and z of one row, and h_prev, into ``dst``."""
+def _row_gates(gi, gh, b_hh, h_prev, sr, sz, shp, H):
+    """r and z of one row, and h_prev."""
     for j in range(H):
-        dst[j] = act_sigmoid(gi[j] + gh[j] + b_hh[j])
-        dst[H + j] = act_sigmoid(gi[H + j] + gh[H + j] + b_hh[H + j])
-        dst[3 * H + j] = h[j]
+        sr[j] = act_sigmoid(gi[j] + gh[j] + b_hh[j])
+        sz[j] = act_sigmoid(gi[H + j] + gh[H + j] + b_hh[H + j])
+        shp[j] = h_prev[j]
 
 
 @njit(**_INLINE)
-def _row_after(gi, gh, b_hh, h, out, dst, H):
+def _row_state(sz, sn, shp, h_next, out, H):
+    """``h = (1 - z) * n + z * h_prev``."""
+    for j in range(H):
+        z = sz[j]
+        hv = (1.0 - z) * sn[j] + z * shp[j]
+        out[j] = hv
+        h_next[j] = hv
+
+
+@njit(**_INLINE)
+def _row_after(gi, gh, b_hh, h_prev, h_next, out, sr, sz, sn, shp, shn, H):
     """reset_after=True: gate values, then the new state, of one row. (Short loops touching few
     arrays each, so LLVM's runtime alias checks stay within its limits and all vectorise.)"""
-    _row_gates(gi, gh, b_hh, h, dst, H)
+    _row_gates(gi, gh, b_hh, h_prev, sr, sz, shp, H)
     for j in range(H):
         hn = gh[2 * H + j] + b_hh[2 * H + j]
-        dst[4 * H + j] = hn
-        dst[2 * H + j] = act_tanh(gi[2 * H + j] + dst[j] * hn)
-    _row_state(dst, h, out, H)
+        shn[j] = hn
+        sn[j] = act_tanh(gi[2 * H + j] + sr[j] * hn)
+    _row_state(sz, sn, shp, h_next, out, H)
 
 
 @njit(**_INLINE)
-def _row_state(dst, h, out, H):
-    """``h = (1 - z) * n + z * h_prev`` from the row's saved gate values."""
-    for j in range(H):
-        z, n, hp = dst[H + j], dst[2 * H + j], dst[3 * H + j]
-        hv = (1.0 - z) * n + z * hp
-        out[j] = hv
-        h[j] = hv
-
-
-@njit(**_INLINE)
-def _row_before_gates(gi, gh, b_hh, h, rh, dst, H):
-    """reset_after=False, first half: r, z, and r * h_prev for the W_hn product."""
-    _row_gates(gi, gh, b_hh, h, dst, H)
-    for j in range(H):
-        rh[j] = dst[j] * h[j]
-
-
-@njit(**_INLINE)
-def _row_before_state(gi, ghn, b_hh, h, out, dst, H):
+def _row_before_state(gi, ghn, b_hh, h_next, out, sz, sn, shp, H):
     """reset_after=False, second half: n, then the new state."""
     for j in range(H):
-        dst[2 * H + j] = act_tanh(gi[2 * H + j] + ghn[j] + b_hh[2 * H + j])
-    _row_state(dst, h, out, H)
-
-
-@njit(**_INLINE)
-def _inactive(out, ws, t, b, save):
-    """A row past its length: zero output, and zero saved values (the backward's weight-gradient
-    products read every row, and 0 * uninitialised memory could be NaN)."""
-    out[t, b, :] = 0.0
-    if save:
-        ws[t, b, :] = 0.0
+        sn[j] = act_tanh(gi[2 * H + j] + ghn[j] + b_hh[2 * H + j])
+    _row_state(sz, sn, shp, h_next, out, H)
 
 
 @njit(**_JIT)
-def forward(gi, h, w_hh, b_hh, lengths, reverse, reset_after, save, out, ws, scratch, gh, rh, ghn,
-            b0, b1):
-    """Run the recurrence over rows ``b0:b1``. ``gi`` (T, N, 3H): input projections including
-    ``b_ih``; ``h`` (N, H): initial state, overwritten with the final one; ``out`` (T, N, H);
-    ``ws`` (T, N, K) written only if ``save``. Scratch: ``scratch`` (N, K), ``gh`` (N, 3H),
-    ``rh`` and ``ghn`` (N, H)."""
+def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratch, gh, rh, ghn,
+            b0, b1, j0, j1, sync, parties):
+    """The recurrence for rows ``b0:b1`` and features ``j0:j1``. ``gi`` (T, N, 3H): input
+    projections with ``b_ih`` (permuted gate rows); ``hbuf`` (2, N, H): ``hbuf[0]`` the initial
+    state; after T steps ``hbuf[T % 2]`` is the final one. ``w`` (3H, H), ``b`` (3H,): ``W_hh``
+    and ``b_hh`` with permuted rows. ``out`` (T, N, H); ``ws`` (T, N, kw, H) written only if
+    ``save``. Scratch: ``scratch`` (N, kw, H), ``gh`` (N, 3H), ``rh`` and ``ghn`` (N, H)."""
     T = gi.shape[0]
-    H = h.shape[1]
-    w_rz, w_n = w_hh[: 2 * H], w_hh[2 * H :]
+    hk = j1 - j0
+    g0 = 3 * j0
+    wk, bk = w[g0 : g0 + 3 * hk], b[g0 : g0 + 3 * hk]  # this block's gate rows
+    cur = 0
     for s in range(T):
         t = T - 1 - s if reverse else s
+        hp, hn = hbuf[cur], hbuf[1 - cur]
         if reset_after:
-            mm_nt(h[b0:b1], w_hh, gh[b0:b1], 0.0)  # (n, 3H) = h W_hh^T
-            for b in range(b0, b1):
-                if t >= lengths[b]:
-                    _inactive(out, ws, t, b, save)
-                    continue
-                dst = ws[t, b] if save else scratch[b]
-                _row_after(gi[t, b], gh[b], b_hh, h[b], out[t, b], dst, H)
+            mm_nt(hp[b0:b1], wk, gh[b0:b1, g0 : g0 + 3 * hk], 0.0)  # (n, 3hk) = h W_hh^T
         else:
-            mm_nt(h[b0:b1], w_rz, gh[b0:b1, : 2 * H], 0.0)  # (n, 2H) = h [W_hr; W_hz]^T
+            mm_nt(hp[b0:b1], wk[: 2 * hk], gh[b0:b1, g0 : g0 + 2 * hk], 0.0)  # (n, 2hk): r, z
+        for b in range(b0, b1):
+            sv = ws[t, b] if save else scratch[b]  # (kw, H)
+            if t >= lengths[b]:
+                _inactive(out[t, b, j0:j1], hp[b, j0:j1], hn[b, j0:j1], rh[b, j0:j1], sv[:, j0:j1], save)
+            elif reset_after:
+                _row_after(gi[t, b, g0 : g0 + 3 * hk], gh[b, g0 : g0 + 3 * hk], bk, hp[b, j0:j1],
+                           hn[b, j0:j1], out[t, b, j0:j1], sv[0, j0:j1], sv[1, j0:j1],
+                           sv[2, j0:j1], sv[3, j0:j1], sv[4, j0:j1], hk)
+            else:
+                sr, hpb, rhb = sv[0, j0:j1], hp[b, j0:j1], rh[b, j0:j1]
+                _row_gates(gi[t, b, g0 : g0 + 3 * hk], gh[b, g0 : g0 + 3 * hk], bk, hpb, sr,
+                           sv[1, j0:j1], sv[3, j0:j1], hk)
+                for j in range(hk):
+                    rhb[j] = sr[j] * hpb[j]
+        if not reset_after:
+            barrier(sync, parties)  # every block's r * h_prev is in place
+            mm_nt(rh[b0:b1], wk[2 * hk :], ghn[b0:b1, j0:j1], 0.0)  # (n, hk) = (r*h) W_hn^T
             for b in range(b0, b1):
                 if t < lengths[b]:
-                    dst = ws[t, b] if save else scratch[b]
-                    _row_before_gates(gi[t, b], gh[b], b_hh, h[b], rh[b], dst, H)
-            mm_nt(rh[b0:b1], w_n, ghn[b0:b1], 0.0)  # (n, H) = (r * h) W_hn^T
-            for b in range(b0, b1):
-                if t >= lengths[b]:
-                    _inactive(out, ws, t, b, save)
-                    continue
-                dst = ws[t, b] if save else scratch[b]
-                _row_before_state(gi[t, b], ghn[b], b_hh, h[b], out[t, b], dst, H)
+                    sv = ws[t, b] if save else scratch[b]
+                    _row_before_state(gi[t, b, g0 : g0 + 3 * hk], ghn[b, j0:j1], bk,
+                                      hn[b, j0:j1], out[t, b, j0:j1], sv[1, j0:j1],
+                                      sv[2, j0:j1], sv[3, j0:j1], hk)
+        barrier(sync, parties)  # the new state is complete before anyone reads it
+        cur = 1 - cur
+
+
+@njit(**_INLINE)
+def _inactive(out, hp, hn, rh, sv, save):
+    """A row past its length: its state carries over; its output, its r * h and its saved values
+    are zero (the backward's weight-gradient products read every row, and 0 * uninitialised
+    memory may be NaN)."""
+    out[:] = 0.0
+    hn[:] = hp
+    rh[:] = 0.0
+    if save:
+        sv[:, :] = 0.0
 
 
 # -- backward -----------------------------------------------------------------------------------
 
 
 @njit(**_INLINE)
-def _grad_row_after(dout, dh, w, dgi, dgh, dhd, H):
+def _grad_row_after(dout, dh, sr, sz, sn, shp, shn, dgi, dgh, dhd, H):
     for j in range(H):
         g = dh[j] + dout[j]
-        r, z, n, hp, hn = w[j], w[H + j], w[2 * H + j], w[3 * H + j], w[4 * H + j]
+        r, z, n = sr[j], sz[j], sn[j]
         dnp = g * (1.0 - z) * (1.0 - n * n)  # dL/d(tanh argument)
-        dzp = g * (hp - n) * z * (1.0 - z)  # dL/d(update-gate pre-activation)
-        drp = dnp * hn * r * (1.0 - r)  # dL/d(reset-gate pre-activation)
+        dzp = g * (shp[j] - n) * z * (1.0 - z)  # dL/d(update-gate pre-activation)
+        drp = dnp * shn[j] * r * (1.0 - r)  # dL/d(reset-gate pre-activation)
         dgi[j] = drp
         dgi[H + j] = dzp
         dgi[2 * H + j] = dnp
@@ -241,50 +260,71 @@ def _grad_row_after(dout, dh, w, dgi, dgh, dhd, H):
 
 
 @njit(**_INLINE)
-def _grad_row_before_state(dout, dh, w, dgi, dhd, H):
+def _grad_row_before_state(dout, dh, sz, sn, shp, dgi, dhd, H):
     for j in range(H):
         g = dh[j] + dout[j]
-        z, n, hp = w[H + j], w[2 * H + j], w[3 * H + j]
-        dgi[H + j] = g * (hp - n) * z * (1.0 - z)
+        z, n = sz[j], sn[j]
+        dgi[H + j] = g * (shp[j] - n) * z * (1.0 - z)
         dgi[2 * H + j] = g * (1.0 - z) * (1.0 - n * n)
         dhd[j] = g * z
 
 
 @njit(**_INLINE)
-def _grad_row_before_gates(drh, w, dgi, dhd, H):
+def _grad_row_before_gates(drh, sr, shp, dgi, dhd, H):
     for j in range(H):
-        r, hp = w[j], w[3 * H + j]
-        dgi[j] = drh[j] * hp * r * (1.0 - r)
+        r = sr[j]
+        dgi[j] = drh[j] * shp[j] * r * (1.0 - r)
         dhd[j] += drh[j] * r
 
 
 @njit(**_JIT)
-def backward(dout, dh, w_hh, lengths, reverse, reset_after, ws, dgi, dgh, drh, dhd, b0, b1):
-    """Walk the steps backwards over rows ``b0:b1``. ``dout`` (T, N, H); ``dh`` (N, H): dL/dh_n
-    in, dL/dh0 out. Writes ``dgi`` (T, N, 3H): dL/d(input projection) per gate, zero on inactive
-    rows, and for ``reset_after`` ``dgh`` (T, N, 3H): dL/d(W_hh h_prev + b_hh). Scratch ``drh``,
-    ``dhd`` (N, H)."""
+def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dgh, drh, dhd, bounds,
+             b0, b1, j0, j1, sync, parties):
+    """Walk the steps backwards for rows ``b0:b1`` and features ``j0:j1`` (layouts as in
+    :func:`forward`). ``dout`` (T, N, H); ``dh`` (N, H): dL/dh_n in, dL/dh0 out. Writes ``dgi``
+    (T, N, 3H): dL/d(input projection), zero on inactive rows, and for ``reset_after`` ``dgh``
+    (T, N, 3H): dL/d(W_hh h_prev + b_hh), both with permuted gate rows. Scratch ``drh``, ``dhd``
+    (N, H)."""
     T = dgi.shape[0]
-    H = dh.shape[1]
-    w_rz, w_n = w_hh[: 2 * H], w_hh[2 * H :]
+    hk = j1 - j0
+    g0 = 3 * j0
     for s in range(T):
         t = s if reverse else T - 1 - s
         for b in range(b0, b1):
+            sv = ws[t, b]
             if t >= lengths[b]:
-                dgi[t, b, :] = 0.0
+                dgi[t, b, g0 : g0 + 3 * hk] = 0.0
                 if reset_after:
-                    dgh[t, b, :] = 0.0
-                dhd[b, :] = dh[b, :]
+                    dgh[t, b, g0 : g0 + 3 * hk] = 0.0
+                dhd[b, j0:j1] = dh[b, j0:j1]
             elif reset_after:
-                _grad_row_after(dout[t, b], dh[b], ws[t, b], dgi[t, b], dgh[t, b], dhd[b], H)
+                _grad_row_after(dout[t, b, j0:j1], dh[b, j0:j1], sv[0, j0:j1], sv[1, j0:j1],
+                                sv[2, j0:j1], sv[3, j0:j1], sv[4, j0:j1],
+                                dgi[t, b, g0 : g0 + 3 * hk], dgh[t, b, g0 : g0 + 3 * hk],
+                                dhd[b, j0:j1], hk)
             else:
-                _grad_row_before_state(dout[t, b], dh[b], ws[t, b], dgi[t, b], dhd[b], H)
+                _grad_row_before_state(dout[t, b, j0:j1], dh[b, j0:j1], sv[1, j0:j1],
+                                       sv[2, j0:j1], sv[3, j0:j1], dgi[t, b, g0 : g0 + 3 * hk],
+                                       dhd[b, j0:j1], hk)
+        barrier(sync, parties)  # every block's gate gradients of step t are in place
         if reset_after:
-            mm_nn(dgh[t, b0:b1], w_hh, dhd[b0:b1], 1.0)  # (n, H) += dgh W_hh
+            # (n, hk) += dgh (n, 3H) @ W_hh[:, j0:j1] (3H, hk): all gate rows, own columns
+            mm_nn(dgh[t, b0:b1], w[:, j0:j1], dhd[b0:b1, j0:j1], 1.0)
         else:
-            mm_nn(dgi[t, b0:b1, 2 * H :], w_n, drh[b0:b1], 0.0)  # (n, H) = dL/d(r * h_prev)
+            for m in range(bounds.shape[0] - 1):  # dL/d(r * h_prev) = dgi_n @ W_hn, block by block
+                m0, mk = 3 * bounds[m], bounds[m + 1] - bounds[m]
+                mm_nn(dgi[t, b0:b1, m0 + 2 * mk : m0 + 3 * mk], w[m0 + 2 * mk : m0 + 3 * mk, j0:j1],
+                      drh[b0:b1, j0:j1], 0.0 if m == 0 else 1.0)
             for b in range(b0, b1):
                 if t < lengths[b]:
-                    _grad_row_before_gates(drh[b], ws[t, b], dgi[t, b], dhd[b], H)
-            mm_nn(dgi[t, b0:b1, : 2 * H], w_rz, dhd[b0:b1], 1.0)  # (n, H) += dgi_rz [W_hr; W_hz]
-        dh[b0:b1] = dhd[b0:b1]
+                    sv = ws[t, b]
+                    _grad_row_before_gates(drh[b, j0:j1], sv[0, j0:j1], sv[3, j0:j1],
+                                           dgi[t, b, g0 : g0 + 3 * hk], dhd[b, j0:j1], hk)
+            barrier(sync, parties)  # every block's r and z gradients are in place
+            for m in range(bounds.shape[0] - 1):  # += dgi_rz @ [W_hr; W_hz]
+                m0, mk = 3 * bounds[m], bounds[m + 1] - bounds[m]
+                mm_nn(dgi[t, b0:b1, m0 : m0 + 2 * mk], w[m0 : m0 + 2 * mk, j0:j1],
+                      dhd[b0:b1, j0:j1], 1.0)
+        dh[b0:b1, j0:j1] = dhd[b0:b1, j0:j1]
+        # no closing barrier: step t-1 writes only this block's slices, while the other blocks'
+        # products still in flight read step t's

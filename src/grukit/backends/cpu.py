@@ -17,15 +17,14 @@ Both passes are registered as ``torch.library`` custom ops (``grukit::gru_layer_
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from grukit.backends import Backend, Request, register
+from grukit.backends import Backend, Request, _cpu_launch, register
 
 __all__ = ["kernels_available", "gru_layer_forward", "gru_layer_backward"]
 
@@ -39,38 +38,6 @@ def _kernels():
     return _cpu_kernels
 
 
-def _mkl_sequential() -> None:
-    """Worker-thread initialiser: this thread's MKL calls run single-threaded (thread-local)."""
-    lib = ctypes.CDLL(_kernels()._blas.load())
-    setter = getattr(lib, "mkl_set_num_threads_local_", None)  # Fortran interface: by reference
-    if setter is not None:
-        setter(ctypes.byref(ctypes.c_int(1)))
-
-
-@functools.lru_cache(maxsize=None)
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, thread_name_prefix="grukit-cpu", initializer=_mkl_sequential)
-
-
-# Below this many multiply-adds per layer call, handing the rows to worker threads costs more
-# than it saves (a hand-off is ~0.1 ms); the kernel then runs on the calling thread.
-_PARALLEL_MIN_MACS = 2_000_000
-
-
-def _run_rows(kernel, T: int, N: int, H: int, *args) -> None:
-    """Run ``kernel(*args, b0, b1)`` over the batch rows, split across ``torch.get_num_threads()``
-    worker threads. Rows never interact, so the threads need no synchronisation inside the time
-    loop, and each worker's GEMMs run sequentially: one busy thread per core, no nested pool."""
-    chunks = max(1, min(torch.get_num_threads(), N))
-    if chunks == 1 or T * N * 3 * H * H < _PARALLEL_MIN_MACS:
-        kernel(*args, 0, N)
-        return
-    bounds = [(i * N // chunks, (i + 1) * N // chunks) for i in range(chunks)]
-    futures = [_pool(chunks).submit(kernel, *args, b0, b1) for b0, b1 in bounds]
-    for future in futures:
-        future.result()
-
-
 _UNKNOWN = object()
 _availability: object = _UNKNOWN  # None once the kernels loaded, else the reason they did not
 
@@ -81,13 +48,29 @@ def kernels_available() -> str | None:
     global _availability
     if _availability is _UNKNOWN:
         try:
-            _kernels()
+            _warm_up(_kernels())
             _availability = None
         except ImportError as exc:
             _availability = f"Numba is not installed ({exc}); pip install numba"
         except Exception as exc:  # a failed BLAS binding or compilation: reported, not raised
             _availability = f"the Numba kernels could not be loaded: {type(exc).__name__}: {exc}"
     return _availability  # type: ignore[return-value]
+
+
+def _warm_up(kernels) -> None:
+    """Compile (or load from Numba's cache) every kernel specialisation on one thread, before any
+    multi-threaded launch needs it."""
+    for dtype in (np.float32, np.float64):
+        for reset_after in (False, True):
+            kw = 5 if reset_after else 4
+            z = lambda *shape: np.zeros(shape, dtype)  # noqa: E731
+            lengths, bounds, sync = np.ones(1, np.int64), np.array([0, 1]), np.zeros(16, np.int64)
+            kernels.forward(z(1, 1, 3), z(2, 1, 1), z(3, 1), z(3), lengths, False, reset_after,
+                            True, z(1, 1, 1), z(1, 1, kw, 1), z(1, kw, 1), z(1, 3), z(1, 1),
+                            z(1, 1), 0, 1, 0, 1, sync, 1)
+            kernels.backward(z(1, 1, 1), z(1, 1), z(3, 1), lengths, False, reset_after,
+                             z(1, 1, kw, 1), z(1, 1, 3), z(1, 1, 3), z(1, 1), z(1, 1), bounds,
+                             0, 1, 0, 1, sync, 1)
 
 
 def _ws_width(H: int, reset_after: bool) -> int:
@@ -116,6 +99,12 @@ def gru_layer_forward(
     """``(output (T, N, H), h_n (N, H), workspace (T, N, K) or empty)``."""
     T, N, I = x.shape
     H = weight_hh.shape[1]
+    p = _cpu_launch.plan(T, N, H, x.element_size())
+    perm = p.gate_permutation(H)  # each feature block's gate rows together
+    if perm is not None:
+        weight_ih, weight_hh = weight_ih[perm], weight_hh[perm]
+        bias_ih = bias_ih[perm] if bias_ih is not None else None
+        bias_hh = bias_hh[perm] if bias_hh is not None else None
     x2 = x.reshape(T * N, I)  # (T*N, I)
     if bias_ih is None:
         gi = torch.mm(x2, weight_ih.t())  # (T*N, 3H)
@@ -123,19 +112,20 @@ def gru_layer_forward(
         gi = torch.addmm(bias_ih, x2, weight_ih.t())  # (T*N, 3H)
     gi = gi.view(T, N, 3 * H)
     b_hh = bias_hh.contiguous() if bias_hh is not None else x.new_zeros(3 * H)  # (3H,)
-    h = h0.clone(memory_format=torch.contiguous_format)  # (N, H), becomes h_n
+    hbuf = x.new_empty(2, N, H)  # (2, N, H): the state, double-buffered
+    hbuf[0] = h0
     out = x.new_empty(T, N, H)  # (T, N, H)
-    K = _ws_width(H, reset_after)
-    ws = x.new_empty(T, N, K) if save else x.new_empty(0, 0, 0)
-    scratch = x.new_empty(N, K)  # per-row gate values when nothing is saved
+    kw = _ws_width(H, reset_after) // H
+    ws = x.new_empty(T, N, kw, H) if save else x.new_empty(0, 0, 0, 0)
+    scratch = x.new_empty(N, kw, H)  # per-row gate values when nothing is saved
     gh, rh, ghn = x.new_zeros(N, 3 * H), x.new_zeros(N, H), x.new_zeros(N, H)
-    _run_rows(
-        _kernels().forward, T, N, H,
-        gi.numpy(), h.numpy(), weight_hh.detach().contiguous().numpy(), b_hh.detach().numpy(),
+    _cpu_launch.launch(
+        _kernels().forward, p,
+        gi.numpy(), hbuf.numpy(), weight_hh.detach().contiguous().numpy(), b_hh.detach().numpy(),
         _lengths_or_full(lengths, T, N).numpy(), reverse, reset_after, save, out.numpy(),
         ws.numpy(), scratch.numpy(), gh.numpy(), rh.numpy(), ghn.numpy(),
     )
-    return out, h, ws
+    return out, hbuf[T % 2].clone(), ws.view(T, N, kw * H) if save else x.new_empty(0, 0, 0)
 
 
 @gru_layer_forward.register_fake
@@ -161,15 +151,24 @@ def gru_layer_backward(
     """``(dx, dh0, dW_ih, dW_hh, db_ih, db_hh)``."""
     T, N, I = x.shape
     H = weight_hh.shape[1]
+    p = _cpu_launch.plan(T, N, H, x.element_size())
+    perm = p.gate_permutation(H)
+    w_hh = weight_hh[perm] if perm is not None else weight_hh
     dh = grad_hn.clone(memory_format=torch.contiguous_format)  # (N, H), becomes dh0
-    dgi = x.new_empty(T, N, 3 * H)  # (T, N, 3H)
+    dgi = x.new_empty(T, N, 3 * H)  # (T, N, 3H), permuted gate rows
     dgh = x.new_empty(T, N, 3 * H) if reset_after else x.new_empty(0, 0, 0)
-    _run_rows(
-        _kernels().backward, T, N, H,
-        grad_out.contiguous().numpy(), dh.numpy(), weight_hh.detach().contiguous().numpy(),
-        _lengths_or_full(lengths, T, N).numpy(), reverse, reset_after, ws.numpy(), dgi.numpy(),
-        dgh.numpy(), x.new_zeros(N, H).numpy(), x.new_zeros(N, H).numpy(),
+    kw = _ws_width(H, reset_after) // H
+    _cpu_launch.launch(
+        _kernels().backward, p,
+        grad_out.contiguous().numpy(), dh.numpy(), w_hh.detach().contiguous().numpy(),
+        _lengths_or_full(lengths, T, N).numpy(), reverse, reset_after,
+        ws.view(T, N, kw, H).numpy(), dgi.numpy(), dgh.numpy(), x.new_zeros(N, H).numpy(),
+        x.new_zeros(N, H).numpy(), np.asarray(p.features, dtype=np.int64),
     )
+    if perm is not None:  # back to the natural gate order
+        inverse = torch.argsort(perm)
+        dgi = dgi[..., inverse]
+        dgh = dgh[..., inverse] if reset_after else dgh
     dgi2 = dgi.view(T * N, 3 * H)
     h_prev = ws[..., 3 * H : 4 * H].reshape(T * N, H)  # (T*N, H)
     dx = torch.mm(dgi2, weight_ih).view(T, N, I)  # (T, N, I)

@@ -1,0 +1,111 @@
+"""How the cpu backend spreads one layer over threads: the plan and the launch.
+
+A plan splits the batch rows into blocks (independent: no synchronisation) and the hidden
+features into blocks (which meet at a barrier once or twice per step, see ``_cpu_kernels``).
+A large ``W_hh`` splits features, so each core streams only its share of the recurrent weights;
+a large batch with a smaller ``W_hh`` splits rows; everything else runs on the calling thread,
+whose per-step GEMMs then use PyTorch's own OpenMP pool through MKL. Worker threads' MKL calls
+run sequentially, so exactly one thread per core is busy.
+
+Why the thresholds are high (measured, ``docs/performance.md``): PyTorch's OpenMP workers keep
+spinning for a while after each parallel torch op. Our threads meeting at a barrier every step
+then share the cores with a spinning thread, and a step waits whenever a partner is descheduled:
+a feature split that runs 1.8x faster in isolation ran 2-4x *slower* right after a torch op.
+Only where each step carries enough work does the split still win.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# below this many multiply-adds per layer call, threads cost more than they save
+PARALLEL_MIN_MACS = 1_000_000
+# a W_hh of at least this many bytes is split by features (H >= 418 in float32)
+FEATURE_SPLIT_MIN_BYTES = 2 * 1024 * 1024
+# rows are split only with at least this many rows per thread
+ROWS_PER_THREAD_MIN = 32
+
+
+@dataclass(frozen=True)
+class Plan:
+    rows: tuple[int, ...]  # batch block boundaries, (0, ..., N)
+    features: tuple[int, ...]  # feature block boundaries, (0, ..., H)
+
+    @property
+    def parties(self) -> int:
+        return len(self.features) - 1
+
+    def gate_permutation(self, H: int) -> torch.Tensor | None:
+        """Row order of the 3H gate rows: each feature block's r, z, n rows together."""
+        if self.parties == 1:
+            return None
+        idx = [torch.arange(g * H + j0, g * H + j1)
+               for j0, j1 in zip(self.features, self.features[1:]) for g in range(3)]
+        return torch.cat(idx)
+
+
+def plan(T: int, N: int, H: int, itemsize: int) -> Plan:
+    override = os.environ.get("GRUKIT_CPU_SPLIT")  # "rows" | "features" | "none", for measuring
+    threads = torch.get_num_threads()
+    if override == "none" or threads == 1 or (override is None and T * N * 3 * H * H < PARALLEL_MIN_MACS):
+        return Plan((0, N), (0, H))
+    weights = 3 * H * H * itemsize
+    if override is None and weights < FEATURE_SPLIT_MIN_BYTES and N < ROWS_PER_THREAD_MIN * threads:
+        return Plan((0, N), (0, H))
+    if override == "rows" or (override is None and weights < FEATURE_SPLIT_MIN_BYTES):
+        k = max(1, min(threads, N))
+        return Plan(tuple(i * N // k for i in range(k + 1)), (0, H))
+    k = max(1, min(threads, H // 8))
+    # feature blocks in multiples of 8, so every block's vector loops run full width
+    cuts = [0] + [int(round(i * H / k / 8)) * 8 for i in range(1, k)] + [H]
+    return Plan((0, N), tuple(cuts))
+
+
+def _mkl_threads_local(n: int) -> int:
+    """Set this thread's MKL thread count (0: back to the global setting); returns the old one."""
+    from grukit.backends import _blas
+
+    setter = getattr(ctypes.CDLL(_blas.load()), "mkl_set_num_threads_local_", None)
+    if setter is None:
+        return 0
+    setter.restype = ctypes.c_int
+    return setter(ctypes.byref(ctypes.c_int(n)))
+
+
+@functools.lru_cache(maxsize=None)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, thread_name_prefix="grukit-cpu",
+                              initializer=_mkl_threads_local, initargs=(1,))
+
+
+# Blocks of one call wait for each other at barriers, so all of them must run at once: calls that
+# use the pool take turns (two Python threads launching at once could otherwise deadlock).
+_LAUNCH = threading.Lock()
+
+
+def launch(kernel, p: Plan, *args) -> None:
+    """Run ``kernel(*args, b0, b1, j0, j1, sync, parties)`` for every block of plan ``p``."""
+    blocks = [(b0, b1, j0, j1) for b0, b1 in zip(p.rows, p.rows[1:])
+              for j0, j1 in zip(p.features, p.features[1:])]
+    sync = np.zeros((len(p.rows) - 1, 16), np.int64)  # one barrier per row block
+    calls = [(*args, b0, b1, j0, j1, sync[p.rows.index(b0)], p.parties) for b0, b1, j0, j1 in blocks]
+    if len(calls) == 1:
+        kernel(*calls[0])
+        return
+    with _LAUNCH:
+        futures = [_pool(len(calls) - 1).submit(kernel, *c) for c in calls[1:]]
+        previous = _mkl_threads_local(1)  # the calling thread runs the first block
+        try:
+            kernel(*calls[0])
+        finally:
+            _mkl_threads_local(previous)
+            for future in futures:
+                future.result()
