@@ -165,13 +165,12 @@ def gru_layer_backward(
         ws.view(T, N, kw, H).numpy(), dgi.numpy(), dgh.numpy(), x.new_zeros(N, H).numpy(),
         x.new_zeros(N, H).numpy(), np.asarray(p.features, dtype=np.int64),
     )
-    if perm is not None:  # back to the natural gate order
-        inverse = torch.argsort(perm)
-        dgi = dgi[..., inverse]
-        dgh = dgh[..., inverse] if reset_after else dgh
+    # weight gradients in the permuted gate order, each product once, after the loop; only the
+    # small results are put back into the natural order
+    w_ih = weight_ih[perm] if perm is not None else weight_ih
     dgi2 = dgi.view(T * N, 3 * H)
-    h_prev = ws[..., 3 * H : 4 * H].reshape(T * N, H)  # (T*N, H)
-    dx = torch.mm(dgi2, weight_ih).view(T, N, I)  # (T, N, I)
+    h_prev = ws[..., 3 * H : 4 * H].reshape(T * N, H)  # (T*N, H), natural feature order
+    dx = torch.mm(dgi2, w_ih).view(T, N, I)  # (T, N, I)
     dw_ih = torch.mm(dgi2.t(), x.reshape(T * N, I))  # (3H, I)
     db_ih = dgi2.sum(0)  # (3H,)
     if reset_after:
@@ -180,8 +179,17 @@ def gru_layer_backward(
         db_hh = dgh2.sum(0)
     else:
         rh = ws[..., :H].reshape(T * N, H) * h_prev  # (T*N, H) = r * h_prev
-        dw_hh = torch.cat([torch.mm(dgi2[:, : 2 * H].t(), h_prev), torch.mm(dgi2[:, 2 * H :].t(), rh)])
+        if perm is None:
+            rz_rows, n_rows = slice(0, 2 * H), slice(2 * H, 3 * H)  # views, no copies
+        else:
+            n_rows, rz_rows = (perm >= 2 * H).nonzero().squeeze(1), (perm < 2 * H).nonzero().squeeze(1)
+        dw_hh = x.new_empty(3 * H, H)
+        dw_hh[rz_rows] = torch.mm(dgi2[:, rz_rows].t(), h_prev)  # W_hr, W_hz act on h_prev
+        dw_hh[n_rows] = torch.mm(dgi2[:, n_rows].t(), rh)  # W_hn acts on r * h_prev
         db_hh = db_ih.clone()  # b_h* enter exactly where b_i* do
+    if perm is not None:  # back to the natural gate order
+        inverse = torch.argsort(perm)
+        dw_ih, dw_hh, db_ih, db_hh = dw_ih[inverse], dw_hh[inverse], db_ih[inverse], db_hh[inverse]
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
