@@ -243,7 +243,7 @@ def _inactive(out, hp, hn, rh, sv, save):
 
 
 @njit(**_INLINE)
-def _grad_row_after(dout, dh, sr, sz, sn, shp, shn, dgi, dgh, dhd, H):
+def _grad_row_after(dout, dh, sr, sz, sn, shp, shn, dgi, gb, dghn, dhd, H):
     for j in range(H):
         g = dh[j] + dout[j]
         r, z, n = sr[j], sz[j], sn[j]
@@ -253,9 +253,10 @@ def _grad_row_after(dout, dh, sr, sz, sn, shp, shn, dgi, dgh, dhd, H):
         dgi[j] = drp
         dgi[H + j] = dzp
         dgi[2 * H + j] = dnp
-        dgh[j] = drp
-        dgh[H + j] = dzp
-        dgh[2 * H + j] = dnp * r
+        gb[j] = drp  # dL/d(W_hh h_prev + b_hh): r and z as dgi, n scaled by r
+        gb[H + j] = dzp
+        gb[2 * H + j] = dnp * r
+        dghn[j] = dnp * r
         dhd[j] = g * z
 
 
@@ -278,13 +279,15 @@ def _grad_row_before_gates(drh, sr, shp, dgi, dhd, H):
 
 
 @njit(**_JIT)
-def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dgh, drh, dhd, bounds,
+def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, drh, dhd, bounds,
              b0, b1, j0, j1, sync, parties):
     """Walk the steps backwards for rows ``b0:b1`` and features ``j0:j1`` (layouts as in
     :func:`forward`). ``dout`` (T, N, H); ``dh`` (N, H): dL/dh_n in, dL/dh0 out. Writes ``dgi``
-    (T, N, 3H): dL/d(input projection), zero on inactive rows, and for ``reset_after`` ``dgh``
-    (T, N, 3H): dL/d(W_hh h_prev + b_hh), both with permuted gate rows. Scratch ``drh``, ``dhd``
-    (N, H)."""
+    (T, N, 3H): dL/d(input projection) with permuted gate rows, zero on inactive rows, and for
+    ``reset_after`` ``dghn`` (T, N, H): dL/d(W_hn h_prev + b_hn) (the r and z parts of the
+    recurrent gradient equal ``dgi``'s). Scratch: ``ghbuf`` (2, N, 3H), the step's full recurrent
+    gradient, double-buffered by step parity so a block may start the next step while another
+    still multiplies this one; ``drh``, ``dhd`` (N, H)."""
     T = dgi.shape[0]
     hk = j1 - j0
     g0 = 3 * j0
@@ -295,13 +298,14 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dgh, drh, dhd,
             if t >= lengths[b]:
                 dgi[t, b, g0 : g0 + 3 * hk] = 0.0
                 if reset_after:
-                    dgh[t, b, g0 : g0 + 3 * hk] = 0.0
+                    ghbuf[t % 2, b, g0 : g0 + 3 * hk] = 0.0
+                    dghn[t, b, j0:j1] = 0.0
                 dhd[b, j0:j1] = dh[b, j0:j1]
             elif reset_after:
                 _grad_row_after(dout[t, b, j0:j1], dh[b, j0:j1], sv[0, j0:j1], sv[1, j0:j1],
                                 sv[2, j0:j1], sv[3, j0:j1], sv[4, j0:j1],
-                                dgi[t, b, g0 : g0 + 3 * hk], dgh[t, b, g0 : g0 + 3 * hk],
-                                dhd[b, j0:j1], hk)
+                                dgi[t, b, g0 : g0 + 3 * hk], ghbuf[t % 2, b, g0 : g0 + 3 * hk],
+                                dghn[t, b, j0:j1], dhd[b, j0:j1], hk)
             else:
                 _grad_row_before_state(dout[t, b, j0:j1], dh[b, j0:j1], sv[1, j0:j1],
                                        sv[2, j0:j1], sv[3, j0:j1], dgi[t, b, g0 : g0 + 3 * hk],
@@ -309,7 +313,7 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dgh, drh, dhd,
         barrier(sync, parties)  # every block's gate gradients of step t are in place
         if reset_after:
             # (n, hk) += dgh (n, 3H) @ W_hh[:, j0:j1] (3H, hk): all gate rows, own columns
-            mm_nn(dgh[t, b0:b1], w[:, j0:j1], dhd[b0:b1, j0:j1], 1.0)
+            mm_nn(ghbuf[t % 2, b0:b1], w[:, j0:j1], dhd[b0:b1, j0:j1], 1.0)
         else:
             for m in range(bounds.shape[0] - 1):  # dL/d(r * h_prev) = dgi_n @ W_hn, block by block
                 m0, mk = 3 * bounds[m], bounds[m + 1] - bounds[m]

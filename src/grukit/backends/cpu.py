@@ -57,6 +57,18 @@ def kernels_available() -> str | None:
     return _availability  # type: ignore[return-value]
 
 
+def _gate_blocks(features: tuple[int, ...], H: int):
+    """Per feature block ``j0:j1``: where its r/z and n gate rows sit in the permuted order
+    (contiguous, so the products take views, not copies) and which natural rows they are."""
+    out = []
+    for j0, j1 in zip(features, features[1:]):
+        k = j1 - j0
+        rz_nat = torch.cat([torch.arange(j0, j1), torch.arange(H + j0, H + j1)])
+        out.append((slice(3 * j0, 3 * j0 + 2 * k), slice(3 * j0 + 2 * k, 3 * j1), rz_nat,
+                    slice(2 * H + j0, 2 * H + j1)))
+    return out
+
+
 def _warm_up(kernels) -> None:
     """Compile (or load from Numba's cache) every kernel specialisation on one thread, before any
     multi-threaded launch needs it."""
@@ -69,8 +81,8 @@ def _warm_up(kernels) -> None:
                             True, z(1, 1, 1), z(1, 1, kw, 1), z(1, kw, 1), z(1, 3), z(1, 1),
                             z(1, 1), 0, 1, 0, 1, sync, 1)
             kernels.backward(z(1, 1, 1), z(1, 1), z(3, 1), lengths, False, reset_after,
-                             z(1, 1, kw, 1), z(1, 1, 3), z(1, 1, 3), z(1, 1), z(1, 1), bounds,
-                             0, 1, 0, 1, sync, 1)
+                             z(1, 1, kw, 1), z(1, 1, 3), z(1, 1, 1), z(2, 1, 3), z(1, 1), z(1, 1),
+                             bounds, 0, 1, 0, 1, sync, 1)
 
 
 def _ws_width(H: int, reset_after: bool) -> int:
@@ -156,40 +168,40 @@ def gru_layer_backward(
     w_hh = weight_hh[perm] if perm is not None else weight_hh
     dh = grad_hn.clone(memory_format=torch.contiguous_format)  # (N, H), becomes dh0
     dgi = x.new_empty(T, N, 3 * H)  # (T, N, 3H), permuted gate rows
-    dgh = x.new_empty(T, N, 3 * H) if reset_after else x.new_empty(0, 0, 0)
+    dghn = x.new_empty(T, N, H) if reset_after else x.new_empty(0, 0, 0)  # (T, N, H)
     kw = _ws_width(H, reset_after) // H
     _cpu_launch.launch(
         _kernels().backward, p,
         grad_out.contiguous().numpy(), dh.numpy(), w_hh.detach().contiguous().numpy(),
         _lengths_or_full(lengths, T, N).numpy(), reverse, reset_after,
-        ws.view(T, N, kw, H).numpy(), dgi.numpy(), dgh.numpy(), x.new_zeros(N, H).numpy(),
-        x.new_zeros(N, H).numpy(), np.asarray(p.features, dtype=np.int64),
+        ws.view(T, N, kw, H).numpy(), dgi.numpy(), dghn.numpy(), x.new_zeros(2, N, 3 * H).numpy(),
+        x.new_zeros(N, H).numpy(), x.new_zeros(N, H).numpy(), np.asarray(p.features, dtype=np.int64),
     )
-    # weight gradients in the permuted gate order, each product once, after the loop; only the
-    # small results are put back into the natural order
+    # the weight gradients: one large product each, after the loop, in the permuted gate order;
+    # only the small results are put back into the natural order
     w_ih = weight_ih[perm] if perm is not None else weight_ih
     dgi2 = dgi.view(T * N, 3 * H)
-    h_prev = ws[..., 3 * H : 4 * H].reshape(T * N, H)  # (T*N, H), natural feature order
+    saved = ws.view(T * N, kw, H)
+    h_prev = saved[:, 3]  # (T*N, H), strided view of the workspace: no copy
     dx = torch.mm(dgi2, w_ih).view(T, N, I)  # (T, N, I)
     dw_ih = torch.mm(dgi2.t(), x.reshape(T * N, I))  # (3H, I)
     db_ih = dgi2.sum(0)  # (3H,)
+    dw_hh, db_hh = x.new_empty(3 * H, H), x.new_empty(3 * H)
     if reset_after:
-        dgh2 = dgh.view(T * N, 3 * H)
-        dw_hh = torch.mm(dgh2.t(), h_prev)  # (3H, H)
-        db_hh = dgh2.sum(0)
+        dghn2 = dghn.view(T * N, H)
+        dw_hh[2 * H :] = torch.mm(dghn2.t(), h_prev)  # W_hn acts on h_prev, scaled by r after
+        db_hh[2 * H :] = dghn2.sum(0)
     else:
-        rh = ws[..., :H].reshape(T * N, H) * h_prev  # (T*N, H) = r * h_prev
-        if perm is None:
-            rz_rows, n_rows = slice(0, 2 * H), slice(2 * H, 3 * H)  # views, no copies
-        else:
-            n_rows, rz_rows = (perm >= 2 * H).nonzero().squeeze(1), (perm < 2 * H).nonzero().squeeze(1)
-        dw_hh = x.new_empty(3 * H, H)
-        dw_hh[rz_rows] = torch.mm(dgi2[:, rz_rows].t(), h_prev)  # W_hr, W_hz act on h_prev
-        dw_hh[n_rows] = torch.mm(dgi2[:, n_rows].t(), rh)  # W_hn acts on r * h_prev
-        db_hh = db_ih.clone()  # b_h* enter exactly where b_i* do
+        rh = saved[:, 0] * h_prev  # (T*N, H) = r * h_prev
+    for rz, n, rz_nat, n_nat in _gate_blocks(p.features, H):
+        dw_hh[rz_nat] = torch.mm(dgi2[:, rz].t(), h_prev)  # W_hr, W_hz act on h_prev
+        db_hh[rz_nat] = db_ih[rz]  # b_hr, b_hz enter exactly where b_ir, b_iz do
+        if not reset_after:
+            dw_hh[n_nat] = torch.mm(dgi2[:, n].t(), rh)  # W_hn acts on r * h_prev
+            db_hh[n_nat] = db_ih[n]  # b_hn enters where b_in does
     if perm is not None:  # back to the natural gate order
         inverse = torch.argsort(perm)
-        dw_ih, dw_hh, db_ih, db_hh = dw_ih[inverse], dw_hh[inverse], db_ih[inverse], db_hh[inverse]
+        dw_ih, db_ih = dw_ih[inverse], db_ih[inverse]
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
