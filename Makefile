@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (see README.md):
 #   make demo   creates .venv, installs grukit with its demo extras, runs `grukit demo`
 #   make test   creates/reuses .venv, installs the test extras, runs the default test suite
+#   make bench  the speed comparison with torch.nn.GRU and ONNX Runtime (ARGS="--memory" etc.)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -8,13 +9,17 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
           $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: demo test test-slow test-all install clean
+.PHONY: demo test test-slow install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 install: $(BIN)/python
-	$(PIP) -e '.[demo,test]'
+	$(PIP) -e '.[demo,test,bench]'
+
+bench: $(BIN)/python
+	$(PIP) -e '.[bench]'
+	$(BIN)/grukit bench $(ARGS)
 
 demo: $(BIN)/python
 	$(PIP) -e '.[demo]'

@@ -48,7 +48,7 @@ def kernels_available() -> str | None:
     global _availability
     if _availability is _UNKNOWN:
         try:
-            _warm_up(_kernels())
+            _warm_up(np.float32)  # compiles (or loads from Numba's cache) and proves it works
             _availability = None
         except ImportError as exc:
             _availability = f"Numba is not installed ({exc}); pip install numba"
@@ -69,20 +69,21 @@ def _gate_blocks(features: tuple[int, ...], H: int):
     return out
 
 
-def _warm_up(kernels) -> None:
-    """Compile (or load from Numba's cache) every kernel specialisation on one thread, before any
-    multi-threaded launch needs it."""
-    for dtype in (np.float32, np.float64):
-        for reset_after in (False, True):
-            kw = 5 if reset_after else 4
-            z = lambda *shape: np.zeros(shape, dtype)  # noqa: E731
-            lengths, bounds, sync = np.ones(1, np.int64), np.array([0, 1]), np.zeros(16, np.int64)
-            kernels.forward(z(1, 1, 3), z(2, 1, 1), z(3, 1), z(3), lengths, False, reset_after,
-                            True, z(1, 1, 1), z(1, 1, kw, 1), z(1, kw, 1), z(1, 3), z(1, 1),
-                            z(1, 1), 0, 1, 0, 1, sync, 1)
-            kernels.backward(z(1, 1, 1), z(1, 1), z(3, 1), lengths, False, reset_after,
-                             z(1, 1, kw, 1), z(1, 1, 3), z(1, 1, 1), z(2, 1, 3), z(1, 1), z(1, 1),
-                             bounds, 0, 1, 0, 1, sync, 1)
+@functools.lru_cache(maxsize=None)
+def _warm_up(dtype) -> None:
+    """Compile (or load from Numba's cache) every kernel specialisation for ``dtype`` on one
+    thread, before any multi-threaded launch needs it."""
+    kernels = _kernels()
+    for reset_after in (False, True):
+        kw = 5 if reset_after else 4
+        z = lambda *shape: np.zeros(shape, dtype)  # noqa: E731
+        lengths, bounds, sync = np.ones(1, np.int64), np.array([0, 1]), np.zeros(16, np.int64)
+        kernels.forward(z(1, 1, 3), z(2, 1, 1), z(3, 1), z(3), lengths, False, reset_after,
+                        True, z(1, 1, 1), z(1, 1, kw, 1), z(1, kw, 1), z(1, 3), z(1, 1),
+                        z(1, 1), 0, 1, 0, 1, sync, 1)
+        kernels.backward(z(1, 1, 1), z(1, 1), z(3, 1), lengths, False, reset_after,
+                         z(1, 1, kw, 1), z(1, 1, 3), z(1, 1, 1), z(2, 1, 3), z(1, 1), z(1, 1),
+                         bounds, 0, 1, 0, 1, sync, 1)
 
 
 def _ws_width(H: int, reset_after: bool) -> int:
@@ -111,6 +112,7 @@ def gru_layer_forward(
     """``(output (T, N, H), h_n (N, H), workspace (T, N, K) or empty)``."""
     T, N, I = x.shape
     H = weight_hh.shape[1]
+    _warm_up(np.float32 if x.dtype == torch.float32 else np.float64)
     p = _cpu_launch.plan(T, N, H, x.element_size())
     perm = p.gate_permutation(H)  # each feature block's gate rows together
     if perm is not None:

@@ -117,3 +117,31 @@ def to_csv(results: list[Result]) -> str:
 
 def to_json(results: list[Result], env: dict, command: str) -> str:
     return json.dumps({"command": command, "environment": env, "results": rows(results)}, indent=2)
+
+
+def markdown(results: list[Result], subject: str = "grukit-cpu") -> str:
+    """One row per (case, formulation, mode): ``subject`` beside torch.nn.GRU and ONNX Runtime,
+    medians in ms, speed-ups, and training peak memory where measured."""
+    groups: dict[tuple, dict[str, Result]] = {}
+    for r in results:
+        if r.skipped is None:
+            groups.setdefault((r.case.label, r.formulation, r.mode), {})[r.provider] = r
+    lines = [
+        "| case (N, T, I, H) | form | mode | grukit ms | torch ms | ORT ms | vs torch | vs ORT "
+        "| peak MB grukit / torch |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (label, form, mode), peers in groups.items():
+        own = peers.get(subject)
+        if own is None:
+            continue
+        torch_r = peers.get("torch")
+        ort = peers.get("ort-lbr1" if form == "after" else "ort-lbr0")
+        ms = lambda r: f"{r.median * 1e3:.1f}" if r else "-"  # noqa: E731
+        ratio = lambda r: f"{r.median / own.median:.2f}x" if r else "-"  # noqa: E731
+        mem = "-"
+        if own.peak_mb is not None:
+            mem = f"{own.peak_mb:.0f} / " + (f"{torch_r.peak_mb:.0f}" if torch_r and torch_r.peak_mb is not None else "-")
+        lines.append(f"| {label} | {form} | {mode} | {ms(own)} | {ms(torch_r)} | {ms(ort)} | "
+                     f"{ratio(torch_r)} | {ratio(ort)} | {mem} |")
+    return "\n".join(lines)

@@ -3,7 +3,8 @@
 Providers run interleaved round by round in one process (ONNX Runtime with spinning disabled);
 the table shows medians, spread ((max - min) / median), GFLOP/s, the share of this machine's
 measured float32 matrix-product peak, and speed-ups over torch.nn.GRU and ONNX Runtime.
-Results, the machine, versions and thread counts go to --out as bench.csv and bench.json.
+Results, the machine, versions and thread counts go to --out as bench.csv and bench.json, and a
+summary table as bench.md.
 """
 
 from __future__ import annotations
@@ -79,5 +80,6 @@ def run(args: argparse.Namespace) -> int:
     command = "grukit " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("grukit") else "grukit bench"
     atomic_write_text(out / "bench.csv", report.to_csv(results))
     atomic_write_text(out / "bench.json", report.to_json(results, env, command))
-    print(f"\nwrote {out / 'bench.csv'} and {out / 'bench.json'}")
+    atomic_write_text(out / "bench.md", report.markdown(results) + "\n")
+    print(f"\nwrote {out / 'bench.csv'}, {out / 'bench.json'} and {out / 'bench.md'}")
     return 0
