@@ -29,6 +29,9 @@ def test_bench_smoke_on_the_tiny_grid(tmp_path, capsys):
     env = data["environment"]
     assert env["torch_threads"] >= 1 and env["versions"]["torch"] and env["matmul_peak_gflops"] > 0
     assert len(data["results"]) == len(rows)
+    summary = (tmp_path / "bench.md").read_text().splitlines()
+    assert summary[0].startswith("| case (N, T, I, H) | form | mode | grukit ms | torch ms | ORT ms")
+    assert len(summary) == 2 + 2 * 2 * 2  # header + one row per case, formulation and mode
 
 
 def test_case_parsing():
