@@ -141,15 +141,21 @@ def test_thread_count_does_not_change_results_beyond_rounding():
     torch.testing.assert_close(one, many, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("threads", ["openmp", "python"])
 @pytest.mark.parametrize("split", ["none", "rows", "features"])
-def test_every_thread_split_matches_the_reference(split, monkeypatch):
-    """The plan picks a split by size; force each one on a small case, with padding, both
-    directions, both formulations, float64, outputs and all gradients."""
+def test_every_thread_split_matches_the_reference(split, threads, monkeypatch):
+    """The plan picks a split by size; force each one, on PyTorch's OpenMP threads and on our own,
+    on a small case with padding, both directions, both formulations, float64, outputs and all
+    gradients."""
     from torch.nn.utils.rnn import pack_sequence
 
     from grukit.backends import _cpu_launch
 
     monkeypatch.setenv("GRUKIT_CPU_SPLIT", split)
+    if threads == "python":
+        monkeypatch.setenv("GRUKIT_CPU_THREADS", "python")
+    else:
+        assert _cpu_launch._omp() is not None, "PyTorch's libgomp launcher should load here"
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -170,3 +176,35 @@ def test_every_thread_split_matches_the_reference(split, monkeypatch):
                 torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_smaller_openmp_team_falls_back_to_our_threads(tmp_path):
+    """With OMP_THREAD_LIMIT=1 OpenMP grants one thread where a feature split needs two: the
+    launcher must notice before running anything and use its own threads, not wait forever."""
+    script = tmp_path / "limited.py"
+    script.write_text(
+        "import torch, grukit\n"
+        "from grukit.backends import _cpu_omp\n"
+        "torch.set_num_threads(2)\n"
+        "returned = []\n"
+        "real = _cpu_omp.run\n"
+        "def spy(*a):\n"
+        "    returned.append(real(*a))\n"
+        "    return returned[-1]\n"
+        "_cpu_omp.run = spy\n"
+        "ref = grukit.GRU(3, 40, dtype=torch.float64, backend='reference')\n"
+        "fused = grukit.GRU(3, 40, dtype=torch.float64, backend='cpu')\n"
+        "fused.load_state_dict(ref.state_dict())\n"
+        "x = torch.randn(9, 2, 3, dtype=torch.float64)\n"
+        "torch.testing.assert_close(fused(x)[0], ref(x)[0], rtol=1e-10, atol=1e-12)\n"
+        "assert returned and not any(returned), returned\n"
+        "print('ok')\n"
+    )
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_THREAD_LIMIT="1", GRUKIT_CPU_SPLIT="features")
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "ok"

@@ -1,17 +1,19 @@
 """How the cpu backend spreads one layer over threads: the plan and the launch.
 
-A plan splits the batch rows into blocks (independent: no synchronisation) and the hidden
-features into blocks (which meet at a barrier once or twice per step, see ``_cpu_kernels``).
-A large ``W_hh`` splits features, so each core streams only its share of the recurrent weights;
-a large batch with a smaller ``W_hh`` splits rows; everything else runs on the calling thread,
-whose per-step GEMMs then use PyTorch's own OpenMP pool through MKL. Worker threads' MKL calls
-run sequentially, so exactly one thread per core is busy.
+A plan splits the batch rows into blocks (independent: no synchronisation) or the hidden features
+into blocks (which meet at a spin barrier once or twice per step, see ``_cpu_kernels``): each
+thread then multiplies only its share of ``W_hh``, so each core streams half the weights, and a
+share often fits in that core's own cache. A large batch with a ``W_hh`` that fits in cache splits
+rows (no barriers, full-height products); everything else with enough work splits features; tiny
+problems run on the calling thread. Blocks run on PyTorch's own OpenMP threads (``_cpu_omp``),
+or, where that cannot load, on our worker threads; either way each thread's MKL calls run
+sequentially, so exactly one thread per core is busy.
 
-Why the thresholds are high (measured, ``docs/performance.md``): PyTorch's OpenMP workers keep
-spinning for a while after each parallel torch op. Our threads meeting at a barrier every step
-then share the cores with a spinning thread, and a step waits whenever a partner is descheduled:
-a feature split that runs 1.8x faster in isolation ran 2-4x *slower* right after a torch op.
-Only where each step carries enough work does the split still win.
+Why PyTorch's threads (measured, ``docs/performance.md``): PyTorch's OpenMP workers keep spinning
+for a while after each parallel torch op. Our own threads, meeting at a barrier every step, then
+shared the cores with a spinning thread and a feature split that ran 1.8x faster in isolation ran
+2-4x *slower* right after a torch op. On PyTorch's pool the spinning threads are the ones that
+take the work.
 """
 
 from __future__ import annotations
@@ -28,10 +30,9 @@ import torch
 
 # below this many multiply-adds per layer call, threads cost more than they save
 PARALLEL_MIN_MACS = 1_000_000
-# a W_hh of at least this many bytes is split by features (H >= 418 in float32)
-FEATURE_SPLIT_MIN_BYTES = 2 * 1024 * 1024
-# rows are split only with at least this many rows per thread
+# rows are split only with at least this many rows per thread, and a W_hh below this size
 ROWS_PER_THREAD_MIN = 32
+ROW_SPLIT_MAX_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,10 @@ def plan(T: int, N: int, H: int, itemsize: int) -> Plan:
     if override == "none" or threads == 1 or (override is None and T * N * 3 * H * H < PARALLEL_MIN_MACS):
         return Plan((0, N), (0, H))
     weights = 3 * H * H * itemsize
-    if override is None and weights < FEATURE_SPLIT_MIN_BYTES and N < ROWS_PER_THREAD_MIN * threads:
-        return Plan((0, N), (0, H))
-    if override == "rows" or (override is None and weights < FEATURE_SPLIT_MIN_BYTES):
+    rows_fit = N >= ROWS_PER_THREAD_MIN * threads and weights < ROW_SPLIT_MAX_BYTES
+    if override is None and not rows_fit and H < 16:
+        return Plan((0, N), (0, H))  # too narrow to split features in blocks of 8
+    if override == "rows" or (override is None and rows_fit):
         k = max(1, min(threads, N))
         return Plan(tuple(i * N // k for i in range(k + 1)), (0, H))
     k = max(1, min(threads, H // 8))
@@ -91,16 +93,31 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 _LAUNCH = threading.Lock()
 
 
+@functools.lru_cache(maxsize=None)
+def _omp():
+    """The launcher on PyTorch's OpenMP pool, or None where it cannot load (then our own
+    threads run the blocks)."""
+    try:
+        from grukit.backends import _cpu_omp
+
+        return _cpu_omp
+    except Exception:  # no libgomp beside torch, or the callbacks failed to compile
+        return None
+
+
 def launch(kernel, p: Plan, *args) -> None:
     """Run ``kernel(*args, b0, b1, j0, j1, sync, parties)`` for every block of plan ``p``."""
-    blocks = [(b0, b1, j0, j1) for b0, b1 in zip(p.rows, p.rows[1:])
+    blocks = [(b0, b1, j0, j1, r) for r, (b0, b1) in enumerate(zip(p.rows, p.rows[1:]))
               for j0, j1 in zip(p.features, p.features[1:])]
     sync = np.zeros((len(p.rows) - 1, 16), np.int64)  # one barrier per row block
-    calls = [(*args, b0, b1, j0, j1, sync[p.rows.index(b0)], p.parties) for b0, b1, j0, j1 in blocks]
-    if len(calls) == 1:
-        kernel(*calls[0])
+    if len(blocks) == 1:
+        kernel(*args, 0, p.rows[-1], 0, p.features[-1], sync[0], 1)
         return
+    omp = None if os.environ.get("GRUKIT_CPU_THREADS") == "python" else _omp()
     with _LAUNCH:
+        if omp is not None and omp.run(kernel.__name__, args, blocks, sync, p.parties):
+            return
+        calls = [(*args, b0, b1, j0, j1, sync[r], p.parties) for b0, b1, j0, j1, r in blocks]
         futures = [_pool(len(calls) - 1).submit(kernel, *c) for c in calls[1:]]
         previous = _mkl_threads_local(1)  # the calling thread runs the first block
         try:
@@ -109,3 +126,4 @@ def launch(kernel, p: Plan, *args) -> None:
             _mkl_threads_local(previous)
             for future in futures:
                 future.result()
+
