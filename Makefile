@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
           $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: demo test test-slow install bench clean
+.PHONY: demo test install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,6 @@ demo: $(BIN)/python
 test: $(BIN)/python
 	$(PIP) -e '.[test]'
 	$(BIN)/python -m pytest -q $(ARGS)
-
-test-slow: $(BIN)/python
-	$(PIP) -e '.[test]'
-	$(BIN)/python -m pytest -q -m slow $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache demo-report
