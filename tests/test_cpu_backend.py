@@ -141,17 +141,20 @@ def test_thread_count_does_not_change_results_beyond_rounding():
     torch.testing.assert_close(one, many, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["one-chunk", "chunk-per-step"])
 @pytest.mark.parametrize("threads", ["openmp", "python"])
 @pytest.mark.parametrize("split", ["none", "rows", "features"])
-def test_every_thread_split_matches_the_reference(split, threads, monkeypatch):
+def test_every_thread_split_matches_the_reference(split, threads, chunked, monkeypatch):
     """The plan picks a split by size; force each one, on PyTorch's OpenMP threads and on our own,
-    on a small case with padding, both directions, both formulations, float64, outputs and all
-    gradients."""
+    with the backward in one chunk or one chunk per step, on a small case with padding, both
+    directions, both formulations, float64, outputs and all gradients."""
     from torch.nn.utils.rnn import pack_sequence
 
     from grukit.backends import _cpu_launch
 
     monkeypatch.setenv("GRUKIT_CPU_SPLIT", split)
+    if chunked:
+        monkeypatch.setattr(cpu, "_CHUNK_BYTES", 1)
     if threads == "python":
         monkeypatch.setenv("GRUKIT_CPU_THREADS", "python")
     else:

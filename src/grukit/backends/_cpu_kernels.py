@@ -280,35 +280,38 @@ def _grad_row_before_gates(drh, sr, shp, dgi, dhd, H):
 
 @njit(**_JIT)
 def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, drh, dhd, bounds,
-             b0, b1, j0, j1, sync, parties):
-    """Walk the steps backwards for rows ``b0:b1`` and features ``j0:j1`` (layouts as in
-    :func:`forward`). ``dout`` (T, N, H); ``dh`` (N, H): dL/dh_n in, dL/dh0 out. Writes ``dgi``
-    (T, N, 3H): dL/d(input projection) with permuted gate rows, zero on inactive rows, and for
-    ``reset_after`` ``dghn`` (T, N, H): dL/d(W_hn h_prev + b_hn) (the r and z parts of the
+             s0, s1, t_lo, b0, b1, j0, j1, sync, parties):
+    """Walk steps ``s0:s1`` of the backward order (the forward's, reversed) for rows ``b0:b1`` and
+    features ``j0:j1`` (layouts as in :func:`forward`), so the caller can reduce the gradients of
+    one chunk of steps before the next. ``dout`` (T, N, H); ``dh`` (N, H): dL/dh at the chunk's
+    end in, at its start out. Writes, for step ``t`` at ``t - t_lo``, ``dgi`` (C, N, 3H):
+    dL/d(input projection) with permuted gate rows, zero on inactive rows, and for
+    ``reset_after`` ``dghn`` (C, N, H): dL/d(W_hn h_prev + b_hn) (the r and z parts of the
     recurrent gradient equal ``dgi``'s). Scratch: ``ghbuf`` (2, N, 3H), the step's full recurrent
     gradient, double-buffered by step parity so a block may start the next step while another
     still multiplies this one; ``drh``, ``dhd`` (N, H)."""
-    T = dgi.shape[0]
+    T = ws.shape[0]
     hk = j1 - j0
     g0 = 3 * j0
-    for s in range(T):
+    for s in range(s0, s1):
         t = s if reverse else T - 1 - s
+        c = t - t_lo  # row of the chunk buffers
         for b in range(b0, b1):
             sv = ws[t, b]
             if t >= lengths[b]:
-                dgi[t, b, g0 : g0 + 3 * hk] = 0.0
+                dgi[c, b, g0 : g0 + 3 * hk] = 0.0
                 if reset_after:
                     ghbuf[t % 2, b, g0 : g0 + 3 * hk] = 0.0
-                    dghn[t, b, j0:j1] = 0.0
+                    dghn[c, b, j0:j1] = 0.0
                 dhd[b, j0:j1] = dh[b, j0:j1]
             elif reset_after:
                 _grad_row_after(dout[t, b, j0:j1], dh[b, j0:j1], sv[0, j0:j1], sv[1, j0:j1],
                                 sv[2, j0:j1], sv[3, j0:j1], sv[4, j0:j1],
-                                dgi[t, b, g0 : g0 + 3 * hk], ghbuf[t % 2, b, g0 : g0 + 3 * hk],
-                                dghn[t, b, j0:j1], dhd[b, j0:j1], hk)
+                                dgi[c, b, g0 : g0 + 3 * hk], ghbuf[t % 2, b, g0 : g0 + 3 * hk],
+                                dghn[c, b, j0:j1], dhd[b, j0:j1], hk)
             else:
                 _grad_row_before_state(dout[t, b, j0:j1], dh[b, j0:j1], sv[1, j0:j1],
-                                       sv[2, j0:j1], sv[3, j0:j1], dgi[t, b, g0 : g0 + 3 * hk],
+                                       sv[2, j0:j1], sv[3, j0:j1], dgi[c, b, g0 : g0 + 3 * hk],
                                        dhd[b, j0:j1], hk)
         barrier(sync, parties)  # every block's gate gradients of step t are in place
         if reset_after:
@@ -317,17 +320,17 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, d
         else:
             for m in range(bounds.shape[0] - 1):  # dL/d(r * h_prev) = dgi_n @ W_hn, block by block
                 m0, mk = 3 * bounds[m], bounds[m + 1] - bounds[m]
-                mm_nn(dgi[t, b0:b1, m0 + 2 * mk : m0 + 3 * mk], w[m0 + 2 * mk : m0 + 3 * mk, j0:j1],
+                mm_nn(dgi[c, b0:b1, m0 + 2 * mk : m0 + 3 * mk], w[m0 + 2 * mk : m0 + 3 * mk, j0:j1],
                       drh[b0:b1, j0:j1], 0.0 if m == 0 else 1.0)
             for b in range(b0, b1):
                 if t < lengths[b]:
                     sv = ws[t, b]
                     _grad_row_before_gates(drh[b, j0:j1], sv[0, j0:j1], sv[3, j0:j1],
-                                           dgi[t, b, g0 : g0 + 3 * hk], dhd[b, j0:j1], hk)
+                                           dgi[c, b, g0 : g0 + 3 * hk], dhd[b, j0:j1], hk)
             barrier(sync, parties)  # every block's r and z gradients are in place
             for m in range(bounds.shape[0] - 1):  # += dgi_rz @ [W_hr; W_hz]
                 m0, mk = 3 * bounds[m], bounds[m + 1] - bounds[m]
-                mm_nn(dgi[t, b0:b1, m0 : m0 + 2 * mk], w[m0 : m0 + 2 * mk, j0:j1],
+                mm_nn(dgi[c, b0:b1, m0 : m0 + 2 * mk], w[m0 : m0 + 2 * mk, j0:j1],
                       dhd[b0:b1, j0:j1], 1.0)
         dh[b0:b1, j0:j1] = dhd[b0:b1, j0:j1]
         # no closing barrier: step t-1 writes only this block's slices, while the other blocks'

@@ -37,9 +37,10 @@ _thread_num = types.ExternalFunction("omp_get_thread_num", types.int32())
 _team_size = types.ExternalFunction("omp_get_num_threads", types.int32())
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
-HEAD = 23  # 12 addresses, 9 dimensions/flags, the item size, a status; then 5 int64 per block
-_ADDR, _T, _N, _H, _KW, _REV, _RA, _FLAG, _NBLK, _PARTIES, _ITEM, _STATUS = (
+HEAD = 27  # 12 addresses, 9 dimensions/flags, item size, status, backward's s0, s1, t_lo, C;
+_ADDR, _T, _N, _H, _KW, _REV, _RA, _FLAG, _NBLK, _PARTIES, _ITEM, _STATUS = (  # then 5 per block
     0, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22)
+_S0, _S1, _TLO, _C = 23, 24, 25, 26
 
 
 @intrinsic
@@ -81,11 +82,11 @@ def _backward_block(m, k, dt):
         carray(_ptr(m[0], dt), (T, N, H)), carray(_ptr(m[1], dt), (N, H)),
         carray(_ptr(m[2], dt), (3 * H, H)), carray(_ptr(m[3], np.int64), (N,)),
         m[_REV] != 0, reset_after, carray(_ptr(m[4], dt), (T, N, kw, H)),
-        carray(_ptr(m[5], dt), (T, N, 3 * H)),
-        carray(_ptr(m[6], dt), (T if reset_after else 0, N if reset_after else 0, H if reset_after else 0)),
+        carray(_ptr(m[5], dt), (m[_C], N, 3 * H)),
+        carray(_ptr(m[6], dt), (m[_C] if reset_after else 0, N if reset_after else 0, H if reset_after else 0)),
         carray(_ptr(m[7], dt), (2, N, 3 * H)), carray(_ptr(m[8], dt), (N, H)),
         carray(_ptr(m[9], dt), (N, H)), carray(_ptr(m[10], np.int64), (m[_FLAG],)),
-        m[o], m[o + 1], m[o + 2], m[o + 3], sync[m[o + 4]], m[_PARTIES],
+        m[_S0], m[_S1], m[_TLO], m[o], m[o + 1], m[o + 2], m[o + 3], sync[m[o + 4]], m[_PARTIES],
     )
 
 
@@ -127,6 +128,7 @@ def run(kind: str, args: tuple, blocks: list[tuple[int, int, int, int, int]], sy
     """Run ``_cpu_kernels.<kind>`` (``"forward"`` or ``"backward"``) with the kernel's positional
     ``args`` on a team of ``len(blocks)`` OpenMP threads, block ``k`` on thread ``k``. Returns
     False, having run nothing, when OpenMP gave a smaller team."""
+    chunk = [0, 0, 0, 0]
     if kind == "forward":
         gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratch, gh, rh, ghn = args
         arrays = (gi, hbuf, w, b, lengths, out, ws, scratch, gh, rh, ghn, sync)
@@ -134,15 +136,17 @@ def run(kind: str, args: tuple, blocks: list[tuple[int, int, int, int, int]], sy
         flag, item = int(save), gi.itemsize
         entry = _forward_entry
     else:
-        dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, drh, dhd, bounds = args
+        (dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, drh, dhd, bounds,
+         s0, s1, t_lo) = args
         arrays = (dout, dh, w, lengths, ws, dgi, dghn, ghbuf, drh, dhd, bounds, sync)
-        T, N, H, kw = dgi.shape[0], dh.shape[0], dh.shape[1], ws.shape[2]
+        T, N, H, kw = ws.shape[0], dh.shape[0], dh.shape[1], ws.shape[2]
         flag, item = bounds.shape[0], dgi.itemsize
+        chunk = [s0, s1, t_lo, dgi.shape[0]]
         entry = _backward_entry
     record = np.zeros(HEAD + 5 * len(blocks), np.int64)
     record[:12] = [_address(a) for a in arrays]
     record[12:HEAD] = [T, N, H, kw, int(reverse), int(reset_after), flag, len(blocks), parties,
-                       item, 0]
+                       item, 0, *chunk]
     record[HEAD:] = np.asarray(blocks, np.int64).reshape(-1)
     _GOMP_parallel(entry.address, record.ctypes.data, len(blocks), 0)
     return record[_STATUS] == 0

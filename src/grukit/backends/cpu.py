@@ -57,6 +57,10 @@ def kernels_available() -> str | None:
     return _availability  # type: ignore[return-value]
 
 
+# the backward keeps per-step gate gradients for chunks of at most this many bytes
+_CHUNK_BYTES = 16 * 1024 * 1024
+
+
 def _gate_blocks(features: tuple[int, ...], H: int):
     """Per feature block ``j0:j1``: where its r/z and n gate rows sit in the permuted order
     (contiguous, so the products take views, not copies) and which natural rows they are."""
@@ -83,7 +87,7 @@ def _warm_up(dtype) -> None:
                         z(1, 1), 0, 1, 0, 1, sync, 1)
         kernels.backward(z(1, 1, 1), z(1, 1), z(3, 1), lengths, False, reset_after,
                          z(1, 1, kw, 1), z(1, 1, 3), z(1, 1, 1), z(2, 1, 3), z(1, 1), z(1, 1),
-                         bounds, 0, 1, 0, 1, sync, 1)
+                         bounds, 0, 1, 0, 0, 1, 0, 1, sync, 1)
 
 
 def _ws_width(H: int, reset_after: bool) -> int:
@@ -169,41 +173,50 @@ def gru_layer_backward(
     perm = p.gate_permutation(H)
     w_hh = weight_hh[perm] if perm is not None else weight_hh
     dh = grad_hn.clone(memory_format=torch.contiguous_format)  # (N, H), becomes dh0
-    dgi = x.new_empty(T, N, 3 * H)  # (T, N, 3H), permuted gate rows
-    dghn = x.new_empty(T, N, H) if reset_after else x.new_empty(0, 0, 0)  # (T, N, H)
     kw = _ws_width(H, reset_after) // H
-    _cpu_launch.launch(
-        _kernels().backward, p,
-        grad_out.contiguous().numpy(), dh.numpy(), w_hh.detach().contiguous().numpy(),
-        _lengths_or_full(lengths, T, N).numpy(), reverse, reset_after,
-        ws.view(T, N, kw, H).numpy(), dgi.numpy(), dghn.numpy(), x.new_zeros(2, N, 3 * H).numpy(),
-        x.new_zeros(N, H).numpy(), x.new_zeros(N, H).numpy(), np.asarray(p.features, dtype=np.int64),
-    )
-    # the weight gradients: one large product each, after the loop, in the permuted gate order;
-    # only the small results are put back into the natural order
+    # the loop runs in chunks of C steps; after each, the chunk's gradients are reduced into the
+    # weight gradients, so the per-step gate gradients never exist for all T steps at once
+    C = max(1, min(T, _CHUNK_BYTES // max(1, N * 4 * H * x.element_size())))
+    dgi = x.new_empty(C, N, 3 * H)  # (C, N, 3H), permuted gate rows
+    dghn = x.new_empty(C, N, H) if reset_after else x.new_empty(0, 0, 0)  # (C, N, H)
+    scratch = (x.new_zeros(2, N, 3 * H).numpy(), x.new_zeros(N, H).numpy(), x.new_zeros(N, H).numpy())
     w_ih = weight_ih[perm] if perm is not None else weight_ih
-    dgi2 = dgi.view(T * N, 3 * H)
-    saved = ws.view(T * N, kw, H)
-    h_prev = saved[:, 3]  # (T*N, H), strided view of the workspace: no copy
-    dx = torch.mm(dgi2, w_ih).view(T, N, I)  # (T, N, I)
-    dw_ih = torch.mm(dgi2.t(), x.reshape(T * N, I))  # (3H, I)
-    db_ih = dgi2.sum(0)  # (3H,)
-    dw_hh, db_hh = x.new_empty(3 * H, H), x.new_empty(3 * H)
+    dx = x.new_empty(T, N, I)
+    acc_w_ih, acc_b_ih = x.new_zeros(3 * H, I), x.new_zeros(3 * H)  # permuted gate rows
+    acc_w_hh = x.new_zeros(3 * H, H)  # permuted; for reset_after its n rows stay unused
+    acc_w_hn, acc_b_hn = x.new_zeros(H, H), x.new_zeros(H)  # reset_after: natural order
+    saved = ws.view(T, N, kw, H)
+    blocks = _gate_blocks(p.features, H)
+    args = (grad_out.contiguous().numpy(), dh.numpy(), w_hh.detach().contiguous().numpy(),
+            _lengths_or_full(lengths, T, N).numpy(), reverse, reset_after, saved.numpy(),
+            dgi.numpy(), dghn.numpy(), *scratch, np.asarray(p.features, dtype=np.int64))
+    for s0 in range(0, T, C):
+        s1 = min(T, s0 + C)
+        t_lo, t_hi = (s0, s1) if reverse else (T - s1, T - s0)
+        _cpu_launch.launch(_kernels().backward, p, *args, s0, s1, t_lo)
+        n = (t_hi - t_lo) * N
+        g = dgi[: t_hi - t_lo].view(n, 3 * H)  # (n, 3H)
+        rows = saved[t_lo:t_hi].view(n, kw, H)
+        h_prev = rows[:, 3]  # (n, H), a strided view of the workspace
+        torch.mm(g, w_ih, out=dx[t_lo:t_hi].view(n, I))
+        acc_w_ih.addmm_(g.t(), x[t_lo:t_hi].reshape(n, I))
+        acc_b_ih += g.sum(0)
+        rh = None if reset_after else rows[:, 0] * h_prev  # (n, H) = r * h_prev
+        for rz, nn, _, _ in blocks:
+            acc_w_hh[rz].addmm_(g[:, rz].t(), h_prev)  # W_hr, W_hz act on h_prev
+            if rh is not None:
+                acc_w_hh[nn].addmm_(g[:, nn].t(), rh)  # W_hn acts on r * h_prev
+        if reset_after:
+            gn = dghn[: t_hi - t_lo].view(n, H)
+            acc_w_hn.addmm_(gn.t(), h_prev)  # W_hn acts on h_prev (scaled by r after)
+            acc_b_hn += gn.sum(0)
+    inverse = torch.argsort(perm) if perm is not None else slice(None)
+    dw_ih, db_ih = acc_w_ih[inverse], acc_b_ih[inverse]
+    dw_hh = acc_w_hh[inverse]
+    db_hh = db_ih.clone()  # b_h* enter exactly where b_i* do, except b_hn after the reset
     if reset_after:
-        dghn2 = dghn.view(T * N, H)
-        dw_hh[2 * H :] = torch.mm(dghn2.t(), h_prev)  # W_hn acts on h_prev, scaled by r after
-        db_hh[2 * H :] = dghn2.sum(0)
-    else:
-        rh = saved[:, 0] * h_prev  # (T*N, H) = r * h_prev
-    for rz, n, rz_nat, n_nat in _gate_blocks(p.features, H):
-        dw_hh[rz_nat] = torch.mm(dgi2[:, rz].t(), h_prev)  # W_hr, W_hz act on h_prev
-        db_hh[rz_nat] = db_ih[rz]  # b_hr, b_hz enter exactly where b_ir, b_iz do
-        if not reset_after:
-            dw_hh[n_nat] = torch.mm(dgi2[:, n].t(), rh)  # W_hn acts on r * h_prev
-            db_hh[n_nat] = db_ih[n]  # b_hn enters where b_in does
-    if perm is not None:  # back to the natural gate order
-        inverse = torch.argsort(perm)
-        dw_ih, db_ih = dw_ih[inverse], db_ih[inverse]
+        dw_hh[2 * H :] = acc_w_hn
+        db_hh[2 * H :] = acc_b_hn
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
