@@ -37,10 +37,10 @@ _thread_num = types.ExternalFunction("omp_get_thread_num", types.int32())
 _team_size = types.ExternalFunction("omp_get_num_threads", types.int32())
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
-HEAD = 27  # 12 addresses, 9 dimensions/flags, item size, status, backward's s0, s1, t_lo, C;
-_ADDR, _T, _N, _H, _KW, _REV, _RA, _FLAG, _NBLK, _PARTIES, _ITEM, _STATUS = (  # then 5 per block
-    0, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22)
-_S0, _S1, _TLO, _C = 23, 24, 25, 26
+HEAD = 28  # 12 addresses, 9 dimensions/flags, item size, status, backward's s0, s1, t_lo, C,
+_ADDR, _T, _N, _H, _KW, _REV, _RA, _FLAG, _NBLK, _PARTIES, _ITEM, _STATUS = (  # the kernel;
+    0, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22)  # then 5 int64 per block
+_S0, _S1, _TLO, _C, _KIND = 23, 24, 25, 26, 27
 
 
 @intrinsic
@@ -91,28 +91,20 @@ def _backward_block(m, k, dt):
 
 
 @cfunc(types.void(types.voidptr), **_JIT)
-def _forward_entry(record):
+def _entry(record):
+    """Run on every thread of the team: block ``omp_get_thread_num()`` of the record's kernel."""
     head = carray(record, HEAD, np.int64)
     if _team_size() != head[_NBLK]:  # a smaller team (nested region, thread limit): the blocks
         head[_STATUS] = 1  # would wait for each other forever; touch nothing, report
         return
     k = _thread_num()
     m = carray(record, HEAD + 5 * head[_NBLK], np.int64)
-    if m[_ITEM] == 4:
-        _forward_block(m, k, np.float32)
-    else:
-        _forward_block(m, k, np.float64)
-
-
-@cfunc(types.void(types.voidptr), **_JIT)
-def _backward_entry(record):
-    head = carray(record, HEAD, np.int64)
-    if _team_size() != head[_NBLK]:  # a smaller team (nested region, thread limit): the blocks
-        head[_STATUS] = 1  # would wait for each other forever; touch nothing, report
-        return
-    k = _thread_num()
-    m = carray(record, HEAD + 5 * head[_NBLK], np.int64)
-    if m[_ITEM] == 4:
+    if m[_KIND] == 0:
+        if m[_ITEM] == 4:
+            _forward_block(m, k, np.float32)
+        else:
+            _forward_block(m, k, np.float64)
+    elif m[_ITEM] == 4:
         _backward_block(m, k, np.float32)
     else:
         _backward_block(m, k, np.float64)
@@ -128,13 +120,12 @@ def run(kind: str, args: tuple, blocks: list[tuple[int, int, int, int, int]], sy
     """Run ``_cpu_kernels.<kind>`` (``"forward"`` or ``"backward"``) with the kernel's positional
     ``args`` on a team of ``len(blocks)`` OpenMP threads, block ``k`` on thread ``k``. Returns
     False, having run nothing, when OpenMP gave a smaller team."""
-    chunk = [0, 0, 0, 0]
+    chunk = [0, 0, 0, 0]  # s0, s1, t_lo, C: backward only
     if kind == "forward":
         gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratch, gh, rh, ghn = args
         arrays = (gi, hbuf, w, b, lengths, out, ws, scratch, gh, rh, ghn, sync)
         T, N, H, kw = gi.shape[0], hbuf.shape[1], hbuf.shape[2], scratch.shape[1]
         flag, item = int(save), gi.itemsize
-        entry = _forward_entry
     else:
         (dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, drh, dhd, bounds,
          s0, s1, t_lo) = args
@@ -142,11 +133,10 @@ def run(kind: str, args: tuple, blocks: list[tuple[int, int, int, int, int]], sy
         T, N, H, kw = ws.shape[0], dh.shape[0], dh.shape[1], ws.shape[2]
         flag, item = bounds.shape[0], dgi.itemsize
         chunk = [s0, s1, t_lo, dgi.shape[0]]
-        entry = _backward_entry
     record = np.zeros(HEAD + 5 * len(blocks), np.int64)
     record[:12] = [_address(a) for a in arrays]
     record[12:HEAD] = [T, N, H, kw, int(reverse), int(reset_after), flag, len(blocks), parties,
-                       item, 0, *chunk]
+                       item, 0, *chunk, 0 if kind == "forward" else 1]
     record[HEAD:] = np.asarray(blocks, np.int64).reshape(-1)
-    _GOMP_parallel(entry.address, record.ctypes.data, len(blocks), 0)
+    _GOMP_parallel(_entry.address, record.ctypes.data, len(blocks), 0)
     return record[_STATUS] == 0
