@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numbers
 
-import torch
 from torch import Tensor
 
 __all__ = ["InputError", "check_size", "check_dropout", "check_flag", "check_tensor"]

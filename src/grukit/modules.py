@@ -164,7 +164,7 @@ class GRU(nn.Module):
         self, input: Tensor | PackedSequence, hx: Tensor | None = None
     ) -> tuple[Tensor | PackedSequence, Tensor]:
         w = self.weight_ih_l0
-        L, D, H = self.num_layers, self.num_directions, self.hidden_size
+        L, D = self.num_layers, self.num_directions
         packed = isinstance(input, PackedSequence)
         lengths = None
         if packed:
