@@ -61,16 +61,11 @@ def kernels_available() -> str | None:
 _CHUNK_BYTES = 16 * 1024 * 1024
 
 
-def _gate_blocks(features: tuple[int, ...], H: int):
-    """Per feature block ``j0:j1``: where its r/z and n gate rows sit in the permuted order
-    (contiguous, so the products take views, not copies) and which natural rows they are."""
-    out = []
-    for j0, j1 in zip(features, features[1:]):
-        k = j1 - j0
-        rz_nat = torch.cat([torch.arange(j0, j1), torch.arange(H + j0, H + j1)])
-        out.append((slice(3 * j0, 3 * j0 + 2 * k), slice(3 * j0 + 2 * k, 3 * j1), rz_nat,
-                    slice(2 * H + j0, 2 * H + j1)))
-    return out
+def _gate_blocks(features: tuple[int, ...]) -> list[tuple[slice, slice]]:
+    """Per feature block ``j0:j1``: where its r/z and its n gate rows sit in the permuted order
+    (contiguous, so the weight-gradient products take views, not copies)."""
+    return [(slice(3 * j0, 3 * j0 + 2 * (j1 - j0)), slice(3 * j0 + 2 * (j1 - j0), 3 * j1))
+            for j0, j1 in zip(features, features[1:])]
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,7 +74,7 @@ def _warm_up(dtype) -> None:
     thread, before any multi-threaded launch needs it."""
     kernels = _kernels()
     for reset_after in (False, True):
-        kw = 5 if reset_after else 4
+        kw = _saved_per_feature(reset_after)
         z = lambda *shape: np.zeros(shape, dtype)  # noqa: E731
         lengths, bounds, sync = np.ones(1, np.int64), np.array([0, 1]), np.zeros(16, np.int64)
         kernels.forward(z(1, 1, 3), z(2, 1, 1), z(3, 1), z(3), lengths, False, reset_after,
@@ -90,8 +85,9 @@ def _warm_up(dtype) -> None:
                          bounds, 0, 1, 0, 0, 1, 0, 1, sync, 1)
 
 
-def _ws_width(H: int, reset_after: bool) -> int:
-    return 5 * H if reset_after else 4 * H
+def _saved_per_feature(reset_after: bool) -> int:
+    """Values the forward saves per step and feature: r, z, n, h_prev (+ W_hn h + b_hn)."""
+    return 5 if reset_after else 4
 
 
 def _lengths_or_full(lengths: Tensor | None, T: int, N: int) -> Tensor:
@@ -133,7 +129,7 @@ def gru_layer_forward(
     hbuf = x.new_empty(2, N, H)  # (2, N, H): the state, double-buffered
     hbuf[0] = h0
     out = x.new_empty(T, N, H)  # (T, N, H)
-    kw = _ws_width(H, reset_after) // H
+    kw = _saved_per_feature(reset_after)
     ws = x.new_empty(T, N, kw, H) if save else x.new_empty(0, 0, 0, 0)
     scratch = x.new_empty(N, kw, H)  # per-row gate values when nothing is saved
     gh, rh, ghn = x.new_zeros(N, 3 * H), x.new_zeros(N, H), x.new_zeros(N, H)
@@ -150,7 +146,7 @@ def gru_layer_forward(
 def _(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save):
     T, N, _ = x.shape
     H = weight_hh.shape[1]
-    ws = x.new_empty(T, N, _ws_width(H, reset_after)) if save else x.new_empty(0, 0, 0)
+    ws = x.new_empty(T, N, _saved_per_feature(reset_after) * H) if save else x.new_empty(0, 0, 0)
     return x.new_empty(T, N, H), h0.new_empty(N, H), ws
 
 
@@ -173,7 +169,7 @@ def gru_layer_backward(
     perm = p.gate_permutation(H)
     w_hh = weight_hh[perm] if perm is not None else weight_hh
     dh = grad_hn.clone(memory_format=torch.contiguous_format)  # (N, H), becomes dh0
-    kw = _ws_width(H, reset_after) // H
+    kw = _saved_per_feature(reset_after)
     # the loop runs in chunks of C steps; after each, the chunk's gradients are reduced into the
     # weight gradients, so the per-step gate gradients never exist for all T steps at once
     C = max(1, min(T, _CHUNK_BYTES // max(1, N * 4 * H * x.element_size())))
@@ -186,7 +182,7 @@ def gru_layer_backward(
     acc_w_hh = x.new_zeros(3 * H, H)  # permuted; for reset_after its n rows stay unused
     acc_w_hn, acc_b_hn = x.new_zeros(H, H), x.new_zeros(H)  # reset_after: natural order
     saved = ws.view(T, N, kw, H)
-    blocks = _gate_blocks(p.features, H)
+    blocks = _gate_blocks(p.features)
     args = (grad_out.contiguous().numpy(), dh.numpy(), w_hh.detach().contiguous().numpy(),
             _lengths_or_full(lengths, T, N).numpy(), reverse, reset_after, saved.numpy(),
             dgi.numpy(), dghn.numpy(), *scratch, np.asarray(p.features, dtype=np.int64))
@@ -202,7 +198,7 @@ def gru_layer_backward(
         acc_w_ih.addmm_(g.t(), x[t_lo:t_hi].reshape(n, I))
         acc_b_ih += g.sum(0)
         rh = None if reset_after else rows[:, 0] * h_prev  # (n, H) = r * h_prev
-        for rz, nn, _, _ in blocks:
+        for rz, nn in blocks:
             acc_w_hh[rz].addmm_(g[:, rz].t(), h_prev)  # W_hr, W_hz act on h_prev
             if rh is not None:
                 acc_w_hh[nn].addmm_(g[:, nn].t(), rh)  # W_hn acts on r * h_prev
