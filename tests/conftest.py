@@ -1,5 +1,10 @@
+import os
+
 import pytest
 import torch
+
+# Keras 3 runs on PyTorch in the tests (no TensorFlow): set before anything imports keras
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
 @pytest.fixture(autouse=True)

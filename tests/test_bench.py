@@ -53,8 +53,8 @@ def test_onnx_peer_graph_has_the_module_shapes(lbr):
 
     case = Case(3, 5, 4, 6, layers=2, bidirectional=True)
     sess = ort.InferenceSession(onnx_gru_model(case, lbr).SerializeToString(), providers=["CPUExecutionProvider"])
-    (y,) = sess.run(None, {"X": np.zeros((5, 3, 4), np.float32)})
-    assert y.shape == (5, 3, 12)
+    y, h_n = sess.run(None, {"input": np.zeros((5, 3, 4), np.float32)})
+    assert y.shape == (5, 3, 12) and h_n.shape == (4, 3, 6)
 
 
 def test_flops_formula():

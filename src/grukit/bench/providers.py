@@ -86,37 +86,16 @@ def _ort_supports(case: Case, reset_after: bool, mode: str) -> str | None:
 
 
 def onnx_gru_model(case: Case, linear_before_reset: int, seed: int = 0):
-    """A standard ONNX graph of ``case.layers`` GRU nodes with random weights: X (T, N, I) ->
-    Y (T, N, D*H)."""
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
+    """The case as ONNX ``GRU`` nodes, exported by :func:`grukit.convert.export_onnx` from a
+    float32 model with random weights: ``input`` (T, N, I) -> ``output`` (T, N, D*H), ``h_n``."""
+    import grukit
+    from grukit.convert.onnx import export_onnx
 
-    rng = np.random.default_rng(seed)
-    D, H = case.directions, case.H
-    bound = 1 / np.sqrt(H)
-    nodes, inits = [], []
-    x = "X"
-    for layer in range(case.layers):
-        inputs = case.I if layer == 0 else D * H
-        for name, shape in (("W", (D, 3 * H, inputs)), ("R", (D, 3 * H, H)), ("B", (D, 6 * H))):
-            value = rng.uniform(-bound, bound, shape).astype(np.float32)
-            inits.append(numpy_helper.from_array(value, f"{name}{layer}"))
-        direction = "bidirectional" if case.bidirectional else "forward"
-        nodes.append(helper.make_node(
-            "GRU", [x, f"W{layer}", f"R{layer}", f"B{layer}"], [f"Y{layer}"], hidden_size=H,
-            direction=direction, linear_before_reset=linear_before_reset,
-        ))  # Y: (T, D, N, H)
-        nodes.append(helper.make_node("Transpose", [f"Y{layer}"], [f"Yt{layer}"], perm=[0, 2, 1, 3]))
-        inits.append(numpy_helper.from_array(np.array([0, 0, D * H], dtype=np.int64), f"shape{layer}"))
-        x = f"out{layer}"
-        nodes.append(helper.make_node("Reshape", [f"Yt{layer}", f"shape{layer}"], [x]))  # (T, N, D*H)
-    graph = helper.make_graph(
-        nodes, "gru",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["T", "N", case.I])],
-        [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["T", "N", D * H])],
-        initializer=inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = grukit.GRU(case.I, case.H, case.layers, bidirectional=case.bidirectional,
+                           reset_after=bool(linear_before_reset))
+    return export_onnx(model)
 
 
 def _ort(linear_before_reset: int) -> Provider:
@@ -133,7 +112,7 @@ def _ort(linear_before_reset: int) -> Provider:
         model = onnx_gru_model(case, linear_before_reset)
         session = ort.InferenceSession(model.SerializeToString(), options,
                                        providers=["CPUExecutionProvider"])
-        feed = {"X": np.random.default_rng(1).standard_normal((case.T, case.N, case.I), dtype=np.float32)}
+        feed = {"input": np.random.default_rng(1).standard_normal((case.T, case.N, case.I), dtype=np.float32)}
         return lambda: session.run(None, feed)
 
     def supports(case: Case, reset_after: bool, mode: str) -> str | None:

@@ -14,6 +14,25 @@ bias change sign between the two::
 
 Exact for ``reset_after=False`` (there ``b_i*`` and ``b_h*`` only ever appear summed); the spec
 has no reset-after form.
+
+Keras 3 and ONNX order the gate blocks **z, r, h** (``swap_rz`` exchanges the first two blocks)
+and keep the input and recurrent matrices per layer and direction:
+
+=============  ==================  ===================  ====================================
+               grukit / PyTorch    Keras 3 ``GRU``      ONNX ``GRU`` (per direction)
+=============  ==================  ===================  ====================================
+input          weight_ih (3H, I)   kernel (I, 3H)       W (3H, I)
+recurrent      weight_hh (3H, H)   recurrent_kernel     R (3H, H)
+                                   (H, 3H)
+biases         bias_ih, bias_hh    bias (2, 3H) if      B (6H,) = [Wb; Rb]
+               (3H,) each          reset_after, else
+                                   (3H,) input only
+formulation    reset_after flag    reset_after flag     linear_before_reset = reset_after
+=============  ==================  ===================  ====================================
+
+Every conversion below is exact (a copy, a transpose, a block swap) except Keras
+``reset_after=False`` export, which folds ``bias_hh`` into Keras's single bias: exact too, since
+in that formulation the two biases only ever appear summed.
 """
 
 from __future__ import annotations
@@ -21,7 +40,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["GATES", "to_spec", "from_spec"]
+__all__ = [
+    "GATES",
+    "swap_rz",
+    "to_spec",
+    "from_spec",
+    "to_onnx",
+    "from_onnx",
+    "to_keras",
+    "from_keras",
+]
 
 GATES = ("r", "z", "n")  # grukit / PyTorch row-block order
 
@@ -68,3 +96,75 @@ def from_spec(spec: dict[str, Tensor]) -> dict[str, Tensor]:
         "bias_ih": bias_ih,
         "bias_hh": torch.zeros_like(bias_ih),
     }
+
+
+def swap_rz(t: Tensor, dim: int = 0) -> Tensor:
+    """Exchange the first two of the three gate blocks along ``dim`` (size 3H): grukit's
+    r, z, n <-> Keras's and ONNX's z, r, h. Its own inverse."""
+    r, z, n = t.chunk(3, dim)
+    return torch.cat([z, r, n], dim)
+
+
+# -- ONNX ``GRU`` ------------------------------------------------------------------------------
+
+
+def to_onnx(
+    weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor | None, bias_hh: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """One grukit layer-direction -> ONNX ``W`` (3H, I), ``R`` (3H, H), ``B`` (6H,) or None.
+    ``linear_before_reset`` must be set to the model's ``reset_after``."""
+    W = swap_rz(weight_ih)  # (3H, I)
+    R = swap_rz(weight_hh)  # (3H, H)
+    if bias_ih is None:
+        return W, R, None
+    return W, R, torch.cat([swap_rz(bias_ih), swap_rz(bias_hh)])  # (6H,)
+
+
+def from_onnx(W: Tensor, R: Tensor, B: Tensor | None) -> dict[str, Tensor]:
+    """ONNX ``W`` (3H, I), ``R`` (3H, H), ``B`` (6H,) or None -> grukit ``weight_ih``,
+    ``weight_hh``, and ``bias_ih``, ``bias_hh`` (zeros when ``B`` is None, ONNX's default)."""
+    out = {"weight_ih": swap_rz(W), "weight_hh": swap_rz(R)}
+    if B is None:
+        B = W.new_zeros(2 * W.shape[0])
+    Wb, Rb = B.chunk(2)  # (3H,), (3H,)
+    out.update(bias_ih=swap_rz(Wb), bias_hh=swap_rz(Rb))
+    return out
+
+
+# -- Keras 3 ``GRU`` ----------------------------------------------------------------------------
+
+
+def to_keras(
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Tensor | None,
+    bias_hh: Tensor | None,
+    *,
+    reset_after: bool,
+) -> list[Tensor]:
+    """One grukit layer-direction -> Keras ``[kernel (I, 3H), recurrent_kernel (H, 3H)]`` plus
+    ``bias``: (2, 3H) = [input; recurrent] with ``reset_after``, else (3H,) with ``bias_hh``
+    folded in; no bias when the model has none (Keras ``use_bias=False``)."""
+    out = [swap_rz(weight_ih).T, swap_rz(weight_hh).T]
+    if bias_ih is None:
+        return out
+    if reset_after:
+        out.append(torch.stack([swap_rz(bias_ih), swap_rz(bias_hh)]))  # (2, 3H)
+    else:
+        out.append(swap_rz(bias_ih + bias_hh))  # (3H,)
+    return out
+
+
+def from_keras(
+    kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None, *, reset_after: bool
+) -> dict[str, Tensor]:
+    """Keras ``kernel`` (I, 3H), ``recurrent_kernel`` (H, 3H), ``bias`` ((2, 3H) with
+    ``reset_after``, else (3H,)) -> grukit parameters (``bias_hh`` zero for a (3H,) bias)."""
+    out = {"weight_ih": swap_rz(kernel.T), "weight_hh": swap_rz(recurrent_kernel.T)}
+    if bias is None:
+        return out
+    if reset_after:
+        out.update(bias_ih=swap_rz(bias[0]), bias_hh=swap_rz(bias[1]))
+    else:
+        out.update(bias_ih=swap_rz(bias), bias_hh=torch.zeros_like(bias))
+    return out
