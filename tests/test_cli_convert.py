@@ -117,3 +117,19 @@ def test_convert_help_and_console_script(tmp_path):
     r = subprocess.run([grukit_bin, "convert", str(tmp_path / "m.pt"), str(tmp_path / "m.pt")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_single_layer_to_keras_is_verified_with_an_initial_state(tmp_path, capsys):
+    pytest.importorskip("keras")
+    model = grukit.GRU(3, 4, reset_after=False)
+    with torch.no_grad():
+        model.bias_hh_l0.uniform_(-1, 1)  # folded into Keras's single bias
+    save(model, tmp_path / "m.safetensors")
+    assert main(["convert", str(tmp_path / "m.safetensors"), str(tmp_path / "m.keras")]) == 0
+    assert "verified" in capsys.readouterr().out
+    from grukit.convert.files import verify_file
+
+    assert verify_file(model, tmp_path / "m.keras") < 1e-5
+    with torch.no_grad():
+        model.weight_hh_l0.add_(0.1)  # a different model must not verify
+    assert verify_file(model, tmp_path / "m.keras") > 1e-3

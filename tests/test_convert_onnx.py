@@ -237,3 +237,49 @@ def test_bad_arguments_and_files(tmp_path):
         load_onnx(bad)
     with pytest.raises(TypeError, match="expected a grukit.GRU"):
         export_onnx(torch.nn.GRU(3, 4))
+
+
+def test_split_directions_and_keras_style_biases_load_as_one_bidirectional_stack():
+    """Some exporters (tf2onnx for Keras) write a bidirectional layer as a forward node and a
+    reverse node on the same input, joined by Concat, with Keras's reset_after=False bias as
+    B = [bias, 0]. ONNX Runtime runs that graph; the loaded model must reproduce it."""
+    rng = np.random.default_rng(0)
+    I, H, T, N = 3, 4, 5, 2
+    f32 = onnx.TensorProto.FLOAT
+    inits, nodes = [], []
+
+    def init(name, shape, zero_half=False):
+        value = rng.uniform(-0.5, 0.5, shape).astype(np.float32)
+        if zero_half:
+            value[..., 3 * H:] = 0
+        inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    x = "X"
+    for k in range(2):
+        ins = I if k == 0 else 2 * H
+        ys = []
+        for direction in ("forward", "reverse"):
+            tag = f"{k}{direction[0]}"
+            nodes.append(helper.make_node(
+                "GRU", [x, init("W" + tag, (1, 3 * H, ins)), init("R" + tag, (1, 3 * H, H)),
+                        init("B" + tag, (1, 6 * H), zero_half=True)],
+                ["Y" + tag], name="gru" + tag, hidden_size=H, direction=direction,
+            ))
+            ys.append("Y" + tag)  # (T, 1, N, H)
+        nodes.append(helper.make_node("Concat", ys, [f"Y{k}"], axis=1))  # (T, 2, N, H)
+        nodes.append(helper.make_node("Transpose", [f"Y{k}"], [f"Yt{k}"], perm=[0, 2, 1, 3]))
+        inits.append(numpy_helper.from_array(np.array([0, 0, 2 * H], np.int64), f"shape{k}"))
+        x = f"out{k}"
+        nodes.append(helper.make_node("Reshape", [f"Yt{k}", f"shape{k}"], [x]))  # (T, N, 2H)
+    graph = helper.make_graph(nodes, "split", [helper.make_tensor_value_info("X", f32, ["T", "N", I])],
+                              [helper.make_tensor_value_info(x, f32, ["T", "N", 2 * H])],
+                              initializer=inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = load_onnx(proto)
+    assert (model.num_layers, model.bidirectional, model.reset_after) == (2, True, False)
+    xin = np.random.default_rng(1).standard_normal((T, N, I)).astype(np.float32)
+    (y,) = _ort_session(proto).run(None, {"X": xin})
+    with torch.no_grad():
+        y_ref, _ = model(torch.from_numpy(xin))
+    np.testing.assert_allclose(y, y_ref.numpy(), rtol=1e-5, atol=1e-6)
