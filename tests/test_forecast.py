@@ -1,0 +1,127 @@
+"""GRUForecaster, the metrics and the baselines, on small generated series."""
+
+import numpy as np
+import pytest
+import torch
+
+from grukit.apps import baselines as B
+from grukit.apps.forecast import ForecasterConfig, GRUForecaster, NotFittedError
+from grukit.apps.metrics import evaluate, mase_scale, smape
+from grukit.data import DataError, from_arrays
+from grukit.train import ConfigError
+
+FAST = {"epochs": 8, "batch_size": 64, "lr": 1e-2, "steps_per_epoch": 20, "progress": "off", "patience": None}
+
+
+def _seasonal_series(count=12, n=72, m=12, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        t = np.arange(n)
+        level = rng.uniform(50, 150)
+        trend = rng.uniform(-0.3, 0.6)
+        season = 1 + 0.25 * np.sin(2 * np.pi * (t + i) / m)
+        out.append((level + trend * t) * season * (1 + 0.02 * rng.standard_normal(n)))
+    return out
+
+
+def test_smape_and_mase_by_hand():
+    y, f = np.array([100.0, 200.0]), np.array([110.0, 150.0])
+    np.testing.assert_allclose(smape(y, f), [200 * 10 / 210, 200 * 50 / 350])
+    assert smape(np.zeros(1), np.zeros(1))[0] == 0
+    x = np.array([1.0, 2, 4, 7])
+    assert mase_scale(x, 1) == pytest.approx((1 + 2 + 3) / 3)
+    r = evaluate([y], [f], [x], 1)
+    assert r["MASE"] == pytest.approx(np.mean([10, 50]) / 2)
+
+
+def test_seasonal_indices_match_statsmodels_classical_decomposition():
+    sm = pytest.importorskip("statsmodels.tsa.seasonal")
+    x = _seasonal_series(1, n=60)[0]
+    ours = B.seasonal_indices(x, 12)
+    theirs = sm.seasonal_decompose(x, model="multiplicative", period=12).seasonal[:12]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10)
+
+
+def test_baselines_on_a_pure_seasonal_pattern():
+    x = np.tile([1.0, 2, 3, 4], 6) + 10
+    np.testing.assert_allclose(B.seasonal_naive(x, 6, 4), [11, 12, 13, 14, 11, 12])
+    np.testing.assert_allclose(B.naive(x, 3, 4), [14, 14, 14])
+    np.testing.assert_allclose(B.naive2(x, 4, 4), [11, 12, 13, 14], rtol=0.05)
+
+
+def test_estimator_contract_and_a_forecast_better_than_naive(tmp_path):
+    series = _seasonal_series()
+    train = [s[:-12] for s in series]
+    actual = [s[-12:] for s in series]
+    f = GRUForecaster(12, 12, train=FAST, hidden_size=16, num_layers=1)
+    with pytest.raises(NotFittedError):
+        f.predict()
+    assert f.fit(train) is f
+    assert f.net_ is not None and f.result_.epochs_run == 8 and f.series_ is not None
+    fc = f.predict()
+    assert fc.point.shape == (12, 12) and set(fc.quantiles) == {0.1, 0.5, 0.9}
+    assert np.all(fc.quantiles[0.1] <= fc.point) and np.all(fc.point <= fc.quantiles[0.9])
+    gru = evaluate(actual, list(fc.point), train, 12)["sMAPE"]
+    naive = evaluate(actual, [B.naive(x, 12, 12) for x in train], train, 12)["sMAPE"]
+    assert gru < naive
+    # save / load gives identical forecasts, from the fitted series and from new data
+    f.save(tmp_path / "m")
+    g = GRUForecaster.load(tmp_path / "m")
+    np.testing.assert_array_equal(g.predict().point, fc.point)
+    np.testing.assert_array_equal(g.predict(5, series).point, f.predict(5, series).point)
+    assert g.config == f.config
+
+
+def test_horizon_longer_than_trained_is_refused():
+    f = GRUForecaster(6, 1, train={**FAST, "epochs": 1}, hidden_size=8, num_layers=1)
+    f.fit([np.arange(40.0) + 1])
+    with pytest.raises(ValueError, match="trained for a horizon of 6 steps; asked for 7"):
+        f.predict(7)
+
+
+def test_series_too_short_for_the_window_is_named():
+    f = GRUForecaster(6, 12, train=FAST)
+    with pytest.raises(DataError, match="series '1' has 10 points; training needs at least"):
+        f.fit({"0": np.arange(50.0), "1": np.arange(10.0)})
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(horizon=0), "horizon must be a positive integer"),
+        (dict(horizon=3, quantiles=[0.1, 0.9]), "including 0.5"),
+        (dict(horizon=3, dropout=1.0), "dropout must be in"),
+        (dict(horizon=3, input_len=4, min_input=6), "min_input \\(6\\) must not exceed input_len \\(4\\)"),
+    ],
+)
+def test_bad_hyperparameters(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        ForecasterConfig(**kw)
+
+
+def test_loading_a_damaged_model_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a forecaster folder"):
+        GRUForecaster.load(tmp_path)
+    (tmp_path / "forecaster.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not a readable forecaster"):
+        GRUForecaster.load(tmp_path)
+
+
+def test_arrays_follow_the_missing_value_policy():
+    s = from_arrays([np.array([np.nan, 1.0, np.nan, 3.0, np.nan])])
+    np.testing.assert_array_equal(s.values[0], [1.0, 2.0, 3.0])
+    assert s.report["interpolated"] == 1 and s.report["dropped_at_ends"] == 2
+    with pytest.raises(DataError, match="has no values"):
+        from_arrays([np.array([np.nan, np.nan])])
+    with pytest.raises(DataError, match="infinite"):
+        from_arrays([np.array([1.0, np.inf])])
+
+
+def test_same_seed_same_forecast():
+    series = _seasonal_series(4, n=48)
+    a = GRUForecaster(6, 12, train={**FAST, "epochs": 2}, hidden_size=8, num_layers=1).fit(series)
+    b = GRUForecaster(6, 12, train={**FAST, "epochs": 2}, hidden_size=8, num_layers=1).fit(series)
+    np.testing.assert_array_equal(a.predict().point, b.predict().point)
+    for p, q in zip(a.net_.parameters(), b.net_.parameters()):
+        assert torch.equal(p, q)
