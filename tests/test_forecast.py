@@ -50,6 +50,14 @@ def test_baselines_on_a_pure_seasonal_pattern():
     np.testing.assert_allclose(B.naive2(x, 4, 4), [11, 12, 13, 14], rtol=0.05)
 
 
+def test_the_shared_estimator_contract():
+    from grukit.apps.contract import check_estimator
+
+    series = _seasonal_series(4, n=48)
+    check_estimator(lambda **kw: GRUForecaster(6, 12, train={**FAST, "epochs": 1}, hidden_size=8, **kw),
+                    series, lambda f: f.predict().point)
+
+
 def test_estimator_contract_and_a_forecast_better_than_naive(tmp_path):
     series = _seasonal_series()
     train = [s[:-12] for s in series]

@@ -29,6 +29,7 @@ from torch import nn
 
 import grukit
 from grukit._io import atomic_write, atomic_write_text
+from grukit.apps.contract import NotFittedError
 from grukit.data.series import DataError, SeriesSet, from_arrays
 from grukit.data.windows import WindowDataset, make_inputs, window_ends
 from grukit.train.config import ConfigError, TrainConfig, from_dict
@@ -36,10 +37,6 @@ from grukit.train.config import ConfigError, TrainConfig, from_dict
 __all__ = ["GRUForecaster", "ForecasterConfig", "Forecast", "NotFittedError"]
 
 FORMAT = "grukit.GRUForecaster/1"
-
-
-class NotFittedError(RuntimeError):
-    """predict / save before fit."""
 
 
 @dataclass

@@ -1,0 +1,10 @@
+"""Applications built on grukit's GRU, each an estimator with the same contract (DESIGN.md):
+hyperparameters in the constructor, ``fit(data) -> self``, ``predict``, ``save`` / ``load``.
+
+- :class:`GRUForecaster`: time-series forecasting (``grukit forecast``).
+"""
+
+from grukit.apps.contract import NotFittedError
+from grukit.apps.forecast import Forecast, ForecasterConfig, GRUForecaster
+
+__all__ = ["GRUForecaster", "ForecasterConfig", "Forecast", "NotFittedError"]
