@@ -191,3 +191,14 @@ def test_forecast_demo_on_a_few_m3_series(tmp_path, capsys):
     assert metrics["split"] == {"horizon": 18, "season": 12, "series": 10, "test_points": 180}
     assert metrics["published"] == {}
     assert (out / "holdout.png").is_file() and (out / "model.safetensors").is_file()
+
+
+def test_season_comes_from_the_timestamps_when_not_given(tmp_path, capsys):
+    from grukit.cli.forecast import season_of
+
+    assert [season_of(f) for f in ("MS", "ME", "QS-OCT", "W-SUN", "D", "h", "2D", None)] == [12, 12, 4, 52, 7, 24, 7, 1]
+    data = _long_csv(tmp_path / "d.csv")
+    args = [a for a in TINY if a not in ("--season", "4")]
+    out = tmp_path / "run"
+    assert main(["forecast", "train", "--data", str(data), "--out", str(out), *args]) == 0
+    assert json.loads((out / "config.json").read_text())["forecaster"]["season"] == 12

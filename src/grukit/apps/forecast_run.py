@@ -59,9 +59,11 @@ def holdout_run(
     title: str = "forecast",
     log=print,
     is_main: bool = True,
+    shown_as: Path | None = None,
 ) -> dict:
     """Train, evaluate and write everything; returns the metrics. ``test`` gives an official
-    split (history, actuals) instead of holding out the last ``horizon`` points."""
+    split (history, actuals) instead of holding out the last ``horizon`` points. ``shown_as``
+    is the folder named in messages when ``out`` is a temporary one that will be renamed."""
     cfg = forecaster.config
     h, m = cfg.horizon, cfg.season
     if test is None:
@@ -117,13 +119,13 @@ def holdout_run(
     if "interval" in result:
         iv = result["interval"]
         log(f"{iv['nominal']:.0%} interval covers {iv['coverage']:.1%} of the held-out points")
-    log(f"wrote {out}/: model, metrics.json, holdout_forecast.csv, holdout.png, learning_curves.png")
+    log(f"wrote {shown_as or out}/: model, metrics.json, holdout_forecast.csv, holdout.png, learning_curves.png")
     return metrics
 
 
 def m3_demo(out: Path, train_config, *, hidden_size: int = 64, num_layers: int = 1,
             limit: int | None = None, resume: bool = False, run_config: dict | None = None,
-            log=print, is_main: bool = True) -> dict:
+            log=print, is_main: bool = True, shown_as: Path | None = None) -> dict:
     """The M3 monthly benchmark: train on the official training parts of the 1428 series (or the
     first ``limit``), forecast the 18-month test parts, compare with the baselines and the
     published results (which apply to the full set only)."""
@@ -135,4 +137,5 @@ def m3_demo(out: Path, train_config, *, hidden_size: int = 64, num_layers: int =
     log(f"M3 monthly: {len(history)} series, horizon 18, the official train/test split")
     return holdout_run(history, forecaster, out, resume=resume, run_config=run_config,
                        published=PUBLISHED_M3_MONTHLY if limit is None else None,
-                       test=(history, actuals), title="M3 monthly", log=log, is_main=is_main)
+                       test=(history, actuals), title="M3 monthly", log=log, is_main=is_main,
+                       shown_as=shown_as)

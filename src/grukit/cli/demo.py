@@ -154,7 +154,8 @@ def _forecast(args, out: Path):
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     try:
         metrics = m3_demo(tmp, train, limit=args.forecast_series,
-                          run_config={"command": "demo", "train": train.to_dict()}, log=log)
+                          run_config={"command": "demo", "train": train.to_dict()}, log=log,
+                          shown_as=out / "forecast")
         shutil.rmtree(tmp / "checkpoints", ignore_errors=True)  # the demo keeps only the result
         final = out / "forecast"
         if final.exists():
@@ -184,8 +185,10 @@ def _forecast(args, out: Path):
             "baselines run on the same split. sMAPE is averaged over all forecasts (the M3 "
             "convention); MASE uses the in-sample seasonal naive error.",
             f"The GRU beats on sMAPE: {', '.join(beaten) if beaten else 'none of the baselines'}. "
-            f"Training: {t['epochs_run']} epochs (best {t['best_epoch']}, {t['stopped']}), "
-            f"{t['seconds']:.0f} s."
+            f"Training: {t['epochs_run']} epochs ("
+            + ("stopped early, " if t["stopped"] == "early stopping" else "")
+            + f"best weights from epoch {t['best_epoch']}), {t['seconds']:.0f} s on "
+            f"{metrics['machine']['threads']} threads."
             + (f" The {interval['nominal']:.0%} interval covers {interval['coverage']:.1%} of the "
                "test values." if interval else ""),
         ],

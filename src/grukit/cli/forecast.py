@@ -26,7 +26,9 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
 def _add_model_args(p) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--horizon", type=int, required=True, help="steps to forecast")
-    g.add_argument("--season", type=int, default=1, help="seasonal period, e.g. 12 for monthly (default: 1)")
+    g.add_argument("--season", type=int, default=None,
+                   help="seasonal period, e.g. 12 for monthly; default: from the timestamps' "
+                        "frequency (monthly 12, quarterly 4, weekly 52, daily 7, hourly 24), else 1")
     g.add_argument("--input-len", type=int, default=None, help="points the GRU reads (default: max(3 seasons, 2 horizons, 8))")
     g.add_argument("--min-input", type=int, default=None, help="fewest real points in a training window")
     g.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
@@ -96,6 +98,18 @@ def add_parser(sub) -> None:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+_SEASONS = {"M": 12, "MS": 12, "ME": 12, "Q": 4, "QS": 4, "QE": 4, "W": 52, "D": 7, "B": 5,
+            "H": 24, "h": 24}
+
+
+def season_of(freq: str | None) -> int:
+    """The usual seasonal period of a pandas frequency string (1 when unknown)."""
+    if not freq:
+        return 1
+    base = freq.split("-")[0].lstrip("0123456789")
+    return _SEASONS.get(base, 1)
+
 
 def _train_config(args):
     from grukit.train.config import TrainConfig
@@ -174,8 +188,10 @@ def run_train(args) -> int:
     try:
         ctx = context()
         train_cfg = _train_config(args)
+        series = read_csv(args.data, id_col=args.id_col, time_col=args.time_col, value_col=args.value_col)
+        season = args.season if args.season is not None else season_of(series.freq)
         forecaster = GRUForecaster(
-            args.horizon, args.season, train=train_cfg, input_len=args.input_len,
+            args.horizon, season, train=train_cfg, input_len=args.input_len,
             min_input=args.min_input, hidden_size=args.hidden_size, num_layers=args.num_layers,
             dropout=args.dropout, reset_after=args.reset_after,
         )
@@ -183,12 +199,12 @@ def run_train(args) -> int:
                   "id_col": args.id_col, "time_col": args.time_col, "value_col": args.value_col,
                   "forecaster": dict(forecaster.config.__dict__), "train": train_cfg.to_dict(),
                   "world_size": ctx.world_size}
-        series = read_csv(args.data, id_col=args.id_col, time_col=args.time_col, value_col=args.value_col)
         fc = forecaster.config
         split_holdout(series, fc.horizon, fc.min_input + 2 * fc.horizon)  # checks before --out is made
         _prepare_out(out, args.resume, config, ctx)
         log = _log_fn(args)
-        log(f"data: {len(series)} series, {series.report['points']} points"
+        log(f"data: {len(series)} series, {series.report['points']} points, season {season}"
+            + (f" (from the {series.freq} timestamps)" if args.season is None and series.freq else "")
             + (f", {series.report['interpolated']} missing values interpolated" if series.report["interpolated"] else ""))
         holdout_run(series, forecaster, out, resume=args.resume, run_config=config,
                     title=Path(args.data).name, log=log, is_main=ctx.is_main)
