@@ -198,7 +198,8 @@ def test_season_comes_from_the_timestamps_when_not_given(tmp_path, capsys):
 
     assert [season_of(f) for f in ("MS", "ME", "QS-OCT", "W-SUN", "D", "h", "2D", None)] == [12, 12, 4, 52, 7, 24, 7, 1]
     data = _long_csv(tmp_path / "d.csv")
-    args = [a for a in TINY if a not in ("--season", "4")]
+    i = TINY.index("--season")
+    args = TINY[:i] + TINY[i + 2:]
     out = tmp_path / "run"
     assert main(["forecast", "train", "--data", str(data), "--out", str(out), *args]) == 0
     assert json.loads((out / "config.json").read_text())["forecaster"]["season"] == 12
