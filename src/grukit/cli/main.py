@@ -23,10 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"grukit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    from grukit.cli import bench, convert, demo, forecast
+    from grukit.cli import anomaly, bench, convert, demo, forecast
 
     demo.add_parser(sub)
     forecast.add_parser(sub)
+    anomaly.add_parser(sub)
     bench.add_parser(sub)
     convert.add_parser(sub)
     return parser

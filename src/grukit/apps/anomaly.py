@@ -1,0 +1,384 @@
+"""``GRUAnomalyDetector``: a GRU model of normal behaviour, a scorer, and a calibrated threshold.
+
+Two modes:
+
+- ``"signal"`` (points and segments in a long signal, one or several channels): a GRU
+  autoencoder (below) learns windows of ``window`` points of the training stretch (channels
+  standardised on it). Windows every ``window // 4`` points are reconstructed; a point's error
+  is the mean over the windows covering it of the window's mean squared error
+  (``aggregate="window"``, the default) or of the error at the point (``"point"``), then smoothed
+  over ``smooth`` points. Scoring streams the windows in chunks, so memory
+  beyond the output stays bounded, and chunked scoring equals one pass.
+
+  (A causal next-point GRU predictor, carrying its state through the signal, was measured first:
+  on the ECG5000 long signal it found 0 of 9 abnormal beats, point ROC-AUC 0.43 - one-step errors
+  follow local smoothness, not shape. See docs/anomaly.md.)
+- ``"sequences"`` (one-class, whole sequences such as heartbeats): a GRU autoencoder - the encoder's
+  final state is squeezed to ``latent_size`` numbers, from which a decoder GRU reconstructs the
+  sequence; the error is the mean squared reconstruction error of the sequence.
+
+The scorer turns errors into scores normalised on held-out normal data (the last
+``calibration_share`` of the training data, never trained on): ``score = (e - median) / (1.4826
+MAD)``. The detector flags scores above the threshold, the ``1 - false_alarm_rate`` quantile of
+the calibration scores, so on normal data about ``false_alarm_rate`` of points (or sequences)
+are flagged. Estimator contract (DESIGN.md): ``fit(X) -> self``, ``score``, ``predict``,
+``save`` / ``load``; fitted attributes end in ``_``.
+
+Shapes: signal (n,) or (n, C); sequences (N, T) or (N, T, C).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+import grukit
+from grukit._io import atomic_write, atomic_write_text
+from grukit.apps.contract import NotFittedError
+from grukit.data.series import DataError
+from grukit.train.config import ConfigError, TrainConfig, from_dict
+
+__all__ = ["GRUAnomalyDetector", "DetectorConfig"]
+
+FORMAT = "grukit.GRUAnomalyDetector/1"
+MODES = ("signal", "sequences")
+
+
+@dataclass
+class DetectorConfig:
+    """Hyperparameters.
+
+    Attributes:
+        mode: "signal" or "sequences" (see the module docstring).
+        window: signal mode: the autoencoder's window in points.
+        hidden_size, num_layers: the GRU's size.
+        latent_size: sequences mode: the autoencoder's bottleneck.
+        reset_after: the formulation (False: the spec's).
+        false_alarm_rate: the share of normal points / sequences flagged by the threshold.
+        calibration_share: the share of the training data held out for validation and the
+            threshold (the end of the training stretch; a random share of the sequences).
+        smooth: signal mode: moving-average width (causal) of the point errors.
+        aggregate: signal mode: "window" gives each point the mean error of the windows covering
+            it (each window's error is its mean over its points: smooth, contiguous flags, fewer
+            false-alarm segments); "point" the error at the point itself (sharper localisation).
+    """
+
+    mode: str = "signal"
+    window: int = 128
+    hidden_size: int = 64
+    num_layers: int = 1
+    latent_size: int = 16
+    reset_after: bool = False
+    false_alarm_rate: float = 0.01
+    calibration_share: float = 0.2
+    smooth: int = 1
+    aggregate: str = "window"
+
+    def __post_init__(self) -> None:
+        if self.aggregate not in ("window", "point"):
+            raise ConfigError(f"aggregate must be 'window' or 'point', got {self.aggregate!r}")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        for name in ("window", "hidden_size", "num_layers", "latent_size", "smooth"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        for name, lo, hi in (("false_alarm_rate", 0.0, 0.5), ("calibration_share", 0.05, 0.5)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo < v <= hi:
+                raise ConfigError(f"{name} must be in ({lo}, {hi}], got {v!r}")
+
+
+class SeqAutoencoder(nn.Module):
+    """GRU encoder -> latent (N, d) -> GRU decoder: (N, T, C) -> (N, T, C)."""
+
+    def __init__(self, C: int, cfg: DetectorConfig) -> None:
+        super().__init__()
+        H = cfg.hidden_size
+        self.encoder = grukit.GRU(C, H, cfg.num_layers, batch_first=True, reset_after=cfg.reset_after)
+        self.to_latent = nn.Linear(H, cfg.latent_size)
+        self.decoder = grukit.GRU(cfg.latent_size, H, cfg.num_layers, batch_first=True,
+                                  reset_after=cfg.reset_after)
+        self.head = nn.Linear(H, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h_n = self.encoder(x)  # (L, N, H)
+        z = torch.tanh(self.to_latent(h_n[-1]))  # (N, d)
+        out, _ = self.decoder(z[:, None, :].expand(-1, x.shape[1], -1))  # (N, T, H)
+        return self.head(out)  # (N, T, C)
+
+
+class _Windows(Dataset):
+    """Random-access windows of ``length`` points starting at ``starts`` of a (n, C) signal."""
+
+    def __init__(self, x: np.ndarray, starts: np.ndarray, length: int) -> None:
+        self.x = torch.from_numpy(x.astype(np.float32))
+        self.starts, self.length = starts, length
+
+    def __len__(self):
+        return len(self.starts)
+
+    def __getitems__(self, idx):
+        s = torch.from_numpy(self.starts[np.asarray(idx)])
+        pos = s[:, None] + torch.arange(self.length)[None, :]  # (B, W)
+        return (self.x[pos],)  # (B, W, C)
+
+    @staticmethod
+    def collate(batch):
+        return batch
+
+
+class _Sequences(Dataset):
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = torch.from_numpy(x.astype(np.float32))  # (N, T, C)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitems__(self, idx):
+        return (self.x[torch.as_tensor(idx)],)
+
+    @staticmethod
+    def collate(batch):
+        return batch
+
+
+def _robust(errors: np.ndarray) -> tuple[float, float]:
+    med = float(np.median(errors))
+    mad = float(np.median(np.abs(errors - med))) * 1.4826
+    return med, mad if mad > 0 else (float(np.std(errors)) or 1.0)
+
+
+class GRUAnomalyDetector:
+    """See the module docstring.
+
+    >>> det = GRUAnomalyDetector(mode="sequences", train={"epochs": 30}).fit(normal_beats)
+    >>> scores, flags = det.score(beats), det.predict(beats)
+    """
+
+    def __init__(self, mode: str = "signal", *, train: TrainConfig | dict | None = None, **hyper) -> None:
+        self.config = DetectorConfig(mode=mode, **hyper)
+        if train is None:
+            train = TrainConfig()
+        elif isinstance(train, dict):
+            train = from_dict(TrainConfig, train)
+        elif not isinstance(train, TrainConfig):
+            raise TypeError(f"expected train to be a TrainConfig or dict, got {type(train).__name__}")
+        self.train_config = train
+
+    # -- input checks ----------------------------------------------------------------------------
+
+    def _as_array(self, X, *, fitting: bool) -> np.ndarray:
+        """(n, C) for signals, (N, T, C) for sequences, as float64, NaNs handled."""
+        try:
+            x = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError("expected numbers") from None
+        seq = self.config.mode == "sequences"
+        if seq:
+            if x.ndim == 2:
+                x = x[:, :, None]
+            if x.ndim != 3:
+                raise DataError(f"sequences mode expects (N, T) or (N, T, C), got shape {x.shape}")
+        else:
+            if x.ndim == 1:
+                x = x[:, None]
+            if x.ndim != 2:
+                raise DataError(f"signal mode expects (n,) or (n, C), got shape {x.shape}")
+        C = x.shape[-1]
+        if not fitting and C != self.channels_:
+            raise DataError(f"the model was trained on {self.channels_} channel(s); got {C}")
+        if np.isinf(x).any():
+            raise DataError("the data contains infinite values")
+        flat = x.reshape(-1, C)
+        for c in range(C):
+            col = flat[:, c]
+            if np.isnan(col).all():
+                raise DataError(f"channel {c} has no values (all NaN)")
+        if np.isnan(x).any():
+            if seq:
+                raise DataError("sequences contain NaN values; fill or drop them first")
+            idx = np.arange(len(x))
+            for c in range(C):  # interior and end gaps: linear interpolation, ends held
+                col = x[:, c]
+                bad = np.isnan(col)
+                if bad.any():
+                    col[bad] = np.interp(idx[bad], idx[~bad], col[~bad])
+        return x
+
+    # -- fitting ---------------------------------------------------------------------------------
+
+    def fit(self, X, *, out_dir: str | os.PathLike | None = None, resume: bool = False, log=None):
+        """Learn normal behaviour from ``X`` (assumed mostly normal) and calibrate the threshold."""
+        from grukit.train.trainer import Trainer
+
+        cfg = self.config
+        x = self._as_array(X, fitting=True)
+        C = x.shape[-1]
+        flat = x.reshape(-1, C)
+        mean, std = flat.mean(0), flat.std(0)
+        const = np.flatnonzero(std == 0)
+        if len(const):
+            raise DataError(f"channel {int(const[0])} is constant in the training data: nothing to learn "
+                            "from it; drop it")
+        self.channels_ = C
+        self.mean_, self.std_ = mean, std
+        z = (x - mean) / std
+        torch.manual_seed(self.train_config.seed)
+        if cfg.mode == "signal":
+            n = len(z)
+            n_cal = int(round(n * cfg.calibration_share))
+            n_fit = n - n_cal
+            need = cfg.window
+            if n_fit < need or n_cal < need:
+                raise DataError(
+                    f"the training stretch has {n} points; window {cfg.window} needs at least "
+                    f"{int(np.ceil(need / min(cfg.calibration_share, 1 - cfg.calibration_share)))} "
+                    f"(a window in both the training and the calibration part)"
+                )
+            self.net_ = SeqAutoencoder(C, cfg)
+            train = _Windows(z[:n_fit], np.arange(n_fit - cfg.window + 1), cfg.window)
+            val = _Windows(z[n_fit:], np.arange(0, n_cal - cfg.window + 1, self._stride), cfg.window)
+
+            def loss_fn(net, batch):
+                (w,) = batch  # (B, W, C)
+                return ((net(w) - w) ** 2).mean(), w.shape[0]
+        else:
+            N = len(z)
+            n_cal = max(1, int(round(N * cfg.calibration_share)))
+            if N - n_cal < 2:
+                raise DataError(f"expected at least {n_cal + 2} training sequences, got {N}")
+            perm = np.random.default_rng(self.train_config.seed).permutation(N)
+            fit_idx, cal_idx = perm[n_cal:], perm[:n_cal]
+            self.net_ = SeqAutoencoder(C, cfg)
+            train, val = _Sequences(z[fit_idx]), _Sequences(z[cal_idx])
+
+            def loss_fn(net, batch):
+                (s,) = batch
+                return ((net(s) - s) ** 2).mean(), s.shape[0]
+
+        trainer = Trainer(self.net_, self.train_config, loss_fn, out_dir=out_dir, resume=resume, log=log)
+        self.result_ = trainer.fit(train, val)
+        self.net_.eval()
+        # calibration: errors on held-out normal data
+        if cfg.mode == "signal":
+            errors = self._errors(x[n_fit:])
+        else:
+            errors = self._errors(x[cal_idx])
+        self.center_, self.spread_ = _robust(errors)
+        cal_scores = (errors - self.center_) / self.spread_
+        self.threshold_ = float(np.quantile(cal_scores, 1 - cfg.false_alarm_rate))
+        return self
+
+    # -- scoring ---------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _errors(self, x: np.ndarray, chunk: int = 65536, progress: bool = False) -> np.ndarray:
+        cfg = self.config
+        z = ((x - self.mean_) / self.std_).astype(np.float32)
+        if cfg.mode == "sequences":
+            out = []
+            for i in range(0, len(z), 512):
+                s = torch.from_numpy(z[i:i + 512])
+                out.append(((self.net_(s) - s) ** 2).mean((1, 2)).double().numpy())
+            return np.concatenate(out)
+        n, W = len(z), cfg.window
+        if n < W:
+            raise DataError(f"the signal has {n} points; scoring needs at least one window of {W}")
+        starts = np.arange(0, n - W + 1, self._stride)
+        if starts[-1] != n - W:
+            starts = np.r_[starts, n - W]  # the last window reaches the end
+        total, count = np.zeros(n), np.zeros(n)
+        per_chunk = max(1, chunk // W)
+        zt = torch.from_numpy(z)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(starts), unit="window", leave=False, desc="scoring")
+        for i in range(0, len(starts), per_chunk):
+            s = torch.from_numpy(starts[i:i + per_chunk])
+            pos = s[:, None] + torch.arange(W)[None, :]  # (B, W)
+            w = zt[pos]  # (B, W, C)
+            e = ((self.net_(w) - w) ** 2).mean(2).double().numpy()  # (B, W)
+            if cfg.aggregate == "window":
+                e = np.repeat(e.mean(1, keepdims=True), W, axis=1)  # (B, W): the window's mean
+            np.add.at(total, pos.numpy(), e)
+            np.add.at(count, pos.numpy(), 1.0)
+            if bar is not None:
+                bar.update(len(s))
+        if bar is not None:
+            bar.close()
+        err = total / count
+        if cfg.smooth > 1:
+            c = np.cumsum(np.r_[0.0, err])
+            k = np.minimum(np.arange(1, n + 1), cfg.smooth)
+            err = (c[1:] - c[np.arange(1, n + 1) - k]) / k  # causal moving average
+        return err
+
+    @property
+    def _stride(self) -> int:
+        return max(1, self.config.window // 4)
+
+    def _check_fitted(self):
+        if not hasattr(self, "net_"):
+            raise NotFittedError("this GRUAnomalyDetector is not fitted yet: call fit() or load()")
+
+    def score(self, X, *, chunk: int = 65536, progress: bool = False) -> np.ndarray:
+        """Normalised anomaly scores: one per point (signal) or per sequence (sequences)."""
+        self._check_fitted()
+        x = self._as_array(X, fitting=False)
+        return (self._errors(x, chunk, progress) - self.center_) / self.spread_
+
+    def predict(self, X, **kw) -> np.ndarray:
+        """Flags: score above the calibrated threshold."""
+        return self.score(X, **kw) > self.threshold_
+
+    # -- persistence -------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
+        atomic_write(path / "model.safetensors", lambda tmp: save_file(weights, tmp))
+        meta = {
+            "format": FORMAT, "grukit": grukit.__version__, "detector": asdict(self.config),
+            "train": self.train_config.to_dict(), "channels": self.channels_,
+            "mean": self.mean_.tolist(), "std": self.std_.tolist(), "center": self.center_,
+            "spread": self.spread_, "threshold": self.threshold_,
+        }
+        atomic_write_text(path / "detector.json", json.dumps(meta, indent=1))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> GRUAnomalyDetector:
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / "detector.json").is_file():
+            raise FileNotFoundError(f"{path} is not an anomaly detector folder (no detector.json)")
+        try:
+            meta = json.loads((path / "detector.json").read_text())
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+            hyper = dict(meta["detector"])
+            self = cls(hyper.pop("mode"), train=meta["train"], **hyper)
+            self.channels_ = int(meta["channels"])
+            self.net_ = SeqAutoencoder(self.channels_, self.config)
+            self.net_.load_state_dict(load_file(str(path / "model.safetensors")))
+            self.net_.eval()
+            self.mean_, self.std_ = np.array(meta["mean"]), np.array(meta["std"])
+            self.center_, self.spread_ = float(meta["center"]), float(meta["spread"])
+            self.threshold_ = float(meta["threshold"])
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise ValueError(f"{path}: not a readable anomaly detector ({type(exc).__name__}: {exc})") from None
+        return self

