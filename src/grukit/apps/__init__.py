@@ -2,9 +2,12 @@
 hyperparameters in the constructor, ``fit(data) -> self``, ``predict``, ``save`` / ``load``.
 
 - :class:`GRUForecaster`: time-series forecasting (``grukit forecast``).
+- :class:`GRUAnomalyDetector`: anomaly detection in signals and sequences (``grukit anomaly``).
 """
 
+from grukit.apps.anomaly import DetectorConfig, GRUAnomalyDetector
 from grukit.apps.contract import NotFittedError
 from grukit.apps.forecast import Forecast, ForecasterConfig, GRUForecaster
 
-__all__ = ["GRUForecaster", "ForecasterConfig", "Forecast", "NotFittedError"]
+__all__ = ["GRUForecaster", "ForecasterConfig", "Forecast", "GRUAnomalyDetector", "DetectorConfig",
+           "NotFittedError"]
