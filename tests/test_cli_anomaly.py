@@ -67,6 +67,7 @@ def test_sequences_mode_trains_on_rows_labelled_normal(tmp_path, capsys):
                  "--out", str(out), "--hidden-size", "8", "--epochs", "2", "--quiet"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["mode"] == "sequences" and m["train_rows"] == 40
+    assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "config.json").read_text())["detector"]["mode"] == "sequences"
 
 

@@ -46,6 +46,29 @@ def _plot_hist(path, scores: dict, labels: np.ndarray, thresholds: dict) -> None
     plt.close(fig)
 
 
+def plot_scores(path, scores: np.ndarray, labels: np.ndarray | None, threshold: float,
+                title: str = "scores") -> None:
+    """Histogram of sequence scores (normal and anomalous apart when labels are given) and the
+    threshold."""
+    from grukit.train.plots import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    bins = np.linspace(np.percentile(scores, 0.5), np.percentile(scores, 99.5), 50)
+    if labels is None:
+        ax.hist(scores, bins, alpha=0.7, label="sequences")
+    else:
+        ax.hist(scores[labels == 0], bins, alpha=0.6, label="labelled normal")
+        ax.hist(scores[labels == 1], bins, alpha=0.6, label="labelled anomalous")
+    ax.axvline(threshold, color="black", ls="--", lw=1, label="threshold")
+    ax.set_xlabel("anomaly score")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
 def ecg_one_class(out: Path, detector: GRUAnomalyDetector, log=print) -> dict:
     """Fit on the normal beats of ECG5000's train split, score the 4,500 test beats."""
     from grukit.data.ucr import load_ucr

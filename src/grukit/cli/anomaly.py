@@ -207,9 +207,14 @@ def run_train(args) -> int:
     write_metrics(out, metrics)
     if args.mode == "signal":
         plot_signal(out / "scores.png", x, scores, det.threshold_, flags, labels, title=Path(args.data).name)
+    else:
+        from grukit.apps.anomaly_run import plot_scores
+
+        plot_scores(out / "scores.png", scores[k:], None if labels is None else labels[k:], det.threshold_,
+                    title=f"{Path(args.data).name}: sequences after the training rows")
     log(json.dumps({k2: v for k2, v in metrics.items() if k2 in ("scored_part", "events")}, indent=1, default=float)
         if labels is not None else f"flagged {metrics['flagged_after_training_part']} of {len(x) - k} scored rows")
-    log(f"wrote {out}/: model, scores.csv, metrics.json" + (", scores.png" if args.mode == "signal" else ""))
+    log(f"wrote {out}/: model, scores.csv, metrics.json, scores.png")
     return 0
 
 
