@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     d = AddingConfig()
     p = sub.add_parser(
         "demo",
-        help="show a GRU learning long-range dependencies where a plain RNN does not",
+        help="every demo (long-range memory, M3 forecasting, ECG anomalies) in one HTML report",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
