@@ -203,7 +203,7 @@ def format_signal(m: dict) -> str:
 
 
 def anomaly_demo(out: Path, *, epochs: int = 100, signal_epochs: int = 15, seed: int = 0,
-                 quiet: bool = False) -> dict:
+                 quiet: bool = False, shown_as: Path | None = None) -> dict:
     """Both ECG5000 demos into ``out``; prints their tables and returns the metrics."""
     import sys
 
@@ -228,5 +228,5 @@ def anomaly_demo(out: Path, *, epochs: int = 100, signal_epochs: int = 15, seed:
     print(format_signal(m2), flush=True)
     metrics = {"one_class": m1, "long_signal": m2}
     write_metrics(out, metrics)
-    print(f"\nwrote {out}/: metrics.json, ecg_scores.png, ecg_signal.png, ecg_signal_scores.csv, models")
+    print(f"\nwrote {shown_as or out}/: metrics.json, ecg_scores.png, ecg_signal.png, ecg_signal_scores.csv, models")
     return metrics

@@ -228,7 +228,7 @@ def _anomaly(args, out: Path):
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".anomaly-"))
     try:
         m = anomaly_demo(tmp, epochs=args.anomaly_epochs, signal_epochs=args.signal_epochs,
-                         seed=args.seed, quiet=args.quiet)
+                         seed=args.seed, quiet=args.quiet, shown_as=out / "anomaly")
         final = out / "anomaly"
         if final.exists():
             old = Path(tempfile.mkdtemp(dir=out, prefix=".old-anomaly-"))
