@@ -31,3 +31,12 @@ def _umask() -> int:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def save_weights(module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """A module's state dict as a ``.safetensors`` file (tensors on the CPU, no pickle), written
+    atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))

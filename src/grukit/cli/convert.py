@@ -41,6 +41,8 @@ def _describe(model) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from grukit.cli.main import UserError
     from grukit.convert import ConversionError, read_model, verify_file, write_model
     from grukit.convert.files import FORMATS, format_of
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"read    {src} ({FORMATS[in_fmt]}): {_describe(model)}")
         write_model(model, tmp, **onnx_opts)
         err = verify_file(model, tmp)
-        tol = 1e-5 if model.weight_ih_l0.dtype != __import__("torch").float64 else 1e-10
+        tol = 1e-10 if model.weight_ih_l0.dtype == torch.float64 else 1e-5
         if not err <= tol:  # also catches NaN
             raise UserError(
                 f"verification failed: {FORMATS[out_fmt]} output differs from the source by "

