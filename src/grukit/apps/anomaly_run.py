@@ -203,7 +203,9 @@ def format_signal(m: dict) -> str:
 
 
 def anomaly_demo(out: Path, *, epochs: int = 100, signal_epochs: int = 15, seed: int = 0,
-                 quiet: bool = False, shown_as: Path | None = None) -> dict:
+                 quiet: bool = False, shown_as: Path | None = None, hidden_size: int = 128,
+                 latent_size: int = 32, patience: int | None = None,
+                 aggregate: str = "window") -> dict:
     """Both ECG5000 demos into ``out``; prints their tables and returns the metrics."""
     import sys
 
@@ -214,13 +216,13 @@ def anomaly_demo(out: Path, *, epochs: int = 100, signal_epochs: int = 15, seed:
     # 100 full epochs without early stopping: the 58 held-out beats make a noisy validation
     # loss (patience 15 stopped a 200-epoch run at epoch 50 with ROC-AUC 0.960; docs/anomaly.md)
     one = GRUAnomalyDetector(
-        "sequences", hidden_size=128, latent_size=32, false_alarm_rate=0.05,
-        train=TrainConfig(epochs=epochs, batch_size=32, patience=None, seed=seed, progress=progress))
+        "sequences", hidden_size=hidden_size, latent_size=latent_size, false_alarm_rate=0.05,
+        train=TrainConfig(epochs=epochs, batch_size=32, patience=patience, seed=seed, progress=progress))
     m1 = ecg_one_class(out, one, log=log)
     print("ECG5000 one-class (test beats; threshold for a 5% false-alarm rate on normal beats):")
     print(format_one_class(m1), flush=True)
     two = GRUAnomalyDetector(
-        "signal", window=ECG_BEAT, latent_size=32, false_alarm_rate=0.01,
+        "signal", window=ECG_BEAT, latent_size=32, false_alarm_rate=0.01, aggregate=aggregate,
         train=TrainConfig(epochs=signal_epochs, batch_size=64, steps_per_epoch=50, patience=10,
                           seed=seed, progress=progress))
     m2 = ecg_long_signal(out, two, log=log)

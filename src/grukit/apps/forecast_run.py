@@ -123,6 +123,7 @@ def holdout_run(
 
 
 def m3_demo(out: Path, train_config, *, hidden_size: int = 64, num_layers: int = 1,
+            deseasonalize: bool = True,
             limit: int | None = None, resume: bool = False, run_config: dict | None = None,
             log=print, is_main: bool = True, shown_as: Path | None = None) -> dict:
     """The M3 monthly benchmark: train on the official training parts of the 1428 series (or the
@@ -132,7 +133,7 @@ def m3_demo(out: Path, train_config, *, hidden_size: int = 64, num_layers: int =
 
     history, actuals = load_m3("monthly", limit=limit)
     forecaster = GRUForecaster(18, 12, train=train_config, hidden_size=hidden_size,
-                               num_layers=num_layers)
+                               num_layers=num_layers, deseasonalize=deseasonalize)
     log(f"M3 monthly: {len(history)} series, horizon 18, the official train/test split")
     return holdout_run(history, forecaster, out, resume=resume, run_config=run_config,
                        published=PUBLISHED_M3_MONTHLY if limit is None else None,

@@ -76,6 +76,12 @@ def add_parser(sub) -> None:
     d.add_argument("--out", default="demo-report/anomaly", metavar="DIR", help="output folder")
     d.add_argument("--epochs", type=int, default=100, help="epochs for the one-class autoencoder")
     d.add_argument("--signal-epochs", type=int, default=15, help="most epochs for the signal model")
+    d.add_argument("--hidden-size", type=int, default=128, help="the autoencoder's GRU hidden size")
+    d.add_argument("--latent-size", type=int, default=32, help="the autoencoder's bottleneck")
+    d.add_argument("--patience", type=int, default=0,
+                   help="early stopping for the autoencoder (0: off; the validation set is 58 beats)")
+    d.add_argument("--aggregate", choices=["window", "point"], default="window",
+                   help="long signal: a point's error is its windows' mean error, or its own")
     d.add_argument("--seed", type=int, default=0, help="random seed")
     d.add_argument("--quiet", action="store_true", help="no progress output")
     d.set_defaults(func=run_demo)
@@ -260,7 +266,8 @@ def run_demo(args) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
         anomaly_demo(out, epochs=args.epochs, signal_epochs=args.signal_epochs, seed=args.seed,
-                     quiet=args.quiet)
+                     quiet=args.quiet, hidden_size=args.hidden_size, latent_size=args.latent_size,
+                     patience=args.patience or None, aggregate=args.aggregate)
     except (*errors(), ValueError) as exc:
         raise UserError(str(exc)) from None
     return 0

@@ -40,6 +40,8 @@ def _add_model_args(p) -> None:
     g.add_argument("--num-layers", type=int, default=1, help="GRU layers")
     g.add_argument("--dropout", type=float, default=0.1, help="dropout between GRU layers")
     g.add_argument("--reset-after", action="store_true", help="PyTorch's formulation instead of the spec's")
+    g.add_argument("--no-deseasonalize", action="store_true",
+                   help="feed the GRU the raw series instead of the seasonally adjusted one")
 
 
 def _add_data_args(p) -> None:
@@ -86,6 +88,8 @@ def add_parser(sub) -> None:
     d.set_defaults(func=run_demo, steps_per_epoch=60, patience=4)
     d.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
     d.add_argument("--num-layers", type=int, default=1, help="GRU layers")
+    d.add_argument("--no-deseasonalize", action="store_true",
+                   help="feed the GRU the raw series instead of the seasonally adjusted one")
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -120,7 +124,7 @@ def run_train(args) -> int:
         forecaster = GRUForecaster(
             args.horizon, season, train=train_cfg, input_len=args.input_len,
             min_input=args.min_input, hidden_size=args.hidden_size, num_layers=args.num_layers,
-            dropout=args.dropout, reset_after=args.reset_after,
+            dropout=args.dropout, reset_after=args.reset_after, deseasonalize=not args.no_deseasonalize,
         )
         config = {"command": "forecast train", "data": str(Path(args.data).resolve()),
                   "id_col": args.id_col, "time_col": args.time_col, "value_col": args.value_col,
@@ -178,9 +182,11 @@ def run_demo(args) -> int:
         train_cfg = train_config(args)
         config = {"command": "forecast demo", "series": args.series, "train": train_cfg.to_dict(),
                   "hidden_size": args.hidden_size, "num_layers": args.num_layers,
+                  "deseasonalize": not args.no_deseasonalize,
                   "world_size": ctx.world_size}
         prepare_out(out, args.resume, config, ctx)
         m3_demo(out, train_cfg, hidden_size=args.hidden_size, num_layers=args.num_layers,
+                deseasonalize=not args.no_deseasonalize,
                 limit=args.series, resume=args.resume, run_config=config, log=log_fn(args),
                 is_main=ctx.is_main)
     except errors() as exc:
