@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from grukit.apps.anomaly import DetectorConfig, GRUAnomalyDetector
 from grukit.apps.anomaly_metrics import at_threshold, events, ranking, segments
@@ -87,6 +88,64 @@ def test_save_and_load_give_the_same_scores(tmp_path, signal_detector):
     back = GRUAnomalyDetector.load(tmp_path / "m")
     np.testing.assert_array_equal(back.score(x), signal_detector.score(x))
     assert back.threshold_ == signal_detector.threshold_
+
+
+def test_an_ensemble_averages_its_members_normalised_errors(tmp_path):
+    """Member k of an ensemble is the single autoencoder trained from seed + k; the ensemble's
+    score is the robust z (on the calibration stretch) of the mean of the members' scores."""
+    train, x = _sine(2000), _with_anomalies()[0][:900]
+    kw = dict(window=30, hidden_size=8, smooth=5)
+    ens = GRUAnomalyDetector("signal", ensemble=2, train={**FAST, "epochs": 2}, **kw).fit(train)
+    singles = [GRUAnomalyDetector("signal", train={**FAST, "epochs": 2, "seed": k}, **kw).fit(train) for k in (0, 1)]
+    for member, single in zip(ens.net_, singles):
+        for a, b in zip(member.state_dict().values(), single.net_[0].state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    cal = train[1600:]  # the last 20% of the training stretch
+    mean_cal = np.mean([d.score(cal) for d in singles], 0)
+    med = np.median(mean_cal)
+    mad = 1.4826 * np.median(np.abs(mean_cal - med))
+    expected = (np.mean([d.score(x) for d in singles], 0) - med) / mad
+    np.testing.assert_allclose(ens.score(x), expected, rtol=1e-6, atol=1e-6)
+    assert ens.threshold_ == pytest.approx(np.quantile((mean_cal - med) / mad, 0.99), rel=1e-6)
+    ens.save(tmp_path / "e")
+    back = GRUAnomalyDetector.load(tmp_path / "e")
+    np.testing.assert_array_equal(back.score(x), ens.score(x))
+    with pytest.raises(ConfigError, match="ensemble must be a positive integer"):
+        DetectorConfig(ensemble=0)
+
+
+def test_a_detector_saved_by_the_first_format_still_loads(tmp_path, signal_detector):
+    """Format /1 (one autoencoder, unprefixed weights, no member statistics) gives the same scores."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    x = _with_anomalies()[0][:600]
+    signal_detector.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "detector.json").read_text())
+    meta["format"] = "grukit.GRUAnomalyDetector/1"
+    for key in ("member_center", "member_spread"):
+        meta.pop(key)
+    meta["detector"].pop("ensemble")
+    meta["detector"].pop("bidirectional")
+    c, d = signal_detector.member_center_[0], signal_detector.member_spread_[0]
+    # a /1 file stored the statistics of the raw errors: score = (e - center) / spread
+    meta["center"] = c + d * signal_detector.center_
+    meta["spread"] = d * signal_detector.spread_
+    (tmp_path / "m" / "detector.json").write_text(json.dumps(meta))
+    weights = load_file(str(tmp_path / "m" / "model.safetensors"))
+    save_file({k.removeprefix("0."): v for k, v in weights.items()}, str(tmp_path / "m" / "model.safetensors"))
+    back = GRUAnomalyDetector.load(tmp_path / "m")
+    np.testing.assert_allclose(back.score(x), signal_detector.score(x), rtol=1e-9, atol=1e-9)
+
+
+def test_bidirectional_encoder_reads_both_ways():
+    det = GRUAnomalyDetector("sequences", hidden_size=8, latent_size=4, bidirectional=True,
+                             train={**FAST, "epochs": 1}).fit(_sine(600).reshape(20, 30))
+    assert det.net_[0].encoder.bidirectional and det.net_[0].to_latent.in_features == 16
+    assert np.isfinite(det.score(_sine(300).reshape(10, 30))).all()
+    with pytest.raises(ConfigError, match="bidirectional must be true or false"):
+        DetectorConfig(bidirectional="yes")
 
 
 def test_bad_input_is_named(signal_detector):

@@ -50,6 +50,22 @@ def test_train_then_score_a_two_channel_signal(tmp_path, capsys):
     assert list(frame.columns) == ["row", "score", "flag"] and len(frame) == 2000
     trained = pd.read_csv(out / "scores.csv")
     np.testing.assert_allclose(frame["score"], trained["score"], rtol=1e-5, atol=1e-5)  # chunked = one pass
+    # with labels: the measures on every scored row, events, and the labels in the plot and the CSV
+    capsys.readouterr()
+    labelled = tmp_path / "labelled.csv"
+    assert main(["anomaly", "score", "--model", str(out), "--data", str(data), "--out", str(labelled),
+                 "--label-col", "label", "--plot", str(tmp_path / "l.png")]) == 0
+    text = capsys.readouterr().out
+    frame = pd.read_csv(labelled)
+    assert list(frame.columns) == ["row", "score", "flag", "label"] and frame["label"].sum() == 20
+    from sklearn.metrics import roc_auc_score
+
+    assert f"ROC-AUC {roc_auc_score(frame['label'], frame['score']):.4f}" in text
+    assert "events: " in text and " of 1 detected" in text
+    assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["anomaly", "score", "--model", str(out), "--data", str(data), "--out", str(tmp_path / "x.csv"),
+                 "--label-col", "a"]) == 2
+    assert "'a' is one of the model's channels" in capsys.readouterr().err
 
 
 def test_sequences_mode_trains_on_rows_labelled_normal(tmp_path, capsys):
@@ -69,6 +85,11 @@ def test_sequences_mode_trains_on_rows_labelled_normal(tmp_path, capsys):
     assert m["mode"] == "sequences" and m["train_rows"] == 40
     assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "config.json").read_text())["detector"]["mode"] == "sequences"
+    capsys.readouterr()
+    assert main(["anomaly", "score", "--model", str(out), "--data", str(data), "--out", str(tmp_path / "s.csv"),
+                 "--label-col", "label", "--plot", str(tmp_path / "h.png")]) == 0
+    assert "ROC-AUC" in capsys.readouterr().out
+    assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,10 @@ Two modes:
 
 The scorer turns errors into scores normalised on held-out normal data (the last
 ``calibration_share`` of the training data, never trained on): ``score = (e - median) / (1.4826
-MAD)``. The detector flags scores above the threshold, the ``1 - false_alarm_rate`` quantile of
+MAD)``. With ``ensemble=K`` the model is K autoencoders trained from seeds ``seed .. seed+K-1``;
+each one's errors are normalised that way, the K normalised errors are averaged, and the average
+is normalised again on the calibration data (a single autoencoder on a few hundred sequences is
+a high-variance estimator; docs/anomaly.md measures it). The detector flags scores above the threshold, the ``1 - false_alarm_rate`` quantile of
 the calibration scores, so on normal data about ``false_alarm_rate`` of points (or sequences)
 are flagged. Estimator contract (DESIGN.md): ``fit(X) -> self``, ``score``, ``predict``,
 ``save`` / ``load``; fitted attributes end in ``_``.
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +50,8 @@ from grukit.train.config import ConfigError, TrainConfig
 
 __all__ = ["GRUAnomalyDetector", "DetectorConfig"]
 
-FORMAT = "grukit.GRUAnomalyDetector/1"
+FORMAT = "grukit.GRUAnomalyDetector/2"  # /2: an ensemble of autoencoders (``0.``, ``1.``, ...)
+FORMATS = ("grukit.GRUAnomalyDetector/1", FORMAT)
 MODES = ("signal", "sequences")
 
 
@@ -68,6 +72,9 @@ class DetectorConfig:
         aggregate: signal mode: "window" gives each point the mean error of the windows covering
             it (each window's error is its mean over its points: smooth, contiguous flags, fewer
             false-alarm segments); "point" the error at the point itself (sharper localisation).
+        ensemble: the number of autoencoders, trained from seeds ``seed``, ``seed + 1``, ...,
+            whose normalised errors are averaged.
+        bidirectional: the encoder reads the sequence both ways (the latent sees both ends).
     """
 
     mode: str = "signal"
@@ -80,13 +87,18 @@ class DetectorConfig:
     calibration_share: float = 0.2
     smooth: int = 1
     aggregate: str = "window"
+    ensemble: int = 1
+    bidirectional: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("reset_after", "bidirectional"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.aggregate not in ("window", "point"):
             raise ConfigError(f"aggregate must be 'window' or 'point', got {self.aggregate!r}")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        for name in ("window", "hidden_size", "num_layers", "latent_size", "smooth"):
+        for name in ("window", "hidden_size", "num_layers", "latent_size", "smooth", "ensemble"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
@@ -102,15 +114,18 @@ class SeqAutoencoder(nn.Module):
     def __init__(self, C: int, cfg: DetectorConfig) -> None:
         super().__init__()
         H = cfg.hidden_size
-        self.encoder = grukit.GRU(C, H, cfg.num_layers, batch_first=True, reset_after=cfg.reset_after)
-        self.to_latent = nn.Linear(H, cfg.latent_size)
+        D = 2 if cfg.bidirectional else 1
+        self.encoder = grukit.GRU(C, H, cfg.num_layers, batch_first=True, reset_after=cfg.reset_after,
+                                  bidirectional=cfg.bidirectional)
+        self.to_latent = nn.Linear(D * H, cfg.latent_size)
         self.decoder = grukit.GRU(cfg.latent_size, H, cfg.num_layers, batch_first=True,
                                   reset_after=cfg.reset_after)
         self.head = nn.Linear(H, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, h_n = self.encoder(x)  # (L, N, H)
-        z = torch.tanh(self.to_latent(h_n[-1]))  # (N, d)
+        _, h_n = self.encoder(x)  # (L * D, N, H)
+        last = h_n[-2:].transpose(0, 1).flatten(1) if self.encoder.bidirectional else h_n[-1]  # (N, D * H)
+        z = torch.tanh(self.to_latent(last))  # (N, d)
         out, _ = self.decoder(z[:, None, :].expand(-1, x.shape[1], -1))  # (N, T, H)
         return self.head(out)  # (N, T, C)
 
@@ -225,7 +240,6 @@ class GRUAnomalyDetector:
         self.channels_ = C
         self.mean_, self.std_ = mean, std
         z = (x - mean) / std
-        torch.manual_seed(self.train_config.seed)
         if cfg.mode == "signal":
             n = len(z)
             n_cal = int(round(n * cfg.calibration_share))
@@ -237,7 +251,6 @@ class GRUAnomalyDetector:
                     f"{int(np.ceil(need / min(cfg.calibration_share, 1 - cfg.calibration_share)))} "
                     f"(a window in both the training and the calibration part)"
                 )
-            self.net_ = SeqAutoencoder(C, cfg)
             train = _Windows(z[:n_fit], np.arange(n_fit - cfg.window + 1), cfg.window)
             val = _Windows(z[n_fit:], np.arange(0, n_cal - cfg.window + 1, self._stride), cfg.window)
 
@@ -251,45 +264,64 @@ class GRUAnomalyDetector:
                 raise DataError(f"expected at least {n_cal + 2} training sequences, got {N}")
             perm = np.random.default_rng(self.train_config.seed).permutation(N)
             fit_idx, cal_idx = perm[n_cal:], perm[:n_cal]
-            self.net_ = SeqAutoencoder(C, cfg)
             train, val = _Sequences(z[fit_idx]), _Sequences(z[cal_idx])
 
             def loss_fn(net, batch):
                 (s,) = batch
                 return ((net(s) - s) ** 2).mean(), s.shape[0]
 
-        trainer = Trainer(self.net_, self.train_config, loss_fn, out_dir=out_dir, resume=resume, log=log)
-        self.result_ = trainer.fit(train, val)
-        self.net_.eval()
+        K = cfg.ensemble
+        nets, self.results_ = [], []
+        for k in range(K):
+            seed = self.train_config.seed + k
+            torch.manual_seed(seed)
+            net = SeqAutoencoder(C, cfg)
+            where = out_dir
+            if K > 1:
+                if log is not None:
+                    log(f"autoencoder {k + 1} of {K} (seed {seed})")
+                where = None if out_dir is None else Path(out_dir) / f"member-{k}"
+            tc = replace(self.train_config, seed=seed)
+            self.results_.append(Trainer(net, tc, loss_fn, out_dir=where, resume=resume, log=log).fit(train, val))
+            nets.append(net.eval())
+        self.net_ = nn.ModuleList(nets)
+        self.result_ = self.results_[0]
         # calibration: errors on held-out normal data
-        if cfg.mode == "signal":
-            errors = self._errors(x[n_fit:])
-        else:
-            errors = self._errors(x[cal_idx])
-        self.center_, self.spread_ = _robust(errors)
-        cal_scores = (errors - self.center_) / self.spread_
+        errors = self._member_errors(x[n_fit:] if cfg.mode == "signal" else x[cal_idx])  # (K, n)
+        stats = [_robust(e) for e in errors]
+        self.member_center_ = np.array([c for c, _ in stats])
+        self.member_spread_ = np.array([d for _, d in stats])
+        combined = self._combine(errors)
+        self.center_, self.spread_ = _robust(combined)
+        cal_scores = (combined - self.center_) / self.spread_
         self.threshold_ = float(np.quantile(cal_scores, 1 - cfg.false_alarm_rate))
         return self
+
+    def _combine(self, errors: np.ndarray) -> np.ndarray:
+        """(K, n) member errors -> (n,): the mean of each member's robust z."""
+        return ((errors - self.member_center_[:, None]) / self.member_spread_[:, None]).mean(0)
 
     # -- scoring ---------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def _errors(self, x: np.ndarray, chunk: int = 65536, progress: bool = False) -> np.ndarray:
+    def _member_errors(self, x: np.ndarray, chunk: int = 65536, progress: bool = False) -> np.ndarray:
+        """Each autoencoder's errors: (K, n points) or (K, N sequences)."""
         cfg = self.config
+        K = len(self.net_)
         z = ((x - self.mean_) / self.std_).astype(np.float32)
         if cfg.mode == "sequences":
             out = []
             for i in range(0, len(z), 512):
                 s = torch.from_numpy(z[i:i + 512])
-                out.append(((self.net_(s) - s) ** 2).mean((1, 2)).double().numpy())
-            return np.concatenate(out)
+                out.append(np.stack([((net(s) - s) ** 2).mean((1, 2)).double().numpy() for net in self.net_]))
+            return np.concatenate(out, axis=1)
         n, W = len(z), cfg.window
         if n < W:
             raise DataError(f"the signal has {n} points; scoring needs at least one window of {W}")
         starts = np.arange(0, n - W + 1, self._stride)
         if starts[-1] != n - W:
             starts = np.r_[starts, n - W]  # the last window reaches the end
-        total, count = np.zeros(n), np.zeros(n)
+        total, count = np.zeros((K, n)), np.zeros(n)
         per_chunk = max(1, chunk // W)
         zt = torch.from_numpy(z)
         bar = None
@@ -301,20 +333,21 @@ class GRUAnomalyDetector:
             s = torch.from_numpy(starts[i:i + per_chunk])
             pos = s[:, None] + torch.arange(W)[None, :]  # (B, W)
             w = zt[pos]  # (B, W, C)
-            e = ((self.net_(w) - w) ** 2).mean(2).double().numpy()  # (B, W)
-            if cfg.aggregate == "window":
-                e = np.repeat(e.mean(1, keepdims=True), W, axis=1)  # (B, W): the window's mean
-            np.add.at(total, pos.numpy(), e)
+            for k, net in enumerate(self.net_):
+                e = ((net(w) - w) ** 2).mean(2).double().numpy()  # (B, W)
+                if cfg.aggregate == "window":
+                    e = np.repeat(e.mean(1, keepdims=True), W, axis=1)  # (B, W): the window's mean
+                np.add.at(total[k], pos.numpy(), e)
             np.add.at(count, pos.numpy(), 1.0)
             if bar is not None:
                 bar.update(len(s))
         if bar is not None:
             bar.close()
-        err = total / count
+        err = total / count  # (K, n)
         if cfg.smooth > 1:
-            c = np.cumsum(np.r_[0.0, err])
+            c = np.cumsum(np.pad(err, ((0, 0), (1, 0))), axis=1)
             k = np.minimum(np.arange(1, n + 1), cfg.smooth)
-            err = (c[1:] - c[np.arange(1, n + 1) - k]) / k  # causal moving average
+            err = (c[:, 1:] - c[:, np.arange(1, n + 1) - k]) / k  # causal moving average
         return err
 
     @property
@@ -329,7 +362,7 @@ class GRUAnomalyDetector:
         """Normalised anomaly scores: one per point (signal) or per sequence (sequences)."""
         self._check_fitted()
         x = self._as_array(X, fitting=False)
-        return (self._errors(x, chunk, progress) - self.center_) / self.spread_
+        return (self._combine(self._member_errors(x, chunk, progress)) - self.center_) / self.spread_
 
     def predict(self, X, **kw) -> np.ndarray:
         """Flags: score above the calibrated threshold."""
@@ -347,6 +380,7 @@ class GRUAnomalyDetector:
             "train": self.train_config.to_dict(), "channels": self.channels_,
             "mean": self.mean_.tolist(), "std": self.std_.tolist(), "center": self.center_,
             "spread": self.spread_, "threshold": self.threshold_,
+            "member_center": self.member_center_.tolist(), "member_spread": self.member_spread_.tolist(),
         }
         atomic_write_text(path / "detector.json", json.dumps(meta, indent=1))
 
@@ -359,15 +393,25 @@ class GRUAnomalyDetector:
             raise FileNotFoundError(f"{path} is not an anomaly detector folder (no detector.json)")
         try:
             meta = json.loads((path / "detector.json").read_text())
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+            fmt = meta.get("format")
+            if fmt not in FORMATS:
+                raise ValueError(f"format {fmt!r}, expected {FORMAT!r}")
             hyper = dict(meta["detector"])
             self = cls(hyper.pop("mode"), train=meta["train"], **hyper)
             self.channels_ = int(meta["channels"])
-            self.net_ = SeqAutoencoder(self.channels_, self.config)
-            self.net_.load_state_dict(load_file(str(path / "model.safetensors")))
+            self.net_ = nn.ModuleList(SeqAutoencoder(self.channels_, self.config)
+                                      for _ in range(self.config.ensemble))
+            weights = load_file(str(path / "model.safetensors"))
+            if fmt == FORMATS[0]:  # one autoencoder, its own keys, errors normalised once
+                weights = {f"0.{k}": v for k, v in weights.items()}
+                meta.update(member_center=[0.0], member_spread=[1.0])
+            self.net_.load_state_dict(weights)
             self.net_.eval()
             self.mean_, self.std_ = np.array(meta["mean"]), np.array(meta["std"])
+            self.member_center_ = np.array(meta["member_center"], dtype=float)
+            self.member_spread_ = np.array(meta["member_spread"], dtype=float)
+            if self.member_center_.shape != (self.config.ensemble,) or self.member_spread_.shape != (self.config.ensemble,):
+                raise ValueError(f"member_center/member_spread must hold {self.config.ensemble} numbers")
             self.center_, self.spread_ = float(meta["center"]), float(meta["spread"])
             self.threshold_ = float(meta["threshold"])
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:

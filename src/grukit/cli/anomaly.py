@@ -4,9 +4,10 @@
   grukit anomaly score --model DIR --data FILE.csv --out FILE.csv
   grukit anomaly demo  [--out DIR]
 
-Signal mode (default): rows are time points, columns channels; the GRU learns to predict the next
-point on the training stretch (rows before --train-until, default the first half, assumed mostly
-normal), the scores are normalised on the stretch's last 20% and the threshold set for
+Signal mode (default): rows are time points, columns channels; a GRU autoencoder learns to
+reconstruct windows of --window points of the training stretch (rows before --train-until,
+default the first half, assumed mostly normal); a point's score is the reconstruction error of
+the windows covering it, normalised on the stretch's last 20%, and the threshold is set for
 --false-alarm-rate. Sequences mode (--mode sequences): each row is one sequence (its numeric
 columns in order); a GRU autoencoder is fitted on the training rows (with --label-col, only the
 rows labelled 0). With --label-col (0 = normal, 1 = anomaly) precision, recall, F1, ROC-AUC,
@@ -53,6 +54,9 @@ def add_parser(sub) -> None:
     t.add_argument("--smooth", type=int, default=1, help="signal mode: moving average of the point errors")
     t.add_argument("--aggregate", choices=["window", "point"], default="window",
                    help="signal mode: a point's error is its windows' mean error, or its own")
+    t.add_argument("--ensemble", type=int, default=1,
+                   help="autoencoders trained from seeds seed, seed+1, ...; their normalised errors are averaged")
+    t.add_argument("--bidirectional", action="store_true", help="the encoder reads each window both ways")
     add_train_args(t, epochs=30)
     t.add_argument("--out", required=True, metavar="DIR", help="folder for the model, scores, metrics, plots")
     t.set_defaults(func=run_train)
@@ -63,7 +67,10 @@ def add_parser(sub) -> None:
     s.add_argument("--model", required=True, metavar="DIR", help="a folder written by `anomaly train`")
     s.add_argument("--data", required=True, metavar="FILE.csv", help="the data to score")
     s.add_argument("--out", required=True, metavar="FILE.csv", help="scores and flags")
-    s.add_argument("--plot", default=None, metavar="FILE.png", help="also plot (signal mode)")
+    s.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="also plot: signal, score, threshold, flags (signal); score histogram (sequences)")
+    s.add_argument("--label-col", default=None,
+                   help="0/1 labels: report precision, recall, F1, ROC-AUC, PR-AUC (and events for signals)")
     s.add_argument("--chunk", type=int, default=65536, help="points per chunk when streaming a signal")
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.set_defaults(func=run_score)
@@ -82,6 +89,8 @@ def add_parser(sub) -> None:
                    help="early stopping for the autoencoder (0: off; the validation set is 58 beats)")
     d.add_argument("--aggregate", choices=["window", "point"], default="window",
                    help="long signal: a point's error is its windows' mean error, or its own")
+    d.add_argument("--ensemble", type=int, default=1, help="one-class: autoencoders averaged")
+    d.add_argument("--bidirectional", action="store_true", help="one-class: bidirectional encoder")
     d.add_argument("--seed", type=int, default=0, help="random seed")
     d.add_argument("--quiet", action="store_true", help="no progress output")
     d.set_defaults(func=run_demo)
@@ -181,7 +190,8 @@ def run_train(args) -> int:
         det = GRUAnomalyDetector(args.mode, train=train_cfg, window=args.window,
                                  hidden_size=args.hidden_size, latent_size=args.latent_size,
                                  false_alarm_rate=args.false_alarm_rate, smooth=args.smooth,
-                                 aggregate=args.aggregate)
+                                 aggregate=args.aggregate, ensemble=args.ensemble,
+                                 bidirectional=args.bidirectional)
         x, labels, times, names = _read(args.data, args.value_cols, args.time_col, args.label_col)
         k = _split(len(x), args.train_until, times, args.data)
         fit_rows = np.arange(k)
@@ -244,16 +254,36 @@ def run_score(args) -> int:
     check_output_file(out, args.force)
     det, saved = load_model(GRUAnomalyDetector, args.model)
     try:
-        x, labels, _, names = _read(args.data, saved.get("value_cols"), saved.get("time_col"), None)
+        value_cols = saved.get("value_cols")
+        if args.label_col is not None and value_cols and args.label_col in value_cols:
+            raise UserError(f"--label-col {args.label_col!r} is one of the model's channels")
+        x, labels, _, _ = _read(args.data, value_cols, saved.get("time_col"), args.label_col)
         scores = det.score(x, chunk=args.chunk, progress=sys.stderr.isatty())
     except (*errors(), ValueError) as exc:
         raise UserError(str(exc)) from None
     flags = scores > det.threshold_
     frame = pd.DataFrame({"row": np.arange(len(x)), "score": scores, "flag": flags.astype(int)})
+    if labels is not None:
+        frame["label"] = labels
     atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
     print(f"wrote {out}: {len(x)} rows, {int(flags.sum())} flagged (threshold {det.threshold_:.3g})")
-    if args.plot and det.config.mode == "signal":
-        plot_signal(args.plot, x, scores, det.threshold_, flags, title=Path(args.data).name)
+    if labels is not None:
+        from grukit.apps.anomaly_metrics import at_threshold, events, ranking
+
+        m = {**ranking(labels, scores), **at_threshold(labels, flags)}
+        print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()))
+        if det.config.mode == "signal":
+            e = events(labels, flags, tolerance=det.config.window)
+            print(f"events: {e['detected']} of {e['events']} detected (tolerance {e['tolerance']} points); "
+                  f"{e['false_alarm_segments']} false-alarm segments = {e['false_alarms_per_1000']:.3f} per "
+                  "1,000 points")
+    if args.plot:
+        if det.config.mode == "signal":
+            plot_signal(args.plot, x, scores, det.threshold_, flags, labels, title=Path(args.data).name)
+        else:
+            from grukit.apps.anomaly_run import plot_scores
+
+            plot_scores(args.plot, scores, labels, det.threshold_, title=Path(args.data).name)
         print(f"wrote {args.plot}")
     return 0
 
@@ -267,7 +297,8 @@ def run_demo(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         anomaly_demo(out, epochs=args.epochs, signal_epochs=args.signal_epochs, seed=args.seed,
                      quiet=args.quiet, hidden_size=args.hidden_size, latent_size=args.latent_size,
-                     patience=args.patience or None, aggregate=args.aggregate)
+                     patience=args.patience or None, aggregate=args.aggregate, ensemble=args.ensemble,
+                     bidirectional=args.bidirectional)
     except (*errors(), ValueError) as exc:
         raise UserError(str(exc)) from None
     return 0
