@@ -62,6 +62,30 @@ def test_chunked_scoring_equals_one_pass(signal_detector):
         np.testing.assert_allclose(signal_detector.score(x, chunk=chunk), whole, rtol=1e-4, atol=1e-4)
 
 
+def test_min_aggregate_is_the_best_covering_window_and_chunks_agree():
+    """aggregate="min": a point's error is the smallest mean error of the windows covering it."""
+    train, x = _sine(3000), _with_anomalies()[0][:700]
+    det = GRUAnomalyDetector("signal", window=30, stride=7, hidden_size=8, aggregate="min",
+                             train={**FAST, "epochs": 1}).fit(train)
+    z = torch.from_numpy(((x - det.mean_[0]) / det.std_[0]).astype(np.float32))
+    starts = list(range(0, len(x) - 30 + 1, 7))
+    if starts[-1] != len(x) - 30:
+        starts.append(len(x) - 30)
+    with torch.no_grad():
+        w = torch.stack([z[s:s + 30] for s in starts])[:, :, None]
+        e = ((det.net_[0](w) - w) ** 2).mean((1, 2)).double().numpy()
+    best = np.full(len(x), np.inf)
+    for s, v in zip(starts, e):
+        best[s:s + 30] = np.minimum(best[s:s + 30], v)
+    expected = ((best - det.member_center_[0]) / det.member_spread_[0] - det.center_) / det.spread_
+    for chunk in (30, 95, 65536):
+        np.testing.assert_allclose(det.score(x, chunk=chunk), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="stride must be an integer from 1 to window"):
+        DetectorConfig(window=30, stride=31)
+    with pytest.raises(ConfigError, match="aggregate must be one of window, point, min"):
+        DetectorConfig(aggregate="max")
+
+
 def test_sequences_mode_separates_shapes():
     rng = np.random.default_rng(0)
     t = np.linspace(0, 1, 50)

@@ -4,10 +4,10 @@ Two modes:
 
 - ``"signal"`` (points and segments in a long signal, one or several channels): a GRU
   autoencoder (below) learns windows of ``window`` points of the training stretch (channels
-  standardised on it). Windows every ``window // 4`` points are reconstructed; a point's error
-  is the mean over the windows covering it of the window's mean squared error
-  (``aggregate="window"``, the default) or of the error at the point (``"point"``), then smoothed
-  over ``smooth`` points. Scoring streams the windows in chunks, so memory
+  standardised on it). Windows every ``stride`` points (default ``window // 4``) are
+  reconstructed; a point's error is the mean over the windows covering it of the window's mean
+  squared error (``aggregate="window"``, the default), of the error at the point (``"point"``),
+  or the smallest covering window's error (``"min"``), then smoothed over ``smooth`` points. Scoring streams the windows in chunks, so memory
   beyond the output stays bounded, and chunked scoring equals one pass.
 
   (A causal next-point GRU predictor, carrying its state through the signal, was measured first:
@@ -53,6 +53,7 @@ __all__ = ["GRUAnomalyDetector", "DetectorConfig"]
 FORMAT = "grukit.GRUAnomalyDetector/2"  # /2: an ensemble of autoencoders (``0.``, ``1.``, ...)
 FORMATS = ("grukit.GRUAnomalyDetector/1", FORMAT)
 MODES = ("signal", "sequences")
+AGGREGATES = ("window", "point", "min")
 
 
 @dataclass
@@ -71,10 +72,14 @@ class DetectorConfig:
         smooth: signal mode: moving-average width (causal) of the point errors.
         aggregate: signal mode: "window" gives each point the mean error of the windows covering
             it (each window's error is its mean over its points: smooth, contiguous flags, fewer
-            false-alarm segments); "point" the error at the point itself (sharper localisation).
+            false-alarm segments); "point" the error at the point itself (sharper localisation);
+            "min" the smallest error of the windows covering it (a point is anomalous when no
+            window containing it looks normal: suits periodic signals, where some window lines
+            up with each normal cycle).
         ensemble: the number of autoencoders, trained from seeds ``seed``, ``seed + 1``, ...,
             whose normalised errors are averaged.
         bidirectional: the encoder reads the sequence both ways (the latent sees both ends).
+        stride: signal mode: points between the starts of scored windows; None = window // 4.
     """
 
     mode: str = "signal"
@@ -89,19 +94,24 @@ class DetectorConfig:
     aggregate: str = "window"
     ensemble: int = 1
     bidirectional: bool = False
+    stride: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("reset_after", "bidirectional"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.aggregate not in ("window", "point"):
-            raise ConfigError(f"aggregate must be 'window' or 'point', got {self.aggregate!r}")
+        if self.aggregate not in AGGREGATES:
+            raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         for name in ("window", "hidden_size", "num_layers", "latent_size", "smooth", "ensemble"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if self.stride is not None and (isinstance(self.stride, bool) or not isinstance(self.stride, int)
+                                        or not 1 <= self.stride <= self.window):
+            raise ConfigError(f"stride must be an integer from 1 to window ({self.window}) or None, "
+                              f"got {self.stride!r}")
         for name, lo, hi in (("false_alarm_rate", 0.0, 0.5), ("calibration_share", 0.05, 0.5)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo < v <= hi:
@@ -322,6 +332,8 @@ class GRUAnomalyDetector:
         if starts[-1] != n - W:
             starts = np.r_[starts, n - W]  # the last window reaches the end
         total, count = np.zeros((K, n)), np.zeros(n)
+        if cfg.aggregate == "min":
+            total[:] = np.inf
         per_chunk = max(1, chunk // W)
         zt = torch.from_numpy(z)
         bar = None
@@ -335,15 +347,17 @@ class GRUAnomalyDetector:
             w = zt[pos]  # (B, W, C)
             for k, net in enumerate(self.net_):
                 e = ((net(w) - w) ** 2).mean(2).double().numpy()  # (B, W)
-                if cfg.aggregate == "window":
+                if cfg.aggregate == "point":
+                    np.add.at(total[k], pos.numpy(), e)
+                else:
                     e = np.repeat(e.mean(1, keepdims=True), W, axis=1)  # (B, W): the window's mean
-                np.add.at(total[k], pos.numpy(), e)
+                    (np.minimum if cfg.aggregate == "min" else np.add).at(total[k], pos.numpy(), e)
             np.add.at(count, pos.numpy(), 1.0)
             if bar is not None:
                 bar.update(len(s))
         if bar is not None:
             bar.close()
-        err = total / count  # (K, n)
+        err = total if cfg.aggregate == "min" else total / count  # (K, n)
         if cfg.smooth > 1:
             c = np.cumsum(np.pad(err, ((0, 0), (1, 0))), axis=1)
             k = np.minimum(np.arange(1, n + 1), cfg.smooth)
@@ -352,7 +366,7 @@ class GRUAnomalyDetector:
 
     @property
     def _stride(self) -> int:
-        return max(1, self.config.window // 4)
+        return self.config.stride or max(1, self.config.window // 4)
 
     def _check_fitted(self):
         if not hasattr(self, "net_"):

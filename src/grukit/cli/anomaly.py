@@ -52,8 +52,11 @@ def add_parser(sub) -> None:
     t.add_argument("--latent-size", type=int, default=16, help="sequences mode: autoencoder bottleneck")
     t.add_argument("--false-alarm-rate", type=float, default=0.01, help="share of normal data flagged")
     t.add_argument("--smooth", type=int, default=1, help="signal mode: moving average of the point errors")
-    t.add_argument("--aggregate", choices=["window", "point"], default="window",
-                   help="signal mode: a point's error is its windows' mean error, or its own")
+    t.add_argument("--aggregate", choices=["window", "point", "min"], default="window",
+                   help="signal mode: a point's error is its windows' mean error, its own, or its "
+                   "best window's error")
+    t.add_argument("--stride", type=int, default=None,
+                   help="signal mode: points between scored windows (default: window / 4)")
     t.add_argument("--ensemble", type=int, default=1,
                    help="autoencoders trained from seeds seed, seed+1, ...; their normalised errors are averaged")
     t.add_argument("--bidirectional", action="store_true", help="the encoder reads each window both ways")
@@ -87,7 +90,7 @@ def add_parser(sub) -> None:
     d.add_argument("--latent-size", type=int, default=32, help="the autoencoder's bottleneck")
     d.add_argument("--patience", type=int, default=0,
                    help="early stopping for the autoencoder (0: off; the validation set is 58 beats)")
-    d.add_argument("--aggregate", choices=["window", "point"], default="window",
+    d.add_argument("--aggregate", choices=["window", "point", "min"], default="window",
                    help="long signal: a point's error is its windows' mean error, or its own")
     d.add_argument("--ensemble", type=int, default=1, help="one-class: autoencoders averaged")
     d.add_argument("--bidirectional", action="store_true", help="one-class: bidirectional encoder")
@@ -190,7 +193,7 @@ def run_train(args) -> int:
         det = GRUAnomalyDetector(args.mode, train=train_cfg, window=args.window,
                                  hidden_size=args.hidden_size, latent_size=args.latent_size,
                                  false_alarm_rate=args.false_alarm_rate, smooth=args.smooth,
-                                 aggregate=args.aggregate, ensemble=args.ensemble,
+                                 aggregate=args.aggregate, ensemble=args.ensemble, stride=args.stride,
                                  bidirectional=args.bidirectional)
         x, labels, times, names = _read(args.data, args.value_cols, args.time_col, args.label_col)
         k = _split(len(x), args.train_until, times, args.data)
