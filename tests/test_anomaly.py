@@ -138,6 +138,16 @@ def test_an_ensemble_averages_its_members_normalised_errors(tmp_path):
         DetectorConfig(ensemble=0)
 
 
+def test_an_ensemble_checkpoints_each_member_and_resumes(tmp_path):
+    data = _sine(600).reshape(20, 30)
+    kw = dict(hidden_size=8, latent_size=4, ensemble=2, train={**FAST, "epochs": 2})
+    first = GRUAnomalyDetector("sequences", **kw).fit(data, out_dir=tmp_path)
+    assert (tmp_path / "member-0" / "checkpoints").is_dir() and (tmp_path / "member-1" / "checkpoints").is_dir()
+    again = GRUAnomalyDetector("sequences", **kw).fit(data, out_dir=tmp_path, resume=True)
+    assert [r.stopped for r in again.results_] == ["already complete"] * 2
+    np.testing.assert_array_equal(again.score(data), first.score(data))
+
+
 def test_a_detector_saved_by_the_first_format_still_loads(tmp_path, signal_detector):
     """Format /1 (one autoencoder, unprefixed weights, no member statistics) gives the same scores."""
     import json
