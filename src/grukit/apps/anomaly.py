@@ -7,8 +7,9 @@ Two modes:
   standardised on it). Windows every ``stride`` points (default ``window // 4``) are
   reconstructed; a point's error is the mean over the windows covering it of the window's mean
   squared error (``aggregate="window"``, the default), of the error at the point (``"point"``),
-  or the smallest covering window's error (``"min"``), then smoothed over ``smooth`` points. Scoring streams the windows in chunks, so memory
-  beyond the output stays bounded, and chunked scoring equals one pass.
+  or the smallest covering window's error (``"min"``), then smoothed over ``smooth`` points.
+  Scoring streams the windows in chunks, so memory beyond the output stays bounded, and chunked
+  scoring equals one pass.
 
   (A causal next-point GRU predictor, carrying its state through the signal, was measured first:
   on the ECG5000 long signal it found 0 of 9 abnormal beats, point ROC-AUC 0.43 - one-step errors
@@ -22,7 +23,8 @@ The scorer turns errors into scores normalised on held-out normal data (the last
 MAD)``. With ``ensemble=K`` the model is K autoencoders trained from seeds ``seed .. seed+K-1``;
 each one's errors are normalised that way, the K normalised errors are averaged, and the average
 is normalised again on the calibration data (a single autoencoder on a few hundred sequences is
-a high-variance estimator; docs/anomaly.md measures it). The detector flags scores above the threshold, the ``1 - false_alarm_rate`` quantile of
+a high-variance estimator; docs/anomaly.md measures it). The detector flags scores above the
+threshold, the ``1 - false_alarm_rate`` quantile of
 the calibration scores, so on normal data about ``false_alarm_rate`` of points (or sequences)
 are flagged. Estimator contract (DESIGN.md): ``fit(X) -> self``, ``score``, ``predict``,
 ``save`` / ``load``; fitted attributes end in ``_``.
@@ -344,15 +346,13 @@ class GRUAnomalyDetector:
         for i in range(0, len(starts), per_chunk):
             s = torch.from_numpy(starts[i:i + per_chunk])
             pos = s[:, None] + torch.arange(W)[None, :]  # (B, W)
-            w = zt[pos]  # (B, W, C)
+            w, idx = zt[pos], pos.numpy()  # (B, W, C), (B, W)
             for k, net in enumerate(self.net_):
                 e = ((net(w) - w) ** 2).mean(2).double().numpy()  # (B, W)
-                if cfg.aggregate == "point":
-                    np.add.at(total[k], pos.numpy(), e)
-                else:
+                if cfg.aggregate != "point":
                     e = np.repeat(e.mean(1, keepdims=True), W, axis=1)  # (B, W): the window's mean
-                    (np.minimum if cfg.aggregate == "min" else np.add).at(total[k], pos.numpy(), e)
-            np.add.at(count, pos.numpy(), 1.0)
+                (np.minimum if cfg.aggregate == "min" else np.add).at(total[k], idx, e)
+            np.add.at(count, idx, 1.0)
             if bar is not None:
                 bar.update(len(s))
         if bar is not None:

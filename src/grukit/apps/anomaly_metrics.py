@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ranking", "at_threshold", "segments", "events"]
+__all__ = ["ranking", "at_threshold", "measures", "segments", "events"]
 
 
 def ranking(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
@@ -36,6 +36,11 @@ def at_threshold(labels: np.ndarray, flags: np.ndarray) -> dict[str, float]:
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "F1": f1, "flagged": int(flags.sum()),
             "false_alarm_rate": fp / max(int((~labels).sum()), 1)}
+
+
+def measures(labels: np.ndarray, scores: np.ndarray, flags: np.ndarray) -> dict[str, float]:
+    """``ranking`` of the scores and ``at_threshold`` of the flags, in one dict."""
+    return {**ranking(labels, scores), **at_threshold(labels, flags)}
 
 
 def segments(flags: np.ndarray, min_gap: int = 0) -> list[tuple[int, int]]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from grukit._io import atomic_write, atomic_write_text
 from grukit.apps.anomaly import GRUAnomalyDetector
-from grukit.apps.anomaly_metrics import at_threshold, events, ranking, segments
+from grukit.apps.anomaly_metrics import events, measures, segments
 
 __all__ = ["ecg_one_class", "ecg_long_signal", "build_long_signal", "plot_signal", "nearest_neighbour"]
 
@@ -29,7 +29,7 @@ def nearest_neighbour(train: np.ndarray, test: np.ndarray) -> np.ndarray:
 
 
 def _plot_hist(path, scores: dict, labels: np.ndarray, thresholds: dict) -> None:
-    from grukit.train.plots import pyplot
+    from grukit.train.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, axes = plt.subplots(1, len(scores), figsize=(5.5 * len(scores), 3.4), squeeze=False)
@@ -41,16 +41,14 @@ def _plot_hist(path, scores: dict, labels: np.ndarray, thresholds: dict) -> None
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("anomaly score")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_scores(path, scores: np.ndarray, labels: np.ndarray | None, threshold: float,
                 title: str = "scores") -> None:
     """Histogram of sequence scores (normal and anomalous apart when labels are given) and the
     threshold."""
-    from grukit.train.plots import pyplot
+    from grukit.train.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -64,9 +62,7 @@ def plot_scores(path, scores: np.ndarray, labels: np.ndarray | None, threshold: 
     ax.set_xlabel("anomaly score")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def ecg_one_class(out: Path, detector: GRUAnomalyDetector, log=print) -> dict:
@@ -89,8 +85,8 @@ def ecg_one_class(out: Path, detector: GRUAnomalyDetector, log=print) -> dict:
     np.fill_diagonal(d, np.inf)
     nn_thr = float(np.quantile(d.min(1), 1 - detector.config.false_alarm_rate))
     rows = {
-        "GRU autoencoder": {**ranking(labels, s), **at_threshold(labels, s > detector.threshold_)},
-        "1-NN distance (baseline)": {**ranking(labels, nn), **at_threshold(labels, nn > nn_thr)},
+        "GRU autoencoder": measures(labels, s, s > detector.threshold_),
+        "1-NN distance (baseline)": measures(labels, nn, nn > nn_thr),
     }
     _plot_hist(out / "ecg_scores.png", {"GRU autoencoder": s, "1-NN distance": nn}, labels,
                {"GRU autoencoder": detector.threshold_, "1-NN distance": nn_thr})
@@ -131,7 +127,7 @@ def plot_signal(path, x: np.ndarray, scores: np.ndarray, threshold: float, flags
                 labels: np.ndarray | None = None, start: int = 0, stop: int | None = None,
                 title: str = "signal") -> None:
     """Signal, score, threshold, flagged segments and labels over [start, stop)."""
-    from grukit.train.plots import pyplot
+    from grukit.train.plots import pyplot, save_figure
 
     plt = pyplot()
     stop = len(x) if stop is None else stop
@@ -150,9 +146,7 @@ def plot_signal(path, x: np.ndarray, scores: np.ndarray, threshold: float, flags
     a2.set_ylabel("anomaly score")
     a2.set_yscale("symlog")
     a2.legend(fontsize=7)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def ecg_long_signal(out: Path, detector: GRUAnomalyDetector, log=print, beats: int = 300,
@@ -172,7 +166,7 @@ def ecg_long_signal(out: Path, detector: GRUAnomalyDetector, log=print, beats: i
     ev = events(labels, flags, tolerance=tolerance, min_gap=ECG_BEAT // 2)
     metrics = {"task": "ECG5000 long signal", "points": len(signal), "beats": beats,
                "construction": "test beats laid end to end, 3% abnormal at random positions, seed 0",
-               "point": {**ranking(labels, s), **at_threshold(labels, flags)}, "events": ev,
+               "point": measures(labels, s, flags), "events": ev,
                "false_alarm_rate": detector.config.false_alarm_rate}
     first = int(np.flatnonzero(labels)[0]) if labels.any() else 0
     lo = max(0, first - 6 * ECG_BEAT)

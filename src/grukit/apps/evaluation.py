@@ -56,8 +56,7 @@ def plot_forecasts(path: str | os.PathLike, ids, histories, forecast, actuals=No
                    count: int = 4, title: str = "forecasts") -> None:
     """History, forecast and interval (and the actual values where known) for ``count``
     series, as a PNG written atomically."""
-    from grukit._io import atomic_write
-    from grukit.train.plots import pyplot
+    from grukit.train.plots import pyplot, save_figure
 
     plt = pyplot()
     count = min(count, len(ids))
@@ -81,6 +80,4 @@ def plot_forecasts(path: str | os.PathLike, ids, histories, forecast, actuals=No
     if count:
         axes[0, 0].legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    save_figure(fig, path)

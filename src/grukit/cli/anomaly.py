@@ -107,19 +107,10 @@ def _read(path, value_cols, time_col, label_col):
     import numpy as np
     import pandas as pd
 
-    from grukit.data.series import DataError
+    from grukit.data.series import DataError, read_frame
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no such file: {path}")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path} is empty")
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
-    if len(df) == 0:
-        raise DataError(f"{path} has a header but no rows")
+    df = read_frame(path)
     cols = [str(c) for c in df.columns]
     for name, col in (("label", label_col), ("time", time_col)):
         if col is not None and col not in cols:
@@ -182,7 +173,7 @@ def run_train(args) -> int:
 
     from grukit._io import atomic_write
     from grukit.apps.anomaly import GRUAnomalyDetector
-    from grukit.apps.anomaly_metrics import at_threshold, events, ranking
+    from grukit.apps.anomaly_metrics import events, measures
     from grukit.apps.anomaly_run import plot_signal, write_metrics
     from grukit.cli.main import UserError
     from grukit.train.distributed import context
@@ -228,7 +219,7 @@ def run_train(args) -> int:
                "flagged_after_training_part": int(flags[k:].sum())}
     if labels is not None:
         rest = slice(k, None)
-        metrics["scored_part"] = {**ranking(labels[rest], scores[rest]), **at_threshold(labels[rest], flags[rest])}
+        metrics["scored_part"] = measures(labels[rest], scores[rest], flags[rest])
         if args.mode == "signal":
             metrics["events"] = events(labels[rest], flags[rest], tolerance=args.window)
     write_metrics(out, metrics)
@@ -272,9 +263,9 @@ def run_score(args) -> int:
     atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
     print(f"wrote {out}: {len(x)} rows, {int(flags.sum())} flagged (threshold {det.threshold_:.3g})")
     if labels is not None:
-        from grukit.apps.anomaly_metrics import at_threshold, events, ranking
+        from grukit.apps.anomaly_metrics import events, measures
 
-        m = {**ranking(labels, scores), **at_threshold(labels, flags)}
+        m = measures(labels, scores, flags)
         print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()))
         if det.config.mode == "signal":
             e = events(labels, flags, tolerance=det.config.window)

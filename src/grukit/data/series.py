@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DataError", "SeriesSet", "read_csv", "from_arrays"]
+__all__ = ["DataError", "SeriesSet", "read_csv", "read_frame", "from_arrays"]
 
 ID_NAMES = ("id", "unique_id", "series", "series_id")
 TIME_NAMES = ("timestamp", "date", "time", "ds", "datetime")
@@ -83,6 +83,24 @@ def _pick(columns: list[str], given: str | None, names: tuple[str, ...], what: s
     return None
 
 
+def read_frame(path: str | os.PathLike, **options):
+    """``pandas.read_csv(path, **options)``, with a ``DataError`` naming the file when it is
+    missing, empty, unreadable as CSV, or a header without rows."""
+    pd = _pandas()
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty")
+    try:
+        df = pd.read_csv(path, **options)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+    if len(df) == 0:
+        raise DataError(f"{path} has a header but no rows")
+    return df
+
+
 def read_csv(
     path: str | os.PathLike,
     *,
@@ -92,19 +110,9 @@ def read_csv(
 ) -> SeriesSet:
     """Read one series or many (long format) from ``path``; see the module docstring."""
     pd = _pandas()
-    path = Path(path)
     source = str(path)
-    if not path.is_file():
-        raise DataError(f"no such file: {path}")
-    if path.stat().st_size == 0:
-        raise DataError(f"{source} is empty")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{source}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+    df = read_frame(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     df.columns = [str(c).strip() for c in df.columns]
-    if len(df) == 0:
-        raise DataError(f"{source} has a header but no rows")
     columns = list(df.columns)
     id_c = _pick(columns, id_col, ID_NAMES, "id", source)
     time_c = _pick(columns, time_col, TIME_NAMES, "time", source)

@@ -19,6 +19,13 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> None:
+    """Lay out ``fig``, write it to ``path`` as PNG atomically, and close it."""
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    pyplot().close(fig)
+
+
 def learning_curves(history: list[dict], path: str | os.PathLike, title: str = "learning curves") -> None:
     """Training and validation loss per epoch (log scale when the losses are positive), and the
     learning rate, as a PNG written atomically."""
@@ -42,6 +49,4 @@ def learning_curves(history: list[dict], path: str | os.PathLike, title: str = "
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("epoch")
     ax_lr.grid(alpha=0.3)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
