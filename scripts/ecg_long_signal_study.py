@@ -3,38 +3,54 @@
 long signals built the demo's way (`build_long_signal`: 300 test beats, 9 abnormal) from
 different construction seeds (the demo uses seed 0).
 
-    .venv/bin/python scripts/ecg_long_signal_study.py [--aggregate window|point|min]
-        [--smooth N] [--stride N] [--epochs 15] [--constructions 0 1 2]
+    .venv/bin/python scripts/ecg_long_signal_study.py [--model forecaster|autoencoder]
+        [--horizon N] [--aggregate window|point|min] [--smooth N] [--stride N] [--epochs N]
+        [--batch-size N] [--false-alarm-rate R] [--seed N] [--constructions 0 1 2]
 
-About a minute at 15 epochs on the 2-core development machine.
+The defaults are the demo's forecaster; `--model autoencoder` the window autoencoder the demo
+used before it (`grukit.apps.anomaly_run.SIGNAL_SETTINGS`). A few minutes on the 2-core
+development machine.
 """
 
 import argparse
+from dataclasses import replace
 
 import numpy as np
 
 
 def main() -> None:
-    from grukit.apps.anomaly import AGGREGATES, GRUAnomalyDetector
+    from grukit.apps.anomaly import AGGREGATES, MODELS
     from grukit.apps.anomaly_metrics import events, ranking
-    from grukit.apps.anomaly_run import ECG_BEAT, build_long_signal
+    from grukit.apps.anomaly_run import ECG_BEAT, SIGNAL_SETTINGS, build_long_signal, signal_detector
     from grukit.data.ucr import load_ucr
-    from grukit.train.config import TrainConfig
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--aggregate", choices=AGGREGATES, default="window")
-    p.add_argument("--smooth", type=int, default=1)
-    p.add_argument("--stride", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--model", choices=MODELS, default="forecaster")
+    p.add_argument("--horizon", type=int, default=None, help="forecaster (default: the demo's, 140)")
+    p.add_argument("--aggregate", choices=AGGREGATES, default="window", help="autoencoder")
+    p.add_argument("--stride", type=int, default=None, help="autoencoder (default: window / 4)")
+    p.add_argument("--smooth", type=int, default=None, help="default: the model's demo setting")
+    p.add_argument("--epochs", type=int, default=None, help="default: the model's demo setting")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the model's demo setting")
+    p.add_argument("--false-alarm-rate", type=float, default=None, help="default: 0.01")
+    p.add_argument("--seed", type=int, default=0, help="the model's seed")
     p.add_argument("--constructions", type=int, nargs="+", default=[0, 1, 2])
     args = p.parse_args()
 
     x_tr, y_tr, x_te, y_te = load_ucr("ECG5000")
-    det = GRUAnomalyDetector(  # the demo's signal settings, but for the options above
-        "signal", window=ECG_BEAT, latent_size=32, false_alarm_rate=0.01, aggregate=args.aggregate,
-        smooth=args.smooth, stride=args.stride,
-        train=TrainConfig(epochs=args.epochs, batch_size=64, steps_per_epoch=50, patience=10, seed=0,
-                          progress="off"))
+    smooth = SIGNAL_SETTINGS[args.model][0].get("smooth", 1) if args.smooth is None else args.smooth
+    changes = {"smooth": smooth}
+    if args.false_alarm_rate is not None:
+        changes["false_alarm_rate"] = args.false_alarm_rate
+    if args.model == "forecaster":
+        if args.horizon is not None:
+            changes["horizon"] = args.horizon
+    else:
+        changes.update(aggregate=args.aggregate, stride=args.stride)
+    det = signal_detector(args.model, epochs=args.epochs, seed=args.seed, progress="off", **changes)
+    if args.batch_size is not None:
+        det.train_config = replace(det.train_config, batch_size=args.batch_size)
+    print(f"{det.config}\n{det.train_config}", flush=True)
     det.fit(np.concatenate(x_tr[y_tr == 1]), log=lambda s: None)
     for seed in args.constructions:
         signal, labels = build_long_signal(x_te, y_te, beats=300, seed=seed)

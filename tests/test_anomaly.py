@@ -48,8 +48,9 @@ def test_spikes_level_shifts_and_frequency_changes_are_found(signal_detector):
     assert ranking(labels, scores)["ROC-AUC"] > 0.8
 
 
-def test_threshold_gives_the_requested_false_alarm_rate_on_normal_data():
-    det = GRUAnomalyDetector("signal", window=40, hidden_size=16, false_alarm_rate=0.05, train=FAST)
+@pytest.mark.parametrize("model", ["autoencoder", "forecaster"])
+def test_threshold_gives_the_requested_false_alarm_rate_on_normal_data(model):
+    det = GRUAnomalyDetector("signal", model=model, window=40, hidden_size=16, false_alarm_rate=0.05, train=FAST)
     det.fit(_sine(4000))
     flags = det.predict(_sine(6000, seed=7))  # new noise, same process
     assert 0.025 <= flags.mean() <= 0.10
@@ -84,6 +85,62 @@ def test_min_aggregate_is_the_best_covering_window_and_chunks_agree():
         DetectorConfig(window=30, stride=31)
     with pytest.raises(ConfigError, match="aggregate must be one of window, point, min"):
         DetectorConfig(aggregate="max")
+
+
+@pytest.fixture(scope="module")
+def forecaster():
+    return GRUAnomalyDetector("signal", model="forecaster", window=40, horizon=20, hidden_size=16, smooth=10,
+                              false_alarm_rate=0.002, train=FAST).fit(_sine(4000))
+
+
+def test_forecaster_finds_spikes_level_shifts_and_frequency_changes(forecaster):
+    x, labels = _with_anomalies()
+    scores = forecaster.score(x)
+    ev = events(labels, scores > forecaster.threshold_, tolerance=20, min_gap=10)
+    assert ev["events"] == 3 and ev["detected"] == 3
+    assert ranking(labels, scores)["ROC-AUC"] > 0.8
+
+
+def test_forecaster_errors_are_its_predictions_errors_and_chunks_carry_the_state(forecaster):
+    """A point's error is the mean over j = 1..horizon of the squared error of the prediction made
+    j steps earlier (after the warm-up of ``window`` points): checked against one pass of the
+    network and a loop over points; scoring in chunks of any size carries the GRU state."""
+    x = _with_anomalies()[0][1400:1900]
+    W, Hz = 40, 20
+    z = torch.from_numpy(((x - forecaster.mean_[0]) / forecaster.std_[0]).astype(np.float32))
+    with torch.no_grad():
+        pred = forecaster.net_[0](z[None, :, None])[0][0, :, :, 0].double().numpy()  # (n, Hz)
+    zz = z.double().numpy()
+    err = np.full(len(x), np.nan)
+    for u in range(W + 1, len(x)):
+        made = [(pred[u - j, j - 1] - zz[u]) ** 2 for j in range(1, Hz + 1) if u - j >= W]
+        err[u] = np.mean(made)
+    smooth = np.array([np.nanmean(err[max(0, u - 9):u + 1]) if u > W else np.nan for u in range(len(x))])
+    expected = (smooth - forecaster.member_center_[0]) / forecaster.member_spread_[0]
+    expected = np.nan_to_num((expected - forecaster.center_) / forecaster.spread_, nan=0.0)
+    for chunk in (1, 37, 65536):
+        np.testing.assert_allclose(forecaster.score(x, chunk=chunk), expected, rtol=1e-4, atol=1e-4)
+    assert (forecaster.score(x)[:W + 1] == 0).all()  # the warm-up is not scored
+
+
+def test_forecaster_threshold_save_load_and_settings(tmp_path, forecaster):
+    x = _with_anomalies()[0][:800]
+    forecaster.save(tmp_path / "f")
+    back = GRUAnomalyDetector.load(tmp_path / "f")
+    assert back.config.model == "forecaster" and back.config.horizon == 20
+    np.testing.assert_array_equal(back.score(x), forecaster.score(x))
+    det = GRUAnomalyDetector("signal", model="forecaster", window=40, train=FAST)
+    assert det._horizon == 20  # window // 2 by default
+    with pytest.raises(DataError, match="the training stretch has 400 points; window 40 and horizon 20 need"):
+        det.fit(_sine(400))
+    for bad, message in ((dict(mode="sequences", model="forecaster"), "model 'forecaster' is for the signal mode"),
+                         (dict(model="forecaster", aggregate="min"), "aggregate applies to the autoencoder"),
+                         (dict(model="forecaster", stride=3), "stride applies to the autoencoder"),
+                         (dict(horizon=5), "horizon applies to model 'forecaster'"),
+                         (dict(model="forecaster", window=10, horizon=11), "horizon must be an integer from 1"),
+                         (dict(model="tcn"), "model must be one of autoencoder, forecaster")):
+        with pytest.raises(ConfigError, match=message):
+            DetectorConfig(**bad)
 
 
 def test_sequences_mode_separates_shapes():

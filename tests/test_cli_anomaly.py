@@ -68,6 +68,29 @@ def test_train_then_score_a_two_channel_signal(tmp_path, capsys):
     assert "'a' is one of the model's channels" in capsys.readouterr().err
 
 
+def test_train_and_score_with_the_forecaster(tmp_path, capsys):
+    data = _signal_csv(tmp_path / "s.csv")
+    out = tmp_path / "run"
+    assert main(["anomaly", "train", "--data", str(data), "--value-cols", "a", "b", "--label-col", "label",
+                 "--train-until", "1200", "--signal-model", "forecaster", "--horizon", "10",
+                 "--out", str(out), *TINY]) == 0
+    saved = json.loads((out / "detector.json").read_text())["detector"]
+    assert (saved["model"], saved["horizon"], saved["window"]) == ("forecaster", 10, 30)
+    assert json.loads((out / "metrics.json").read_text())["events"]["events"] == 1
+    scores = tmp_path / "scores.csv"
+    assert main(["anomaly", "score", "--model", str(out), "--data", str(data), "--out", str(scores),
+                 "--chunk", "77", "--plot", str(tmp_path / "s.png")]) == 0
+    import pandas as pd
+
+    np.testing.assert_allclose(pd.read_csv(scores)["score"], pd.read_csv(out / "scores.csv")["score"],
+                               rtol=1e-4, atol=1e-4)  # chunks carry the GRU state
+    capsys.readouterr()
+    assert main(["anomaly", "train", "--data", str(data), "--signal-model", "forecaster", "--horizon", "31",
+                 "--out", str(tmp_path / "bad"), *TINY]) == 2
+    assert "horizon must be an integer from 1 to window (30)" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_sequences_mode_trains_on_rows_labelled_normal(tmp_path, capsys):
     rng = np.random.default_rng(0)
     t = np.linspace(0, 1, 20)
@@ -143,7 +166,7 @@ def test_anomaly_demo_runs_on_ecg5000(tmp_path, capsys):
     (out / "metrics.json").write_text('{"one_class": {}, "long_signal": {}}')
     (out / "stale.png").write_bytes(b"old")
     assert main(["anomaly", "demo", "--out", str(out), "--epochs", "1", "--signal-epochs", "1", "--quiet",
-                 "--hidden-size", "8", "--latent-size", "4", "--aggregate", "point"]) == 0
+                 "--hidden-size", "8", "--latent-size", "4", "--signal-model", "autoencoder"]) == 0
     text = capsys.readouterr().out
     assert "GRU autoencoder" in text and "1-NN distance (baseline)" in text
     m = json.loads((out / "metrics.json").read_text())
@@ -151,5 +174,6 @@ def test_anomaly_demo_runs_on_ecg5000(tmp_path, capsys):
     assert m["long_signal"]["events"]["events"] == 9
     saved = json.loads((out / "one_class_model" / "detector.json").read_text())["detector"]
     assert (saved["hidden_size"], saved["latent_size"]) == (8, 4)
-    assert json.loads((out / "signal_model" / "detector.json").read_text())["detector"]["aggregate"] == "point"
+    assert json.loads((out / "signal_model" / "detector.json").read_text())["detector"]["model"] == "autoencoder"
+    assert m["long_signal"]["model"].startswith("window autoencoder")
     assert not (out / "stale.png").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["demo", "mine"]

@@ -2,25 +2,31 @@
 
 Two modes:
 
-- ``"signal"`` (points and segments in a long signal, one or several channels): a GRU
-  autoencoder (below) learns windows of ``window`` points of the training stretch (channels
-  standardised on it). Windows every ``stride`` points (default ``window // 4``) are
-  reconstructed; a point's error is the mean over the windows covering it of the window's mean
-  squared error (``aggregate="window"``, the default), of the error at the point (``"point"``),
-  or the smallest covering window's error (``"min"``), then smoothed over ``smooth`` points.
-  Scoring streams the windows in chunks, so memory beyond the output stays bounded, and chunked
-  scoring equals one pass.
+- ``"signal"`` (points and segments in a long signal, one or several channels; channels
+  standardised on the training stretch), with one of two models:
 
-  (A causal next-point GRU predictor, carrying its state through the signal, was measured first:
-  on the ECG5000 long signal it found 0 of 9 abnormal beats, point ROC-AUC 0.43 - one-step errors
-  follow local smoothness, not shape. See docs/anomaly.md.)
+  - ``model="autoencoder"`` (the default): a GRU autoencoder (below) learns windows of ``window``
+    points. Windows every ``stride`` points (default ``window // 4``) are reconstructed; a point's
+    error is the mean over the windows covering it of the window's mean squared error
+    (``aggregate="window"``, the default), of the error at the point (``"point"``), or the
+    smallest covering window's error (``"min"``). Scoring streams the windows in chunks.
+  - ``model="forecaster"``: a causal GRU reads the signal point by point, carrying its state,
+    and predicts the next ``horizon`` points at every step; a point's error is the mean squared
+    error of the ``horizon`` predictions made for it. Scoring streams the signal in chunks,
+    carrying the state and the last ``horizon`` predictions across chunks. (A next-point
+    predictor, ``horizon=1`` in effect, found 0 of 9 abnormal ECG5000 beats: one-step errors
+    follow local smoothness, not shape; predicting a beat ahead finds all of them.
+    docs/anomaly.md.)
+
+  Either way the point errors are then smoothed over ``smooth`` points (causal), memory beyond
+  the output stays bounded, and chunked scoring equals one pass.
 - ``"sequences"`` (one-class, whole sequences such as heartbeats): a GRU autoencoder - the encoder's
   final state is squeezed to ``latent_size`` numbers, from which a decoder GRU reconstructs the
   sequence; the error is the mean squared reconstruction error of the sequence.
 
 The scorer turns errors into scores normalised on held-out normal data (the last
 ``calibration_share`` of the training data, never trained on): ``score = (e - median) / (1.4826
-MAD)``. With ``ensemble=K`` the model is K autoencoders trained from seeds ``seed .. seed+K-1``;
+MAD)``. With ``ensemble=K`` the model is K networks trained from seeds ``seed .. seed+K-1``;
 each one's errors are normalised that way, the K normalised errors are averaged, and the average
 is normalised again on the calibration data (a single autoencoder on a few hundred sequences is
 a high-variance estimator; docs/anomaly.md measures it). The detector flags scores above the
@@ -56,6 +62,7 @@ FORMAT = "grukit.GRUAnomalyDetector/2"  # /2: an ensemble of autoencoders (``0.`
 FORMATS = ("grukit.GRUAnomalyDetector/1", FORMAT)
 MODES = ("signal", "sequences")
 AGGREGATES = ("window", "point", "min")
+MODELS = ("autoencoder", "forecaster")
 
 
 @dataclass
@@ -82,6 +89,14 @@ class DetectorConfig:
             whose normalised errors are averaged.
         bidirectional: the encoder reads the sequence both ways (the latent sees both ends).
         stride: signal mode: points between the starts of scored windows; None = window // 4.
+        model: signal mode: "autoencoder" (windows reconstructed) or "forecaster" (a GRU reads
+            the signal point by point, carrying its state, and predicts the next ``horizon``
+            points at every step; a point's error is the mean squared error of the predictions
+            made for it from 1 to ``horizon`` steps earlier). The forecaster's ``window`` is its
+            warm-up: training stretches of ``2 * window + horizon`` points, whose predictions
+            count after the first ``window``; the first ``window`` points of a scored signal
+            score 0 (never flagged).
+        horizon: forecaster: points predicted at each step; None = window // 2.
     """
 
     mode: str = "signal"
@@ -97,6 +112,8 @@ class DetectorConfig:
     ensemble: int = 1
     bidirectional: bool = False
     stride: int | None = None
+    model: str = "autoencoder"
+    horizon: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("reset_after", "bidirectional"):
@@ -106,6 +123,16 @@ class DetectorConfig:
             raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.model not in MODELS:
+            raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if self.model == "forecaster":
+            if self.mode != "signal":
+                raise ConfigError("model 'forecaster' is for the signal mode; sequences use the autoencoder")
+            for name, default in (("aggregate", "window"), ("stride", None), ("bidirectional", False)):
+                if getattr(self, name) != default:
+                    raise ConfigError(f"{name} applies to the autoencoder, not to model 'forecaster'")
+        elif self.horizon is not None:
+            raise ConfigError("horizon applies to model 'forecaster', not to the autoencoder")
         for name in ("window", "hidden_size", "num_layers", "latent_size", "smooth", "ensemble"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -114,6 +141,10 @@ class DetectorConfig:
                                         or not 1 <= self.stride <= self.window):
             raise ConfigError(f"stride must be an integer from 1 to window ({self.window}) or None, "
                               f"got {self.stride!r}")
+        if self.horizon is not None and (isinstance(self.horizon, bool) or not isinstance(self.horizon, int)
+                                         or not 1 <= self.horizon <= self.window):
+            raise ConfigError(f"horizon must be an integer from 1 to window ({self.window}) or None, "
+                              f"got {self.horizon!r}")
         for name, lo, hi in (("false_alarm_rate", 0.0, 0.5), ("calibration_share", 0.05, 0.5)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo < v <= hi:
@@ -140,6 +171,25 @@ class SeqAutoencoder(nn.Module):
         z = torch.tanh(self.to_latent(last))  # (N, d)
         out, _ = self.decoder(z[:, None, :].expand(-1, x.shape[1], -1))  # (N, T, H)
         return self.head(out)  # (N, T, C)
+
+
+class SignalForecaster(nn.Module):
+    """A causal GRU with a head predicting the next ``horizon`` points at every step:
+    (N, T, C), state -> (N, T, horizon, C), state. ``out[:, t, j - 1]`` predicts ``x[:, t + j]``."""
+
+    def __init__(self, C: int, cfg: DetectorConfig) -> None:
+        super().__init__()
+        self.horizon = cfg.horizon or max(1, cfg.window // 2)
+        self.gru = grukit.GRU(C, cfg.hidden_size, cfg.num_layers, batch_first=True, reset_after=cfg.reset_after)
+        self.head = nn.Linear(cfg.hidden_size, self.horizon * C)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        out, h = self.gru(x, h)  # (N, T, H), (L, N, H)
+        return self.head(out).unflatten(-1, (self.horizon, x.shape[-1])), h  # (N, T, horizon, C)
+
+
+def _net(C: int, cfg: DetectorConfig) -> nn.Module:
+    return SignalForecaster(C, cfg) if cfg.model == "forecaster" else SeqAutoencoder(C, cfg)
 
 
 class _Windows(Dataset):
@@ -256,19 +306,29 @@ class GRUAnomalyDetector:
             n = len(z)
             n_cal = int(round(n * cfg.calibration_share))
             n_fit = n - n_cal
-            need = cfg.window
+            forecast = cfg.model == "forecaster"
+            W, Hz = cfg.window, self._horizon
+            need = 2 * W + Hz if forecast else W  # the forecaster: warm-up, scored span, horizon
+            what = f"window {W} and horizon {Hz} need" if forecast else f"window {W} needs"
             if n_fit < need or n_cal < need:
                 raise DataError(
-                    f"the training stretch has {n} points; window {cfg.window} needs at least "
+                    f"the training stretch has {n} points; {what} at least "
                     f"{int(np.ceil(need / min(cfg.calibration_share, 1 - cfg.calibration_share)))} "
-                    f"(a window in both the training and the calibration part)"
+                    f"(a stretch of {need} in both the training and the calibration part)"
                 )
-            train = _Windows(z[:n_fit], np.arange(n_fit - cfg.window + 1), cfg.window)
-            val = _Windows(z[n_fit:], np.arange(0, n_cal - cfg.window + 1, self._stride), cfg.window)
+            train = _Windows(z[:n_fit], np.arange(n_fit - need + 1), need)
+            val = _Windows(z[n_fit:], np.arange(0, n_cal - need + 1, W if forecast else self._stride), need)
 
-            def loss_fn(net, batch):
-                (w,) = batch  # (B, W, C)
-                return ((net(w) - w) ** 2).mean(), w.shape[0]
+            if forecast:
+                def loss_fn(net, batch):
+                    (w,) = batch  # (B, 2W + Hz, C)
+                    pred, _ = net(w)  # (B, 2W + Hz, Hz, C): pred[:, t, j - 1] predicts w[:, t + j]
+                    target = w.unfold(1, Hz, 1).transpose(2, 3)  # (B, W + Hz + 1, Hz, C) = w[:, t:t + Hz]
+                    return ((pred[:, W:2 * W] - target[:, W + 1:2 * W + 1]) ** 2).mean(), w.shape[0]
+            else:
+                def loss_fn(net, batch):
+                    (w,) = batch  # (B, W, C)
+                    return ((net(w) - w) ** 2).mean(), w.shape[0]
         else:
             N = len(z)
             n_cal = max(1, int(round(N * cfg.calibration_share)))
@@ -287,7 +347,7 @@ class GRUAnomalyDetector:
         for k in range(K):
             seed = self.train_config.seed + k
             torch.manual_seed(seed)
-            net = SeqAutoencoder(C, cfg)
+            net = _net(C, cfg)
             where = out_dir
             if K > 1:
                 if log is not None:
@@ -299,7 +359,12 @@ class GRUAnomalyDetector:
         self.net_ = nn.ModuleList(nets)
         self.result_ = self.results_[0]
         # calibration: errors on held-out normal data
-        errors = self._member_errors(x[n_fit:] if cfg.mode == "signal" else x[cal_idx])  # (K, n)
+        if cfg.mode == "sequences":
+            errors = self._member_errors(x[cal_idx])  # (K, n)
+        elif cfg.model == "forecaster":  # the state warmed up on the training part
+            errors = self._member_errors(x)[:, n_fit:]
+        else:
+            errors = self._member_errors(x[n_fit:])
         stats = [_robust(e) for e in errors]
         self.member_center_ = np.array([c for c, _ in stats])
         self.member_spread_ = np.array([d for _, d in stats])
@@ -330,6 +395,9 @@ class GRUAnomalyDetector:
         n, W = len(z), cfg.window
         if n < W:
             raise DataError(f"the signal has {n} points; scoring needs at least one window of {W}")
+        if cfg.model == "forecaster":
+            err = np.stack([self._forecast_errors(net, z, chunk, progress) for net in self.net_])
+            return self._smooth(err)
         starts = np.arange(0, n - W + 1, self._stride)
         if starts[-1] != n - W:
             starts = np.r_[starts, n - W]  # the last window reaches the end
@@ -357,12 +425,60 @@ class GRUAnomalyDetector:
                 bar.update(len(s))
         if bar is not None:
             bar.close()
-        err = total if cfg.aggregate == "min" else total / count  # (K, n)
-        if cfg.smooth > 1:
-            c = np.cumsum(np.pad(err, ((0, 0), (1, 0))), axis=1)
-            k = np.minimum(np.arange(1, n + 1), cfg.smooth)
-            err = (c[:, 1:] - c[:, np.arange(1, n + 1) - k]) / k  # causal moving average
-        return err
+        return self._smooth(total if cfg.aggregate == "min" else total / count)  # (K, n)
+
+    def _smooth(self, err: np.ndarray) -> np.ndarray:
+        """(K, n) -> (K, n): causal moving average over ``smooth`` points, NaNs (the forecaster's
+        warm-up) left out of the averages."""
+        m, n = self.config.smooth, err.shape[1]
+        if m <= 1:
+            return err
+        ok = ~np.isnan(err)
+        c = np.cumsum(np.pad(np.where(ok, err, 0.0), ((0, 0), (1, 0))), axis=1)
+        k = np.cumsum(np.pad(ok, ((0, 0), (1, 0))), axis=1)
+        lo = np.arange(1, n + 1) - np.minimum(np.arange(1, n + 1), m)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (c[:, 1:] - c[:, lo]) / (k[:, 1:] - k[:, lo])
+
+    def _forecast_errors(self, net: nn.Module, z: np.ndarray, chunk: int, progress: bool) -> np.ndarray:
+        """One forecaster's point errors over a (n, C) standardised signal: ``err[u]`` is the mean
+        over ``j = 1 .. horizon`` (those made after the warm-up) of the squared error of the
+        prediction of ``x[u]`` made at ``u - j``; NaN for the first ``window`` points. The GRU
+        reads the signal in chunks, carrying its state, and keeps the last ``horizon`` steps'
+        predictions for the next chunk: memory beyond the output is bounded by the chunk."""
+        n, C = z.shape
+        W, Hz = self.config.window, self._horizon
+        step = max(1, min(chunk, (1 << 22) // (Hz * C)))  # points per chunk: <= 4M predicted values
+        zt = torch.from_numpy(z)
+        total, count = np.zeros(n), np.zeros(n)
+        h, prev = None, torch.empty(0, Hz, C)  # prev: the predictions made at the previous chunk's end
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, unit="point", unit_scale=True, leave=False, desc="scoring")
+        for i in range(0, n, step):
+            stop = min(n, i + step)
+            pred, h = net(zt[None, i:stop], h)  # (1, m, Hz, C)
+            P = torch.cat([prev, pred[0]])  # predictions made at points base .. stop - 1
+            base = i - len(prev)
+            for j in range(1, Hz + 1):  # the predictions j steps ahead of targets u in [lo, stop)
+                lo = max(i, base + j, W + j)
+                if lo < stop:
+                    e = ((P[lo - j - base:stop - j - base, j - 1] - zt[lo:stop]) ** 2).mean(-1)  # (stop - lo,)
+                    total[lo:stop] += e.double().numpy()
+                    count[lo:stop] += 1
+            prev = P[-Hz:]
+            if bar is not None:
+                bar.update(stop - i)
+        if bar is not None:
+            bar.close()
+        with np.errstate(invalid="ignore"):
+            return np.where(count > 0, total / np.maximum(count, 1), np.nan)  # (n,)
+
+    @property
+    def _horizon(self) -> int:
+        return self.config.horizon or max(1, self.config.window // 2)
 
     @property
     def _stride(self) -> int:
@@ -376,7 +492,8 @@ class GRUAnomalyDetector:
         """Normalised anomaly scores: one per point (signal) or per sequence (sequences)."""
         self._check_fitted()
         x = self._as_array(X, fitting=False)
-        return (self._combine(self._member_errors(x, chunk, progress)) - self.center_) / self.spread_
+        s = (self._combine(self._member_errors(x, chunk, progress)) - self.center_) / self.spread_
+        return np.nan_to_num(s, nan=0.0)  # the forecaster's warm-up: not scored
 
     def predict(self, X, **kw) -> np.ndarray:
         """Flags: score above the calibrated threshold."""
@@ -413,8 +530,7 @@ class GRUAnomalyDetector:
             hyper = dict(meta["detector"])
             self = cls(hyper.pop("mode"), train=meta["train"], **hyper)
             self.channels_ = int(meta["channels"])
-            self.net_ = nn.ModuleList(SeqAutoencoder(self.channels_, self.config)
-                                      for _ in range(self.config.ensemble))
+            self.net_ = nn.ModuleList(_net(self.channels_, self.config) for _ in range(self.config.ensemble))
             weights = load_file(str(path / "model.safetensors"))
             if fmt == FORMATS[0]:  # one autoencoder, its own keys, errors normalised once
                 weights = {f"0.{k}": v for k, v in weights.items()}

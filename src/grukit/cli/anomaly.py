@@ -8,7 +8,10 @@ Signal mode (default): rows are time points, columns channels; a GRU autoencoder
 reconstruct windows of --window points of the training stretch (rows before --train-until,
 default the first half, assumed mostly normal); a point's score is the reconstruction error of
 the windows covering it, normalised on the stretch's last 20%, and the threshold is set for
---false-alarm-rate. Sequences mode (--mode sequences): each row is one sequence (its numeric
+--false-alarm-rate. With --signal-model forecaster a GRU instead reads the signal point by
+point, carrying its state, and predicts the next --horizon points at every step; a point's
+error is that of the predictions made for it (better on periodic signals such as heartbeats:
+docs/anomaly.md). Sequences mode (--mode sequences): each row is one sequence (its numeric
 columns in order); a GRU autoencoder is fitted on the training rows (with --label-col, only the
 rows labelled 0). With --label-col (0 = normal, 1 = anomaly) precision, recall, F1, ROC-AUC,
 PR-AUC (and, for signals, event-level detection) are reported on the rows after the training part.
@@ -47,7 +50,8 @@ def add_parser(sub) -> None:
     t.add_argument("--label-col", default=None, help="0/1 labels, for the report only")
     t.add_argument("--train-until", default=None,
                    help="rows before this row number (or timestamp) train the model; default: the first half")
-    t.add_argument("--window", type=int, default=128, help="signal mode: training window in points")
+    t.add_argument("--window", type=int, default=128,
+                   help="signal mode: the autoencoder's window, or the forecaster's warm-up, in points")
     t.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
     t.add_argument("--latent-size", type=int, default=16, help="sequences mode: autoencoder bottleneck")
     t.add_argument("--false-alarm-rate", type=float, default=0.01, help="share of normal data flagged")
@@ -57,6 +61,11 @@ def add_parser(sub) -> None:
                    "best window's error")
     t.add_argument("--stride", type=int, default=None,
                    help="signal mode: points between scored windows (default: window / 4)")
+    t.add_argument("--signal-model", choices=["autoencoder", "forecaster"], default="autoencoder",
+                   help="signal mode: windows reconstructed, or the next --horizon points predicted "
+                   "at every step (--window is then the warm-up)")
+    t.add_argument("--horizon", type=int, default=None,
+                   help="forecaster: points predicted at every step (default: window / 2)")
     t.add_argument("--ensemble", type=int, default=1,
                    help="autoencoders trained from seeds seed, seed+1, ...; their normalised errors are averaged")
     t.add_argument("--bidirectional", action="store_true", help="the encoder reads each window both ways")
@@ -86,13 +95,14 @@ def add_parser(sub) -> None:
     d.add_argument("--out", default="demo-report/anomaly", metavar="DIR",
                    help="output folder: new, empty, or an earlier demo's (replaced once the run is complete)")
     d.add_argument("--epochs", type=int, default=100, help="epochs for the one-class autoencoder")
-    d.add_argument("--signal-epochs", type=int, default=15, help="most epochs for the signal model")
+    d.add_argument("--signal-epochs", type=int, default=None,
+                   help="epochs for the signal model (default: 20 forecaster, 15 autoencoder)")
     d.add_argument("--hidden-size", type=int, default=128, help="the autoencoder's GRU hidden size")
     d.add_argument("--latent-size", type=int, default=32, help="the autoencoder's bottleneck")
     d.add_argument("--patience", type=int, default=0,
                    help="early stopping for the autoencoder (0: off; the validation set is 58 beats)")
-    d.add_argument("--aggregate", choices=["window", "point", "min"], default="window",
-                   help="long signal: a point's error is its windows' mean error, or its own")
+    d.add_argument("--signal-model", choices=["forecaster", "autoencoder"], default="forecaster",
+                   help="long signal: the GRU forecaster carrying its state, or the window autoencoder")
     d.add_argument("--ensemble", type=int, default=1, help="one-class: autoencoders averaged")
     d.add_argument("--bidirectional", action="store_true", help="one-class: bidirectional encoder")
     d.add_argument("--seed", type=int, default=0, help="random seed")
@@ -186,7 +196,8 @@ def run_train(args) -> int:
                                  hidden_size=args.hidden_size, latent_size=args.latent_size,
                                  false_alarm_rate=args.false_alarm_rate, smooth=args.smooth,
                                  aggregate=args.aggregate, ensemble=args.ensemble, stride=args.stride,
-                                 bidirectional=args.bidirectional)
+                                 bidirectional=args.bidirectional, model=args.signal_model,
+                                 horizon=args.horizon)
         x, labels, times, names = _read(args.data, args.value_cols, args.time_col, args.label_col)
         k = _split(len(x), args.train_until, times, args.data)
         fit_rows = np.arange(k)
@@ -299,7 +310,7 @@ def run_demo(args) -> int:
         _into_fresh_folder(out.parent, out.name, lambda tmp: anomaly_demo(
             tmp, epochs=args.epochs, signal_epochs=args.signal_epochs, seed=args.seed, quiet=args.quiet,
             shown_as=out, hidden_size=args.hidden_size, latent_size=args.latent_size,
-            patience=args.patience or None, aggregate=args.aggregate, ensemble=args.ensemble,
+            patience=args.patience or None, signal_model=args.signal_model, ensemble=args.ensemble,
             bidirectional=args.bidirectional))
     except (*errors(), ValueError, OSError) as exc:
         raise UserError(str(exc)) from None

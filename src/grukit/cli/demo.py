@@ -48,8 +48,8 @@ def add_parser(sub) -> None:
                    help="most epochs for the forecaster (default: %(default)s)")
     p.add_argument("--anomaly-epochs", type=int, default=100, metavar="E",
                    help="epochs for the heartbeat autoencoder (default: %(default)s)")
-    p.add_argument("--signal-epochs", type=int, default=15, metavar="E",
-                   help="most epochs for the long-signal model (default: %(default)s)")
+    p.add_argument("--signal-epochs", type=int, default=None, metavar="E",
+                   help="epochs for the long-signal forecaster (default: 20)")
     p.set_defaults(func=run)
 
 
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from grukit.cli.main import UserError
 
     for name in ("steps", "batch_size", "hidden_size", "forecast_epochs", "anomaly_epochs", "signal_epochs"):
-        if getattr(args, name) <= 0:
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     if args.forecast_series is not None and args.forecast_series <= 0:
         raise UserError(f"--forecast-series must be a positive integer, got {args.forecast_series}")
@@ -250,7 +250,7 @@ def _anomaly(args, out: Path):
             "error; the threshold is set for a 5% false-alarm rate on held-out normal beats. The "
             "baseline, computed in the same run, is the distance to the nearest normal training beat.",
             f"Long signal: {sig['beats']} test beats laid end to end ({sig['construction']}), "
-            f"{sig['points']:,} points, scored point by point by the signal mode (window autoencoder, "
+            f"{sig['points']:,} points, scored point by point by the signal mode ({sig['model']}; "
             f"1% false-alarm rate): {e['detected']} of {e['events']} abnormal beats detected "
             f"(tolerance {e['tolerance']} points), {e['false_alarms_per_1000']:.2f} false alarms per "
             f"1,000 points, point ROC-AUC {p['ROC-AUC']:.3f}.",
