@@ -130,7 +130,7 @@ def test_forecaster_threshold_save_load_and_settings(tmp_path, forecaster):
     assert back.config.model == "forecaster" and back.config.horizon == 20
     np.testing.assert_array_equal(back.score(x), forecaster.score(x))
     det = GRUAnomalyDetector("signal", model="forecaster", window=40, train=FAST)
-    assert det._horizon == 20  # window // 2 by default
+    assert det.config.steps_ahead == 20  # window // 2 by default
     with pytest.raises(DataError, match="the training stretch has 400 points; window 40 and horizon 20 need"):
         det.fit(_sine(400))
     for bad, message in ((dict(mode="sequences", model="forecaster"), "model 'forecaster' is for the signal mode"),

@@ -115,6 +115,11 @@ class DetectorConfig:
     model: str = "autoencoder"
     horizon: int | None = None
 
+    @property
+    def steps_ahead(self) -> int:
+        """The forecaster's horizon: ``horizon``, or ``window // 2`` when None."""
+        return self.horizon or max(1, self.window // 2)
+
     def __post_init__(self) -> None:
         for name in ("reset_after", "bidirectional"):
             if not isinstance(getattr(self, name), bool):
@@ -179,7 +184,7 @@ class SignalForecaster(nn.Module):
 
     def __init__(self, C: int, cfg: DetectorConfig) -> None:
         super().__init__()
-        self.horizon = cfg.horizon or max(1, cfg.window // 2)
+        self.horizon = cfg.steps_ahead
         self.gru = grukit.GRU(C, cfg.hidden_size, cfg.num_layers, batch_first=True, reset_after=cfg.reset_after)
         self.head = nn.Linear(cfg.hidden_size, self.horizon * C)
 
@@ -225,6 +230,26 @@ class _Sequences(Dataset):
     @staticmethod
     def collate(batch):
         return batch
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n: int) -> None:
+        pass
+
+
+def _scoring_bar(progress: bool, **kw):
+    """A tqdm progress bar for scoring (tqdm imported only when shown), or one that does nothing."""
+    if not progress:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(leave=False, desc="scoring", **kw)
 
 
 def _robust(errors: np.ndarray) -> tuple[float, float]:
@@ -307,7 +332,7 @@ class GRUAnomalyDetector:
             n_cal = int(round(n * cfg.calibration_share))
             n_fit = n - n_cal
             forecast = cfg.model == "forecaster"
-            W, Hz = cfg.window, self._horizon
+            W, Hz = cfg.window, cfg.steps_ahead
             need = 2 * W + Hz if forecast else W  # the forecaster: warm-up, scored span, horizon
             what = f"window {W} and horizon {Hz} need" if forecast else f"window {W} needs"
             if n_fit < need or n_cal < need:
@@ -406,25 +431,18 @@ class GRUAnomalyDetector:
             total[:] = np.inf
         per_chunk = max(1, chunk // W)
         zt = torch.from_numpy(z)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(starts), unit="window", leave=False, desc="scoring")
-        for i in range(0, len(starts), per_chunk):
-            s = torch.from_numpy(starts[i:i + per_chunk])
-            pos = s[:, None] + torch.arange(W)[None, :]  # (B, W)
-            w, idx = zt[pos], pos.numpy()  # (B, W, C), (B, W)
-            for k, net in enumerate(self.net_):
-                e = ((net(w) - w) ** 2).mean(2).double().numpy()  # (B, W)
-                if cfg.aggregate != "point":
-                    e = np.repeat(e.mean(1, keepdims=True), W, axis=1)  # (B, W): the window's mean
-                (np.minimum if cfg.aggregate == "min" else np.add).at(total[k], idx, e)
-            np.add.at(count, idx, 1.0)
-            if bar is not None:
+        with _scoring_bar(progress, total=len(starts), unit="window") as bar:
+            for i in range(0, len(starts), per_chunk):
+                s = torch.from_numpy(starts[i:i + per_chunk])
+                pos = s[:, None] + torch.arange(W)[None, :]  # (B, W)
+                w, idx = zt[pos], pos.numpy()  # (B, W, C), (B, W)
+                for k, net in enumerate(self.net_):
+                    e = ((net(w) - w) ** 2).mean(2).double().numpy()  # (B, W)
+                    if cfg.aggregate != "point":
+                        e = np.repeat(e.mean(1, keepdims=True), W, axis=1)  # (B, W): the window's mean
+                    (np.minimum if cfg.aggregate == "min" else np.add).at(total[k], idx, e)
+                np.add.at(count, idx, 1.0)
                 bar.update(len(s))
-        if bar is not None:
-            bar.close()
         return self._smooth(total if cfg.aggregate == "min" else total / count)  # (K, n)
 
     def _smooth(self, err: np.ndarray) -> np.ndarray:
@@ -447,38 +465,27 @@ class GRUAnomalyDetector:
         reads the signal in chunks, carrying its state, and keeps the last ``horizon`` steps'
         predictions for the next chunk: memory beyond the output is bounded by the chunk."""
         n, C = z.shape
-        W, Hz = self.config.window, self._horizon
+        W, Hz = self.config.window, self.config.steps_ahead
         step = max(1, min(chunk, (1 << 22) // (Hz * C)))  # points per chunk: <= 4M predicted values
         zt = torch.from_numpy(z)
         total, count = np.zeros(n), np.zeros(n)
         h, prev = None, torch.empty(0, Hz, C)  # prev: the predictions made at the previous chunk's end
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n, unit="point", unit_scale=True, leave=False, desc="scoring")
-        for i in range(0, n, step):
-            stop = min(n, i + step)
-            pred, h = net(zt[None, i:stop], h)  # (1, m, Hz, C)
-            P = torch.cat([prev, pred[0]])  # predictions made at points base .. stop - 1
-            base = i - len(prev)
-            for j in range(1, Hz + 1):  # the predictions j steps ahead of targets u in [lo, stop)
-                lo = max(i, base + j, W + j)
-                if lo < stop:
-                    e = ((P[lo - j - base:stop - j - base, j - 1] - zt[lo:stop]) ** 2).mean(-1)  # (stop - lo,)
-                    total[lo:stop] += e.double().numpy()
-                    count[lo:stop] += 1
-            prev = P[-Hz:]
-            if bar is not None:
+        with _scoring_bar(progress, total=n, unit="point", unit_scale=True) as bar:
+            for i in range(0, n, step):
+                stop = min(n, i + step)
+                pred, h = net(zt[None, i:stop], h)  # (1, m, Hz, C)
+                P = torch.cat([prev, pred[0]])  # predictions made at points base .. stop - 1
+                base = i - len(prev)
+                for j in range(1, Hz + 1):  # the predictions j steps ahead of targets u in [lo, stop)
+                    lo = max(i, base + j, W + j)
+                    if lo < stop:
+                        e = ((P[lo - j - base:stop - j - base, j - 1] - zt[lo:stop]) ** 2).mean(-1)  # (stop-lo,)
+                        total[lo:stop] += e.double().numpy()
+                        count[lo:stop] += 1
+                prev = P[-Hz:]
                 bar.update(stop - i)
-        if bar is not None:
-            bar.close()
         with np.errstate(invalid="ignore"):
             return np.where(count > 0, total / np.maximum(count, 1), np.nan)  # (n,)
-
-    @property
-    def _horizon(self) -> int:
-        return self.config.horizon or max(1, self.config.window // 2)
 
     @property
     def _stride(self) -> int:

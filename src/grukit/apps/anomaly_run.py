@@ -177,7 +177,7 @@ def ecg_long_signal(out: Path, detector: GRUAnomalyDetector, log=print, beats: i
     flags = s > detector.threshold_
     ev = events(labels, flags, tolerance=tolerance, min_gap=ECG_BEAT // 2)
     c = detector.config
-    what = (f"GRU forecaster: state carried through the signal, {detector._horizon} points predicted at "
+    what = (f"GRU forecaster: state carried through the signal, {c.steps_ahead} points predicted at "
             f"each step, errors averaged over {c.smooth} points" if c.model == "forecaster" else
             f"window autoencoder: windows of {c.window} points, aggregate {c.aggregate!r}")
     metrics = {"task": "ECG5000 long signal", "model": what, "points": len(signal), "beats": beats,
