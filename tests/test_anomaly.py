@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from grukit.apps.anomaly import DetectorConfig, GRUAnomalyDetector
+from grukit.apps.anomaly import DetectorConfig, GRUAnomalyDetector, clock
 from grukit.apps.anomaly_metrics import at_threshold, events, ranking, segments
 from grukit.apps.contract import check_estimator
 from grukit.data import DataError
@@ -138,6 +138,7 @@ def test_forecaster_threshold_save_load_and_settings(tmp_path, forecaster):
                          (dict(model="forecaster", stride=3), "stride applies to the autoencoder"),
                          (dict(horizon=5), "horizon applies to model 'forecaster'"),
                          (dict(model="forecaster", window=10, horizon=11), "horizon must be an integer from 1"),
+                         (dict(model="forecaster", time_features=0), "time_features applies to the autoencoder"),
                          (dict(model="tcn"), "model must be one of autoencoder, forecaster")):
         with pytest.raises(ConfigError, match=message):
             DetectorConfig(**bad)
@@ -205,29 +206,65 @@ def test_an_ensemble_checkpoints_each_member_and_resumes(tmp_path):
     np.testing.assert_array_equal(again.score(data), first.score(data))
 
 
-def test_a_detector_saved_by_the_first_format_still_loads(tmp_path, signal_detector):
-    """Format /1 (one autoencoder, unprefixed weights, no member statistics) gives the same scores."""
+def test_a_detector_saved_by_the_first_format_still_loads(tmp_path):
+    """Format /1 (one autoencoder without a clock, unprefixed weights, no member statistics, no
+    ensemble/bidirectional/time_features fields) gives the same scores."""
     import json
 
     from safetensors.torch import load_file, save_file
 
     x = _with_anomalies()[0][:600]
-    signal_detector.save(tmp_path / "m")
+    det = GRUAnomalyDetector("signal", window=40, hidden_size=8, smooth=10, time_features=0,
+                             train={**FAST, "epochs": 1}).fit(_sine(2000))
+    det.save(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "detector.json").read_text())
     meta["format"] = "grukit.GRUAnomalyDetector/1"
     for key in ("member_center", "member_spread"):
         meta.pop(key)
-    meta["detector"].pop("ensemble")
-    meta["detector"].pop("bidirectional")
-    c, d = signal_detector.member_center_[0], signal_detector.member_spread_[0]
+    for key in ("ensemble", "bidirectional", "time_features"):
+        meta["detector"].pop(key)
+    c, d = det.member_center_[0], det.member_spread_[0]
     # a /1 file stored the statistics of the raw errors: score = (e - center) / spread
-    meta["center"] = c + d * signal_detector.center_
-    meta["spread"] = d * signal_detector.spread_
+    meta["center"] = c + d * det.center_
+    meta["spread"] = d * det.spread_
     (tmp_path / "m" / "detector.json").write_text(json.dumps(meta))
     weights = load_file(str(tmp_path / "m" / "model.safetensors"))
     save_file({k.removeprefix("0."): v for k, v in weights.items()}, str(tmp_path / "m" / "model.safetensors"))
     back = GRUAnomalyDetector.load(tmp_path / "m")
-    np.testing.assert_allclose(back.score(x), signal_detector.score(x), rtol=1e-9, atol=1e-9)
+    assert back.config.time_features == 0
+    np.testing.assert_allclose(back.score(x), det.score(x), rtol=1e-9, atol=1e-9)
+
+
+def test_the_clock_is_sines_and_cosines_of_the_step():
+    T, k = 12, 3
+    t = np.arange(T)[:, None] / T
+    j = np.arange(1, k + 1)[None, :]
+    expected = np.c_[np.sin(2 * np.pi * j * t), np.cos(2 * np.pi * j * t)]  # (T, 2k)
+    np.testing.assert_allclose(clock(T, k, torch.float64).numpy(), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [0, 4])
+def test_the_decoder_reads_the_latent_and_the_clock(k):
+    """The decoder's input at step t is [latent, clock(T)[t]]: checked by running the decoder by
+    hand on that input; with time_features=0 it reads the latent alone."""
+    det = GRUAnomalyDetector("sequences", hidden_size=8, latent_size=3, time_features=k,
+                             train={**FAST, "epochs": 1}).fit(_sine(600).reshape(20, 30))
+    net = det.net_[0]
+    assert net.decoder.input_size == 3 + 2 * k
+    x = torch.from_numpy(_sine(90, seed=3).reshape(3, 30, 1)).float()
+    with torch.no_grad():
+        z = torch.tanh(net.to_latent(net.encoder(x)[1][-1]))  # (3, d)
+        inp = z[:, None, :].expand(-1, 30, -1)
+        if k:
+            t = torch.arange(30, dtype=torch.float64)[:, None] / 30 * torch.arange(1, k + 1)[None, :] * 2 * torch.pi
+            inp = torch.cat([inp, torch.cat([t.sin(), t.cos()], 1).float()[None].expand(3, -1, -1)], 2)
+        torch.testing.assert_close(net(x), net.head(net.decoder(inp)[0]))
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ConfigError, match="time_features must be a non-negative integer"):
+            DetectorConfig(time_features=bad)
+    # by default a clock for whole sequences, none for the signal mode's windows
+    assert DetectorConfig(mode="sequences").clock_pairs == 4 and DetectorConfig(mode="signal").clock_pairs == 0
+    assert DetectorConfig(mode="signal", time_features=2).clock_pairs == 2
 
 
 def test_bidirectional_encoder_reads_both_ways():

@@ -103,9 +103,10 @@ def test_sequences_mode_trains_on_rows_labelled_normal(tmp_path, capsys):
     data.write_text("\n".join(rows) + "\n")
     out = tmp_path / "run"
     assert main(["anomaly", "train", "--mode", "sequences", "--data", str(data), "--label-col", "label",
-                 "--out", str(out), "--hidden-size", "8", "--epochs", "2", "--quiet"]) == 0
+                 "--out", str(out), "--hidden-size", "8", "--epochs", "2", "--time-features", "2", "--quiet"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["mode"] == "sequences" and m["train_rows"] == 40
+    assert json.loads((out / "detector.json").read_text())["detector"]["time_features"] == 2
     assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "config.json").read_text())["detector"]["mode"] == "sequences"
     capsys.readouterr()
@@ -124,6 +125,7 @@ def test_sequences_mode_trains_on_rows_labelled_normal(tmp_path, capsys):
         (["--train-until", "99999"], "--train-until must leave rows on both sides"),
         (["--train-until", "yesterday"], "is not a row number"),
         (["--false-alarm-rate", "0.9"], "false_alarm_rate must be in"),
+        (["--time-features", "-1"], "time_features must be a non-negative integer"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, message):
@@ -166,14 +168,16 @@ def test_anomaly_demo_runs_on_ecg5000(tmp_path, capsys):
     (out / "metrics.json").write_text('{"one_class": {}, "long_signal": {}}')
     (out / "stale.png").write_bytes(b"old")
     assert main(["anomaly", "demo", "--out", str(out), "--epochs", "1", "--signal-epochs", "1", "--quiet",
-                 "--hidden-size", "8", "--latent-size", "4", "--signal-model", "autoencoder"]) == 0
+                 "--hidden-size", "8", "--latent-size", "4", "--time-features", "0",
+                 "--signal-model", "autoencoder"]) == 0
     text = capsys.readouterr().out
     assert "GRU autoencoder" in text and "1-NN distance (baseline)" in text
     m = json.loads((out / "metrics.json").read_text())
     assert m["one_class"]["test_beats"] == 4500 and m["long_signal"]["points"] == 300 * 140
     assert m["long_signal"]["events"]["events"] == 9
     saved = json.loads((out / "one_class_model" / "detector.json").read_text())["detector"]
-    assert (saved["hidden_size"], saved["latent_size"]) == (8, 4)
+    assert (saved["hidden_size"], saved["latent_size"], saved["time_features"]) == (8, 4, 0)
+    assert m["one_class"]["training"]["time_features"] == 0
     assert json.loads((out / "signal_model" / "detector.json").read_text())["detector"]["model"] == "autoencoder"
     assert m["long_signal"]["model"].startswith("window autoencoder")
     assert not (out / "stale.png").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["demo", "mine"]

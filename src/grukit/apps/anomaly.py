@@ -21,8 +21,9 @@ Two modes:
   Either way the point errors are then smoothed over ``smooth`` points (causal), memory beyond
   the output stays bounded, and chunked scoring equals one pass.
 - ``"sequences"`` (one-class, whole sequences such as heartbeats): a GRU autoencoder - the encoder's
-  final state is squeezed to ``latent_size`` numbers, from which a decoder GRU reconstructs the
-  sequence; the error is the mean squared reconstruction error of the sequence.
+  final state is squeezed to ``latent_size`` numbers, from which a decoder GRU, also fed a clock
+  (``time_features`` sine/cosine pairs of the step), reconstructs the sequence; the error is the
+  mean squared reconstruction error of the sequence.
 
 The scorer turns errors into scores normalised on held-out normal data (the last
 ``calibration_share`` of the training data, never trained on): ``score = (e - median) / (1.4826
@@ -97,6 +98,15 @@ class DetectorConfig:
             count after the first ``window``; the first ``window`` points of a scored signal
             score 0 (never flagged).
         horizon: forecaster: points predicted at each step; None = window // 2.
+        time_features: autoencoder: the decoder reads, beside the latent, a clock of
+            ``2 * time_features`` inputs, ``sin`` and ``cos`` of ``2 pi k t / T`` for
+            ``k = 1 .. time_features`` at step ``t`` of ``T``, so it knows where in the sequence
+            it is and the latent only has to carry the shape (on ECG5000 it halves the error on
+            normal beats and lifts the one-class ROC-AUC from 0.986 to 0.991 on average:
+            docs/anomaly.md). None: 4 in the sequences mode, 0 (no clock) for the signal mode's
+            windows, which start at any phase of the signal (on the tests' generated signal a
+            clock raised the window autoencoder's false alarms). Folders saved before this field
+            load as 0.
     """
 
     mode: str = "signal"
@@ -114,6 +124,14 @@ class DetectorConfig:
     stride: int | None = None
     model: str = "autoencoder"
     horizon: int | None = None
+    time_features: int | None = None
+
+    @property
+    def clock_pairs(self) -> int:
+        """The autoencoder's clock: ``time_features``, or 4 for sequences and 0 for signals when None."""
+        if self.time_features is not None:
+            return self.time_features
+        return 4 if self.mode == "sequences" else 0
 
     @property
     def steps_ahead(self) -> int:
@@ -133,7 +151,8 @@ class DetectorConfig:
         if self.model == "forecaster":
             if self.mode != "signal":
                 raise ConfigError("model 'forecaster' is for the signal mode; sequences use the autoencoder")
-            for name, default in (("aggregate", "window"), ("stride", None), ("bidirectional", False)):
+            for name, default in (("aggregate", "window"), ("stride", None), ("bidirectional", False),
+                                  ("time_features", None)):
                 if getattr(self, name) != default:
                     raise ConfigError(f"{name} applies to the autoencoder, not to model 'forecaster'")
         elif self.horizon is not None:
@@ -150,31 +169,47 @@ class DetectorConfig:
                                          or not 1 <= self.horizon <= self.window):
             raise ConfigError(f"horizon must be an integer from 1 to window ({self.window}) or None, "
                               f"got {self.horizon!r}")
+        if self.time_features is not None and (isinstance(self.time_features, bool)
+                                               or not isinstance(self.time_features, int) or self.time_features < 0):
+            raise ConfigError(f"time_features must be a non-negative integer or None, got {self.time_features!r}")
         for name, lo, hi in (("false_alarm_rate", 0.0, 0.5), ("calibration_share", 0.05, 0.5)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo < v <= hi:
                 raise ConfigError(f"{name} must be in ({lo}, {hi}], got {v!r}")
 
 
+def clock(T: int, k: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(T, 2k): ``sin`` then ``cos`` of ``2 pi j t / T`` for ``j = 1 .. k`` at steps ``t = 0 .. T-1``."""
+    angle = torch.arange(T, dtype=torch.float64)[:, None] * torch.arange(1, k + 1, dtype=torch.float64)[None, :]
+    angle = angle * (2 * torch.pi / T)  # (T, k)
+    return torch.cat([torch.sin(angle), torch.cos(angle)], 1).to(dtype)
+
+
 class SeqAutoencoder(nn.Module):
-    """GRU encoder -> latent (N, d) -> GRU decoder: (N, T, C) -> (N, T, C)."""
+    """GRU encoder -> latent (N, d) -> GRU decoder fed the latent and a clock at every step:
+    (N, T, C) -> (N, T, C)."""
 
     def __init__(self, C: int, cfg: DetectorConfig) -> None:
         super().__init__()
         H = cfg.hidden_size
         D = 2 if cfg.bidirectional else 1
+        self.time_features = cfg.clock_pairs
         self.encoder = grukit.GRU(C, H, cfg.num_layers, batch_first=True, reset_after=cfg.reset_after,
                                   bidirectional=cfg.bidirectional)
         self.to_latent = nn.Linear(D * H, cfg.latent_size)
-        self.decoder = grukit.GRU(cfg.latent_size, H, cfg.num_layers, batch_first=True,
+        self.decoder = grukit.GRU(cfg.latent_size + 2 * cfg.clock_pairs, H, cfg.num_layers, batch_first=True,
                                   reset_after=cfg.reset_after)
         self.head = nn.Linear(H, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        N, T = x.shape[:2]
         _, h_n = self.encoder(x)  # (L * D, N, H)
         last = h_n[-2:].transpose(0, 1).flatten(1) if self.encoder.bidirectional else h_n[-1]  # (N, D * H)
         z = torch.tanh(self.to_latent(last))  # (N, d)
-        out, _ = self.decoder(z[:, None, :].expand(-1, x.shape[1], -1))  # (N, T, H)
+        inp = z[:, None, :].expand(-1, T, -1)  # (N, T, d)
+        if self.time_features:
+            inp = torch.cat([inp, clock(T, self.time_features, x.dtype)[None].expand(N, -1, -1)], 2)  # (N, T, d + 2k)
+        out, _ = self.decoder(inp)  # (N, T, H)
         return self.head(out)  # (N, T, C)
 
 
@@ -535,6 +570,7 @@ class GRUAnomalyDetector:
             if fmt not in FORMATS:
                 raise ValueError(f"format {fmt!r}, expected {FORMAT!r}")
             hyper = dict(meta["detector"])
+            hyper.setdefault("time_features", 0)  # saved before the decoder had a clock
             self = cls(hyper.pop("mode"), train=meta["train"], **hyper)
             self.channels_ = int(meta["channels"])
             self.net_ = nn.ModuleList(_net(self.channels_, self.config) for _ in range(self.config.ensemble))

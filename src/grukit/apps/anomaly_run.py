@@ -108,6 +108,9 @@ def ecg_one_class(out: Path, detector: GRUAnomalyDetector, log=print) -> dict:
             "false_alarm_rate": detector.config.false_alarm_rate,
             "training": {"ensemble": detector.config.ensemble,
                          "bidirectional": detector.config.bidirectional,
+                         "hidden_size": detector.config.hidden_size,
+                         "latent_size": detector.config.latent_size,
+                         "time_features": detector.config.clock_pairs,
                          "epochs_run": [r.epochs_run for r in detector.results_],
                          "best_epoch": [r.best_epoch for r in detector.results_]}}
 
@@ -228,8 +231,9 @@ def format_signal(m: dict) -> str:
 
 def anomaly_demo(out: Path, *, epochs: int = 100, signal_epochs: int | None = None, seed: int = 0,
                  quiet: bool = False, shown_as: Path | None = None, hidden_size: int = 128,
-                 latent_size: int = 32, patience: int | None = None,
-                 signal_model: str = "forecaster", ensemble: int = 1, bidirectional: bool = False) -> dict:
+                 latent_size: int = 16, patience: int | None = None,
+                 signal_model: str = "forecaster", ensemble: int = 1, bidirectional: bool = False,
+                 time_features: int = 4) -> dict:
     """Both ECG5000 demos into ``out``; prints their tables and returns the metrics."""
     import sys
 
@@ -241,7 +245,7 @@ def anomaly_demo(out: Path, *, epochs: int = 100, signal_epochs: int | None = No
     # loss (patience 15 stopped a 200-epoch run at epoch 50 with ROC-AUC 0.960; docs/anomaly.md)
     one = GRUAnomalyDetector(
         "sequences", hidden_size=hidden_size, latent_size=latent_size, false_alarm_rate=0.05,
-        ensemble=ensemble, bidirectional=bidirectional,
+        ensemble=ensemble, bidirectional=bidirectional, time_features=time_features,
         train=TrainConfig(epochs=epochs, batch_size=32, patience=patience, seed=seed, progress=progress))
     m1 = ecg_one_class(out, one, log=log)
     print("ECG5000 one-class (test beats; threshold for a 5% false-alarm rate on normal beats):")

@@ -69,6 +69,9 @@ def add_parser(sub) -> None:
     t.add_argument("--ensemble", type=int, default=1,
                    help="autoencoders trained from seeds seed, seed+1, ...; their normalised errors are averaged")
     t.add_argument("--bidirectional", action="store_true", help="the encoder reads each window both ways")
+    t.add_argument("--time-features", type=int, default=None,
+                   help="autoencoder: sine/cosine pairs of a clock fed to the decoder with the latent "
+                   "(0: none; default: 4 for sequences, 0 for signals)")
     add_train_args(t, epochs=30)
     t.add_argument("--out", required=True, metavar="DIR", help="folder for the model, scores, metrics, plots")
     t.set_defaults(func=run_train)
@@ -98,13 +101,15 @@ def add_parser(sub) -> None:
     d.add_argument("--signal-epochs", type=int, default=None,
                    help="epochs for the signal model (default: 20 forecaster, 15 autoencoder)")
     d.add_argument("--hidden-size", type=int, default=128, help="the autoencoder's GRU hidden size")
-    d.add_argument("--latent-size", type=int, default=32, help="the autoencoder's bottleneck")
+    d.add_argument("--latent-size", type=int, default=16, help="the autoencoder's bottleneck")
     d.add_argument("--patience", type=int, default=0,
                    help="early stopping for the autoencoder (0: off; the validation set is 58 beats)")
     d.add_argument("--signal-model", choices=["forecaster", "autoencoder"], default="forecaster",
                    help="long signal: the GRU forecaster carrying its state, or the window autoencoder")
     d.add_argument("--ensemble", type=int, default=1, help="one-class: autoencoders averaged")
     d.add_argument("--bidirectional", action="store_true", help="one-class: bidirectional encoder")
+    d.add_argument("--time-features", type=int, default=4,
+                   help="one-class: sine/cosine pairs of the decoder's clock (0: the latent alone)")
     d.add_argument("--seed", type=int, default=0, help="random seed")
     d.add_argument("--quiet", action="store_true", help="no progress output")
     d.set_defaults(func=run_demo)
@@ -197,7 +202,7 @@ def run_train(args) -> int:
                                  false_alarm_rate=args.false_alarm_rate, smooth=args.smooth,
                                  aggregate=args.aggregate, ensemble=args.ensemble, stride=args.stride,
                                  bidirectional=args.bidirectional, model=args.signal_model,
-                                 horizon=args.horizon)
+                                 horizon=args.horizon, time_features=args.time_features)
         x, labels, times, names = _read(args.data, args.value_cols, args.time_col, args.label_col)
         k = _split(len(x), args.train_until, times, args.data)
         fit_rows = np.arange(k)
@@ -311,7 +316,7 @@ def run_demo(args) -> int:
             tmp, epochs=args.epochs, signal_epochs=args.signal_epochs, seed=args.seed, quiet=args.quiet,
             shown_as=out, hidden_size=args.hidden_size, latent_size=args.latent_size,
             patience=args.patience or None, signal_model=args.signal_model, ensemble=args.ensemble,
-            bidirectional=args.bidirectional))
+            bidirectional=args.bidirectional, time_features=args.time_features))
     except (*errors(), ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
     return 0
