@@ -101,9 +101,9 @@ class DetectorConfig:
         time_features: autoencoder: the decoder reads, beside the latent, a clock of
             ``2 * time_features`` inputs, ``sin`` and ``cos`` of ``2 pi k t / T`` for
             ``k = 1 .. time_features`` at step ``t`` of ``T``, so it knows where in the sequence
-            it is and the latent only has to carry the shape (on ECG5000 it halves the error on
-            normal beats and lifts the one-class ROC-AUC from 0.986 to 0.991 on average:
-            docs/anomaly.md). None: 4 in the sequences mode, 0 (no clock) for the signal mode's
+            it is and the latent only has to carry the shape (on ECG5000 it cuts the median error
+            on normal beats from about 0.085 to 0.035 and lifts the one-class ROC-AUC from 0.986
+            to 0.991 on average: docs/anomaly.md). None: 4 in the sequences mode, 0 (no clock) for the signal mode's
             windows, which start at any phase of the signal (on the tests' generated signal a
             clock raised the window autoencoder's false alarms). Folders saved before this field
             load as 0.
