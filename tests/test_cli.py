@@ -50,6 +50,7 @@ def test_demo_report_has_every_section_and_a_rerun_replaces_them(tmp_path, capsy
     page = (out / "index.html").read_text()
     assert "The adding problem" in page and "M3 monthly (12 series, horizon 18)" in page
     assert "adding.png" in page and "forecast/holdout.png" in page and "anomaly/ecg_signal.png" in page
+    assert "a clock of the step, 4 sine/cosine pairs" in page
     assert (out / "anomaly" / "metrics.json").is_file() and (out / "anomaly" / "ecg_scores.png").is_file()
     metrics = json.loads((out / "forecast" / "metrics.json").read_text())
     assert metrics["split"]["series"] == 12 and "Theta" in metrics["methods"]

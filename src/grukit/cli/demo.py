@@ -244,8 +244,9 @@ def _anomaly(args, out: Path):
     return Section(
         "Anomaly detection: ECG5000 heartbeats",
         paragraphs=[
-            f"One-class: a GRU autoencoder (grukit.apps.GRUAnomalyDetector, sequences mode) is fitted "
-            f"on the {one['train_normal_beats']} normal beats of the train split and scores the "
+            "One-class: a GRU autoencoder (grukit.apps.GRUAnomalyDetector, sequences mode; its decoder "
+            f"reads the latent and a clock of the step, {one['training']['time_features']} sine/cosine "
+            f"pairs) is fitted on the {one['train_normal_beats']} normal beats of the train split and scores the "
             f"{one['test_beats']} test beats ({one['abnormal_share']:.1%} abnormal) by reconstruction "
             "error; the threshold is set for a 5% false-alarm rate on held-out normal beats. The "
             "baseline, computed in the same run, is the distance to the nearest normal training beat.",
