@@ -26,7 +26,7 @@ def _robust_z(v: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     from scipy.spatial.distance import cdist
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
     from grukit.apps.anomaly import GRUAnomalyDetector
     from grukit.data.ucr import load_ucr
@@ -46,6 +46,7 @@ def main() -> None:
     normal, labels = x_tr[y_tr == 1], (y_te != 1).astype(int)
     # the 1-NN's squared distance per point: what "as close as the nearest normal beat" means
     nn = cdist(x_te, normal).min(1) ** 2 / x_te.shape[1]
+    print(f"1-NN distance: ROC-AUC {roc_auc_score(labels, nn):.4f}, PR-AUC {average_precision_score(labels, nn):.4f}")
     print(f"1-NN squared distance per point (median): normal test beats {np.median(nn[labels == 0]):.4f}, "
           f"abnormal {np.median(nn[labels == 1]):.4f}", flush=True)
     scores = {}
@@ -84,7 +85,8 @@ def main() -> None:
             _robust_z(summaries["mean squared error (the detector's)"], sq_tr)
             + _robust_z(summaries["latent-space distance to the nearest normal train beat"], lat_nn_tr))
         mse = sq.mean(1)
-        print(f"seed {seed}: ROC-AUC {roc_auc_score(labels, scores[seed]):.4f}; squared error per point "
+        print(f"seed {seed}: ROC-AUC {roc_auc_score(labels, scores[seed]):.4f}, PR-AUC "
+              f"{average_precision_score(labels, scores[seed]):.4f}; squared error per point "
               f"(median): normal test beats {np.median(mse[labels == 0]):.4f}, abnormal "
               f"{np.median(mse[labels == 1]):.4f}", flush=True)
         for name, s in summaries.items():
