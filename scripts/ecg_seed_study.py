@@ -38,7 +38,7 @@ def main() -> None:
     p.add_argument("--bidirectional", action="store_true")
     p.add_argument("--hidden-size", type=int, default=128)
     p.add_argument("--latent-size", type=int, default=16)
-    p.add_argument("--time-features", type=int, default=4)
+    p.add_argument("--time-features", type=int, default=None, help="default: the sequences mode's, 4")
     p.add_argument("--calibration-share", type=float, default=0.2)
     args = p.parse_args()
 

@@ -262,9 +262,11 @@ def test_the_decoder_reads_the_latent_and_the_clock(k):
     for bad in (-1, True, 1.5):
         with pytest.raises(ConfigError, match="time_features must be a non-negative integer"):
             DetectorConfig(time_features=bad)
-    # by default a clock for whole sequences, none for the signal mode's windows
-    assert DetectorConfig(mode="sequences").clock_pairs == 4 and DetectorConfig(mode="signal").clock_pairs == 0
-    assert DetectorConfig(mode="signal", time_features=2).clock_pairs == 2
+    # by default a clock for whole sequences, none for the signal mode's windows, resolved when the
+    # config is made (a saved folder says what it ran); the forecaster has none
+    assert DetectorConfig(mode="sequences").time_features == 4 and DetectorConfig(mode="signal").time_features == 0
+    assert DetectorConfig(mode="signal", time_features=2).time_features == 2
+    assert DetectorConfig(model="forecaster").time_features is None
 
 
 def test_bidirectional_encoder_reads_both_ways():

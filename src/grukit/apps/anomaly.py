@@ -103,10 +103,11 @@ class DetectorConfig:
             ``k = 1 .. time_features`` at step ``t`` of ``T``, so it knows where in the sequence
             it is and the latent only has to carry the shape (on ECG5000 it cuts the median error
             on normal beats from about 0.085 to 0.035 and lifts the one-class ROC-AUC from 0.986
-            to 0.991 on average: docs/anomaly.md). None: 4 in the sequences mode, 0 (no clock) for the signal mode's
-            windows, which start at any phase of the signal (on the tests' generated signal a
-            clock raised the window autoencoder's false alarms). Folders saved before this field
-            load as 0.
+            to 0.991 on average: docs/anomaly.md). None is resolved when the config is made: 4 in
+            the sequences mode, 0 (no clock) for the signal mode's windows, which start at any
+            phase of the signal (on the tests' generated signal a clock raised the window
+            autoencoder's false alarms); saved folders store the number. The forecaster keeps
+            None. Folders saved before this field load as 0.
     """
 
     mode: str = "signal"
@@ -125,13 +126,6 @@ class DetectorConfig:
     model: str = "autoencoder"
     horizon: int | None = None
     time_features: int | None = None
-
-    @property
-    def clock_pairs(self) -> int:
-        """The autoencoder's clock: ``time_features``, or 4 for sequences and 0 for signals when None."""
-        if self.time_features is not None:
-            return self.time_features
-        return 4 if self.mode == "sequences" else 0
 
     @property
     def steps_ahead(self) -> int:
@@ -155,8 +149,11 @@ class DetectorConfig:
                                   ("time_features", None)):
                 if getattr(self, name) != default:
                     raise ConfigError(f"{name} applies to the autoencoder, not to model 'forecaster'")
-        elif self.horizon is not None:
-            raise ConfigError("horizon applies to model 'forecaster', not to the autoencoder")
+        else:
+            if self.horizon is not None:
+                raise ConfigError("horizon applies to model 'forecaster', not to the autoencoder")
+            if self.time_features is None:  # resolved here, so a saved config says what it ran
+                self.time_features = 4 if self.mode == "sequences" else 0
         for name in ("window", "hidden_size", "num_layers", "latent_size", "smooth", "ensemble"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -193,11 +190,11 @@ class SeqAutoencoder(nn.Module):
         super().__init__()
         H = cfg.hidden_size
         D = 2 if cfg.bidirectional else 1
-        self.time_features = cfg.clock_pairs
+        self.time_features = cfg.time_features
         self.encoder = grukit.GRU(C, H, cfg.num_layers, batch_first=True, reset_after=cfg.reset_after,
                                   bidirectional=cfg.bidirectional)
         self.to_latent = nn.Linear(D * H, cfg.latent_size)
-        self.decoder = grukit.GRU(cfg.latent_size + 2 * cfg.clock_pairs, H, cfg.num_layers, batch_first=True,
+        self.decoder = grukit.GRU(cfg.latent_size + 2 * self.time_features, H, cfg.num_layers, batch_first=True,
                                   reset_after=cfg.reset_after)
         self.head = nn.Linear(H, C)
 

@@ -110,7 +110,7 @@ def ecg_one_class(out: Path, detector: GRUAnomalyDetector, log=print) -> dict:
                          "bidirectional": detector.config.bidirectional,
                          "hidden_size": detector.config.hidden_size,
                          "latent_size": detector.config.latent_size,
-                         "time_features": detector.config.clock_pairs,
+                         "time_features": detector.config.time_features,
                          "epochs_run": [r.epochs_run for r in detector.results_],
                          "best_epoch": [r.best_epoch for r in detector.results_]}}
 
@@ -233,7 +233,7 @@ def anomaly_demo(out: Path, *, epochs: int = 100, signal_epochs: int | None = No
                  quiet: bool = False, shown_as: Path | None = None, hidden_size: int = 128,
                  latent_size: int = 16, patience: int | None = None,
                  signal_model: str = "forecaster", ensemble: int = 1, bidirectional: bool = False,
-                 time_features: int = 4) -> dict:
+                 time_features: int | None = None) -> dict:
     """Both ECG5000 demos into ``out``; prints their tables and returns the metrics."""
     import sys
 

@@ -108,8 +108,8 @@ def add_parser(sub) -> None:
                    help="long signal: the GRU forecaster carrying its state, or the window autoencoder")
     d.add_argument("--ensemble", type=int, default=1, help="one-class: autoencoders averaged")
     d.add_argument("--bidirectional", action="store_true", help="one-class: bidirectional encoder")
-    d.add_argument("--time-features", type=int, default=4,
-                   help="one-class: sine/cosine pairs of the decoder's clock (0: the latent alone)")
+    d.add_argument("--time-features", type=int, default=None,
+                   help="one-class: sine/cosine pairs of the decoder's clock (0: the latent alone; default: 4)")
     d.add_argument("--seed", type=int, default=0, help="random seed")
     d.add_argument("--quiet", action="store_true", help="no progress output")
     d.set_defaults(func=run_demo)
