@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 
+import torch
 from torch import Tensor
 
 __all__ = ["InputError", "check_size", "check_dropout", "check_flag", "check_tensor"]
@@ -38,13 +39,19 @@ def check_dropout(value: object) -> float:
 
 
 def check_tensor(name: str, value: object, like: Tensor) -> Tensor:
-    """``value`` must be a floating tensor with ``like``'s dtype and device."""
+    """``value`` must be a tensor on ``like``'s device with ``like``'s dtype; under autocast for
+    that device, as for ``torch.nn.GRU``, any floating dtype that autocast casts will do."""
     if not isinstance(value, Tensor):
         raise TypeError(f"expected {name} to be a torch.Tensor, got {type(value).__name__}")
-    if value.dtype != like.dtype:
+    if value.dtype != like.dtype and not _autocast_casts(value, like):
+        hint = (
+            "; autocast leaves float64 as it is, so it cannot mix float64 with another dtype"
+            if _autocast_enabled(like) else ""
+        )
         raise InputError(
             f"expected {name} of dtype {like.dtype} (the parameters' dtype), got {value.dtype}; "
             f"convert the {name} with .to({like.dtype}) or the model with .to({value.dtype})"
+            + hint
         )
     if value.device != like.device:
         raise InputError(
@@ -52,3 +59,21 @@ def check_tensor(name: str, value: object, like: Tensor) -> Tensor:
             f"got {value.device}"
         )
     return value
+
+
+def _autocast_enabled(like: Tensor) -> bool:
+    try:
+        return torch.is_autocast_enabled(like.device.type)
+    except RuntimeError:  # a device type autocast does not know (meta, ...)
+        return False
+
+
+def _autocast_casts(value: Tensor, like: Tensor) -> bool:
+    """Whether autocast reconciles ``value``'s dtype with the parameters': it is on for their
+    device, and neither side is float64 (which autocast never casts)."""
+    return (
+        _autocast_enabled(like)
+        and value.is_floating_point()
+        and like.is_floating_point()
+        and torch.float64 not in (value.dtype, like.dtype)
+    )

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -96,13 +98,27 @@ _LAUNCH = threading.Lock()
 @functools.lru_cache(maxsize=None)
 def _omp():
     """The launcher on PyTorch's OpenMP pool, or None where it cannot load (then our own
-    threads run the blocks)."""
+    threads run the blocks, after one warning)."""
     try:
-        from grukit.backends import _cpu_omp
-
-        return _cpu_omp
-    except Exception:  # no libgomp beside torch, or the callbacks failed to compile
+        return importlib.import_module("grukit.backends._cpu_omp")
+    except Exception as exc:  # no libgomp beside torch, or the callbacks failed to compile
+        warnings.warn(
+            "grukit: the cpu backend cannot run on PyTorch's OpenMP threads, falling back to its "
+            f"own Python threads (slower right after other torch work): {type(exc).__name__}: "
+            f"{exc}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return None
+
+
+def launcher() -> str:
+    """Which threads run a multi-threaded launch: ``"openmp"`` (PyTorch's pool) or ``"python"``
+    (grukit's own; ``GRUKIT_CPU_THREADS=python`` or where OpenMP cannot load). Loads the OpenMP
+    launcher on first use."""
+    if os.environ.get("GRUKIT_CPU_THREADS") == "python" or _omp() is None:
+        return "python"
+    return "openmp"
 
 
 def launch(kernel, p: Plan, *args) -> None:
@@ -113,7 +129,7 @@ def launch(kernel, p: Plan, *args) -> None:
     if len(blocks) == 1:
         kernel(*args, 0, p.rows[-1], 0, p.features[-1], sync[0], 1)
         return
-    omp = None if os.environ.get("GRUKIT_CPU_THREADS") == "python" else _omp()
+    omp = _omp() if launcher() == "openmp" else None
     with _LAUNCH:
         if omp is not None and omp.run(kernel.__name__, args, blocks, sync, p.parties):
             return

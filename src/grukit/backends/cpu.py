@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import functools
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from grukit.backends import Backend, Request, _cpu_launch, register
+from grukit.backends import Backend, Request, _cpu_launch, get, names, register
 
-__all__ = ["kernels_available", "gru_layer_forward", "gru_layer_backward"]
+__all__ = ["kernels_available", "thread_plan", "ThreadPlan", "gru_layer_forward", "gru_layer_backward"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -55,6 +56,27 @@ def kernels_available() -> str | None:
         except Exception as exc:  # a failed BLAS binding or compilation: reported, not raised
             _availability = f"the Numba kernels could not be loaded: {type(exc).__name__}: {exc}"
     return _availability  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """How the cpu backend spreads one layer over threads (see ``_cpu_launch``)."""
+
+    row_blocks: int  # blocks of batch rows, independent of each other
+    feature_blocks: int  # blocks of hidden features, meeting at a barrier every step
+    launcher: str  # the threads of a multi-block launch: "openmp" (PyTorch's pool) or "python"
+
+    @property
+    def threads(self) -> int:
+        return self.row_blocks * self.feature_blocks
+
+
+def thread_plan(T: int, N: int, H: int, dtype: torch.dtype = torch.float32) -> ThreadPlan:
+    """The plan the cpu backend uses for one layer of ``T`` steps, batch ``N`` and ``H`` hidden
+    features at the current ``torch.get_num_threads()``. Loads the multi-threaded launcher, so a
+    later launch pays nothing for it."""
+    p = _cpu_launch.plan(T, N, H, torch.empty(0, dtype=dtype).element_size())
+    return ThreadPlan(len(p.rows) - 1, p.parties, _cpu_launch.launcher())
 
 
 # the backward keeps per-step gate gradients for chunks of at most this many bytes
@@ -239,7 +261,7 @@ def _backward(ctx, grad_out, grad_hn, _grad_ws):
         grad_out = x.new_zeros(x.shape[0], x.shape[1], weight_hh.shape[1])
     if grad_hn is None:
         grad_hn = x.new_zeros(x.shape[1], weight_hh.shape[1])
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = gru_layer_backward(
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _LayerBackward.apply(
         grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, ctx.reset_after, ctx.reverse
     )
     if not ctx.has_bias:
@@ -247,6 +269,7 @@ def _backward(ctx, grad_out, grad_hn, _grad_ws):
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None, None
 
 
+# for direct calls of torch.ops.grukit.gru_layer_forward
 gru_layer_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
@@ -262,13 +285,64 @@ gru_layer_backward.register_autograd(
 )
 
 
+# Under autocast the ops run as autocast's float32-policy ops: floating inputs other than float64
+# are cast to float32 and the body (whose torch products would otherwise be cast to bfloat16)
+# runs with autocast off.
+for _op in (gru_layer_forward, gru_layer_backward):
+    torch.library.register_autocast(_op, "cpu", torch.float32)
+
+
+class _Layer(torch.autograd.Function):
+    """The same op and backward, as an ``autograd.Function`` with a separate ``setup_context``.
+
+    What ``register_autograd`` generates has a ``forward(ctx, ...)`` only, which ``torch.func``
+    transforms refuse ("must override the setup_context staticmethod", PyTorch issues 168393
+    and 179652); this form works under ``torch.func.grad`` as under ordinary autograd, and
+    ``torch.compile`` and ``torch.export`` still see the custom ops."""
+
+    @staticmethod
+    def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save):
+        return gru_layer_forward(
+            x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save
+        )
+
+    setup_context = staticmethod(_setup_context)
+    backward = staticmethod(_backward)
+
+
+class _LayerBackward(torch.autograd.Function):
+    """``gru_layer_backward`` whose own backward (a second-order gradient) raises clearly, in the
+    form ``torch.func`` accepts (see ``_Layer``)."""
+
+    @staticmethod
+    def forward(grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, reset_after, reverse):
+        return gru_layer_backward(
+            grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, reset_after, reverse
+        )
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    backward = staticmethod(_no_double_backward)
+
+
 def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths):
+    # Under autocast the kernels, which have no bfloat16 or float16 variant, run in the
+    # parameters' dtype; the outputs take the dtype torch.nn.GRU's take there (its state update
+    # promotes the state's dtype with autocast's), so code around a grukit.GRU sees no difference.
+    out_dtype = None
+    if torch.is_autocast_enabled("cpu") and (x.dtype, h0.dtype) != (weight_ih.dtype,) * 2:
+        out_dtype = torch.promote_types(h0.dtype, torch.get_autocast_dtype("cpu"))
+        x, h0 = x.to(weight_ih.dtype), h0.to(weight_ih.dtype)
     params = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
     save = torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in params)
-    out, h_n, _ = gru_layer_forward(
+    out, h_n, _ = _Layer.apply(
         x.contiguous(), h0.contiguous(), weight_ih.contiguous(), weight_hh.contiguous(),
         bias_ih, bias_hh, lengths, reset_after, reverse, save,
     )
+    if out_dtype is not None:
+        out, h_n = out.to(out_dtype), h_n.to(out_dtype)
     return out, h_n
 
 
@@ -288,8 +362,14 @@ def _check_auto(request: Request) -> str | None:
     reason = _check(request)
     if reason is not None and reason == kernels_available() and not _warned:
         _warned = True
+        fallback = next(
+            (name for name in names() if name != "cpu" and get(name).auto_reason(request) is None),
+            None,
+        )
         warnings.warn(
-            f"grukit: the fused cpu backend is unavailable, falling back to 'reference': {reason}",
+            f"grukit: the fused cpu backend is unavailable, falling back to {fallback!r}: "
+            f"{reason} (CPU fallbacks: 'torch', PyTorch's own GRU, for reset_after=True; "
+            "'reference', a Python loop, for reset_after=False)",
             RuntimeWarning,
             stacklevel=4,
         )

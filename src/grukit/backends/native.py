@@ -1,8 +1,10 @@
 """The ``torch`` backend: PyTorch's own GRU kernel (ATen on CPU, cuDNN on CUDA).
 
 Eligible only for ``reset_after=True``, the one formulation PyTorch implements. Chosen by
-``backend="auto"`` on CUDA, where cuDNN's fused kernel is the fast path; on CPU it runs only when
-named, because PyTorch runs about eleven small kernels per step there.
+``backend="auto"`` on CUDA, where cuDNN's fused kernel is the fast path. On CPU ``auto`` chooses it
+only where the fused ``cpu`` backend cannot run (no Numba, no BLAS symbols): PyTorch runs about
+eleven small kernels per step there, slower than ``cpu`` but far faster than the Python loop of
+``reference``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from grukit.backends import Backend, Request, register
+from grukit.backends import Backend, Request, get, register
 from grukit.packing import flip_within
 
 
@@ -29,18 +31,21 @@ def _layer(
 ) -> tuple[Tensor, Tensor]:
     has_bias = bias_ih is not None
     params = [weight_ih, weight_hh] + ([bias_ih, bias_hh] if has_bias else [])
+    # ``train``: whether autograd will call the backward. cuDNN's backward refuses a forward run
+    # with train=False, and with dropout 0 the flag changes nothing else.
+    train = torch.is_grad_enabled() and any(t.requires_grad for t in (x, h0, *params))
     T = x.shape[0]
     if reverse:
         x = flip_within(x, lengths)  # (T, N, I)
     if lengths is None:
         out, h_n = torch._VF.gru(  # (T, N, H), (1, N, H)
-            x, h0.unsqueeze(0), params, has_bias, 1, 0.0, False, False, False
+            x, h0.unsqueeze(0), params, has_bias, 1, 0.0, train, False, False
         )
     else:
         packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
         hx = h0.index_select(0, packed.sorted_indices).unsqueeze(0)  # (1, N, H) sorted
         data, h_n = torch._VF.gru(
-            packed.data, packed.batch_sizes, hx, params, has_bias, 1, 0.0, False, False
+            packed.data, packed.batch_sizes, hx, params, has_bias, 1, 0.0, train, False
         )
         out_packed = PackedSequence(
             data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
@@ -62,8 +67,10 @@ def _check(request: Request) -> str | None:
 
 def _check_auto(request: Request) -> str | None:
     reason = _check(request)
-    if reason is None and request.device.type != "cuda":
-        return "chosen automatically only on CUDA (cuDNN); name it to use it on CPU"
+    if reason is None and request.device.type == "cpu" and get("cpu").check(request) is None:
+        return "on CPU chosen automatically only where the fused 'cpu' backend cannot run"
+    if reason is None and request.device.type not in ("cpu", "cuda"):
+        return f"chosen automatically only on CUDA and CPU, got device {request.device}"
     return reason
 
 

@@ -142,9 +142,9 @@ def _peak_child(provider: str, case: Case, reset_after: bool, mode: str, queue) 
     tiny = dataclasses.replace(case, N=2, T=3, I=min(case.I, 4), H=min(case.H, 8))
     PROVIDERS[provider].build(tiny, reset_after, mode)()
     if provider.startswith("grukit"):  # the multi-threaded launcher loads on its first use
-        from grukit.backends import _cpu_launch
+        from grukit.backends import cpu
 
-        _cpu_launch._omp()
+        cpu.thread_plan(case.T, case.N, case.H, getattr(torch, case.dtype))
     run = PROVIDERS[provider].build(case, reset_after, mode)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak (VmHWM) to the current resident size
