@@ -22,9 +22,13 @@ def test_bench_smoke_on_the_tiny_grid(tmp_path, capsys):
     assert ("torch", "after", "training") in ran and ("ort-lbr0", "before", "inference") in ran
     skipped = {(r["provider"], r["formulation"]): r["skipped"] for r in rows if r.get("skipped")}
     assert "only the reset-after" in skipped["torch", "before"]
+    cases = {(r["N"], r["T"], r["I"], r["H"]) for r in rows}
     for r in rows:
-        if not r.get("skipped"):
-            assert float(r["median_ms"]) > 0 and float(r["gflops"]) > 0
+        if not r.get("skipped"):  # the rate is the case's work (formula below) over the median
+            case = Case(int(r["N"]), int(r["T"]), int(r["I"]), int(r["H"]))
+            expected = case.flops(r["mode"]) / (float(r["median_ms"]) / 1e3) / 1e9
+            assert float(r["gflops"]) == pytest.approx(expected, rel=1e-6), r
+    assert len(cases) == 2
     data = json.loads((tmp_path / "bench.json").read_text())
     env = data["environment"]
     assert env["torch_threads"] >= 1 and env["versions"]["torch"] and env["matmul_peak_gflops"] > 0
@@ -32,6 +36,44 @@ def test_bench_smoke_on_the_tiny_grid(tmp_path, capsys):
     summary = (tmp_path / "bench.md").read_text().splitlines()
     assert summary[0].startswith("| case (N, T, I, H) | form | mode | grukit ms | torch ms | ORT ms")
     assert len(summary) == 2 + 2 * 2 * 2  # header + one row per case, formulation and mode
+
+
+def test_runner_keeps_the_median_of_interleaved_rounds(monkeypatch):
+    """With a fake clock, every provider's per-call time is known exactly: the runner repeats
+    short calls up to min_time, divides by the repeats, keeps one sample per round and reports
+    the median, with providers rotated each round."""
+    import itertools
+
+    from grukit.bench import runner
+    from grukit.bench.providers import Provider
+
+    now, order = [0.0], []
+    cost = {"a": [0.004, 0.001, 0.009, 0.003, 0.002], "b": [0.010] * 5}  # seconds per call
+
+    def build(name):
+        calls = itertools.count()
+
+        def make(case, reset_after, mode):
+            def run():
+                i = next(calls)
+                order.append(name)
+                # calls 0 and 1 are the first call and the repeat-count probe; then round r
+                # repeats its call reps times at round r's cost
+                now[0] += cost[name][0] if i < 2 else cost[name][min(4, (i - 2) // reps[name])]
+            return run
+        return Provider(name, make, lambda c, r, m: None)
+
+    reps = {"a": 3, "b": 1}  # ceil(0.010 / 0.004), ceil(0.010 / 0.010)
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(runner, "PROVIDERS", {"a": build("a"), "b": build("b")})
+    results = runner.run_grid([Case(1, 2, 3, 4)], ["a", "b"], ["inference"], ["after"],
+                              rounds=5, min_time=0.010)
+    a, b = results
+    assert a.times == pytest.approx(cost["a"]) and a.median == pytest.approx(0.003)
+    assert b.median == pytest.approx(0.010) and a.first_call_s == pytest.approx(0.004)
+    assert a.spread == pytest.approx((0.009 - 0.001) / 0.003)
+    rounds = order[4:]  # after each provider's first call and probe
+    assert rounds[:4] == ["a", "a", "a", "b"] and rounds[4:8] == ["b", "a", "a", "a"]
 
 
 def test_case_parsing():

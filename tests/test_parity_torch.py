@@ -1,4 +1,5 @@
-"""grukit.GRU(reset_after=True) against torch.nn.GRU: outputs, h_n and every gradient."""
+"""grukit.GRU(reset_after=True) against torch.nn.GRU: outputs, h_n and every gradient, on every
+backend that can run on this machine (the default ``cpu`` first)."""
 
 import itertools
 
@@ -12,6 +13,14 @@ from conftest import tols
 LAYERS = [1, 2, 3]
 FLAGS = list(itertools.product([False, True], repeat=4))  # bidirectional, batch_first, bias, hx
 MODES = ["batched", "unbatched", "packed"]
+BACKENDS = ["cpu", "torch", "reference"]  # every backend that runs on CPU, the default first
+
+
+def test_every_cpu_backend_is_in_the_matrix():
+    """A backend added to the registry must join the parity matrix (or be refused on CPU here)."""
+    request = grukit.backends.Request(torch.device("cpu"), torch.float32, True, True, False, True)
+    runnable = {n for n in grukit.backends.names() if grukit.backends.get(n).check(request) is None}
+    assert runnable == set(BACKENDS)
 
 
 def make_pair(I, H, L, bidirectional, batch_first, bias, dtype, backend="reference"):
@@ -51,11 +60,12 @@ def run(model, x, lengths, hx, batch_first):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("flags", FLAGS, ids=lambda f: "".join("bBih"[i] if v else "-" for i, v in enumerate(f)))
 @pytest.mark.parametrize("L", LAYERS)
-def test_matches_torch_gru(L, flags, mode, dtype):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_torch_gru(backend, L, flags, mode, dtype):
     bidirectional, batch_first, bias, with_hx = flags
     T, N, I, H = 6, 4, 3, 5
     D = 2 if bidirectional else 1
-    ours, theirs = make_pair(I, H, L, bidirectional, batch_first, bias, dtype)
+    ours, theirs = make_pair(I, H, L, bidirectional, batch_first, bias, dtype, backend)
     x, lengths = make_input(mode, T, N, I, batch_first, dtype)
     hx = None
     if with_hx:
@@ -63,6 +73,7 @@ def test_matches_torch_gru(L, flags, mode, dtype):
         hx = torch.randn(*shape, dtype=dtype, requires_grad=True)
 
     out_a, h_a = run(ours, x, lengths, hx, batch_first)
+    assert ours.backend_used == backend
     out_b, h_b = run(theirs, x, lengths, hx, batch_first)
     tol = tols(dtype)
     torch.testing.assert_close(out_a, out_b, **tol)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 
-def _fsync_path(path: str | os.PathLike, directory: bool = False) -> None:
+def fsync_path(path: str | os.PathLike, directory: bool = False) -> None:
     """Flush a file's (or a folder's entries') data to disk; a no-op where the OS cannot."""
     flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
     try:
@@ -65,12 +65,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
-        _fsync_path(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_path(path.parent, directory=True)
+    fsync_path(path.parent, directory=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -149,7 +149,7 @@ def updating_folder(path: str | os.PathLike) -> Iterator[Path]:
         yield stage
         for f in stage.rglob("*"):
             if f.is_file():
-                _fsync_path(f)
+                fsync_path(f)
         if path.exists():
             if not path.is_dir():
                 raise NotADirectoryError(f"{path} exists and is not a folder")
@@ -167,7 +167,7 @@ def updating_folder(path: str | os.PathLike) -> Iterator[Path]:
             os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes it private
             os.replace(stage, path)
             stage = None
-        _fsync_path(path.parent, directory=True)
+        fsync_path(path.parent, directory=True)
     finally:
         if stage is not None:
             shutil.rmtree(stage, ignore_errors=True)

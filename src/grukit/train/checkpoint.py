@@ -18,12 +18,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from grukit._io import atomic_write_text, save_weights
+from grukit._io import atomic_write_text, save_weights, updating_folder
 
 __all__ = ["CheckpointError", "save", "load_pointer", "load"]
 
@@ -46,29 +45,17 @@ def save(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     name = f"epoch-{epoch:04d}"
-    final = root / name
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
-    try:
-        save_weights(model, tmp / "model.safetensors")
-        torch.save(trainer_state, tmp / "trainer.pt")
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        os.chmod(tmp, 0o755)
-        if final.exists():  # a rerun of the same epoch after a resume: replace the old folder
-            stale = Path(tempfile.mkdtemp(dir=root, prefix=f".stale-{name}."))
-            os.replace(final, stale / name)
-            os.replace(tmp, final)
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # the whole folder appears at once (a rerun of the same epoch after a resume replaces it)
+    with updating_folder(root / name) as stage:
+        save_weights(model, stage / "model.safetensors")
+        torch.save(trainer_state, stage / "trainer.pt")
+        (stage / "meta.json").write_text(json.dumps(meta, indent=1))
     pointer = json.dumps({"checkpoint": name, **meta}, indent=1)
     atomic_write_text(root / "last.json", pointer)
     if best:
         atomic_write_text(root / "best.json", pointer)
     _prune(root)
-    return final
+    return root / name
 
 
 def load_pointer(root: str | os.PathLike, which: str = "last") -> dict | None:
@@ -90,13 +77,16 @@ def load(root: str | os.PathLike, which: str = "last") -> tuple[dict[str, torch.
     """``(model_state, trainer_state, meta)`` of the ``which`` checkpoint, or None."""
     from safetensors.torch import load_file
 
+    from grukit._safeload import load_tensors, require_safe_torch_load
+
+    require_safe_torch_load()
     pointer = load_pointer(root, which)
     if pointer is None:
         return None
     folder = Path(root) / pointer["checkpoint"]
     try:
         weights = load_file(str(folder / "model.safetensors"))
-        state = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
+        state = load_tensors(folder / "trainer.pt")
         meta = json.loads((folder / "meta.json").read_text())
     except Exception as exc:  # safetensors, pickle-safety and JSON errors alike
         raise CheckpointError(f"{folder}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
