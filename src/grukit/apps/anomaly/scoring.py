@@ -1,0 +1,147 @@
+"""The three ways a detector's networks turn data into errors, streamed in chunks.
+
+- whole sequences: each sequence's mean squared reconstruction error;
+- signal windows (autoencoder): windows every ``stride`` points reconstructed, a point's error
+  aggregated over the windows covering it ("window", "point" or "min");
+- signal forecasts (forecaster): the GRU carries its state through the signal; a point's error
+  is the mean squared error of the predictions made for it 1 .. ``horizon`` steps earlier.
+
+Signal errors are then smoothed by a causal moving average. The networks run in float32 (the
+standardised data are cast once); errors are accumulated in float64. Chunking changes only which
+windows or points share a batch, never the order in which a point's errors are summed.
+
+Shapes: K networks; a signal (n, C) or sequences (N, T, C); B windows of W points; Hz the horizon.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from grukit.apps.anomaly.config import DetectorConfig
+from grukit.data.series import DataError
+
+__all__ = ["member_errors", "sequence_errors", "window_errors", "forecast_errors", "causal_smooth"]
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n: int) -> None:
+        pass
+
+
+def _scoring_bar(progress: bool, **kw):
+    """A tqdm progress bar for scoring (tqdm imported only when shown), or one that does nothing."""
+    if not progress:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(leave=False, desc="scoring", **kw)
+
+
+@torch.no_grad()
+def member_errors(nets: nn.ModuleList, cfg: DetectorConfig, z: np.ndarray, chunk: int = 65536,
+                  progress: bool = False) -> np.ndarray:
+    """Each network's errors on standardised float32 data: (K, n points) for a (n, C) signal,
+    (K, N) for (N, T, C) sequences."""
+    if cfg.mode == "sequences":
+        return sequence_errors(nets, z)
+    n, W = len(z), cfg.window
+    if n < W:
+        raise DataError(f"the signal has {n} points; scoring needs at least one window of {W}")
+    if cfg.model == "forecaster":
+        err = np.stack([forecast_errors(net, z, W, cfg.steps_ahead, chunk, progress) for net in nets])
+    else:
+        err = window_errors(nets, z, W, cfg.window_stride, cfg.aggregate, chunk, progress)
+    return causal_smooth(err, cfg.smooth)
+
+
+@torch.no_grad()
+def sequence_errors(nets: nn.ModuleList, z: np.ndarray, batch: int = 512) -> np.ndarray:
+    """(N, T, C) -> (K, N): each sequence's mean squared reconstruction error, ``batch`` at a time."""
+    out = []
+    for i in range(0, len(z), batch):
+        s = torch.from_numpy(z[i:i + batch])  # (B, T, C)
+        out.append(np.stack([((net(s) - s) ** 2).mean((1, 2)).double().numpy() for net in nets]))  # (K, B)
+    return np.concatenate(out, axis=1)
+
+
+@torch.no_grad()
+def window_errors(nets: nn.ModuleList, z: np.ndarray, W: int, stride: int, aggregate: str, chunk: int,
+                  progress: bool) -> np.ndarray:
+    """(n, C) -> (K, n): windows starting every ``stride`` points (and one ending at the end)
+    reconstructed, about ``chunk`` points at a time; each point gets the mean over its covering
+    windows of the window's mean error ("window") or of its own error ("point"), or the smallest
+    covering window's mean error ("min")."""
+    n, K = len(z), len(nets)
+    starts = np.arange(0, n - W + 1, stride)
+    if starts[-1] != n - W:
+        starts = np.r_[starts, n - W]  # the last window reaches the end
+    total, count = np.zeros((K, n)), np.zeros(n)
+    if aggregate == "min":
+        total[:] = np.inf
+    per_chunk = max(1, chunk // W)
+    zt = torch.from_numpy(z)
+    with _scoring_bar(progress, total=len(starts), unit="window") as bar:
+        for i in range(0, len(starts), per_chunk):
+            s = torch.from_numpy(starts[i:i + per_chunk])
+            pos = s[:, None] + torch.arange(W)[None, :]  # (B, W)
+            w, idx = zt[pos], pos.numpy()  # (B, W, C), (B, W)
+            for k, net in enumerate(nets):
+                e = ((net(w) - w) ** 2).mean(2).double().numpy()  # (B, W)
+                if aggregate != "point":
+                    e = np.repeat(e.mean(1, keepdims=True), W, axis=1)  # (B, W): the window's mean
+                (np.minimum if aggregate == "min" else np.add).at(total[k], idx, e)
+            np.add.at(count, idx, 1.0)
+            bar.update(len(s))
+    return total if aggregate == "min" else total / count  # (K, n)
+
+
+@torch.no_grad()
+def forecast_errors(net: nn.Module, z: np.ndarray, W: int, Hz: int, chunk: int, progress: bool) -> np.ndarray:
+    """One forecaster's point errors over a (n, C) standardised signal: ``err[u]`` is the mean
+    over ``j = 1 .. Hz`` (those made after the warm-up of ``W`` points) of the squared error of
+    the prediction of ``x[u]`` made at ``u - j``; NaN for the first ``W`` points. The GRU reads
+    the signal in chunks, carrying its state, and keeps the last ``Hz`` steps' predictions for
+    the next chunk: memory beyond the output is bounded by the chunk."""
+    n, C = z.shape
+    step = max(1, min(chunk, (1 << 22) // (Hz * C)))  # points per chunk: <= 4M predicted values
+    zt = torch.from_numpy(z)
+    total, count = np.zeros(n), np.zeros(n)
+    h, prev = None, torch.empty(0, Hz, C)  # prev: the predictions made at the previous chunk's end
+    with _scoring_bar(progress, total=n, unit="point", unit_scale=True) as bar:
+        for i in range(0, n, step):
+            stop = min(n, i + step)
+            pred, h = net(zt[None, i:stop], h)  # (1, m, Hz, C)
+            P = torch.cat([prev, pred[0]])  # predictions made at points base .. stop - 1
+            base = i - len(prev)
+            for j in range(1, Hz + 1):  # the predictions j steps ahead of targets u in [lo, stop)
+                lo = max(i, base + j, W + j)
+                if lo < stop:
+                    e = ((P[lo - j - base:stop - j - base, j - 1] - zt[lo:stop]) ** 2).mean(-1)  # (stop-lo,)
+                    total[lo:stop] += e.double().numpy()
+                    count[lo:stop] += 1
+            prev = P[-Hz:]
+            bar.update(stop - i)
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)  # (n,)
+
+
+def causal_smooth(err: np.ndarray, m: int) -> np.ndarray:
+    """(K, n) -> (K, n): causal moving average over ``m`` points, NaNs (the forecaster's warm-up)
+    left out of the averages."""
+    n = err.shape[1]
+    if m <= 1:
+        return err
+    ok = ~np.isnan(err)
+    c = np.cumsum(np.pad(np.where(ok, err, 0.0), ((0, 0), (1, 0))), axis=1)  # (K, n + 1)
+    k = np.cumsum(np.pad(ok, ((0, 0), (1, 0))), axis=1)  # (K, n + 1)
+    lo = np.arange(1, n + 1) - np.minimum(np.arange(1, n + 1), m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (c[:, 1:] - c[:, lo]) / (k[:, 1:] - k[:, lo])
