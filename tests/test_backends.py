@@ -83,3 +83,126 @@ def test_torch_backend_matches_reference_with_gradients(bidirectional, packed):
     torch.testing.assert_close(h1, h2, **tols(F64))
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, **tols(F64))
+
+
+def _torch_gru_pair(reset_after=True, **kw):
+    """A grukit.GRU and a torch.nn.GRU with the same weights (float64)."""
+    ours = grukit.GRU(3, 4, 2, reset_after=reset_after, dtype=F64, **kw)
+    theirs = torch.nn.GRU(3, 4, 2, dtype=F64, bidirectional=kw.get("bidirectional", False))
+    theirs.load_state_dict(ours.state_dict())
+    return ours, theirs
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_torch_backend_trains_on_cpu_like_torch_nn_gru(packed):
+    ours, theirs = _torch_gru_pair(bidirectional=True, backend="torch")
+    seqs = [torch.randn(n, 3, dtype=F64) for n in (4, 6, 2)]
+    inp = pack_sequence(seqs, enforce_sorted=False) if packed else torch.stack([s[:2] for s in seqs], 1)
+    results = []
+    for m in (ours, theirs):
+        out, h = m(inp)
+        data = out.data if packed else out
+        loss = data.square().sum() + h.sum()
+        results.append([data, h, *torch.autograd.grad(loss, list(m.parameters()))])
+    assert ours.backend_used == "torch"
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, **tols(F64))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_torch_backend_tells_pytorch_whether_it_trains(packed, monkeypatch):
+    """cuDNN's backward refuses a forward run with train=False: the flag must say whether
+    autograd will need the graph (True when a gradient is needed, False under no_grad)."""
+    seen = []
+    real = torch._VF.gru
+
+    def spy(*args):
+        seen.append(args[7] if packed else args[6])  # the `train` argument of either overload
+        return real(*args)
+
+    monkeypatch.setattr(torch._VF, "gru", spy)
+    gru = grukit.GRU(3, 4, reset_after=True, backend="torch")
+    seqs = [torch.randn(n, 3) for n in (4, 2)]
+    inp = pack_sequence(seqs, enforce_sorted=False) if packed else torch.randn(4, 2, 3)
+    gru(inp)
+    with torch.no_grad():
+        gru(inp)
+    gru.requires_grad_(False)
+    gru(inp)  # nothing needs a gradient
+    assert seen == [True, False, False]
+
+
+def _without_cpu_kernels(monkeypatch):
+    from grukit.backends import cpu
+
+    monkeypatch.setattr(cpu, "_availability", "Numba is not installed (simulated)")
+    monkeypatch.setattr(cpu, "_warned", False)
+
+
+def test_auto_on_cpu_without_the_kernels_picks_torch_for_reset_after(monkeypatch):
+    _without_cpu_kernels(monkeypatch)
+    x = torch.randn(5, 2, 3)
+    after = grukit.GRU(3, 4, reset_after=True)
+    with pytest.warns(RuntimeWarning, match="unavailable, falling back to 'torch': Numba is not installed"):
+        after(x)
+    assert after.backend_used == "torch"
+    before = grukit.GRU(3, 4, reset_after=False)
+    before(x)  # the warning came once, above
+    assert before.backend_used == "reference"
+    req = backends.Request(torch.device("cpu"), torch.float32, reset_after=True, bias=True,
+                           packed=False, requires_grad=True)
+    reasons = backends.explain(req)
+    assert reasons["cpu"] == "Numba is not installed (simulated)"
+    assert reasons["torch"] is None
+    reasons_before = backends.explain(backends.Request(torch.device("cpu"), torch.float32, False, True, False, True))
+    assert "reset_after=True" in reasons_before["torch"] and reasons_before["reference"] is None
+
+
+def test_auto_on_cpu_with_the_kernels_says_why_not_torch():
+    req = backends.Request(torch.device("cpu"), torch.float64, reset_after=True, bias=True,
+                           packed=False, requires_grad=False)
+    assert backends.select("auto", req).name == "cpu"
+    assert backends.explain(req)["torch"] == "on CPU chosen automatically only where the fused 'cpu' backend cannot run"
+
+
+def test_the_openmp_launch_fallback_warns_once(monkeypatch):
+    """Where PyTorch's OpenMP launcher cannot load, blocks run on grukit's own threads, with one
+    RuntimeWarning giving the reason, and the same results."""
+    import sys
+
+    from grukit.backends import _cpu_launch
+
+    monkeypatch.delenv("GRUKIT_CPU_THREADS", raising=False)
+    monkeypatch.setenv("GRUKIT_CPU_SPLIT", "features")  # two blocks, so a launch needs threads
+    monkeypatch.setitem(sys.modules, "grukit.backends._cpu_omp", None)  # the import fails
+    _cpu_launch._omp.cache_clear()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ref = grukit.GRU(3, 16, dtype=F64, backend="reference")
+        fused = grukit.GRU(3, 16, dtype=F64, backend="cpu")
+        fused.load_state_dict(ref.state_dict())
+        x = torch.randn(4, 2, 3, dtype=F64)
+        with pytest.warns(RuntimeWarning, match="cannot run on PyTorch's OpenMP threads, falling back to its own Python threads.*ModuleNotFoundError") as record:
+            out = fused(x)[0]
+            fused(x)
+        assert len([w for w in record if "OpenMP" in str(w.message)]) == 1
+        assert backends.cpu.thread_plan(4, 2, 16, F64).launcher == "python"
+        torch.testing.assert_close(out, ref(x)[0], **tols(F64))
+    finally:
+        torch.set_num_threads(threads)
+        _cpu_launch._omp.cache_clear()  # the real launcher loads again on next use
+
+
+def test_thread_plan_describes_the_split(monkeypatch):
+    from grukit.backends import cpu
+
+    monkeypatch.setenv("GRUKIT_CPU_SPLIT", "features")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        plan = cpu.thread_plan(9, 6, 40, torch.float64)
+    finally:
+        torch.set_num_threads(threads)
+    assert (plan.row_blocks, plan.feature_blocks, plan.threads) == (1, 2, 2)
+    assert plan.launcher in ("openmp", "python")
