@@ -15,10 +15,10 @@ __all__ = ["ranking", "at_threshold", "measures", "segments", "events"]
 
 
 def ranking(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    try:
-        from sklearn.metrics import average_precision_score, roc_auc_score
-    except ImportError:
-        raise ImportError("ROC-AUC and PR-AUC use scikit-learn: pip install 'grukit[apps]'") from None
+    from grukit._extras import require
+
+    metrics = require("sklearn.metrics", "apps", what="ROC-AUC and PR-AUC (scikit-learn)")
+    average_precision_score, roc_auc_score = metrics.average_precision_score, metrics.roc_auc_score
     labels = np.asarray(labels).astype(int)
     if labels.min() == labels.max():
         return {"ROC-AUC": float("nan"), "PR-AUC": float("nan")}

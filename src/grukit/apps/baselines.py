@@ -18,6 +18,8 @@ import warnings
 
 import numpy as np
 
+from grukit._extras import require
+
 __all__ = ["BASELINES", "naive", "seasonal_naive", "naive2", "theta", "ets", "seasonality_test"]
 
 
@@ -82,10 +84,14 @@ def naive2(x: np.ndarray, h: int, m: int) -> np.ndarray:
     return np.full(h, adj[-1]) * future
 
 
+def _holtwinters():
+    return require("statsmodels.tsa.holtwinters", "apps", what="the Theta and ETS baselines")
+
+
 def theta(x: np.ndarray, h: int, m: int) -> np.ndarray:
     """The standard Theta method (theta=2 line, SES, drift = half the linear trend), applied to
     the Naive2-deseasonalised series, as in the M3 competition."""
-    from statsmodels.tsa.holtwinters import SimpleExpSmoothing
+    SimpleExpSmoothing = _holtwinters().SimpleExpSmoothing
 
     adj, future = _adjusted(x, h, m)
     n = len(adj)
@@ -102,7 +108,7 @@ def theta(x: np.ndarray, h: int, m: int) -> np.ndarray:
 def ets(x: np.ndarray, h: int, m: int) -> np.ndarray:
     """Exponential smoothing with an additive damped trend on the deseasonalised series (the
     "damped" benchmark of the M competitions)."""
-    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+    ExponentialSmoothing = _holtwinters().ExponentialSmoothing
 
     adj, future = _adjusted(x, h, m)
     with warnings.catch_warnings():

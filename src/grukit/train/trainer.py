@@ -209,8 +209,9 @@ class Trainer:
         steps = len(loader) if c.steps_per_epoch is None else min(len(loader), c.steps_per_epoch)
         bar = None
         if self._bars():
-            from tqdm.auto import tqdm
+            from grukit._extras import require
 
+            tqdm = require("tqdm.auto", "apps", what="progress bars (progress='on')").tqdm
             bar = tqdm(total=steps, desc=f"epoch {epoch}/{c.epochs}", unit="batch", leave=False,
                        file=sys.stderr, dynamic_ncols=True)
         net.train()
@@ -271,11 +272,12 @@ class Trainer:
                 "val_loss": history[-1]["val_loss"], "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         checkpoint.save(ckpt_dir, epoch=epoch, model=model, trainer_state=state, meta=meta, best=improved)
         atomic_write_text(self.out_dir / "history.json", json.dumps(history, indent=1))
-        try:
-            from grukit.train.plots import learning_curves
+        from grukit._extras import MissingDependency
+        from grukit.train.plots import learning_curves
 
+        try:
             learning_curves(history, self.out_dir / "learning_curves.png")
-        except ImportError:
+        except MissingDependency:
             pass  # plots are optional; history.json has the numbers
 
     def _restore(self, model, weights: dict, which: str) -> None:
