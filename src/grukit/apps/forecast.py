@@ -28,9 +28,9 @@ import torch
 from torch import nn
 
 import grukit
-from grukit._io import atomic_write, atomic_write_text, save_weights
+from grukit._io import save_weights, updating_folder
 from grukit.apps.contract import NotFittedError
-from grukit.data.series import DataError, SeriesSet, from_arrays
+from grukit.data.series import DataError, SeriesSet, from_arrays, future_times
 from grukit.data.windows import WindowDataset, make_inputs, window_ends
 from grukit.train.config import ConfigError, TrainConfig
 
@@ -264,39 +264,43 @@ class GRUForecaster:
         quantiles = {q: stacked[:, :, i] for i, q in enumerate(cfg.quantiles)}
         stamps = None
         if series.timestamps is not None and series.freq is not None:
-            import pandas as pd
-
-            stamps = [pd.date_range(t[-1], periods=h + 1, freq=series.freq)[1:].to_numpy()
-                      for t in series.timestamps]
+            # integer time continues as integers (last + k * step); dates follow the frequency
+            stamps = [future_times(t[-1], series.freq, h) for t in series.timestamps]
         return Forecast(list(series.ids), quantiles[0.5], quantiles, stamps)
 
     # -- persistence ---------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``path/model.safetensors``, ``path/forecaster.json`` and the fitted series
-        (``path/series.npz``, read back without pickle), each atomically."""
+        (``path/series.npz``, read back without pickle), all three in one step: a crash leaves
+        the previous forecaster whole, and ``path``'s other entries (a run's ``config.json``,
+        its checkpoints) stay.
+
+        ``series.npz`` holds values ``v{i}`` and either timestamps ``t{i}`` (int64 nanoseconds,
+        ``"timestamps": true`` in the JSON) or integer times ``p{i}`` (``"periods": true``, the
+        JSON's ``freq`` then being the step); an older grukit loads the latter without times."""
         self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_weights(self.net_, path / "model.safetensors")
         s = self.series_
         arrays = {f"v{i}": v for i, v in enumerate(s.values)}
-        if s.timestamps is not None:
+        if s.integer_time:
+            arrays.update({f"p{i}": t.astype(np.int64) for i, t in enumerate(s.timestamps)})
+        elif s.timestamps is not None:
             arrays.update({f"t{i}": t.astype("datetime64[ns]").astype(np.int64) for i, t in enumerate(s.timestamps)})
-
-        def write_npz(tmp):
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-
-        atomic_write(path / "series.npz", write_npz)
+        freq = int(s.freq) if s.integer_time and s.freq is not None else s.freq
         meta = {
             "format": FORMAT,
             "grukit": grukit.__version__,
             "forecaster": dict(self.config.__dict__),
             "train": self.train_config.to_dict(),
-            "series": {"ids": list(s.ids), "freq": s.freq, "timestamps": s.timestamps is not None},
+            "series": {"ids": list(s.ids), "freq": freq,
+                       "timestamps": s.timestamps is not None and not s.integer_time,
+                       "periods": s.integer_time},
         }
-        atomic_write_text(path / "forecaster.json", json.dumps(meta, indent=1))
+        with updating_folder(path) as stage:
+            save_weights(self.net_, stage / "model.safetensors")
+            with open(stage / "series.npz", "wb") as f:
+                np.savez(f, **arrays)
+            (stage / "forecaster.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GRUForecaster:
@@ -316,12 +320,21 @@ class GRUForecaster:
             self.net_ = ForecastNet(self.config)
             self.net_.load_state_dict(load_file(str(path / "model.safetensors")))
             self.net_.eval()
+            saved = meta["series"]
+            periods = saved.get("periods", False)  # absent in folders from before integer time
+            freq = saved["freq"]
+            if freq is not None and not isinstance(freq, int if periods else str):
+                raise DataError(f"freq {freq!r} does not go with {'integer' if periods else 'date'} times")
             with np.load(path / "series.npz", allow_pickle=False) as z:
-                n = len(meta["series"]["ids"])
+                n = len(saved["ids"])
                 values = [z[f"v{i}"] for i in range(n)]
-                stamps = ([z[f"t{i}"].astype("datetime64[ns]") for i in range(n)]
-                          if meta["series"]["timestamps"] else None)
+                if periods:
+                    stamps = [z[f"p{i}"].astype(np.int64) for i in range(n)]
+                elif saved["timestamps"]:
+                    stamps = [z[f"t{i}"].astype("datetime64[ns]") for i in range(n)]
+                else:
+                    stamps = None
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise ValueError(f"{path}: not a readable forecaster ({type(exc).__name__}: {exc})") from None
-        self.series_ = SeriesSet(meta["series"]["ids"], values, stamps, meta["series"]["freq"])
+        self.series_ = SeriesSet(saved["ids"], values, stamps, freq)
         return self

@@ -39,10 +39,13 @@ def add_parser(sub) -> None:
     t.add_argument("--data", required=True, metavar="FILE.csv", help="the signal or the sequences")
     t.add_argument("--mode", choices=["signal", "sequences"], default="signal", help="what a row is")
     t.add_argument("--value-cols", nargs="+", default=None, help="channels (default: every numeric column)")
-    t.add_argument("--time-col", default=None, help="a timestamp column (not a channel)")
+    t.add_argument("--time-col", default=None,
+                   help="a time column (not a channel): dates and times, or whole period numbers; "
+                        "increasing down the rows")
     t.add_argument("--label-col", default=None, help="0/1 labels, for the report only")
     t.add_argument("--train-until", default=None,
-                   help="rows before this row number (or timestamp) train the model; default: the first half")
+                   help="rows before this row number (or, with a --time-col of dates, this timestamp) "
+                        "train the model; default: the first half")
     t.add_argument("--window", type=int, default=128,
                    help="signal mode: the autoencoder's window, or the forecaster's warm-up, in points")
     t.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
@@ -115,7 +118,7 @@ def _read(path, value_cols, time_col, label_col):
     import numpy as np
     import pandas as pd
 
-    from grukit.data.series import DataError, read_frame
+    from grukit.data.series import DataError, check_increasing, parse_times, read_frame
 
     path = Path(path)
     df = read_frame(path)
@@ -147,7 +150,10 @@ def _read(path, value_cols, time_col, label_col):
             raise DataError(f"{path}: line {row + 2}: {label_col}={df[label_col].iloc[row]}; labels "
                             "must be 0 (normal) or 1 (anomaly)")
         labels = lab.to_numpy().astype(int)
-    times = pd.to_datetime(df[time_col], errors="coerce").to_numpy() if time_col else None
+    times = None
+    if time_col is not None:  # dates and times, or whole period numbers; either increasing
+        times = parse_times(df[time_col], time_col, str(path))
+        check_increasing(times, np.arange(len(times)) + 2, str(path), time_col)
     return values.to_numpy(dtype=float), labels, times, value_cols
 
 
@@ -161,6 +167,9 @@ def _split(n, train_until, times, path) -> int:
     except ValueError:
         if times is None:
             raise DataError(f"--train-until {train_until!r} is not a row number and {path} has no --time-col") from None
+        if times.dtype.kind != "M":
+            raise DataError(f"--train-until {train_until!r} is not a row number (a number is always "
+                            "a row number, also with an integer --time-col)") from None
         import numpy as np
         import pandas as pd
 

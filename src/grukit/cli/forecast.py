@@ -25,7 +25,8 @@ def _add_model_args(p) -> None:
     g.add_argument("--horizon", type=int, required=True, help="steps to forecast")
     g.add_argument("--season", type=int, default=None,
                    help="seasonal period, e.g. 12 for monthly; default: from the timestamps' "
-                        "frequency (monthly 12, quarterly 4, weekly 52, daily 7, hourly 24), else 1")
+                        "frequency (monthly 12, quarterly 4, weekly 52, daily 7, hourly 24), else 1 "
+                        "(also for an integer --time-col, which has no calendar: give --season)")
     g.add_argument("--input-len", type=int, default=None, help="points the GRU reads (default: max(3 seasons, 2 horizons, 8))")
     g.add_argument("--min-input", type=int, default=None, help="fewest real points in a training window")
     g.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
@@ -40,7 +41,9 @@ def _add_data_args(p) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, metavar="FILE.csv", help="one series or many (long format)")
     g.add_argument("--id-col", default=None, help="series id column (long format)")
-    g.add_argument("--time-col", default=None, help="timestamp column")
+    g.add_argument("--time-col", default=None,
+                   help="time column: dates and times, or whole period numbers (1, 2, 3, ...) "
+                        "increasing within each series")
     g.add_argument("--value-col", default=None, help="value column")
 
 
@@ -90,9 +93,10 @@ _SEASONS = {"M": 12, "MS": 12, "ME": 12, "Q": 4, "QS": 4, "QE": 4, "W": 52, "D":
             "H": 24, "h": 24}
 
 
-def season_of(freq: str | None) -> int:
-    """The usual seasonal period of a pandas frequency string (1 when unknown)."""
-    if not freq:
+def season_of(freq: str | int | None) -> int:
+    """The usual seasonal period of a pandas frequency string (1 when unknown, and for the
+    integer step of integer time, which has no calendar)."""
+    if not isinstance(freq, str) or not freq:
         return 1
     base = freq.split("-")[0].lstrip("0123456789")
     return _SEASONS.get(base, 1)
@@ -125,7 +129,8 @@ def run_train(args) -> int:
     with run_folder(out, args.resume, config, ctx):  # cleaned up if it fails before a checkpoint
         log = log_fn(args)
         log(f"data: {len(series)} series, {series.report['points']} points, season {season}"
-            + (f" (from the {series.freq} timestamps)" if args.season is None and series.freq else "")
+            + (f" (from the {series.freq} timestamps)" if args.season is None and isinstance(series.freq, str) else "")
+            + (" (integer time has no calendar: set --season)" if args.season is None and series.integer_time else "")
             + (f", {series.report['interpolated']} missing values interpolated" if series.report["interpolated"] else ""))
         holdout_run(series, forecaster, out, resume=args.resume, run_config=config, test=split,
                     title=Path(args.data).name, log=log, is_main=ctx.is_main)

@@ -1,7 +1,9 @@
 """Time series from a CSV file (pandas) or arrays, checked once.
 
-A CSV holds either one series (a value column, optionally a timestamp column) or many in long
-format (id, timestamp, value). Columns are named with ``id_col``, ``time_col``, ``value_col``;
+A CSV holds either one series (a value column, optionally a time column) or many in long
+format (id, time, value). The time column holds dates and times, or whole period numbers
+(``1, 2, 3``; ``1.0`` is a whole number, ``1.5`` is refused): integer time, which has a step but
+no calendar. Columns are named with ``id_col``, ``time_col``, ``value_col``;
 when a name is not given, the usual names are tried (``id``/``unique_id``/``series``,
 ``timestamp``/``date``/``time``/``ds``, ``value``/``y``), and a file with exactly one numeric
 column needs no names at all.
@@ -10,8 +12,11 @@ The policy for missing values (documented, and reported in ``SeriesSet.report``)
 
 - empty cells inside a series are filled by linear interpolation;
 - empty cells at the start or end of a series are dropped;
-- a series with no values, a value that is not a number, a repeated timestamp, and timestamps
-  that are not regularly spaced (a missing period) are refused with the row that shows it.
+- a series with no values, a value that is not a number, an empty or unreadable time, a
+  repeated timestamp, and times that are not regularly spaced (a missing period) are refused
+  with the row that shows it. Rows with timestamps may come in any order (each series is sorted
+  by time); integer times must increase strictly within each series, in the file's order, and
+  their step (the most common difference) plays the part of the frequency.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DataError", "SeriesSet", "read_csv", "read_frame", "from_arrays"]
+__all__ = ["DataError", "SeriesSet", "read_csv", "read_frame", "from_arrays", "parse_times", "check_increasing",
+           "future_times"]
 
 ID_NAMES = ("id", "unique_id", "series", "series_id")
 TIME_NAMES = ("timestamp", "date", "time", "ds", "datetime")
@@ -37,16 +43,23 @@ class DataError(ValueError):
 @dataclass
 class SeriesSet:
     """Many series: ``values[i]`` (n_i,) float64 with id ``ids[i]`` and, when the file had them,
-    regularly spaced ``timestamps[i]`` (n_i,) datetime64 of frequency ``freq``."""
+    regularly spaced ``timestamps[i]`` (n_i,): datetime64 with ``freq`` a pandas frequency string,
+    or int64 period numbers with ``freq`` the integer step. ``freq`` is None when no series has
+    enough points to show one (3 timestamps, 2 integer times)."""
 
     ids: list[str]
     values: list[np.ndarray]
     timestamps: list[np.ndarray] | None = None
-    freq: str | None = None
+    freq: str | int | None = None
     report: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def integer_time(self) -> bool:
+        """True when the times are period numbers rather than dates."""
+        return self.timestamps is not None and np.issubdtype(self.timestamps[0].dtype, np.integer)
 
     @property
     def lengths(self) -> list[int]:
@@ -146,20 +159,90 @@ def read_csv(
     frame["id"] = df[id_c].str.strip() if id_c is not None else "series"
     frame["line"] = np.arange(len(df)) + 2
     if time_c is not None:
-        stamps = pd.to_datetime(df[time_c].str.strip(), errors="coerce", format="mixed")
-        if stamps.isna().any():
-            row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
-            raise DataError(f"{source}: line {row + 2}: {time_c}={df[time_c].iloc[row]!r} is not a date or time")
-        frame["time"] = stamps
-    return _assemble(frame, source, has_time=time_c is not None)
+        frame["time"] = parse_times(df[time_c], time_c, source)
+    return _assemble(frame, source, time_c)
 
 
-def _assemble(frame, source: str, has_time: bool) -> SeriesSet:
+def parse_times(column, name: str, source: str) -> np.ndarray:
+    """A time column (a pandas Series, row ``i`` on line ``i + 2``) as (n,) int64 period numbers
+    when every cell is a whole number, else as (n,) datetime64 dates and times."""
     pd = _pandas()
+    text = column.astype(str).str.strip()
+    empty = column.isna().to_numpy() | (text == "").to_numpy()
+    if empty.any():
+        row = int(np.flatnonzero(empty)[0])
+        raise DataError(f"{source}: line {row + 2}: {name} is empty; every row needs a time")
+    numbers = pd.to_numeric(text, errors="coerce")
+    if numbers.notna().all():  # integer time
+        x = numbers.to_numpy()
+        if x.dtype.kind == "f":
+            whole = np.isfinite(x) & (x == np.round(x)) & (np.abs(x) <= 2**53)
+            if not whole.all():
+                row = int(np.flatnonzero(~whole)[0])
+                raise DataError(
+                    f"{source}: line {row + 2}: {name}={text.iloc[row]!r} is not a whole number; "
+                    "a numeric time column holds period numbers (1, 2, 3, ...)"
+                )
+        return x.astype(np.int64)
+    stamps = pd.to_datetime(text, errors="coerce", format="mixed")
+    if stamps.isna().any():
+        row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+        mixed = " (the column mixes numbers and dates)" if numbers.notna().iloc[row] else ""
+        raise DataError(f"{source}: line {row + 2}: {name}={text.iloc[row]!r} is not a date or time"
+                        + mixed)
+    return stamps.to_numpy()
+
+
+def future_times(last, freq: str | int, h: int) -> np.ndarray:
+    """The (h,) times after ``last``: ``last + k * freq`` (k = 1..h) for integer time, else dates
+    continuing the pandas frequency ``freq``."""
+    if isinstance(freq, (int, np.integer)):
+        return last + int(freq) * np.arange(1, h + 1, dtype=np.int64)
+    pd = _pandas()
+    return pd.date_range(last, periods=h + 1, freq=freq)[1:].to_numpy()
+
+
+def check_increasing(t: np.ndarray, lines: np.ndarray, source: str, name: str, sid=None) -> None:
+    """Refuse times ``t`` (n,) (from file lines ``lines`` (n,)) that do not increase strictly
+    down the rows (of series ``sid``, when given)."""
+    back = np.flatnonzero(t[1:] <= t[:-1])
+    if back.size:
+        i = int(back[0])
+        a, b = (str(_pandas().Timestamp(v)) if t.dtype.kind == "M" else str(v) for v in t[i:i + 2])
+        raise DataError(
+            f"{source}: lines {lines[i]} and {lines[i + 1]}: {name} goes from {a} to {b}"
+            + (f" in series {sid!r}; times must increase strictly within each series"
+               if sid is not None else "; times must increase strictly down the rows")
+        )
+
+
+def _integer_step(t: np.ndarray, lines: np.ndarray, sid, source: str) -> int:
+    """The step of increasing integer times ``t`` (n >= 2,): the most common difference (the
+    smallest of equally common ones); any other difference is refused as irregular spacing."""
+    d = np.diff(t)
+    steps, counts = np.unique(d, return_counts=True)
+    step = int(steps[np.argmax(counts)])
+    off = np.flatnonzero(d != step)
+    if off.size:
+        i = int(off[0])
+        raise DataError(
+            f"{source}: series {sid!r} has irregularly spaced times (a missing period, or mixed "
+            f"spacing): the step is {step} but line {lines[i + 1]} follows {t[i]} with {t[i + 1]}; "
+            "add the missing periods with empty values, which are interpolated"
+        )
+    return step
+
+
+def _assemble(frame, source: str, time_col: str | None) -> SeriesSet:
+    pd = _pandas()
+    has_time = time_col is not None
+    integer = has_time and np.issubdtype(frame["time"].dtype, np.integer)
     ids, values, stamps, freqs = [], [], [], set()
     interpolated = dropped = 0
     for sid, g in frame.groupby("id", sort=False):
-        if has_time:
+        if integer:
+            check_increasing(g["time"].to_numpy(), g["line"].to_numpy(), source, time_col, sid)
+        elif has_time:
             g = g.sort_values("time", kind="stable")
             dup = g["time"].duplicated()
             if dup.any():
@@ -181,7 +264,12 @@ def _assemble(frame, source: str, has_time: bool) -> SeriesSet:
             v[gaps] = np.interp(idx[gaps], idx[~gaps], v[~gaps])
         ids.append(str(sid))
         values.append(v)
-        if has_time:
+        if integer:
+            t = g["time"].to_numpy()[keep]
+            if len(t) >= 2:
+                freqs.add(_integer_step(t, g["line"].to_numpy()[keep], sid, source))
+            stamps.append(t)
+        elif has_time:
             t = g["time"].to_numpy()[keep]
             if len(t) >= 3:
                 with warnings.catch_warnings():  # pandas 3 announces an offset return type
@@ -197,7 +285,8 @@ def _assemble(frame, source: str, has_time: bool) -> SeriesSet:
                 freqs.add(freq)
             stamps.append(t)
     if len(freqs) > 1:
-        raise DataError(f"{source}: the series have different frequencies ({', '.join(sorted(freqs))})")
+        raise DataError(f"{source}: the series have different "
+                        f"{'steps' if integer else 'frequencies'} ({', '.join(map(str, sorted(freqs)))})")
     return SeriesSet(
         ids=ids,
         values=values,
@@ -241,4 +330,4 @@ def from_arrays(data, ids: list[str] | None = None) -> SeriesSet:
         if np.isinf(a).any():
             raise DataError(f"series {sid!r}: contains infinite values")
         frames.append(pd.DataFrame({"value": a, "id": sid, "line": np.arange(len(a))}))
-    return _assemble(pd.concat(frames, ignore_index=True), "arrays", has_time=False)
+    return _assemble(pd.concat(frames, ignore_index=True), "arrays", None)
