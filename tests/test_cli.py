@@ -98,3 +98,170 @@ def test_help_and_version():
     assert proc.returncode == 0 and "demo" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "grukit", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("grukit ")
+
+
+# -- errors: the user's in one line (exit 2), grukit's as a bug with its traceback (exit 1) ------
+
+ADDING = ["demo", "--only", "adding", "--steps", "1", "--lengths", "4", "--batch-size", "4",
+          "--hidden-size", "2", "--quiet"]
+
+
+def _raises(exc):
+    def adding_run_that_fails(*args, **kwargs):
+        raise exc
+
+    return adding_run_that_fails
+
+
+@pytest.fixture
+def traceback_dir(tmp_path, monkeypatch):
+    """The system temp folder, for this test only; GRUKIT_DEBUG unset."""
+    import tempfile
+
+    folder = tmp_path / "system-tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    monkeypatch.delenv("GRUKIT_DEBUG", raising=False)
+    return folder
+
+
+@pytest.mark.parametrize("exc", [ZeroDivisionError("division by zero"), ValueError("internal"),
+                                 TypeError("internal"), ImportError("cannot import name 'x' from 'y'")])
+def test_an_internal_error_is_a_bug_with_its_traceback_in_a_file(tmp_path, capsys, monkeypatch, traceback_dir, exc):
+    monkeypatch.setattr("grukit.demos.adding.run", _raises(exc))
+    assert main([*ADDING, "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"grukit: internal error: {type(exc).__name__}: {exc}. This is a bug in grukit")
+    assert "please report it to" in err
+    [written] = traceback_dir.iterdir()
+    assert written.name.startswith("grukit-traceback-") and f"the traceback is in {written};" in err
+    text = written.read_text()
+    assert "Traceback (most recent call last)" in text and "adding_run_that_fails" in text
+    assert text.rstrip().endswith(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.parametrize("how", ["--debug", "GRUKIT_DEBUG=1"])
+def test_debug_prints_the_traceback_too(tmp_path, capsys, monkeypatch, traceback_dir, how):
+    monkeypatch.setattr("grukit.demos.adding.run", _raises(ZeroDivisionError("division by zero")))
+    argv = [*ADDING, "--out", str(tmp_path / "r")]
+    if how == "--debug":
+        argv = ["--debug", *argv]
+    else:
+        monkeypatch.setenv("GRUKIT_DEBUG", "1")
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last)") and "adding_run_that_fails" in err
+    lines = err.strip().splitlines()
+    assert lines[-2] == "ZeroDivisionError: division by zero"
+    assert lines[-1].startswith("grukit: internal error: ZeroDivisionError") and "bug in grukit" in lines[-1]
+    assert len(list(traceback_dir.iterdir())) == 1  # written as well
+
+
+def test_a_traceback_file_that_cannot_be_written_is_printed_instead(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    monkeypatch.delenv("GRUKIT_DEBUG", raising=False)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setattr(tempfile, "tempdir", str(blocker / "tmp"))  # a folder inside a file: unwritable
+    monkeypatch.setattr("grukit.demos.adding.run", _raises(ZeroDivisionError("division by zero")))
+    assert main([*ADDING, "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last)") and "adding_run_that_fails" in err
+    assert "bug in grukit" in err and "it could not be written to a file: NotADirectoryError" in err
+
+
+def _user_errors():
+    import errno
+
+    from grukit._validate import InputError
+    from grukit.convert._common import ConversionError
+    from grukit.data.series import DataError
+    from grukit.train.checkpoint import CheckpointError
+    from grukit.train.config import ConfigError
+    from grukit.train.trainer import TrainingError
+
+    return [
+        (DataError("s.csv: line 3: x='a' is not a number"), "s.csv: line 3: x='a' is not a number"),
+        (ConfigError("epochs must be a positive integer, got 0"), "epochs must be a positive integer, got 0"),
+        (CheckpointError("run/checkpoints/last.json: unreadable"), "run/checkpoints/last.json: unreadable"),
+        (TrainingError("the loss is not finite at epoch 1"), "the loss is not finite at epoch 1"),
+        (ConversionError("m.onnx: not a readable ONNX model\n(details)"), "m.onnx: not a readable ONNX model"),
+        (InputError("expected input to be 2D or 3D, got 4D"), "expected input to be 2D or 3D, got 4D"),
+        (PermissionError(errno.EACCES, "Permission denied", "/data/s.csv"), "Permission denied: /data/s.csv"),
+        (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+        (FileNotFoundError("no such file: s.csv"), "no such file: s.csv"),
+        (ModuleNotFoundError("No module named 'tqdm'", name="tqdm"), "this needs tqdm: pip install 'grukit[apps]'"),
+    ]
+
+
+@pytest.mark.parametrize("exc, message", _user_errors(), ids=lambda v: type(v).__name__ if isinstance(v, Exception) else "")
+def test_user_and_environment_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch, traceback_dir, exc, message):
+    monkeypatch.setattr("grukit.demos.adding.run", _raises(exc))
+    assert main([*ADDING, "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err == f"grukit: error: {message}\n"
+    assert not list(traceback_dir.iterdir())
+
+
+def test_an_oserror_that_is_not_about_files_is_a_bug(tmp_path, capsys, monkeypatch, traceback_dir):
+    import errno
+
+    monkeypatch.setattr("grukit.demos.adding.run", _raises(OSError(errno.EBADF, "Bad file descriptor")))
+    assert main([*ADDING, "--out", str(tmp_path / "r")]) == 1
+    assert "bug in grukit" in capsys.readouterr().err
+
+
+def test_a_missing_extra_is_a_user_error_naming_the_install(tmp_path, capsys, monkeypatch, traceback_dir):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    assert main([*ADDING, "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err == "grukit: error: the demo needs matplotlib: pip install 'grukit[demo]'\n"
+
+
+def test_a_bug_in_a_subprocess_exits_1():
+    import os
+
+    code = ("import grukit.demos.adding as a\n"
+            "def adding_run_that_fails(*args, **kwargs): raise ZeroDivisionError('division by zero')\n"
+            "a.run = adding_run_that_fails\n"
+            "from grukit.cli.main import main\n"
+            "raise SystemExit(main(%r))\n" % [*ADDING, "--out", "unused"])
+    env = {**os.environ, "GRUKIT_DEBUG": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1
+    assert "adding_run_that_fails" in proc.stderr and "bug in grukit" in proc.stderr.splitlines()[-1]
+    path = proc.stderr.split("the traceback is in ")[1].split(";")[0]
+    try:
+        assert "ZeroDivisionError: division by zero" in open(path).read()
+    finally:
+        os.unlink(path)
+
+
+def test_the_cli_modules_import_one_way():
+    """main imports the subcommands, the subcommands import the shared helpers, nothing imports
+    main, and no module takes a private name from another."""
+    import ast
+    from pathlib import Path
+
+    import grukit.cli
+
+    folder = Path(grukit.cli.__file__).parent
+    uses = {}
+    for path in folder.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("grukit.cli"):
+                if node.module == "grukit.cli":
+                    found |= {a.name for a in node.names}
+                else:
+                    found.add(node.module.split(".")[2])
+                    assert not [a.name for a in node.names if a.name.startswith("_")], (path.name, node.module)
+            elif isinstance(node, ast.Import):
+                found |= {a.name.split(".")[2] for a in node.names if a.name.startswith("grukit.cli.")}
+        uses[path.stem] = found
+    subcommands, shared = {"anomaly", "bench", "convert", "demo", "forecast"}, {"_errors", "_folders", "_runs"}
+    assert set(uses) == {"__init__", "main"} | subcommands | shared
+    assert uses["main"] >= subcommands and not any("main" in u for u in uses.values())
+    for name in subcommands:
+        assert uses[name] <= shared, name
+    assert uses["_errors"] == set() and uses["_folders"] <= {"_errors"} and uses["_runs"] <= {"_errors"}

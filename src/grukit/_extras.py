@@ -37,8 +37,9 @@ def require(module: str, extra: str, *, what: str | None = None):
         missing = exc.name or ""
         if not missing or not (module == missing or module.startswith(missing + ".")):
             raise
+        package = missing.split(".")[0]
         raise MissingDependency(
-            f"{what or 'this'} needs {missing}: pip install 'grukit[{extra}]'", name=missing, extra=extra,
+            f"{what or 'this'} needs {package}: pip install 'grukit[{extra}]'", name=package, extra=extra,
         ) from None
 
 
