@@ -181,3 +181,104 @@ def test_anomaly_demo_runs_on_ecg5000(tmp_path, capsys):
     assert json.loads((out / "signal_model" / "detector.json").read_text())["detector"]["model"] == "autoencoder"
     assert m["long_signal"]["model"].startswith("window autoencoder")
     assert not (out / "stale.png").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["demo", "mine"]
+
+
+# -- a failed train: nothing left before the first checkpoint, the checkpoint kept after it ------
+
+def _train_args(data, out, *extra):
+    return ["anomaly", "train", "--data", str(data), "--value-cols", "a", "b", "--out", str(out),
+            *TINY, "--epochs", "1", *extra]
+
+
+def test_a_train_that_fails_before_its_first_checkpoint_can_be_rerun_corrected(tmp_path, capsys):
+    data = _signal_csv(tmp_path / "s.csv")
+    out = tmp_path / "run"
+    assert main(_train_args(data, out, "--train-until", "100")) == 2  # fails in fit, after config.json
+    err = capsys.readouterr().err
+    assert "the training stretch has 100 points" in err and err.count("\n") == 1
+    assert not out.exists()
+    out.mkdir()  # a folder the user made stays, empty
+    assert main(_train_args(data, out, "--train-until", "100")) == 2
+    assert out.is_dir() and not any(out.iterdir())
+    capsys.readouterr()
+    assert main(_train_args(data, out, "--train-until", "1200")) == 0
+    assert (out / "detector.json").is_file() and (out / "checkpoints" / "last.json").is_file()
+
+
+def test_a_folder_left_by_a_run_killed_before_its_first_checkpoint_is_accepted(tmp_path, capsys):
+    data = _signal_csv(tmp_path / "s.csv")
+    out = tmp_path / "run"
+    partial = out / "checkpoints" / ".epoch-0001.x1y2"  # a checkpoint being written when it was killed
+    partial.mkdir(parents=True)
+    (partial / "model.safetensors").write_bytes(b"half")
+    (out / "config.json").write_text(json.dumps({"command": "anomaly train", "train_rows": 7}))
+    refused = [("notes.txt", "mine"), ("config.json", '{"name": "not a grukit run"}')]
+    for name, text in refused:  # anything else in the folder: refused, and left as it was
+        other = tmp_path / f"other-{name}"
+        other.mkdir()
+        (other / "config.json").write_text(json.dumps({"command": "anomaly train"}))
+        (other / name).write_text(text)
+        assert main(_train_args(data, other, "--train-until", "1200")) == 2
+        assert "exists and is not empty" in capsys.readouterr().err
+        assert (other / name).read_text() == text
+    assert main(_train_args(data, out, "--train-until", "1200")) == 0
+    assert not partial.exists() and json.loads((out / "config.json").read_text())["train_rows"] == 1200
+    assert (out / "detector.json").is_file()
+
+
+def test_a_train_interrupted_after_a_checkpoint_keeps_it_and_resume_completes(tmp_path, capsys, monkeypatch):
+    from grukit.train.trainer import Trainer
+
+    data = _signal_csv(tmp_path / "s.csv")
+    out = tmp_path / "run"
+    args = _train_args(data, out, "--train-until", "1200", "--epochs", "2", "--patience", "0")
+    real, epochs = Trainer._train_epoch, []
+
+    def interrupted_in_epoch_2(self, net, model, optimizer, data, epoch):
+        epochs.append(epoch)
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real(self, net, model, optimizer, data, epoch)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted_in_epoch_2)
+    assert main(args) == 130
+    assert capsys.readouterr().err == (f"grukit: interrupted; {out} keeps the checkpoint of epoch 1: "
+                                       "rerun the same command with --resume to continue from it\n")
+    assert json.loads((out / "checkpoints" / "last.json").read_text())["epoch"] == 1
+    assert main(args) == 2  # a plain rerun does not overwrite it
+    assert "exists and is not empty" in capsys.readouterr().err
+
+    def counted(self, net, model, optimizer, data, epoch):
+        epochs.append(epoch)
+        return real(self, net, model, optimizer, data, epoch)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", counted)
+    epochs.clear()
+    assert main([*args, "--resume"]) == 0
+    assert epochs == [2]  # epoch 1 came from the checkpoint
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2]
+    assert (out / "detector.json").is_file() and (out / "scores.csv").is_file()
+
+
+def test_a_bug_after_training_is_exit_1_and_keeps_the_checkpoint(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    from grukit.apps.anomaly import GRUAnomalyDetector
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("GRUKIT_DEBUG", raising=False)
+
+    def score_with_a_bug(self, *args, **kwargs):
+        raise ValueError("internal")
+
+    monkeypatch.setattr(GRUAnomalyDetector, "score", score_with_a_bug)
+    data = _signal_csv(tmp_path / "s.csv")
+    out = tmp_path / "run"
+    assert main(_train_args(data, out, "--train-until", "1200")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("grukit: internal error: ValueError: internal. This is a bug in grukit")
+    assert err.rstrip().endswith(f"({out} keeps the checkpoint of epoch 1: rerun the same command with "
+                                 "--resume to continue from it)")
+    [written] = tmp_path.glob("grukit-traceback-*.txt")
+    assert "score_with_a_bug" in written.read_text()
+    assert (out / "checkpoints" / "last.json").is_file()

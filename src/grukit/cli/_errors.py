@@ -84,9 +84,10 @@ def report(exc: BaseException, *, debug: bool) -> int:
     summary = next(iter(str(exc).splitlines()), "")
     where = (f"the traceback is in {path}" if path is not None
              else f"the traceback is printed above (it could not be written to a file: {why_not})")
+    notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))
     print(f"grukit: internal error: {type(exc).__name__}{': ' + summary if summary else ''}. This is a "
           f"bug in grukit, not a mistake in what you asked for; {where}; please report it to "
-          f"{_report_to()} with that traceback and the command you ran.", file=sys.stderr)
+          f"{_report_to()} with that traceback and the command you ran.{notes}", file=sys.stderr)
     return 1
 
 
