@@ -133,3 +133,35 @@ def test_single_layer_to_keras_is_verified_with_an_initial_state(tmp_path, capsy
     with torch.no_grad():
         model.weight_hh_l0.add_(0.1)  # a different model must not verify
     assert verify_file(model, tmp_path / "m.keras") > 1e-3
+
+
+def test_an_internal_error_is_a_bug_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    import grukit.convert
+
+    crash = tmp_path / "tmp"
+    crash.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(crash))
+    monkeypatch.delenv("GRUKIT_DEBUG", raising=False)
+    torch.save(torch.nn.GRU(3, 4).state_dict(), tmp_path / "m.pt")
+
+    def verify_with_a_bug(model, path):
+        raise TypeError("internal")  # a TypeError was once reported as the user's mistake
+
+    monkeypatch.setattr(grukit.convert, "verify_file", verify_with_a_bug)
+    assert main(["convert", str(tmp_path / "m.pt"), str(tmp_path / "m.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("grukit: internal error: TypeError: internal. This is a bug in grukit")
+    [written] = crash.iterdir()
+    assert "verify_with_a_bug" in written.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "tmp"]
+
+
+def test_onnx_output_without_onnx_names_the_extra(tmp_path, capsys, monkeypatch):
+    torch.save(torch.nn.GRU(3, 4).state_dict(), tmp_path / "m.pt")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if it were not installed
+    assert main(["convert", str(tmp_path / "m.pt"), str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grukit: error: ") and "pip install 'grukit[onnx]'" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]

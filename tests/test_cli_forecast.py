@@ -206,3 +206,67 @@ def test_season_comes_from_the_timestamps_when_not_given(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["forecast", "train", "--data", str(data), "--out", str(out), *args]) == 0
     assert json.loads((out / "config.json").read_text())["forecaster"]["season"] == 12
+
+
+# -- failures: cleaned up before the first checkpoint, kept for --resume after it; bugs exit 1 --
+
+def test_a_failed_train_leaves_nothing_or_its_checkpoint_and_resume_completes(tmp_path, capsys, monkeypatch):
+    from grukit.train.trainer import Trainer, TrainingError
+
+    data = _long_csv(tmp_path / "d.csv")
+    out = tmp_path / "run"
+    args = ["forecast", "train", "--data", str(data), "--out", str(out), *TINY, "--patience", "0"]
+    real, epochs, fail_in = Trainer._train_epoch, [], {1}
+
+    def failing(self, net, model, optimizer, data, epoch):
+        epochs.append(epoch)
+        if epoch in fail_in:
+            raise TrainingError(f"the loss is not finite in epoch {epoch}")
+        return real(self, net, model, optimizer, data, epoch)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", failing)
+    assert main(args) == 2
+    assert capsys.readouterr().err == "grukit: error: the loss is not finite in epoch 1\n"
+    assert not out.exists()
+    fail_in.clear()
+    fail_in.add(2)
+    assert main(args) == 2
+    assert capsys.readouterr().err == (f"grukit: error: the loss is not finite in epoch 2; {out} keeps the "
+                                       "checkpoint of epoch 1: rerun the same command with --resume to "
+                                       "continue from it\n")
+    fail_in.clear()
+    epochs.clear()
+    assert main([*args, "--resume"]) == 0
+    assert epochs == [2]
+    assert (out / "forecaster.json").is_file() and (out / "metrics.json").is_file()
+
+
+def test_a_bug_while_reading_the_model_is_exit_1_not_a_user_error(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    from grukit.apps.forecast import GRUForecaster
+
+    crash = tmp_path / "tmp"
+    crash.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(crash))
+    monkeypatch.delenv("GRUKIT_DEBUG", raising=False)
+
+    def load_with_a_bug(cls, path):
+        raise ValueError("internal")
+
+    monkeypatch.setattr(GRUForecaster, "load", classmethod(load_with_a_bug))
+    data = _long_csv(tmp_path / "d.csv")
+    assert main(["forecast", "predict", "--model", str(tmp_path), "--data", str(data), "--out",
+                 str(tmp_path / "p.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("grukit: internal error: ValueError: internal. This is a bug in grukit")
+    [written] = crash.iterdir()
+    assert "load_with_a_bug" in written.read_text() and not (tmp_path / "p.csv").exists()
+
+
+def test_train_without_pandas_names_the_extra(tmp_path, capsys, monkeypatch):
+    data = _long_csv(tmp_path / "d.csv")
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if it were not installed
+    assert main(["forecast", "train", "--data", str(data), "--out", str(tmp_path / "run"), *TINY]) == 2
+    assert capsys.readouterr().err == "grukit: error: reading CSV files needs pandas: pip install 'grukit[apps]'\n"
+    assert not (tmp_path / "run").exists()
