@@ -2,6 +2,7 @@
 resume that continues exactly where a run stopped."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -55,33 +56,136 @@ def test_unknown_options_are_errors():
     assert from_dict(TrainConfig, _cfg().to_dict()) == _cfg()
 
 
-@pytest.mark.parametrize("schedule", ["cosine", "plateau", "constant"])
-def test_training_reduces_the_loss_and_writes_curves_and_checkpoints(tmp_path, schedule):
+class _Recorded(torch.utils.data.Dataset):
+    """A dataset that logs, in order, the indices the trainer fetches (so a plain loop can replay
+    the trainer's batches without knowing how it shuffles)."""
+
+    def __init__(self, base):
+        self.base, self.fetched = base, []
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        self.fetched.append(int(i))
+        return self.base[i]
+
+
+def _plain_loop(cfg, train, val, order, epochs):
+    """The training TrainConfig documents, written out in plain PyTorch: AdamW, the batch loss
+    averaged over items, the gradient norm clipped, the learning rate of ``cfg.schedule`` set
+    before each epoch (cosine from lr to 5% of lr over ``cfg.epochs``; plateau: halve when three
+    epochs in a row bring no better validation loss, as torch's ReduceLROnPlateau with patience 2
+    and its relative threshold 1e-4), on the batches ``order`` (N * epochs indices) gives.
+    Returns per-epoch train loss, validation loss, learning rate and weights."""
     model = _model()
-    result = Trainer(model, _cfg(schedule=schedule), _loss, out_dir=tmp_path).fit(_data(), _data(64, 1))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n, bs = len(train), cfg.batch_size
+    lr, best, flat, epochs_out = cfg.lr, math.inf, 0, []
+    for e in range(epochs):
+        if cfg.schedule == "cosine":
+            lr = cfg.lr * (0.05 + 0.95 * (1 + math.cos(math.pi * e / cfg.epochs)) / 2)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = torch.tensor(order[e * n:(e + 1) * n])
+        assert sorted(idx.tolist()) == list(range(n))  # every example once per epoch
+        total = 0.0
+        for b in range(0, n, bs):
+            x, y = train[idx[b:b + bs]]
+            opt.zero_grad()
+            loss = ((model(x).squeeze(-1) - y) ** 2).mean()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            opt.step()
+            total += loss.item() * len(x)
+        with torch.no_grad():
+            xv, yv = val.tensors
+            v = sum(((model(xv[b:b + bs]).squeeze(-1) - yv[b:b + bs]) ** 2).sum().item()
+                    for b in range(0, len(xv), bs)) / len(xv)
+        epochs_out.append({"train_loss": total / n, "val_loss": v, "lr": lr,
+                           "weights": {k: t.clone() for k, t in model.state_dict().items()}})
+        if cfg.schedule == "plateau":
+            best, flat = (v, 0) if v < best * (1 - 1e-4) else (best, flat + 1)
+            if flat == 3:
+                lr, flat = lr / 2, 0
+    return epochs_out
+
+
+def _least_squares(data):
+    """The optimum of the linear regression on ``data``: (weights (3,), bias, mean squared error),
+    in float64."""
+    x, y = (t.double() for t in data.tensors)
+    a = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1)
+    sol = torch.linalg.lstsq(a, y[:, None]).solution[:, 0]
+    return sol[:3], sol[3], ((a @ sol - y) ** 2).mean().item()
+
+
+def _anticorrelated(n=64):
+    """Validation targets of the opposite sign: the validation loss rises as training fits."""
+    x = torch.randn(n, 3, generator=torch.Generator().manual_seed(5))
+    return TensorDataset(x, -(x @ torch.tensor([1.0, -2.0, 0.5])))
+
+
+@pytest.mark.parametrize("schedule, val", [("cosine", "related"), ("constant", "related"),
+                                           ("plateau", "rising")])
+def test_training_matches_a_plain_pytorch_loop_and_writes_curves_and_checkpoints(tmp_path, schedule, val):
+    cfg = _cfg(schedule=schedule, epochs=8, patience=None)
+    val = _data(64, 1) if val == "related" else _anticorrelated()
+    train = _Recorded(_data())
+    model = _model()
+    result = Trainer(model, cfg, _loss, out_dir=tmp_path).fit(train, val)
     h = result.history
-    assert len(h) == 6 and h[-1]["train_loss"] < h[0]["train_loss"] / 5
-    assert result.best_val_loss == min(e["val_loss"] for e in h)
+    plain = _plain_loop(cfg, _data(), val, train.fetched, 8)
+    for got, want in zip(h, plain, strict=True):
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-6)
+        assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-6)
+        assert got["lr"] == pytest.approx(want["lr"], rel=1e-12)
+    if schedule == "plateau":  # the rising validation loss halves the rate after epochs 4 and 7
+        assert [e["lr"] for e in h] == [0.05] * 4 + [0.025] * 3 + [0.0125]
+    # the weights kept are those of the best validation epoch
+    best = min(range(8), key=lambda e: plain[e]["val_loss"])
+    assert result.best_epoch == best + 1
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, plain[best]["weights"][k], rtol=1e-5, atol=1e-6)
     assert json.loads((tmp_path / "history.json").read_text()) == h
     assert (tmp_path / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     root = tmp_path / "checkpoints"
-    last, best = checkpoint.load_pointer(root, "last"), checkpoint.load_pointer(root, "best")
-    assert last["epoch"] == 6 and best["epoch"] == result.best_epoch
+    last, best_ptr = checkpoint.load_pointer(root, "last"), checkpoint.load_pointer(root, "best")
+    assert last["epoch"] == 8 and best_ptr["epoch"] == result.best_epoch
     kept = sorted(p.name for p in root.iterdir() if p.is_dir())
-    assert kept == sorted({last["checkpoint"], best["checkpoint"]})  # older ones pruned
+    assert kept == sorted({last["checkpoint"], best_ptr["checkpoint"]})  # older ones pruned
     assert not [p for p in root.iterdir() if p.name.startswith(".")]
-    if schedule == "cosine":
-        assert h[-1]["lr"] < h[0]["lr"]
+
+
+def test_training_reaches_the_least_squares_optimum():
+    data = _data()
+    model = _model()
+    Trainer(model, _cfg(epochs=20, patience=None), _loss).fit(data)
+    w, b, mse = _least_squares(data)
+    torch.testing.assert_close(model.weight[0].double(), w, rtol=0, atol=0.01)
+    assert abs(model.bias.item() - b.item()) < 0.01
+    with torch.no_grad():
+        fitted = ((model(data.tensors[0]).squeeze(-1) - data.tensors[1]) ** 2).double().mean().item()
+    assert mse <= fitted < 1.01 * mse
 
 
 def test_early_stopping_restores_the_best_weights(tmp_path):
-    model = _model()
     # validation targets unrelated to the inputs: the validation loss stops improving early
     g = torch.Generator().manual_seed(3)
     val = TensorDataset(torch.randn(64, 3, generator=g), 10 * torch.randn(64, generator=g))
-    result = Trainer(model, _cfg(epochs=40, patience=2), _loss, out_dir=tmp_path).fit(_data(), val)
-    assert result.stopped == "early stopping" and result.epochs_run < 40
-    assert result.epochs_run == result.best_epoch + 2
+    cfg = _cfg(epochs=40, patience=2)
+    train = _Recorded(_data())
+    model = _model()
+    result = Trainer(model, cfg, _loss, out_dir=tmp_path).fit(train, val)
+    plain = _plain_loop(cfg, _data(), val, train.fetched, result.epochs_run)
+    losses = [e["val_loss"] for e in plain]
+    # the plain loop's own rule: stop at the first epoch two epochs past the best so far
+    stop = next(e for e in range(len(losses)) if e - min(range(e + 1), key=losses.__getitem__) >= 2)
+    best = min(range(stop + 1), key=losses.__getitem__)
+    assert result.stopped == "early stopping" and result.epochs_run == stop + 1 < 40
+    assert result.best_epoch == best + 1
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, plain[best]["weights"][k], rtol=1e-5, atol=1e-6)
     best_weights, _, meta = checkpoint.load(tmp_path / "checkpoints", "best")
     assert meta["epoch"] == result.best_epoch
     for k, v in model.state_dict().items():

@@ -26,8 +26,9 @@ class TrainConfig:
         batch_size: per process; 256 windows keep the fused GRU kernel busy on 2 cores.
         lr: Adam's step size; 3e-3 trains small GRUs fast without diverging.
         weight_decay: decoupled (AdamW); 0 because early stopping already regularises.
-        schedule: "cosine" (decay to 5% of lr over ``epochs``), "plateau" (halve after 2 flat
-            validation epochs) or "constant".
+        schedule: "cosine" (decay to 5% of lr over ``epochs``), "plateau" (halve when a third
+            epoch in a row brings no better validation loss: 2 flat epochs are tolerated) or
+            "constant".
         clip_grad_norm: clip the global gradient norm (recurrent nets spike); None turns it off.
         patience: stop after this many epochs without a better validation loss; None = never.
         steps_per_epoch: cap on batches per epoch (for large sampled datasets); None = all.
