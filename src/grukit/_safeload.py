@@ -13,7 +13,14 @@ import re
 
 import torch
 
+from grukit._extras import MissingDependency
+
 SAFE_FROM = (2, 6)
+
+
+class UnsafeTorch(MissingDependency):
+    """The installed PyTorch is older than the one whose ``weights_only`` loading is safe: like a
+    missing package, something the user's environment must fix (the message says how)."""
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -26,10 +33,10 @@ def _version(text: str) -> tuple[int, int]:
 def require_safe_torch_load() -> None:
     """Raise unless this PyTorch's ``torch.load(weights_only=True)`` is safe to use."""
     if _version(torch.__version__) < SAFE_FROM:
-        raise RuntimeError(
+        raise UnsafeTorch(
             f"refusing to read a torch.save file with PyTorch {torch.__version__}: before 2.6 "
             "torch.load(weights_only=True) can be made to run code (CVE-2025-32434); "
-            "pip install 'torch>=2.6'"
+            "pip install 'torch>=2.6'", name="torch", extra="",
         )
 
 
