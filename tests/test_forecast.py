@@ -58,27 +58,64 @@ def test_the_shared_estimator_contract():
                     series, lambda f: f.predict().point)
 
 
-def test_estimator_contract_and_a_forecast_better_than_naive(tmp_path):
+def test_estimator_contract_and_a_forecast_better_than_seasonal_naive(tmp_path):
     series = _seasonal_series()
     train = [s[:-12] for s in series]
     actual = [s[-12:] for s in series]
-    f = GRUForecaster(12, 12, train=FAST, hidden_size=16, num_layers=1)
+    f = GRUForecaster(12, 12, train={**FAST, "epochs": 4}, hidden_size=16, num_layers=1)
     with pytest.raises(NotFittedError):
         f.predict()
     assert f.fit(train) is f
-    assert f.net_ is not None and f.result_.epochs_run == 8 and f.series_ is not None
+    assert f.net_ is not None and f.result_.epochs_run == 4 and f.series_ is not None
     fc = f.predict()
     assert fc.point.shape == (12, 12) and set(fc.quantiles) == {0.1, 0.5, 0.9}
     assert np.all(fc.quantiles[0.1] <= fc.point) and np.all(fc.point <= fc.quantiles[0.9])
     gru = evaluate(actual, list(fc.point), train, 12)["sMAPE"]
-    naive = evaluate(actual, [B.naive(x, 12, 12) for x in train], train, 12)["sMAPE"]
-    assert gru < naive
+    # the honest baseline on seasonal data: the last season repeated (written out here)
+    seasonal_naive = evaluate(actual, [x[-12:][np.arange(12) % 12] for x in train], train, 12)["sMAPE"]
+    # the series trend, which the last season misses: with data and training seeds 0, 1, 2 the
+    # GRU's sMAPE was 0.69, 0.55 and 0.76 of seasonal naive's
+    assert gru < 0.85 * seasonal_naive
     # save / load gives identical forecasts, from the fitted series and from new data
     f.save(tmp_path / "m")
     g = GRUForecaster.load(tmp_path / "m")
     np.testing.assert_array_equal(g.predict().point, fc.point)
     np.testing.assert_array_equal(g.predict(5, series).point, f.predict(5, series).point)
     assert g.config == f.config
+
+
+def test_a_save_that_fails_midway_leaves_the_previous_forecaster(tmp_path, monkeypatch):
+    import grukit.apps.forecast as module
+
+    series = _seasonal_series(4, n=48)
+    quick = {**FAST, "epochs": 1}
+    first = GRUForecaster(6, 12, train=quick, hidden_size=8).fit(series)
+    folder = tmp_path / "m"
+    first.save(folder)
+    (folder / "config.json").write_text("{}")  # a run's other files
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "keep.bin").write_bytes(b"x")
+    before = first.predict().point
+    second = GRUForecaster(6, 12, train={**quick, "seed": 1}, hidden_size=8).fit([s[:-6] for s in series])
+    assert not np.allclose(second.predict().point, before)  # another fit, other forecasts
+
+    real = module.save_weights
+
+    def weights_then_crash(*args, **kwargs):
+        real(*args, **kwargs)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(module, "save_weights", weights_then_crash)
+    with pytest.raises(OSError, match="disk full"):
+        second.save(folder)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(GRUForecaster.load(folder).predict().point, before)
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no staging folder left behind
+
+    second.save(folder)
+    np.testing.assert_array_equal(GRUForecaster.load(folder).predict().point, second.predict().point)
+    assert (folder / "config.json").read_text() == "{}"
+    assert (folder / "checkpoints" / "keep.bin").read_bytes() == b"x"
 
 
 def test_horizon_longer_than_trained_is_refused():
