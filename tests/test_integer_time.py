@@ -108,6 +108,13 @@ def test_a_gap_is_treated_as_a_gap_in_daily_timestamps(tmp_path):
     np.testing.assert_array_equal(by_period.timestamps[0], np.arange(1, 9))
 
 
+def test_timestamps_with_a_time_zone_are_still_dates(tmp_path):
+    stamps = [f"2020-01-{d:02d}T00:00:00+01:00" for d in range(1, 6)]
+    s = read_csv(_long_csv(tmp_path / "d.csv", starts=(1,), times=stamps), time_col="t")
+    assert not s.integer_time and s.freq == "D"
+    assert [str(t) for t in s.timestamps[0][:2]] == ["2020-01-01 00:00:00+01:00", "2020-01-02 00:00:00+01:00"]
+
+
 def test_an_empty_time_cell_is_refused_by_line(tmp_path):
     data = _long_csv(tmp_path / "d.csv", times=["1", "", "3"])
     with pytest.raises(DataError, match="line 3: t is empty"):

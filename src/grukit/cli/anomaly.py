@@ -167,7 +167,7 @@ def _split(n, train_until, times, path) -> int:
     except ValueError:
         if times is None:
             raise DataError(f"--train-until {train_until!r} is not a row number and {path} has no --time-col") from None
-        if times.dtype.kind != "M":
+        if times.dtype.kind in "iu":
             raise DataError(f"--train-until {train_until!r} is not a row number (a number is always "
                             "a row number, also with an integer --time-col)") from None
         import numpy as np

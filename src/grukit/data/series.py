@@ -236,7 +236,7 @@ def _integer_step(t: np.ndarray, lines: np.ndarray, sid, source: str) -> int:
 def _assemble(frame, source: str, time_col: str | None) -> SeriesSet:
     pd = _pandas()
     has_time = time_col is not None
-    integer = has_time and np.issubdtype(frame["time"].dtype, np.integer)
+    integer = has_time and pd.api.types.is_integer_dtype(frame["time"])
     ids, values, stamps, freqs = [], [], [], set()
     interpolated = dropped = 0
     for sid, g in frame.groupby("id", sort=False):
