@@ -206,3 +206,46 @@ def test_thread_plan_describes_the_split(monkeypatch):
         torch.set_num_threads(threads)
     assert (plan.row_blocks, plan.feature_blocks, plan.threads) == (1, 2, 2)
     assert plan.launcher in ("openmp", "python")
+
+
+def test_the_kernels_take_the_arguments_cpu_args_defines():
+    """Every call site is built from ``_cpu_args``; the Numba kernels' positional signatures must
+    be those fields, then the block's own."""
+    import inspect
+
+    from grukit.backends import _cpu_args, _cpu_kernels
+
+    for kernel, spec in ((_cpu_kernels.forward, _cpu_args.FORWARD), (_cpu_kernels.backward, _cpu_args.BACKWARD)):
+        params = list(inspect.signature(kernel.py_func).parameters)
+        assert params == [a.name for a in spec] + list(_cpu_args.BLOCK)
+    assert _cpu_args.shape_of(_cpu_args.Arg("ws", "float", "T N kw 3H"), dict(T=2, N=3, kw=5, H=4)) == (2, 3, 5, 12)
+
+
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_the_cpu_backend_passes_the_shapes_cpu_args_documents(reset_after, monkeypatch):
+    from grukit.backends import _cpu_args, _cpu_launch
+
+    seen = []
+    real = _cpu_launch.launch
+
+    def spy(kernel, plan, args):
+        spec, record = _cpu_args.SPECS[kernel.__name__]
+        assert type(args) is record
+        dims = dict(T=5, N=2, H=8, kw=5 if reset_after else 4, B=len(args.bounds) if kernel.__name__ == "backward" else 0,
+                    C=args.dgi.shape[0] if kernel.__name__ == "backward" else 0)
+        for a in spec:
+            value = getattr(args, a.name)
+            if a.kind in ("float", "int64"):
+                expected = _cpu_args.shape_of(a, dims)
+                empty = a.name in ("ws", "dghn") and value.size == 0  # not saved / not used
+                assert value.shape == expected or empty, (kernel.__name__, a.name, value.shape, expected)
+        seen.append(kernel.__name__)
+        return real(kernel, plan, args)
+
+    monkeypatch.setattr(_cpu_launch, "launch", spy)
+    gru = grukit.GRU(3, 8, reset_after=reset_after, backend="cpu")
+    out, _ = gru(torch.randn(5, 2, 3))
+    with torch.no_grad():
+        gru(torch.randn(5, 2, 3))
+    out.sum().backward()
+    assert seen == ["forward", "forward", "backward"]

@@ -26,6 +26,9 @@ odd/even polynomial ratio, the form Eigen uses; at most 2.6e-7 from tanh, ~2 flo
 in float64) and ``sigmoid(x) = (1 + tanh(x / 2)) / 2``: plain arithmetic that LLVM vectorises,
 where libm calls are scalar.
 
+The kernels' positional arguments (order, names, shapes) are defined once, in ``_cpu_args``;
+every caller builds them from there.
+
 Importing this module imports Numba and binds PyTorch's BLAS (``_blas.load``); compiled code is
 cached on disk by Numba.
 """

@@ -121,8 +121,9 @@ def launcher() -> str:
     return "openmp"
 
 
-def launch(kernel, p: Plan, *args) -> None:
-    """Run ``kernel(*args, b0, b1, j0, j1, sync, parties)`` for every block of plan ``p``."""
+def launch(kernel, p: Plan, args: tuple) -> None:
+    """Run ``kernel(*args, b0, b1, j0, j1, sync, parties)`` for every block of plan ``p``;
+    ``args`` is the kernel's ``_cpu_args.ForwardArgs`` or ``BackwardArgs``."""
     blocks = [(b0, b1, j0, j1, r) for r, (b0, b1) in enumerate(zip(p.rows, p.rows[1:]))
               for j0, j1 in zip(p.features, p.features[1:])]
     sync = np.zeros((len(p.rows) - 1, 16), np.int64)  # one barrier per row block

@@ -6,9 +6,9 @@ very ones that take the work, so nothing competes for the cores; our own worker 
 lost 2-4x whenever PyTorch's workers were still spinning. Inside the parallel region MKL runs
 sequentially on each thread.
 
-The callbacks are Numba ``cfunc``s. Each reads an int64 record: the addresses of the kernel's
-arrays, their dimensions and flags, then ``b0, b1, j0, j1, row_block`` per block; thread ``k``
-of the team runs block ``k``.
+The callback is a Numba ``cfunc``. It reads an int64 record: a head, every kernel argument in
+the order ``_cpu_args`` defines (an array as its address and dimensions, a flag or count as its
+value), then ``b0, b1, j0, j1, row_block`` per block; thread ``k`` of the team runs block ``k``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic
 
+from grukit.backends import _cpu_args as A
 from grukit.backends import _cpu_kernels as K
 
 _GOMP_PATH = os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp.so.1")
@@ -37,10 +38,13 @@ _thread_num = types.ExternalFunction("omp_get_thread_num", types.int32())
 _team_size = types.ExternalFunction("omp_get_num_threads", types.int32())
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
-HEAD = 28  # 12 addresses, 9 dimensions/flags, item size, status, backward's s0, s1, t_lo, C,
-_ADDR, _T, _N, _H, _KW, _REV, _RA, _FLAG, _NBLK, _PARTIES, _ITEM, _STATUS = (  # the kernel;
-    0, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22)  # then 5 int64 per block
-_S0, _S1, _TLO, _C, _KIND = 23, 24, 25, 26, 27
+# the record: a head, then SLOTS int64 per kernel argument in ``_cpu_args`` order (an array's
+# address and its dimensions, or a scalar's value), then 5 per block: b0, b1, j0, j1, row block
+_KIND, _ITEM, _NBLK, _PARTIES, _STATUS, _SYNC = range(6)
+HEAD = 6
+SLOTS = 5
+_FORWARD_BLOCKS = HEAD + SLOTS * len(A.FORWARD)
+_BACKWARD_BLOCKS = HEAD + SLOTS * len(A.BACKWARD)
 
 
 @intrinsic
@@ -55,39 +59,84 @@ def _ptr(typingctx, address, dtype):
     return pointer(types.int64, dtype), codegen
 
 
+# Readers of one argument's slots at ``o`` (compiled into ``_unpacker``'s tuple, see there).
+def _read_bool(m, o, dt):
+    return m[o] != 0
+
+
+def _read_int(m, o, dt):
+    return m[o]
+
+
+def _read_1(m, o, dt):
+    return carray(_ptr(m[o], dt), (m[o + 1],))
+
+
+def _read_2(m, o, dt):
+    return carray(_ptr(m[o], dt), (m[o + 1], m[o + 2]))
+
+
+def _read_3(m, o, dt):
+    return carray(_ptr(m[o], dt), (m[o + 1], m[o + 2], m[o + 3]))
+
+
+def _read_4(m, o, dt):
+    return carray(_ptr(m[o], dt), (m[o + 1], m[o + 2], m[o + 3], m[o + 4]))
+
+
+_ARRAY_READERS = {1: _read_1, 2: _read_2, 3: _read_3, 4: _read_4}
+
+
+def _unpacker(spec: tuple[A.Arg, ...]):
+    """An intrinsic ``(m, dt) -> tuple``: the kernel arguments ``spec`` lists, read from record
+    ``m`` (``dt``: the float dtype, ``np.float32`` or ``np.float64``). Built from the spec at
+    compile time, so the record's readers follow ``_cpu_args`` with no list written here."""
+
+    @intrinsic
+    def unpack(typingctx, m, dt):
+        calls = []  # (reader, its signature) per argument
+        for i, a in enumerate(spec):
+            if a.kind == "bool":
+                calls.append((_read_bool, types.boolean(m, types.int64, dt)))
+            elif a.kind == "int":
+                calls.append((_read_int, types.int64(m, types.int64, dt)))
+            else:
+                element = dt if a.kind == "float" else types.NumberClass(types.int64)
+                array = types.Array(element.instance_type, a.ndim, "C")
+                calls.append((_ARRAY_READERS[a.ndim], array(m, types.int64, element)))
+        result = types.Tuple([sig.return_type for _, sig in calls])
+
+        def codegen(context, builder, signature, args):
+            values = []
+            for i, (reader, sig) in enumerate(calls):
+                offset = context.get_constant(types.int64, HEAD + SLOTS * i)
+                element = context.get_dummy_value()  # a NumberClass argument has no data
+                values.append(context.compile_internal(builder, reader, sig, [args[0], offset, element]))
+            return context.make_tuple(builder, result, values)
+
+        return result(m, dt), codegen
+
+    return unpack
+
+
+_forward_args = _unpacker(A.FORWARD)
+_backward_args = _unpacker(A.BACKWARD)
+
+
 @njit(**_JIT)
 def _forward_block(m, k, dt):
-    T, N, H, kw = m[_T], m[_N], m[_H], m[_KW]
-    save = m[_FLAG] != 0
-    o = HEAD + 5 * k
-    sync = carray(_ptr(m[11], np.int64), (m[o + 4] + 1, 16))
-    K.forward(
-        carray(_ptr(m[0], dt), (T, N, 3 * H)), carray(_ptr(m[1], dt), (2, N, H)),
-        carray(_ptr(m[2], dt), (3 * H, H)), carray(_ptr(m[3], dt), (3 * H,)),
-        carray(_ptr(m[4], np.int64), (N,)), m[_REV] != 0, m[_RA] != 0, save,
-        carray(_ptr(m[5], dt), (T, N, H)), carray(_ptr(m[6], dt), (T if save else 0, N, kw, H)),
-        carray(_ptr(m[7], dt), (N, kw, H)), carray(_ptr(m[8], dt), (N, 3 * H)),
-        carray(_ptr(m[9], dt), (N, H)), carray(_ptr(m[10], dt), (N, H)),
-        m[o], m[o + 1], m[o + 2], m[o + 3], sync[m[o + 4]], m[_PARTIES],
-    )
+    o = _FORWARD_BLOCKS + 5 * k
+    sync = carray(_ptr(m[_SYNC], np.int64), (m[o + 4] + 1, 16))
+    block = (m[o], m[o + 1], m[o + 2], m[o + 3], sync[m[o + 4]], m[_PARTIES])
+    K.forward(*(_forward_args(m, dt) + block))
 
 
 @njit(**_JIT)
 def _backward_block(m, k, dt):
-    T, N, H, kw = m[_T], m[_N], m[_H], m[_KW]
-    reset_after = m[_RA] != 0
-    o = HEAD + 5 * k
-    sync = carray(_ptr(m[11], np.int64), (m[o + 4] + 1, 16))
-    K.backward(
-        carray(_ptr(m[0], dt), (T, N, H)), carray(_ptr(m[1], dt), (N, H)),
-        carray(_ptr(m[2], dt), (3 * H, H)), carray(_ptr(m[3], np.int64), (N,)),
-        m[_REV] != 0, reset_after, carray(_ptr(m[4], dt), (T, N, kw, H)),
-        carray(_ptr(m[5], dt), (m[_C], N, 3 * H)),
-        carray(_ptr(m[6], dt), (m[_C] if reset_after else 0, N if reset_after else 0, H if reset_after else 0)),
-        carray(_ptr(m[7], dt), (2, N, 3 * H)), carray(_ptr(m[8], dt), (N, H)),
-        carray(_ptr(m[9], dt), (N, H)), carray(_ptr(m[10], np.int64), (m[_FLAG],)),
-        m[_S0], m[_S1], m[_TLO], m[o], m[o + 1], m[o + 2], m[o + 3], sync[m[o + 4]], m[_PARTIES],
-    )
+    o = _BACKWARD_BLOCKS + 5 * k
+    sync = carray(_ptr(m[_SYNC], np.int64), (m[o + 4] + 1, 16))
+    block = (m[o], m[o + 1], m[o + 2], m[o + 3], sync[m[o + 4]], m[_PARTIES])
+    K.backward(*(_backward_args(m, dt) + block))
 
 
 @cfunc(types.void(types.voidptr), **_JIT)
@@ -98,45 +147,42 @@ def _entry(record):
         head[_STATUS] = 1  # would wait for each other forever; touch nothing, report
         return
     k = _thread_num()
-    m = carray(record, HEAD + 5 * head[_NBLK], np.int64)
-    if m[_KIND] == 0:
+    if head[_KIND] == 0:
+        m = carray(record, _FORWARD_BLOCKS + 5 * head[_NBLK], np.int64)
         if m[_ITEM] == 4:
             _forward_block(m, k, np.float32)
         else:
             _forward_block(m, k, np.float64)
-    elif m[_ITEM] == 4:
-        _backward_block(m, k, np.float32)
     else:
-        _backward_block(m, k, np.float64)
+        m = carray(record, _BACKWARD_BLOCKS + 5 * head[_NBLK], np.int64)
+        if m[_ITEM] == 4:
+            _backward_block(m, k, np.float32)
+        else:
+            _backward_block(m, k, np.float64)
 
 
-def _address(a: np.ndarray) -> int:
-    assert a.flags.c_contiguous  # the record carries no strides
-    return a.ctypes.data
+def _slots(value) -> list[int]:
+    """One argument's SLOTS record entries: an array's address and dimensions, or a scalar."""
+    if isinstance(value, np.ndarray):
+        if not value.flags.c_contiguous:  # the record carries no strides
+            raise ValueError(f"the OpenMP launch needs C-contiguous arrays, got strides {value.strides}")
+        return [value.ctypes.data, *value.shape, *[0] * (SLOTS - 1 - value.ndim)]
+    return [int(value)] + [0] * (SLOTS - 1)
 
 
 def run(kind: str, args: tuple, blocks: list[tuple[int, int, int, int, int]], sync: np.ndarray,
         parties: int) -> bool:
-    """Run ``_cpu_kernels.<kind>`` (``"forward"`` or ``"backward"``) with the kernel's positional
-    ``args`` on a team of ``len(blocks)`` OpenMP threads, block ``k`` on thread ``k``. Returns
-    False, having run nothing, when OpenMP gave a smaller team."""
-    chunk = [0, 0, 0, 0]  # s0, s1, t_lo, C: backward only
-    if kind == "forward":
-        gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratch, gh, rh, ghn = args
-        arrays = (gi, hbuf, w, b, lengths, out, ws, scratch, gh, rh, ghn, sync)
-        T, N, H, kw = gi.shape[0], hbuf.shape[1], hbuf.shape[2], scratch.shape[1]
-        flag, item = int(save), gi.itemsize
-    else:
-        (dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, drh, dhd, bounds,
-         s0, s1, t_lo) = args
-        arrays = (dout, dh, w, lengths, ws, dgi, dghn, ghbuf, drh, dhd, bounds, sync)
-        T, N, H, kw = ws.shape[0], dh.shape[0], dh.shape[1], ws.shape[2]
-        flag, item = bounds.shape[0], dgi.itemsize
-        chunk = [s0, s1, t_lo, dgi.shape[0]]
-    record = np.zeros(HEAD + 5 * len(blocks), np.int64)
-    record[:12] = [_address(a) for a in arrays]
-    record[12:HEAD] = [T, N, H, kw, int(reverse), int(reset_after), flag, len(blocks), parties,
-                       item, 0, *chunk, 0 if kind == "forward" else 1]
-    record[HEAD:] = np.asarray(blocks, np.int64).reshape(-1)
+    """Run ``_cpu_kernels.<kind>`` (``"forward"`` or ``"backward"``) with ``args`` (its
+    ``_cpu_args.ForwardArgs`` / ``BackwardArgs``) on a team of ``len(blocks)`` OpenMP threads,
+    block ``k`` on thread ``k``. Returns False, having run nothing, when OpenMP gave a smaller
+    team."""
+    spec, _ = A.SPECS[kind]
+    item = next(getattr(args, a.name).itemsize for a in spec if a.kind == "float")
+    head = [0 if kind == "forward" else 1, item, len(blocks), parties, 0, sync.ctypes.data]
+    record = np.array(
+        head + [v for a in spec for v in _slots(getattr(args, a.name))]
+        + [v for block in blocks for v in block],
+        np.int64,
+    )
     _GOMP_parallel(_entry.address, record.ctypes.data, len(blocks), 0)
     return record[_STATUS] == 0

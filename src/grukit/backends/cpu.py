@@ -12,7 +12,10 @@ Per layer and direction (see ``docs/performance.md`` for the measurements behind
 
 Both passes are registered as ``torch.library`` custom ops (``grukit::gru_layer_forward`` /
 ``grukit::gru_layer_backward``) with fake implementations, so autograd, ``torch.compile`` and
-``torch.export`` see one op. Gradients are first-order only: a second-order request raises.
+``torch.export`` see one op; the module calls them through an ``autograd.Function`` with a
+separate ``setup_context``, the form ``torch.func`` transforms need. Gradients are first-order
+only: a second-order request raises. Under autocast the ops run in float32 (or float64), as
+autocast's float32-policy ops do, and the module returns ``torch.nn.GRU``'s output dtype.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from grukit.backends import Backend, Request, _cpu_launch, get, names, register
+from grukit.backends import Backend, Request, _cpu_args, _cpu_launch, get, names, register
 
 __all__ = ["kernels_available", "thread_plan", "ThreadPlan", "gru_layer_forward", "gru_layer_backward"]
 
@@ -95,16 +98,17 @@ def _warm_up(dtype) -> None:
     """Compile (or load from Numba's cache) every kernel specialisation for ``dtype`` on one
     thread, before any multi-threaded launch needs it."""
     kernels = _kernels()
+    sync = np.zeros(16, np.int64)
     for reset_after in (False, True):
-        kw = _saved_per_feature(reset_after)
-        z = lambda *shape: np.zeros(shape, dtype)  # noqa: E731
-        lengths, bounds, sync = np.ones(1, np.int64), np.array([0, 1]), np.zeros(16, np.int64)
-        kernels.forward(z(1, 1, 3), z(2, 1, 1), z(3, 1), z(3), lengths, False, reset_after,
-                        True, z(1, 1, 1), z(1, 1, kw, 1), z(1, kw, 1), z(1, 3), z(1, 1),
-                        z(1, 1), 0, 1, 0, 1, sync, 1)
-        kernels.backward(z(1, 1, 1), z(1, 1), z(3, 1), lengths, False, reset_after,
-                         z(1, 1, kw, 1), z(1, 1, 3), z(1, 1, 1), z(2, 1, 3), z(1, 1), z(1, 1),
-                         bounds, 0, 1, 0, 0, 1, 0, 1, sync, 1)
+        dims = dict(T=1, N=1, H=1, C=1, B=2, kw=_saved_per_feature(reset_after))
+        fwd = _cpu_args.dummy("forward", dtype, dims, reverse=False, reset_after=reset_after, save=True)
+        fwd.lengths[:] = 1
+        kernels.forward(*fwd, 0, 1, 0, 1, sync, 1)
+        bwd = _cpu_args.dummy("backward", dtype, dims, reverse=False, reset_after=reset_after,
+                              s0=0, s1=1, t_lo=0)
+        bwd.lengths[:] = 1
+        bwd.bounds[:] = (0, 1)
+        kernels.backward(*bwd, 0, 1, 0, 1, sync, 1)
 
 
 def _saved_per_feature(reset_after: bool) -> int:
@@ -155,12 +159,13 @@ def gru_layer_forward(
     ws = x.new_empty(T, N, kw, H) if save else x.new_empty(0, 0, 0, 0)
     scratch = x.new_empty(N, kw, H)  # per-row gate values when nothing is saved
     gh, rh, ghn = x.new_zeros(N, 3 * H), x.new_zeros(N, H), x.new_zeros(N, H)
-    _cpu_launch.launch(
-        _kernels().forward, p,
-        gi.numpy(), hbuf.numpy(), weight_hh.detach().contiguous().numpy(), b_hh.detach().numpy(),
-        _lengths_or_full(lengths, T, N).numpy(), reverse, reset_after, save, out.numpy(),
-        ws.numpy(), scratch.numpy(), gh.numpy(), rh.numpy(), ghn.numpy(),
+    args = _cpu_args.ForwardArgs(
+        gi=gi.numpy(), hbuf=hbuf.numpy(), w=weight_hh.detach().contiguous().numpy(),
+        b=b_hh.detach().numpy(), lengths=_lengths_or_full(lengths, T, N).numpy(),
+        reverse=reverse, reset_after=reset_after, save=save, out=out.numpy(), ws=ws.numpy(),
+        scratch=scratch.numpy(), gh=gh.numpy(), rh=rh.numpy(), ghn=ghn.numpy(),
     )
+    _cpu_launch.launch(_kernels().forward, p, args)
     return out, hbuf[T % 2].clone(), ws.view(T, N, kw * H) if save else x.new_empty(0, 0, 0)
 
 
@@ -197,7 +202,6 @@ def gru_layer_backward(
     C = max(1, min(T, _CHUNK_BYTES // max(1, N * 4 * H * x.element_size())))
     dgi = x.new_empty(C, N, 3 * H)  # (C, N, 3H), permuted gate rows
     dghn = x.new_empty(C, N, H) if reset_after else x.new_empty(0, 0, 0)  # (C, N, H)
-    scratch = (x.new_zeros(2, N, 3 * H).numpy(), x.new_zeros(N, H).numpy(), x.new_zeros(N, H).numpy())
     w_ih = weight_ih[perm] if perm is not None else weight_ih
     dx = x.new_empty(T, N, I)
     acc_w_ih, acc_b_ih = x.new_zeros(3 * H, I), x.new_zeros(3 * H)  # permuted gate rows
@@ -205,13 +209,18 @@ def gru_layer_backward(
     acc_w_hn, acc_b_hn = x.new_zeros(H, H), x.new_zeros(H)  # reset_after: natural order
     saved = ws.view(T, N, kw, H)
     blocks = _gate_blocks(p.features)
-    args = (grad_out.contiguous().numpy(), dh.numpy(), w_hh.detach().contiguous().numpy(),
-            _lengths_or_full(lengths, T, N).numpy(), reverse, reset_after, saved.numpy(),
-            dgi.numpy(), dghn.numpy(), *scratch, np.asarray(p.features, dtype=np.int64))
+    args = _cpu_args.BackwardArgs(
+        dout=grad_out.contiguous().numpy(), dh=dh.numpy(), w=w_hh.detach().contiguous().numpy(),
+        lengths=_lengths_or_full(lengths, T, N).numpy(), reverse=reverse,
+        reset_after=reset_after, ws=saved.numpy(), dgi=dgi.numpy(), dghn=dghn.numpy(),
+        ghbuf=x.new_zeros(2, N, 3 * H).numpy(), drh=x.new_zeros(N, H).numpy(),
+        dhd=x.new_zeros(N, H).numpy(), bounds=np.asarray(p.features, dtype=np.int64),
+        s0=0, s1=0, t_lo=0,
+    )
     for s0 in range(0, T, C):
         s1 = min(T, s0 + C)
         t_lo, t_hi = (s0, s1) if reverse else (T - s1, T - s0)
-        _cpu_launch.launch(_kernels().backward, p, *args, s0, s1, t_lo)
+        _cpu_launch.launch(_kernels().backward, p, args._replace(s0=s0, s1=s1, t_lo=t_lo))
         n = (t_hi - t_lo) * N
         g = dgi[: t_hi - t_lo].view(n, 3 * H)  # (n, 3H)
         rows = saved[t_lo:t_hi].view(n, kw, H)

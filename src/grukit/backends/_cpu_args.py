@@ -1,0 +1,101 @@
+"""The arguments of the cpu kernels, written down once.
+
+``_cpu_kernels.forward`` and ``backward`` take their arguments positionally (Numba compiles
+positional signatures; a dataclass cannot cross into it). Their order, names and shapes live
+here, and every call site is built from these tables: the backend's ops fill a ``ForwardArgs`` /
+``BackwardArgs`` by keyword, the warm-up makes dummy ones with :func:`dummy`, the launcher appends
+the block's own arguments (``BLOCK``), and the OpenMP record (``_cpu_omp``) stores and reads every
+argument generically, in this order. ``tests/test_backends.py`` checks that the kernels'
+signatures are exactly these fields followed by ``BLOCK``.
+
+Shapes are written in the symbols of ``_cpu_kernels``: T steps, N batch, H hidden, kw values
+saved per feature (5 for ``reset_after``, else 4), C steps per backward chunk, B feature-block
+bounds (blocks + 1). Gate rows (the ``3H`` dimension) are permuted by feature block.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["Arg", "FORWARD", "BACKWARD", "BLOCK", "ForwardArgs", "BackwardArgs", "dummy"]
+
+
+class Arg(NamedTuple):
+    name: str
+    kind: str  # "float" (the call's dtype), "int64" (arrays), "bool" or "int" (scalars)
+    shape: str = ""  # arrays: dimensions in the symbols above, e.g. "T N 3H"
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape.split())
+
+
+FORWARD = (
+    Arg("gi", "float", "T N 3H"),  # input projections, b_ih included
+    Arg("hbuf", "float", "2 N H"),  # the state, double-buffered; hbuf[0] the initial one
+    Arg("w", "float", "3H H"),  # W_hh
+    Arg("b", "float", "3H"),  # b_hh (zeros without bias)
+    Arg("lengths", "int64", "N"),  # row b is active at step t iff t < lengths[b]
+    Arg("reverse", "bool"),
+    Arg("reset_after", "bool"),
+    Arg("save", "bool"),  # keep r, z, n, h_prev (+ W_hn h + b_hn) per step for the backward
+    Arg("out", "float", "T N H"),
+    Arg("ws", "float", "T N kw H"),  # the saved values; (0, 0, 0, 0) when not save
+    Arg("scratch", "float", "N kw H"),  # one step's values when not saving
+    Arg("gh", "float", "N 3H"),  # h W_hh^T of one step
+    Arg("rh", "float", "N H"),  # r * h_prev of one step (reset_after=False)
+    Arg("ghn", "float", "N H"),  # (r * h_prev) W_hn^T of one step (reset_after=False)
+)
+
+BACKWARD = (
+    Arg("dout", "float", "T N H"),  # dL/d(output)
+    Arg("dh", "float", "N H"),  # dL/dh at the chunk's end in, at its start out
+    Arg("w", "float", "3H H"),  # W_hh
+    Arg("lengths", "int64", "N"),
+    Arg("reverse", "bool"),
+    Arg("reset_after", "bool"),
+    Arg("ws", "float", "T N kw H"),  # what the forward saved
+    Arg("dgi", "float", "C N 3H"),  # dL/d(input projection) of the chunk's steps
+    Arg("dghn", "float", "C N H"),  # dL/d(W_hn h_prev + b_hn); (0, 0, 0) for reset_after=False
+    Arg("ghbuf", "float", "2 N 3H"),  # one step's recurrent gradient, double-buffered
+    Arg("drh", "float", "N H"),  # dL/d(r * h_prev) of one step
+    Arg("dhd", "float", "N H"),  # dL/dh_prev of one step
+    Arg("bounds", "int64", "B"),  # the feature blocks' boundaries
+    Arg("s0", "int"),  # the chunk: steps s0:s1 of the backward order,
+    Arg("s1", "int"),
+    Arg("t_lo", "int"),  # whose earliest forward step is t_lo
+)
+
+# appended to either by the launcher: rows b0:b1 and features j0:j1, the row block's barrier
+# (16,) int64, and how many feature blocks meet at it
+BLOCK = ("b0", "b1", "j0", "j1", "sync", "parties")
+
+_PY_TYPES = {"float": np.ndarray, "int64": np.ndarray, "bool": bool, "int": int}
+ForwardArgs = NamedTuple("ForwardArgs", [(a.name, _PY_TYPES[a.kind]) for a in FORWARD])
+BackwardArgs = NamedTuple("BackwardArgs", [(a.name, _PY_TYPES[a.kind]) for a in BACKWARD])
+SPECS = {"forward": (FORWARD, ForwardArgs), "backward": (BACKWARD, BackwardArgs)}
+
+_DIM = re.compile(r"^(\d*)([A-Za-z]\w*)?$")
+
+
+def shape_of(arg: Arg, dims: dict[str, int]) -> tuple[int, ...]:
+    """``arg``'s shape with the symbols' values in ``dims``: "T N 3H" -> (T, N, 3 * H)."""
+    shape = []
+    for token in arg.shape.split():
+        factor, symbol = _DIM.match(token).groups()
+        shape.append((int(factor) if factor else 1) * (dims[symbol] if symbol else 1))
+    return tuple(shape)
+
+
+def dummy(kind: str, dtype, dims: dict[str, int], **scalars) -> tuple:
+    """Zero-filled arguments of kernel ``kind`` ("forward" or "backward") of the shapes ``dims``
+    gives, with the scalars given by keyword (for compiling a specialisation)."""
+    spec, record = SPECS[kind]
+    values = {
+        a.name: np.zeros(shape_of(a, dims), dtype if a.kind == "float" else np.int64)
+        for a in spec if a.kind in ("float", "int64")
+    }
+    return record(**values, **scalars)
