@@ -55,6 +55,7 @@ def save_detector(det, path: str | os.PathLike) -> None:
 def load_detector(cls, path: str | os.PathLike):
     """A fitted ``cls`` (``GRUAnomalyDetector``) from a folder written by ``save_detector``.
     Raises FileNotFoundError without ``detector.json``, DataError for a folder it cannot read."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -85,6 +86,6 @@ def load_detector(cls, path: str | os.PathLike):
                              f"{self.member_center_.shape} and {self.member_spread_.shape}")
         self.center_, self.spread_ = float(meta["center"]), float(meta["spread"])
         self.threshold_ = float(meta["threshold"])
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
         raise DataError(f"{path}: not a readable anomaly detector ({type(exc).__name__}: {exc})") from None
     return self
