@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 import grukit
+from grukit._extras import require
 from grukit._io import save_weights, updating_folder
 from grukit.apps.contract import NotFittedError
 from grukit.data.series import DataError, SeriesSet, from_arrays, future_times
@@ -136,7 +137,7 @@ class Forecast:
     timestamps: list[np.ndarray] | None = None
 
     def to_frame(self):
-        import pandas as pd
+        pd = require("pandas", "apps", what="Forecast.to_frame")
 
         rows = []
         S, h = self.point.shape
@@ -247,7 +248,7 @@ class GRUForecaster:
         cfg = self.config
         h = cfg.horizon if h is None else h
         if isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= cfg.horizon:
-            raise ValueError(
+            raise ConfigError(
                 f"the model was trained for a horizon of {cfg.horizon} steps; asked for {h!r} "
                 f"(forecasts are direct, so h must be between 1 and {cfg.horizon})"
             )
@@ -314,7 +315,7 @@ class GRUForecaster:
         try:
             meta = json.loads(meta_path.read_text())
             if meta.get("format") != FORMAT:
-                raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+                raise DataError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
             hyper = dict(meta["forecaster"])
             self = cls(hyper.pop("horizon"), hyper.pop("season"), train=meta["train"], **hyper)
             self.net_ = ForecastNet(self.config)
@@ -335,6 +336,6 @@ class GRUForecaster:
                 else:
                     stamps = None
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise ValueError(f"{path}: not a readable forecaster ({type(exc).__name__}: {exc})") from None
+            raise DataError(f"{path}: not a readable forecaster ({type(exc).__name__}: {exc})") from None
         self.series_ = SeriesSet(saved["ids"], values, stamps, freq)
         return self

@@ -173,7 +173,9 @@ def verify_file(
 
 
 def _run_onnx(path, x: np.ndarray, hx: np.ndarray, model: GRU):
-    import onnx
+    from grukit._extras import require
+
+    onnx = require("onnx", "onnx", what="checking an ONNX file")
 
     proto = onnx.load(str(path))
     names = [i.name for i in proto.graph.input]

@@ -77,11 +77,9 @@ class SeriesSet:
 
 
 def _pandas():
-    try:
-        import pandas as pd
-    except ImportError:
-        raise ImportError("reading CSV files needs pandas: pip install 'grukit[apps]'") from None
-    return pd
+    from grukit._extras import require
+
+    return require("pandas", "apps", what="reading CSV files")
 
 
 def _pick(columns: list[str], given: str | None, names: tuple[str, ...], what: str, source: str):
