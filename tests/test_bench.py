@@ -25,7 +25,8 @@ def test_bench_smoke_on_the_tiny_grid(tmp_path, capsys):
     cases = {(r["N"], r["T"], r["I"], r["H"]) for r in rows}
     for r in rows:
         if not r.get("skipped"):  # the rate is the case's work (formula below) over the median
-            case = Case(int(r["N"]), int(r["T"]), int(r["I"]), int(r["H"]))
+            case = Case(int(r["N"]), int(r["T"]), int(r["I"]), int(r["H"]), int(r["layers"]),
+                        r["bidirectional"] == "True")
             expected = case.flops(r["mode"]) / (float(r["median_ms"]) / 1e3) / 1e9
             assert float(r["gflops"]) == pytest.approx(expected, rel=1e-6), r
     assert len(cases) == 2
