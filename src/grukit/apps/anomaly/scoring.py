@@ -40,9 +40,9 @@ def _scoring_bar(progress: bool, **kw):
     """A tqdm progress bar for scoring (tqdm imported only when shown), or one that does nothing."""
     if not progress:
         return _NoBar()
-    from tqdm.auto import tqdm
+    from grukit._extras import require
 
-    return tqdm(leave=False, desc="scoring", **kw)
+    return require("tqdm.auto", "apps", what="progress bars").tqdm(leave=False, desc="scoring", **kw)
 
 
 @torch.no_grad()
