@@ -141,12 +141,14 @@ def test_an_internal_error_is_a_bug_with_its_traceback_in_a_file(tmp_path, capsy
     assert text.rstrip().endswith(f"{type(exc).__name__}: {exc}")
 
 
-@pytest.mark.parametrize("how", ["--debug", "GRUKIT_DEBUG=1"])
+@pytest.mark.parametrize("how", ["--debug", "--debug last", "GRUKIT_DEBUG=1"])
 def test_debug_prints_the_traceback_too(tmp_path, capsys, monkeypatch, traceback_dir, how):
     monkeypatch.setattr("grukit.demos.adding.run", _raises(ZeroDivisionError("division by zero")))
     argv = [*ADDING, "--out", str(tmp_path / "r")]
     if how == "--debug":
         argv = ["--debug", *argv]
+    elif how == "--debug last":  # after the subcommand's options, where users add it
+        argv = [*argv, "--debug"]
     else:
         monkeypatch.setenv("GRUKIT_DEBUG", "1")
     assert main(argv) == 1

@@ -37,8 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _pop_debug(argv: list[str]) -> tuple[list[str], bool]:
+    """``--debug`` anywhere on the line (``grukit anomaly train ... --debug`` too), not only
+    before the subcommand where the parser declares it; nothing after a ``--`` is looked at."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    found = "--debug" in argv[:end]
+    return [a for i, a in enumerate(argv) if not (i < end and a == "--debug")], found
+
+
 def main(argv: list[str] | None = None) -> int:
-    debug = debug_from_env()
+    argv, debug = _pop_debug(list(sys.argv[1:] if argv is None else argv))
+    debug = debug or debug_from_env()
     try:
         args = build_parser().parse_args(argv)
         debug = debug or args.debug
