@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from grukit import backends
+from grukit import _onnx_nodes, backends
 from grukit._validate import InputError, check_dropout, check_flag, check_size, check_tensor
 from grukit.packing import repack, unpack
 
@@ -172,7 +172,15 @@ class GRU(nn.Module):
         w = self.weight_ih_l0
         L, D = self.num_layers, self.num_directions
         packed = isinstance(input, PackedSequence)
+        onnx_export = _onnx_nodes.exporting()  # torch.onnx.export is running: write GRU nodes
         lengths = None
+        if packed and onnx_export:
+            raise NotImplementedError(
+                "GRU: torch.onnx.export of a PackedSequence input is not supported (its unpacking "
+                "has data-dependent shapes); export with the padded batch, or export the GRU "
+                "alone with grukit.convert.export_onnx(model, sequence_lens=True), whose "
+                "sequence_lens input takes each sequence's length"
+            )
         if packed:
             check_tensor("input", input.data, w)
             self._check_features(input.data)
@@ -193,32 +201,34 @@ class GRU(nn.Module):
             raise InputError("GRU: expected a sequence length of at least 1, got 0")
         h0 = self._initial_state(hx, N, batched, packed, x)  # (D*L, N, H)
 
-        backend = backends.select(self.backend, self._request(x, packed))
-        self.backend_used = backend.name
-        h_n: list[Tensor] = []
+        if not onnx_export:
+            backend = backends.select(self.backend, self._request(x, packed))
+            self.backend_used = backend.name
+        h_n: list[Tensor] = []  # (D, N, H) per layer
         layer_in = x  # (T, N, I) then (T, N, D*H)
         for layer in range(L):
-            outs = []
-            for d in range(D):
-                suffix = f"_l{layer}" + ("_reverse" if d == 1 else "")
-                out, h_last = backend.layer(
-                    layer_in,
-                    h0[layer * D + d],
-                    getattr(self, "weight_ih" + suffix),
-                    getattr(self, "weight_hh" + suffix),
-                    getattr(self, "bias_ih" + suffix) if self.bias else None,
-                    getattr(self, "bias_hh" + suffix) if self.bias else None,
-                    reset_after=self.reset_after,
-                    reverse=d == 1,
-                    lengths=lengths,
-                )  # (T, N, H), (N, H)
-                outs.append(out)
+            weights = [self._weights(layer, d) for d in range(D)]
+            if onnx_export:  # one ONNX GRU node for the layer (see grukit._onnx_nodes)
+                h0_layer = None if hx is None else h0[layer * D : (layer + 1) * D]  # (D, N, H)
+                layer_in, h_last = _onnx_nodes.gru_layer(
+                    layer_in, h0_layer, weights, reset_after=self.reset_after
+                )  # (T, N, D*H), (D, N, H)
                 h_n.append(h_last)
-            layer_in = outs[0] if D == 1 else torch.cat(outs, -1)  # (T, N, D*H)
+            else:
+                outs, lasts = [], []
+                for d in range(D):
+                    out, h_last = backend.layer(
+                        layer_in, h0[layer * D + d], *weights[d],
+                        reset_after=self.reset_after, reverse=d == 1, lengths=lengths,
+                    )  # (T, N, H), (N, H)
+                    outs.append(out)
+                    lasts.append(h_last)
+                layer_in = outs[0] if D == 1 else torch.cat(outs, -1)  # (T, N, D*H)
+                h_n.append(torch.stack(lasts, 0))  # (D, N, H)
             if self.dropout and self.training and layer < L - 1:
                 layer_in = F.dropout(layer_in, self.dropout, training=True)
         output = layer_in  # (T, N, D*H)
-        hidden = torch.stack(h_n, 0)  # (D*L, N, H)
+        hidden = h_n[0] if L == 1 else torch.cat(h_n, 0)  # (D*L, N, H)
 
         if packed:
             return repack(output, input, t_idx, b_idx), hidden
@@ -227,6 +237,19 @@ class GRU(nn.Module):
         if self.batch_first:
             output = output.transpose(0, 1)  # (N, T, D*H)
         return output, hidden
+
+    def _weights(
+        self, layer: int, direction: int
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` (None without bias) of one layer
+        and direction (0 forward, 1 reverse)."""
+        suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+        return (
+            getattr(self, "weight_ih" + suffix),
+            getattr(self, "weight_hh" + suffix),
+            getattr(self, "bias_ih" + suffix) if self.bias else None,
+            getattr(self, "bias_hh" + suffix) if self.bias else None,
+        )
 
     def _check_features(self, x: Tensor) -> None:
         if x.shape[-1] != self.input_size:

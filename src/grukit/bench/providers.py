@@ -89,7 +89,7 @@ def onnx_gru_model(case: Case, linear_before_reset: int, seed: int = 0):
     """The case as ONNX ``GRU`` nodes, exported by :func:`grukit.convert.export_onnx` from a
     float32 model with random weights: ``input`` (T, N, I) -> ``output`` (T, N, D*H), ``h_n``."""
     import grukit
-    from grukit.convert.onnx import export_onnx
+    from grukit.convert.onnx_export import export_onnx
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

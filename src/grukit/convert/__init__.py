@@ -9,7 +9,8 @@ splits; everything else converts through it. ONNX and Keras are imported on firs
 from grukit.convert._common import ConversionError
 from grukit.convert.files import FORMATS, read_model, verify_file, write_model
 from grukit.convert.keras import from_keras, load_keras, save_keras, to_keras
-from grukit.convert.onnx import export_onnx, load_onnx
+from grukit.convert.onnx_export import export_onnx
+from grukit.convert.onnx_import import load_onnx
 from grukit.convert.torch import from_state_dict, from_torch, to_torch
 
 __all__ = [

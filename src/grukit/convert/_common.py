@@ -20,6 +20,7 @@ __all__ = [
     "param_name",
     "assign",
     "check_into",
+    "import_onnx",
 ]
 
 # The constructor arguments that define a GRU's function and parameters (not device, dtype,
@@ -41,6 +42,13 @@ _NAME = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
 class ConversionError(InputError):
     """A conversion that cannot be done exactly, or a source that does not fit its target.
     A ``ValueError``; the message says what was expected, what was found, and why."""
+
+
+def import_onnx():
+    """The ``onnx`` package, imported on first use (the ``grukit[onnx]`` extra)."""
+    from grukit._extras import require
+
+    return require("onnx", "onnx", what="ONNX support")
 
 
 def config_of(model: GRU) -> dict:

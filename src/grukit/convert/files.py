@@ -58,7 +58,7 @@ def read_model(
     if not Path(path).is_file():
         raise FileNotFoundError(f"no such file: {path}")
     if fmt == ".safetensors":
-        from grukit.serialization import load
+        from grukit.convert.safetensors import load
 
         return load(path, reset_after=reset_after, backend=backend)
     if fmt in (".pt", ".pth"):
@@ -84,7 +84,7 @@ def read_model(
             backend=backend,
         )
     if fmt == ".onnx":
-        from grukit.convert.onnx import load_onnx
+        from grukit.convert.onnx_import import load_onnx
 
         model = load_onnx(path, backend=backend)
     else:
@@ -107,7 +107,7 @@ def write_model(model: GRU, path: str | os.PathLike, **options) -> None:
     if options and fmt != ".onnx":
         raise ConversionError(f"options {sorted(options)} apply to .onnx files only")
     if fmt == ".safetensors":
-        from grukit.serialization import save
+        from grukit.convert.safetensors import save
 
         save(model, path)
     elif fmt in (".pt", ".pth"):
@@ -117,7 +117,7 @@ def write_model(model: GRU, path: str | os.PathLike, **options) -> None:
         state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
         atomic_write(path, lambda tmp: torch.save(state, tmp))
     elif fmt == ".onnx":
-        from grukit.convert.onnx import export_onnx
+        from grukit.convert.onnx_export import export_onnx
 
         export_onnx(model, path, **options)
     else:

@@ -101,8 +101,9 @@ def from_spec(spec: dict[str, Tensor]) -> dict[str, Tensor]:
 def swap_rz(t: Tensor, dim: int = 0) -> Tensor:
     """Exchange the first two of the three gate blocks along ``dim`` (size 3H): grukit's
     r, z, n <-> Keras's and ONNX's z, r, h. Its own inverse."""
-    r, z, n = t.chunk(3, dim)
-    return torch.cat([z, r, n], dim)
+    H = t.shape[dim] // 3
+    rows = torch.cat([torch.arange(H, 2 * H), torch.arange(H), torch.arange(2 * H, 3 * H)])  # z, r, n
+    return t.index_select(dim, rows.to(t.device))  # one gather: exporters fold it into the weights
 
 
 # -- ONNX ``GRU`` ------------------------------------------------------------------------------
@@ -112,12 +113,14 @@ def to_onnx(
     weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor | None, bias_hh: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """One grukit layer-direction -> ONNX ``W`` (3H, I), ``R`` (3H, H), ``B`` (6H,) or None.
-    ``linear_before_reset`` must be set to the model's ``reset_after``."""
-    W = swap_rz(weight_ih)  # (3H, I)
-    R = swap_rz(weight_hh)  # (3H, H)
+    ``linear_before_reset`` must be set to the model's ``reset_after``. Leading axes are carried
+    along: a layer's directions stacked, ``weight_ih`` (D, 3H, I) etc., give the node's whole
+    ``W`` (D, 3H, I), ``R`` (D, 3H, H), ``B`` (D, 6H)."""
+    W = swap_rz(weight_ih, -2)  # (..., 3H, I)
+    R = swap_rz(weight_hh, -2)  # (..., 3H, H)
     if bias_ih is None:
         return W, R, None
-    return W, R, torch.cat([swap_rz(bias_ih), swap_rz(bias_hh)])  # (6H,)
+    return W, R, torch.cat([swap_rz(bias_ih, -1), swap_rz(bias_hh, -1)], -1)  # (..., 6H)
 
 
 def from_onnx(W: Tensor, R: Tensor, B: Tensor | None) -> dict[str, Tensor]:
