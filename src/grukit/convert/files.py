@@ -62,10 +62,12 @@ def read_model(
 
         return load(path, reset_after=reset_after, backend=backend)
     if fmt in (".pt", ".pth"):
+        from grukit._safeload import load_tensors, require_safe_torch_load
         from grukit.convert.torch import from_state_dict
 
+        require_safe_torch_load()  # outside the try: an unsafe torch is not a bad file
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_tensors(path)
         except Exception as exc:  # pickle errors, zip errors, refused globals
             raise ConversionError(
                 f"{path}: not a state dict of tensors that torch.load(weights_only=True) can "
