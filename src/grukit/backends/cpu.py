@@ -20,7 +20,10 @@ autocast's float32-policy ops do, and the module returns ``torch.nn.GRU``'s outp
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import functools
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -46,13 +49,34 @@ _UNKNOWN = object()
 _availability: object = _UNKNOWN  # None once the kernels loaded, else the reason they did not
 
 
+# the builtins that torch.export's non-strict tracing replaces while it runs a model
+_REAL_BUILTINS = (builtins.max, builtins.min, math.pow)
+
+
+@contextlib.contextmanager
+def _real_builtins():
+    """Run with the real ``max``, ``min`` and ``math.pow``. ``torch.export`` (non-strict) swaps
+    them for tensor-aware versions while it traces; Numba, loading its typing tables on its first
+    compilation, registers whatever those names hold and fails on the stand-ins, so the first
+    model exported before any eager call lost the fused backend for the whole process."""
+    now = (builtins.max, builtins.min, math.pow)
+    builtins.max, builtins.min, math.pow = _REAL_BUILTINS
+    try:
+        yield
+    finally:
+        builtins.max, builtins.min, math.pow = now
+
+
+# dynamo runs it at trace time and keeps the answer, instead of tracing into Numba
+@torch.compiler.assume_constant_result
 def kernels_available() -> str | None:
     """None if the Numba kernels load (they compile lazily, cached on disk); else why not.
     (A plain module global rather than ``lru_cache``, so ``torch.compile`` traces it cleanly.)"""
     global _availability
     if _availability is _UNKNOWN:
         try:
-            _warm_up(np.float32)  # compiles (or loads from Numba's cache) and proves it works
+            with _real_builtins():
+                _warm_up(np.float32)  # compiles (or loads from Numba's cache), proves it works
             _availability = None
         except ImportError as exc:
             _availability = f"Numba is not installed ({exc}); pip install numba"
