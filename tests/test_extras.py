@@ -18,7 +18,8 @@ def test_a_missing_package_names_the_extra_and_is_still_an_import_error(monkeypa
 
 
 def test_a_missing_parent_package_counts_as_missing(monkeypatch):
-    monkeypatch.delitem(sys.modules, "statsmodels.tsa.holtwinters", raising=False)
+    for name in [m for m in sys.modules if m.startswith("statsmodels.")]:
+        monkeypatch.delitem(sys.modules, name)  # imported by earlier tests: forget every submodule
     monkeypatch.setitem(sys.modules, "statsmodels", None)
     with pytest.raises(MissingDependency, match=r"needs statsmodels: pip install 'grukit\[apps\]'"):
         require("statsmodels.tsa.holtwinters", "apps")
