@@ -370,10 +370,15 @@ def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, revers
         x, h0 = x.to(weight_ih.dtype), h0.to(weight_ih.dtype)
     params = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
     save = torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in params)
-    out, h_n, _ = _Layer.apply(
-        x.contiguous(), h0.contiguous(), weight_ih.contiguous(), weight_hh.contiguous(),
-        bias_ih, bias_hh, lengths, reset_after, reverse, save,
-    )
+    args = (x.contiguous(), h0.contiguous(), weight_ih.contiguous(), weight_hh.contiguous(),
+            bias_ih, bias_hh, lengths, reset_after, reverse, save)
+    # The op itself (its autograd is registered with it) except under torch.func's transforms,
+    # which refuse that autograd and need the autograd.Function: its apply binds the arguments
+    # through inspect.signature on every call, about 80 us, more than a small layer's whole run.
+    if save and torch._C._are_functorch_transforms_active():
+        out, h_n, _ = _Layer.apply(*args)
+    else:
+        out, h_n, _ = gru_layer_forward(*args)
     if out_dtype is not None:
         out, h_n = out.to(out_dtype), h_n.to(out_dtype)
     return out, h_n
