@@ -7,7 +7,9 @@ import numbers
 import torch
 from torch import Tensor
 
-__all__ = ["InputError", "check_size", "check_dropout", "check_flag", "check_tensor"]
+__all__ = [
+    "InputError", "check_size", "check_dropout", "check_probability", "check_flag", "check_tensor",
+]
 
 
 class InputError(ValueError, RuntimeError):
@@ -35,6 +37,14 @@ def check_dropout(value: object) -> float:
             "dropout should be a number in range [0, 1] representing the probability of an "
             f"element being zeroed, got {value!r}"
         )
+    return float(value)
+
+
+def check_probability(name: str, value: object) -> float:
+    """A variant's probability (zoneout, recurrent or weight dropout): a number in [0, 1); 1 would
+    freeze the state or zero every recurrent input, and dropout's 1/(1-p) would divide by zero."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"expected {name} to be a number in [0, 1), got {value!r}")
     return float(value)
 
 

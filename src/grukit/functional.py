@@ -9,6 +9,22 @@ Both formulations, with ``W_i*``/``b_i*`` the row blocks of ``weight_ih``/``bias
     n  = tanh(W_in x + b_in + r * (W_hn h + b_hn))     reset_after=True  (PyTorch / cuDNN)
     h' = (1 - z) * n + z * h
 
+The variants (``options``, a :class:`grukit.backends.LayerOptions`; equations in
+``docs/variants.md``), with ``LN(v; g, b) = g * (v - mean(v)) / sqrt(var(v) + 1e-5) + b`` over the
+units of one sample and step::
+
+    layer norm, reset_after=True (haste's LayerNormGRU):
+        [i_r, i_z, i_n] = LN(W_ih x; g_ih, c_ih) + b_ih
+        [h_r, h_z, h_n] = LN(W_hh h; g_hh, c_hh) + b_hh
+        r = sigmoid(i_r + h_r), z = sigmoid(i_z + h_z), n = tanh(i_n + r * h_n)
+    layer norm, reset_after=False (the r,z product and the n product normalised separately):
+        [h_r, h_z] = LN(W_h{r,z} h; g_hh[:2H], c_hh[:2H]) + b_h{r,z}
+        n = tanh(i_n + LN(W_hn (r * h); g_hh[2H:], c_hh[2H:]) + b_hn)
+    recurrent dropout: h in the recurrent products above is h * mask (mask (N, H), fixed over time);
+        the update h' = (1 - z) * n + z * h uses the unmasked h
+    zoneout: h_t = m * h_{t-1} + (1 - m) * h'_t (training, m (N, H) per step), or
+             h_t = p * h_{t-1} + (1 - p) * h'_t (evaluation)
+
 Shapes: T time steps, N batch, I input features, H hidden features.
 Nothing here validates its arguments: the modules do that once, at the public boundary.
 """
@@ -18,6 +34,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from grukit._layer_options import LAYER_NORM_EPS, LayerOptions
 
 __all__ = ["gru_cell", "gru_layer"]
 
@@ -31,33 +49,64 @@ def gru_cell(
     bias_hh: Tensor | None = None,
     *,
     reset_after: bool = False,
+    options: LayerOptions | None = None,
 ) -> Tensor:
     """One GRU step. ``x``: (N, I), ``h_prev``: (N, H); returns ``h``: (N, H).
 
     ``weight_ih``: (3H, I), ``weight_hh``: (3H, H), biases (3H,) or None; see the module docstring
-    for the equations of each formulation.
+    for the equations of each formulation. ``options`` as for :func:`gru_layer`, with a
+    ``zoneout_mask`` of shape (N, H) for this one step.
     """
-    gi = F.linear(x, weight_ih, bias_ih)  # (N, 3H): W_i* x + b_i*
-    return _step(gi, h_prev, weight_hh, bias_hh, reset_after)
+    o = options or LayerOptions()
+    gi = _project(x, weight_ih, bias_ih, o.norm_ih)  # (N, 3H): W_i* x + b_i*
+    h = _step(gi, h_prev, weight_hh, bias_hh, reset_after, o.norm_hh, o.recurrent_mask)
+    if o.zoneout_mask is not None:
+        h = o.zoneout_mask * h_prev + (1 - o.zoneout_mask) * h
+    elif o.zoneout:
+        h = o.zoneout * h_prev + (1 - o.zoneout) * h
+    return h  # (N, H)
+
+
+def _project(v: Tensor, weight: Tensor, bias: Tensor | None, norm: tuple[Tensor, Tensor] | None) -> Tensor:
+    """``weight v + bias``; with ``norm`` = (gain, shift), ``LN(weight v) + bias`` (the layer
+    normalisation over the output units, per sample and step, before the bias)."""
+    if norm is None:
+        return F.linear(v, weight, bias)  # (..., K)
+    gain, shift = norm
+    y = F.layer_norm(F.linear(v, weight), (weight.shape[0],), gain, shift, LAYER_NORM_EPS)
+    return y if bias is None else y + bias  # (..., K)
 
 
 def _step(
-    gi: Tensor, h_prev: Tensor, weight_hh: Tensor, bias_hh: Tensor | None, reset_after: bool
+    gi: Tensor,
+    h_prev: Tensor,
+    weight_hh: Tensor,
+    bias_hh: Tensor | None,
+    reset_after: bool,
+    norm_hh: tuple[Tensor, Tensor] | None = None,
+    recurrent_mask: Tensor | None = None,
 ) -> Tensor:
-    """The recurrent half of a step, given the input projection ``gi`` (N, 3H)."""
+    """The recurrent half of a step, given the (normalised and biased) input projection ``gi``
+    (N, 3H). ``norm_hh``: the recurrent layer norm's (gain, shift), each (3H,); ``recurrent_mask``:
+    (N, H), applied to the ``h`` entering the recurrent products only."""
     H = h_prev.shape[-1]
     i_r, i_z, i_n = gi.split(H, -1)  # 3 x (N, H)
+    h_in = h_prev if recurrent_mask is None else h_prev * recurrent_mask  # (N, H)
     if reset_after:
-        h_r, h_z, h_n = F.linear(h_prev, weight_hh, bias_hh).split(H, -1)  # 3 x (N, H)
+        h_r, h_z, h_n = _project(h_in, weight_hh, bias_hh, norm_hh).split(H, -1)  # 3 x (N, H)
         r = torch.sigmoid(i_r + h_r)
         z = torch.sigmoid(i_z + h_z)
         n = torch.tanh(i_n + r * h_n)
     else:
         b_rz, b_hn = (bias_hh[: 2 * H], bias_hh[2 * H :]) if bias_hh is not None else (None, None)
-        h_r, h_z = F.linear(h_prev, weight_hh[: 2 * H], b_rz).split(H, -1)  # 2 x (N, H)
+        norm_rz = norm_n = None
+        if norm_hh is not None:
+            gain, shift = norm_hh
+            norm_rz, norm_n = (gain[: 2 * H], shift[: 2 * H]), (gain[2 * H :], shift[2 * H :])
+        h_r, h_z = _project(h_in, weight_hh[: 2 * H], b_rz, norm_rz).split(H, -1)  # 2 x (N, H)
         r = torch.sigmoid(i_r + h_r)
         z = torch.sigmoid(i_z + h_z)
-        n = torch.tanh(i_n + F.linear(r * h_prev, weight_hh[2 * H :], b_hn))  # W_hn (r*h) + b_hn
+        n = torch.tanh(i_n + _project(r * h_in, weight_hh[2 * H :], b_hn, norm_n))  # W_hn (r*h)
     return (1 - z) * n + z * h_prev  # (N, H)
 
 
@@ -72,6 +121,7 @@ def gru_layer(
     reset_after: bool = False,
     reverse: bool = False,
     lengths: Tensor | None = None,
+    options: LayerOptions | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One layer, one direction, over a whole sequence.
 
@@ -80,14 +130,24 @@ def gru_layer(
     its output is zero and its state is carried unchanged, so ``h_n`` is the state after its own last
     step (forward) or first step (reverse), exactly as a packed sequence in ``torch.nn.GRU``.
 
+    ``options`` (a :class:`grukit.backends.LayerOptions`, None for the plain GRU): the variants in
+    the module docstring; zoneout acts before the packed-sequence masking, so a sequence's state
+    is still carried unchanged past its end.
+
     Returns ``output``: (T, N, H) and ``h_n``: (N, H).
     """
     T = x.shape[0]
-    gi = F.linear(x, weight_ih, bias_ih)  # (T, N, 3H), every step's input projection at once
+    o = options or LayerOptions()
+    gi = _project(x, weight_ih, bias_ih, o.norm_ih)  # (T, N, 3H), every step's at once
     h = h0  # (N, H)
     outputs: list[Tensor] = [h0] * T
     for t in reversed(range(T)) if reverse else range(T):
-        h_new = _step(gi[t], h, weight_hh, bias_hh, reset_after)  # (N, H)
+        h_new = _step(gi[t], h, weight_hh, bias_hh, reset_after, o.norm_hh, o.recurrent_mask)
+        if o.zoneout_mask is not None:  # training: unit kept where m = 1
+            m = o.zoneout_mask[t]  # (N, H)
+            h_new = m * h + (1 - m) * h_new
+        elif o.zoneout:  # evaluation: the expectation over masks
+            h_new = o.zoneout * h + (1 - o.zoneout) * h_new  # (N, H)
         if lengths is not None:
             valid = (lengths > t).unsqueeze(1)  # (N, 1)
             h_new = torch.where(valid, h_new, h)  # (N, H)

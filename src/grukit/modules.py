@@ -14,10 +14,31 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from grukit import _onnx_nodes, backends
-from grukit._validate import InputError, check_dropout, check_flag, check_size, check_tensor
+from grukit._layer_options import LayerOptions
+from grukit._validate import (
+    InputError,
+    check_dropout,
+    check_flag,
+    check_probability,
+    check_size,
+    check_tensor,
+)
 from grukit.packing import repack, unpack
 
-__all__ = ["GRU"]
+__all__ = ["GRU", "VARIANT_KEYS", "LAYER_NORM_KINDS"]
+
+# The variant options (keyword-only, default off); ``docs/variants.md`` has their equations.
+VARIANT_KEYS = ("layer_norm", "zoneout", "recurrent_dropout", "weight_dropout")
+# The layer-norm parameters of one layer and direction, each (3H,): gains 1, shifts 0 at init.
+LAYER_NORM_KINDS = (
+    "layer_norm_ih_weight", "layer_norm_ih_bias", "layer_norm_hh_weight", "layer_norm_hh_bias",
+)
+
+
+def _bernoulli(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
+    """A 0/1 tensor with P(1) = p, from torch's global generator, on ``like``'s device and dtype.
+    Every mask of the variants is drawn here (tests wrap it to record the masks)."""
+    return torch.empty(shape, device=like.device, dtype=like.dtype).bernoulli_(p)
 
 
 class GRU(nn.Module):
@@ -44,6 +65,19 @@ class GRU(nn.Module):
         reset_after: the formulation, as above.
         backend: ``"auto"`` (the fastest eligible backend) or a name from
             ``grukit.backends.names()``. What ran last is in ``backend_used``.
+        layer_norm: layer-normalise ``W_ih x`` and ``W_hh h`` before their biases (haste's
+            ``LayerNormGRU`` with ``reset_after=True``); adds the parameters
+            ``layer_norm_{ih,hh}_{weight,bias}_l{k}[_reverse]`` (3H,), initialised to 1 and 0.
+        zoneout: p in [0, 1): in training each unit keeps its previous value with probability p
+            (a fresh mask per step and sample); in evaluation ``h_t = p h_{t-1} + (1-p) h'_t``.
+        recurrent_dropout: p in [0, 1): in training one dropout mask per sequence and layer on
+            the ``h`` entering the recurrent product, scaled by 1/(1-p); identity in evaluation.
+        weight_dropout: p in [0, 1): in training DropConnect on ``weight_hh``, one mask per forward
+            call scaled by 1/(1-p), applied before any backend; identity in evaluation.
+
+    The equations of the variants are in ``docs/variants.md``. Masks come from torch's global
+    generator. The fused ``cpu`` and the ``torch`` backends compute none of the variants yet
+    except ``weight_dropout``; with another on, ``auto`` runs ``reference``.
 
     Under ``torch.autocast`` it behaves as ``torch.nn.GRU`` does: an input (or ``hx``) of another
     floating dtype than the parameters is accepted (not float64, which autocast never casts), and
@@ -70,6 +104,10 @@ class GRU(nn.Module):
         *,
         reset_after: bool = False,
         backend: str = "auto",
+        layer_norm: bool = False,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.input_size = check_size("input_size", input_size)
@@ -80,6 +118,10 @@ class GRU(nn.Module):
         self.dropout = check_dropout(dropout)
         self.bidirectional = check_flag("bidirectional", bidirectional)
         self.reset_after = check_flag("reset_after", reset_after)
+        self.layer_norm = check_flag("layer_norm", layer_norm)
+        self.zoneout = check_probability("zoneout", zoneout)
+        self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
+        self.weight_dropout = check_probability("weight_dropout", weight_dropout)
         self.backend = backend if backend == "auto" else backends.get(backend).name
         self.backend_used: str | None = None  # the backend that ran the last forward pass
         if self.dropout > 0 and self.num_layers == 1:
@@ -104,6 +146,16 @@ class GRU(nn.Module):
                     name = kind + suffix
                     setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
                     self._flat_weights_names.append(name)
+        # Registered after the standard parameters, so those draw the same numbers as
+        # torch.nn.GRU's for the same seed.
+        self._layer_norm_names: list[str] = []
+        for layer in range(self.num_layers if self.layer_norm else 0):
+            for direction in range(D):
+                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                for kind in LAYER_NORM_KINDS:
+                    name = kind + suffix
+                    setattr(self, name, nn.Parameter(torch.empty(3 * H, **factory)))  # (3H,)
+                    self._layer_norm_names.append(name)
         self.reset_parameters()
 
     @property
@@ -111,11 +163,15 @@ class GRU(nn.Module):
         return 2 if self.bidirectional else 1
 
     def reset_parameters(self) -> None:
-        """U(-1/sqrt(H), 1/sqrt(H)) for every parameter, drawn in ``torch.nn.GRU``'s order, so the
-        same seed gives the same weights as ``torch.nn.GRU``."""
+        """U(-1/sqrt(H), 1/sqrt(H)) for every standard parameter, drawn in ``torch.nn.GRU``'s
+        order, so the same seed gives the same weights as ``torch.nn.GRU``; then layer-norm gains
+        1 and shifts 0 (no draws)."""
         bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        for name in self._flat_weights_names:
+            nn.init.uniform_(getattr(self, name), -bound, bound)
+        for name in self._layer_norm_names:
+            param = getattr(self, name)
+            nn.init.ones_(param) if "_weight" in name else nn.init.zeros_(param)
 
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:
@@ -140,6 +196,9 @@ class GRU(nn.Module):
         if self.bidirectional:
             s += ", bidirectional=True"
         s += f", reset_after={self.reset_after}"
+        for key in VARIANT_KEYS:
+            if getattr(self, key):
+                s += f", {key}={getattr(self, key)}"
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
         return s
@@ -158,7 +217,17 @@ class GRU(nn.Module):
             bias=self.bias,
             packed=packed,
             requires_grad=needs_grad,
+            variants=self._variants(),
         )
+
+    def _variants(self) -> tuple[str, ...]:
+        """The options a backend must compute in this mode (weight dropout is the module's)."""
+        on = {
+            "layer_norm": self.layer_norm,
+            "zoneout": self.zoneout > 0,  # in evaluation too: the interpolation is not a no-op
+            "recurrent_dropout": self.recurrent_dropout > 0 and self.training,
+        }
+        return tuple(name for name, active in on.items() if active)
 
     def backend_for(self, input: Tensor | PackedSequence) -> str:
         """The name of the backend a forward pass on ``input`` would use, without running it."""
@@ -201,6 +270,12 @@ class GRU(nn.Module):
             raise InputError("GRU: expected a sequence length of at least 1, got 0")
         h0 = self._initial_state(hx, N, batched, packed, x)  # (D*L, N, H)
 
+        if onnx_export and (self.layer_norm or self.zoneout):
+            option = "layer_norm" if self.layer_norm else "zoneout"
+            raise NotImplementedError(
+                f"GRU: torch.onnx.export of a GRU with {option} is not supported: ONNX's GRU node "
+                "has no such option"
+            )
         if not onnx_export:
             backend = backends.select(self.backend, self._request(x, packed))
             self.backend_used = backend.name
@@ -217,9 +292,17 @@ class GRU(nn.Module):
             else:
                 outs, lasts = [], []
                 for d in range(D):
+                    w_ih, w_hh, b_ih, b_hh = weights[d]
+                    if self.weight_dropout and self.training:  # DropConnect, before any backend
+                        keep = 1 - self.weight_dropout
+                        w_hh = w_hh * (_bernoulli(w_hh.shape, keep, w_hh) / keep)  # (3H, H)
+                    options = self._layer_options(layer, d, T, N)
+                    # ``options=`` only where a variant is on: a backend without variants (one
+                    # registered by a user, say) keeps the plain LayerFn signature.
+                    extra = {} if options is None else {"options": options}
                     out, h_last = backend.layer(
-                        layer_in, h0[layer * D + d], *weights[d],
-                        reset_after=self.reset_after, reverse=d == 1, lengths=lengths,
+                        layer_in, h0[layer * D + d], w_ih, w_hh, b_ih, b_hh,
+                        reset_after=self.reset_after, reverse=d == 1, lengths=lengths, **extra,
                     )  # (T, N, H), (N, H)
                     outs.append(out)
                     lasts.append(h_last)
@@ -249,6 +332,49 @@ class GRU(nn.Module):
             getattr(self, "weight_hh" + suffix),
             getattr(self, "bias_ih" + suffix) if self.bias else None,
             getattr(self, "bias_hh" + suffix) if self.bias else None,
+        )
+
+    def _layer_options(self, layer: int, direction: int, T: int, N: int) -> LayerOptions | None:
+        """The variants of one layer and direction for this forward pass, masks drawn here (in
+        this order: recurrent dropout (N, H), zoneout (T, N, H)); None for the plain GRU."""
+        if not (self.layer_norm or self.zoneout or (self.recurrent_dropout and self.training)):
+            return None
+        suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+        norm_ih = norm_hh = None
+        if self.layer_norm:
+            g_ih, c_ih, g_hh, c_hh = (getattr(self, kind + suffix) for kind in LAYER_NORM_KINDS)
+            norm_ih, norm_hh = (g_ih, c_ih), (g_hh, c_hh)
+        w = self.weight_hh_l0
+        H = self.hidden_size
+        recurrent_mask = zoneout_mask = None
+        if self.recurrent_dropout and self.training:
+            keep = 1 - self.recurrent_dropout
+            recurrent_mask = _bernoulli((N, H), keep, w) / keep  # (N, H), the same every step
+        if self.zoneout and self.training:
+            zoneout_mask = _bernoulli((T, N, H), self.zoneout, w)  # (T, N, H), 1 keeps h_{t-1}
+        return LayerOptions(
+            norm_ih=norm_ih, norm_hh=norm_hh, zoneout=self.zoneout,
+            zoneout_mask=zoneout_mask, recurrent_mask=recurrent_mask,
+        )
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
+        # Layer-norm weights mean nothing without the normalisation (and a plain GRU's weights
+        # were not trained under it): refuse either way, whatever ``strict`` says. Zoneout and
+        # the dropouts have no parameters, so their state dicts load into one another.
+        has_norm = any(k.startswith(prefix + "layer_norm_") for k in state_dict)
+        if has_norm != self.layer_norm:
+            have, got = ("layer_norm=True", "without") if self.layer_norm else (
+                "layer_norm=False", "with")
+            error_msgs.append(
+                f"GRU: expected a state dict {'with' if self.layer_norm else 'without'} "
+                f"layer-norm parameters (this GRU has {have}), got one {got} them; a "
+                "layer-normalised GRU and a plain one compute different functions of their "
+                f"weights, so build the GRU with layer_norm={has_norm} to load it"
+            )
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
 
     def _check_features(self, x: Tensor) -> None:

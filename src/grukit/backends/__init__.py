@@ -5,6 +5,12 @@ contract) and says when it can run. ``grukit.GRU(backend="auto")`` asks every re
 in priority order, and runs the first eligible one; a named backend that is not eligible raises
 with its reason. ``GRU.backend_used`` records what ran last, and :func:`select` says what would run
 without running anything.
+
+A GRU variant (layer norm, zoneout, recurrent dropout) reaches a backend as one
+:class:`LayerOptions` record (``options=``), and a request names the variants it needs in
+``Request.variants``; a backend that does not list one of them in ``Backend.variants`` is not
+eligible, with the reason in :func:`explain`. Weight dropout is applied by the module to
+``weight_hh`` before any backend sees it, so it needs nothing here.
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ from typing import Callable, Protocol
 import torch
 from torch import Tensor
 
+from grukit._layer_options import LayerOptions
+
 __all__ = [
+    "LayerOptions",
     "Backend",
     "Request",
     "BackendUnavailable",
@@ -37,6 +46,7 @@ class Request:
     bias: bool
     packed: bool
     requires_grad: bool
+    variants: tuple[str, ...] = ()  # options the layer must compute: "layer_norm", "zoneout", ...
 
 
 class LayerFn(Protocol):
@@ -52,6 +62,7 @@ class LayerFn(Protocol):
         reset_after: bool,
         reverse: bool,
         lengths: Tensor | None,
+        options: LayerOptions | None = None,  # given only to backends listing variants
     ) -> tuple[Tensor, Tensor]: ...
 
 
@@ -60,7 +71,8 @@ class Backend:
     """``check(request)`` returns None when the backend can run, else the reason it cannot.
 
     ``auto_check`` (default: ``check``) decides whether ``backend="auto"`` may choose it; among
-    those, the highest ``priority`` wins.
+    those, the highest ``priority`` wins. ``variants`` names the options of
+    :class:`LayerOptions` it computes; a request needing another is refused before ``check``.
     """
 
     name: str
@@ -69,10 +81,22 @@ class Backend:
     priority: int = 0
     auto_check: Callable[[Request], str | None] | None = None
     doc: str = ""
+    variants: frozenset[str] = frozenset()
+
+    def reason(self, request: Request) -> str | None:
+        """None if this backend can run ``request`` when named, else why not."""
+        return self._variants_reason(request) or self.check(request)
 
     def auto_reason(self, request: Request) -> str | None:
         """None if ``backend="auto"`` may pick this backend for ``request``, else why not."""
-        return (self.auto_check or self.check)(request)
+        return self._variants_reason(request) or (self.auto_check or self.check)(request)
+
+    def _variants_reason(self, request: Request) -> str | None:
+        missing = [v for v in request.variants if v not in self.variants]
+        if not missing:
+            return None
+        verb = "is" if len(missing) == 1 else "are"
+        return f"{'/'.join(missing)} {verb} not in the {self.name!r} backend yet"
 
 
 class BackendUnavailable(RuntimeError):
@@ -111,7 +135,7 @@ def select(name: str, request: Request) -> Backend:
     """The backend that runs ``request``: the named one, or the best eligible for ``"auto"``."""
     if name != "auto":
         backend = get(name)
-        reason = backend.check(request)
+        reason = backend.reason(request)
         if reason is not None:
             raise BackendUnavailable(f"GRU backend {name!r} cannot run this input: {reason}")
         return backend

@@ -360,7 +360,11 @@ class _LayerBackward(torch.autograd.Function):
     backward = staticmethod(_no_double_backward)
 
 
-def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths):
+def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths,
+           options=None):
+    # ``options`` is always None here: Backend.variants is empty, so a request with a variant
+    # never selects this backend (the fused kernels have no layer norm, zoneout or recurrent
+    # dropout yet, issue 14 part 2).
     # Under autocast the kernels, which have no bfloat16 or float16 variant, run in the
     # parameters' dtype; the outputs take the dtype torch.nn.GRU's take there (its state update
     # promotes the state's dtype with autocast's), so code around a grukit.GRU sees no difference.

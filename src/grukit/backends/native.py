@@ -28,6 +28,7 @@ def _layer(
     reset_after: bool,
     reverse: bool,
     lengths: Tensor | None,
+    options=None,  # always None: no variants here (Backend.variants is empty)
 ) -> tuple[Tensor, Tensor]:
     has_bias = bias_ih is not None
     params = [weight_ih, weight_hh] + ([bias_ih, bias_hh] if has_bias else [])

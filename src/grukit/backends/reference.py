@@ -1,6 +1,7 @@
 """The ``reference`` backend: :func:`grukit.functional.gru_layer` under autograd.
 
-Always eligible, any device and floating dtype; slow (a Python loop over time), exact, the oracle.
+Always eligible, any device and floating dtype, every variant of :class:`LayerOptions`; slow (a
+Python loop over time), exact, the oracle.
 """
 
 from grukit.backends import Backend, Request, register
@@ -17,6 +18,7 @@ BACKEND = register(
         layer=gru_layer,
         check=_check,
         priority=0,
+        variants=frozenset({"layer_norm", "zoneout", "recurrent_dropout"}),
         doc="the float64-exact equations of grukit.functional under autograd; any device",
     )
 )

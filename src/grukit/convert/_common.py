@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from grukit._validate import InputError
-from grukit.modules import GRU
+from grukit.modules import GRU, VARIANT_KEYS
 
 __all__ = [
     "ConversionError",
@@ -21,6 +21,7 @@ __all__ = [
     "assign",
     "check_into",
     "import_onnx",
+    "refuse_variants",
 ]
 
 # The constructor arguments that define a GRU's function and parameters (not device, dtype,
@@ -34,6 +35,7 @@ CONFIG_KEYS = (
     "dropout",
     "bidirectional",
     "reset_after",
+    *VARIANT_KEYS,  # layer_norm, zoneout, recurrent_dropout, weight_dropout
 )
 
 _NAME = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
@@ -42,6 +44,27 @@ _NAME = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
 class ConversionError(InputError):
     """A conversion that cannot be done exactly, or a source that does not fit its target.
     A ``ValueError``; the message says what was expected, what was found, and why."""
+
+
+_WHY = {
+    "layer_norm": "layer normalisation of the gate projections (extra parameters)",
+    "zoneout": "zoneout (in evaluation it still mixes h_{t-1} into h_t)",
+    "recurrent_dropout": "variational dropout on the recurrent input (training)",
+    "weight_dropout": "DropConnect on weight_hh (training)",
+}
+
+
+def refuse_variants(model: GRU, *, target: str, keep: tuple[str, ...] = ()) -> None:
+    """Raise, naming each option, if ``model`` has a variant on that ``target`` cannot represent
+    (all but those in ``keep``)."""
+    on = [key for key in VARIANT_KEYS if key not in keep and getattr(model, key)]
+    if on:
+        what = "; ".join(f"{key}={getattr(model, key)!r}: {_WHY[key]}" for key in on)
+        raise ConversionError(
+            f"{target} cannot represent this grukit.GRU's option(s) {', '.join(on)} ({what}); "
+            "keep it as a grukit.GRU (grukit.save keeps every option), or build a model without "
+            "them"
+        )
 
 
 def import_onnx():

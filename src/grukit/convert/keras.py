@@ -18,7 +18,14 @@ import torch
 
 from grukit._io import atomic_write
 from grukit.convert import layout
-from grukit.convert._common import ConversionError, assign, check_into, new_model, param_name
+from grukit.convert._common import (
+    ConversionError,
+    assign,
+    check_into,
+    new_model,
+    param_name,
+    refuse_variants,
+)
 from grukit.modules import GRU
 
 __all__ = ["from_keras", "to_keras", "load_keras", "save_keras"]
@@ -93,6 +100,7 @@ def _check_gru(keras, gru, label: str, *, backwards: bool = False) -> dict:
     return {
         "units": int(cell.units),
         "reset_after": bool(cell.reset_after),
+        "recurrent_dropout": float(cell.recurrent_dropout),
         "use_bias": bool(cell.use_bias),
         "input_size": int(cell.kernel.shape[0]),
         "weights": [np.asarray(w) for w in gru.get_weights()],
@@ -120,7 +128,7 @@ def _describe(keras, layers) -> list[list[dict]]:
     first = out[0][0]
     for k, dirs in enumerate(out):
         for s in dirs:
-            for key in ("units", "reset_after", "use_bias"):
+            for key in ("units", "reset_after", "use_bias", "recurrent_dropout"):
                 if s[key] != first[key]:
                     raise ConversionError(
                         f"Keras layer {k} has {key}={s[key]}, layer 0 has {first[key]}; one "
@@ -148,7 +156,8 @@ def from_keras(
     or a Keras model made of those. ``reset_after`` comes from the layers.
 
     With ``into``, the weights are copied into that existing model (its configuration must
-    match). Training-time settings (``dropout``, ``recurrent_dropout``) are not carried over.
+    match). Keras's ``recurrent_dropout`` (the same in every layer) becomes grukit's
+    ``recurrent_dropout``; Keras's input ``dropout`` is not carried over.
     """
     keras = _keras()
     dirs = _describe(keras, _layers_of(keras, layer_or_layers))
@@ -160,6 +169,7 @@ def from_keras(
         "bias": first["use_bias"],
         "bidirectional": len(dirs[0]) == 2,
         "reset_after": first["reset_after"],
+        "recurrent_dropout": first["recurrent_dropout"],
     }
     params = {}
     for k, layer in enumerate(dirs):
@@ -191,6 +201,7 @@ def to_keras(model: GRU, *, into=None) -> list:
     keras = _keras()
     if not isinstance(model, GRU):
         raise TypeError(f"expected a grukit.GRU, got {type(model).__name__}")
+    refuse_variants(model, target="to_keras: keras.layers.GRU", keep=("recurrent_dropout",))
     L, D, H = model.num_layers, model.num_directions, model.hidden_size
     dtype = str(model.weight_ih_l0.dtype).removeprefix("torch.")
     if into is None:
@@ -199,7 +210,7 @@ def to_keras(model: GRU, *, into=None) -> list:
             def gru(backwards: bool = False):
                 return keras.layers.GRU(
                     H, return_sequences=True, reset_after=model.reset_after, use_bias=model.bias,
-                    go_backwards=backwards, dtype=dtype,
+                    go_backwards=backwards, dtype=dtype, recurrent_dropout=model.recurrent_dropout,
                 )
             layer = keras.layers.Bidirectional(gru(), backward_layer=gru(True)) if D == 2 else gru()
             layer.build((None, None, model.input_size if k == 0 else D * H))

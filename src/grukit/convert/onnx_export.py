@@ -15,7 +15,8 @@ axes::
 This is what ``grukit.GRU`` computes for the padded batch (or a ``PackedSequence`` with those
 lengths); ONNX Runtime runs it. ``layout=1`` is not used because ONNX Runtime's CPU kernel rejects
 it; a batch-first model gets ``Transpose`` nodes instead. Dropout is a training-time operation
-and is not exported.
+and is not exported (nor are ``recurrent_dropout`` and ``weight_dropout``, identity in evaluation);
+``layer_norm`` and ``zoneout`` change the function ONNX's GRU node computes, so they are refused.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ import torch
 
 from grukit._io import atomic_write
 from grukit.convert import layout
-from grukit.convert._common import ConversionError, config_of, import_onnx, param_name
+from grukit.convert._common import (
+    ConversionError,
+    config_of,
+    import_onnx,
+    param_name,
+    refuse_variants,
+)
 from grukit.modules import GRU
 
 __all__ = ["export_onnx", "DEFAULT_OPSET", "MIN_OPSET"]
@@ -73,6 +80,9 @@ def export_onnx(
 
     if not isinstance(model, GRU):
         raise TypeError(f"expected a grukit.GRU, got {type(model).__name__}")
+    refuse_variants(
+        model, target="export_onnx: ONNX's GRU node", keep=("recurrent_dropout", "weight_dropout")
+    )
     newest = onnx.defs.onnx_opset_version()
     opset = DEFAULT_OPSET if opset is None else opset
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:

@@ -19,8 +19,9 @@ from grukit.convert._common import (
     config_from_state_dict,
     config_of,
     new_model,
+    refuse_variants,
 )
-from grukit.modules import GRU
+from grukit.modules import GRU, VARIANT_KEYS
 
 __all__ = ["from_torch", "to_torch", "from_state_dict"]
 
@@ -61,6 +62,7 @@ def to_torch(model: GRU, *, into: nn.GRU | None = None) -> nn.GRU:
     """
     if not isinstance(model, GRU):
         raise TypeError(f"expected a grukit.GRU, got {type(model).__name__}")
+    refuse_variants(model, target="to_torch: torch.nn.GRU")
     if not model.reset_after:
         raise ConversionError(
             "to_torch: this model has reset_after=False (the reset gate applied to h before the "
@@ -69,7 +71,8 @@ def to_torch(model: GRU, *, into: nn.GRU | None = None) -> nn.GRU:
             "grukit.GRU, or export it to ONNX (linear_before_reset=0) or Keras (reset_after=False)"
         )
     cfg = config_of(model)
-    cfg.pop("reset_after")
+    for key in ("reset_after", *VARIANT_KEYS):  # all off or False here
+        cfg.pop(key)
     if into is None:
         w = model.weight_ih_l0
         with torch.random.fork_rng(devices=[]):  # leave the caller's random stream alone

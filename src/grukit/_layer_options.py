@@ -1,0 +1,42 @@
+"""``LayerOptions``: the per-layer values of the GRU variants a backend must compute, in one record.
+
+It lives outside :mod:`grukit.backends` so that :mod:`grukit.functional` (which the ``reference``
+backend wraps) can use it without an import cycle; ``grukit.backends.LayerOptions`` is the same
+class. The module (:class:`grukit.GRU`) draws every mask; a backend only applies what it is given,
+so a run is reproduced by its masks alone. Shapes: T time steps, N batch, H hidden features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+__all__ = ["LayerOptions", "LAYER_NORM_EPS"]
+
+LAYER_NORM_EPS = 1e-5  # haste's and torch.nn.LayerNorm's default
+
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """The variants of one layer in one direction (everything absent is the plain GRU).
+
+    Attributes:
+        norm_ih: (gain, bias), each (3H,): layer normalisation of ``W_ih x`` over its 3H units,
+            before ``b_ih`` is added. None: no layer norm.
+        norm_hh: (gain, bias), each (3H,): layer normalisation of ``W_hh h`` before ``b_hh``; with
+            ``reset_after=False`` rows ``:2H`` normalise the r,z product and rows ``2H:`` the n
+            product ``W_hn (r * h)``, separately.
+        zoneout: p. With ``zoneout_mask`` None (evaluation) the step ends with
+            ``h_t = p * h_{t-1} + (1 - p) * h'_t``.
+        zoneout_mask: (T, N, H) of 0/1 (training): ``h_t = m * h_{t-1} + (1 - m) * h'_t``,
+            row ``t`` for time step ``t`` whatever the direction.
+        recurrent_mask: (N, H) of 0 or 1/(1-p) (training): multiplies the ``h`` that enters the
+            recurrent product, the same at every step; the state update uses the unmasked ``h``.
+    """
+
+    norm_ih: tuple[Tensor, Tensor] | None = None
+    norm_hh: tuple[Tensor, Tensor] | None = None
+    zoneout: float = 0.0
+    zoneout_mask: Tensor | None = None
+    recurrent_mask: Tensor | None = None
