@@ -10,6 +10,7 @@ to the oracle, so training-mode forward passes and gradients are compared exactl
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -448,3 +449,36 @@ def test_torch_onnx_export_of_a_module_with_layer_norm_refuses():
 
     with pytest.raises(Exception, match="layer_norm"):
         torch.onnx.export(Net().eval(), (torch.randn(2, 1, 3),), None, dynamo=False)
+
+
+# -- Keras ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_keras_recurrent_dropout_round_trip(bidirectional):
+    keras = pytest.importorskip("keras")
+    from grukit.convert import from_keras, to_keras
+
+    def gru(backwards=False):
+        return keras.layers.GRU(4, return_sequences=True, recurrent_dropout=0.25,
+                                go_backwards=backwards)
+
+    layer = keras.layers.Bidirectional(gru(), backward_layer=gru(True)) if bidirectional else gru()
+    layer.build((None, None, 3))
+    model = from_keras([layer])
+    assert model.recurrent_dropout == 0.25
+    (back,) = to_keras(model)
+    halves = [back.forward_layer, back.backward_layer] if bidirectional else [back]
+    assert [h.recurrent_dropout for h in halves] == [0.25] * len(halves)
+    x = torch.randn(2, 5, 3)
+    want = np.asarray(keras.ops.convert_to_numpy(back(x.numpy())))  # inference: no dropout
+    torch.testing.assert_close(model.eval()(x)[0], torch.from_numpy(want), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("option", ["layer_norm", "zoneout", "weight_dropout"])
+def test_to_keras_refuses_what_keras_cannot_represent(option):
+    pytest.importorskip("keras")
+    from grukit.convert import to_keras
+
+    with pytest.raises(ConversionError, match=f"option\\(s\\) {option} "):
+        to_keras(grukit.GRU(3, 4, **OPTION_SETS[option]))
