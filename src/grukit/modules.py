@@ -235,6 +235,13 @@ class GRU(nn.Module):
         x = input.data if packed else input
         return backends.select(self.backend, self._request(x, packed)).name
 
+    def stream(self, batch_size: int | None = None, *, fast: bool = True):
+        """A stateful callable for live inference: ``y = stream(chunk)`` carries the hidden
+        state from one chunk to the next (``grukit.streaming.GRUStream``; ``docs/streaming.md``)."""
+        from grukit.streaming import GRUStream  # lazy: streaming is optional at import time
+
+        return GRUStream(self, batch_size, fast=fast)
+
     def forward(
         self, input: Tensor | PackedSequence, hx: Tensor | None = None
     ) -> tuple[Tensor | PackedSequence, Tensor]:

@@ -1,0 +1,300 @@
+"""Streaming (stateful) inference: ``stream = gru.stream(); y = stream(chunk)``.
+
+Shapes: T steps in a chunk, N batch, I input features, H hidden, L layers.
+
+A :class:`GRUStream` computes ``grukit.GRU``'s equations (see ``grukit.GRU``) over a sequence that
+arrives in chunks, carrying ``h`` (L, N, H) from one call to the next, so the outputs of the chunks
+put end to end equal one pass over the whole sequence. A short chunk on the CPU (the live signal,
+token-by-token generation) takes a lean path: one Numba call per layer on preallocated scratch,
+with no custom-op dispatch, backend selection or autograd (``backends/_stream_kernel.py``). Any
+other chunk runs the module's own forward with the carried state. See ``docs/streaming.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from grukit._validate import InputError, check_size, check_tensor
+
+__all__ = ["GRUStream", "FAST_MAX_STEPS_ROWS"]
+
+# The fast path takes chunks with T * N up to this: beyond, the fused backend's threads and
+# whole-sequence input projection win over a per-step loop.
+FAST_MAX_STEPS_ROWS = 256
+
+_kernel_module: object = None  # the loaded kernel module, False if it cannot load
+
+
+def _kernel():
+    """``_stream_kernel.chunk_layer``, or None where Numba or the BLAS binding is unavailable."""
+    global _kernel_module
+    if _kernel_module is None:
+        from grukit.backends import cpu
+
+        if cpu.kernels_available() is not None:
+            _kernel_module = False
+        else:
+            from grukit.backends import _stream_kernel
+
+            _kernel_module = _stream_kernel
+    return _kernel_module.chunk_layer if _kernel_module else None
+
+
+class GRUStream:
+    """A callable carrying a unidirectional ``grukit.GRU``'s hidden state between calls.
+
+    ``y = stream(chunk)``: ``chunk`` is (T, N, I), (N, T, I) with ``batch_first``, or (T, I)
+    unbatched, any T >= 1; ``y`` is (T, N, H), (N, T, H) or (T, H), the last layer's ``h_t``,
+    exactly what ``gru(whole_sequence)`` gives for those steps (to float rounding). The batch size
+    is fixed by ``batch_size``, else by the first chunk or by a state set through ``state``.
+
+    ``state``: the carried ``h`` as a new tensor, (L, N, H), or (L, H) after an unbatched chunk;
+    None before the first chunk. Setting it validates shape, dtype and device and copies it;
+    setting None starts over (zeros, any batch size). ``reset(rows=None)`` zeroes the state of
+    every row, or of the rows given (an int, a sequence of ints, or a bool mask of shape (N,)):
+    those rows continue as fresh sequences.
+
+    The stream computes in evaluation semantics without building autograd graphs (outputs never
+    require grad); it reads the module's parameters at every call, so in-place updates
+    (an optimiser step, ``load_state_dict``) and replaced parameters are seen. A module in training
+    mode with a stochastic option (inter-layer dropout, zoneout, recurrent or weight dropout) is
+    refused: call ``gru.eval()``. A bidirectional GRU is refused, since its reverse direction
+    needs the future of the sequence. ``fast=False`` turns the fast path off (for tests and
+    comparisons).
+    """
+
+    def __init__(self, gru: nn.Module, batch_size: int | None = None, *, fast: bool = True):
+        if getattr(gru, "bidirectional", False):
+            raise ValueError(
+                "GRU.stream: expected a unidirectional GRU, got bidirectional=True; the reverse "
+                "direction at step t reads steps t+1..T, which a stream has not seen yet. Run "
+                "the bidirectional GRU on whole sequences, or stream a unidirectional one"
+            )
+        self.gru = gru
+        self._batch_size = None if batch_size is None else check_size("batch_size", batch_size)
+        self.fast = bool(fast)
+        self._h: Tensor | None = None  # (L, N, H), contiguous, the parameters' dtype and device
+        self._h_np: np.ndarray | None = None  # a NumPy view of _h for the fast path
+        self._unbatched = False  # whether the last chunk (or state set) was unbatched
+        self._weights_key: tuple | None = None
+        self._weights_np: list[tuple[np.ndarray, ...]] = []
+        self._scratch: tuple[np.ndarray, ...] | None = None  # gi, gh (N, 3H), rh (N, H)
+        self.path_used: str | None = None  # "fast" or "module": what ran the last chunk
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def batch_size(self) -> int | None:
+        """N of the carried state, else the fixed one, else None (set by the first chunk)."""
+        return self._h.shape[1] if self._h is not None else self._batch_size
+
+    @property
+    def state(self) -> Tensor | None:
+        if self._h is None:
+            return None
+        h = self._h.clone()  # (L, N, H)
+        return h.squeeze(1) if self._unbatched else h  # (L, H) unbatched
+
+    @state.setter
+    def state(self, value: Tensor | None) -> None:
+        if value is None:
+            self._set_h(None)
+            self._unbatched = False
+            return
+        g = self.gru
+        w = g.weight_ih_l0
+        check_tensor("state", value, w)
+        if value.dtype != w.dtype:
+            raise InputError(f"expected state of dtype {w.dtype}, got {value.dtype}")
+        L, H = g.num_layers, g.hidden_size
+        if value.dim() == 2:
+            if tuple(value.shape) != (L, H):
+                raise InputError(
+                    f"GRUStream: expected an unbatched state of shape (num_layers, H) = {(L, H)}, "
+                    f"got {tuple(value.shape)}"
+                )
+            self._check_batch(1, "state")
+            h = value.unsqueeze(1)  # (L, 1, H)
+        elif value.dim() == 3:
+            N = self._batch_size if self._batch_size is not None else value.shape[1]
+            if tuple(value.shape) != (L, N, H):
+                raise InputError(
+                    f"GRUStream: expected a state of shape (num_layers, N, H) = {(L, N, H)}, "
+                    f"got {tuple(value.shape)}"
+                )
+            h = value
+        else:
+            raise InputError(
+                f"GRUStream: expected a 2-D (num_layers, H) or 3-D (num_layers, N, H) state, got "
+                f"{value.dim()}-D of shape {tuple(value.shape)}"
+            )
+        self._set_h(h.detach().clone(memory_format=torch.contiguous_format))
+        self._unbatched = value.dim() == 2
+
+    def reset(self, rows=None) -> None:
+        """Zero the state of all rows (``rows=None``) or of the rows given; the batch size is
+        kept. Before the first chunk there is nothing to reset."""
+        if self._h is None:
+            return
+        if rows is None:
+            self._h.zero_()
+            return
+        N = self._h.shape[1]
+        index = torch.as_tensor(rows, device=self._h.device)
+        if index.dtype == torch.bool:
+            if tuple(index.shape) != (N,):
+                raise InputError(
+                    f"GRUStream.reset: expected a bool mask of shape ({N},), got "
+                    f"{tuple(index.shape)}"
+                )
+        elif index.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8):
+            index = index.reshape(-1).long()
+            bad = index[(index < -N) | (index >= N)]
+            if bad.numel():
+                raise InputError(
+                    f"GRUStream.reset: expected row indices in [0, {N}), got {bad.tolist()}"
+                )
+        else:
+            raise InputError(
+                "GRUStream.reset: expected None, an int, a sequence of ints or a bool mask, got "
+                f"{rows!r}"
+            )
+        self._h[:, index] = 0
+
+    def _set_h(self, h: Tensor | None) -> None:
+        self._h = h
+        self._h_np = None
+
+    def _check_batch(self, N: int, what: str) -> None:
+        have = self.batch_size
+        if have is not None and N != have:
+            source = "batch_size" if self._h is None else "the carried state"
+            raise InputError(
+                f"GRUStream: expected {what} of batch size {have} ({source}), got {N}; set "
+                "stream.state = None to start a new batch"
+            )
+
+    # -- running ----------------------------------------------------------------------------
+
+    def __call__(self, chunk: Tensor) -> Tensor:
+        g = self.gru
+        w = g.weight_ih_l0
+        x = check_tensor("chunk", chunk, w)
+        if x.dim() not in (2, 3):
+            raise InputError(
+                f"GRUStream: expected a 2-D (T, I) or 3-D chunk, got {x.dim()}-D of shape "
+                f"{tuple(x.shape)}"
+            )
+        if x.shape[-1] != g.input_size:
+            raise InputError(
+                f"GRUStream: expected chunk.size(-1) = input_size = {g.input_size}, "
+                f"got {x.shape[-1]}"
+            )
+        unbatched = x.dim() == 2
+        if unbatched:
+            x3 = x.unsqueeze(1)  # (T, 1, I)
+        elif g.batch_first:
+            x3 = x.transpose(0, 1)  # (T, N, I)
+        else:
+            x3 = x
+        T, N = x3.shape[0], x3.shape[1]
+        if T == 0:
+            raise InputError("GRUStream: expected a chunk of at least 1 step, got 0")
+        self._check_batch(N, "an unbatched chunk (batch size 1)" if unbatched else "a chunk")
+        if g.training and _stochastic(g):
+            raise RuntimeError(
+                "GRUStream: expected the GRU in evaluation mode: in training its dropout, zoneout "
+                "or weight-dropout masks are random, so chunks would not continue one sequence; "
+                "call gru.eval() before streaming"
+            )
+        if self._h is None:
+            self._set_h(x3.new_zeros(g.num_layers, N, g.hidden_size, dtype=w.dtype))  # (L, N, H)
+        self._unbatched = unbatched
+
+        if self._fast_eligible(x3, T, N):
+            y = self._run_fast(x3, T, N)  # (T, N, H)
+            self.path_used = "fast"
+        else:
+            x_in = x3.transpose(0, 1) if g.batch_first else x3  # the module's layout
+            with torch.no_grad():
+                y, h_n = g(x_in, self._h)  # (T, N, H) ((N, T, H) with batch_first), (L, N, H)
+            if g.batch_first:
+                y = y.transpose(0, 1)  # (T, N, H)
+            self._set_h(h_n.to(w.dtype).contiguous())
+            self.path_used = "module"
+        if unbatched:
+            return y.squeeze(1)  # (T, H)
+        return y.transpose(0, 1) if g.batch_first else y  # (N, T, H) or (T, N, H)
+
+    def _fast_eligible(self, x3: Tensor, T: int, N: int) -> bool:
+        g = self.gru
+        w = g.weight_ih_l0
+        return (
+            self.fast
+            and T * N <= FAST_MAX_STEPS_ROWS
+            and w.device.type == "cpu"
+            and w.dtype in (torch.float32, torch.float64)
+            and x3.dtype == w.dtype
+            and not getattr(g, "layer_norm", False)
+            and not torch.is_autocast_enabled("cpu")
+            and _kernel() is not None
+        )
+
+    def _run_fast(self, x3: Tensor, T: int, N: int) -> Tensor:
+        g = self.gru
+        H = g.hidden_size
+        weights = self._weights()
+        if self._h_np is None:
+            self._h_np = self._h.numpy()  # (L, N, H), shares memory with _h
+        hv = self._h_np
+        s = self._scratch
+        if s is None or s[0].shape[0] != N or s[0].dtype != hv.dtype:
+            s = self._scratch = (
+                np.empty((N, 3 * H), hv.dtype), np.empty((N, 3 * H), hv.dtype),
+                np.empty((N, H), hv.dtype),
+            )  # gi, gh (N, 3H); rh (N, H)
+        if x3.requires_grad:
+            x3 = x3.detach()
+        inp = np.ascontiguousarray(x3.numpy())  # (T, N, I)
+        step = _kernel()
+        zoneout = float(getattr(g, "zoneout", 0.0))
+        for layer in range(g.num_layers):
+            y = np.empty((T, N, H), hv.dtype)  # (T, N, H)
+            step(inp, hv[layer], *weights[layer], g.reset_after, zoneout, y, *s)
+            inp = y
+        return torch.from_numpy(inp)  # (T, N, H)
+
+    def _weights(self) -> list[tuple[np.ndarray, ...]]:
+        """NumPy views of each layer's ``weight_ih, weight_hh, bias_ih, bias_hh`` (zeros without
+        bias), rebuilt only when a parameter's storage changed (replaced, moved, cast). Views share
+        memory with the parameters, so in-place updates need nothing."""
+        g = self.gru
+        params = g._parameters
+        names = g._flat_weights_names
+        key = tuple(params[n].data_ptr() for n in names)
+        if key != self._weights_key:
+            per = 4 if g.bias else 2
+            views = []
+            for i in range(0, len(names), per):
+                ps = [params[n].detach() for n in names[i : i + per]]
+                if not g.bias:
+                    ps += [ps[0].new_zeros(ps[0].shape[0])] * 2  # b_ih, b_hh (3H,)
+                views.append(tuple(np.ascontiguousarray(p.numpy()) for p in ps))
+            self._weights_np = views
+            # a non-contiguous parameter was copied above: copy again next call
+            contiguous = all(params[n].is_contiguous() for n in names)
+            self._weights_key = key if contiguous else None
+        return self._weights_np
+
+
+def _stochastic(g: nn.Module) -> bool:
+    """Whether the module's forward draws random masks in training mode."""
+    return (
+        (g.dropout > 0 and g.num_layers > 1)
+        or getattr(g, "zoneout", 0) > 0
+        or getattr(g, "recurrent_dropout", 0) > 0
+        or getattr(g, "weight_dropout", 0) > 0
+    )
+
