@@ -482,3 +482,35 @@ def test_to_keras_refuses_what_keras_cannot_represent(option):
 
     with pytest.raises(ConversionError, match=f"option\\(s\\) {option} "):
         to_keras(grukit.GRU(3, 4, **OPTION_SETS[option]))
+
+
+# -- GRUCell ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reset_after", [False, True], ids=["reset_before", "reset_after"])
+def test_cell_layer_norm_and_zoneout_match_the_papers(reset_after):
+    torch.manual_seed(4)
+    ref = torch.nn.GRUCell(3, 4)
+    torch.manual_seed(4)
+    cell = grukit.GRUCell(3, 4, reset_after=reset_after, layer_norm=True, zoneout=0.4)
+    for name, value in ref.state_dict().items():  # the same draws as torch.nn.GRUCell's
+        assert torch.equal(getattr(cell, name), value)
+    cell = cell.double()
+    with torch.no_grad():
+        for name in ("layer_norm_ih_weight", "layer_norm_hh_weight"):
+            getattr(cell, name).uniform_(0.5, 1.5)
+        for name in ("layer_norm_ih_bias", "layer_norm_hh_bias"):
+            getattr(cell, name).uniform_(-0.5, 0.5)
+    p = dict(w_ih=cell.weight_ih, w_hh=cell.weight_hh, b_ih=cell.bias_ih, b_hh=cell.bias_hh,
+             g_ih=cell.layer_norm_ih_weight, c_ih=cell.layer_norm_ih_bias,
+             g_hh=cell.layer_norm_hh_weight, c_hh=cell.layer_norm_hh_bias)
+    x, h = torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
+    plain = torch.stack([oracle_step(x[b], h[b], p, reset_after, None) for b in range(2)])
+    torch.testing.assert_close(cell.eval()(x, h), 0.4 * h + 0.6 * plain, **F64)
+    torch.manual_seed(9)
+    got = cell.train()(x, h)
+    torch.manual_seed(9)
+    m = torch.empty_like(h).bernoulli_(0.4)
+    torch.testing.assert_close(got, m * h + (1 - m) * plain, **F64)
+    with pytest.raises(RuntimeError, match="expected a state dict with layer-norm"):
+        cell.load_state_dict(ref.state_dict())

@@ -10,7 +10,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from grukit._validate import InputError, check_flag, check_size, check_tensor
+from grukit._layer_options import LayerOptions
+from grukit._validate import InputError, check_flag, check_probability, check_size, check_tensor
 from grukit.functional import gru_cell
 
 __all__ = ["GRUCell"]
@@ -28,6 +29,18 @@ class GRUCell(nn.Module):
     Inputs: ``input`` (N, I) or (I,), ``hx`` (N, H) or (H,), zeros if omitted. Output: ``h'``,
     shaped like ``hx``. Parameters ``weight_ih`` (3H, I), ``weight_hh`` (3H, H), ``bias_ih``,
     ``bias_hh`` (3H,), gate blocks r, z, n, initialised U(-1/sqrt(H), 1/sqrt(H)).
+
+    The variants of :class:`grukit.GRU` that apply to one step, keyword-only, default off (their
+    equations in ``docs/variants.md``):
+
+    * ``layer_norm=True``: ``W_ih x`` and ``W_hh h`` (for ``reset_after=False`` its r,z rows and
+      ``W_hn (r * h)`` separately) layer-normalised before their biases; parameters
+      ``layer_norm_{ih,hh}_{weight,bias}`` (3H,), initialised to 1 and 0.
+    * ``zoneout=p``: in training each unit keeps ``h`` with probability p (a fresh mask per call
+      and sample), in evaluation ``h' = p h + (1 - p) h'``.
+
+    ``recurrent_dropout`` and ``weight_dropout`` are per sequence or per forward pass of a whole
+    sequence, which a cell does not see: use them on :class:`grukit.GRU`.
     """
 
     def __init__(
@@ -39,12 +52,16 @@ class GRUCell(nn.Module):
         dtype=None,
         *,
         reset_after: bool = False,
+        layer_norm: bool = False,
+        zoneout: float = 0.0,
     ) -> None:
         super().__init__()
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.bias = check_flag("bias", bias)
         self.reset_after = check_flag("reset_after", reset_after)
+        self.layer_norm = check_flag("layer_norm", layer_norm)
+        self.zoneout = check_probability("zoneout", zoneout)
         factory = {"device": device, "dtype": dtype}
         H = self.hidden_size
         self.weight_ih = nn.Parameter(torch.empty(3 * H, self.input_size, **factory))
@@ -55,19 +72,49 @@ class GRUCell(nn.Module):
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
+        # after the standard parameters, so those draw torch.nn.GRUCell's numbers for a seed
+        self._layer_norm_names = [
+            "layer_norm_ih_weight", "layer_norm_ih_bias", "layer_norm_hh_weight",
+            "layer_norm_hh_bias",
+        ] if self.layer_norm else []
+        for name in self._layer_norm_names:
+            setattr(self, name, nn.Parameter(torch.empty(3 * H, **factory)))  # (3H,)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """U(-1/sqrt(H), 1/sqrt(H)), drawn in ``torch.nn.GRUCell``'s order."""
+        """U(-1/sqrt(H), 1/sqrt(H)), drawn in ``torch.nn.GRUCell``'s order; layer-norm gains 1,
+        shifts 0."""
         bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        for name, weight in self.named_parameters():
+            if name not in self._layer_norm_names:
+                nn.init.uniform_(weight, -bound, bound)
+        for name in self._layer_norm_names:
+            param = getattr(self, name)
+            nn.init.ones_(param) if "_weight" in name else nn.init.zeros_(param)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if not self.bias:
             s += ", bias=False"
-        return s + f", reset_after={self.reset_after}"
+        s += f", reset_after={self.reset_after}"
+        if self.layer_norm:
+            s += ", layer_norm=True"
+        return s + (f", zoneout={self.zoneout}" if self.zoneout else "")
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
+        has_norm = any(k.startswith(prefix + "layer_norm_") for k in state_dict)
+        if has_norm != self.layer_norm:
+            error_msgs.append(
+                f"GRUCell: expected a state dict {'with' if self.layer_norm else 'without'} "
+                f"layer-norm parameters (this cell has layer_norm={self.layer_norm}), got one "
+                f"{'with' if has_norm else 'without'} them; build the cell with "
+                f"layer_norm={has_norm} to load it"
+            )
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         x = check_tensor("input", input, self.weight_ih)
@@ -93,8 +140,20 @@ class GRUCell(nn.Module):
                     f"{tuple(input.shape)}, got {tuple(hx.shape)}"
                 )
             h = hx if batched else hx.unsqueeze(0)  # (N, H)
+        options = None
+        if self.layer_norm or self.zoneout:
+            options = LayerOptions(
+                norm_ih=(self.layer_norm_ih_weight, self.layer_norm_ih_bias) if self.layer_norm
+                else None,
+                norm_hh=(self.layer_norm_hh_weight, self.layer_norm_hh_bias) if self.layer_norm
+                else None,
+                zoneout=self.zoneout,
+                # (N, H), 1 keeps h; torch's global generator, as grukit.GRU's masks
+                zoneout_mask=torch.empty_like(h).bernoulli_(self.zoneout)
+                if self.zoneout and self.training else None,
+            )
         h_new = gru_cell(
             x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
-            reset_after=self.reset_after,
+            reset_after=self.reset_after, options=options,
         )  # (N, H)
         return h_new if batched else h_new.squeeze(0)
