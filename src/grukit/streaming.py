@@ -20,8 +20,9 @@ from grukit._validate import InputError, check_size, check_tensor
 
 __all__ = ["GRUStream", "FAST_MAX_STEPS_ROWS"]
 
-# The fast path takes chunks with T * N up to this: beyond, the fused backend's threads and
-# whole-sequence input projection win over a per-step loop.
+# The fast path takes chunks with T * N up to this (a chosen bound, not a measured crossover):
+# beyond it the module's forward, whose fused backend threads the whole sequence, is expected to
+# win over a single-threaded per-step loop.
 FAST_MAX_STEPS_ROWS = 256
 
 _kernel_module: object = None  # the loaded kernel module, False if it cannot load
@@ -56,9 +57,10 @@ class GRUStream:
     every row, or of the rows given (an int, a sequence of ints, or a bool mask of shape (N,)):
     those rows continue as fresh sequences.
 
-    The stream computes in evaluation semantics without building autograd graphs (outputs never
-    require grad); it reads the module's parameters at every call, so in-place updates
-    (an optimiser step, ``load_state_dict``) and replaced parameters are seen. A module in training
+    The stream runs without building autograd graphs (outputs never require grad) and never
+    writes the parameters; it reads them at every call, so in-place updates (an optimiser step,
+    ``load_state_dict``) and replaced or cast parameters are seen (the fast path keeps NumPy views
+    of them, rebuilt when a parameter's ``data_ptr`` changes). A module in training
     mode with a stochastic option (inter-layer dropout, zoneout, recurrent or weight dropout) is
     refused: call ``gru.eval()``. A bidirectional GRU is refused, since its reverse direction
     needs the future of the sequence. ``fast=False`` turns the fast path off (for tests and
@@ -78,8 +80,8 @@ class GRUStream:
         self._h: Tensor | None = None  # (L, N, H), contiguous, the parameters' dtype and device
         self._h_np: np.ndarray | None = None  # a NumPy view of _h for the fast path
         self._unbatched = False  # whether the last chunk (or state set) was unbatched
-        self._weights_key: tuple | None = None
-        self._weights_np: list[tuple[np.ndarray, ...]] = []
+        self._weights_key: list[int] | None = None  # data_ptr of each parameter
+        self._weights_np: list[tuple[np.ndarray, ...]] | None = None
         self._scratch: tuple[np.ndarray, ...] | None = None  # gi, gh (N, 3H), rh (N, H)
         self.path_used: str | None = None  # "fast" or "module": what ran the last chunk
 
@@ -180,7 +182,7 @@ class GRUStream:
 
     def __call__(self, chunk: Tensor) -> Tensor:
         g = self.gru
-        w = g.weight_ih_l0
+        w = g._parameters["weight_ih_l0"]  # (not g.weight_ih_l0: Module.__getattr__ costs ~1 us)
         x = check_tensor("chunk", chunk, w)
         if x.dim() not in (2, 3):
             raise InputError(
@@ -202,19 +204,24 @@ class GRUStream:
         T, N = x3.shape[0], x3.shape[1]
         if T == 0:
             raise InputError("GRUStream: expected a chunk of at least 1 step, got 0")
-        self._check_batch(N, "an unbatched chunk (batch size 1)" if unbatched else "a chunk")
+        h = self._h
+        if (N != h.shape[1]) if h is not None else (self._batch_size not in (None, N)):
+            self._check_batch(N, "an unbatched chunk (batch size 1)" if unbatched else "a chunk")
         if g.training and _stochastic(g):
             raise RuntimeError(
                 "GRUStream: expected the GRU in evaluation mode: in training its dropout, zoneout "
                 "or weight-dropout masks are random, so chunks would not continue one sequence; "
                 "call gru.eval() before streaming"
             )
-        if self._h is None:
+        if h is None:
             self._set_h(x3.new_zeros(g.num_layers, N, g.hidden_size, dtype=w.dtype))  # (L, N, H)
         self._unbatched = unbatched
 
-        if self._fast_eligible(x3, T, N):
-            y = self._run_fast(x3, T, N)  # (T, N, H)
+        weights = None
+        if self.fast and T * N <= FAST_MAX_STEPS_ROWS and x.dtype == w.dtype:
+            weights = self._weights()  # None where the parameters are not eligible
+        if weights is not None and not torch.is_autocast_enabled("cpu"):
+            y = self._run_fast(x3, T, N, weights)  # (T, N, H)
             self.path_used = "fast"
         else:
             x_in = x3.transpose(0, 1) if g.batch_first else x3  # the module's layout
@@ -228,27 +235,12 @@ class GRUStream:
             return y.squeeze(1)  # (T, H)
         return y.transpose(0, 1) if g.batch_first else y  # (N, T, H) or (T, N, H)
 
-    def _fast_eligible(self, x3: Tensor, T: int, N: int) -> bool:
-        g = self.gru
-        w = g.weight_ih_l0
-        return (
-            self.fast
-            and T * N <= FAST_MAX_STEPS_ROWS
-            and w.device.type == "cpu"
-            and w.dtype in (torch.float32, torch.float64)
-            and x3.dtype == w.dtype
-            and not getattr(g, "layer_norm", False)
-            and not torch.is_autocast_enabled("cpu")
-            and _kernel() is not None
-        )
-
-    def _run_fast(self, x3: Tensor, T: int, N: int) -> Tensor:
+    def _run_fast(self, x3: Tensor, T: int, N: int, weights) -> Tensor:
         g = self.gru
         H = g.hidden_size
-        weights = self._weights()
-        if self._h_np is None:
-            self._h_np = self._h.numpy()  # (L, N, H), shares memory with _h
         hv = self._h_np
+        if hv is None:
+            hv = self._h_np = self._h.numpy()  # (L, N, H), shares memory with _h
         s = self._scratch
         if s is None or s[0].shape[0] != N or s[0].dtype != hv.dtype:
             s = self._scratch = (
@@ -258,7 +250,7 @@ class GRUStream:
         if x3.requires_grad:
             x3 = x3.detach()
         inp = np.ascontiguousarray(x3.numpy())  # (T, N, I)
-        step = _kernel()
+        step = _kernel_module.chunk_layer
         zoneout = float(getattr(g, "zoneout", 0.0))
         for layer in range(g.num_layers):
             y = np.empty((T, N, H), hv.dtype)  # (T, N, H)
@@ -266,15 +258,27 @@ class GRUStream:
             inp = y
         return torch.from_numpy(inp)  # (T, N, H)
 
-    def _weights(self) -> list[tuple[np.ndarray, ...]]:
+    def _weights(self) -> list[tuple[np.ndarray, ...]] | None:
         """NumPy views of each layer's ``weight_ih, weight_hh, bias_ih, bias_hh`` (zeros without
-        bias), rebuilt only when a parameter's storage changed (replaced, moved, cast). Views share
-        memory with the parameters, so in-place updates need nothing."""
+        bias) for the fast path, or None where it cannot take these parameters (not on the CPU,
+        not float32/float64, layer norm, no Numba). Rebuilt only when a parameter's storage
+        changed (replaced, moved, cast); views share memory with the parameters, so in-place
+        updates need nothing."""
         g = self.gru
         params = g._parameters
         names = g._flat_weights_names
-        key = tuple(params[n].data_ptr() for n in names)
-        if key != self._weights_key:
+        key = [params[n].data_ptr() for n in names]
+        if key == self._weights_key:
+            return self._weights_np
+        w = params[names[0]]
+        eligible = (
+            w.device.type == "cpu"
+            and w.dtype in (torch.float32, torch.float64)
+            and not getattr(g, "layer_norm", False)
+            and _kernel() is not None
+        )
+        views = None
+        if eligible:
             per = 4 if g.bias else 2
             views = []
             for i in range(0, len(names), per):
@@ -282,11 +286,11 @@ class GRUStream:
                 if not g.bias:
                     ps += [ps[0].new_zeros(ps[0].shape[0])] * 2  # b_ih, b_hh (3H,)
                 views.append(tuple(np.ascontiguousarray(p.numpy()) for p in ps))
-            self._weights_np = views
-            # a non-contiguous parameter was copied above: copy again next call
-            contiguous = all(params[n].is_contiguous() for n in names)
-            self._weights_key = key if contiguous else None
-        return self._weights_np
+        self._weights_np = views
+        # a non-contiguous parameter was copied above: copy again next call
+        contiguous = all(params[n].is_contiguous() for n in names)
+        self._weights_key = key if contiguous else None
+        return views
 
 
 def _stochastic(g: nn.Module) -> bool:

@@ -1,0 +1,119 @@
+"""Per-step latency of streaming inference: one-step calls at batch 1 (issue 14, part 3).
+
+Providers, each carrying its state from call to call, same weights, float32, inference:
+  grukit stream   ``s = gru.stream(); y = s(x_t)``          x_t (1, 1, H)
+  torch.nn.GRU    ``y, h = gru(x_t, h)``                     x_t (1, 1, H)
+  torch GRUCell   ``h = cell(x_t, h)``                       x_t (1, H)
+Input size = hidden size = H. Rounds interleave the providers (so a slow spell of the machine hits
+them alike); each call is timed on its own and the table gives the median over all calls, in
+microseconds, with the speedup of the stream over each torch provider.
+
+    python scripts/stream_latency.py                  # H = 64, 256, 1024
+    python scripts/stream_latency.py --quick          # a smoke run, seconds, numbers meaningless
+    python scripts/stream_latency.py --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+import grukit
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def providers(H: int):
+    """The three one-step callables, each closing over its carried state."""
+    ref = torch.nn.GRU(H, H).eval()
+    gru = grukit.GRU(H, H, reset_after=True).eval()
+    gru.load_state_dict(ref.state_dict())
+    cell = torch.nn.GRUCell(H, H).eval()
+    with torch.no_grad():
+        for a, b in zip(cell.parameters(), ref.parameters()):
+            a.copy_(b)
+    stream = gru.stream()
+    state = {"h": torch.zeros(1, 1, H), "c": torch.zeros(1, H)}
+
+    def run_stream(x):
+        return stream(x)
+
+    def run_gru(x):
+        y, state["h"] = ref(x, state["h"])
+        return y
+
+    def run_cell(x):
+        state["c"] = cell(x[0], state["c"])
+        return state["c"]
+
+    # the three compute the same thing: check before timing anything
+    xs = torch.randn(5, 1, 1, H)
+    with torch.no_grad():
+        outs = [torch.cat([f(x).reshape(1, H) for x in xs]) for f in (run_stream, run_gru, run_cell)]
+    for name, out in zip(("torch.nn.GRU", "GRUCell"), outs[1:]):
+        torch.testing.assert_close(outs[0], out, rtol=1e-4, atol=1e-5, msg=f"stream vs {name}")
+    assert stream.path_used == "fast", f"the stream took the {stream.path_used} path"
+    return {"grukit stream": run_stream, "torch.nn.GRU": run_gru, "torch GRUCell": run_cell}
+
+
+def measure(H: int, rounds: int, calls: int) -> dict[str, float]:
+    fns = providers(H)
+    x = torch.randn(1, 1, H)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    with torch.no_grad():
+        for f in fns.values():  # warm-up
+            for _ in range(max(3, calls // 10)):
+                f(x)
+        for _ in range(rounds):
+            for name, f in fns.items():
+                per = times[name]
+                for _ in range(calls):
+                    t0 = time.perf_counter_ns()
+                    f(x)
+                    per.append(time.perf_counter_ns() - t0)
+    return {name: statistics.median(v) / 1e3 for name, v in times.items()}  # microseconds
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 1024], help="hidden sizes H")
+    p.add_argument("--rounds", type=int, default=20, help="interleaved rounds")
+    p.add_argument("--calls", type=int, default=200, help="one-step calls per provider per round")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: "
+                   "leave torch's)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 20 calls")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.calls = 2, 20
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
+          f"grukit {grukit.__version__}; float32, batch 1, input size = H; "
+          f"{args.rounds} rounds x {args.calls} calls, median per call"
+          + ("; QUICK SMOKE RUN, not a measurement" if args.quick else ""))
+    print()
+    print("| H | grukit stream (us) | torch.nn.GRU (us) | torch GRUCell (us) "
+          "| vs nn.GRU | vs GRUCell |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for H in args.sizes:
+        m = measure(H, args.rounds, args.calls)
+        s, g, c = m["grukit stream"], m["torch.nn.GRU"], m["torch GRUCell"]
+        print(f"| {H} | {s:.1f} | {g:.1f} | {c:.1f} | {g / s:.1f}x | {c / s:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
