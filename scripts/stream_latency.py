@@ -62,7 +62,9 @@ def providers(H: int):
     # the three compute the same thing: check before timing anything
     xs = torch.randn(5, 1, 1, H)
     with torch.no_grad():
-        outs = [torch.cat([f(x).reshape(1, H) for x in xs]) for f in (run_stream, run_gru, run_cell)]
+        outs = [
+            torch.cat([f(x).reshape(1, H) for x in xs]) for f in (run_stream, run_gru, run_cell)
+        ]
     for name, out in zip(("torch.nn.GRU", "GRUCell"), outs[1:]):
         torch.testing.assert_close(outs[0], out, rtol=1e-4, atol=1e-5, msg=f"stream vs {name}")
     assert stream.path_used == "fast", f"the stream took the {stream.path_used} path"

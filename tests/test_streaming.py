@@ -154,7 +154,7 @@ def test_errors_are_clear():
     stream(torch.randn(1, 2, 3, dtype=torch.float64))
     with pytest.raises(InputError, match="batch size 2 .the carried state., got 1"):
         stream(torch.randn(1, 3, dtype=torch.float64))
-    with pytest.raises(InputError, match=r"row indices in \[0, 2\), got \[2\]"):
+    with pytest.raises(InputError, match=r"row indices in \[-2, 2\), got \[2\]"):
         stream.reset(2)
     with pytest.raises(InputError, match=r"bool mask of shape \(2,\)"):
         stream.reset(torch.tensor([True]))

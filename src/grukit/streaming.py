@@ -156,7 +156,7 @@ class GRUStream:
             bad = index[(index < -N) | (index >= N)]
             if bad.numel():
                 raise InputError(
-                    f"GRUStream.reset: expected row indices in [0, {N}), got {bad.tolist()}"
+                    f"GRUStream.reset: expected row indices in [-{N}, {N}), got {bad.tolist()}"
                 )
         else:
             raise InputError(
