@@ -84,8 +84,9 @@ def oracle(model, x, h0, lengths, masks, training):
         outs = []
         for d in range(D):
             sfx = f"_l{k}" + ("_reverse" if d else "")
-            p = {key: getattr(model, name + sfx) for key, name in
-                 [("w_ih", "weight_ih"), ("w_hh", "weight_hh"), ("b_ih", "bias_ih"), ("b_hh", "bias_hh")]}
+            p = {key: getattr(model, name + sfx) for key, name in [
+                ("w_ih", "weight_ih"), ("w_hh", "weight_hh"), ("b_ih", "bias_ih"), ("b_hh", "bias_hh"),
+            ]}
             if model.layer_norm:
                 for key, name in [("g_ih", "layer_norm_ih_weight"), ("c_ih", "layer_norm_ih_bias"),
                                   ("g_hh", "layer_norm_hh_weight"), ("c_hh", "layer_norm_hh_bias")]:
@@ -302,9 +303,9 @@ def test_gradcheck_through_the_reference_backend(reset_after, option):
 def test_masks_have_the_requested_rate_and_sharing(recorded):
     torch.manual_seed(0)
     model = grukit.GRU(2, 10, zoneout=0.3, recurrent_dropout=0.3).train()
-    model(torch.randn(100, 10_000, 2))
+    model(torch.randn(20, 10_000, 2))
     rec, zo = recorded  # (N, H) keep mask, then (T, N, H) zoneout mask
-    assert rec.shape == (10_000, 10) and zo.shape == (100, 10_000, 10)
+    assert rec.shape == (10_000, 10) and zo.shape == (20, 10_000, 10)
     assert abs(1 - rec.mean().item() - 0.3) < 0.02  # 10^5 draws, sd 0.0015
     assert abs(zo[:10].mean().item() - 0.3) < 0.02  # 10^6 draws
     assert not torch.equal(zo[0], zo[1])  # a fresh zoneout mask per step

@@ -67,7 +67,9 @@ def gru_cell(
     return h  # (N, H)
 
 
-def _project(v: Tensor, weight: Tensor, bias: Tensor | None, norm: tuple[Tensor, Tensor] | None) -> Tensor:
+def _project(
+    v: Tensor, weight: Tensor, bias: Tensor | None, norm: tuple[Tensor, Tensor] | None
+) -> Tensor:
     """``weight v + bias``; with ``norm`` = (gain, shift), ``LN(weight v) + bias`` (the layer
     normalisation over the output units, per sample and step, before the bias)."""
     if norm is None:
