@@ -34,6 +34,15 @@ def _fill_bias(g, b):
             g[n, k] = b[k]
 
 
+@njit(**dict(_JIT, inline="always"))
+def _new_state(hp, z, n, zoneout):
+    """``h_t`` from ``h_{t-1}``, the update gate and the candidate, with zoneout's interpolation."""
+    hv = (1.0 - z) * n + z * hp
+    if zoneout != 0.0:
+        hv = zoneout * hp + (1.0 - zoneout) * hv
+    return hv
+
+
 @njit(**_JIT)
 def chunk_layer(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, zoneout, y, gi, gh, rh):
     """T steps of one layer. ``x`` (T, N, I); ``h`` (N, H): the state, read and overwritten with
@@ -42,7 +51,6 @@ def chunk_layer(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, zoneout, y, gi, gh, r
     ``rh`` (N, H)."""
     T, N = x.shape[0], x.shape[1]
     H = h.shape[1]
-    keep = 1.0 - zoneout
     for t in range(T):
         _fill_bias(gi, b_ih)
         mm_nt(x[t], w_ih, gi, 1.0)  # (N, 3H) = x_t W_ih^T + b_ih
@@ -54,12 +62,7 @@ def chunk_layer(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, zoneout, y, gi, gh, r
                     r = act_sigmoid(gi[b, j] + gh[b, j])
                     z = act_sigmoid(gi[b, H + j] + gh[b, H + j])
                     n = act_tanh(gi[b, 2 * H + j] + r * gh[b, 2 * H + j])
-                    hp = h[b, j]
-                    hv = (1.0 - z) * n + z * hp
-                    if zoneout != 0.0:
-                        hv = zoneout * hp + keep * hv
-                    h[b, j] = hv
-                    y[t, b, j] = hv
+                    h[b, j] = y[t, b, j] = _new_state(h[b, j], z, n, zoneout)
         else:
             ghrz = gh[:, : 2 * H]  # (N, 2H)
             _fill_bias(ghrz, b_hh[: 2 * H])
@@ -76,9 +79,4 @@ def chunk_layer(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, zoneout, y, gi, gh, r
                 for j in range(H):
                     z = gh[b, H + j]
                     n = act_tanh(gi[b, 2 * H + j] + gh[b, 2 * H + j])
-                    hp = h[b, j]
-                    hv = (1.0 - z) * n + z * hp
-                    if zoneout != 0.0:
-                        hv = zoneout * hp + keep * hv
-                    h[b, j] = hv
-                    y[t, b, j] = hv
+                    h[b, j] = y[t, b, j] = _new_state(h[b, j], z, n, zoneout)
