@@ -280,6 +280,11 @@ def _(grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, reset_after, reve
     )
 
 
+def _functorch_active() -> bool:
+    """Whether a torch.func transform (grad, vjp, vmap, ...) is running."""
+    return torch._C._are_functorch_transforms_active()
+
+
 def _setup_context(ctx, inputs, output):
     x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save = inputs
     ctx.reset_after, ctx.reverse, ctx.has_bias = reset_after, reverse, bias_ih is not None
@@ -294,9 +299,10 @@ def _backward(ctx, grad_out, grad_hn, _grad_ws):
         grad_out = x.new_zeros(x.shape[0], x.shape[1], weight_hh.shape[1])
     if grad_hn is None:
         grad_hn = x.new_zeros(x.shape[1], weight_hh.shape[1])
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = _LayerBackward.apply(
-        grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, ctx.reset_after, ctx.reverse
-    )
+    args = (grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, ctx.reset_after, ctx.reverse)
+    # as in the forward (``_layer``): the autograd.Function only where torch.func needs it
+    backward = _LayerBackward.apply if _functorch_active() else gru_layer_backward
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = backward(*args)
     if not ctx.has_bias:
         db_ih = db_hh = None
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None, None
@@ -379,7 +385,7 @@ def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, revers
     # The op itself (its autograd is registered with it) except under torch.func's transforms,
     # which refuse that autograd and need the autograd.Function: its apply binds the arguments
     # through inspect.signature on every call, about 80 us, more than a small layer's whole run.
-    if save and torch._C._are_functorch_transforms_active():
+    if save and _functorch_active():
         out, h_n, _ = _Layer.apply(*args)
     else:
         out, h_n, _ = gru_layer_forward(*args)
