@@ -221,31 +221,39 @@ def test_the_kernels_take_the_arguments_cpu_args_defines():
     assert _cpu_args.shape_of(_cpu_args.Arg("ws", "float", "T N kw 3H"), dict(T=2, N=3, kw=5, H=4)) == (2, 3, 5, 12)
 
 
+@pytest.mark.parametrize("variants", [False, True], ids=["plain", "variants"])
 @pytest.mark.parametrize("reset_after", [False, True])
-def test_the_cpu_backend_passes_the_shapes_cpu_args_documents(reset_after, monkeypatch):
+def test_the_cpu_backend_passes_the_shapes_cpu_args_documents(reset_after, variants, monkeypatch):
     from grukit.backends import _cpu_args, _cpu_launch
 
     seen = []
+    kw = (5 if reset_after else 4) + (3 if variants else 0)
     real = _cpu_launch.launch
 
     def spy(kernel, plan, args):
         spec, record = _cpu_args.SPECS[kernel.__name__]
         assert type(args) is record
-        dims = dict(T=5, N=2, H=8, kw=5 if reset_after else 4, B=len(args.bounds) if kernel.__name__ == "backward" else 0,
+        dims = dict(T=5, N=2, H=8, kw=kw, B=len(args.bounds) if kernel.__name__ == "backward" else 0,
                     C=args.dgi.shape[0] if kernel.__name__ == "backward" else 0)
         for a in spec:
             value = getattr(args, a.name)
             if a.kind in ("float", "int64"):
                 expected = _cpu_args.shape_of(a, dims)
-                empty = a.name in ("ws", "dghn") and value.size == 0  # not saved / not used
+                optional = ("ws", "dghn", "rmask", "zm", "lng", "lnb", "stat", "dgr", "dhr")
+                empty = a.name in optional and value.size == 0 and value.ndim == a.ndim  # off
+                if variants and a.name in optional[2:]:  # on in training; zoneout p in eval
+                    evaluation = not torch.is_grad_enabled()  # no recurrent mask; zoneout's p
+                    empty = evaluation and (value.shape == (1, 1, 8) if a.name == "zm" else
+                                            a.name == "rmask" and value.size == 0)
                 assert value.shape == expected or empty, (kernel.__name__, a.name, value.shape, expected)
         seen.append(kernel.__name__)
         return real(kernel, plan, args)
 
     monkeypatch.setattr(_cpu_launch, "launch", spy)
-    gru = grukit.GRU(3, 8, reset_after=reset_after, backend="cpu")
+    options = dict(layer_norm=True, zoneout=0.1, recurrent_dropout=0.2) if variants else {}
+    gru = grukit.GRU(3, 8, reset_after=reset_after, backend="cpu", **options)
     out, _ = gru(torch.randn(5, 2, 3))
     with torch.no_grad():
-        gru(torch.randn(5, 2, 3))
+        gru.eval()(torch.randn(5, 2, 3))
     out.sum().backward()
     assert seen == ["forward", "forward", "backward"]

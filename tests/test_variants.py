@@ -199,13 +199,14 @@ def test_layer_norm_must_be_a_bool():
 
 @pytest.mark.parametrize("reset_after", [False, True], ids=["reset_before", "reset_after"])
 @pytest.mark.parametrize("option", list(OPTION_SETS))
-def test_training_forward_and_gradients_match_the_papers(recorded, reset_after, option):
-    model = make(reset_after, **OPTION_SETS[option]).train()
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_training_forward_and_gradients_match_the_papers(recorded, reset_after, option, backend):
+    model = make(reset_after, backend=backend, **OPTION_SETS[option]).train()
     T, N = 4, 2
     x = torch.randn(T, N, 3, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(4, N, 4, dtype=torch.float64, requires_grad=True)
     out, h_n = model(x, h0)
-    assert model.backend_used == ("cpu" if option == "weight_dropout" else "reference")
+    assert model.backend_used == backend
     want_out, want_h = oracle(model, x, h0, torch.full((N,), T), recorded, training=True)
     torch.testing.assert_close(out, want_out, **F64)
     torch.testing.assert_close(h_n, want_h, **F64)
@@ -371,16 +372,16 @@ def test_statistics_are_per_sample_not_across_the_batch():
 def test_backends_without_the_variants_are_not_eligible_and_say_why():
     model = grukit.GRU(3, 4, reset_after=True, layer_norm=True, zoneout=0.1)
     x = torch.randn(2, 1, 3)
-    assert model.backend_for(x) == "reference"
+    assert model.backend_for(x) == "cpu"  # the fused kernels compute every variant
     reasons = backends.explain(model._request(x, False))
-    assert reasons["cpu"] == "layer_norm/zoneout are not in the 'cpu' backend yet"
-    assert "layer_norm/zoneout" in reasons["torch"] and reasons["reference"] is None
-    assert grukit.GRU(3, 4, zoneout=0.1).eval().backend_for(x) == "reference"
+    assert reasons["torch"] == "layer_norm/zoneout are not in the 'torch' backend yet"
+    assert reasons["cpu"] is None and reasons["reference"] is None
+    assert grukit.GRU(3, 4, zoneout=0.1).eval().backend_for(x) == "cpu"
     rd = grukit.GRU(3, 4, recurrent_dropout=0.1)
-    assert rd.train().backend_for(x) == "reference" and rd.eval().backend_for(x) == "cpu"
+    assert rd.train().backend_for(x) == "cpu" and rd.eval().backend_for(x) == "cpu"
     assert grukit.GRU(3, 4, weight_dropout=0.5).train().backend_for(x) == "cpu"
-    with pytest.raises(backends.BackendUnavailable, match="layer_norm is not in the 'cpu'"):
-        grukit.GRU(3, 4, layer_norm=True, backend="cpu")(x)
+    with pytest.raises(backends.BackendUnavailable, match="layer_norm is not in the 'torch'"):
+        grukit.GRU(3, 4, layer_norm=True, backend="torch")(x)
 
 
 def test_weight_dropout_runs_on_the_torch_backend_too(recorded):

@@ -9,8 +9,14 @@ argument generically, in this order. ``tests/test_backends.py`` checks that the 
 signatures are exactly these fields followed by ``BLOCK``.
 
 Shapes are written in the symbols of ``_cpu_kernels``: T steps, N batch, H hidden, kw values
-saved per feature (5 for ``reset_after``, else 4), C steps per backward chunk, B feature-block
-bounds (blocks + 1). Gate rows (the ``3H`` dimension) are permuted by feature block.
+saved per feature (5 for ``reset_after``, else 4, plus 3 with layer norm), C steps per backward
+chunk, B feature-block bounds (blocks + 1). Gate rows (the ``3H`` dimension) are permuted by
+feature block.
+
+The GRU variants (``docs/variants.md``) are arguments too, each switched off by an empty array
+(a first dimension of 0), so one compiled kernel serves every combination: ``rmask`` (recurrent
+dropout), ``zm`` (zoneout), ``lng``/``lnb`` (the recurrent product's layer norm, which needs the
+whole row of ``W_hh h`` and so runs with one feature block).
 """
 
 from __future__ import annotations
@@ -48,6 +54,13 @@ FORWARD = (
     Arg("gh", "float", "N 3H"),  # h W_hh^T of one step
     Arg("rh", "float", "N H"),  # r * h_prev of one step (reset_after=False)
     Arg("ghn", "float", "N H"),  # (r * h_prev) W_hn^T of one step (reset_after=False)
+    # the variants: off when empty
+    Arg("hin", "float", "2 N H"),  # h * rmask, what the recurrent products see (hbuf itself when off)
+    Arg("rmask", "float", "N H"),  # recurrent dropout: 0 or 1/(1-p), the same every step
+    Arg("zm", "float", "T N H"),  # zoneout: 1 keeps h_prev; (1, 1, H) of p in evaluation
+    Arg("lng", "float", "3H"),  # layer norm of W_hh h: gain (permuted gate rows)
+    Arg("lnb", "float", "3H"),  # and shift
+    Arg("stat", "float", "T N 2"),  # layer norm: 1/std of each row and step (r,z part; n part)
 )
 
 BACKWARD = (
@@ -67,6 +80,13 @@ BACKWARD = (
     Arg("s0", "int"),  # the chunk: steps s0:s1 of the backward order,
     Arg("s1", "int"),
     Arg("t_lo", "int"),  # whose earliest forward step is t_lo
+    # the variants, as in FORWARD; off when empty
+    Arg("rmask", "float", "N H"),
+    Arg("zm", "float", "T N H"),
+    Arg("lng", "float", "3H"),
+    Arg("stat", "float", "T N 2"),
+    Arg("dgr", "float", "C N 3H"),  # layer norm: dL/d(W_hh h) of the chunk's steps
+    Arg("dhr", "float", "N H"),  # recurrent dropout: dL/d(h * rmask) of one step
 )
 
 # appended to either by the launcher: rows b0:b1 and features j0:j1, the row block's barrier

@@ -41,6 +41,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from grukit._layer_options import LAYER_NORM_EPS as _LN_EPS
 from grukit.backends import _blas
 from grukit.backends._sync import barrier
 
@@ -52,6 +53,7 @@ _dgemm = types.ExternalFunction("dgemm_", _sig)
 
 # error_model="numpy": no ZeroDivisionError checks, which would stop vectorisation
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
+
 _INLINE = dict(_JIT, inline="always")
 
 
@@ -142,6 +144,7 @@ def _act_sigmoid(x):
 
 # -- elementwise passes, one row of one feature block at a time (H = the block's width) ----------
 # ``sv`` is the row's saved values, (kw, H) viewed as kw vectors: sr, sz, sn, shp[, shn].
+# ``zrow`` is the row's zoneout keep mask (or p in evaluation), read only when ``zoned``.
 
 
 @njit(**_INLINE)
@@ -154,17 +157,26 @@ def _row_gates(gi, gh, b_hh, h_prev, sr, sz, shp, H):
 
 
 @njit(**_INLINE)
-def _row_state(sz, sn, shp, h_next, out, H):
-    """``h = (1 - z) * n + z * h_prev``."""
-    for j in range(H):
-        z = sz[j]
-        hv = (1.0 - z) * sn[j] + z * shp[j]
-        out[j] = hv
-        h_next[j] = hv
+def _row_state(sz, sn, shp, h_next, out, zrow, zoned, H):
+    """``h = (1 - z) * n + z * h_prev``; with zoneout ``h = m * h_prev + (1 - m) * h``."""
+    if zoned:
+        for j in range(H):
+            z, hp = sz[j], shp[j]
+            hv = (1.0 - z) * sn[j] + z * hp
+            m = zrow[j]
+            hv = m * hp + (1.0 - m) * hv
+            out[j] = hv
+            h_next[j] = hv
+    else:
+        for j in range(H):
+            z = sz[j]
+            hv = (1.0 - z) * sn[j] + z * shp[j]
+            out[j] = hv
+            h_next[j] = hv
 
 
 @njit(**_INLINE)
-def _row_after(gi, gh, b_hh, h_prev, h_next, out, sr, sz, sn, shp, shn, H):
+def _row_after(gi, gh, b_hh, h_prev, h_next, out, sr, sz, sn, shp, shn, zrow, zoned, H):
     """reset_after=True: gate values, then the new state, of one row. (Short loops touching few
     arrays each, so LLVM's runtime alias checks stay within its limits and all vectorise.)"""
     _row_gates(gi, gh, b_hh, h_prev, sr, sz, shp, H)
@@ -172,60 +184,110 @@ def _row_after(gi, gh, b_hh, h_prev, h_next, out, sr, sz, sn, shp, shn, H):
         hn = gh[2 * H + j] + b_hh[2 * H + j]
         shn[j] = hn
         sn[j] = act_tanh(gi[2 * H + j] + sr[j] * hn)
-    _row_state(sz, sn, shp, h_next, out, H)
+    _row_state(sz, sn, shp, h_next, out, zrow, zoned, H)
 
 
 @njit(**_INLINE)
-def _row_before_state(gi, ghn, b_hh, h_next, out, sz, sn, shp, H):
+def _row_before_state(gi, ghn, b_hh, h_next, out, sz, sn, shp, zrow, zoned, H):
     """reset_after=False, second half: n, then the new state."""
     for j in range(H):
         sn[j] = act_tanh(gi[2 * H + j] + ghn[j] + b_hh[2 * H + j])
-    _row_state(sz, sn, shp, h_next, out, H)
+    _row_state(sz, sn, shp, h_next, out, zrow, zoned, H)
+
+
+@njit(**_INLINE)
+def _row_norm(v, gain, shift, xhat, G, H):
+    """Layer normalisation of one row in place: ``v`` (G*H,) becomes ``gain * xhat + shift`` with
+    ``xhat = (v - mean) / sqrt(var + eps)``, saved in ``xhat`` (G, H). Statistics in float64.
+    Returns ``1 / sqrt(var + eps)``."""
+    K = G * H
+    s = 0.0
+    for k in range(K):
+        s += v[k]
+    mean = s / K
+    q = 0.0
+    for k in range(K):
+        d = v[k] - mean
+        q += d * d
+    rstd = 1.0 / math.sqrt(q / K + _LN_EPS)
+    for g in range(G):
+        for j in range(H):
+            x = (v[g * H + j] - mean) * rstd
+            xhat[g, j] = x
+            v[g * H + j] = gain[g * H + j] * x + shift[g * H + j]
+    return rstd
 
 
 @njit(**_JIT)
 def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratch, gh, rh, ghn,
-            b0, b1, j0, j1, sync, parties):
+            hin, rmask, zm, lng, lnb, stat, b0, b1, j0, j1, sync, parties):
     """The recurrence for rows ``b0:b1`` and features ``j0:j1``. ``gi`` (T, N, 3H): input
     projections with ``b_ih`` (permuted gate rows); ``hbuf`` (2, N, H): ``hbuf[0]`` the initial
     state; after T steps ``hbuf[T % 2]`` is the final one. ``w`` (3H, H), ``b`` (3H,): ``W_hh``
     and ``b_hh`` with permuted rows. ``out`` (T, N, H); ``ws`` (T, N, kw, H) written only if
-    ``save``. Scratch: ``scratch`` (N, kw, H), ``gh`` (N, 3H), ``rh`` and ``ghn`` (N, H)."""
+    ``save``. Scratch: ``scratch`` (N, kw, H), ``gh`` (N, 3H), ``rh`` and ``ghn`` (N, H).
+
+    Variants (each off when its array is empty): recurrent dropout ``rmask`` (N, H), with ``hin``
+    (2, N, H) the masked state, double-buffered like ``hbuf`` (``hin[0]`` given); zoneout ``zm``
+    (T, N, H) or (1, 1, H); layer norm of the recurrent products, ``lng``/``lnb`` (3H,), with one
+    feature block only, saving the normalised products in ``ws[..., kw-3:kw, :]`` and the rows'
+    ``1/std`` in ``stat`` (T, N, 2)."""
     T = gi.shape[0]
+    H = hbuf.shape[2]
     hk = j1 - j0
     g0 = 3 * j0
     wk, bk = w[g0 : g0 + 3 * hk], b[g0 : g0 + 3 * hk]  # this block's gate rows
+    masked, zoned, normed = rmask.shape[0] > 0, zm.shape[0] > 0, lng.shape[0] > 0
+    zt, zb = zm.shape[0] > 1, zm.shape[1] > 1  # a mask per step and row, or one p
+    kb = 5 if reset_after else 4  # the first layer-norm slot of the saved values
     cur = 0
     for s in range(T):
         t = T - 1 - s if reverse else s
-        hp, hn = hbuf[cur], hbuf[1 - cur]
+        hp, hn, hi = hbuf[cur], hbuf[1 - cur], hin[cur]
         if reset_after:
-            mm_nt(hp[b0:b1], wk, gh[b0:b1, g0 : g0 + 3 * hk], 0.0)  # (n, 3hk) = h W_hh^T
+            mm_nt(hi[b0:b1], wk, gh[b0:b1, g0 : g0 + 3 * hk], 0.0)  # (n, 3hk) = h W_hh^T
         else:
-            mm_nt(hp[b0:b1], wk[: 2 * hk], gh[b0:b1, g0 : g0 + 2 * hk], 0.0)  # (n, 2hk): r, z
+            mm_nt(hi[b0:b1], wk[: 2 * hk], gh[b0:b1, g0 : g0 + 2 * hk], 0.0)  # (n, 2hk): r, z
         for b in range(b0, b1):
             sv = ws[t, b] if save else scratch[b]  # (kw, H)
+            zrow = zm[t if zt else 0, b if zb else 0, j0:j1] if zoned else out[t, b, j0:j1]
             if t >= lengths[b]:
                 _inactive(out[t, b, j0:j1], hp[b, j0:j1], hn[b, j0:j1], rh[b, j0:j1], sv[:, j0:j1], save)
-            elif reset_after:
+                if masked:
+                    hin[1 - cur, b, j0:j1] = hi[b, j0:j1]
+                continue
+            if normed:  # one feature block: the row's gate rows are all here, in natural order
+                G = 3 if reset_after else 2
+                stat[t, b, 0] = _row_norm(gh[b, : G * H], lng, lnb, sv[kb : kb + G], G, H)
+            if reset_after:
                 _row_after(gi[t, b, g0 : g0 + 3 * hk], gh[b, g0 : g0 + 3 * hk], bk, hp[b, j0:j1],
                            hn[b, j0:j1], out[t, b, j0:j1], sv[0, j0:j1], sv[1, j0:j1],
-                           sv[2, j0:j1], sv[3, j0:j1], sv[4, j0:j1], hk)
+                           sv[2, j0:j1], sv[3, j0:j1], sv[4, j0:j1], zrow, zoned, hk)
+                if masked:
+                    for j in range(j0, j1):
+                        hin[1 - cur, b, j] = hn[b, j] * rmask[b, j]
             else:
-                sr, hpb, rhb = sv[0, j0:j1], hp[b, j0:j1], rh[b, j0:j1]
-                _row_gates(gi[t, b, g0 : g0 + 3 * hk], gh[b, g0 : g0 + 3 * hk], bk, hpb, sr,
-                           sv[1, j0:j1], sv[3, j0:j1], hk)
+                sr, hib, rhb = sv[0, j0:j1], hi[b, j0:j1], rh[b, j0:j1]
+                _row_gates(gi[t, b, g0 : g0 + 3 * hk], gh[b, g0 : g0 + 3 * hk], bk, hp[b, j0:j1],
+                           sr, sv[1, j0:j1], sv[3, j0:j1], hk)
                 for j in range(hk):
-                    rhb[j] = sr[j] * hpb[j]
+                    rhb[j] = sr[j] * hib[j]
         if not reset_after:
             barrier(sync, parties)  # every block's r * h_prev is in place
             mm_nt(rh[b0:b1], wk[2 * hk :], ghn[b0:b1, j0:j1], 0.0)  # (n, hk) = (r*h) W_hn^T
             for b in range(b0, b1):
                 if t < lengths[b]:
                     sv = ws[t, b] if save else scratch[b]
+                    zrow = zm[t if zt else 0, b if zb else 0, j0:j1] if zoned else out[t, b, j0:j1]
+                    if normed:
+                        stat[t, b, 1] = _row_norm(ghn[b], lng[2 * H :], lnb[2 * H :],
+                                                  sv[kb + 2 : kb + 3], 1, H)
                     _row_before_state(gi[t, b, g0 : g0 + 3 * hk], ghn[b, j0:j1], bk,
                                       hn[b, j0:j1], out[t, b, j0:j1], sv[1, j0:j1],
-                                      sv[2, j0:j1], sv[3, j0:j1], hk)
+                                      sv[2, j0:j1], sv[3, j0:j1], zrow, zoned, hk)
+                    if masked:
+                        for j in range(j0, j1):
+                            hin[1 - cur, b, j] = hn[b, j] * rmask[b, j]
         barrier(sync, parties)  # the new state is complete before anyone reads it
         cur = 1 - cur
 
@@ -243,15 +305,18 @@ def _inactive(out, hp, hn, rh, sv, save):
 
 
 # -- backward -----------------------------------------------------------------------------------
+# ``g`` = dL/dh_t (from later steps and the output); with zoneout the cell's own h'_t gets
+# ``g * (1 - m)`` and h_{t-1} gets ``g * m`` directly.
 
 
 @njit(**_INLINE)
-def _grad_row_after(dout, dh, sr, sz, sn, shp, shn, dgi, gb, dghn, dhd, H):
+def _grad_row_after(dout, dh, sr, sz, sn, shp, shn, dgi, gb, dghn, dhd, zrow, zoned, H):
     for j in range(H):
         g = dh[j] + dout[j]
         r, z, n = sr[j], sz[j], sn[j]
-        dnp = g * (1.0 - z) * (1.0 - n * n)  # dL/d(tanh argument)
-        dzp = g * (shp[j] - n) * z * (1.0 - z)  # dL/d(update-gate pre-activation)
+        gc = g * (1.0 - zrow[j]) if zoned else g  # dL/dh'_t
+        dnp = gc * (1.0 - z) * (1.0 - n * n)  # dL/d(tanh argument)
+        dzp = gc * (shp[j] - n) * z * (1.0 - z)  # dL/d(update-gate pre-activation)
         drp = dnp * shn[j] * r * (1.0 - r)  # dL/d(reset-gate pre-activation)
         dgi[j] = drp
         dgi[H + j] = dzp
@@ -260,17 +325,18 @@ def _grad_row_after(dout, dh, sr, sz, sn, shp, shn, dgi, gb, dghn, dhd, H):
         gb[H + j] = dzp
         gb[2 * H + j] = dnp * r
         dghn[j] = dnp * r
-        dhd[j] = g * z
+        dhd[j] = gc * z + (g * zrow[j] if zoned else 0.0)
 
 
 @njit(**_INLINE)
-def _grad_row_before_state(dout, dh, sz, sn, shp, dgi, dhd, H):
+def _grad_row_before_state(dout, dh, sz, sn, shp, dgi, dhd, zrow, zoned, H):
     for j in range(H):
         g = dh[j] + dout[j]
+        gc = g * (1.0 - zrow[j]) if zoned else g
         z, n = sz[j], sn[j]
-        dgi[H + j] = g * (shp[j] - n) * z * (1.0 - z)
-        dgi[2 * H + j] = g * (1.0 - z) * (1.0 - n * n)
-        dhd[j] = g * z
+        dgi[H + j] = gc * (shp[j] - n) * z * (1.0 - z)
+        dgi[2 * H + j] = gc * (1.0 - z) * (1.0 - n * n)
+        dhd[j] = gc * z + (g * zrow[j] if zoned else 0.0)
 
 
 @njit(**_INLINE)
@@ -281,9 +347,39 @@ def _grad_row_before_gates(drh, sr, shp, dgi, dhd, H):
         dhd[j] += drh[j] * r
 
 
+@njit(**_INLINE)
+def _grad_row_before_gates_masked(drh, sr, shp, mk, dgi, dhr, H):
+    """As ``_grad_row_before_gates`` with recurrent dropout: the reset gate met ``h * mk``, and
+    the gradient of ``h * mk`` goes to ``dhr`` (scaled by ``mk`` into dL/dh_prev later)."""
+    for j in range(H):
+        r = sr[j]
+        dgi[j] = drh[j] * shp[j] * mk[j] * r * (1.0 - r)
+        dhr[j] = drh[j] * r
+
+
+@njit(**_INLINE)
+def _grad_row_norm(dy, gain, xhat, rstd, dx, G, H):
+    """Backward of ``_row_norm``: ``dy`` (G*H,) = dL/d(gain * xhat + shift) to ``dx`` (G*H,) =
+    dL/d(the product before normalisation): ``rstd * (d - mean(d) - xhat * mean(d * xhat))``
+    with ``d = gain * dy``."""
+    K = G * H
+    s1 = 0.0
+    s2 = 0.0
+    for g in range(G):
+        for j in range(H):
+            d = gain[g * H + j] * dy[g * H + j]
+            s1 += d
+            s2 += d * xhat[g, j]
+    m1, m2 = s1 / K, s2 / K
+    for g in range(G):
+        for j in range(H):
+            x = xhat[g, j]
+            dx[g * H + j] = rstd * (gain[g * H + j] * dy[g * H + j] - m1 - x * m2)
+
+
 @njit(**_JIT)
 def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, drh, dhd, bounds,
-             s0, s1, t_lo, b0, b1, j0, j1, sync, parties):
+             s0, s1, t_lo, rmask, zm, lng, stat, dgr, dhr, b0, b1, j0, j1, sync, parties):
     """Walk steps ``s0:s1`` of the backward order (the forward's, reversed) for rows ``b0:b1`` and
     features ``j0:j1`` (layouts as in :func:`forward`), so the caller can reduce the gradients of
     one chunk of steps before the next. ``dout`` (T, N, H); ``dh`` (N, H): dL/dh at the chunk's
@@ -292,49 +388,87 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, d
     ``reset_after`` ``dghn`` (C, N, H): dL/d(W_hn h_prev + b_hn) (the r and z parts of the
     recurrent gradient equal ``dgi``'s). Scratch: ``ghbuf`` (2, N, 3H), the step's full recurrent
     gradient, double-buffered by step parity so a block may start the next step while another
-    still multiplies this one; ``drh``, ``dhd`` (N, H)."""
+    still multiplies this one; ``drh``, ``dhd`` (N, H).
+
+    Variants as in :func:`forward` (``rmask``, ``zm``, ``lng``, ``stat``). With layer norm (one
+    feature block) ``dgr`` (C, N, 3H) receives dL/d(the recurrent products before
+    normalisation), natural gate order, which the caller's weight gradient reads instead of
+    ``dgi``/``dghn``; with recurrent dropout ``dhr`` (N, H) holds dL/d(h * rmask) of a step."""
     T = ws.shape[0]
+    H = dh.shape[1]
     hk = j1 - j0
     g0 = 3 * j0
+    masked, zoned, normed = rmask.shape[0] > 0, zm.shape[0] > 0, lng.shape[0] > 0
+    zt, zb = zm.shape[0] > 1, zm.shape[1] > 1
+    kb = 5 if reset_after else 4
     for s in range(s0, s1):
         t = s if reverse else T - 1 - s
         c = t - t_lo  # row of the chunk buffers
         for b in range(b0, b1):
             sv = ws[t, b]
+            zrow = zm[t if zt else 0, b if zb else 0, j0:j1] if zoned else dout[t, b, j0:j1]
             if t >= lengths[b]:
                 dgi[c, b, g0 : g0 + 3 * hk] = 0.0
                 if reset_after:
                     ghbuf[t % 2, b, g0 : g0 + 3 * hk] = 0.0
                     dghn[c, b, j0:j1] = 0.0
+                if normed:
+                    dgr[c, b] = 0.0
+                if masked:
+                    dhr[b, j0:j1] = 0.0
                 dhd[b, j0:j1] = dh[b, j0:j1]
             elif reset_after:
+                gb = ghbuf[t % 2, b, g0 : g0 + 3 * hk]
                 _grad_row_after(dout[t, b, j0:j1], dh[b, j0:j1], sv[0, j0:j1], sv[1, j0:j1],
                                 sv[2, j0:j1], sv[3, j0:j1], sv[4, j0:j1],
-                                dgi[c, b, g0 : g0 + 3 * hk], ghbuf[t % 2, b, g0 : g0 + 3 * hk],
-                                dghn[c, b, j0:j1], dhd[b, j0:j1], hk)
+                                dgi[c, b, g0 : g0 + 3 * hk], gb,
+                                dghn[c, b, j0:j1], dhd[b, j0:j1], zrow, zoned, hk)
+                if normed:  # through the layer norm of W_hh h (one feature block, natural order)
+                    _grad_row_norm(gb, lng, sv[kb : kb + 3], stat[t, b, 0], dgr[c, b], 3, H)
+                    gb[:] = dgr[c, b]
             else:
                 _grad_row_before_state(dout[t, b, j0:j1], dh[b, j0:j1], sv[1, j0:j1],
                                        sv[2, j0:j1], sv[3, j0:j1], dgi[c, b, g0 : g0 + 3 * hk],
-                                       dhd[b, j0:j1], hk)
+                                       dhd[b, j0:j1], zrow, zoned, hk)
+                if normed:  # the n product's normalisation
+                    _grad_row_norm(dgi[c, b, 2 * H :], lng[2 * H :], sv[kb + 2 : kb + 3],
+                                   stat[t, b, 1], dgr[c, b, 2 * H :], 1, H)
         barrier(sync, parties)  # every block's gate gradients of step t are in place
         if reset_after:
             # (n, hk) += dgh (n, 3H) @ W_hh[:, j0:j1] (3H, hk): all gate rows, own columns
-            mm_nn(ghbuf[t % 2, b0:b1], w[:, j0:j1], dhd[b0:b1, j0:j1], 1.0)
+            if masked:
+                mm_nn(ghbuf[t % 2, b0:b1], w[:, j0:j1], dhr[b0:b1, j0:j1], 0.0)
+            else:
+                mm_nn(ghbuf[t % 2, b0:b1], w[:, j0:j1], dhd[b0:b1, j0:j1], 1.0)
         else:
+            src = dgr[c] if normed else dgi[c]  # (N, 3H): what multiplies W_hh
             for m in range(bounds.shape[0] - 1):  # dL/d(r * h_prev) = dgi_n @ W_hn, block by block
                 m0, mk = 3 * bounds[m], bounds[m + 1] - bounds[m]
-                mm_nn(dgi[c, b0:b1, m0 + 2 * mk : m0 + 3 * mk], w[m0 + 2 * mk : m0 + 3 * mk, j0:j1],
+                mm_nn(src[b0:b1, m0 + 2 * mk : m0 + 3 * mk], w[m0 + 2 * mk : m0 + 3 * mk, j0:j1],
                       drh[b0:b1, j0:j1], 0.0 if m == 0 else 1.0)
             for b in range(b0, b1):
                 if t < lengths[b]:
                     sv = ws[t, b]
-                    _grad_row_before_gates(drh[b, j0:j1], sv[0, j0:j1], sv[3, j0:j1],
-                                           dgi[c, b, g0 : g0 + 3 * hk], dhd[b, j0:j1], hk)
+                    if masked:
+                        _grad_row_before_gates_masked(drh[b, j0:j1], sv[0, j0:j1], sv[3, j0:j1],
+                                                      rmask[b, j0:j1], dgi[c, b, g0 : g0 + 3 * hk],
+                                                      dhr[b, j0:j1], hk)
+                    else:
+                        _grad_row_before_gates(drh[b, j0:j1], sv[0, j0:j1], sv[3, j0:j1],
+                                               dgi[c, b, g0 : g0 + 3 * hk], dhd[b, j0:j1], hk)
+                    if normed:  # the r,z product's normalisation
+                        _grad_row_norm(dgi[c, b, : 2 * H], lng[: 2 * H], sv[kb : kb + 2],
+                                       stat[t, b, 0], dgr[c, b, : 2 * H], 2, H)
             barrier(sync, parties)  # every block's r and z gradients are in place
+            acc = dhr if masked else dhd
             for m in range(bounds.shape[0] - 1):  # += dgi_rz @ [W_hr; W_hz]
                 m0, mk = 3 * bounds[m], bounds[m + 1] - bounds[m]
-                mm_nn(dgi[c, b0:b1, m0 : m0 + 2 * mk], w[m0 : m0 + 2 * mk, j0:j1],
-                      dhd[b0:b1, j0:j1], 1.0)
+                mm_nn(src[b0:b1, m0 : m0 + 2 * mk], w[m0 : m0 + 2 * mk, j0:j1],
+                      acc[b0:b1, j0:j1], 1.0)
+        if masked:  # dL/dh_prev += dL/d(h_prev * mask) * mask
+            for b in range(b0, b1):
+                for j in range(j0, j1):
+                    dhd[b, j] += dhr[b, j] * rmask[b, j]
         dh[b0:b1, j0:j1] = dhd[b0:b1, j0:j1]
         # no closing barrier: step t-1 writes only this block's slices, while the other blocks'
         # products still in flight read step t's

@@ -31,18 +31,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from grukit.backends import Backend, Request, _cpu_args, _cpu_launch, get, names, register
+from grukit.backends import (
+    Backend, Request, _cpu_args, _cpu_launch, _cpu_variants, get, names, register,
+)
+from grukit.backends._cpu_base import (
+    functorch_active, kernels, lengths_or_full, no_double_backward, plain, saved_per_feature,
+    warm_up,
+)
 
 __all__ = ["kernels_available", "thread_plan", "ThreadPlan", "gru_layer_forward", "gru_layer_backward"]
 
 _DTYPES = (torch.float32, torch.float64)
-
-
-@functools.lru_cache(maxsize=None)
-def _kernels():
-    from grukit.backends import _cpu_kernels
-
-    return _cpu_kernels
 
 
 _UNKNOWN = object()
@@ -76,7 +75,7 @@ def kernels_available() -> str | None:
     if _availability is _UNKNOWN:
         try:
             with _real_builtins():
-                _warm_up(np.float32)  # compiles (or loads from Numba's cache), proves it works
+                warm_up(np.float32)  # compiles (or loads from Numba's cache), proves it works
             _availability = None
         except ImportError as exc:
             _availability = f"Numba is not installed ({exc}); pip install numba"
@@ -117,35 +116,6 @@ def _gate_blocks(features: tuple[int, ...]) -> list[tuple[slice, slice]]:
             for j0, j1 in zip(features, features[1:])]
 
 
-@functools.lru_cache(maxsize=None)
-def _warm_up(dtype) -> None:
-    """Compile (or load from Numba's cache) every kernel specialisation for ``dtype`` on one
-    thread, before any multi-threaded launch needs it."""
-    kernels = _kernels()
-    sync = np.zeros(16, np.int64)
-    for reset_after in (False, True):
-        dims = dict(T=1, N=1, H=1, C=1, B=2, kw=_saved_per_feature(reset_after))
-        fwd = _cpu_args.dummy("forward", dtype, dims, reverse=False, reset_after=reset_after, save=True)
-        fwd.lengths[:] = 1
-        kernels.forward(*fwd, 0, 1, 0, 1, sync, 1)
-        bwd = _cpu_args.dummy("backward", dtype, dims, reverse=False, reset_after=reset_after,
-                              s0=0, s1=1, t_lo=0)
-        bwd.lengths[:] = 1
-        bwd.bounds[:] = (0, 1)
-        kernels.backward(*bwd, 0, 1, 0, 1, sync, 1)
-
-
-def _saved_per_feature(reset_after: bool) -> int:
-    """Values the forward saves per step and feature: r, z, n, h_prev (+ W_hn h + b_hn)."""
-    return 5 if reset_after else 4
-
-
-def _lengths_or_full(lengths: Tensor | None, T: int, N: int) -> Tensor:
-    if lengths is None:
-        return torch.full((N,), T, dtype=torch.int64)
-    return lengths.to(torch.int64).contiguous()
-
-
 @torch.library.custom_op("grukit::gru_layer_forward", mutates_args=(), device_types="cpu")
 def gru_layer_forward(
     x: Tensor,
@@ -162,7 +132,7 @@ def gru_layer_forward(
     """``(output (T, N, H), h_n (N, H), workspace (T, N, K) or empty)``."""
     T, N, I = x.shape
     H = weight_hh.shape[1]
-    _warm_up(np.float32 if x.dtype == torch.float32 else np.float64)
+    warm_up(np.float32 if x.dtype == torch.float32 else np.float64)
     p = _cpu_launch.plan(T, N, H, x.element_size())
     perm = p.gate_permutation(H)  # each feature block's gate rows together
     if perm is not None:
@@ -179,17 +149,18 @@ def gru_layer_forward(
     hbuf = x.new_empty(2, N, H)  # (2, N, H): the state, double-buffered
     hbuf[0] = h0
     out = x.new_empty(T, N, H)  # (T, N, H)
-    kw = _saved_per_feature(reset_after)
+    kw = saved_per_feature(reset_after)
     ws = x.new_empty(T, N, kw, H) if save else x.new_empty(0, 0, 0, 0)
     scratch = x.new_empty(N, kw, H)  # per-row gate values when nothing is saved
     gh, rh, ghn = x.new_zeros(N, 3 * H), x.new_zeros(N, H), x.new_zeros(N, H)
     args = _cpu_args.ForwardArgs(
         gi=gi.numpy(), hbuf=hbuf.numpy(), w=weight_hh.detach().contiguous().numpy(),
-        b=b_hh.detach().numpy(), lengths=_lengths_or_full(lengths, T, N).numpy(),
+        b=b_hh.detach().numpy(), lengths=lengths_or_full(lengths, T, N).numpy(),
         reverse=reverse, reset_after=reset_after, save=save, out=out.numpy(), ws=ws.numpy(),
         scratch=scratch.numpy(), gh=gh.numpy(), rh=rh.numpy(), ghn=ghn.numpy(),
+        hin=hbuf.numpy(), **plain(np.float32 if x.dtype == torch.float32 else np.float64)._asdict(),
     )
-    _cpu_launch.launch(_kernels().forward, p, args)
+    _cpu_launch.launch(kernels().forward, p, args)
     return out, hbuf[T % 2].clone(), ws.view(T, N, kw * H) if save else x.new_empty(0, 0, 0)
 
 
@@ -197,7 +168,7 @@ def gru_layer_forward(
 def _(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save):
     T, N, _ = x.shape
     H = weight_hh.shape[1]
-    ws = x.new_empty(T, N, _saved_per_feature(reset_after) * H) if save else x.new_empty(0, 0, 0)
+    ws = x.new_empty(T, N, saved_per_feature(reset_after) * H) if save else x.new_empty(0, 0, 0)
     return x.new_empty(T, N, H), h0.new_empty(N, H), ws
 
 
@@ -220,7 +191,7 @@ def gru_layer_backward(
     perm = p.gate_permutation(H)
     w_hh = weight_hh[perm] if perm is not None else weight_hh
     dh = grad_hn.clone(memory_format=torch.contiguous_format)  # (N, H), becomes dh0
-    kw = _saved_per_feature(reset_after)
+    kw = saved_per_feature(reset_after)
     # the loop runs in chunks of C steps; after each, the chunk's gradients are reduced into the
     # weight gradients, so the per-step gate gradients never exist for all T steps at once
     C = max(1, min(T, _CHUNK_BYTES // max(1, N * 4 * H * x.element_size())))
@@ -235,16 +206,16 @@ def gru_layer_backward(
     blocks = _gate_blocks(p.features)
     args = _cpu_args.BackwardArgs(
         dout=grad_out.contiguous().numpy(), dh=dh.numpy(), w=w_hh.detach().contiguous().numpy(),
-        lengths=_lengths_or_full(lengths, T, N).numpy(), reverse=reverse,
+        lengths=lengths_or_full(lengths, T, N).numpy(), reverse=reverse,
         reset_after=reset_after, ws=saved.numpy(), dgi=dgi.numpy(), dghn=dghn.numpy(),
         ghbuf=x.new_zeros(2, N, 3 * H).numpy(), drh=x.new_zeros(N, H).numpy(),
         dhd=x.new_zeros(N, H).numpy(), bounds=np.asarray(p.features, dtype=np.int64),
-        s0=0, s1=0, t_lo=0,
+        s0=0, s1=0, t_lo=0, **_plain_backward(x),
     )
     for s0 in range(0, T, C):
         s1 = min(T, s0 + C)
         t_lo, t_hi = (s0, s1) if reverse else (T - s1, T - s0)
-        _cpu_launch.launch(_kernels().backward, p, args._replace(s0=s0, s1=s1, t_lo=t_lo))
+        _cpu_launch.launch(kernels().backward, p, args._replace(s0=s0, s1=s1, t_lo=t_lo))
         n = (t_hi - t_lo) * N
         g = dgi[: t_hi - t_lo].view(n, 3 * H)  # (n, 3H)
         rows = saved[t_lo:t_hi].view(n, kw, H)
@@ -271,6 +242,11 @@ def gru_layer_backward(
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
+def _plain_backward(x: Tensor) -> dict:
+    v = plain(np.float32 if x.dtype == torch.float32 else np.float64)
+    return dict(rmask=v.rmask, zm=v.zm, lng=v.lng, stat=v.stat, dgr=v.zm, dhr=v.rmask)
+
+
 @gru_layer_backward.register_fake
 def _(grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, reset_after, reverse):
     H3 = weight_hh.shape[0]
@@ -278,11 +254,6 @@ def _(grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, reset_after, reve
         torch.empty_like(x), torch.empty_like(grad_hn), torch.empty_like(weight_ih),
         torch.empty_like(weight_hh), x.new_empty(H3), x.new_empty(H3),
     )
-
-
-def _functorch_active() -> bool:
-    """Whether a torch.func transform (grad, vjp, vmap, ...) is running."""
-    return torch._C._are_functorch_transforms_active()
 
 
 def _setup_context(ctx, inputs, output):
@@ -301,7 +272,7 @@ def _backward(ctx, grad_out, grad_hn, _grad_ws):
         grad_hn = x.new_zeros(x.shape[1], weight_hh.shape[1])
     args = (grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, ctx.reset_after, ctx.reverse)
     # as in the forward (``_layer``): the autograd.Function only where torch.func needs it
-    backward = _LayerBackward.apply if _functorch_active() else gru_layer_backward
+    backward = _LayerBackward.apply if functorch_active() else gru_layer_backward
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = backward(*args)
     if not ctx.has_bias:
         db_ih = db_hh = None
@@ -312,15 +283,8 @@ def _backward(ctx, grad_out, grad_hn, _grad_ws):
 gru_layer_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _no_double_backward(ctx, *grads):
-    raise RuntimeError(
-        "grukit's cpu backend computes first-order gradients only; for higher-order gradients "
-        "use grukit.GRU(..., backend='reference')"
-    )
-
-
 gru_layer_backward.register_autograd(
-    _no_double_backward, setup_context=lambda ctx, inputs, output: None
+    no_double_backward, setup_context=lambda ctx, inputs, output: None
 )
 
 
@@ -363,21 +327,10 @@ class _LayerBackward(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         pass
 
-    backward = staticmethod(_no_double_backward)
+    backward = staticmethod(no_double_backward)
 
 
-def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths,
-           options=None):
-    # ``options`` is always None here: Backend.variants is empty, so a request with a variant
-    # never selects this backend (the fused kernels have no layer norm, zoneout or recurrent
-    # dropout yet, issue 14 part 2).
-    # Under autocast the kernels, which have no bfloat16 or float16 variant, run in the
-    # parameters' dtype; the outputs take the dtype torch.nn.GRU's take there (its state update
-    # promotes the state's dtype with autocast's), so code around a grukit.GRU sees no difference.
-    out_dtype = None
-    if torch.is_autocast_enabled("cpu") and (x.dtype, h0.dtype) != (weight_ih.dtype,) * 2:
-        out_dtype = torch.promote_types(h0.dtype, torch.get_autocast_dtype("cpu"))
-        x, h0 = x.to(weight_ih.dtype), h0.to(weight_ih.dtype)
+def _plain_layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths):
     params = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
     save = torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in params)
     args = (x.contiguous(), h0.contiguous(), weight_ih.contiguous(), weight_hh.contiguous(),
@@ -385,10 +338,29 @@ def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, revers
     # The op itself (its autograd is registered with it) except under torch.func's transforms,
     # which refuse that autograd and need the autograd.Function: its apply binds the arguments
     # through inspect.signature on every call, about 80 us, more than a small layer's whole run.
-    if save and _functorch_active():
+    if save and functorch_active():
         out, h_n, _ = _Layer.apply(*args)
     else:
         out, h_n, _ = gru_layer_forward(*args)
+    return out, h_n
+
+
+def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths,
+           options=None):
+    # Under autocast the kernels, which have no bfloat16 or float16 variant, run in the
+    # parameters' dtype; the outputs take the dtype torch.nn.GRU's take there (its state update
+    # promotes the state's dtype with autocast's), so code around a grukit.GRU sees no difference.
+    out_dtype = None
+    if torch.is_autocast_enabled("cpu") and (x.dtype, h0.dtype) != (weight_ih.dtype,) * 2:
+        out_dtype = torch.promote_types(h0.dtype, torch.get_autocast_dtype("cpu"))
+        x, h0 = x.to(weight_ih.dtype), h0.to(weight_ih.dtype)
+    if options is not None:  # layer norm, zoneout or recurrent dropout: the variant ops
+        out, h_n = _cpu_variants.layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
+                                       reset_after=reset_after, reverse=reverse, lengths=lengths,
+                                       options=options)
+    else:
+        out, h_n = _plain_layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
+                                reset_after=reset_after, reverse=reverse, lengths=lengths)
     if out_dtype is not None:
         out, h_n = out.to(out_dtype), h_n.to(out_dtype)
     return out, h_n
@@ -432,5 +404,6 @@ BACKEND = register(
         priority=20,
         auto_check=_check_auto,
         doc="fused Numba sequence kernels on PyTorch's BLAS; CPU, float32/float64, both formulations",
+        variants=frozenset({"layer_norm", "zoneout", "recurrent_dropout"}),
     )
 )

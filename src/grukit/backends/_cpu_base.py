@@ -1,0 +1,85 @@
+"""What the cpu backend's two op families share: loading the kernels, their scratch conventions,
+and the variant arguments.
+
+``cpu`` (the plain GRU layer, input projection included) and ``_cpu_variants`` (the recurrence
+with layer norm, zoneout or recurrent dropout, given the input projection) both call the kernels
+of ``_cpu_kernels`` through ``_cpu_launch``; this module is what both import, so neither imports
+the other. Shapes as in ``_cpu_kernels``: T steps, N batch, H hidden.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from grukit.backends import _cpu_args
+
+
+@functools.lru_cache(maxsize=None)
+def kernels():
+    from grukit.backends import _cpu_kernels
+
+    return _cpu_kernels
+
+
+def saved_per_feature(reset_after: bool, normed: bool = False) -> int:
+    """Values the forward saves per step and feature: r, z, n, h_prev (+ W_hn h + b_hn for
+    ``reset_after``), then with layer norm the normalised recurrent products of r, z, n."""
+    return (5 if reset_after else 4) + (3 if normed else 0)
+
+
+def lengths_or_full(lengths: Tensor | None, T: int, N: int) -> Tensor:
+    if lengths is None:
+        return torch.full((N,), T, dtype=torch.int64)
+    return lengths.to(torch.int64).contiguous()
+
+
+class Variants(NamedTuple):
+    """The variant arguments the kernels share (``_cpu_args``), each empty when off."""
+
+    rmask: np.ndarray  # (N, H) or (0, 0)
+    zm: np.ndarray  # (T, N, H), (1, 1, H) or (0, 0, 0)
+    lng: np.ndarray  # (3H,) or (0,)
+    lnb: np.ndarray  # (3H,) or (0,)
+    stat: np.ndarray  # (T, N, 2) or (0, 0, 0)
+
+
+def plain(dtype) -> Variants:
+    """Every variant off."""
+    return Variants(np.empty((0, 0), dtype), np.empty((0, 0, 0), dtype), np.empty(0, dtype),
+                    np.empty(0, dtype), np.empty((0, 0, 0), dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def warm_up(dtype) -> None:
+    """Compile (or load from Numba's cache) every kernel specialisation for ``dtype`` on one
+    thread, before any multi-threaded launch needs it. (The variants are arguments of the same
+    specialisations: compiling with them on compiles them off too.)"""
+    k = kernels()
+    sync = np.zeros(16, np.int64)
+    for reset_after in (False, True):
+        dims = dict(T=1, N=1, H=1, C=1, B=2, kw=saved_per_feature(reset_after, True))
+        fwd = _cpu_args.dummy("forward", dtype, dims, reverse=False, reset_after=reset_after, save=True)
+        fwd.lengths[:] = 1
+        k.forward(*fwd, 0, 1, 0, 1, sync, 1)
+        bwd = _cpu_args.dummy("backward", dtype, dims, reverse=False, reset_after=reset_after,
+                              s0=0, s1=1, t_lo=0)
+        bwd.lengths[:] = 1
+        bwd.bounds[:] = (0, 1)
+        k.backward(*bwd, 0, 1, 0, 1, sync, 1)
+
+
+def functorch_active() -> bool:
+    """Whether a torch.func transform (grad, vjp, vmap, ...) is running."""
+    return torch._C._are_functorch_transforms_active()
+
+
+def no_double_backward(ctx, *grads):
+    raise RuntimeError(
+        "grukit's cpu backend computes first-order gradients only; for higher-order gradients "
+        "use grukit.GRU(..., backend='reference')"
+    )

@@ -1,0 +1,302 @@
+"""The ``cpu`` backend's GRU variants: layer norm, zoneout and recurrent dropout in the fused
+kernels (equations: ``grukit.functional`` and ``docs/variants.md``).
+
+Per layer and direction:
+
+1. the input projection in torch, ``gi = W_ih x + b_ih`` or, with layer norm,
+   ``LN(W_ih x; g_ih, c_ih) + b_ih`` (one large product and one normalisation over all steps;
+   autograd differentiates it);
+2. the recurrence in the same Numba kernels as the plain GRU, with the variants as arguments
+   (``_cpu_args``): the recurrent product sees ``h * mask`` under recurrent dropout, the new state
+   is mixed with the old one by the zoneout mask (or ``p`` in evaluation), and the recurrent
+   products are layer-normalised per row and step before ``b_hh``;
+3. its backward in the same kernels; the weight gradients, the layer norm's gain and shift
+   gradients are products and sums after the loop.
+
+The recurrence is a ``torch.library`` custom op pair (``grukit::gru_recurrence_forward`` /
+``_backward``), like the plain layer's, so autograd, ``torch.compile`` and ``torch.export`` see
+one op. Masks are inputs (drawn by the module), never drawn here.
+Shapes: T steps, N batch, I input features, H hidden.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from grukit._layer_options import LAYER_NORM_EPS, LayerOptions
+from grukit.backends import _cpu_args, _cpu_launch
+from grukit.backends._cpu_base import (
+    Variants, functorch_active, kernels, lengths_or_full, no_double_backward, saved_per_feature,
+    warm_up,
+)
+
+__all__ = ["layer", "gru_recurrence_forward", "gru_recurrence_backward"]
+
+
+def _np(dtype: torch.dtype):
+    return np.float32 if dtype == torch.float32 else np.float64
+
+
+def _variants(like: Tensor, T: int, H: int, norm: tuple[Tensor | None, Tensor | None],
+              recurrent_mask: Tensor | None, zoneout_mask: Tensor | None, zoneout: float,
+              normed_stat: bool) -> tuple[Variants, list[Tensor]]:
+    """The kernels' variant arrays (and the tensors that own their memory, kept alive)."""
+    N = like.shape[1] if like.dim() == 3 else like.shape[0]
+    keep: list[Tensor] = []
+
+    def arr(t: Tensor) -> np.ndarray:
+        t = t.detach().to(like.dtype).contiguous()
+        keep.append(t)
+        return t.numpy()
+
+    empty = {k: like.new_empty((0,) * d) for k, d in (("rmask", 2), ("zm", 3), ("ln", 1), ("stat", 3))}
+    if zoneout_mask is not None:
+        zm = zoneout_mask  # (T, N, H)
+    elif zoneout:
+        zm = like.new_full((1, 1, H), zoneout)  # (1, 1, H): evaluation
+    else:
+        zm = empty["zm"]
+    g, c = norm
+    v = Variants(
+        rmask=arr(recurrent_mask if recurrent_mask is not None else empty["rmask"]),
+        zm=arr(zm),
+        lng=arr(g if g is not None else empty["ln"]),
+        lnb=arr(c if c is not None else empty["ln"]),
+        stat=arr(like.new_empty(T, N, 2) if normed_stat else empty["stat"]),
+    )
+    return v, keep
+
+
+@torch.library.custom_op("grukit::gru_recurrence_forward", mutates_args=(), device_types="cpu")
+def gru_recurrence_forward(
+    gi: Tensor,
+    h0: Tensor,
+    weight_hh: Tensor,
+    bias_hh: Tensor | None,
+    lengths: Tensor | None,
+    norm_weight: Tensor | None,
+    norm_bias: Tensor | None,
+    recurrent_mask: Tensor | None,
+    zoneout_mask: Tensor | None,
+    zoneout: float,
+    reset_after: bool,
+    reverse: bool,
+    save: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``gi`` (T, N, 3H): the input projections, biases included. Returns ``(output (T, N, H),
+    h_n (N, H), workspace (T, N, kw*H) or empty, layer-norm 1/std (T, N, 2) or empty)``."""
+    T, N, _ = gi.shape
+    H = weight_hh.shape[1]
+    normed = norm_weight is not None
+    warm_up(_np(gi.dtype))
+    p = _cpu_launch.plan(T, N, H, gi.element_size(), split_features=not normed)
+    perm = p.gate_permutation(H)  # None with layer norm (one feature block)
+    if perm is not None:
+        gi, weight_hh = gi[..., perm], weight_hh[perm]
+        bias_hh = bias_hh[perm] if bias_hh is not None else None
+    gi = gi.contiguous()  # (T, N, 3H)
+    b_hh = bias_hh.contiguous() if bias_hh is not None else gi.new_zeros(3 * H)  # (3H,)
+    hbuf = gi.new_empty(2, N, H)  # (2, N, H): the state, double-buffered
+    hbuf[0] = h0
+    if recurrent_mask is not None:
+        hin = gi.new_empty(2, N, H)  # (2, N, H): the state as the recurrent products see it
+        hin[0] = h0 * recurrent_mask
+    else:
+        hin = hbuf
+    v, keep = _variants(gi, T, H, (norm_weight, norm_bias), recurrent_mask, zoneout_mask,
+                        zoneout, normed)
+    out = gi.new_empty(T, N, H)  # (T, N, H)
+    kw = saved_per_feature(reset_after, normed)
+    ws = gi.new_empty(T, N, kw, H) if save else gi.new_empty(0, 0, 0, 0)
+    args = _cpu_args.ForwardArgs(
+        gi=gi.numpy(), hbuf=hbuf.numpy(), w=weight_hh.detach().contiguous().numpy(),
+        b=b_hh.detach().numpy(), lengths=lengths_or_full(lengths, T, N).numpy(),
+        reverse=reverse, reset_after=reset_after, save=save, out=out.numpy(), ws=ws.numpy(),
+        scratch=gi.new_empty(N, kw, H).numpy(), gh=gi.new_zeros(N, 3 * H).numpy(),
+        rh=gi.new_zeros(N, H).numpy(), ghn=gi.new_zeros(N, H).numpy(), hin=hin.numpy(),
+        **v._asdict(),
+    )
+    _cpu_launch.launch(kernels().forward, p, args)
+    stat = torch.from_numpy(v.stat) if normed else gi.new_empty(0, 0, 0)
+    ws = ws.view(T, N, kw * H) if save else gi.new_empty(0, 0, 0)
+    del keep
+    return out, hbuf[T % 2].clone(), ws, stat
+
+
+@gru_recurrence_forward.register_fake
+def _(gi, h0, weight_hh, bias_hh, lengths, norm_weight, norm_bias, recurrent_mask, zoneout_mask,
+      zoneout, reset_after, reverse, save):
+    T, N, _ = gi.shape
+    H = weight_hh.shape[1]
+    normed = norm_weight is not None
+    kw = saved_per_feature(reset_after, normed)
+    ws = gi.new_empty(T, N, kw * H) if save else gi.new_empty(0, 0, 0)
+    stat = gi.new_empty(T, N, 2) if normed else gi.new_empty(0, 0, 0)
+    return gi.new_empty(T, N, H), h0.new_empty(N, H), ws, stat
+
+
+@torch.library.custom_op("grukit::gru_recurrence_backward", mutates_args=(), device_types="cpu")
+def gru_recurrence_backward(
+    grad_out: Tensor,
+    grad_hn: Tensor,
+    weight_hh: Tensor,
+    lengths: Tensor | None,
+    norm_weight: Tensor | None,
+    recurrent_mask: Tensor | None,
+    zoneout_mask: Tensor | None,
+    zoneout: float,
+    ws: Tensor,
+    stat: Tensor,
+    reset_after: bool,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(dgi (T, N, 3H), dh0, dW_hh, db_hh, d norm_weight, d norm_bias)`` (the last two empty
+    without layer norm)."""
+    T, N, H = grad_out.shape
+    normed = norm_weight is not None
+    masked = recurrent_mask is not None
+    p = _cpu_launch.plan(T, N, H, grad_out.element_size(), split_features=not normed)
+    perm = p.gate_permutation(H)
+    w_hh = weight_hh[perm] if perm is not None else weight_hh
+    x = grad_out  # for allocating
+    dh = grad_hn.clone(memory_format=torch.contiguous_format)  # (N, H), becomes dh0
+    kw = saved_per_feature(reset_after, normed)
+    saved = ws.view(T, N, kw, H)
+    v, keep = _variants(x, T, H, (norm_weight, None), recurrent_mask, zoneout_mask, zoneout, False)
+    dgi = x.new_empty(T, N, 3 * H)  # (T, N, 3H), permuted gate rows
+    dghn = x.new_empty(T, N, H) if reset_after else x.new_empty(0, 0, 0)  # (T, N, H)
+    dgr = x.new_empty(T, N, 3 * H) if normed else x.new_empty(0, 0, 0)  # (T, N, 3H), natural
+    dhr = x.new_zeros(N, H) if masked else x.new_empty(0, 0)
+    args = _cpu_args.BackwardArgs(
+        dout=grad_out.contiguous().numpy(), dh=dh.numpy(), w=w_hh.detach().contiguous().numpy(),
+        lengths=lengths_or_full(lengths, T, N).numpy(), reverse=reverse,
+        reset_after=reset_after, ws=saved.numpy(), dgi=dgi.numpy(), dghn=dghn.numpy(),
+        ghbuf=x.new_zeros(2, N, 3 * H).numpy(), drh=x.new_zeros(N, H).numpy(),
+        dhd=x.new_zeros(N, H).numpy(), bounds=np.asarray(p.features, dtype=np.int64),
+        s0=0, s1=T, t_lo=0, rmask=v.rmask, zm=v.zm, lng=v.lng,
+        stat=stat.contiguous().numpy() if normed else v.stat, dgr=dgr.numpy(), dhr=dhr.numpy(),
+    )
+    _cpu_launch.launch(kernels().backward, p, args)
+    del keep
+    if perm is not None:
+        dgi = dgi[..., torch.argsort(perm)]  # natural gate order
+    n = T * N
+    g = dgi.reshape(n, 3 * H)  # (n, 3H)
+    rows = saved.view(n, kw, H)
+    h_in = rows[:, 3]  # (n, H): h_prev, or h_prev * mask, as the recurrent products saw it
+    if masked:
+        h_in = (saved[:, :, 3] * recurrent_mask).view(n, H)
+    dw_hh = x.new_empty(3 * H, H)
+    if reset_after:
+        dhh = torch.cat([g[:, : 2 * H], dghn.view(n, H)], 1)  # (n, 3H): dL/d(recurrent term)
+        torch.mm((dgr.view(n, 3 * H) if normed else dhh).t(), h_in, out=dw_hh)
+    else:
+        dhh = g
+        gr = dgr.view(n, 3 * H) if normed else g
+        torch.mm(gr[:, : 2 * H].t(), h_in, out=dw_hh[: 2 * H])  # W_hr, W_hz act on h
+        torch.mm(gr[:, 2 * H :].t(), rows[:, 0] * h_in, out=dw_hh[2 * H :])  # W_hn on r * h
+    db_hh = dhh.sum(0)
+    if normed:
+        xhat = rows[:, kw - 3 :].reshape(n, 3 * H)  # (n, 3H): the normalised products
+        d_gain, d_shift = (dhh * xhat).sum(0), db_hh.clone()
+    else:
+        d_gain, d_shift = x.new_empty(0), x.new_empty(0)
+    return dgi, dh, dw_hh, db_hh, d_gain, d_shift
+
+
+@gru_recurrence_backward.register_fake
+def _(grad_out, grad_hn, weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask, zoneout,
+      ws, stat, reset_after, reverse):
+    T, N, H = grad_out.shape
+    ln = 3 * H if norm_weight is not None else 0
+    return (grad_out.new_empty(T, N, 3 * H), torch.empty_like(grad_hn), torch.empty_like(weight_hh),
+            grad_out.new_empty(3 * H), grad_out.new_empty(ln), grad_out.new_empty(ln))
+
+
+def _setup_context(ctx, inputs, output):
+    (gi, h0, weight_hh, bias_hh, lengths, norm_weight, norm_bias, recurrent_mask, zoneout_mask,
+     zoneout, reset_after, reverse, save) = inputs
+    ctx.zoneout, ctx.reset_after, ctx.reverse = zoneout, reset_after, reverse
+    ctx.has_bias, ctx.normed = bias_hh is not None, norm_weight is not None
+    ctx.save_for_backward(weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask,
+                          output[2], output[3])
+
+
+def _backward(ctx, grad_out, grad_hn, _grad_ws, _grad_stat):
+    weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask, ws, stat = ctx.saved_tensors
+    if ws.numel() == 0:
+        raise RuntimeError("grukit cpu backend: the forward pass ran without saving for backward")
+    T, N = ws.shape[0], ws.shape[1]
+    H = weight_hh.shape[1]
+    if grad_out is None:
+        grad_out = ws.new_zeros(T, N, H)
+    if grad_hn is None:
+        grad_hn = ws.new_zeros(N, H)
+    args = (grad_out, grad_hn, weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask,
+            ctx.zoneout, ws, stat, ctx.reset_after, ctx.reverse)
+    backward = _RecurrenceBackward.apply if functorch_active() else gru_recurrence_backward
+    dgi, dh0, dw_hh, db_hh, d_gain, d_shift = backward(*args)
+    if not ctx.has_bias:
+        db_hh = None
+    if not ctx.normed:
+        d_gain = d_shift = None
+    return dgi, dh0, dw_hh, db_hh, None, d_gain, d_shift, None, None, None, None, None, None
+
+
+gru_recurrence_forward.register_autograd(_backward, setup_context=_setup_context)
+gru_recurrence_backward.register_autograd(no_double_backward, setup_context=lambda ctx, i, o: None)
+for _op in (gru_recurrence_forward, gru_recurrence_backward):
+    torch.library.register_autocast(_op, "cpu", torch.float32)
+
+
+class _Recurrence(torch.autograd.Function):
+    """The op with its backward in the form ``torch.func`` transforms accept (see
+    ``cpu._Layer``)."""
+
+    @staticmethod
+    def forward(*args):
+        return gru_recurrence_forward(*args)
+
+    setup_context = staticmethod(_setup_context)
+    backward = staticmethod(_backward)
+
+
+class _RecurrenceBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(*args):
+        return gru_recurrence_backward(*args)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    backward = staticmethod(no_double_backward)
+
+
+def layer(x: Tensor, h0: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor | None,
+          bias_hh: Tensor | None, *, reset_after: bool, reverse: bool, lengths: Tensor | None,
+          options: LayerOptions) -> tuple[Tensor, Tensor]:
+    """One layer in one direction with ``options`` (the ``LayerFn`` contract of
+    ``grukit.backends``); ``x`` (T, N, I), ``h0`` (N, H) in the parameters' dtype."""
+    H = weight_hh.shape[1]
+    with torch.autocast("cpu", enabled=False):  # the input side in the parameters' dtype
+        if options.norm_ih is None:
+            gi = F.linear(x, weight_ih, bias_ih)  # (T, N, 3H)
+        else:
+            gain, shift = options.norm_ih
+            gi = F.layer_norm(F.linear(x, weight_ih), (3 * H,), gain, shift, LAYER_NORM_EPS)
+            gi = gi if bias_ih is None else gi + bias_ih  # (T, N, 3H)
+    norm_weight, norm_bias = options.norm_hh if options.norm_hh is not None else (None, None)
+    inputs = (gi, h0, weight_hh, bias_hh, norm_weight, norm_bias)
+    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    args = (gi, h0.contiguous(), weight_hh.contiguous(), bias_hh, lengths, norm_weight, norm_bias,
+            options.recurrent_mask, options.zoneout_mask, float(options.zoneout), reset_after,
+            reverse, save)
+    if save and functorch_active():
+        out, h_n, _, _ = _Recurrence.apply(*args)
+    else:
+        out, h_n, _, _ = gru_recurrence_forward(*args)
+    return out, h_n

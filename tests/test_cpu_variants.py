@@ -1,0 +1,179 @@
+"""The GRU variants in the fused ``cpu`` kernels (issue 14, parts 2 and 5).
+
+The oracle is the ``reference`` backend (``grukit.functional``), which ``tests/test_variants.py``
+checks against implementations written from the papers (haste's LayerNormGRU, Krueger et al.'s
+zoneout, Gal and Ghahramani's recurrent dropout); here the fused kernels must agree with it for
+every option and combination, forward and every gradient, with the same fixed masks, in every
+thread split the kernels have. (The invariance and evaluation-mode properties in
+``test_variants.py`` run on the default backend, which for these variants is now this one.)
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+import grukit
+from grukit import functional
+from grukit._layer_options import LayerOptions
+from grukit.backends import _cpu_launch, cpu
+
+F64 = dict(rtol=1e-9, atol=1e-10)
+F32 = dict(rtol=2e-4, atol=2e-5)
+COMBOS = [  # (layer_norm, zoneout: 0 off / 1 evaluation / 2 training mask, recurrent dropout)
+    c for c in itertools.product([False, True], [0, 1, 2], [False, True]) if any(c)
+]
+
+
+def _case(seed, dtype, T, N, I, H, layer_norm, zoneout, dropout):
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g, dtype=dtype) * scale).requires_grad_()
+
+    params = dict(x=rnd(T, N, I), h0=rnd(N, H), w_ih=rnd(3 * H, I, scale=0.5),
+                  w_hh=rnd(3 * H, H, scale=0.4), b_ih=rnd(3 * H), b_hh=rnd(3 * H))
+    norms = None
+    if layer_norm:  # non-trivial gains and shifts
+        norms = [(torch.rand(3 * H, generator=g, dtype=dtype) + 0.5).requires_grad_(), rnd(3 * H)]
+        norms += [(torch.rand(3 * H, generator=g, dtype=dtype) + 0.5).requires_grad_(), rnd(3 * H)]
+    zoneout_mask = (torch.rand(T, N, H, generator=g) < 0.3).to(dtype) if zoneout == 2 else None
+    recurrent_mask = None
+    if dropout:
+        recurrent_mask = (torch.rand(N, H, generator=g) < 0.7).to(dtype) / 0.7
+    options = LayerOptions(
+        norm_ih=tuple(norms[:2]) if norms else None, norm_hh=tuple(norms[2:]) if norms else None,
+        zoneout=0.3 if zoneout else 0.0, zoneout_mask=zoneout_mask, recurrent_mask=recurrent_mask,
+    )
+    leaves = list(params.values()) + (norms or [])
+    return params, options, leaves
+
+
+def _run(layer, params, options, leaves, reset_after, reverse, lengths, seed=7):
+    p = params
+    out, h_n = layer(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
+                     reset_after=reset_after, reverse=reverse, lengths=lengths, options=options)
+    g = torch.Generator().manual_seed(seed)
+    w_out = torch.randn(out.shape, generator=g, dtype=out.dtype)
+    w_h = torch.randn(h_n.shape, generator=g, dtype=out.dtype)
+    grads = torch.autograd.grad((out * w_out).sum() + (h_n * w_h).sum(), leaves)
+    return [out, h_n, *grads]
+
+
+@pytest.mark.parametrize("split", ["none", "rows", "features"])
+@pytest.mark.parametrize("reset_after", [False, True], ids=["reset_before", "reset_after"])
+def test_fused_variants_equal_the_reference_forward_and_every_gradient(reset_after, split, monkeypatch):
+    monkeypatch.setenv("GRUKIT_CPU_SPLIT", split)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # a split needs two threads
+    names = ["output", "h_n", "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "g_ih", "c_ih", "g_hh", "c_hh"]
+    for k, (layer_norm, zoneout, dropout) in enumerate(COMBOS):
+        for reverse, packed in itertools.product([False, True], [False, True]):
+            params, options, leaves = _case(k, torch.float64, 6, 5, 3, 16, layer_norm, zoneout, dropout)
+            lengths = torch.tensor([6, 3, 5, 1, 6]) if packed else None
+            want = _run(functional.gru_layer, params, options, leaves, reset_after, reverse, lengths)
+            got = _run(cpu._layer, params, options, leaves, reset_after, reverse, lengths)
+            for name, a, b in zip(names, got, want):
+                where = f"{name}: layer_norm={layer_norm} zoneout={zoneout} dropout={dropout} " \
+                        f"reverse={reverse} packed={packed}"
+                torch.testing.assert_close(a, b, **F64, msg=lambda m: f"{where}\n{m}")
+
+
+@pytest.mark.parametrize("reset_after", [False, True], ids=["reset_before", "reset_after"])
+def test_fused_variants_in_float32_stay_within_float32_rounding(reset_after):
+    for k, (layer_norm, zoneout, dropout) in enumerate(COMBOS):
+        params, options, leaves = _case(k, torch.float32, 20, 4, 8, 32, layer_norm, zoneout, dropout)
+        want = _run(functional.gru_layer, params, options, leaves, reset_after, False, None)
+        got = _run(cpu._layer, params, options, leaves, reset_after, False, None)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, **F32)
+
+
+@pytest.mark.parametrize("option", ["layer_norm", "zoneout_eval", "zoneout_train", "recurrent_dropout", "all"])
+@pytest.mark.parametrize("reset_after", [False, True], ids=["reset_before", "reset_after"])
+def test_gradcheck_of_each_variant_through_the_fused_backend(reset_after, option):
+    on = dict(layer_norm=(True, 0, False), zoneout_eval=(False, 1, False),
+              zoneout_train=(False, 2, False), recurrent_dropout=(False, 0, True), all=(True, 2, True))
+    params, options, leaves = _case(3, torch.float64, 4, 3, 2, 4, *on[option])
+    n = len(params)
+    lengths = torch.tensor([4, 2, 3])
+
+    def f(*tensors):
+        p = dict(zip(params, tensors[:n]))
+        norms = tensors[n:]
+        o = options
+        if norms:
+            o = LayerOptions(norm_ih=tuple(norms[:2]), norm_hh=tuple(norms[2:]), zoneout=o.zoneout,
+                             zoneout_mask=o.zoneout_mask, recurrent_mask=o.recurrent_mask)
+        return cpu._layer(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
+                          reset_after=reset_after, reverse=False, lengths=lengths, options=o)
+
+    assert torch.autograd.gradcheck(f, tuple(leaves), eps=1e-6, atol=1e-6)
+
+
+def test_the_recurrent_layer_norm_splits_rows_only(monkeypatch):
+    plans = []
+    real = _cpu_launch.launch
+
+    def spy(kernel, plan, args):
+        plans.append(plan)
+        return real(kernel, plan, args)
+
+    monkeypatch.setattr(_cpu_launch, "launch", spy)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    x = torch.randn(50, 16, 8)
+    grukit.GRU(8, 64, layer_norm=True, backend="cpu")(x)[0].sum().backward()
+    assert plans and all(p.parties == 1 and len(p.rows) == 3 for p in plans)
+    plans.clear()
+    grukit.GRU(8, 64, zoneout=0.1, backend="cpu")(torch.randn(300, 1, 8))[0].sum().backward()
+    assert plans and all(p.parties == 2 for p in plans)  # the others keep the feature split
+
+
+def test_module_training_with_every_variant_runs_fused_and_reproduces_the_reference():
+    def build(backend):
+        torch.manual_seed(0)
+        return grukit.GRU(3, 8, 2, bidirectional=True, layer_norm=True, zoneout=0.2,
+                          recurrent_dropout=0.3, weight_dropout=0.2, dropout=0.1,
+                          dtype=torch.float64, backend=backend).train()
+
+    x = torch.randn(9, 4, 3, dtype=torch.float64)
+    results = []
+    for backend in ("cpu", "reference"):
+        model = build(backend)
+        torch.manual_seed(1)  # the same masks for both
+        out, h_n = model(x)
+        (out.sum() + h_n.square().sum()).backward()
+        assert model.backend_used == backend
+        results.append([out, h_n] + [p.grad for p in model.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, **F64)
+
+
+def test_torch_func_grad_through_the_fused_variants():
+    model = grukit.GRU(3, 6, layer_norm=True, zoneout=0.2, dtype=torch.float64, backend="cpu").eval()
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    params = dict(model.named_parameters())
+
+    def loss(p):
+        return torch.func.functional_call(model, p, (x,))[0].square().sum()
+
+    got = torch.func.grad(loss)(params)
+    loss(params).backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(got[name], p.grad, **F64)
+
+
+def test_the_variant_ops_pass_torch_library_opcheck():
+    T, N, H = 3, 2, 4
+    gi = torch.randn(T, N, 3 * H, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(N, H, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3 * H, H, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3 * H, dtype=torch.float64, requires_grad=True)
+    g = torch.rand(3 * H, dtype=torch.float64).add(0.5).requires_grad_()
+    c = torch.randn(3 * H, dtype=torch.float64, requires_grad=True)
+    rm = torch.ones(N, H, dtype=torch.float64)
+    zm = (torch.rand(T, N, H) < 0.5).double()
+    for reset_after in (False, True):
+        args = (gi, h0, w, b, None, g, c, rm, zm, 0.2, reset_after, False, True)
+        torch.library.opcheck(torch.ops.grukit.gru_recurrence_forward.default, args)
