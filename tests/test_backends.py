@@ -233,13 +233,14 @@ def test_the_cpu_backend_passes_the_shapes_cpu_args_documents(reset_after, varia
     def spy(kernel, plan, args):
         spec, record = _cpu_args.SPECS[kernel.__name__]
         assert type(args) is record
-        dims = dict(T=5, N=2, H=8, kw=kw, B=len(args.bounds) if kernel.__name__ == "backward" else 0,
+        dims = dict(T=5, N=2, H=8, kw=kw, B=len(args.bounds),
                     C=args.dgi.shape[0] if kernel.__name__ == "backward" else 0)
         for a in spec:
             value = getattr(args, a.name)
             if a.kind in ("float", "int64"):
                 expected = _cpu_args.shape_of(a, dims)
-                optional = ("ws", "dghn", "rmask", "zm", "lng", "lnb", "stat", "dgr", "dhr")
+                optional = ("ws", "dghn", "rmask", "zm", "lng", "lnb", "stat", "dgr", "dhr", "lnacc",
+                            "part")
                 empty = a.name in optional and value.size == 0 and value.ndim == a.ndim  # off
                 if variants and a.name in optional[2:]:  # on in training; zoneout p in eval
                     evaluation = not torch.is_grad_enabled()  # no recurrent mask; zoneout's p

@@ -62,15 +62,19 @@ def _run(layer, params, options, leaves, reset_after, reverse, lengths, seed=7):
     return [out, h_n, *grads]
 
 
-@pytest.mark.parametrize("split", ["none", "rows", "features"])
+@pytest.mark.parametrize("split", ["none", "rows", "features", "3 unequal feature blocks"])
 @pytest.mark.parametrize("reset_after", [False, True], ids=["reset_before", "reset_after"])
 def test_fused_variants_equal_the_reference_forward_and_every_gradient(reset_after, split, monkeypatch):
-    monkeypatch.setenv("GRUKIT_CPU_SPLIT", split)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # a split needs two threads
+    three = split.startswith("3")
+    monkeypatch.setenv("GRUKIT_CPU_SPLIT", "features" if three else split)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3 if three else 2)  # a split needs threads
+    H = 40 if three else 16  # 3 blocks: 16, 8 and 16 features
+    if three:
+        assert _cpu_launch.plan(6, 5, H, 8).features == (0, 16, 24, 40)
     names = ["output", "h_n", "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "g_ih", "c_ih", "g_hh", "c_hh"]
     for k, (layer_norm, zoneout, dropout) in enumerate(COMBOS):
         for reverse, packed in itertools.product([False, True], [False, True]):
-            params, options, leaves = _case(k, torch.float64, 6, 5, 3, 16, layer_norm, zoneout, dropout)
+            params, options, leaves = _case(k, torch.float64, 6, 5, 3, H, layer_norm, zoneout, dropout)
             lengths = torch.tensor([6, 3, 5, 1, 6]) if packed else None
             want = _run(functional.gru_layer, params, options, leaves, reset_after, reverse, lengths)
             got = _run(cpu._layer, params, options, leaves, reset_after, reverse, lengths)
@@ -112,7 +116,9 @@ def test_gradcheck_of_each_variant_through_the_fused_backend(reset_after, option
     assert torch.autograd.gradcheck(f, tuple(leaves), eps=1e-6, atol=1e-6)
 
 
-def test_the_recurrent_layer_norm_splits_rows_only(monkeypatch):
+@pytest.mark.parametrize("shape", [(300, 1, 64), (40, 64, 32)], ids=["features", "rows"])
+def test_every_variant_keeps_the_plain_gru_s_thread_split(shape, monkeypatch):
+    # the layer norm's statistics are combined across feature blocks, so nothing forces one block
     plans = []
     real = _cpu_launch.launch
 
@@ -122,12 +128,14 @@ def test_the_recurrent_layer_norm_splits_rows_only(monkeypatch):
 
     monkeypatch.setattr(_cpu_launch, "launch", spy)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    x = torch.randn(50, 16, 8)
-    grukit.GRU(8, 64, layer_norm=True, backend="cpu")(x)[0].sum().backward()
-    assert plans and all(p.parties == 1 and len(p.rows) == 3 for p in plans)
-    plans.clear()
-    grukit.GRU(8, 64, zoneout=0.1, backend="cpu")(torch.randn(300, 1, 8))[0].sum().backward()
-    assert plans and all(p.parties == 2 for p in plans)  # the others keep the feature split
+    T, N, H = shape
+    x = torch.randn(T, N, 8)
+    expected = _cpu_launch.plan(T, N, H, 4)
+    assert (len(expected.rows) - 1) * expected.parties == 2  # a split, of the kind the id says
+    for options in (dict(layer_norm=True), dict(zoneout=0.1), dict(recurrent_dropout=0.2)):
+        plans.clear()
+        grukit.GRU(8, H, backend="cpu", **options)(x)[0].sum().backward()
+        assert plans == [expected, expected], options
 
 
 def test_module_training_with_every_variant_runs_fused_and_reproduces_the_reference():

@@ -16,7 +16,7 @@ feature block.
 The GRU variants (``docs/variants.md``) are arguments too, each switched off by an empty array
 (a first dimension of 0), so one compiled kernel serves every combination: ``rmask`` (recurrent
 dropout), ``zm`` (zoneout), ``lng``/``lnb`` (the recurrent product's layer norm, which needs the
-whole row of ``W_hh h`` and so runs with one feature block).
+row's statistics over all feature blocks, exchanged in ``part`` at a barrier).
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ FORWARD = (
     Arg("lng", "float", "3H"),  # layer norm of W_hh h: gain (permuted gate rows)
     Arg("lnb", "float", "3H"),  # and shift
     Arg("stat", "float", "T N 2"),  # layer norm: 1/std of each row and step (r,z part; n part)
+    Arg("bounds", "int64", "B"),  # the feature blocks' boundaries
+    Arg("part", "float", "N B 2"),  # layer norm: each block's partial statistics of a row
 )
 
 BACKWARD = (
@@ -87,6 +89,8 @@ BACKWARD = (
     Arg("stat", "float", "T N 2"),
     Arg("dgr", "float", "C N 3H"),  # layer norm: dL/d(W_hh h) of the chunk's steps
     Arg("dhr", "float", "N H"),  # recurrent dropout: dL/d(h * rmask) of one step
+    Arg("lnacc", "float", "2 N 3H"),  # layer norm: per row, the gain's and shift's gradients
+    Arg("part", "float", "N B 2"),  # layer norm: each block's partial sums of a row
 )
 
 # appended to either by the launcher: rows b0:b1 and features j0:j1, the row block's barrier

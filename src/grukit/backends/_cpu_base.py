@@ -46,12 +46,13 @@ class Variants(NamedTuple):
     lng: np.ndarray  # (3H,) or (0,)
     lnb: np.ndarray  # (3H,) or (0,)
     stat: np.ndarray  # (T, N, 2) or (0, 0, 0)
+    part: np.ndarray  # (N, B, 2) or (0, 0, 0)
 
 
 def plain(dtype) -> Variants:
     """Every variant off."""
     return Variants(np.empty((0, 0), dtype), np.empty((0, 0, 0), dtype), np.empty(0, dtype),
-                    np.empty(0, dtype), np.empty((0, 0, 0), dtype))
+                    np.empty(0, dtype), np.empty((0, 0, 0), dtype), np.empty((0, 0, 0), dtype))
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,6 +66,7 @@ def warm_up(dtype) -> None:
         dims = dict(T=1, N=1, H=1, C=1, B=2, kw=saved_per_feature(reset_after, True))
         fwd = _cpu_args.dummy("forward", dtype, dims, reverse=False, reset_after=reset_after, save=True)
         fwd.lengths[:] = 1
+        fwd.bounds[:] = (0, 1)
         k.forward(*fwd, 0, 1, 0, 1, sync, 1)
         bwd = _cpu_args.dummy("backward", dtype, dims, reverse=False, reset_after=reset_after,
                               s0=0, s1=1, t_lo=0)

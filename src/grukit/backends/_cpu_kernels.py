@@ -42,9 +42,11 @@ from numba import njit, types
 from numba.extending import overload
 
 from grukit._layer_options import LAYER_NORM_EPS as _LN_EPS
+from grukit.backends import _numba_cache
 from grukit.backends import _blas
 from grukit.backends._sync import barrier
 
+_numba_cache.refresh(__file__, "_sync", "_blas", "../_layer_options")
 _blas.load()
 _vp = types.voidptr
 _sig = types.void(_vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp)
@@ -55,6 +57,8 @@ _dgemm = types.ExternalFunction("dgemm_", _sig)
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 _INLINE = dict(_JIT, inline="always")
+# the layer norm's row reductions: reassociation lets LLVM vectorise the sums (in float64)
+_REDUCE = dict(_JIT, fastmath={"reassoc"})
 
 
 # -- BLAS ---------------------------------------------------------------------------------------
@@ -195,12 +199,17 @@ def _row_before_state(gi, ghn, b_hh, h_next, out, sz, sn, shp, zrow, zoned, H):
     _row_state(sz, sn, shp, h_next, out, zrow, zoned, H)
 
 
-@njit(**_INLINE)
-def _row_norm(v, gain, shift, xhat, G, H):
-    """Layer normalisation of one row in place: ``v`` (G*H,) becomes ``gain * xhat + shift`` with
-    ``xhat = (v - mean) / sqrt(var + eps)``, saved in ``xhat`` (G, H). Statistics in float64.
-    Returns ``1 / sqrt(var + eps)``."""
-    K = G * H
+# The layer norm of the recurrent products, per row and step, over units that may be spread over
+# feature blocks: each block reduces its own units into ``part[b, k]`` (block k), the blocks meet
+# at a barrier, and each combines every block's partial results (the same numbers in every
+# block). ``G`` is the number of gates normalised together (3, 2 or 1), ``hk`` the block's
+# features; its G*hk units sit together in its permuted gate rows, its saved ``xhat`` in the
+# natural-order slots ``(G, hk)``. Statistics in float64.
+
+
+@njit(**_REDUCE)
+def _norm_moments(v, K):
+    """(mean, sum of squared deviations) of ``v[:K]``, two passes (Chan et al. combine them)."""
     s = 0.0
     for k in range(K):
         s += v[k]
@@ -209,18 +218,40 @@ def _row_norm(v, gain, shift, xhat, G, H):
     for k in range(K):
         d = v[k] - mean
         q += d * d
-    rstd = 1.0 / math.sqrt(q / K + _LN_EPS)
+    return mean, q
+
+
+@njit(**_INLINE)
+def _norm_combine(part, bounds, G):
+    """``(mean, 1/std)`` of a row from every block's ``(mean, squared deviations)``."""
+    blocks = bounds.shape[0] - 1
+    n = G * bounds[blocks]
+    s = 0.0
+    for k in range(blocks):
+        s += G * (bounds[k + 1] - bounds[k]) * part[k, 0]
+    mean = s / n
+    q = 0.0
+    for k in range(blocks):
+        d = part[k, 0] - mean
+        q += part[k, 1] + G * (bounds[k + 1] - bounds[k]) * d * d
+    return mean, 1.0 / math.sqrt(q / n + _LN_EPS)
+
+
+@njit(**_REDUCE)
+def _norm_apply(v, gain, shift, xhat, mean, rstd, G, hk):
+    """``v`` (G*hk,) becomes ``gain * xhat + shift``, ``xhat = (v - mean) * rstd`` kept in
+    ``xhat`` (G, hk)."""
     for g in range(G):
-        for j in range(H):
-            x = (v[g * H + j] - mean) * rstd
+        for j in range(hk):
+            k = g * hk + j
+            x = (v[k] - mean) * rstd
             xhat[g, j] = x
-            v[g * H + j] = gain[g * H + j] * x + shift[g * H + j]
-    return rstd
+            v[k] = gain[k] * x + shift[k]
 
 
 @njit(**_JIT)
 def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratch, gh, rh, ghn,
-            hin, rmask, zm, lng, lnb, stat, b0, b1, j0, j1, sync, parties):
+            hin, rmask, zm, lng, lnb, stat, bounds, part, b0, b1, j0, j1, sync, parties):
     """The recurrence for rows ``b0:b1`` and features ``j0:j1``. ``gi`` (T, N, 3H): input
     projections with ``b_ih`` (permuted gate rows); ``hbuf`` (2, N, H): ``hbuf[0]`` the initial
     state; after T steps ``hbuf[T % 2]`` is the final one. ``w`` (3H, H), ``b`` (3H,): ``W_hh``
@@ -229,9 +260,10 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
 
     Variants (each off when its array is empty): recurrent dropout ``rmask`` (N, H), with ``hin``
     (2, N, H) the masked state, double-buffered like ``hbuf`` (``hin[0]`` given); zoneout ``zm``
-    (T, N, H) or (1, 1, H); layer norm of the recurrent products, ``lng``/``lnb`` (3H,), with one
-    feature block only, saving the normalised products in ``ws[..., kw-3:kw, :]`` and the rows'
-    ``1/std`` in ``stat`` (T, N, 2)."""
+    (T, N, H) or (1, 1, H); layer norm of the recurrent products, ``lng``/``lnb`` (3H,), permuted
+    gate rows, saving the normalised products in ``ws[..., kw-3:kw, :]`` and the rows' ``1/std``
+    in ``stat`` (T, N, 2), with ``part`` (N, B, 2) the blocks' partial statistics and ``bounds``
+    (B,) the feature blocks."""
     T = gi.shape[0]
     H = hbuf.shape[2]
     hk = j1 - j0
@@ -240,6 +272,10 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
     masked, zoned, normed = rmask.shape[0] > 0, zm.shape[0] > 0, lng.shape[0] > 0
     zt, zb = zm.shape[0] > 1, zm.shape[1] > 1  # a mask per step and row, or one p
     kb = 5 if reset_after else 4  # the first layer-norm slot of the saved values
+    blk = 0  # this feature block's index
+    while bounds[blk] != j0:
+        blk += 1
+    G = 3 if reset_after else 2  # gates normalised together with W_hh h
     cur = 0
     for s in range(T):
         t = T - 1 - s if reverse else s
@@ -248,6 +284,10 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
             mm_nt(hi[b0:b1], wk, gh[b0:b1, g0 : g0 + 3 * hk], 0.0)  # (n, 3hk) = h W_hh^T
         else:
             mm_nt(hi[b0:b1], wk[: 2 * hk], gh[b0:b1, g0 : g0 + 2 * hk], 0.0)  # (n, 2hk): r, z
+        if normed:  # this block's share of each row's statistics, then everyone's
+            for b in range(b0, b1):
+                part[b, blk, 0], part[b, blk, 1] = _norm_moments(gh[b, g0 : g0 + G * hk], G * hk)
+            barrier(sync, parties)
         for b in range(b0, b1):
             sv = ws[t, b] if save else scratch[b]  # (kw, H)
             zrow = zm[t if zt else 0, b if zb else 0, j0:j1] if zoned else out[t, b, j0:j1]
@@ -256,9 +296,11 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
                 if masked:
                     hin[1 - cur, b, j0:j1] = hi[b, j0:j1]
                 continue
-            if normed:  # one feature block: the row's gate rows are all here, in natural order
-                G = 3 if reset_after else 2
-                stat[t, b, 0] = _row_norm(gh[b, : G * H], lng, lnb, sv[kb : kb + G], G, H)
+            if normed:
+                mean, rstd = _norm_combine(part[b], bounds, G)
+                _norm_apply(gh[b, g0 : g0 + G * hk], lng[g0 : g0 + G * hk], lnb[g0 : g0 + G * hk],
+                            sv[kb : kb + G, j0:j1], mean, rstd, G, hk)
+                stat[t, b, 0] = rstd
             if reset_after:
                 _row_after(gi[t, b, g0 : g0 + 3 * hk], gh[b, g0 : g0 + 3 * hk], bk, hp[b, j0:j1],
                            hn[b, j0:j1], out[t, b, j0:j1], sv[0, j0:j1], sv[1, j0:j1],
@@ -275,13 +317,20 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
         if not reset_after:
             barrier(sync, parties)  # every block's r * h_prev is in place
             mm_nt(rh[b0:b1], wk[2 * hk :], ghn[b0:b1, j0:j1], 0.0)  # (n, hk) = (r*h) W_hn^T
+            if normed:  # the n product's own statistics
+                for b in range(b0, b1):
+                    part[b, blk, 0], part[b, blk, 1] = _norm_moments(ghn[b, j0:j1], hk)
+                barrier(sync, parties)
             for b in range(b0, b1):
                 if t < lengths[b]:
                     sv = ws[t, b] if save else scratch[b]
                     zrow = zm[t if zt else 0, b if zb else 0, j0:j1] if zoned else out[t, b, j0:j1]
                     if normed:
-                        stat[t, b, 1] = _row_norm(ghn[b], lng[2 * H :], lnb[2 * H :],
-                                                  sv[kb + 2 : kb + 3], 1, H)
+                        mean, rstd = _norm_combine(part[b], bounds, 1)
+                        n0 = g0 + 2 * hk  # this block's n rows
+                        _norm_apply(ghn[b, j0:j1], lng[n0 : n0 + hk], lnb[n0 : n0 + hk],
+                                    sv[kb + 2 : kb + 3, j0:j1], mean, rstd, 1, hk)
+                        stat[t, b, 1] = rstd
                     _row_before_state(gi[t, b, g0 : g0 + 3 * hk], ghn[b, j0:j1], bk,
                                       hn[b, j0:j1], out[t, b, j0:j1], sv[1, j0:j1],
                                       sv[2, j0:j1], sv[3, j0:j1], zrow, zoned, hk)
@@ -357,29 +406,48 @@ def _grad_row_before_gates_masked(drh, sr, shp, mk, dgi, dhr, H):
         dhr[j] = drh[j] * r
 
 
-@njit(**_INLINE)
-def _grad_row_norm(dy, gain, xhat, rstd, dx, G, H):
-    """Backward of ``_row_norm``: ``dy`` (G*H,) = dL/d(gain * xhat + shift) to ``dx`` (G*H,) =
-    dL/d(the product before normalisation): ``rstd * (d - mean(d) - xhat * mean(d * xhat))``
-    with ``d = gain * dy``."""
-    K = G * H
+@njit(**_REDUCE)
+def _grad_norm_sums(dy, gain, xhat, acc_gain, acc_shift, G, hk):
+    """This block's share of a row's layer-norm backward: with ``d = gain * dy`` (``dy`` (G*hk,)
+    = dL/d(gain * xhat + shift)), returns the sums of ``d`` and ``d * xhat``; adds ``dy * xhat``
+    and ``dy`` to the row's gain and shift gradients ``acc_gain``, ``acc_shift`` (G*hk,)."""
     s1 = 0.0
     s2 = 0.0
     for g in range(G):
-        for j in range(H):
-            d = gain[g * H + j] * dy[g * H + j]
-            s1 += d
-            s2 += d * xhat[g, j]
-    m1, m2 = s1 / K, s2 / K
-    for g in range(G):
-        for j in range(H):
+        for j in range(hk):
+            k = g * hk + j
             x = xhat[g, j]
-            dx[g * H + j] = rstd * (gain[g * H + j] * dy[g * H + j] - m1 - x * m2)
+            acc_gain[k] += dy[k] * x
+            acc_shift[k] += dy[k]
+            d = gain[k] * dy[k]
+            s1 += d
+            s2 += d * x
+    return s1, s2
+
+
+@njit(**_INLINE)
+def _grad_norm_apply(dy, gain, xhat, rstd, part, bounds, G, dx, hk):
+    """``dx`` (G*hk,) = dL/d(the product before normalisation) =
+    ``rstd * (d - mean(d) - xhat * mean(d * xhat))``, the means over the row's G*H units from
+    every block's sums in ``part`` (blocks, 2)."""
+    blocks = bounds.shape[0] - 1
+    s1 = 0.0
+    s2 = 0.0
+    for k in range(blocks):
+        s1 += part[k, 0]
+        s2 += part[k, 1]
+    n = G * bounds[blocks]
+    m1, m2 = s1 / n, s2 / n
+    for g in range(G):
+        for j in range(hk):
+            k = g * hk + j
+            dx[k] = rstd * (gain[k] * dy[k] - m1 - xhat[g, j] * m2)
 
 
 @njit(**_JIT)
 def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, drh, dhd, bounds,
-             s0, s1, t_lo, rmask, zm, lng, stat, dgr, dhr, b0, b1, j0, j1, sync, parties):
+             s0, s1, t_lo, rmask, zm, lng, stat, dgr, dhr, lnacc, part, b0, b1, j0, j1, sync,
+             parties):
     """Walk steps ``s0:s1`` of the backward order (the forward's, reversed) for rows ``b0:b1`` and
     features ``j0:j1`` (layouts as in :func:`forward`), so the caller can reduce the gradients of
     one chunk of steps before the next. ``dout`` (T, N, H); ``dh`` (N, H): dL/dh at the chunk's
@@ -390,10 +458,11 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, d
     gradient, double-buffered by step parity so a block may start the next step while another
     still multiplies this one; ``drh``, ``dhd`` (N, H).
 
-    Variants as in :func:`forward` (``rmask``, ``zm``, ``lng``, ``stat``). With layer norm (one
-    feature block) ``dgr`` (C, N, 3H) receives dL/d(the recurrent products before
-    normalisation), natural gate order, which the caller's weight gradient reads instead of
-    ``dgi``/``dghn``; with recurrent dropout ``dhr`` (N, H) holds dL/d(h * rmask) of a step."""
+    Variants as in :func:`forward` (``rmask``, ``zm``, ``lng``, ``stat``, ``part``). With layer
+    norm ``dgr`` (C, N, 3H) receives dL/d(the recurrent products before normalisation), permuted
+    gate rows like ``dgi``, which the caller's weight gradient reads instead of ``dgi``/``dghn``,
+    and ``lnacc`` (2, N, 3H) accumulates per row the gradients of the gain and the shift
+    (permuted); with recurrent dropout ``dhr`` (N, H) holds dL/d(h * rmask) of a step."""
     T = ws.shape[0]
     H = dh.shape[1]
     hk = j1 - j0
@@ -401,6 +470,10 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, d
     masked, zoned, normed = rmask.shape[0] > 0, zm.shape[0] > 0, lng.shape[0] > 0
     zt, zb = zm.shape[0] > 1, zm.shape[1] > 1
     kb = 5 if reset_after else 4
+    blk = 0  # this feature block's index
+    while bounds[blk] != j0:
+        blk += 1
+    n0 = g0 + 2 * hk  # this block's n rows
     for s in range(s0, s1):
         t = s if reverse else T - 1 - s
         c = t - t_lo  # row of the chunk buffers
@@ -413,7 +486,7 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, d
                     ghbuf[t % 2, b, g0 : g0 + 3 * hk] = 0.0
                     dghn[c, b, j0:j1] = 0.0
                 if normed:
-                    dgr[c, b] = 0.0
+                    dgr[c, b, g0 : g0 + 3 * hk] = 0.0
                 if masked:
                     dhr[b, j0:j1] = 0.0
                 dhd[b, j0:j1] = dh[b, j0:j1]
@@ -423,17 +496,34 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, d
                                 sv[2, j0:j1], sv[3, j0:j1], sv[4, j0:j1],
                                 dgi[c, b, g0 : g0 + 3 * hk], gb,
                                 dghn[c, b, j0:j1], dhd[b, j0:j1], zrow, zoned, hk)
-                if normed:  # through the layer norm of W_hh h (one feature block, natural order)
-                    _grad_row_norm(gb, lng, sv[kb : kb + 3], stat[t, b, 0], dgr[c, b], 3, H)
-                    gb[:] = dgr[c, b]
+                if normed:  # the layer norm of W_hh h: this block's share of the sums
+                    part[b, blk, 0], part[b, blk, 1] = _grad_norm_sums(
+                        gb, lng[g0 : g0 + 3 * hk], sv[kb : kb + 3, j0:j1],
+                        lnacc[0, b, g0 : g0 + 3 * hk], lnacc[1, b, g0 : g0 + 3 * hk], 3, hk)
             else:
                 _grad_row_before_state(dout[t, b, j0:j1], dh[b, j0:j1], sv[1, j0:j1],
                                        sv[2, j0:j1], sv[3, j0:j1], dgi[c, b, g0 : g0 + 3 * hk],
                                        dhd[b, j0:j1], zrow, zoned, hk)
-                if normed:  # the n product's normalisation
-                    _grad_row_norm(dgi[c, b, 2 * H :], lng[2 * H :], sv[kb + 2 : kb + 3],
-                                   stat[t, b, 1], dgr[c, b, 2 * H :], 1, H)
+                if normed:  # the n product's normalisation: this block's share of the sums
+                    part[b, blk, 0], part[b, blk, 1] = _grad_norm_sums(
+                        dgi[c, b, n0 : n0 + hk], lng[n0 : n0 + hk], sv[kb + 2 : kb + 3, j0:j1],
+                        lnacc[0, b, n0 : n0 + hk], lnacc[1, b, n0 : n0 + hk], 1, hk)
         barrier(sync, parties)  # every block's gate gradients of step t are in place
+        if normed:  # through the layer norm, with every block's sums
+            for b in range(b0, b1):
+                if t < lengths[b]:
+                    sv = ws[t, b]
+                    if reset_after:
+                        gb = ghbuf[t % 2, b, g0 : g0 + 3 * hk]
+                        _grad_norm_apply(gb, lng[g0 : g0 + 3 * hk], sv[kb : kb + 3, j0:j1],
+                                         stat[t, b, 0], part[b], bounds, 3,
+                                         dgr[c, b, g0 : g0 + 3 * hk], hk)
+                        gb[:] = dgr[c, b, g0 : g0 + 3 * hk]
+                    else:
+                        _grad_norm_apply(dgi[c, b, n0 : n0 + hk], lng[n0 : n0 + hk],
+                                         sv[kb + 2 : kb + 3, j0:j1], stat[t, b, 1], part[b],
+                                         bounds, 1, dgr[c, b, n0 : n0 + hk], hk)
+            barrier(sync, parties)  # every block's share is in place
         if reset_after:
             # (n, hk) += dgh (n, 3H) @ W_hh[:, j0:j1] (3H, hk): all gate rows, own columns
             if masked:
@@ -456,10 +546,19 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, d
                     else:
                         _grad_row_before_gates(drh[b, j0:j1], sv[0, j0:j1], sv[3, j0:j1],
                                                dgi[c, b, g0 : g0 + 3 * hk], dhd[b, j0:j1], hk)
-                    if normed:  # the r,z product's normalisation
-                        _grad_row_norm(dgi[c, b, : 2 * H], lng[: 2 * H], sv[kb : kb + 2],
-                                       stat[t, b, 0], dgr[c, b, : 2 * H], 2, H)
+                    if normed:  # the r,z product's normalisation: this block's share
+                        part[b, blk, 0], part[b, blk, 1] = _grad_norm_sums(
+                            dgi[c, b, g0 : g0 + 2 * hk], lng[g0 : g0 + 2 * hk],
+                            sv[kb : kb + 2, j0:j1], lnacc[0, b, g0 : g0 + 2 * hk],
+                            lnacc[1, b, g0 : g0 + 2 * hk], 2, hk)
             barrier(sync, parties)  # every block's r and z gradients are in place
+            if normed:
+                for b in range(b0, b1):
+                    if t < lengths[b]:
+                        _grad_norm_apply(dgi[c, b, g0 : g0 + 2 * hk], lng[g0 : g0 + 2 * hk],
+                                         ws[t, b, kb : kb + 2, j0:j1], stat[t, b, 0], part[b],
+                                         bounds, 2, dgr[c, b, g0 : g0 + 2 * hk], hk)
+                barrier(sync, parties)
             acc = dhr if masked else dhd
             for m in range(bounds.shape[0] - 1):  # += dgi_rz @ [W_hr; W_hz]
                 m0, mk = 3 * bounds[m], bounds[m + 1] - bounds[m]

@@ -35,8 +35,6 @@ PARALLEL_MIN_MACS = 1_000_000
 # rows are split only with at least this many rows per thread, and a W_hh below this size
 ROWS_PER_THREAD_MIN = 32
 ROW_SPLIT_MAX_BYTES = 2 * 1024 * 1024
-# with the recurrent layer norm, rows are the only split: worth it from a few rows per thread
-NORMED_ROWS_PER_THREAD_MIN = 4
 
 
 @dataclass(frozen=True)
@@ -57,16 +55,9 @@ class Plan:
         return torch.cat(idx)
 
 
-def plan(T: int, N: int, H: int, itemsize: int, *, split_features: bool = True) -> Plan:
-    """The blocks for one layer call. ``split_features=False`` (the recurrent layer norm, whose
-    statistics need a row's whole ``W_hh h``): rows only, or one block."""
+def plan(T: int, N: int, H: int, itemsize: int) -> Plan:
     override = os.environ.get("GRUKIT_CPU_SPLIT")  # "rows" | "features" | "none", for measuring
     threads = torch.get_num_threads()
-    if not split_features:
-        if threads == 1 or override == "none" or (override is None and T * N * 3 * H * H < PARALLEL_MIN_MACS):
-            return Plan((0, N), (0, H))
-        k = max(1, min(threads, N // (1 if override == "rows" else NORMED_ROWS_PER_THREAD_MIN)))
-        return Plan(tuple(i * N // k for i in range(k + 1)), (0, H))
     if override == "none" or threads == 1 or (override is None and T * N * 3 * H * H < PARALLEL_MIN_MACS):
         return Plan((0, N), (0, H))
     weights = 3 * H * H * itemsize

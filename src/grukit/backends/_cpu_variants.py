@@ -42,8 +42,9 @@ def _np(dtype: torch.dtype):
 
 def _variants(like: Tensor, T: int, H: int, norm: tuple[Tensor | None, Tensor | None],
               recurrent_mask: Tensor | None, zoneout_mask: Tensor | None, zoneout: float,
-              normed_stat: bool) -> tuple[Variants, list[Tensor]]:
-    """The kernels' variant arrays (and the tensors that own their memory, kept alive)."""
+              normed_stat: bool, blocks: int) -> tuple[Variants, list[Tensor]]:
+    """The kernels' variant arrays (and the tensors that own their memory, kept alive); the
+    layer norm's gain and shift already in the plan's gate order."""
     N = like.shape[1] if like.dim() == 3 else like.shape[0]
     keep: list[Tensor] = []
 
@@ -66,6 +67,7 @@ def _variants(like: Tensor, T: int, H: int, norm: tuple[Tensor | None, Tensor | 
         lng=arr(g if g is not None else empty["ln"]),
         lnb=arr(c if c is not None else empty["ln"]),
         stat=arr(like.new_empty(T, N, 2) if normed_stat else empty["stat"]),
+        part=arr(like.new_zeros(N, blocks + 1, 2) if g is not None else empty["stat"]),
     )
     return v, keep
 
@@ -92,11 +94,13 @@ def gru_recurrence_forward(
     H = weight_hh.shape[1]
     normed = norm_weight is not None
     warm_up(_np(gi.dtype))
-    p = _cpu_launch.plan(T, N, H, gi.element_size(), split_features=not normed)
-    perm = p.gate_permutation(H)  # None with layer norm (one feature block)
+    p = _cpu_launch.plan(T, N, H, gi.element_size())
+    perm = p.gate_permutation(H)  # each feature block's gate rows together
     if perm is not None:
         gi, weight_hh = gi[..., perm], weight_hh[perm]
         bias_hh = bias_hh[perm] if bias_hh is not None else None
+        if normed:
+            norm_weight, norm_bias = norm_weight[perm], norm_bias[perm]
     gi = gi.contiguous()  # (T, N, 3H)
     b_hh = bias_hh.contiguous() if bias_hh is not None else gi.new_zeros(3 * H)  # (3H,)
     hbuf = gi.new_empty(2, N, H)  # (2, N, H): the state, double-buffered
@@ -107,7 +111,7 @@ def gru_recurrence_forward(
     else:
         hin = hbuf
     v, keep = _variants(gi, T, H, (norm_weight, norm_bias), recurrent_mask, zoneout_mask,
-                        zoneout, normed)
+                        zoneout, normed, p.parties)
     out = gi.new_empty(T, N, H)  # (T, N, H)
     kw = saved_per_feature(reset_after, normed)
     ws = gi.new_empty(T, N, kw, H) if save else gi.new_empty(0, 0, 0, 0)
@@ -117,7 +121,7 @@ def gru_recurrence_forward(
         reverse=reverse, reset_after=reset_after, save=save, out=out.numpy(), ws=ws.numpy(),
         scratch=gi.new_empty(N, kw, H).numpy(), gh=gi.new_zeros(N, 3 * H).numpy(),
         rh=gi.new_zeros(N, H).numpy(), ghn=gi.new_zeros(N, H).numpy(), hin=hin.numpy(),
-        **v._asdict(),
+        bounds=np.asarray(p.features, dtype=np.int64), **v._asdict(),
     )
     _cpu_launch.launch(kernels().forward, p, args)
     stat = torch.from_numpy(v.stat) if normed else gi.new_empty(0, 0, 0)
@@ -158,18 +162,22 @@ def gru_recurrence_backward(
     T, N, H = grad_out.shape
     normed = norm_weight is not None
     masked = recurrent_mask is not None
-    p = _cpu_launch.plan(T, N, H, grad_out.element_size(), split_features=not normed)
+    p = _cpu_launch.plan(T, N, H, grad_out.element_size())
     perm = p.gate_permutation(H)
     w_hh = weight_hh[perm] if perm is not None else weight_hh
+    if perm is not None and normed:
+        norm_weight = norm_weight[perm]
     x = grad_out  # for allocating
     dh = grad_hn.clone(memory_format=torch.contiguous_format)  # (N, H), becomes dh0
     kw = saved_per_feature(reset_after, normed)
     saved = ws.view(T, N, kw, H)
-    v, keep = _variants(x, T, H, (norm_weight, None), recurrent_mask, zoneout_mask, zoneout, False)
+    v, keep = _variants(x, T, H, (norm_weight, None), recurrent_mask, zoneout_mask, zoneout,
+                        False, p.parties)
     dgi = x.new_empty(T, N, 3 * H)  # (T, N, 3H), permuted gate rows
     dghn = x.new_empty(T, N, H) if reset_after else x.new_empty(0, 0, 0)  # (T, N, H)
-    dgr = x.new_empty(T, N, 3 * H) if normed else x.new_empty(0, 0, 0)  # (T, N, 3H), natural
+    dgr = x.new_empty(T, N, 3 * H) if normed else x.new_empty(0, 0, 0)  # (T, N, 3H), permuted
     dhr = x.new_zeros(N, H) if masked else x.new_empty(0, 0)
+    lnacc = x.new_zeros(2, N, 3 * H) if normed else x.new_empty(0, 0, 0)  # (2, N, 3H)
     args = _cpu_args.BackwardArgs(
         dout=grad_out.contiguous().numpy(), dh=dh.numpy(), w=w_hh.detach().contiguous().numpy(),
         lengths=lengths_or_full(lengths, T, N).numpy(), reverse=reverse,
@@ -178,11 +186,15 @@ def gru_recurrence_backward(
         dhd=x.new_zeros(N, H).numpy(), bounds=np.asarray(p.features, dtype=np.int64),
         s0=0, s1=T, t_lo=0, rmask=v.rmask, zm=v.zm, lng=v.lng,
         stat=stat.contiguous().numpy() if normed else v.stat, dgr=dgr.numpy(), dhr=dhr.numpy(),
+        lnacc=lnacc.numpy(), part=v.part,
     )
     _cpu_launch.launch(kernels().backward, p, args)
     del keep
-    if perm is not None:
-        dgi = dgi[..., torch.argsort(perm)]  # natural gate order
+    if perm is not None:  # back to the natural gate order
+        inverse = torch.argsort(perm)
+        dgi = dgi[..., inverse]
+        if normed:
+            dgr, lnacc = dgr[..., inverse], lnacc[..., inverse]
     n = T * N
     g = dgi.reshape(n, 3 * H)  # (n, 3H)
     rows = saved.view(n, kw, H)
@@ -190,20 +202,22 @@ def gru_recurrence_backward(
     if masked:
         h_in = (saved[:, :, 3] * recurrent_mask).view(n, H)
     dw_hh = x.new_empty(3 * H, H)
+    # the layer norm's gain and shift gradients were summed per row by the kernel; b_hh enters
+    # where the shift does, so its gradient is the shift's
+    d_gain, d_shift = (lnacc[0].sum(0), lnacc[1].sum(0)) if normed else (x.new_empty(0), x.new_empty(0))
     if reset_after:
-        dhh = torch.cat([g[:, : 2 * H], dghn.view(n, H)], 1)  # (n, 3H): dL/d(recurrent term)
-        torch.mm((dgr.view(n, 3 * H) if normed else dhh).t(), h_in, out=dw_hh)
+        if normed:
+            torch.mm(dgr.view(n, 3 * H).t(), h_in, out=dw_hh)
+            db_hh = d_shift.clone()
+        else:  # dL/d(W_hh h + b_hh): r and z as dgi, n in dghn
+            torch.mm(g[:, : 2 * H].t(), h_in, out=dw_hh[: 2 * H])
+            torch.mm(dghn.view(n, H).t(), h_in, out=dw_hh[2 * H :])
+            db_hh = torch.cat([g[:, : 2 * H].sum(0), dghn.view(n, H).sum(0)])
     else:
-        dhh = g
         gr = dgr.view(n, 3 * H) if normed else g
         torch.mm(gr[:, : 2 * H].t(), h_in, out=dw_hh[: 2 * H])  # W_hr, W_hz act on h
         torch.mm(gr[:, 2 * H :].t(), rows[:, 0] * h_in, out=dw_hh[2 * H :])  # W_hn on r * h
-    db_hh = dhh.sum(0)
-    if normed:
-        xhat = rows[:, kw - 3 :].reshape(n, 3 * H)  # (n, 3H): the normalised products
-        d_gain, d_shift = (dhh * xhat).sum(0), db_hh.clone()
-    else:
-        d_gain, d_shift = x.new_empty(0), x.new_empty(0)
+        db_hh = g.sum(0)
     return dgi, dh, dw_hh, db_hh, d_gain, d_shift
 
 
@@ -287,8 +301,9 @@ def layer(x: Tensor, h0: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: 
             gi = F.linear(x, weight_ih, bias_ih)  # (T, N, 3H)
         else:
             gain, shift = options.norm_ih
+            # LN(v; g, c) + b_ih = LN(v; g, c + b_ih): the bias joins the shift, saving a pass
+            shift = shift if bias_ih is None else shift + bias_ih  # (3H,)
             gi = F.layer_norm(F.linear(x, weight_ih), (3 * H,), gain, shift, LAYER_NORM_EPS)
-            gi = gi if bias_ih is None else gi + bias_ih  # (T, N, 3H)
     norm_weight, norm_bias = options.norm_hh if options.norm_hh is not None else (None, None)
     inputs = (gi, h0, weight_hh, bias_hh, norm_weight, norm_bias)
     save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 from numba import njit
 
+from grukit.backends import _numba_cache
 from grukit.backends._cpu_kernels import act_sigmoid, act_tanh, mm_nt
+
+_numba_cache.refresh(__file__, "_cpu_kernels", "_sync", "_blas", "../_layer_options")
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 

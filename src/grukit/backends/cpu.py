@@ -158,7 +158,8 @@ def gru_layer_forward(
         b=b_hh.detach().numpy(), lengths=lengths_or_full(lengths, T, N).numpy(),
         reverse=reverse, reset_after=reset_after, save=save, out=out.numpy(), ws=ws.numpy(),
         scratch=scratch.numpy(), gh=gh.numpy(), rh=rh.numpy(), ghn=ghn.numpy(),
-        hin=hbuf.numpy(), **plain(np.float32 if x.dtype == torch.float32 else np.float64)._asdict(),
+        hin=hbuf.numpy(), bounds=np.asarray(p.features, dtype=np.int64),
+        **plain(np.float32 if x.dtype == torch.float32 else np.float64)._asdict(),
     )
     _cpu_launch.launch(kernels().forward, p, args)
     return out, hbuf[T % 2].clone(), ws.view(T, N, kw * H) if save else x.new_empty(0, 0, 0)
@@ -244,7 +245,8 @@ def gru_layer_backward(
 
 def _plain_backward(x: Tensor) -> dict:
     v = plain(np.float32 if x.dtype == torch.float32 else np.float64)
-    return dict(rmask=v.rmask, zm=v.zm, lng=v.lng, stat=v.stat, dgr=v.zm, dhr=v.rmask)
+    return dict(rmask=v.rmask, zm=v.zm, lng=v.lng, stat=v.stat, dgr=v.zm, dhr=v.rmask, lnacc=v.zm,
+                part=v.part)
 
 
 @gru_layer_backward.register_fake
