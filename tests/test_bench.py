@@ -107,3 +107,32 @@ def test_flops_formula():
     assert case.flops("inference") == layer0 + layer1
     assert case.flops("training") == 3 * (layer0 + layer1)
     assert set(PROVIDERS) == {"grukit-cpu", "grukit-reference", "torch", "ort-lbr1", "ort-lbr0"}
+
+
+def test_bench_variants_axis_runs_each_option_beside_the_plain_gru(tmp_path, capsys):
+    rc = main(["bench", "--grid", "tiny", "--rounds", "1", "--out", str(tmp_path),
+               "--providers", "torch", "--variants", "layer_norm", "zoneout", "--modes", "training"])
+    assert rc == 0
+    assert "vs plain" in capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / "bench.csv").open()))
+    ran = {r["provider"] for r in rows if not r.get("skipped")}
+    assert ran == {"grukit-cpu", "torch", "grukit-cpu[layer_norm]", "grukit-cpu[zoneout]"}
+    plain = {(r["case"], r["formulation"]): float(r["median_ms"]) for r in rows
+             if r["provider"] == "grukit-cpu"}
+    for r in rows:  # a variant's cost is its own median over the plain one's on the same row
+        if r["provider"].startswith("grukit-cpu["):
+            expected = float(r["median_ms"]) / plain[r["case"], r["formulation"]]
+            assert float(r["cost_vs_plain"]) == pytest.approx(expected, rel=1e-6)
+    md = (tmp_path / "bench.md").read_text()
+    assert "| case (N, T, I, H) | form | mode | plain ms | layer_norm | zoneout |" in md
+
+
+def test_variant_providers_build_models_with_their_options_in_the_mode_measured():
+    from grukit.bench.providers import VARIANTS, variant_provider
+
+    case = Case(2, 3, 4, 5)
+    for variant, options in VARIANTS.items():
+        provider = PROVIDERS[variant_provider(variant)]
+        assert provider.supports(case, True, "training") is None
+        assert provider.supports(case, False, "inference") is None
+    assert set(VARIANTS["all"]) == {"layer_norm", "zoneout", "recurrent_dropout", "weight_dropout"}

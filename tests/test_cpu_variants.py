@@ -183,5 +183,5 @@ def test_the_variant_ops_pass_torch_library_opcheck():
     rm = torch.ones(N, H, dtype=torch.float64)
     zm = (torch.rand(T, N, H) < 0.5).double()
     for reset_after in (False, True):
-        args = (gi, h0, w, b, None, g, c, rm, zm, 0.2, reset_after, False, True)
+        args = (gi, h0, w, b, None, g, c, rm, zm, 0.2, reset_after, False, True, [0, H])
         torch.library.opcheck(torch.ops.grukit.gru_recurrence_forward.default, args)

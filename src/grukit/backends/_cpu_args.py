@@ -57,7 +57,7 @@ FORWARD = (
     # the variants: off when empty
     Arg("hin", "float", "2 N H"),  # h * rmask, what the recurrent products see (hbuf itself when off)
     Arg("rmask", "float", "N H"),  # recurrent dropout: 0 or 1/(1-p), the same every step
-    Arg("zm", "float", "T N H"),  # zoneout: 1 keeps h_prev; (1, 1, H) of p in evaluation
+    Arg("zm", "float", "T N H"),  # zoneout: 1 keeps h_prev; (1, 1, 1) holding p in evaluation
     Arg("lng", "float", "3H"),  # layer norm of W_hh h: gain (permuted gate rows)
     Arg("lnb", "float", "3H"),  # and shift
     Arg("stat", "float", "T N 2"),  # layer norm: 1/std of each row and step (r,z part; n part)
@@ -84,7 +84,7 @@ BACKWARD = (
     Arg("t_lo", "int"),  # whose earliest forward step is t_lo
     # the variants, as in FORWARD; off when empty
     Arg("rmask", "float", "N H"),
-    Arg("zm", "float", "T N H"),
+    Arg("zm", "float", "T N H"),  # as FORWARD's, but (1, 1, H) of p in evaluation
     Arg("lng", "float", "3H"),
     Arg("stat", "float", "T N 2"),
     Arg("dgr", "float", "C N 3H"),  # layer norm: dL/d(W_hh h) of the chunk's steps

@@ -161,26 +161,33 @@ def _row_gates(gi, gh, b_hh, h_prev, sr, sz, shp, H):
 
 
 @njit(**_INLINE)
-def _row_state(sz, sn, shp, h_next, out, zrow, zoned, H):
-    """``h = (1 - z) * n + z * h_prev``; with zoneout ``h = m * h_prev + (1 - m) * h``."""
-    if zoned:
-        for j in range(H):
-            z, hp = sz[j], shp[j]
-            hv = (1.0 - z) * sn[j] + z * hp
-            m = zrow[j]
-            hv = m * hp + (1.0 - m) * hv
-            out[j] = hv
-            h_next[j] = hv
-    else:
+def _row_state(sz, sn, shp, h_next, out, zrow, zmode, zp, H):
+    """``h = (1 - z) * n + z * h_prev``; with zoneout then ``h = m * h_prev + (1 - m) * h``, ``m``
+    the row's mask ``zrow`` (``zmode`` 1, training) or the constant ``zp`` (``zmode`` 2,
+    evaluation). (Separate passes: a loop over six arrays would not vectorise.)"""
+    if zmode == 0:
         for j in range(H):
             z = sz[j]
             hv = (1.0 - z) * sn[j] + z * shp[j]
             out[j] = hv
             h_next[j] = hv
+        return
+    for j in range(H):
+        z = sz[j]
+        out[j] = (1.0 - z) * sn[j] + z * shp[j]
+    if zmode == 1:
+        for j in range(H):
+            m = zrow[j]
+            out[j] = m * shp[j] + (1.0 - m) * out[j]
+    else:
+        for j in range(H):
+            out[j] = zp * shp[j] + (1.0 - zp) * out[j]
+    for j in range(H):
+        h_next[j] = out[j]
 
 
 @njit(**_INLINE)
-def _row_after(gi, gh, b_hh, h_prev, h_next, out, sr, sz, sn, shp, shn, zrow, zoned, H):
+def _row_after(gi, gh, b_hh, h_prev, h_next, out, sr, sz, sn, shp, shn, zrow, zmode, zp, H):
     """reset_after=True: gate values, then the new state, of one row. (Short loops touching few
     arrays each, so LLVM's runtime alias checks stay within its limits and all vectorise.)"""
     _row_gates(gi, gh, b_hh, h_prev, sr, sz, shp, H)
@@ -188,15 +195,15 @@ def _row_after(gi, gh, b_hh, h_prev, h_next, out, sr, sz, sn, shp, shn, zrow, zo
         hn = gh[2 * H + j] + b_hh[2 * H + j]
         shn[j] = hn
         sn[j] = act_tanh(gi[2 * H + j] + sr[j] * hn)
-    _row_state(sz, sn, shp, h_next, out, zrow, zoned, H)
+    _row_state(sz, sn, shp, h_next, out, zrow, zmode, zp, H)
 
 
 @njit(**_INLINE)
-def _row_before_state(gi, ghn, b_hh, h_next, out, sz, sn, shp, zrow, zoned, H):
+def _row_before_state(gi, ghn, b_hh, h_next, out, sz, sn, shp, zrow, zmode, zp, H):
     """reset_after=False, second half: n, then the new state."""
     for j in range(H):
         sn[j] = act_tanh(gi[2 * H + j] + ghn[j] + b_hh[2 * H + j])
-    _row_state(sz, sn, shp, h_next, out, zrow, zoned, H)
+    _row_state(sz, sn, shp, h_next, out, zrow, zmode, zp, H)
 
 
 # The layer norm of the recurrent products, per row and step, over units that may be spread over
@@ -237,16 +244,23 @@ def _norm_combine(part, bounds, G):
     return mean, 1.0 / math.sqrt(q / n + _LN_EPS)
 
 
-@njit(**_REDUCE)
-def _norm_apply(v, gain, shift, xhat, mean, rstd, G, hk):
-    """``v`` (G*hk,) becomes ``gain * xhat + shift``, ``xhat = (v - mean) * rstd`` kept in
-    ``xhat`` (G, hk)."""
+@njit(**_INLINE)
+def _norm_apply(v, gain, shift, xhat, mean, rstd, hk):
+    """One gate's ``hk`` units: ``v`` becomes ``gain * xhat + shift``, ``xhat = (v - mean) *
+    rstd`` kept in ``xhat`` (all 1-D and contiguous, so the loop vectorises)."""
+    for j in range(hk):
+        x = (v[j] - mean) * rstd
+        xhat[j] = x
+        v[j] = gain[j] * x + shift[j]
+
+
+@njit(**_INLINE)
+def _norm_gates(v, gain, shift, sv, k0, j0, mean, rstd, G, hk):
+    """``_norm_apply`` for the G gates of a block (``v``, ``gain``, ``shift``: (G*hk,)), their
+    ``xhat`` into the saved slots ``sv[k0 + g, j0:j0+hk]``."""
     for g in range(G):
-        for j in range(hk):
-            k = g * hk + j
-            x = (v[k] - mean) * rstd
-            xhat[g, j] = x
-            v[k] = gain[k] * x + shift[k]
+        _norm_apply(v[g * hk : (g + 1) * hk], gain[g * hk : (g + 1) * hk],
+                    shift[g * hk : (g + 1) * hk], sv[k0 + g, j0 : j0 + hk], mean, rstd, hk)
 
 
 @njit(**_JIT)
@@ -260,7 +274,7 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
 
     Variants (each off when its array is empty): recurrent dropout ``rmask`` (N, H), with ``hin``
     (2, N, H) the masked state, double-buffered like ``hbuf`` (``hin[0]`` given); zoneout ``zm``
-    (T, N, H) or (1, 1, H); layer norm of the recurrent products, ``lng``/``lnb`` (3H,), permuted
+    (T, N, H), or (1, 1, 1) holding p (evaluation); layer norm of the recurrent products, ``lng``/``lnb`` (3H,), permuted
     gate rows, saving the normalised products in ``ws[..., kw-3:kw, :]`` and the rows' ``1/std``
     in ``stat`` (T, N, 2), with ``part`` (N, B, 2) the blocks' partial statistics and ``bounds``
     (B,) the feature blocks."""
@@ -269,8 +283,11 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
     hk = j1 - j0
     g0 = 3 * j0
     wk, bk = w[g0 : g0 + 3 * hk], b[g0 : g0 + 3 * hk]  # this block's gate rows
-    masked, zoned, normed = rmask.shape[0] > 0, zm.shape[0] > 0, lng.shape[0] > 0
-    zt, zb = zm.shape[0] > 1, zm.shape[1] > 1  # a mask per step and row, or one p
+    masked, normed = rmask.shape[0] > 0, lng.shape[0] > 0
+    zt, zb = zm.shape[0] > 1, zm.shape[1] > 1  # a mask per step and row
+    # zoneout: 0 off, 1 a mask (T, N, H), 2 evaluation's constant p, given as (1, 1, 1)
+    zmode = 0 if zm.shape[0] == 0 else (2 if zm.shape[0] * zm.shape[1] * zm.shape[2] == 1 else 1)
+    zp = zm[0, 0, 0] if zmode == 2 else 0.0
     kb = 5 if reset_after else 4  # the first layer-norm slot of the saved values
     blk = 0  # this feature block's index
     while bounds[blk] != j0:
@@ -290,7 +307,7 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
             barrier(sync, parties)
         for b in range(b0, b1):
             sv = ws[t, b] if save else scratch[b]  # (kw, H)
-            zrow = zm[t if zt else 0, b if zb else 0, j0:j1] if zoned else out[t, b, j0:j1]
+            zrow = zm[t if zt else 0, b if zb else 0, j0:j1] if zmode == 1 else out[t, b, j0:j1]
             if t >= lengths[b]:
                 _inactive(out[t, b, j0:j1], hp[b, j0:j1], hn[b, j0:j1], rh[b, j0:j1], sv[:, j0:j1], save)
                 if masked:
@@ -298,13 +315,13 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
                 continue
             if normed:
                 mean, rstd = _norm_combine(part[b], bounds, G)
-                _norm_apply(gh[b, g0 : g0 + G * hk], lng[g0 : g0 + G * hk], lnb[g0 : g0 + G * hk],
-                            sv[kb : kb + G, j0:j1], mean, rstd, G, hk)
+                _norm_gates(gh[b, g0 : g0 + G * hk], lng[g0 : g0 + G * hk], lnb[g0 : g0 + G * hk],
+                            sv, kb, j0, mean, rstd, G, hk)
                 stat[t, b, 0] = rstd
             if reset_after:
                 _row_after(gi[t, b, g0 : g0 + 3 * hk], gh[b, g0 : g0 + 3 * hk], bk, hp[b, j0:j1],
                            hn[b, j0:j1], out[t, b, j0:j1], sv[0, j0:j1], sv[1, j0:j1],
-                           sv[2, j0:j1], sv[3, j0:j1], sv[4, j0:j1], zrow, zoned, hk)
+                           sv[2, j0:j1], sv[3, j0:j1], sv[4, j0:j1], zrow, zmode, zp, hk)
                 if masked:
                     for j in range(j0, j1):
                         hin[1 - cur, b, j] = hn[b, j] * rmask[b, j]
@@ -324,16 +341,16 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
             for b in range(b0, b1):
                 if t < lengths[b]:
                     sv = ws[t, b] if save else scratch[b]
-                    zrow = zm[t if zt else 0, b if zb else 0, j0:j1] if zoned else out[t, b, j0:j1]
+                    zrow = zm[t if zt else 0, b if zb else 0, j0:j1] if zmode == 1 else out[t, b, j0:j1]
                     if normed:
                         mean, rstd = _norm_combine(part[b], bounds, 1)
                         n0 = g0 + 2 * hk  # this block's n rows
                         _norm_apply(ghn[b, j0:j1], lng[n0 : n0 + hk], lnb[n0 : n0 + hk],
-                                    sv[kb + 2 : kb + 3, j0:j1], mean, rstd, 1, hk)
+                                    sv[kb + 2, j0:j1], mean, rstd, hk)
                         stat[t, b, 1] = rstd
                     _row_before_state(gi[t, b, g0 : g0 + 3 * hk], ghn[b, j0:j1], bk,
                                       hn[b, j0:j1], out[t, b, j0:j1], sv[1, j0:j1],
-                                      sv[2, j0:j1], sv[3, j0:j1], zrow, zoned, hk)
+                                      sv[2, j0:j1], sv[3, j0:j1], zrow, zmode, zp, hk)
                     if masked:
                         for j in range(j0, j1):
                             hin[1 - cur, b, j] = hn[b, j] * rmask[b, j]
@@ -407,26 +424,39 @@ def _grad_row_before_gates_masked(drh, sr, shp, mk, dgi, dhr, H):
 
 
 @njit(**_REDUCE)
-def _grad_norm_sums(dy, gain, xhat, acc_gain, acc_shift, G, hk):
-    """This block's share of a row's layer-norm backward: with ``d = gain * dy`` (``dy`` (G*hk,)
-    = dL/d(gain * xhat + shift)), returns the sums of ``d`` and ``d * xhat``; adds ``dy * xhat``
-    and ``dy`` to the row's gain and shift gradients ``acc_gain``, ``acc_shift`` (G*hk,)."""
+def _grad_norm_sums(dy, gain, xhat, acc_gain, acc_shift, hk):
+    """One gate's share of a row's layer-norm backward: with ``d = gain * dy`` (``dy`` (hk,) =
+    dL/d(gain * xhat + shift)), returns the sums of ``d`` and ``d * xhat``; adds ``dy * xhat``
+    and ``dy`` to the row's gain and shift gradients ``acc_gain``, ``acc_shift`` (hk,)."""
     s1 = 0.0
     s2 = 0.0
-    for g in range(G):
-        for j in range(hk):
-            k = g * hk + j
-            x = xhat[g, j]
-            acc_gain[k] += dy[k] * x
-            acc_shift[k] += dy[k]
-            d = gain[k] * dy[k]
-            s1 += d
-            s2 += d * x
+    for j in range(hk):
+        x = xhat[j]
+        acc_gain[j] += dy[j] * x
+        acc_shift[j] += dy[j]
+        d = gain[j] * dy[j]
+        s1 += d
+        s2 += d * x
     return s1, s2
 
 
 @njit(**_INLINE)
-def _grad_norm_apply(dy, gain, xhat, rstd, part, bounds, G, dx, hk):
+def _grad_norm_gate_sums(dy, gain, sv, k0, j0, acc_gain, acc_shift, G, hk):
+    """``_grad_norm_sums`` over the G gates of a block (``dy`` etc. (G*hk,), ``xhat`` in the saved
+    slots ``sv[k0 + g, j0:j0+hk]``)."""
+    s1 = 0.0
+    s2 = 0.0
+    for g in range(G):
+        a, e = g * hk, (g + 1) * hk
+        u1, u2 = _grad_norm_sums(dy[a:e], gain[a:e], sv[k0 + g, j0 : j0 + hk], acc_gain[a:e],
+                                 acc_shift[a:e], hk)
+        s1 += u1
+        s2 += u2
+    return s1, s2
+
+
+@njit(**_INLINE)
+def _grad_norm_apply(dy, gain, sv, k0, j0, rstd, part, bounds, G, dx, hk):
     """``dx`` (G*hk,) = dL/d(the product before normalisation) =
     ``rstd * (d - mean(d) - xhat * mean(d * xhat))``, the means over the row's G*H units from
     every block's sums in ``part`` (blocks, 2)."""
@@ -439,9 +469,10 @@ def _grad_norm_apply(dy, gain, xhat, rstd, part, bounds, G, dx, hk):
     n = G * bounds[blocks]
     m1, m2 = s1 / n, s2 / n
     for g in range(G):
+        xhat = sv[k0 + g, j0 : j0 + hk]
+        a = g * hk
         for j in range(hk):
-            k = g * hk + j
-            dx[k] = rstd * (gain[k] * dy[k] - m1 - xhat[g, j] * m2)
+            dx[a + j] = rstd * (gain[a + j] * dy[a + j] - m1 - xhat[j] * m2)
 
 
 @njit(**_JIT)
@@ -497,8 +528,8 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, d
                                 dgi[c, b, g0 : g0 + 3 * hk], gb,
                                 dghn[c, b, j0:j1], dhd[b, j0:j1], zrow, zoned, hk)
                 if normed:  # the layer norm of W_hh h: this block's share of the sums
-                    part[b, blk, 0], part[b, blk, 1] = _grad_norm_sums(
-                        gb, lng[g0 : g0 + 3 * hk], sv[kb : kb + 3, j0:j1],
+                    part[b, blk, 0], part[b, blk, 1] = _grad_norm_gate_sums(
+                        gb, lng[g0 : g0 + 3 * hk], sv, kb, j0,
                         lnacc[0, b, g0 : g0 + 3 * hk], lnacc[1, b, g0 : g0 + 3 * hk], 3, hk)
             else:
                 _grad_row_before_state(dout[t, b, j0:j1], dh[b, j0:j1], sv[1, j0:j1],
@@ -506,8 +537,8 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, d
                                        dhd[b, j0:j1], zrow, zoned, hk)
                 if normed:  # the n product's normalisation: this block's share of the sums
                     part[b, blk, 0], part[b, blk, 1] = _grad_norm_sums(
-                        dgi[c, b, n0 : n0 + hk], lng[n0 : n0 + hk], sv[kb + 2 : kb + 3, j0:j1],
-                        lnacc[0, b, n0 : n0 + hk], lnacc[1, b, n0 : n0 + hk], 1, hk)
+                        dgi[c, b, n0 : n0 + hk], lng[n0 : n0 + hk], sv[kb + 2, j0:j1],
+                        lnacc[0, b, n0 : n0 + hk], lnacc[1, b, n0 : n0 + hk], hk)
         barrier(sync, parties)  # every block's gate gradients of step t are in place
         if normed:  # through the layer norm, with every block's sums
             for b in range(b0, b1):
@@ -515,14 +546,13 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, d
                     sv = ws[t, b]
                     if reset_after:
                         gb = ghbuf[t % 2, b, g0 : g0 + 3 * hk]
-                        _grad_norm_apply(gb, lng[g0 : g0 + 3 * hk], sv[kb : kb + 3, j0:j1],
-                                         stat[t, b, 0], part[b], bounds, 3,
-                                         dgr[c, b, g0 : g0 + 3 * hk], hk)
+                        _grad_norm_apply(gb, lng[g0 : g0 + 3 * hk], sv, kb, j0, stat[t, b, 0],
+                                         part[b], bounds, 3, dgr[c, b, g0 : g0 + 3 * hk], hk)
                         gb[:] = dgr[c, b, g0 : g0 + 3 * hk]
                     else:
-                        _grad_norm_apply(dgi[c, b, n0 : n0 + hk], lng[n0 : n0 + hk],
-                                         sv[kb + 2 : kb + 3, j0:j1], stat[t, b, 1], part[b],
-                                         bounds, 1, dgr[c, b, n0 : n0 + hk], hk)
+                        _grad_norm_apply(dgi[c, b, n0 : n0 + hk], lng[n0 : n0 + hk], sv, kb + 2,
+                                         j0, stat[t, b, 1], part[b], bounds, 1,
+                                         dgr[c, b, n0 : n0 + hk], hk)
             barrier(sync, parties)  # every block's share is in place
         if reset_after:
             # (n, hk) += dgh (n, 3H) @ W_hh[:, j0:j1] (3H, hk): all gate rows, own columns
@@ -547,17 +577,16 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, d
                         _grad_row_before_gates(drh[b, j0:j1], sv[0, j0:j1], sv[3, j0:j1],
                                                dgi[c, b, g0 : g0 + 3 * hk], dhd[b, j0:j1], hk)
                     if normed:  # the r,z product's normalisation: this block's share
-                        part[b, blk, 0], part[b, blk, 1] = _grad_norm_sums(
-                            dgi[c, b, g0 : g0 + 2 * hk], lng[g0 : g0 + 2 * hk],
-                            sv[kb : kb + 2, j0:j1], lnacc[0, b, g0 : g0 + 2 * hk],
-                            lnacc[1, b, g0 : g0 + 2 * hk], 2, hk)
+                        part[b, blk, 0], part[b, blk, 1] = _grad_norm_gate_sums(
+                            dgi[c, b, g0 : g0 + 2 * hk], lng[g0 : g0 + 2 * hk], sv, kb, j0,
+                            lnacc[0, b, g0 : g0 + 2 * hk], lnacc[1, b, g0 : g0 + 2 * hk], 2, hk)
             barrier(sync, parties)  # every block's r and z gradients are in place
             if normed:
                 for b in range(b0, b1):
                     if t < lengths[b]:
                         _grad_norm_apply(dgi[c, b, g0 : g0 + 2 * hk], lng[g0 : g0 + 2 * hk],
-                                         ws[t, b, kb : kb + 2, j0:j1], stat[t, b, 0], part[b],
-                                         bounds, 2, dgr[c, b, g0 : g0 + 2 * hk], hk)
+                                         ws[t, b], kb, j0, stat[t, b, 0], part[b], bounds, 2,
+                                         dgr[c, b, g0 : g0 + 2 * hk], hk)
                 barrier(sync, parties)
             acc = dhr if masked else dhd
             for m in range(bounds.shape[0] - 1):  # += dgi_rz @ [W_hr; W_hz]

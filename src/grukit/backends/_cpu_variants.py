@@ -42,7 +42,7 @@ def _np(dtype: torch.dtype):
 
 def _variants(like: Tensor, T: int, H: int, norm: tuple[Tensor | None, Tensor | None],
               recurrent_mask: Tensor | None, zoneout_mask: Tensor | None, zoneout: float,
-              normed_stat: bool, blocks: int) -> tuple[Variants, list[Tensor]]:
+              normed_stat: bool, blocks: int, forward: bool) -> tuple[Variants, list[Tensor]]:
     """The kernels' variant arrays (and the tensors that own their memory, kept alive); the
     layer norm's gain and shift already in the plan's gate order."""
     N = like.shape[1] if like.dim() == 3 else like.shape[0]
@@ -56,8 +56,8 @@ def _variants(like: Tensor, T: int, H: int, norm: tuple[Tensor | None, Tensor | 
     empty = {k: like.new_empty((0,) * d) for k, d in (("rmask", 2), ("zm", 3), ("ln", 1), ("stat", 3))}
     if zoneout_mask is not None:
         zm = zoneout_mask  # (T, N, H)
-    elif zoneout:
-        zm = like.new_full((1, 1, H), zoneout)  # (1, 1, H): evaluation
+    elif zoneout:  # evaluation: the forward takes p alone, the backward one p per feature
+        zm = like.new_full((1, 1, 1 if forward else H), zoneout)
     else:
         zm = empty["zm"]
     g, c = norm
@@ -66,7 +66,7 @@ def _variants(like: Tensor, T: int, H: int, norm: tuple[Tensor | None, Tensor | 
         zm=arr(zm),
         lng=arr(g if g is not None else empty["ln"]),
         lnb=arr(c if c is not None else empty["ln"]),
-        stat=arr(like.new_empty(T, N, 2) if normed_stat else empty["stat"]),
+        stat=arr(like.new_zeros(T, N, 2) if normed_stat else empty["stat"]),  # defined everywhere
         part=arr(like.new_zeros(N, blocks + 1, 2) if g is not None else empty["stat"]),
     )
     return v, keep
@@ -87,21 +87,20 @@ def gru_recurrence_forward(
     reset_after: bool,
     reverse: bool,
     save: bool,
+    features: list[int],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``gi`` (T, N, 3H): the input projections, biases included. Returns ``(output (T, N, H),
-    h_n (N, H), workspace (T, N, kw*H) or empty, layer-norm 1/std (T, N, 2) or empty)``."""
+    """``gi`` (T, N, 3H): the input projections, biases included. Every 3H dimension (``gi``,
+    ``weight_hh``'s rows, ``bias_hh``, the layer norm's) is in the gate order of the feature
+    blocks ``features`` (``_cpu_launch.Plan.gate_permutation``): the caller permutes its small
+    parameters so that nothing of size T*N*3H is ever permuted. Returns ``(output (T, N, H),
+    h_n (N, H), workspace (T, N, kw*H) or empty, layer-norm 1/std (T, N, 2) or empty)``, states
+    in the natural order."""
     T, N, _ = gi.shape
     H = weight_hh.shape[1]
     normed = norm_weight is not None
     warm_up(_np(gi.dtype))
-    p = _cpu_launch.plan(T, N, H, gi.element_size())
-    perm = p.gate_permutation(H)  # each feature block's gate rows together
-    if perm is not None:
-        gi, weight_hh = gi[..., perm], weight_hh[perm]
-        bias_hh = bias_hh[perm] if bias_hh is not None else None
-        if normed:
-            norm_weight, norm_bias = norm_weight[perm], norm_bias[perm]
-    gi = gi.contiguous()  # (T, N, 3H)
+    p = _cpu_launch.plan_for(features, T, N, H, gi.element_size())
+    gi = gi.contiguous()  # (T, N, 3H), block gate order
     b_hh = bias_hh.contiguous() if bias_hh is not None else gi.new_zeros(3 * H)  # (3H,)
     hbuf = gi.new_empty(2, N, H)  # (2, N, H): the state, double-buffered
     hbuf[0] = h0
@@ -111,7 +110,7 @@ def gru_recurrence_forward(
     else:
         hin = hbuf
     v, keep = _variants(gi, T, H, (norm_weight, norm_bias), recurrent_mask, zoneout_mask,
-                        zoneout, normed, p.parties)
+                        zoneout, normed, p.parties, True)
     out = gi.new_empty(T, N, H)  # (T, N, H)
     kw = saved_per_feature(reset_after, normed)
     ws = gi.new_empty(T, N, kw, H) if save else gi.new_empty(0, 0, 0, 0)
@@ -132,7 +131,7 @@ def gru_recurrence_forward(
 
 @gru_recurrence_forward.register_fake
 def _(gi, h0, weight_hh, bias_hh, lengths, norm_weight, norm_bias, recurrent_mask, zoneout_mask,
-      zoneout, reset_after, reverse, save):
+      zoneout, reset_after, reverse, save, features):
     T, N, _ = gi.shape
     H = weight_hh.shape[1]
     normed = norm_weight is not None
@@ -156,26 +155,24 @@ def gru_recurrence_backward(
     stat: Tensor,
     reset_after: bool,
     reverse: bool,
+    features: list[int],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(dgi (T, N, 3H), dh0, dW_hh, db_hh, d norm_weight, d norm_bias)`` (the last two empty
-    without layer norm)."""
+    without layer norm), every 3H dimension in the forward's block gate order."""
     T, N, H = grad_out.shape
     normed = norm_weight is not None
     masked = recurrent_mask is not None
-    p = _cpu_launch.plan(T, N, H, grad_out.element_size())
-    perm = p.gate_permutation(H)
-    w_hh = weight_hh[perm] if perm is not None else weight_hh
-    if perm is not None and normed:
-        norm_weight = norm_weight[perm]
+    p = _cpu_launch.plan_for(features, T, N, H, grad_out.element_size())
+    w_hh = weight_hh
     x = grad_out  # for allocating
     dh = grad_hn.clone(memory_format=torch.contiguous_format)  # (N, H), becomes dh0
     kw = saved_per_feature(reset_after, normed)
     saved = ws.view(T, N, kw, H)
     v, keep = _variants(x, T, H, (norm_weight, None), recurrent_mask, zoneout_mask, zoneout,
-                        False, p.parties)
-    dgi = x.new_empty(T, N, 3 * H)  # (T, N, 3H), permuted gate rows
+                        False, p.parties, False)
+    dgi = x.new_empty(T, N, 3 * H)  # (T, N, 3H), block gate order
     dghn = x.new_empty(T, N, H) if reset_after else x.new_empty(0, 0, 0)  # (T, N, H)
-    dgr = x.new_empty(T, N, 3 * H) if normed else x.new_empty(0, 0, 0)  # (T, N, 3H), permuted
+    dgr = x.new_empty(T, N, 3 * H) if normed else x.new_empty(0, 0, 0)  # (T, N, 3H), the same
     dhr = x.new_zeros(N, H) if masked else x.new_empty(0, 0)
     lnacc = x.new_zeros(2, N, 3 * H) if normed else x.new_empty(0, 0, 0)  # (2, N, 3H)
     args = _cpu_args.BackwardArgs(
@@ -190,40 +187,35 @@ def gru_recurrence_backward(
     )
     _cpu_launch.launch(kernels().backward, p, args)
     del keep
-    if perm is not None:  # back to the natural gate order
-        inverse = torch.argsort(perm)
-        dgi = dgi[..., inverse]
-        if normed:
-            dgr, lnacc = dgr[..., inverse], lnacc[..., inverse]
     n = T * N
-    g = dgi.reshape(n, 3 * H)  # (n, 3H)
+    g = dgi.view(n, 3 * H)  # (n, 3H)
     rows = saved.view(n, kw, H)
     h_in = rows[:, 3]  # (n, H): h_prev, or h_prev * mask, as the recurrent products saw it
     if masked:
         h_in = (saved[:, :, 3] * recurrent_mask).view(n, H)
-    dw_hh = x.new_empty(3 * H, H)
+    rh = None if reset_after else rows[:, 0] * h_in  # (n, H): r * h, what W_hn multiplies
+    dw_hh = x.new_empty(3 * H, H)  # block gate order, like weight_hh
     # the layer norm's gain and shift gradients were summed per row by the kernel; b_hh enters
     # where the shift does, so its gradient is the shift's
     d_gain, d_shift = (lnacc[0].sum(0), lnacc[1].sum(0)) if normed else (x.new_empty(0), x.new_empty(0))
-    if reset_after:
-        if normed:
-            torch.mm(dgr.view(n, 3 * H).t(), h_in, out=dw_hh)
-            db_hh = d_shift.clone()
-        else:  # dL/d(W_hh h + b_hh): r and z as dgi, n in dghn
-            torch.mm(g[:, : 2 * H].t(), h_in, out=dw_hh[: 2 * H])
-            torch.mm(dghn.view(n, H).t(), h_in, out=dw_hh[2 * H :])
-            db_hh = torch.cat([g[:, : 2 * H].sum(0), dghn.view(n, H).sum(0)])
-    else:
-        gr = dgr.view(n, 3 * H) if normed else g
-        torch.mm(gr[:, : 2 * H].t(), h_in, out=dw_hh[: 2 * H])  # W_hr, W_hz act on h
-        torch.mm(gr[:, 2 * H :].t(), rows[:, 0] * h_in, out=dw_hh[2 * H :])  # W_hn on r * h
-        db_hh = g.sum(0)
+    gr = dgr.view(n, 3 * H) if normed else g  # dL/d(the recurrent products)
+    db_hh = d_shift.clone() if normed else x.new_empty(3 * H)
+    for rz, nn, feats in p.gate_blocks():  # per feature block: its r,z rows, then its n rows
+        torch.mm(gr[:, rz].t(), h_in, out=dw_hh[rz])  # W_hr, W_hz act on h
+        if reset_after and not normed:  # dL/d(W_hn h + b_hn), kept apart by the kernel
+            gn = dghn.view(n, H)[:, feats]
+            torch.mm(gn.t(), h_in, out=dw_hh[nn])
+            db_hh[rz], db_hh[nn] = g[:, rz].sum(0), gn.sum(0)
+        else:
+            torch.mm(gr[:, nn].t(), h_in if reset_after else rh, out=dw_hh[nn])  # W_hn on r * h
+            if not normed:
+                db_hh[rz], db_hh[nn] = g[:, rz].sum(0), g[:, nn].sum(0)
     return dgi, dh, dw_hh, db_hh, d_gain, d_shift
 
 
 @gru_recurrence_backward.register_fake
 def _(grad_out, grad_hn, weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask, zoneout,
-      ws, stat, reset_after, reverse):
+      ws, stat, reset_after, reverse, features):
     T, N, H = grad_out.shape
     ln = 3 * H if norm_weight is not None else 0
     return (grad_out.new_empty(T, N, 3 * H), torch.empty_like(grad_hn), torch.empty_like(weight_hh),
@@ -232,8 +224,8 @@ def _(grad_out, grad_hn, weight_hh, lengths, norm_weight, recurrent_mask, zoneou
 
 def _setup_context(ctx, inputs, output):
     (gi, h0, weight_hh, bias_hh, lengths, norm_weight, norm_bias, recurrent_mask, zoneout_mask,
-     zoneout, reset_after, reverse, save) = inputs
-    ctx.zoneout, ctx.reset_after, ctx.reverse = zoneout, reset_after, reverse
+     zoneout, reset_after, reverse, save, features) = inputs
+    ctx.zoneout, ctx.reset_after, ctx.reverse, ctx.features = zoneout, reset_after, reverse, features
     ctx.has_bias, ctx.normed = bias_hh is not None, norm_weight is not None
     ctx.save_for_backward(weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask,
                           output[2], output[3])
@@ -250,14 +242,14 @@ def _backward(ctx, grad_out, grad_hn, _grad_ws, _grad_stat):
     if grad_hn is None:
         grad_hn = ws.new_zeros(N, H)
     args = (grad_out, grad_hn, weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask,
-            ctx.zoneout, ws, stat, ctx.reset_after, ctx.reverse)
+            ctx.zoneout, ws, stat, ctx.reset_after, ctx.reverse, ctx.features)
     backward = _RecurrenceBackward.apply if functorch_active() else gru_recurrence_backward
     dgi, dh0, dw_hh, db_hh, d_gain, d_shift = backward(*args)
     if not ctx.has_bias:
         db_hh = None
     if not ctx.normed:
         d_gain = d_shift = None
-    return dgi, dh0, dw_hh, db_hh, None, d_gain, d_shift, None, None, None, None, None, None
+    return dgi, dh0, dw_hh, db_hh, None, d_gain, d_shift, None, None, None, None, None, None, None
 
 
 gru_recurrence_forward.register_autograd(_backward, setup_context=_setup_context)
@@ -295,21 +287,30 @@ def layer(x: Tensor, h0: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: 
           options: LayerOptions) -> tuple[Tensor, Tensor]:
     """One layer in one direction with ``options`` (the ``LayerFn`` contract of
     ``grukit.backends``); ``x`` (T, N, I), ``h0`` (N, H) in the parameters' dtype."""
+    T, N, _ = x.shape
     H = weight_hh.shape[1]
+    p = _cpu_launch.plan(T, N, H, x.element_size())
+    perm = p.gate_permutation(H)  # None with one feature block
+
+    def blocks(t: Tensor | None) -> Tensor | None:  # a 3H parameter in the kernels' gate order
+        return t if t is None or perm is None else t[perm]
+
+    norm_ih = options.norm_ih or (None, None)
+    norm_weight, norm_bias = options.norm_hh or (None, None)
     with torch.autocast("cpu", enabled=False):  # the input side in the parameters' dtype
-        if options.norm_ih is None:
-            gi = F.linear(x, weight_ih, bias_ih)  # (T, N, 3H)
+        w_ih, b_ih = blocks(weight_ih), blocks(bias_ih)
+        if norm_ih[0] is None:
+            gi = F.linear(x, w_ih, b_ih)  # (T, N, 3H), block gate order
         else:
-            gain, shift = options.norm_ih
             # LN(v; g, c) + b_ih = LN(v; g, c + b_ih): the bias joins the shift, saving a pass
-            shift = shift if bias_ih is None else shift + bias_ih  # (3H,)
-            gi = F.layer_norm(F.linear(x, weight_ih), (3 * H,), gain, shift, LAYER_NORM_EPS)
-    norm_weight, norm_bias = options.norm_hh if options.norm_hh is not None else (None, None)
+            gain, shift = blocks(norm_ih[0]), blocks(norm_ih[1])
+            shift = shift if b_ih is None else shift + b_ih  # (3H,)
+            gi = F.layer_norm(F.linear(x, w_ih), (3 * H,), gain, shift, LAYER_NORM_EPS)
     inputs = (gi, h0, weight_hh, bias_hh, norm_weight, norm_bias)
     save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-    args = (gi, h0.contiguous(), weight_hh.contiguous(), bias_hh, lengths, norm_weight, norm_bias,
-            options.recurrent_mask, options.zoneout_mask, float(options.zoneout), reset_after,
-            reverse, save)
+    args = (gi, h0.contiguous(), blocks(weight_hh).contiguous(), blocks(bias_hh), lengths,
+            blocks(norm_weight), blocks(norm_bias), options.recurrent_mask, options.zoneout_mask,
+            float(options.zoneout), reset_after, reverse, save, list(p.features))
     if save and functorch_active():
         out, h_n, _, _ = _Recurrence.apply(*args)
     else:

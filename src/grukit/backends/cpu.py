@@ -109,13 +109,6 @@ def thread_plan(T: int, N: int, H: int, dtype: torch.dtype = torch.float32) -> T
 _CHUNK_BYTES = 16 * 1024 * 1024
 
 
-def _gate_blocks(features: tuple[int, ...]) -> list[tuple[slice, slice]]:
-    """Per feature block ``j0:j1``: where its r/z and its n gate rows sit in the permuted order
-    (contiguous, so the weight-gradient products take views, not copies)."""
-    return [(slice(3 * j0, 3 * j0 + 2 * (j1 - j0)), slice(3 * j0 + 2 * (j1 - j0), 3 * j1))
-            for j0, j1 in zip(features, features[1:])]
-
-
 @torch.library.custom_op("grukit::gru_layer_forward", mutates_args=(), device_types="cpu")
 def gru_layer_forward(
     x: Tensor,
@@ -204,7 +197,6 @@ def gru_layer_backward(
     acc_w_hh = x.new_zeros(3 * H, H)  # permuted; for reset_after its n rows stay unused
     acc_w_hn, acc_b_hn = x.new_zeros(H, H), x.new_zeros(H)  # reset_after: natural order
     saved = ws.view(T, N, kw, H)
-    blocks = _gate_blocks(p.features)
     args = _cpu_args.BackwardArgs(
         dout=grad_out.contiguous().numpy(), dh=dh.numpy(), w=w_hh.detach().contiguous().numpy(),
         lengths=lengths_or_full(lengths, T, N).numpy(), reverse=reverse,
@@ -225,7 +217,7 @@ def gru_layer_backward(
         acc_w_ih.addmm_(g.t(), x[t_lo:t_hi].reshape(n, I))
         acc_b_ih += g.sum(0)
         rh = None if reset_after else rows[:, 0] * h_prev  # (n, H) = r * h_prev
-        for rz, nn in blocks:
+        for rz, nn, _ in p.gate_blocks():
             acc_w_hh[rz].addmm_(g[:, rz].t(), h_prev)  # W_hr, W_hz act on h_prev
             if rh is not None:
                 acc_w_hh[nn].addmm_(g[:, nn].t(), rh)  # W_hn acts on r * h_prev

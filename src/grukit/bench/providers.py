@@ -29,6 +29,7 @@ def _dtype(case: Case) -> torch.dtype:
 
 def _torch_run(model: torch.nn.Module, case: Case, mode: str) -> Run:
     x = torch.randn(case.T, case.N, case.I, dtype=_dtype(case))  # (T, N, I)
+    model.train(mode == "training")  # the variants' masks exist in training only
     if mode == "inference":
         def run():
             with torch.inference_mode():
@@ -42,22 +43,42 @@ def _torch_run(model: torch.nn.Module, case: Case, mode: str) -> Run:
     return run
 
 
-def _grukit(backend: str) -> Provider:
+# ``grukit bench --variants``: the options of grukit.GRU measured against the plain GRU, at
+# rates typical of the papers that introduced them
+VARIANTS = {
+    "layer_norm": dict(layer_norm=True),
+    "zoneout": dict(zoneout=0.1),
+    "recurrent_dropout": dict(recurrent_dropout=0.25),
+    "weight_dropout": dict(weight_dropout=0.5),
+    "all": dict(layer_norm=True, zoneout=0.1, recurrent_dropout=0.25, weight_dropout=0.5),
+}
+
+
+def variant_provider(variant: str) -> str:
+    """The provider name of grukit-cpu with one entry of ``VARIANTS``."""
+    return f"grukit-cpu[{variant}]"
+
+
+def _grukit(backend: str, variant: str | None = None) -> Provider:
+    options = VARIANTS[variant] if variant else {}
+
     def build(case: Case, reset_after: bool, mode: str) -> Run:
         import grukit
 
         model = grukit.GRU(case.I, case.H, case.layers, bidirectional=case.bidirectional,
-                           dtype=_dtype(case), reset_after=reset_after, backend=backend)
+                           dtype=_dtype(case), reset_after=reset_after, backend=backend, **options)
         return _torch_run(model, case, mode)
 
     def supports(case: Case, reset_after: bool, mode: str) -> str | None:
+        import grukit
         from grukit import backends
 
-        request = backends.Request(torch.device("cpu"), _dtype(case), reset_after, True, False,
-                                   mode == "training")
-        return backends.get(backend).check(request)
+        model = grukit.GRU(1, 1, dtype=_dtype(case), reset_after=reset_after, **options)
+        model.train(mode == "training")  # the request a forward pass in this mode would make
+        return backends.get(backend).reason(model._request(torch.empty(1, 1, 1, dtype=_dtype(case)), False))
 
-    return Provider(f"grukit-{backend}", build, supports)
+    name = f"grukit-{backend}" if variant is None else variant_provider(variant)
+    return Provider(name, build, supports)
 
 
 def _torch_build(case: Case, reset_after: bool, mode: str) -> Run:
@@ -128,6 +149,7 @@ PROVIDERS = {
     for p in (
         _grukit("cpu"),
         _grukit("reference"),
+        *(_grukit("cpu", v) for v in VARIANTS),
         Provider("torch", _torch_build, _torch_supports),
         _ort(1),
         _ort(0),

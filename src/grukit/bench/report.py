@@ -57,6 +57,9 @@ def _ratios(results: list[Result]) -> dict[int, dict[str, float]]:
             p = peers.get(peer)
             if p is not None and not p.skipped and p is not r:
                 ratios[peer] = p.median / r.median
+        plain = peers.get("grukit-cpu")
+        if r.provider.startswith("grukit-cpu[") and plain is not None and not plain.skipped:
+            ratios["cost_vs_plain"] = r.median / plain.median  # > 1: slower than the plain GRU
         out[id(r)] = ratios
     return out
 
@@ -73,18 +76,21 @@ def rows(results: list[Result]) -> list[dict]:
             row.update(median_ms=r.median * 1e3, spread=r.spread, gflops=r.gflops,
                        rounds=len(r.times), first_call_s=r.first_call_s, peak_mb=r.peak_mb)
             for peer, ratio in ratios[id(r)].items():
-                row[f"speedup_vs_{peer}"] = ratio
+                row[peer if peer == "cost_vs_plain" else f"speedup_vs_{peer}"] = ratio
         table.append(row)
     return table
 
 
 def table(results: list[Result], peak_gflops: float | None) -> str:
     lines = []
-    head = (f"{'case':<24} {'form':<6} {'mode':<9} {'provider':<16} {'median ms':>10} "
-            f"{'spread':>7} {'GFLOP/s':>8} {'%peak':>6} {'vs torch':>9} {'vs ORT':>7} {'peak MB':>8}")
+    variants = any(r.provider.startswith("grukit-cpu[") for r in results)
+    width = 30 if variants else 16
+    head = (f"{'case':<24} {'form':<6} {'mode':<9} {'provider':<{width}} {'median ms':>10} "
+            f"{'spread':>7} {'GFLOP/s':>8} {'%peak':>6} {'vs torch':>9} {'vs ORT':>7} {'peak MB':>8}"
+            + (f" {'vs plain':>9}" if variants else ""))
     lines += [head, "-" * len(head)]
     for row in rows(results):
-        label = f"{row['case']:<24} {row['formulation']:<6} {row['mode']:<9} {row['provider']:<16}"
+        label = f"{row['case']:<24} {row['formulation']:<6} {row['mode']:<9} {row['provider']:<{width}}"
         if "skipped" in row:
             continue
         ort = row.get("speedup_vs_ort-lbr1", row.get("speedup_vs_ort-lbr0"))
@@ -93,11 +99,34 @@ def table(results: list[Result], peak_gflops: float | None) -> str:
         lines.append(
             f"{label} {row['median_ms']:10.2f} {100 * row['spread']:6.0f}% {row['gflops']:8.1f} "
             f"{pct:5.0f}% {_x(row.get('speedup_vs_torch')):>9} {_x(ort):>7} {mem}"
+            + (f" {_x(row.get('cost_vs_plain')):>9}" if variants else "")
         )
     skipped = sorted({f"{r.provider}: {r.skipped}" for r in results if r.skipped})
     if skipped:
         lines.append("")
         lines.append("not run: " + "; ".join(skipped))
+    return "\n".join(lines)
+
+
+def variants_markdown(results: list[Result]) -> str:
+    """One row per (case, formulation, mode): the plain grukit-cpu time and each variant's time
+    as a multiple of it (``grukit bench --variants``)."""
+    groups: dict[tuple, dict[str, Result]] = {}
+    for r in results:
+        if r.skipped is None:
+            groups.setdefault((r.case.label, r.formulation, r.mode), {})[r.provider] = r
+    names = list(dict.fromkeys(r.provider for r in results if r.provider.startswith("grukit-cpu[")))
+    lines = [
+        "| case (N, T, I, H) | form | mode | plain ms | "
+        + " | ".join(n[len("grukit-cpu[") : -1] for n in names) + " |",
+        "|---|---|---|---:|" + "---:|" * len(names),
+    ]
+    for (label, form, mode), peers in groups.items():
+        plain = peers.get("grukit-cpu")
+        if plain is None:
+            continue
+        cells = [_x(peers[n].median / plain.median) if n in peers else "-" for n in names]
+        lines.append(f"| {label} | {form} | {mode} | {plain.median * 1e3:.1f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

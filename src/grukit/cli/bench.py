@@ -18,7 +18,7 @@ from grukit.cli._errors import UserError
 
 def add_parser(sub) -> None:
     from grukit.bench.cases import FORMULATIONS, GRIDS, MODES
-    from grukit.bench.providers import DEFAULT, PROVIDERS
+    from grukit.bench.providers import DEFAULT, PROVIDERS, VARIANTS
 
     p = sub.add_parser("bench", help="benchmark grukit against torch.nn.GRU and ONNX Runtime",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,6 +28,10 @@ def add_parser(sub) -> None:
                    help="a case instead of the grid (repeatable), e.g. 8,500,64,128 or 4,50,32,64,2,bi")
     p.add_argument("--providers", nargs="+", choices=sorted(PROVIDERS), default=DEFAULT,
                    help=f"default: {' '.join(DEFAULT)}")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=[],
+                   help="also run grukit-cpu with these options of grukit.GRU (zoneout=0.1, "
+                        "recurrent_dropout=0.25, weight_dropout=0.5; all = every one), each "
+                        "beside the plain GRU: the table's 'vs plain' is its time over the plain one's")
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--formulations", nargs="+", choices=list(FORMULATIONS),
                    default=list(FORMULATIONS), help="after = reset_after=True (PyTorch), before = the spec")
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from grukit._io import atomic_write_text
     from grukit.bench import report, runner
     from grukit.bench.cases import GRIDS, parse_case
-    from grukit.bench.providers import PROVIDERS
+    from grukit.bench.providers import PROVIDERS, variant_provider
 
     if args.rounds < 1:
         raise UserError(f"--rounds must be at least 1, got {args.rounds}")
@@ -59,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create output folder {out}: {exc.strerror}") from None
+    if args.variants:  # each variant beside the plain grukit-cpu
+        plain = [] if "grukit-cpu" in args.providers else ["grukit-cpu"]
+        args.providers = plain + list(args.providers) + [variant_provider(v) for v in args.variants]
     for name in args.providers:
         missing = PROVIDERS[name].missing()
         if missing:
@@ -81,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     command = "grukit " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("grukit") else "grukit bench"
     atomic_write_text(out / "bench.csv", report.to_csv(results))
     atomic_write_text(out / "bench.json", report.to_json(results, env, command))
-    atomic_write_text(out / "bench.md", report.markdown(results) + "\n")
+    md = report.markdown(results)
+    if args.variants:
+        md += "\n\n" + report.variants_markdown(results)
+    atomic_write_text(out / "bench.md", md + "\n")
     print(f"\nwrote {out / 'bench.csv'}, {out / 'bench.json'} and {out / 'bench.md'}")
     return 0
