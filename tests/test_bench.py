@@ -106,7 +106,10 @@ def test_flops_formula():
     layer1 = 2 * 2 * 10 * 2 * 12 * (8 + 4)
     assert case.flops("inference") == layer0 + layer1
     assert case.flops("training") == 3 * (layer0 + layer1)
-    assert set(PROVIDERS) == {"grukit-cpu", "grukit-reference", "torch", "ort-lbr1", "ort-lbr0"}
+    from grukit.bench.providers import VARIANTS
+
+    variants = {f"grukit-cpu[{v}]" for v in VARIANTS}
+    assert set(PROVIDERS) == {"grukit-cpu", "grukit-reference", "torch", "ort-lbr1", "ort-lbr0"} | variants
 
 
 def test_bench_variants_axis_runs_each_option_beside_the_plain_gru(tmp_path, capsys):
