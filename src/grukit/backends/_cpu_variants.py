@@ -284,9 +284,10 @@ class _RecurrenceBackward(torch.autograd.Function):
 
 def layer(x: Tensor, h0: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor | None,
           bias_hh: Tensor | None, *, reset_after: bool, reverse: bool, lengths: Tensor | None,
-          options: LayerOptions) -> tuple[Tensor, Tensor]:
+          options: LayerOptions, gates: bool = False):
     """One layer in one direction with ``options`` (the ``LayerFn`` contract of
-    ``grukit.backends``); ``x`` (T, N, I), ``h0`` (N, H) in the parameters' dtype."""
+    ``grukit.backends``); ``x`` (T, N, I), ``h0`` (N, H) in the parameters' dtype. With
+    ``gates`` (no gradient), also the gate values ``(T, N, 3, H)``: r, z, n."""
     T, N, _ = x.shape
     H = weight_hh.shape[1]
     p = _cpu_launch.plan(T, N, H, x.element_size())
@@ -307,10 +308,14 @@ def layer(x: Tensor, h0: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: 
             shift = shift if b_ih is None else shift + b_ih  # (3H,)
             gi = F.layer_norm(F.linear(x, w_ih), (3 * H,), gain, shift, LAYER_NORM_EPS)
     inputs = (gi, h0, weight_hh, bias_hh, norm_weight, norm_bias)
-    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    save = gates or (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs))
     args = (gi, h0.contiguous(), blocks(weight_hh).contiguous(), blocks(bias_hh), lengths,
             blocks(norm_weight), blocks(norm_bias), options.recurrent_mask, options.zoneout_mask,
             float(options.zoneout), reset_after, reverse, save, list(p.features))
+    if gates:
+        out, h_n, ws, _ = gru_recurrence_forward(*args)
+        kw = saved_per_feature(reset_after, norm_weight is not None)
+        return out, h_n, ws.view(T, N, kw, H)[:, :, :3]  # r, z, n: the first saved values
     if save and functorch_active():
         out, h_n, _, _ = _Recurrence.apply(*args)
     else:

@@ -360,6 +360,31 @@ def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, revers
     return out, h_n
 
 
+@torch.no_grad()
+def _gates(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths,
+           options=None):
+    """The layer as ``_layer`` computes it, with its gate values ``(T, N, 3, H)`` (r, z, n; zero
+    past a sequence's end): the values the kernels save for the backward."""
+    out_dtype = None
+    if torch.is_autocast_enabled("cpu") and (x.dtype, h0.dtype) != (weight_ih.dtype,) * 2:
+        out_dtype = torch.promote_types(h0.dtype, torch.get_autocast_dtype("cpu"))
+        x, h0 = x.to(weight_ih.dtype), h0.to(weight_ih.dtype)
+    if options is not None:
+        out, h_n, gates = _cpu_variants.layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
+                                              reset_after=reset_after, reverse=reverse,
+                                              lengths=lengths, options=options, gates=True)
+    else:
+        T, N, _ = x.shape
+        H = weight_hh.shape[1]
+        out, h_n, ws = gru_layer_forward(x.contiguous(), h0.contiguous(), weight_ih.contiguous(),
+                                         weight_hh.contiguous(), bias_ih, bias_hh, lengths,
+                                         reset_after, reverse, True)
+        gates = ws.view(T, N, saved_per_feature(reset_after), H)[:, :, :3]
+    if out_dtype is not None:
+        out, h_n = out.to(out_dtype), h_n.to(out_dtype)
+    return out, h_n, gates.clone()  # (T, N, 3, H), not a view of the workspace
+
+
 def _check(request: Request) -> str | None:
     if request.device.type != "cpu":
         return f"runs on CPU tensors only, got device {request.device}"
