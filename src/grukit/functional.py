@@ -25,6 +25,10 @@ units of one sample and step::
     zoneout: h_t = m * h_{t-1} + (1 - m) * h'_t (training, m (N, H) per step), or
              h_t = p * h_{t-1} + (1 - p) * h'_t (evaluation)
 
+:func:`gru_layer_gates` runs the same loop and also returns every step's ``r``, ``z``, ``n`` (the
+gate inspection of :mod:`grukit.inspect`); with zoneout they are the GRU step's own gates, before
+the zoneout interpolation.
+
 Shapes: T time steps, N batch, I input features, H hidden features.
 Nothing here validates its arguments: the modules do that once, at the public boundary.
 """
@@ -37,7 +41,7 @@ from torch import Tensor
 
 from grukit._layer_options import LAYER_NORM_EPS, LayerOptions
 
-__all__ = ["gru_cell", "gru_layer"]
+__all__ = ["gru_cell", "gru_layer", "gru_layer_gates"]
 
 
 def gru_cell(
@@ -91,6 +95,20 @@ def _step(
     """The recurrent half of a step, given the (normalised and biased) input projection ``gi``
     (N, 3H). ``norm_hh``: the recurrent layer norm's (gain, shift), each (3H,); ``recurrent_mask``:
     (N, H), applied to the ``h`` entering the recurrent products only."""
+    _, z, n = _gates(gi, h_prev, weight_hh, bias_hh, reset_after, norm_hh, recurrent_mask)
+    return (1 - z) * n + z * h_prev  # (N, H)
+
+
+def _gates(
+    gi: Tensor,
+    h_prev: Tensor,
+    weight_hh: Tensor,
+    bias_hh: Tensor | None,
+    reset_after: bool,
+    norm_hh: tuple[Tensor, Tensor] | None,
+    recurrent_mask: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``r``, ``z``, ``n`` of one step, each (N, H); arguments as for :func:`_step`."""
     H = h_prev.shape[-1]
     i_r, i_z, i_n = gi.split(H, -1)  # 3 x (N, H)
     h_in = h_prev if recurrent_mask is None else h_prev * recurrent_mask  # (N, H)
@@ -109,7 +127,7 @@ def _step(
         r = torch.sigmoid(i_r + h_r)
         z = torch.sigmoid(i_z + h_z)
         n = torch.tanh(i_n + _project(r * h_in, weight_hh[2 * H :], b_hn, norm_n))  # W_hn (r*h)
-    return (1 - z) * n + z * h_prev  # (N, H)
+    return r, z, n
 
 
 def gru_layer(
@@ -138,23 +156,74 @@ def gru_layer(
 
     Returns ``output``: (T, N, H) and ``h_n``: (N, H).
     """
+    output, h_n, _ = _layer(
+        x, h0, weight_ih, weight_hh, bias_ih, bias_hh, reset_after, reverse, lengths, options, False
+    )
+    return output, h_n  # (T, N, H), (N, H)
+
+
+def gru_layer_gates(
+    x: Tensor,
+    h0: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Tensor | None = None,
+    bias_hh: Tensor | None = None,
+    *,
+    reset_after: bool = False,
+    reverse: bool = False,
+    lengths: Tensor | None = None,
+    options: LayerOptions | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`gru_layer` that also returns its gates: ``output`` (T, N, H), ``h_n`` (N, H) and
+    ``gates`` (T, N, 3, H), ``gates[t, :, k]`` being ``r_t``, ``z_t``, ``n_t`` for k = 0, 1, 2 (time
+    index ``t`` whatever the direction; zero past a sequence's length). The same loop computes
+    both, so every option of ``options`` applies; the gates are those of the GRU step, before
+    zoneout mixes in the previous state."""
+    output, h_n, gates = _layer(
+        x, h0, weight_ih, weight_hh, bias_ih, bias_hh, reset_after, reverse, lengths, options, True
+    )
+    return output, h_n, gates  # (T, N, H), (N, H), (T, N, 3, H)
+
+
+def _layer(
+    x: Tensor,
+    h0: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Tensor | None,
+    bias_hh: Tensor | None,
+    reset_after: bool,
+    reverse: bool,
+    lengths: Tensor | None,
+    options: LayerOptions | None,
+    keep_gates: bool,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The time loop of :func:`gru_layer`; with ``keep_gates`` also the (T, N, 3, H) gates."""
     T = x.shape[0]
     o = options or LayerOptions()
     gi = _project(x, weight_ih, bias_ih, o.norm_ih)  # (T, N, 3H), every step's at once
     h = h0  # (N, H)
     outputs: list[Tensor] = [h0] * T
+    kept: list[Tensor] = [h0] * T
     for t in reversed(range(T)) if reverse else range(T):
-        h_new = _step(gi[t], h, weight_hh, bias_hh, reset_after, o.norm_hh, o.recurrent_mask)
+        r, z, n = _gates(gi[t], h, weight_hh, bias_hh, reset_after, o.norm_hh, o.recurrent_mask)
+        h_new = (1 - z) * n + z * h  # (N, H)
         if o.zoneout_mask is not None:  # training: unit kept where m = 1
             m = o.zoneout_mask[t]  # (N, H)
             h_new = m * h + (1 - m) * h_new
         elif o.zoneout:  # evaluation: the expectation over masks
             h_new = o.zoneout * h + (1 - o.zoneout) * h_new  # (N, H)
+        if keep_gates:
+            kept[t] = torch.stack([r, z, n], 1)  # (N, 3, H)
         if lengths is not None:
             valid = (lengths > t).unsqueeze(1)  # (N, 1)
             h_new = torch.where(valid, h_new, h)  # (N, H)
             outputs[t] = h_new * valid  # (N, H), zero past the end
+            if keep_gates:
+                kept[t] = kept[t] * valid.unsqueeze(1)  # (N, 3, H), zero past the end
         else:
             outputs[t] = h_new
         h = h_new
-    return torch.stack(outputs, 0), h  # (T, N, H), (N, H)
+    gates = torch.stack(kept, 0) if keep_gates else None  # (T, N, 3, H)
+    return torch.stack(outputs, 0), h, gates  # (T, N, H), (N, H)

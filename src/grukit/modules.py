@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,26 @@ VARIANT_KEYS = ("layer_norm", "zoneout", "recurrent_dropout", "weight_dropout")
 LAYER_NORM_KINDS = (
     "layer_norm_ih_weight", "layer_norm_ih_bias", "layer_norm_hh_weight", "layer_norm_hh_bias",
 )
+
+
+class _GateRecorder:
+    """What :func:`grukit.inspect.gates` collects from one forward pass of ``module``: the gates
+    (T, N, 3, H) of each (layer, direction), computed by ``backend`` (the model's own, or
+    ``reference`` where the model's has no ``gates`` function)."""
+
+    def __init__(self, module: GRU) -> None:
+        self.module = module
+        self.backend: backends.Backend | None = None
+        self.gates: dict[tuple[int, int], Tensor] = {}
+
+    def use(self, backend: backends.Backend) -> backends.Backend:
+        self.backend = backend if backend.gates is not None else backends.get("reference")
+        return self.backend
+
+
+# Set only while grukit.inspect records a forward pass (a context variable, so another thread's
+# forward pass of the same module is not recorded); one lookup per forward pass otherwise.
+_RECORDING: ContextVar[_GateRecorder | None] = ContextVar("grukit_gate_recording", default=None)
 
 
 def _bernoulli(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
@@ -283,8 +304,14 @@ class GRU(nn.Module):
                 f"GRU: torch.onnx.export of a GRU with {option} is not supported: ONNX's GRU node "
                 "has no such option"
             )
+        # torch.compile cannot trace a ContextVar, and never runs under grukit.inspect
+        recorder = None if torch.compiler.is_compiling() else _RECORDING.get()
+        if recorder is not None and recorder.module is not self:
+            recorder = None
         if not onnx_export:
             backend = backends.select(self.backend, self._request(x, packed))
+            if recorder is not None:  # grukit.inspect: the gates' backend runs this pass
+                backend = recorder.use(backend)
             self.backend_used = backend.name
         h_n: list[Tensor] = []  # (D, N, H) per layer
         layer_in = x  # (T, N, I) then (T, N, D*H)
@@ -307,10 +334,17 @@ class GRU(nn.Module):
                     # ``options=`` only where a variant is on: a backend without variants (one
                     # registered by a user, say) keeps the plain LayerFn signature.
                     extra = {} if options is None else {"options": options}
-                    out, h_last = backend.layer(
-                        layer_in, h0[layer * D + d], w_ih, w_hh, b_ih, b_hh,
-                        reset_after=self.reset_after, reverse=d == 1, lengths=lengths, **extra,
-                    )  # (T, N, H), (N, H)
+                    if recorder is None:
+                        out, h_last = backend.layer(
+                            layer_in, h0[layer * D + d], w_ih, w_hh, b_ih, b_hh,
+                            reset_after=self.reset_after, reverse=d == 1, lengths=lengths, **extra,
+                        )  # (T, N, H), (N, H)
+                    else:  # the same call to the backend's gates function (grukit.inspect)
+                        out, h_last, gates = backend.gates(
+                            layer_in, h0[layer * D + d], w_ih, w_hh, b_ih, b_hh,
+                            reset_after=self.reset_after, reverse=d == 1, lengths=lengths, **extra,
+                        )  # (T, N, H), (N, H), (T, N, 3, H)
+                        recorder.gates[layer, d] = gates
                     outs.append(out)
                     lasts.append(h_last)
                 layer_in = outs[0] if D == 1 else torch.cat(outs, -1)  # (T, N, D*H)

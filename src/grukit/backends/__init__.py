@@ -11,6 +11,14 @@ A GRU variant (layer norm, zoneout, recurrent dropout) reaches a backend as one
 ``Request.variants``; a backend that does not list one of them in ``Backend.variants`` is not
 eligible, with the reason in :func:`explain`. Weight dropout is applied by the module to
 ``weight_hh`` before any backend sees it, so it needs nothing here.
+
+A backend may also expose its gates (``Backend.gates``, a :class:`GatesFn`): the same arguments
+as its ``layer`` function, returning ``output`` (T, N, H), ``h_n`` (N, H) and ``gates``
+(T, N, 3, H), ``gates[t, :, 0..2]`` being ``r_t``, ``z_t``, ``n_t`` (natural feature order, time
+index ``t`` whatever the direction, zero for a sequence's steps past its length). The module
+calls it instead of ``layer`` only while :func:`grukit.inspect.gates` records a forward pass; a
+backend without it (``torch``: PyTorch's kernel keeps its gates to itself) is replaced by
+``reference`` for that pass, and the trace says so.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from grukit._layer_options import LayerOptions
 
 __all__ = [
     "LayerOptions",
+    "LayerFn",
+    "GatesFn",
     "Backend",
     "Request",
     "BackendUnavailable",
@@ -66,6 +76,25 @@ class LayerFn(Protocol):
     ) -> tuple[Tensor, Tensor]: ...
 
 
+class GatesFn(Protocol):
+    """A :class:`LayerFn` that also returns the gates: (T, N, H), (N, H), (T, N, 3, H)."""
+
+    def __call__(
+        self,
+        x: Tensor,
+        h0: Tensor,
+        weight_ih: Tensor,
+        weight_hh: Tensor,
+        bias_ih: Tensor | None,
+        bias_hh: Tensor | None,
+        *,
+        reset_after: bool,
+        reverse: bool,
+        lengths: Tensor | None,
+        options: LayerOptions | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]: ...
+
+
 @dataclass(frozen=True)
 class Backend:
     """``check(request)`` returns None when the backend can run, else the reason it cannot.
@@ -73,6 +102,8 @@ class Backend:
     ``auto_check`` (default: ``check``) decides whether ``backend="auto"`` may choose it; among
     those, the highest ``priority`` wins. ``variants`` names the options of
     :class:`LayerOptions` it computes; a request needing another is refused before ``check``.
+    ``gates`` (optional) is the ``layer`` function that also returns r, z, n (module docstring);
+    gate inspection uses ``reference`` where it is None.
     """
 
     name: str
@@ -82,6 +113,7 @@ class Backend:
     auto_check: Callable[[Request], str | None] | None = None
     doc: str = ""
     variants: frozenset[str] = frozenset()
+    gates: GatesFn | None = None
 
     def reason(self, request: Request) -> str | None:
         """None if this backend can run ``request`` when named, else why not."""

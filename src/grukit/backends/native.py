@@ -5,6 +5,9 @@ Eligible only for ``reset_after=True``, the one formulation PyTorch implements. 
 only where the fused ``cpu`` backend cannot run (no Numba, no BLAS symbols): PyTorch runs about
 eleven small kernels per step there, slower than ``cpu`` but far faster than the Python loop of
 ``reference``.
+
+It has no ``gates`` function (``_VF.gru`` returns only the outputs), so gate inspection of a model
+on this backend runs ``reference`` for that pass.
 """
 
 from __future__ import annotations
