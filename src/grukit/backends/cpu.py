@@ -424,5 +424,6 @@ BACKEND = register(
         auto_check=_check_auto,
         doc="fused Numba sequence kernels on PyTorch's BLAS; CPU, float32/float64, both formulations",
         variants=frozenset({"layer_norm", "zoneout", "recurrent_dropout"}),
+        gates=_gates,
     )
 )
