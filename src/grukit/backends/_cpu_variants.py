@@ -40,11 +40,13 @@ def _np(dtype: torch.dtype):
     return np.float32 if dtype == torch.float32 else np.float64
 
 
-def _variants(like: Tensor, T: int, H: int, norm: tuple[Tensor | None, Tensor | None],
+def _variants(like: Tensor, T: int, H: int, *, norm: tuple[Tensor | None, Tensor | None],
               recurrent_mask: Tensor | None, zoneout_mask: Tensor | None, zoneout: float,
-              normed_stat: bool, blocks: int, forward: bool) -> tuple[Variants, list[Tensor]]:
+              stat: bool, blocks: int, forward: bool) -> tuple[Variants, list[Tensor]]:
     """The kernels' variant arrays (and the tensors that own their memory, kept alive); the
-    layer norm's gain and shift already in the plan's gate order."""
+    layer norm's gain and shift already in the plan's gate order. ``stat``: allocate the layer
+    norm's per-row statistics (the forward's output); ``blocks``: the plan's feature blocks;
+    ``forward``: for the forward kernel (evaluation zoneout as p alone) or the backward."""
     N = like.shape[1] if like.dim() == 3 else like.shape[0]
     keep: list[Tensor] = []
 
@@ -66,7 +68,7 @@ def _variants(like: Tensor, T: int, H: int, norm: tuple[Tensor | None, Tensor | 
         zm=arr(zm),
         lng=arr(g if g is not None else empty["ln"]),
         lnb=arr(c if c is not None else empty["ln"]),
-        stat=arr(like.new_zeros(T, N, 2) if normed_stat else empty["stat"]),  # defined everywhere
+        stat=arr(like.new_zeros(T, N, 2) if stat else empty["stat"]),  # defined everywhere
         part=arr(like.new_zeros(N, blocks + 1, 2) if g is not None else empty["stat"]),
     )
     return v, keep
@@ -109,8 +111,9 @@ def gru_recurrence_forward(
         hin[0] = h0 * recurrent_mask
     else:
         hin = hbuf
-    v, keep = _variants(gi, T, H, (norm_weight, norm_bias), recurrent_mask, zoneout_mask,
-                        zoneout, normed, p.parties, True)
+    v, keep = _variants(gi, T, H, norm=(norm_weight, norm_bias), recurrent_mask=recurrent_mask,
+                        zoneout_mask=zoneout_mask, zoneout=zoneout, stat=normed,
+                        blocks=p.parties, forward=True)
     out = gi.new_empty(T, N, H)  # (T, N, H)
     kw = saved_per_feature(reset_after, normed)
     ws = gi.new_empty(T, N, kw, H) if save else gi.new_empty(0, 0, 0, 0)
@@ -168,8 +171,9 @@ def gru_recurrence_backward(
     dh = grad_hn.clone(memory_format=torch.contiguous_format)  # (N, H), becomes dh0
     kw = saved_per_feature(reset_after, normed)
     saved = ws.view(T, N, kw, H)
-    v, keep = _variants(x, T, H, (norm_weight, None), recurrent_mask, zoneout_mask, zoneout,
-                        False, p.parties, False)
+    v, keep = _variants(x, T, H, norm=(norm_weight, None), recurrent_mask=recurrent_mask,
+                        zoneout_mask=zoneout_mask, zoneout=zoneout, stat=False,
+                        blocks=p.parties, forward=False)
     dgi = x.new_empty(T, N, 3 * H)  # (T, N, 3H), block gate order
     dghn = x.new_empty(T, N, H) if reset_after else x.new_empty(0, 0, 0)  # (T, N, H)
     dgr = x.new_empty(T, N, 3 * H) if normed else x.new_empty(0, 0, 0)  # (T, N, 3H), the same
