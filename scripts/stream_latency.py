@@ -8,6 +8,10 @@ Input size = hidden size = H. Rounds interleave the providers (so a slow spell o
 them alike); each call is timed on its own and the table gives the median over all calls, in
 microseconds, with the speedup of the stream over each torch provider.
 
+The last column is a floor for any implementation that calls a BLAS per step: the two
+matrix-vector products of one step (``x W_ih^T`` and ``h W_hh^T`` at batch 1, through the same
+GEMM binding the kernels use), timed in a compiled loop of ``--calls`` steps, per step.
+
     python scripts/stream_latency.py                  # H = 64, 256, 1024
     python scripts/stream_latency.py --quick          # a smoke run, seconds, numbers meaningless
     python scripts/stream_latency.py --threads 1
@@ -89,6 +93,32 @@ def measure(H: int, rounds: int, calls: int) -> dict[str, float]:
     return {name: statistics.median(v) / 1e3 for name, v in times.items()}  # microseconds
 
 
+def products_floor(H: int, rounds: int, calls: int) -> float:
+    """Microseconds per step of the two (1, H) x (H, 3H) products alone (median of rounds)."""
+    import numpy as np
+    from numba import njit
+
+    from grukit.backends._cpu_kernels import mm_nt
+
+    @njit(nogil=True)
+    def steps(x, h, w_ih, w_hh, gi, gh, n):
+        for _ in range(n):
+            mm_nt(x, w_ih, gi, 1.0)
+            mm_nt(h, w_hh, gh, 1.0)
+
+    rng = np.random.default_rng(0)
+    x, h = (rng.standard_normal((1, H), dtype=np.float32) for _ in range(2))
+    w_ih, w_hh = (rng.standard_normal((3 * H, H), dtype=np.float32) for _ in range(2))
+    gi, gh = np.zeros((1, 3 * H), np.float32), np.zeros((1, 3 * H), np.float32)
+    steps(x, h, w_ih, w_hh, gi, gh, 3)  # compile, warm the caches
+    per = []
+    for _ in range(rounds):
+        t0 = time.perf_counter_ns()
+        steps(x, h, w_ih, w_hh, gi, gh, calls)
+        per.append((time.perf_counter_ns() - t0) / calls)
+    return statistics.median(per) / 1e3
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 1024], help="hidden sizes H")
@@ -109,12 +139,13 @@ def main(argv=None) -> None:
           + ("; QUICK SMOKE RUN, not a measurement" if args.quick else ""))
     print()
     print("| H | grukit stream (us) | torch.nn.GRU (us) | torch GRUCell (us) "
-          "| vs nn.GRU | vs GRUCell |")
-    print("|---:|---:|---:|---:|---:|---:|")
+          "| vs nn.GRU | vs GRUCell | two products alone (us) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for H in args.sizes:
         m = measure(H, args.rounds, args.calls)
         s, g, c = m["grukit stream"], m["torch.nn.GRU"], m["torch GRUCell"]
-        print(f"| {H} | {s:.1f} | {g:.1f} | {c:.1f} | {g / s:.1f}x | {c / s:.1f}x |")
+        floor = products_floor(H, args.rounds, args.calls)
+        print(f"| {H} | {s:.1f} | {g:.1f} | {c:.1f} | {g / s:.1f}x | {c / s:.1f}x | {floor:.1f} |")
 
 
 if __name__ == "__main__":
