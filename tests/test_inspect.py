@@ -103,16 +103,20 @@ def _model(**kw):
 # -- the library ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", ["reference", "auto"])
 @pytest.mark.parametrize("reset_after", [False, True])
 @pytest.mark.parametrize("option", list(OPTIONS))
-def test_gates_match_float64_oracle(reset_after, option):
-    model = _model(num_layers=2, bidirectional=True, reset_after=reset_after, **OPTIONS[option])
+def test_gates_match_float64_oracle(reset_after, option, backend):
+    model = _model(num_layers=2, bidirectional=True, reset_after=reset_after, backend=backend,
+                   **OPTIONS[option])
     x = torch.randn(5, 2, 3, dtype=torch.float64)
     trace = gi.gates(model, x)
     expected = oracle(model, x)  # (L, D, T, N, 3, H)
     assert trace.z.shape == (2, 2, 5, 2, 4)
     torch.testing.assert_close(torch.stack([trace.r, trace.z, trace.n], 4), expected, **F64)
-    assert trace.backend == "reference" and trace.reset_after is reset_after
+    ran = backends.get(trace.model_backend)  # auto: the fused cpu backend where it can run
+    assert trace.backend == (ran.name if ran.gates is not None else "reference")
+    assert trace.reset_after is reset_after
     out, h_n = model(x)
     torch.testing.assert_close(trace.output, out, **F64)  # the forward pass it recorded
     torch.testing.assert_close(trace.h_n, h_n, **F64)
@@ -254,3 +258,116 @@ def test_hold_durations_finds_every_run():
         gi.hold_durations(z, threshold=1.5)
     with pytest.raises(InputError, match="got 1-D"):
         gi.hold_durations(z[0])
+
+
+def test_recording_a_gru_inside_a_larger_model():
+    encoder, decoder = _model(), _model(input_size=4)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    with gi.recording(decoder) as traces, torch.no_grad():
+        for _ in range(2):
+            decoder(encoder(x)[0])
+    assert len(traces) == 2 and traces[0].z.shape == (1, 1, 5, 2, 4)
+    torch.testing.assert_close(traces[1].output, decoder(encoder(x)[0])[0], **F64)
+
+
+# -- the command line -------------------------------------------------------------------------
+
+TINY_TRAIN = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 16, "progress": "off"}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Tiny model folders as `forecast train` / `anomaly train` save them, and their data."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("pandas")
+    from grukit.apps.anomaly import GRUAnomalyDetector
+    from grukit.apps.forecast import GRUForecaster
+
+    root = tmp_path_factory.mktemp("inspect")
+    rng = np.random.default_rng(0)
+    series = {f"s{i}": 10 + np.sin(np.arange(40) * np.pi / 2) + rng.normal(0, 0.1, 40) for i in range(2)}
+    GRUForecaster(4, 4, train=TINY_TRAIN, hidden_size=6, num_layers=2).fit(series).save(root / "fc")
+    signal = np.sin(np.arange(300) / 5)[:, None] + rng.normal(0, 0.05, (300, 1))
+    np.savetxt(root / "signal.csv", signal, header="a", comments="", delimiter=",")
+    GRUAnomalyDetector("signal", train=TINY_TRAIN, model="forecaster", window=16, horizon=4,
+                       hidden_size=6).fit(signal).save(root / "sf")
+    seqs = np.sin(np.arange(12)[None] / 3 + rng.normal(0, 1, (20, 1)))
+    np.savetxt(root / "seqs.csv", seqs, header=",".join(f"t{i}" for i in range(12)), comments="",
+               delimiter=",")
+    GRUAnomalyDetector("sequences", train=TINY_TRAIN, hidden_size=6, latent_size=3,
+                       bidirectional=True).fit(seqs).save(root / "sq")
+    return root
+
+
+@pytest.mark.parametrize("model, extra, steps", [
+    ("fc", ["--series", "s1", "--layer", "1"], 12),
+    ("sf", ["--input", "signal.csv", "--start", "100", "--length", "50"], 50),
+    ("sq", ["--input", "seqs.csv", "--start", "3"], 12),
+    ("sq", ["--input", "seqs.csv", "--network", "decoder"], 12),
+])
+def test_cli_writes_the_gate_figures(models, tmp_path, capsys, model, extra, steps):
+    import json
+
+    from grukit.cli.main import main
+
+    extra = [str(models / a) if a.endswith(".csv") else a for a in extra]
+    out = tmp_path / "out"
+    assert main(["inspect", "--model", str(models / model), "--out", str(out), *extra]) == 0
+    for name in ("gates.png", "holds.png", "summary.json"):
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == steps and summary["units"] == 6
+    assert summary["directions"] == (2 if model == "sq" and "decoder" not in extra else 1)
+    assert 0 < summary["mean_z"] < 1 and summary["gates_backend"] in ("cpu", "reference")
+    assert "most-holding units" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("model, extra, message", [
+    ("fc", ["--series", "nope"], "--series 'nope' is not in the data; its series are s0, s1"),
+    ("fc", ["--layer", "2"], "--layer must be below the GRU's 2 layer(s), got 2"),
+    ("fc", ["--threshold", "1"], "--threshold must be in [0, 1), got 1.0"),
+    ("sf", [], "--input is needed for an anomaly detector"),
+    ("sf", ["--input", "signal.csv", "--start", "300"], "--start must be below the data's 300 rows"),
+    ("sq", ["--input", "seqs.csv", "--length", "5"], "--length applies to forecasters"),
+    ("sq", ["--input", "seqs.csv", "--start", "20"], "--start must be below the data's 20 sequences"),
+    ("sq", ["--input", "seqs.csv", "--member", "1"], "--member must be below the ensemble's 1 member"),
+    (".", [], "is not a model folder written by"),
+])
+def test_cli_mistakes_are_one_line_exit_2(models, tmp_path, capsys, model, extra, message):
+    from grukit.cli.main import main
+
+    extra = [str(models / a) if a.endswith(".csv") else a for a in extra]
+    args = ["inspect", "--model", str(models / model), "--out", str(tmp_path / "out"), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_never_overwrites_without_force(models, tmp_path, capsys):
+    from grukit.cli.main import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "gates.png").write_text("mine")
+    args = ["inspect", "--model", str(models / "fc"), "--out", str(out)]
+    assert main(args) == 2 and "exists; pass --force" in capsys.readouterr().err
+    assert (out / "gates.png").read_text() == "mine"
+    assert main([*args, "--force"]) == 0 and (out / "gates.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_reports_a_value_that_is_not_a_number(models, tmp_path, capsys):
+    from grukit.cli.main import main
+
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(models / "sf", model)
+    (model / "config.json").write_text('{"value_cols": ["a"]}')  # as `anomaly train` records it
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a\n1.0\nabc\n2.0\n")
+    args = ["inspect", "--model", str(model), "--input", str(bad), "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    assert "line 3: a='abc' is not a number" in capsys.readouterr().err
+    bad.write_text("b\n1.0\n")
+    assert main(args) == 2
+    assert "no column 'a' (the model's channels are a); the columns are b" in capsys.readouterr().err

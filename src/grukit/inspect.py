@@ -22,7 +22,9 @@ sequence in its original (unsorted) batch order with zeros past each sequence's 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +34,7 @@ from torch.nn.utils.rnn import PackedSequence
 from grukit._validate import InputError
 from grukit.modules import GRU, _RECORDING, _GateRecorder
 
-__all__ = ["GateTrace", "Holds", "gates", "hold_durations", "time_constant", "HOLD_THRESHOLD"]
+__all__ = ["GateTrace", "Holds", "gates", "recording", "hold_durations", "time_constant", "HOLD_THRESHOLD"]
 
 # z_t > 0.5: the step keeps more of h_{t-1} than it takes from the candidate n_t.
 HOLD_THRESHOLD = 0.5
@@ -88,35 +90,65 @@ def gates(gru: GRU, input: Tensor | PackedSequence, hx: Tensor | None = None) ->
     the forward pass's message). Runs without autograd, in the module's current mode: in training
     mode the dropout and variant masks are drawn as in a training forward pass.
     """
-    if not isinstance(gru, GRU):
-        raise TypeError(
-            f"grukit.inspect.gates: expected a grukit.GRU, got {type(gru).__name__}; convert a "
-            "torch.nn.GRU with grukit.convert.from_torch first"
-        )
+    _check_gru(gru)
     if not isinstance(input, (Tensor, PackedSequence)):
         raise InputError(
             f"grukit.inspect.gates: expected input to be a Tensor or a PackedSequence, got "
             f"{type(input).__name__}"
         )
+    with recording(gru) as traces, torch.no_grad():
+        gru(input, hx)
+    return traces[0]
+
+
+@contextmanager
+def recording(gru: GRU) -> Iterator[list[GateTrace]]:
+    """Record the gates of every forward pass of ``gru`` inside the block, also when a larger
+    model calls it (an autoencoder's decoder, say), in the current thread::
+
+        with grukit.inspect.recording(model.decoder) as traces, torch.no_grad():
+            model(x)
+        z = traces[0].z  # (L, D, T, N, H)
+
+    The list gets one :class:`GateTrace` per forward pass; other modules run as usual.
+    """
+    _check_gru(gru)
     recorder = _GateRecorder(gru)
+    traces: list[GateTrace] = []
+
+    def finish(module: GRU, args: tuple, output: tuple) -> None:
+        traces.append(_trace(module, recorder, args[0], output))
+        recorder.gates = {}
+
+    handle = gru.register_forward_hook(finish)
     token = _RECORDING.set(recorder)
     try:
-        with torch.no_grad():
-            model_backend = gru.backend_for(input)
-            output, h_n = gru(input, hx)
+        yield traces
     finally:
         _RECORDING.reset(token)
+        handle.remove()
+
+
+def _check_gru(gru: object) -> None:
+    if not isinstance(gru, GRU):
+        raise TypeError(
+            f"grukit.inspect: expected a grukit.GRU, got {type(gru).__name__}; convert a "
+            "torch.nn.GRU with grukit.convert.from_torch first"
+        )
+
+
+def _trace(gru: GRU, recorder: _GateRecorder, input, output: tuple) -> GateTrace:
+    """The trace of the forward pass that just returned ``output`` on ``input``."""
     L, D = gru.num_layers, gru.num_directions
     stacked = torch.stack(
         [torch.stack([recorder.gates[k, d] for d in range(D)]) for k in range(L)]
     )  # (L, D, T, N, 3, H)
-    lengths = None
-    if isinstance(input, PackedSequence):
-        lengths = _lengths(input)  # (N,) in the caller's order
     r, z, n = stacked.unbind(4)  # 3 x (L, D, T, N, H)
+    packed = isinstance(input, PackedSequence)
     return GateTrace(
-        r=r, z=z, n=n, lengths=lengths, output=output, h_n=h_n,
-        backend=recorder.backend.name, model_backend=model_backend, reset_after=gru.reset_after,
+        r=r, z=z, n=n, lengths=_lengths(input) if packed else None,
+        output=output[0], h_n=output[1], backend=recorder.backend.name,
+        model_backend=gru.backend_for(input), reset_after=gru.reset_after,
     )
 
 
