@@ -371,3 +371,25 @@ def test_cli_reports_a_value_that_is_not_a_number(models, tmp_path, capsys):
     bad.write_text("b\n1.0\n")
     assert main(args) == 2
     assert "no column 'a' (the model's channels are a); the columns are b" in capsys.readouterr().err
+
+
+# -- the demo report's figure -----------------------------------------------------------------
+
+
+def test_adding_gate_study_measures_z_around_the_markers(tmp_path):
+    from grukit.demos import adding
+
+    cfg = adding.AddingConfig(lengths=(8,), steps=3, batch_size=8, hidden_size=5, test_size=8)
+    models = {adding.GATE_MODEL: adding.default_models()[adding.GATE_MODEL]}
+    (run,) = adding.run(cfg, models, progress=False)
+    assert adding.gate_run([run]) is run and "network" not in adding.summary(cfg, [run])["runs"][0]
+    study = adding.gate_study(run, sequences=16, top=2)
+    assert study.z.shape == (8, 5) and sorted(study.units.tolist()) == list(range(5))
+    assert study.x[study.first, 1] == 1 and study.x[study.second, 1] == 1 and study.first < study.second
+    for value in (study.before, study.at_first, study.between, study.after):
+        assert 0 < value < 1
+    trace = gi.gates(run.network.rnn, study.x)  # unbatched: the study's first sequence
+    torch.testing.assert_close(trace.z[0, 0, :, 0], study.z)
+    assert f"hold z at {study.between:.2f}" in adding.describe_gates(study)
+    adding.plot_gates(study, tmp_path / "g.png")
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"

@@ -2,7 +2,8 @@
 
 1. The adding problem (see :mod:`grukit.demos.adding`): grukit's GRU in both formulations and a
    plain ``torch.nn.RNN`` trained with the same budget at several sequence lengths; a table of
-   final test MSE beside the 0.167 baseline, ``adding.png`` and ``adding.json``.
+   final test MSE beside the 0.167 baseline, ``adding.png`` and ``adding.json``; and the update
+   gate of the spec GRU around the two markers (``adding_gates.png``, :mod:`grukit.inspect`).
 2. Forecasting on M3 monthly (1428 series, h = 18, the official split): the GRU forecaster beside
    naive, seasonal naive, Naive2, Theta and ETS run on the same split, and the published M3
    results; written to ``--out``/forecast/.
@@ -122,7 +123,20 @@ def _adding(args, out: Path):
     print("\n".join(adding.verdicts(results)))
     plot_path, json_path = out / "adding.png", out / "adding.json"
     atomic_write(plot_path, lambda tmp: adding.plot(results, tmp))
-    atomic_write_text(json_path, json.dumps(adding.summary(cfg, results), indent=2))
+    record = adding.summary(cfg, results)
+    paragraphs, images = [], ["adding.png"]
+    run = adding.gate_run(results)
+    if run is not None:  # what the trained GRU's update gate does around the markers
+        study = adding.gate_study(run, seed=cfg.seed)
+        atomic_write(out / "adding_gates.png", lambda tmp: adding.plot_gates(study, tmp))
+        sentence = adding.describe_gates(study)
+        record["gates"] = {k: getattr(study, k) for k in (
+            "length", "sequences", "top", "before", "at_first", "between", "after", "backend")}
+        paragraphs.append(sentence + " Units are rows of the heatmap, ranked from the bottom; "
+                          "the red lines are the sequence's two markers.")
+        images.append("adding_gates.png")
+        print(f"{sentence}\nGates: {out / 'adding_gates.png'}")
+    atomic_write_text(json_path, json.dumps(record, indent=2))
     print(f"\nLearning curves: {plot_path}\nResults: {json_path}\n", flush=True)
 
     lengths = sorted({r.length for r in results})
@@ -137,11 +151,12 @@ def _adding(args, out: Path):
             "the sum of the two marked values. Predicting 1.0 always scores 0.167 MSE. Every model "
             f"gets the same budget: {cfg.steps} Adam steps of batch {cfg.batch_size}, hidden size "
             f"{cfg.hidden_size}.",
+            *paragraphs,
         ],
         header=["final test MSE", *(f"T={T}" for T in lengths)],
         rows=rows,
         highlight={i for i, n in enumerate(names) if n.startswith("grukit")},
-        images=["adding.png"],
+        images=images,
     )
 
 

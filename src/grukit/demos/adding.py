@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
 import torch
@@ -83,6 +83,7 @@ class RunResult:
     test_mse: list[float] = field(default_factory=list)
     seconds: float = 0.0
     backend: str | None = None
+    network: nn.Module | None = field(default=None, repr=False, compare=False)  # the trained Regressor
 
     @property
     def final_mse(self) -> float:
@@ -122,6 +123,7 @@ def train_one(
             result.test_mse.append(mse)
     result.seconds = time.perf_counter() - start
     result.backend = getattr(model.rnn, "backend_used", None) or "torch"
+    result.network = model.eval()
     return result
 
 
@@ -213,5 +215,104 @@ def summary(cfg: AddingConfig, results: list[RunResult]) -> dict:
         "task": "adding problem",
         "baseline_mse": BASELINE_MSE,
         "config": asdict(cfg),
-        "runs": [asdict(r) | {"final_mse": r.final_mse} for r in results],
+        "runs": [_record(r) | {"final_mse": r.final_mse} for r in results],
     }
+
+
+def _record(r: RunResult) -> dict:
+    """A run's JSON-ready fields (the trained network is not one)."""
+    return {f.name: getattr(r, f.name) for f in fields(r) if f.name != "network"}
+
+
+# -- what the trained GRU's gates do ---------------------------------------------------------
+
+GATE_MODEL = "grukit.GRU reset_after=False (spec)"
+
+
+def gate_run(results: list[RunResult]) -> RunResult | None:
+    """The spec GRU's run at the longest length it solved (else at its shortest length)."""
+    runs = [r for r in results if r.model == GATE_MODEL and r.network is not None]
+    if not runs:
+        return None
+    solved = [r for r in runs if r.final_mse < 0.1 * BASELINE_MSE]
+    return max(solved, key=lambda r: r.length) if solved else min(runs, key=lambda r: r.length)
+
+
+@dataclass(frozen=True)
+class GateStudy:
+    """The update gate of a trained GRU on held-out sequences, around the two markers.
+
+    ``z``: (T, H) of the sequence drawn; ``x``: its input (T, 2); ``first``, ``second``: its
+    marker steps; ``units``: the units ranked by their mean z strictly between the markers,
+    over ``sequences`` sequences; the means are those of the ``top`` first units of that ranking:
+    before the first marker, at it, between the markers, after the second.
+    """
+
+    length: int
+    z: Tensor
+    x: Tensor
+    first: int
+    second: int
+    units: Tensor
+    top: int
+    sequences: int
+    before: float
+    at_first: float
+    between: float
+    after: float
+    backend: str
+
+
+def gate_study(run: RunResult, sequences: int = 256, top: int = 4, seed: int = 0) -> GateStudy:
+    """Where the trained GRU of ``run`` holds its state: the update gate z of its units on
+    ``sequences`` fresh sequences of the run's length (gates from :func:`grukit.inspect.gates`)."""
+    from grukit import inspect
+
+    T = run.length
+    x, _ = adding_batch(sequences, T, torch.Generator().manual_seed(2 * 10**6 + T + seed))
+    trace = inspect.gates(run.network.rnn, x)  # batch_first input; the trace is time-major
+    z = trace.z[0, 0]  # (T, N, H)
+    markers = x[:, :, 1].T > 0  # (T, N)
+    first = markers.float().argmax(0)  # (N,) the first marker's step
+    second = T - 1 - markers.flip(0).float().argmax(0)  # (N,) the second's
+    steps = torch.arange(T)[:, None]  # (T, 1)
+    parts = {
+        "before": steps < first, "at_first": steps == first,
+        "between": (steps > first) & (steps < second), "after": steps > second,
+    }  # each (T, N)
+
+    def mean_z(part: Tensor) -> Tensor:  # (T, N) -> (H,): each unit's mean z over those steps
+        w = part.to(z.dtype).unsqueeze(-1)  # (T, N, 1)
+        return (z * w).sum((0, 1)) / w.sum().clamp_min(1)
+
+    units = mean_z(parts["between"]).argsort(descending=True)  # (H,)
+    means = {k: float(mean_z(v)[units[:top]].mean()) for k, v in parts.items()}
+    return GateStudy(
+        length=T, z=z[:, 0], x=x[0], first=int(first[0]), second=int(second[0]), units=units,
+        top=top, sequences=sequences, backend=trace.backend, **means,
+    )
+
+
+def describe_gates(study: GateStudy) -> str:
+    """One sentence saying what the gate figure shows, from the study's numbers."""
+    s = study
+    return (
+        f"The update gate z of the spec GRU trained at T = {s.length} on {s.sequences} fresh "
+        f"sequences: its {s.top} units with the highest z between the two markers hold z at "
+        f"{s.between:.2f} there (a state kept for about {1 / max(1 - s.between, 1e-9):.0f} steps), "
+        f"against {s.before:.2f} before the first marker and {s.after:.2f} after the second; at "
+        f"the first marker their z is {s.at_first:.2f}"
+        + (" (they open to write the marked value in)." if s.at_first < s.between - 0.1 else ".")
+    )
+
+
+def plot_gates(study: GateStudy, path) -> None:
+    """The input of one sequence and the z heatmap of every unit (ranked as in the study), the
+    two markers drawn; written as PNG."""
+    from grukit._inspect_plots import plot_gates as draw
+
+    order = study.units.numpy()
+    draw(path, study.x.numpy(), [("z, units by mean z\nbetween the markers", study.z.numpy()[:, order])],
+         units=order, title=f"adding problem, T = {study.length}: the update gate z of every unit "
+         f"(gates by {study.backend})", signal_label="value / marker",
+         channel_names=["value", "marker"], markers=[study.first, study.second])
