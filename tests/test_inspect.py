@@ -134,8 +134,9 @@ def test_state_update_rebuilt_from_gates(reset_after):
     assert (trace.n.abs() < 1).all()
 
 
-def test_packed_gates_match_per_sequence_and_are_zero_past_the_end():
-    model = _model(bidirectional=True, layer_norm=True)
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_packed_gates_match_per_sequence_and_are_zero_past_the_end(backend):
+    model = _model(bidirectional=True, layer_norm=True, backend=backend)
     seqs = [torch.randn(T, 3, dtype=torch.float64) for T in (3, 5, 1)]
     trace = gi.gates(model, pack_sequence(seqs, enforce_sorted=False))
     assert trace.lengths.tolist() == [3, 5, 1]
