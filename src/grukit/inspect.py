@@ -2,8 +2,8 @@
 
 At every step each layer and direction computes (gate order r, z, n; ``docs/inspect.md``)::
 
-    r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)        how much of h_{t-1} the candidate sees
-    z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)        how much of h_{t-1} is carried forward
+    r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)        the share of h_{t-1} n_t sees
+    z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)        the share of h_{t-1} carried on
     n_t = tanh(W_in x_t + b_in + W_hn (r_t * h_{t-1}) + b_hn)   reset_after=False (the spec)
     n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))   reset_after=True
     h_t = (1 - z_t) * n_t + z_t * h_{t-1}
@@ -34,7 +34,9 @@ from torch.nn.utils.rnn import PackedSequence
 from grukit._validate import InputError
 from grukit.modules import GRU, _RECORDING, _GateRecorder
 
-__all__ = ["GateTrace", "Holds", "gates", "recording", "hold_durations", "time_constant", "HOLD_THRESHOLD"]
+__all__ = [
+    "GateTrace", "Holds", "gates", "recording", "hold_durations", "time_constant", "HOLD_THRESHOLD",
+]
 
 # z_t > 0.5: the step keeps more of h_{t-1} than it takes from the candidate n_t.
 HOLD_THRESHOLD = 0.5
@@ -185,7 +187,9 @@ def hold_durations(
     ``threshold ** k``). A run cut off by the end of the sequence counts with the steps seen.
     """
     if z.dim() not in (2, 3):
-        raise InputError(f"hold_durations: expected z to be 2-D (T, H) or 3-D (T, N, H), got {z.dim()}-D")
+        raise InputError(
+            f"hold_durations: expected z to be 2-D (T, H) or 3-D (T, N, H), got {z.dim()}-D"
+        )
     if not 0 <= threshold < 1:
         raise InputError(f"hold_durations: expected a threshold in [0, 1), got {threshold}")
     if z.dim() == 2:

@@ -83,7 +83,7 @@ class RunResult:
     test_mse: list[float] = field(default_factory=list)
     seconds: float = 0.0
     backend: str | None = None
-    network: nn.Module | None = field(default=None, repr=False, compare=False)  # the trained Regressor
+    network: nn.Module | None = field(default=None, repr=False, compare=False)  # the Regressor
 
     @property
     def final_mse(self) -> float:
@@ -312,7 +312,8 @@ def plot_gates(study: GateStudy, path) -> None:
     from grukit._inspect_plots import plot_gates as draw
 
     order = study.units.numpy()
-    draw(path, study.x.numpy(), [("z, units by mean z\nbetween the markers", study.z.numpy()[:, order])],
-         units=order, title=f"adding problem, T = {study.length}: the update gate z of every unit "
-         f"(gates by {study.backend})", signal_label="value / marker",
+    panel = ("z, units by mean z\nbetween the markers", study.z.numpy()[:, order])  # (T, H)
+    title = (f"adding problem, T = {study.length}: the update gate z of every unit "
+             f"(gates by {study.backend})")
+    draw(path, study.x.numpy(), [panel], units=order, title=title, signal_label="value / marker",
          channel_names=["value", "marker"], markers=[study.first, study.second])
