@@ -339,15 +339,20 @@ def _plain_layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, 
     return out, h_n
 
 
-def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths,
-           options=None):
-    # Under autocast the kernels, which have no bfloat16 or float16 variant, run in the
-    # parameters' dtype; the outputs take the dtype torch.nn.GRU's take there (its state update
-    # promotes the state's dtype with autocast's), so code around a grukit.GRU sees no difference.
-    out_dtype = None
+def _autocast_inputs(x, h0, weight_ih):
+    """Under autocast the kernels, which have no bfloat16 or float16 variant, run in the
+    parameters' dtype; the outputs take the dtype torch.nn.GRU's take there (its state update
+    promotes the state's dtype with autocast's), so code around a grukit.GRU sees no difference.
+    Returns ``x`` and ``h0`` in the parameters' dtype and that output dtype (None: unchanged)."""
     if torch.is_autocast_enabled("cpu") and (x.dtype, h0.dtype) != (weight_ih.dtype,) * 2:
         out_dtype = torch.promote_types(h0.dtype, torch.get_autocast_dtype("cpu"))
-        x, h0 = x.to(weight_ih.dtype), h0.to(weight_ih.dtype)
+        return x.to(weight_ih.dtype), h0.to(weight_ih.dtype), out_dtype
+    return x, h0, None
+
+
+def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths,
+           options=None):
+    x, h0, out_dtype = _autocast_inputs(x, h0, weight_ih)
     if options is not None:  # layer norm, zoneout or recurrent dropout: the variant ops
         out, h_n = _cpu_variants.layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
                                        reset_after=reset_after, reverse=reverse, lengths=lengths,
@@ -365,10 +370,7 @@ def _gates(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, revers
            options=None):
     """The layer as ``_layer`` computes it, with its gate values ``(T, N, 3, H)`` (r, z, n; zero
     past a sequence's end): the values the kernels save for the backward."""
-    out_dtype = None
-    if torch.is_autocast_enabled("cpu") and (x.dtype, h0.dtype) != (weight_ih.dtype,) * 2:
-        out_dtype = torch.promote_types(h0.dtype, torch.get_autocast_dtype("cpu"))
-        x, h0 = x.to(weight_ih.dtype), h0.to(weight_ih.dtype)
+    x, h0, out_dtype = _autocast_inputs(x, h0, weight_ih)
     if options is not None:
         out, h_n, gates = _cpu_variants.layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
                                               reset_after=reset_after, reverse=reverse,
