@@ -259,12 +259,3 @@ def test_the_cpu_backend_passes_the_shapes_cpu_args_documents(reset_after, varia
     out.sum().backward()
     assert seen == ["forward", "forward", "backward"]
 
-
-def test_plan_block_order_equals_the_gate_permutation_and_inverts():
-    from grukit.backends._cpu_launch import Plan
-
-    plan = Plan((0, 4), (0, 8, 16, 40))
-    t = torch.randn(3, 4, 120)
-    perm = plan.gate_permutation(40)
-    assert torch.equal(plan.to_blocks(t), t[..., perm])
-    assert torch.equal(plan.from_blocks(plan.to_blocks(t)), t)

@@ -64,11 +64,18 @@ def gru_cell(
     o = options or LayerOptions()
     gi = _project(x, weight_ih, bias_ih, o.norm_ih)  # (N, 3H): W_i* x + b_i*
     h = _step(gi, h_prev, weight_hh, bias_hh, reset_after, o.norm_hh, o.recurrent_mask)
-    if o.zoneout_mask is not None:
-        h = o.zoneout_mask * h_prev + (1 - o.zoneout_mask) * h
-    elif o.zoneout:
-        h = o.zoneout * h_prev + (1 - o.zoneout) * h
-    return h  # (N, H)
+    return _zoneout(h_prev, h, o.zoneout_mask, o.zoneout)  # (N, H)
+
+
+def _zoneout(h_prev: Tensor, h: Tensor, mask: Tensor | None, p: float) -> Tensor:
+    """Zoneout's mix of the previous state into the step's: ``m * h_prev + (1 - m) * h`` with the
+    training mask ``mask`` (N, H), else (evaluation) ``p * h_prev + (1 - p) * h``; ``h`` itself
+    without zoneout."""
+    if mask is not None:  # training: unit kept where m = 1
+        return mask * h_prev + (1 - mask) * h
+    if p:  # evaluation: the expectation over masks
+        return p * h_prev + (1 - p) * h
+    return h
 
 
 def _project(
@@ -157,7 +164,8 @@ def gru_layer(
     Returns ``output``: (T, N, H) and ``h_n``: (N, H).
     """
     output, h_n, _ = _layer(
-        x, h0, weight_ih, weight_hh, bias_ih, bias_hh, reset_after, reverse, lengths, options, False
+        x, h0, weight_ih, weight_hh, bias_ih, bias_hh, reset_after=reset_after, reverse=reverse,
+        lengths=lengths, options=options, keep_gates=False,
     )
     return output, h_n  # (T, N, H), (N, H)
 
@@ -181,7 +189,8 @@ def gru_layer_gates(
     both, so every option of ``options`` applies; the gates are those of the GRU step, before
     zoneout mixes in the previous state."""
     output, h_n, gates = _layer(
-        x, h0, weight_ih, weight_hh, bias_ih, bias_hh, reset_after, reverse, lengths, options, True
+        x, h0, weight_ih, weight_hh, bias_ih, bias_hh, reset_after=reset_after, reverse=reverse,
+        lengths=lengths, options=options, keep_gates=True,
     )
     return output, h_n, gates  # (T, N, H), (N, H), (T, N, 3, H)
 
@@ -193,6 +202,7 @@ def _layer(
     weight_hh: Tensor,
     bias_ih: Tensor | None,
     bias_hh: Tensor | None,
+    *,
     reset_after: bool,
     reverse: bool,
     lengths: Tensor | None,
@@ -208,12 +218,8 @@ def _layer(
     kept: list[Tensor] = [h0] * T
     for t in reversed(range(T)) if reverse else range(T):
         r, z, n = _gates(gi[t], h, weight_hh, bias_hh, reset_after, o.norm_hh, o.recurrent_mask)
-        h_new = (1 - z) * n + z * h  # (N, H)
-        if o.zoneout_mask is not None:  # training: unit kept where m = 1
-            m = o.zoneout_mask[t]  # (N, H)
-            h_new = m * h + (1 - m) * h_new
-        elif o.zoneout:  # evaluation: the expectation over masks
-            h_new = o.zoneout * h + (1 - o.zoneout) * h_new  # (N, H)
+        mask = o.zoneout_mask[t] if o.zoneout_mask is not None else None  # (N, H)
+        h_new = _zoneout(h, (1 - z) * n + z * h, mask, o.zoneout)  # (N, H)
         if keep_gates:
             kept[t] = torch.stack([r, z, n], 1)  # (N, 3, H)
         if lengths is not None:

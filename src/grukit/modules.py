@@ -97,8 +97,8 @@ class GRU(nn.Module):
             call scaled by 1/(1-p), applied before any backend; identity in evaluation.
 
     The equations of the variants are in ``docs/variants.md``. Masks come from torch's global
-    generator. The fused ``cpu`` and the ``torch`` backends compute none of the variants yet
-    except ``weight_dropout``; with another on, ``auto`` runs ``reference``.
+    generator. The fused ``cpu`` backend and ``reference`` compute every variant; ``torch`` only
+    ``weight_dropout`` (applied by the module), so ``auto`` never picks it for the others.
 
     Under ``torch.autocast`` it behaves as ``torch.nn.GRU`` does: an input (or ``hx``) of another
     floating dtype than the parameters is accepted (not float64, which autocast never casts), and
@@ -334,17 +334,14 @@ class GRU(nn.Module):
                     # ``options=`` only where a variant is on: a backend without variants (one
                     # registered by a user, say) keeps the plain LayerFn signature.
                     extra = {} if options is None else {"options": options}
-                    if recorder is None:
-                        out, h_last = backend.layer(
-                            layer_in, h0[layer * D + d], w_ih, w_hh, b_ih, b_hh,
-                            reset_after=self.reset_after, reverse=d == 1, lengths=lengths, **extra,
-                        )  # (T, N, H), (N, H)
-                    else:  # the same call to the backend's gates function (grukit.inspect)
-                        out, h_last, gates = backend.gates(
-                            layer_in, h0[layer * D + d], w_ih, w_hh, b_ih, b_hh,
-                            reset_after=self.reset_after, reverse=d == 1, lengths=lengths, **extra,
-                        )  # (T, N, H), (N, H), (T, N, 3, H)
-                        recorder.gates[layer, d] = gates
+                    # under grukit.inspect, the same call to the backend's gates function
+                    run = backend.layer if recorder is None else backend.gates
+                    out, h_last, *gates = run(
+                        layer_in, h0[layer * D + d], w_ih, w_hh, b_ih, b_hh,
+                        reset_after=self.reset_after, reverse=d == 1, lengths=lengths, **extra,
+                    )  # (T, N, H), (N, H)[, (T, N, 3, H)]
+                    if recorder is not None:
+                        recorder.gates[layer, d] = gates[0]
                     outs.append(out)
                     lasts.append(h_last)
                 layer_in = outs[0] if D == 1 else torch.cat(outs, -1)  # (T, N, D*H)

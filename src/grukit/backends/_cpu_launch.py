@@ -60,24 +60,6 @@ class Plan:
         return [(slice(3 * j0, 3 * j0 + 2 * (j1 - j0)), slice(3 * j0 + 2 * (j1 - j0), 3 * j1),
                  slice(j0, j1)) for j0, j1 in zip(self.features, self.features[1:])]
 
-    def to_blocks(self, t: torch.Tensor) -> torch.Tensor:
-        """``t`` (..., 3H) with its last dimension in the permuted gate order (a copy; block by
-        block, several times faster than indexing with :meth:`gate_permutation`)."""
-        H = t.shape[-1] // 3
-        out = t.new_empty(t.shape)
-        gates = t.view(*t.shape[:-1], 3, H)  # (..., 3, H)
-        for j0, j1 in zip(self.features, self.features[1:]):
-            out[..., 3 * j0 : 3 * j1].view(*t.shape[:-1], 3, j1 - j0).copy_(gates[..., j0:j1])
-        return out
-
-    def from_blocks(self, t: torch.Tensor) -> torch.Tensor:
-        """The inverse of :meth:`to_blocks`: the natural gate order back (a copy)."""
-        H = t.shape[-1] // 3
-        out = t.new_empty(t.shape)
-        gates = out.view(*t.shape[:-1], 3, H)  # (..., 3, H)
-        for j0, j1 in zip(self.features, self.features[1:]):
-            gates[..., j0:j1].copy_(t[..., 3 * j0 : 3 * j1].view(*t.shape[:-1], 3, j1 - j0))
-        return out
 
 
 def plan(T: int, N: int, H: int, itemsize: int) -> Plan:

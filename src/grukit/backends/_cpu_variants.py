@@ -166,8 +166,7 @@ def gru_recurrence_backward(
     normed = norm_weight is not None
     masked = recurrent_mask is not None
     p = _cpu_launch.plan_for(features, T, N, H, grad_out.element_size())
-    w_hh = weight_hh
-    x = grad_out  # for allocating
+    x = grad_out  # (T, N, H), whose dtype the buffers take
     dh = grad_hn.clone(memory_format=torch.contiguous_format)  # (N, H), becomes dh0
     kw = saved_per_feature(reset_after, normed)
     saved = ws.view(T, N, kw, H)
@@ -180,7 +179,7 @@ def gru_recurrence_backward(
     dhr = x.new_zeros(N, H) if masked else x.new_empty(0, 0)
     lnacc = x.new_zeros(2, N, 3 * H) if normed else x.new_empty(0, 0, 0)  # (2, N, 3H)
     args = _cpu_args.BackwardArgs(
-        dout=grad_out.contiguous().numpy(), dh=dh.numpy(), w=w_hh.detach().contiguous().numpy(),
+        dout=grad_out.contiguous().numpy(), dh=dh.numpy(), w=weight_hh.detach().contiguous().numpy(),
         lengths=lengths_or_full(lengths, T, N).numpy(), reverse=reverse,
         reset_after=reset_after, ws=saved.numpy(), dgi=dgi.numpy(), dghn=dghn.numpy(),
         ghbuf=x.new_zeros(2, N, 3 * H).numpy(), drh=x.new_zeros(N, H).numpy(),
