@@ -1,0 +1,1 @@
+"""Text generation: a character/byte GRU language model (``grukit text``)."""
