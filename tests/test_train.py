@@ -247,3 +247,102 @@ def test_checkpoints_hold_no_pickled_objects(tmp_path):
     folder = tmp_path / "checkpoints" / checkpoint.load_pointer(tmp_path / "checkpoints")["checkpoint"]
     torch.load(folder / "trainer.pt", weights_only=True)  # raises if anything needs unpickling
     assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "model.safetensors", "trainer.pt"]
+
+
+# -- the wall-clock budget and ordered datasets ------------------------------------------------
+
+
+class _SlowLoss:
+    """``_loss`` with a pause per training step, so a small budget ends an epoch part way."""
+
+    def __init__(self, pause):
+        self.pause = pause
+
+    def __call__(self, model, batch):
+        import time
+
+        if model.training:
+            time.sleep(self.pause)
+        return _loss(model, batch)
+
+
+def test_max_time_ends_an_epoch_early_at_a_checkpoint_and_a_larger_budget_continues(tmp_path):
+    data = _data(256)  # 8 batches of 32 per epoch
+    cfg = _cfg(epochs=3, max_time=0.25, patience=None)
+    result = Trainer(_model(), cfg, _SlowLoss(0.05), out_dir=tmp_path).fit(data, _data(64, 1))
+    assert result.stopped == "time budget"
+    assert result.epochs_run == 1 and result.history[0]["samples"] < 256  # cut part way
+    meta = checkpoint.load_pointer(tmp_path / "checkpoints")
+    assert meta["checkpoint"] == "epoch-0001"
+    # the same budget: complete, nothing trained
+    again = Trainer(_model(), cfg, _SlowLoss(0.05), out_dir=tmp_path, resume=True).fit(data, _data(64, 1))
+    assert again.stopped == "already complete"
+    # a larger budget continues with epoch 2
+    more = _cfg(epochs=3, max_time=60.0, patience=None)
+    longer = Trainer(_model(), more, _SlowLoss(0.0), out_dir=tmp_path, resume=True).fit(data, _data(64, 1))
+    assert longer.stopped == "epochs"
+    assert [h["epoch"] for h in longer.history] == [1, 2, 3]
+    assert longer.history[1]["samples"] == 256
+
+
+def test_max_time_is_validated():
+    for bad in (0, -1.0, float("nan"), True, "10"):
+        with pytest.raises(ConfigError, match="max_time must be a positive number"):
+            TrainConfig(max_time=bad)
+
+
+class _Ordered(torch.utils.data.Dataset):
+    """Whole batches in a fixed order; records ``set_epoch`` calls and what was fetched."""
+
+    ordered = True
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(3)
+        self.batches = [(torch.randn(5, 3, generator=g), torch.randn(5, generator=g)) for _ in range(4)]
+        self.epochs, self.fetched = [], []
+
+    def set_epoch(self, epoch):
+        self.epochs.append(epoch)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, i):
+        self.fetched.append(i)
+        return self.batches[i]
+
+
+class _PassLoss:
+    def __init__(self):
+        self.passes = []
+
+    def begin_pass(self, training):
+        self.passes.append(training)
+
+    def __call__(self, model, batch):
+        return _loss(model, batch)
+
+
+def test_ordered_datasets_are_read_in_order_whole_batches_with_pass_hooks():
+    data, loss = _Ordered(), _PassLoss()
+    cfg = _cfg(epochs=2, batch_size=2, patience=None)  # batch_size does not regroup ordered items
+    Trainer(_model(), cfg, loss).fit(data, _data(10))
+    assert data.epochs == [1, 2]
+    assert data.fetched == [0, 1, 2, 3] * 2
+    assert loss.passes == [True, False, True, False]
+    # the same updates as a plain loop over the batches in order
+    model = _model()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = Trainer(model, cfg, loss)._schedule(opt)
+    for _ in range(2):
+        for x, y in data.batches:
+            opt.zero_grad()
+            l, _ = _loss(model, (x, y))
+            l.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            opt.step()
+        sched.step()
+    trained = _model()
+    Trainer(trained, cfg, _PassLoss()).fit(_Ordered(), _data(10))
+    for a, b in zip(model.parameters(), trained.parameters()):
+        torch.testing.assert_close(a, b)

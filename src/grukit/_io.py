@@ -79,10 +79,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def save_weights(module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     """A module's state dict as a ``.safetensors`` file (tensors on the CPU, no pickle), written
-    atomically."""
+    atomically. Tied parameters (one tensor under two names, as a language model's embedding and
+    output layer) are stored under each name: safetensors refuses shared memory."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    tensors, seen = {}, set()
+    for k, v in module.state_dict().items():
+        v = v.detach().to("cpu").contiguous()
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+        tensors[k] = v.clone() if key in seen and v.numel() else v
+        seen.add(key)
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 

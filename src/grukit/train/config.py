@@ -35,6 +35,10 @@ class TrainConfig:
         seed: seeds torch, numpy and the data order; the same seed gives the same run.
         deterministic: also make every torch kernel deterministic (slower, same bits each run).
         progress: "auto" (bars on a terminal only), "on", "off" (no bars, no epoch lines).
+        max_time: a wall-clock budget in seconds for the whole run, resumes included (None: no
+            budget). When it runs out the epoch in progress ends after its current step, is
+            validated and checkpointed, and the run is complete; resuming with a larger budget
+            continues it.
     """
 
     epochs: int = 30
@@ -48,6 +52,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     progress: str = "auto"
+    max_time: float | None = None
 
     def __post_init__(self) -> None:
         def positive_int(name, allow_none=False):
@@ -72,6 +77,11 @@ class TrainConfig:
             or not self.clip_grad_norm > 0
         ):
             raise ConfigError(f"clip_grad_norm must be a positive number or None, got {self.clip_grad_norm!r}")
+        if self.max_time is not None and (
+            isinstance(self.max_time, bool) or not isinstance(self.max_time, (int, float))
+            or not math.isfinite(self.max_time) or not self.max_time > 0
+        ):
+            raise ConfigError(f"max_time must be a positive number of seconds or None, got {self.max_time!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.progress not in PROGRESS:

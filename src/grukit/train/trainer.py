@@ -12,7 +12,16 @@ sees the data a fresh run would), gradient clipping, the learning-rate schedule,
 a checkpoint (``out_dir/checkpoints``, see :mod:`grukit.train.checkpoint`), ``history.json`` and
 ``learning_curves.png``. Early stopping restores the best weights. Under ``torchrun`` the model
 is wrapped in ``DistributedDataParallel`` and each process trains on its shard; only rank 0
-writes files or prints.
+writes files or prints. ``TrainConfig.max_time`` ends a run on a wall-clock budget, at a
+checkpoint.
+
+*Ordered* datasets (an ``ordered = True`` attribute) serve whole batches in a fixed order, as
+truncated back-propagation through time over contiguous streams needs: each item is a batch, an
+epoch reads them in order (``set_epoch(epoch)`` is called first, if the dataset has it, so an
+epoch may be any slice of a longer pass), and under ``torchrun`` ``shard(rank, world_size)``
+gives each process its own streams. A ``loss_fn`` with a ``begin_pass(training)`` method is told
+when each training epoch and each evaluation pass starts (to reset a state it carries from batch
+to batch).
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampl
 from grukit._io import atomic_write_text
 from grukit.train import checkpoint
 from grukit.train.config import TrainConfig
-from grukit.train.distributed import Context, all_reduce_sum, context
+from grukit.train.distributed import Context, all_reduce_sum, broadcast_flag, context
 
 __all__ = ["Trainer", "TrainResult", "TrainingError"]
 
@@ -47,7 +56,7 @@ class TrainResult:
     epochs_run: int
     best_epoch: int | None
     best_val_loss: float | None
-    stopped: str  # "epochs", "early stopping", "already complete"
+    stopped: str  # "epochs", "early stopping", "time budget", "already complete"
     seconds: float
     history: list[dict] = field(default_factory=list)
 
@@ -85,6 +94,11 @@ class Trainer:
 
     def _loader(self, data: Dataset, epoch: int, train: bool) -> DataLoader:
         c, ctx = self.config, self.ctx
+        if getattr(data, "ordered", False):
+            if train and hasattr(data, "set_epoch"):
+                data.set_epoch(epoch)
+            return DataLoader(data, batch_size=None, sampler=SequentialSampler(data),
+                              collate_fn=getattr(data, "collate", None))
         if train and ctx.distributed:
             from torch.utils.data.distributed import DistributedSampler
 
@@ -112,6 +126,8 @@ class Trainer:
 
     def fit(self, train: Dataset, val: Dataset | None = None) -> TrainResult:
         c, ctx = self.config, self.ctx
+        if ctx.distributed and getattr(train, "ordered", False):
+            train = train.shard(ctx.rank, ctx.world_size)
         if len(train) == 0:
             raise TrainingError("no training examples")
         random.seed(c.seed)
@@ -132,6 +148,7 @@ class Trainer:
         history: list[dict] = []
         best_val, best_epoch, bad_epochs, start = math.inf, None, 0, 1
         best_state = None
+        spent = 0.0  # seconds of earlier runs of this training (resumes)
         t0 = time.perf_counter()
         if self.resume and ckpt_dir is not None:
             restored = checkpoint.load(ckpt_dir, "last")
@@ -147,10 +164,13 @@ class Trainer:
                 best_epoch = state["best_epoch"]
                 bad_epochs = state["bad_epochs"]
                 start = meta["epoch"] + 1
+                spent = float(state.get("elapsed", sum(h["seconds"] for h in history)))
                 best = checkpoint.load(ckpt_dir, "best")
                 if best is not None:
                     best_state = best[0]
-                if state.get("finished"):
+                more_time = state.get("stopped") == "time budget" and (
+                    c.max_time is None or c.max_time > spent)
+                if state.get("finished") and not more_time:
                     if best_state is not None:
                         self._restore(model, best_state, "best")
                     self.log(f"resume: the run in {self.out_dir} is already complete")
@@ -159,9 +179,15 @@ class Trainer:
                 self.log(f"resume: continuing after epoch {meta['epoch']} from {ckpt_dir / meta_name(meta)}")
 
         stopped = "epochs"
+        deadline = None if c.max_time is None else t0 + c.max_time - spent
         for epoch in range(start, c.epochs + 1):
             e0 = time.perf_counter()
-            train_loss, seen = self._train_epoch(net, model, optimizer, train, epoch)
+            if deadline is not None and e0 >= deadline:
+                stopped = "time budget"
+                self.log(f"time budget: {c.max_time:g} s spent before epoch {epoch}")
+                break
+            train_loss, seen, out_of_time = self._train_epoch(net, model, optimizer, train, epoch,
+                                                              deadline)
             val_loss = self._evaluate(model, val) if val is not None and len(val) else None
             lr = optimizer.param_groups[0]["lr"]
             if scheduler is not None:
@@ -180,11 +206,14 @@ class Trainer:
             history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
                             "seconds": round(seconds, 3), "samples": seen,
                             "samples_per_s": round(seen / seconds, 1)})
-            done = epoch == c.epochs or (c.patience is not None and bad_epochs >= c.patience)
-            if done and epoch < c.epochs:
+            done = epoch == c.epochs or (c.patience is not None and bad_epochs >= c.patience) \
+                or out_of_time
+            if out_of_time:
+                stopped = "time budget"
+            elif done and epoch < c.epochs:
                 stopped = "early stopping"
             self._save(ckpt_dir, epoch, model, optimizer, scheduler, history, best_val, best_epoch,
-                       bad_epochs, improved, done)
+                       bad_epochs, improved, done, stopped, spent + time.perf_counter() - t0)
             eta = (c.epochs - epoch) * (time.perf_counter() - t0) / (epoch - start + 1)
             self.log(
                 f"epoch {epoch:>3}/{c.epochs}  train {train_loss:.4f}"
@@ -200,10 +229,18 @@ class Trainer:
         if stopped == "early stopping":
             self.log(f"early stopping: no better validation loss for {c.patience} epochs; "
                      f"best epoch {best_epoch}")
+        elif stopped == "time budget":
+            self.log(f"time budget of {c.max_time:g} s reached; best epoch {best_epoch}")
         return TrainResult(len(history), best_epoch, _finite(best_val), stopped,
                            time.perf_counter() - t0, history)
 
-    def _train_epoch(self, net, model, optimizer, data, epoch) -> tuple[float, int]:
+    def _begin_pass(self, training: bool) -> None:
+        hook = getattr(self.loss_fn, "begin_pass", None)
+        if hook is not None:
+            hook(training)
+
+    def _train_epoch(self, net, model, optimizer, data, epoch, deadline) -> tuple[float, int, bool]:
+        """The epoch's mean loss, its item count, and whether the time budget ended it early."""
         c, ctx = self.config, self.ctx
         loader = self._loader(data, epoch, train=True)
         steps = len(loader) if c.steps_per_epoch is None else min(len(loader), c.steps_per_epoch)
@@ -215,7 +252,9 @@ class Trainer:
             bar = tqdm(total=steps, desc=f"epoch {epoch}/{c.epochs}", unit="batch", leave=False,
                        file=sys.stderr, dynamic_ncols=True)
         net.train()
+        self._begin_pass(True)
         total, count, t = 0.0, 0, time.perf_counter()
+        out_of_time = False
         try:
             for step, batch in enumerate(loader):
                 if step >= steps:
@@ -237,16 +276,22 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(loss=f"{total / count:.4f}",
                                     rate=f"{count / (time.perf_counter() - t):,.0f}/s")
+                if deadline is not None and step + 1 < steps:
+                    # every process stops after the same step (rank 0's clock decides)
+                    out_of_time = broadcast_flag(time.perf_counter() >= deadline, ctx)
+                    if out_of_time:
+                        break
         finally:
             if bar is not None:
                 bar.close()
         total, count = all_reduce_sum([total, count], ctx)
-        return total / max(count, 1), int(count)
+        return total / max(count, 1), int(count), out_of_time
 
     @torch.no_grad()
     def _evaluate(self, model, data) -> float:
         """Every process evaluates the whole validation set: the same number everywhere."""
         model.eval()
+        self._begin_pass(False)
         total, count = 0.0, 0
         for batch in self._loader(data, 0, train=False):
             loss, n = self.loss_fn(model, batch)
@@ -255,7 +300,7 @@ class Trainer:
         return total / max(count, 1)
 
     def _save(self, ckpt_dir, epoch, model, optimizer, scheduler, history, best_val, best_epoch,
-              bad_epochs, improved, finished) -> None:
+              bad_epochs, improved, finished, stopped, elapsed) -> None:
         if ckpt_dir is None or not self.ctx.is_main:
             return
         state = {
@@ -267,6 +312,8 @@ class Trainer:
             "best_epoch": best_epoch,
             "bad_epochs": bad_epochs,
             "finished": finished,
+            "stopped": stopped,
+            "elapsed": elapsed,
         }
         meta = {"epoch": epoch, "train_loss": history[-1]["train_loss"],
                 "val_loss": history[-1]["val_loss"], "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
