@@ -22,7 +22,7 @@ from grukit.cli._errors import UserError
 __all__ = ["RUN_COMMANDS", "run_folder", "check_out", "check_output_file", "into_fresh_folder"]
 
 # the commands whose config.json marks a run folder as grukit's
-RUN_COMMANDS = ("anomaly train", "forecast train", "forecast demo")
+RUN_COMMANDS = ("anomaly train", "forecast train", "forecast demo", "text train", "text demo")
 
 
 @contextmanager
@@ -61,7 +61,7 @@ def check_out(out: Path, resume: bool, config: dict) -> bool:
         except ValueError as exc:
             raise UserError(f"--resume: {saved} is unreadable ({exc})") from None
         changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k)
-                         and k not in ("resume", "quiet"))
+                         and k not in ("resume", "quiet", "max_time"))
         if changed:
             raise UserError(f"--resume: the settings differ from the run in {out}: {', '.join(changed)}")
         return False
