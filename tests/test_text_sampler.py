@@ -237,3 +237,28 @@ def test_bad_run_arguments_raise():
         Sampler(net.train())
     with pytest.raises(ValueError, match="float32 or float64"):
         Sampler(_net(dtype=torch.bfloat16))
+
+
+# -- the generation benchmark ---------------------------------------------------------------------
+
+
+def test_generate_bench_writes_its_table_and_record(tmp_path, monkeypatch, capsys):
+    from grukit.bench import generate
+    from grukit.cli.main import main
+
+    tiny = (generate.GenCase("tiny", V=11, H=8, L=2),)
+    monkeypatch.setattr(generate, "CASES", tiny)
+    monkeypatch.setattr(generate, "TOKENS", 20)
+    assert main(["bench", "--generate", "--rounds", "2", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "generate.md").read_text().splitlines()
+    header = next(line for line in md if line.startswith("| model"))
+    for name in ("grukit-1t", "grukit-2t", "torch-1t", "torch-2t", "floor", "grukit / best torch"):
+        assert name in header
+    assert any(line.startswith("| tiny (11, 8, 2) |") for line in md)
+    data = json.loads((tmp_path / "generate.json").read_text())
+    assert data["config"]["rounds"] == 2 and data["config"]["tokens"] == 20
+    assert {r["provider"] for r in data["results"]} == {"grukit-1t", "grukit-2t", "torch-1t", "torch-2t", "floor"}
+    assert all(len(r["times_s"]) == 2 and r["chars_per_s"] > 0 for r in data["results"])
+    env = data["environment"]
+    assert env["cpu"] and env["versions"]["torch"] and "vector_extensions" in env
+    assert "grukit-1t" in capsys.readouterr().out

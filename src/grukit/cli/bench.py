@@ -40,6 +40,10 @@ def add_parser(sub) -> None:
     p.add_argument("--memory", action="store_true",
                    help="also measure training peak memory, each in a fresh process (slower)")
     p.add_argument("--out", default="bench-results", help="folder for bench.csv / bench.json")
+    p.add_argument("--generate", action="store_true",
+                   help="instead: text generation at batch 1 in characters per second (grukit's "
+                        "sampler, torch.nn step by step, the weight-reading floor) into "
+                        "generate.md / generate.json; uses --rounds, --dtype and --out")
     p.set_defaults(func=run)
 
 
@@ -53,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.rounds < 1:
         raise UserError(f"--rounds must be at least 1, got {args.rounds}")
+    if args.generate:
+        return _generate(args)
     try:
         cases = [parse_case(c) for c in args.case] or GRIDS[args.grid]
     except ValueError as exc:
@@ -93,4 +99,23 @@ def run(args: argparse.Namespace) -> int:
         md += "\n\n" + report.variants_markdown(results)
     atomic_write_text(out / "bench.md", md + "\n")
     print(f"\nwrote {out / 'bench.csv'}, {out / 'bench.json'} and {out / 'bench.md'}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from grukit.bench import generate
+
+    config = generate.GenerateConfig(generate.CASES, generate.TOKENS, rounds=args.rounds, dtype=args.dtype)
+    out = Path(args.out)
+
+    def progress(r):
+        print(f"  {r.case.label:<18} {r.provider:<10} {r.chars_per_s(config.tokens):12,.0f} chars/s",
+              file=sys.stderr, flush=True)
+
+    try:
+        md = generate.write(out, config, "grukit " + " ".join(sys.argv[1:]), progress)
+    except OSError as exc:
+        raise UserError(f"cannot write to output folder {out}: {exc.strerror}") from None
+    print(md)
+    print(f"\nwrote {out / 'generate.md'} and {out / 'generate.json'}")
     return 0
