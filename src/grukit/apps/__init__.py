@@ -3,11 +3,13 @@ hyperparameters in the constructor, ``fit(data) -> self``, ``predict``, ``save``
 
 - :class:`GRUForecaster`: time-series forecasting (``grukit forecast``).
 - :class:`GRUAnomalyDetector`: anomaly detection in signals and sequences (``grukit anomaly``).
+- :class:`GRULanguageModel`: a character/byte language model that generates text (``grukit text``).
 """
 
 from grukit.apps.anomaly import DetectorConfig, GRUAnomalyDetector
 from grukit.apps.contract import NotFittedError
 from grukit.apps.forecast import Forecast, ForecasterConfig, GRUForecaster
+from grukit.apps.text import GRULanguageModel, LMConfig
 
 __all__ = ["GRUForecaster", "ForecasterConfig", "Forecast", "GRUAnomalyDetector", "DetectorConfig",
-           "NotFittedError"]
+           "GRULanguageModel", "LMConfig", "NotFittedError"]

@@ -1,1 +1,10 @@
-"""Text generation: a character/byte GRU language model (``grukit text``)."""
+"""Text generation: a character/byte GRU language model (``grukit text``).
+
+- :class:`GRULanguageModel`: the estimator (fit, evaluate in bits per character, generate).
+- :class:`LMConfig`: its network's hyperparameters; :class:`LMNet`: the network.
+"""
+
+from grukit.apps.text.estimator import GRULanguageModel
+from grukit.apps.text.model import LMConfig, LMNet
+
+__all__ = ["GRULanguageModel", "LMConfig", "LMNet"]

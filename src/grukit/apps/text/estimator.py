@@ -119,7 +119,10 @@ class GRULanguageModel:
             del self.vocab_
             raise DataError(f"the training text has {len(train_ids)} tokens, fewer than one training "
                             f"window (bptt + 1 = {need}); use a longer text or a smaller --bptt")
-        streams = min(tc.batch_size, len(train_ids) // need)
+        from grukit.train.distributed import context
+
+        # batch_size streams per process: under torchrun each process trains on its share
+        streams = min(tc.batch_size * context().world_size, len(train_ids) // need)
         windows = None
         if tc.steps_per_epoch is not None:
             windows = tc.steps_per_epoch
