@@ -51,7 +51,8 @@ CASES = [  # num_layers, embedding_size (tied with E != H: proj), tie_weights, r
 
 
 @compiled
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "L{num_layers}E{embedding_size}t{tie_weights:d}N{rows}z{zoneout}".format(**c))
+@pytest.mark.parametrize(
+    "case", CASES, ids=lambda c: "L{num_layers}E{embedding_size}t{tie_weights:d}N{rows}z{zoneout}".format(**c))
 @pytest.mark.parametrize("layer_norm", [False, True])
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_compiled_ids_equal_step_by_step_network(case, layer_norm, reset_after):
@@ -161,7 +162,8 @@ def test_draw_lies_in_allowed_set_and_inverts_the_cdf():
     for _ in range(400):
         V = int(rng.integers(1, 40))
         l = _random_logits(rng, V)
-        T, k, p = float(rng.choice([0.5, 1.0, 2.0])), int(rng.integers(0, V + 2)), float(rng.choice([0.3, 0.9, 1.0]))
+        T, k = float(rng.choice([0.5, 1.0, 2.0])), int(rng.integers(0, V + 2))
+        p = float(rng.choice([0.3, 0.9, 1.0]))
         keep, probs = _allowed(l, T, k, p)
         u = rng.random(8)
         got = sample_reference(np.tile(l, (8, 1)), u, T, k, p)
@@ -182,13 +184,14 @@ def test_top_k_one_and_temperature_zero_are_argmax():
 
 
 @compiled
-def test_kernel_rule_equals_reference():
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kernel_rule_equals_reference(dtype):
     from grukit.apps.text._sampler_kernel import sample_row
 
     rng = np.random.default_rng(2)
     for _ in range(300):
         V = int(rng.integers(1, 60))
-        l = _random_logits(rng, V)
+        l = _random_logits(rng, V).astype(dtype)
         T = float(rng.choice([0.0, 0.7, 1.0, 3.0]))
         k, p = int(rng.integers(0, V + 2)), float(rng.choice([0.2, 0.95, 1.0]))
         u = rng.random(5)

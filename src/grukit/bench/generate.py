@@ -186,8 +186,9 @@ def markdown(results: list[GenResult], config: GenerateConfig) -> str:
     ]
     for case, peers in _by_case(results).items():
         rate = {n: peers[n].chars_per_s(config.tokens) for n in names if n in peers}
-        best = lambda prefix: max((v for n, v in rate.items() if n.startswith(prefix)), default=None)  # noqa: E731
-        g, t, f = best("grukit"), best("torch"), rate.get("floor")
+        g, t = (max((v for n, v in rate.items() if n.startswith(prefix)), default=None)
+                for prefix in ("grukit", "torch"))
+        f = rate.get("floor")
         ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"  # noqa: E731
         cells = [f"{rate[n]:,.0f}" if n in rate else "-" for n in names]
         lines.append(f"| {case.label} ({case.V}, {case.H}, {case.L}) | " + " | ".join(cells)

@@ -132,32 +132,34 @@ class _Weights:
     @torch.no_grad()
     def of(cls, net: LMNet) -> "_Weights":
         g = net.gru
-        L, H = g.num_layers, g.hidden_size
-        p = lambda kind, layer: getattr(g, f"{kind}_l{layer}")  # noqa: E731
-        zeros = torch.zeros(3 * H, dtype=g.weight_hh_l0.dtype)
-        bias = lambda kind, layer: p(kind, layer) if g.bias else zeros  # noqa: E731
-        norm = [[p(kind, layer) for layer in range(L)] if g.layer_norm else []
-                for kind in ("layer_norm_ih_weight", "layer_norm_ih_bias", "layer_norm_hh_weight",
-                             "layer_norm_hh_bias")]
-        x = F.linear(net.embedding.weight, g.weight_ih_l0)  # (V, 3H)
+        L, H, dtype = g.num_layers, g.hidden_size, g.weight_hh_l0.dtype
+        empty = torch.zeros(L, 0, dtype=dtype)  # (L, 0): "no layer norm" for the kernel
+
+        def per_layer(kind: str, layers: range) -> list[Tensor]:
+            if kind.startswith("bias") and not g.bias:
+                return [torch.zeros(3 * H, dtype=dtype) for _ in layers]  # (3H,) each
+            return [getattr(g, f"{kind}_l{k}") for k in layers]
+
+        def norm(kind: str) -> Tensor:
+            return torch.stack(per_layer(kind, range(L))) if g.layer_norm else empty  # (L, 3H)
+
+        x = F.linear(net.embedding.weight, g.weight_ih_l0)  # (V, 3H), as the GRU's input side
         if g.layer_norm:
-            x = F.layer_norm(x, (3 * H,), norm[0][0], norm[1][0], LAYER_NORM_EPS)
-        table = x + bias("bias_ih", 0)  # (V, 3H)
-
-        def stack(ts, empty):
-            return torch.stack(ts) if ts else torch.zeros(empty, dtype=zeros.dtype)
-
-        proj = net.proj.weight if net.proj is not None else torch.zeros(0, 0, dtype=zeros.dtype)
+            x = F.layer_norm(x, (3 * H,), g.layer_norm_ih_weight_l0, g.layer_norm_ih_bias_l0,
+                             LAYER_NORM_EPS)
+        w_ih = per_layer("weight_ih", range(1, L))
         head_b = net.head.bias if net.head.bias is not None else torch.zeros(net.head.out_features,
-                                                                            dtype=zeros.dtype)
+                                                                            dtype=dtype)
         tensors = dict(
-            table=table,
-            w_ih=stack([p("weight_ih", k) for k in range(1, L)], (0, 3 * H, H)),
-            w_hh=stack([p("weight_hh", k) for k in range(L)], None),
-            b_ih=stack([bias("bias_ih", k) for k in range(L)], None),
-            b_hh=stack([bias("bias_hh", k) for k in range(L)], None),
-            **{name: stack(ts, (L, 0)) for name, ts in zip(("g_ih", "c_ih", "g_hh", "c_hh"), norm)},
-            proj=proj, head=net.head.weight, head_b=head_b,
+            table=x + per_layer("bias_ih", range(1))[0],  # (V, 3H)
+            w_ih=torch.stack(w_ih) if w_ih else torch.zeros(0, 3 * H, H, dtype=dtype),
+            w_hh=torch.stack(per_layer("weight_hh", range(L))),  # (L, 3H, H)
+            b_ih=torch.stack(per_layer("bias_ih", range(L))),  # (L, 3H)
+            b_hh=torch.stack(per_layer("bias_hh", range(L))),  # (L, 3H)
+            g_ih=norm("layer_norm_ih_weight"), c_ih=norm("layer_norm_ih_bias"),
+            g_hh=norm("layer_norm_hh_weight"), c_hh=norm("layer_norm_hh_bias"),
+            proj=net.proj.weight if net.proj is not None else torch.zeros(0, 0, dtype=dtype),
+            head=net.head.weight, head_b=head_b,
         )
         return cls(**{k: t.detach().contiguous().numpy().copy() for k, t in tensors.items()})
 
