@@ -12,9 +12,9 @@ Shapes: T steps, N batch, I input features, H hidden. Arrays are C-contiguous fl
     h'_t = (1 - z_t) * n_t + z_t * h_{t-1}
     h_t = zoneout * h_{t-1} + (1 - zoneout) * h'_t               (zoneout in evaluation; 0: h'_t)
 
-The products go through PyTorch's own GEMM (``_cpu_kernels.mm_nt``) and the activations are the
-fused ``cpu`` backend's (libm in float64; the rational tanh in float32), so the fast path and the
-``cpu`` backend round alike. Importing this module imports Numba; compiled code is cached on disk.
+The products are ``_small_mm.mm_small`` (dot products for a few rows, PyTorch's GEMM for
+more); the activations are the fused ``cpu`` backend's (libm in float64; the rational tanh in
+float32). Importing this module imports Numba; compiled code is cached on disk.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from __future__ import annotations
 from numba import njit
 
 from grukit.backends import _numba_cache
-from grukit.backends._cpu_kernels import act_sigmoid, act_tanh, mm_nt
+from grukit.backends._cpu_kernels import act_sigmoid, act_tanh
+from grukit.backends._small_mm import mm_small
 
-_numba_cache.refresh(__file__, "_cpu_kernels", "_sync", "_blas", "../_layer_options")
+_numba_cache.refresh(__file__, "_cpu_kernels", "_small_mm", "_sync", "_blas", "../_layer_options")
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -56,10 +57,10 @@ def chunk_layer(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, zoneout, y, gi, gh, r
     H = h.shape[1]
     for t in range(T):
         _fill_bias(gi, b_ih)
-        mm_nt(x[t], w_ih, gi, 1.0)  # (N, 3H) = x_t W_ih^T + b_ih
+        mm_small(x[t], w_ih, gi, 1.0)  # (N, 3H) = x_t W_ih^T + b_ih
         if reset_after:
             _fill_bias(gh, b_hh)
-            mm_nt(h, w_hh, gh, 1.0)  # (N, 3H) = h W_hh^T + b_hh
+            mm_small(h, w_hh, gh, 1.0)  # (N, 3H) = h W_hh^T + b_hh
             for b in range(N):
                 for j in range(H):
                     r = act_sigmoid(gi[b, j] + gh[b, j])
@@ -69,7 +70,7 @@ def chunk_layer(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, zoneout, y, gi, gh, r
         else:
             ghrz = gh[:, : 2 * H]  # (N, 2H)
             _fill_bias(ghrz, b_hh[: 2 * H])
-            mm_nt(h, w_hh[: 2 * H], ghrz, 1.0)  # (N, 2H) = h W_h{r,z}^T + b_h{r,z}
+            mm_small(h, w_hh[: 2 * H], ghrz, 1.0)  # (N, 2H) = h W_h{r,z}^T + b_h{r,z}
             for b in range(N):
                 for j in range(H):
                     r = act_sigmoid(gi[b, j] + gh[b, j])
@@ -77,7 +78,7 @@ def chunk_layer(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, zoneout, y, gi, gh, r
                     rh[b, j] = r * h[b, j]
             ghn = gh[:, 2 * H :]  # (N, H)
             _fill_bias(ghn, b_hh[2 * H :])
-            mm_nt(rh, w_hh[2 * H :], ghn, 1.0)  # (N, H) = (r * h) W_hn^T + b_hn
+            mm_small(rh, w_hh[2 * H :], ghn, 1.0)  # (N, H) = (r * h) W_hn^T + b_hn
             for b in range(N):
                 for j in range(H):
                     z = gh[b, H + j]

@@ -231,5 +231,10 @@ def write(out: Path, config: GenerateConfig, command: str = "grukit bench --gene
             "results": rows}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "generate.json", json.dumps(data, indent=2))
-    atomic_write_text(out / "generate.md", md + "\n")
+    env = data["environment"]
+    machine = (f"Machine: {env.get('cpu')}, {env.get('cores')} cores "
+               f"({', '.join(env.get('vector_extensions', [])) or 'no vector extensions listed'}); "
+               f"torch {env['versions'].get('torch')}, numba {env['versions'].get('numba')}; "
+               f"sampler path {env.get('sampler_path')}. Command: `{command}`.")
+    atomic_write_text(out / "generate.md", md + "\n\n" + machine + "\n")
     return md

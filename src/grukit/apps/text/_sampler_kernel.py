@@ -18,8 +18,8 @@ C-contiguous float32 or float64 (one dtype per call), token ids int64. Per step,
     x_{t+1} = sample(logits_t, u_t)               the rule of ``sampling.sample_reference``
 
 Layer norm statistics are taken in float64 (as the ``cpu`` backend's kernels); the sampling
-arithmetic is float64 whatever the dtype. Products go through PyTorch's GEMM
-(``_cpu_kernels.mm_nt``), activations are the ``cpu`` backend's.
+arithmetic is float64 whatever the dtype. Products are ``_small_mm.mm_small`` (dot products for
+a few rows, PyTorch's GEMM for more); activations are the ``cpu`` backend's.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from numba import njit
 
 from grukit._layer_options import LAYER_NORM_EPS as _LN_EPS
 from grukit.backends import _numba_cache
-from grukit.backends._cpu_kernels import act_sigmoid, act_tanh, mm_nt
+from grukit.backends._cpu_kernels import act_sigmoid, act_tanh
+from grukit.backends._small_mm import mm_small as _mm
 
-_numba_cache.refresh(__file__, "_cpu_kernels", "_sync", "_blas", "../_layer_options")
+_numba_cache.refresh(__file__, "_cpu_kernels", "_small_mm", "_sync", "_blas", "../_layer_options")
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 _INLINE = dict(_JIT, inline="always")
@@ -71,11 +72,11 @@ def _norm_rows(v, gain, shift, bias):
 def _project(x, w, b, gain, shift, normed, out):
     """``out (N, K) = LN(x W^T) + b`` (``gain``, ``shift``, ``b`` (K,)), or ``x W^T + b``."""
     if normed:
-        mm_nt(x, w, out, 0.0)
+        _mm(x, w, out, 0.0)
         _norm_rows(out, gain, shift, b)
     else:
         _fill_rows(out, b)
-        mm_nt(x, w, out, 1.0)
+        _mm(x, w, out, 1.0)
 
 
 @njit(**_INLINE)
@@ -225,12 +226,12 @@ def run_steps(table, w_ih, w_hh, b_ih, b_hh, g_ih, c_ih, g_hh, c_hh, proj, head,
                         reset_after, zoneout, gh, rh)
         y = h[L - 1]  # (N, H)
         if projected:
-            mm_nt(y, proj, pj, 0.0)  # (N, E)
+            _mm(y, proj, pj, 0.0)  # (N, E)
             _fill_rows(logits, head_b)
-            mm_nt(pj, head, logits, 1.0)  # (N, V)
+            _mm(pj, head, logits, 1.0)  # (N, V)
         else:
             _fill_rows(logits, head_b)
-            mm_nt(y, head, logits, 1.0)  # (N, V)
+            _mm(y, head, logits, 1.0)  # (N, V)
         for b in range(N):
             tokens[b] = out[s, b] = sample_row(logits[b], uniforms[s, b], temperature, top_k,
                                                top_p, order, w)
