@@ -139,3 +139,32 @@ def test_a_killed_training_run_resumes_exactly(tmp_path):
     a, b = load_file(str(out / "model.safetensors")), load_file(str(tmp_path / "whole" / "model.safetensors"))
     for k in a:
         assert (a[k] == b[k]).all(), k
+
+
+def test_inspect_draws_the_gates_of_a_language_model_over_a_text(trained, tmp_path, capsys):
+    _, out = trained
+    assert main(["inspect", "--model", str(out), "--text", "the dog sat on the mat.",
+                 "--out", str(tmp_path / "g")]) == 0
+    summary = json.loads((tmp_path / "g" / "summary.json").read_text())
+    assert summary["model"] == "language model" and summary["steps"] == len("the dog sat on the mat.")
+    assert (tmp_path / "g" / "gates.png").is_file()
+    assert main(["inspect", "--model", str(out), "--text", "Zed", "--out", str(tmp_path / "h")]) == 2
+    assert "'Z'" in capsys.readouterr().err
+
+
+def test_the_gate_figure_and_the_bits_per_character_drawn_over_it(trained, tmp_path):
+    import math
+
+    import numpy as np
+
+    from grukit.apps.text import GRULanguageModel
+    from grukit.apps.text.figures import gate_figure, surprisal
+
+    lm = GRULanguageModel.load(trained[1])
+    text = "the cat sat on the log."
+    bits = surprisal(lm, lm._tokens(text, "t"))
+    assert math.isnan(bits[0]) and len(bits) == len(text)
+    # the bits drawn add up to what evaluate() reports for the same text
+    assert np.nansum(bits) == pytest.approx(lm.evaluate(text)["bits"], rel=1e-5)
+    info = gate_figure(lm, text, tmp_path / "g.png", units=8)
+    assert (tmp_path / "g.png").is_file() and len(info["units"]) == 8 and 0 < info["mean_z"] < 1

@@ -39,11 +39,13 @@ def plot_gates(
     markers: list[int] | None = None,
     first: int = 0,
     x_label: str = "time step",
+    tick_labels: list[str] | None = None,
 ) -> None:
     """The input ``signal`` (T, C) on top, then one heatmap per ``(label, gate)`` panel, each gate
     (T, H) drawn units x time with its units in the order given (``units`` (H,): their numbers,
     for the axis), values 0 (dark) to 1 (bright); ``markers``: steps drawn as dashed lines across
-    every panel; ``first``: the number of the first step on the time axis. Written as PNG."""
+    every panel; ``first``: the number of the first step on the time axis; ``tick_labels``: a label
+per step for the time axis (a text's characters). Written as PNG."""
     plt = _pyplot()
     T = signal.shape[0]
     H = max(g.shape[1] for _, g in panels)
@@ -71,6 +73,8 @@ def plot_gates(
         for m in markers or []:
             ax.axvline(m, color="red", ls="--", lw=1)
     axes[-1].set_xlabel(x_label)
+    if tick_labels is not None:
+        axes[-1].set_xticks(steps, tick_labels, fontsize=7, fontfamily="monospace")
     fig.tight_layout(rect=(0, 0, 0.92, 1))  # room on the right for the one colour scale, 0 to 1
     fig.colorbar(image, cax=fig.add_axes((0.93, 0.1, 0.012, 0.6)), label="gate value")
     fig.savefig(path, dpi=100)

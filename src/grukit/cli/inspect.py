@@ -3,11 +3,13 @@
   grukit inspect --model DIR [--input FILE.csv] --out DIR [--series ID] [--start ROW] [--length N]
                  [--layer K] [--network encoder|decoder] [--threshold 0.5]
 
-DIR is a folder written by `grukit forecast train` or `grukit anomaly train`. The model reads one
-input the way it does when it forecasts or scores (a forecaster: the last --length points of
---series, scaled, default its input window; a signal forecaster: --length rows from --start, its
-state carried from row 0; a window autoencoder: the window starting at row --start; a sequence
-autoencoder: row --start), and the gates of one layer (--layer) are written to --out:
+DIR is a folder written by `grukit forecast train`, `grukit anomaly train` or `grukit text train`.
+The model reads one input the way it does when it forecasts, scores or generates (a forecaster:
+the last --length points of --series, scaled, default its input window; a signal forecaster:
+--length rows from --start, its state carried from row 0; a window autoencoder: the window
+starting at row --start; a sequence autoencoder: row --start; a language model: --text, drawn
+under the bits it spends on each character), and the gates of one layer (--layer) are written
+to --out:
 
   gates.png     the input, then heatmaps of the update gate z_t (the share of the previous state
                 carried forward) and the reset gate r_t, units x time, units sorted by mean z
@@ -46,6 +48,8 @@ def add_parser(sub) -> None:
     p.add_argument("--length", type=int, default=None, metavar="N",
                    help="steps read: a forecaster's window (default: its input length), a signal "
                    "forecaster's stretch (default: 400 rows or to the end)")
+    p.add_argument("--text", default=None,
+                   help="language model: the text read (default: a sentence of news text)")
     p.add_argument("--layer", type=int, default=0, metavar="K", help="the GRU layer shown (0: the one reading the input)")
     p.add_argument("--network", choices=["encoder", "decoder"], default="encoder",
                    help="an autoencoder's GRU to inspect")
@@ -73,9 +77,12 @@ def run(args) -> int:
         what = _forecaster(args)
     elif (folder / "detector.json").is_file():
         what = _detector(args)
+    elif (folder / "lm.json").is_file():
+        what = _language_model(args)
     else:
-        raise UserError(f"{folder} is not a model folder written by `grukit forecast train` or "
-                        "`grukit anomaly train` (no forecaster.json or detector.json)")
+        raise UserError(f"{folder} is not a model folder written by `grukit forecast train`, "
+                        "`grukit anomaly train` or `grukit text train` (no forecaster.json, "
+                        "detector.json or lm.json)")
     gru, forward = what["gru"], what["forward"]
     if args.layer >= gru.num_layers:
         raise UserError(f"--layer must be below the GRU's {gru.num_layers} layer(s), got {args.layer}")
@@ -102,7 +109,7 @@ def run(args) -> int:
     atomic_write(out / "gates.png", lambda tmp: plot_gates(
         tmp, what["signal"], panels, units=order, title=title, signal_label=what["signal_label"],
         channel_names=what.get("channels"), first=what.get("first", 0),
-        x_label=what.get("x_label", "time step")))
+        x_label=what.get("x_label", "time step"), tick_labels=what.get("tick_labels")))
     holds = [inspect.hold_durations(torch.from_numpy(z[d]), args.threshold).length for d in range(D)]
     lengths = torch.cat(holds).numpy()
     atomic_write(out / "holds.png", lambda tmp: plot_holds(
@@ -206,6 +213,36 @@ def _detector(args) -> dict:
             "first": start if cfg.mode == "signal" else 0,
             "x_label": "row" if cfg.mode == "signal" else "time step (column)",
             "signal_label": "input (standardised)", "read": about | {"network": args.network}}
+
+
+SENTENCE = "the company said it expects to report a loss for the third quarter."
+
+
+def _language_model(args) -> dict:
+    """The language model's GRU reading ``--text`` (its embeddings), with the bits it spends on
+    each character (the first has no context: not drawn) as the signal above the gates."""
+    from grukit.apps.text import GRULanguageModel
+    from grukit.apps.text.figures import surprisal
+
+    if args.input is not None:
+        raise UserError("--input is for forecasters and anomaly detectors; a language model reads --text")
+    lm, _ = load_model(GRULanguageModel, args.model)
+    text = args.text if args.text is not None else SENTENCE
+    if args.length is not None:
+        text = text[: args.length]
+    ids = lm._tokens(text, "--text")
+    if len(ids) < 2:
+        raise UserError(f"--text must hold at least 2 tokens, got {len(ids)}")
+    net = lm.net_
+    x = torch.from_numpy(ids)[None]  # (1, T)
+    labels = [lm.vocab_.decode(ids[t:t + 1]) if lm.vocab_.level == "char" else f"{ids[t]:02x}"
+              for t in range(len(ids))]
+    return {"title": f"language model reading {len(ids)} tokens", "kind": "language model",
+            "gru": net.gru, "forward": lambda: net(x),
+            "signal": surprisal(lm, ids)[:, None], "signal_label": "bits",
+            "x_label": "character" if lm.vocab_.level == "char" else "byte",
+            "tick_labels": [("\u2423" if c == " " else c) for c in labels],
+            "read": {"text": text}}
 
 
 def _read_values(path: str, saved: dict):
