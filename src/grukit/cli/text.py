@@ -129,10 +129,10 @@ def add_parser(sub) -> None:
     d.add_argument("--out", default="demo-report/text", metavar="DIR", help="output folder")
     _add_model_args(d, hidden=DEMO_HIDDEN)
     _add_train(d, epochs=100, max_time=DEMO_SECONDS)
-    d.set_defaults(func=run_demo)
+    d.set_defaults(func=run_demo, prompt="the ")
 
 
-DEMO_HIDDEN = 256
+DEMO_HIDDEN = 256  # apps.text.run's DEMO_HIDDEN and DEMO_SECONDS (not imported: cheap --help)
 DEMO_SECONDS = 150.0
 
 
@@ -185,7 +185,7 @@ def _splits(args) -> dict:
     return splits
 
 
-def _run(args, title: str, published=None) -> int:
+def _run(args, title: str, published=None, gate_text=None) -> int:
     from grukit.apps.text.run import text_run
     from grukit.train.distributed import context
 
@@ -204,7 +204,7 @@ def _run(args, title: str, published=None) -> int:
                               for k, v in splits.items()))
     with run_folder(out, args.resume, config, ctx):
         text_run(splits, lm, out, resume=args.resume, run_config=config, published=published,
-                 title=title, prompt=args.prompt, log=log, is_main=ctx.is_main)
+                 title=title, prompt=args.prompt, gate_text=gate_text, log=log, is_main=ctx.is_main)
     return 0
 
 
@@ -214,15 +214,17 @@ def run_train(args) -> int:
     from grukit.apps.text.run import PUBLISHED_CHAR_PTB
 
     if args.dataset == "char-ptb":
-        return _run(args, "character-level Penn Treebank", PUBLISHED_CHAR_PTB)
+        from grukit.apps.text.run import SENTENCE
+
+        return _run(args, "character-level Penn Treebank", PUBLISHED_CHAR_PTB, SENTENCE)
     return _run(args, Path(args.data).name)
 
 
 def run_demo(args) -> int:
-    from grukit.apps.text.run import PUBLISHED_CHAR_PTB
+    from grukit.apps.text.run import PUBLISHED_CHAR_PTB, SENTENCE
 
     args.dataset, args.data = "char-ptb", None
-    return _run(args, "character-level Penn Treebank (demo)", PUBLISHED_CHAR_PTB)
+    return _run(args, "character-level Penn Treebank (demo)", PUBLISHED_CHAR_PTB, SENTENCE)
 
 
 def run_eval(args) -> int:

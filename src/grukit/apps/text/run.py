@@ -19,7 +19,8 @@ import grukit
 from grukit._io import atomic_write_text
 from grukit.apps.text.estimator import GRULanguageModel
 
-__all__ = ["text_run", "PUBLISHED_CHAR_PTB", "SAMPLE_TEMPERATURES", "format_table"]
+__all__ = ["text_run", "ptb_demo", "PUBLISHED_CHAR_PTB", "SAMPLE_TEMPERATURES", "format_table",
+           "DEMO_HIDDEN", "DEMO_SECONDS", "SENTENCE"]
 
 # Test bits per character on character-level Penn Treebank (the TCN paper's preparation):
 # Bai, Kolter & Koltun (2018), "An Empirical Evaluation of Generic Convolutional and Recurrent
@@ -32,6 +33,10 @@ PUBLISHED_CHAR_PTB = [
     {"model": "3-layer AWD-LSTM (Merity et al. 2018)", "bpc": 1.175, "parameters": "13.8M"},
 ]
 SAMPLE_TEMPERATURES = (0.5, 0.8, 1.0)
+# the demo: a one-layer GRU of 256 units trained for two and a half minutes
+DEMO_HIDDEN = 256
+DEMO_SECONDS = 150.0
+SENTENCE = "the company said it expects to report a loss for the third quarter."  # char-PTB style
 TRAIN_SCORED = 200_000  # the training text's bpc is measured on its last this many tokens
 NGRAM_ORDERS = range(1, 13)  # on char-PTB valid bits still fall slowly up to 14 (1.44 at 10)
 
@@ -42,10 +47,11 @@ def _tail(text, n: int):
 
 def text_run(splits: dict, lm: GRULanguageModel, out: Path, *, resume: bool = False,
              run_config: dict | None = None, published: list | None = None, title: str = "text",
-             prompt: str = "", sample_length: int = 400, log=print, is_main: bool = True,
-             shown_as: Path | None = None) -> dict:
+             prompt: str = "", sample_length: int = 400, gate_text: str | None = None, log=print,
+             is_main: bool = True, shown_as: Path | None = None) -> dict:
     """Train ``lm`` on ``splits["train"]`` (validated on ``splits["valid"]``), evaluate, run the
-    baselines, write everything; returns the metrics. ``splits["test"]`` may be absent."""
+    baselines, write everything; returns the metrics. ``splits["test"]`` may be absent. With
+    ``gate_text``, ``gates.png`` shows the first layer's gates while the model reads it."""
     from grukit.apps.text.ngram import select_order, unigram_bits
 
     t0 = time.perf_counter()
@@ -80,6 +86,14 @@ def text_run(splits: dict, lm: GRULanguageModel, out: Path, *, resume: bool = Fa
     for temp in SAMPLE_TEMPERATURES:
         text = lm.sample(prompt, sample_length, temperature=temp, seed=0)[0]
         samples.append({"temperature": temp, "prompt": prompt, "text": text})
+    gates = None
+    if gate_text is not None:
+        from grukit.apps.text.figures import gate_figure
+
+        try:
+            gates = {"text": gate_text, **gate_figure(lm, gate_text, out / "gates.png")}
+        except ValueError as exc:  # a character the model never saw: no figure, say why
+            log(f"no gate figure: {exc}")
     r = lm.result_
     metrics = {
         "title": title,
@@ -96,6 +110,7 @@ def text_run(splits: dict, lm: GRULanguageModel, out: Path, *, resume: bool = Fa
                      "best_valid_bits_per_token": r.best_val_loss, "seconds": round(fit_seconds, 1),
                      "tokens_per_s": _rate(r.history)},
         "samples": samples,
+        "gates": gates,
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "grukit": grukit.__version__, "threads": torch.get_num_threads(),
                     "platform": platform.platform(), "cpu": _cpu()},
@@ -109,6 +124,23 @@ def text_run(splits: dict, lm: GRULanguageModel, out: Path, *, resume: bool = Fa
     log(format_table(metrics))
     log(f"wrote {shown_as or out}/: model, metrics.json, samples.txt, learning_curves.png")
     return metrics
+
+
+def ptb_demo(out: Path, *, seconds: float = DEMO_SECONDS, hidden_size: int = DEMO_HIDDEN, seed: int = 0,
+             progress: str = "auto", run_config: dict | None = None, log=print,
+             shown_as: Path | None = None) -> dict:
+    """Character-level Penn Treebank in a few minutes: a small GRU trained for ``seconds`` on
+    the official split, beside the baselines and the published results."""
+    from grukit.data.text import char_ptb
+
+    splits = char_ptb()
+    lm = GRULanguageModel(hidden_size=hidden_size, train={"max_time": seconds, "seed": seed,
+                                                           "progress": progress})
+    log(f"character-level Penn Treebank: {', '.join(f'{k} {len(v):,}' for k, v in splits.items())} "
+        f"characters; a GRU of {hidden_size} units trained for {seconds:g} s")
+    return text_run(splits, lm, out, run_config=run_config, published=PUBLISHED_CHAR_PTB,
+                    title="character-level Penn Treebank", prompt="the ", gate_text=SENTENCE,
+                    log=log, shown_as=shown_as)
 
 
 def _rate(history: list[dict]) -> float | None:
