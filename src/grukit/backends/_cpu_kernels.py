@@ -44,9 +44,10 @@ from numba.extending import overload
 from grukit._layer_options import LAYER_NORM_EPS as _LN_EPS
 from grukit.backends import _numba_cache
 from grukit.backends import _blas
+from grukit.backends._small_mm import FEW_ROWS, rows_nt
 from grukit.backends._sync import barrier
 
-_numba_cache.refresh(__file__, "_sync", "_blas", "../_layer_options")
+_numba_cache.refresh(__file__, "_small_mm", "_sync", "_blas", "../_layer_options")
 _blas.load()
 _vp = types.voidptr
 _sig = types.void(_vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp)
@@ -93,6 +94,16 @@ def mm_nt(A, B, C, beta):
         return
     _gemm(84, 78, P, M, K, B, B.strides[0] // s, A, A.strides[0] // s, beta, C,
           C.strides[0] // s)  # 84 = 'T', 78 = 'N'
+
+
+@njit(**_JIT)
+def mm_small(A, B, C, beta):
+    """``mm_nt`` for many rows; dot products for a few (``_small_mm``: a matrix-vector product
+    is bound by reading ``B``, which a general GEMM does at about half the memory rate)."""
+    if A.shape[0] <= FEW_ROWS:
+        rows_nt(A, B, C, beta)
+    else:
+        mm_nt(A, B, C, beta)
 
 
 @njit(**_JIT)
@@ -298,9 +309,9 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
         t = T - 1 - s if reverse else s
         hp, hn, hi = hbuf[cur], hbuf[1 - cur], hin[cur]
         if reset_after:
-            mm_nt(hi[b0:b1], wk, gh[b0:b1, g0 : g0 + 3 * hk], 0.0)  # (n, 3hk) = h W_hh^T
+            mm_small(hi[b0:b1], wk, gh[b0:b1, g0 : g0 + 3 * hk], 0.0)  # (n, 3hk) = h W_hh^T
         else:
-            mm_nt(hi[b0:b1], wk[: 2 * hk], gh[b0:b1, g0 : g0 + 2 * hk], 0.0)  # (n, 2hk): r, z
+            mm_small(hi[b0:b1], wk[: 2 * hk], gh[b0:b1, g0 : g0 + 2 * hk], 0.0)  # (n, 2hk): r, z
         if normed:  # this block's share of each row's statistics, then everyone's
             for b in range(b0, b1):
                 part[b, blk, 0], part[b, blk, 1] = _norm_moments(gh[b, g0 : g0 + G * hk], G * hk)
@@ -333,7 +344,7 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
                     rhb[j] = sr[j] * hib[j]
         if not reset_after:
             barrier(sync, parties)  # every block's r * h_prev is in place
-            mm_nt(rh[b0:b1], wk[2 * hk :], ghn[b0:b1, j0:j1], 0.0)  # (n, hk) = (r*h) W_hn^T
+            mm_small(rh[b0:b1], wk[2 * hk :], ghn[b0:b1, j0:j1], 0.0)  # (n, hk) = (r*h) W_hn^T
             if normed:  # the n product's own statistics
                 for b in range(b0, b1):
                     part[b, blk, 0], part[b, blk, 1] = _norm_moments(ghn[b, j0:j1], hk)

@@ -25,7 +25,7 @@ from grukit.backends import _cpu_args as A
 from grukit.backends import _cpu_kernels as K
 from grukit.backends import _numba_cache
 
-_numba_cache.refresh(__file__, "_cpu_kernels", "_cpu_args", "_sync", "_blas", "../_layer_options")
+_numba_cache.refresh(__file__, "_cpu_kernels", "_small_mm", "_cpu_args", "_sync", "_blas", "../_layer_options")
 
 _GOMP_PATH = os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp.so.1")
 if not os.path.exists(_GOMP_PATH):

@@ -12,7 +12,7 @@ Shapes: T steps, N batch, I input features, H hidden. Arrays are C-contiguous fl
     h'_t = (1 - z_t) * n_t + z_t * h_{t-1}
     h_t = zoneout * h_{t-1} + (1 - zoneout) * h'_t               (zoneout in evaluation; 0: h'_t)
 
-The products are ``_small_mm.mm_small`` (dot products for a few rows, PyTorch's GEMM for
+The products are ``_cpu_kernels.mm_small`` (dot products for a few rows, PyTorch's GEMM for
 more); the activations are the fused ``cpu`` backend's (libm in float64; the rational tanh in
 float32). Importing this module imports Numba; compiled code is cached on disk.
 """
@@ -22,8 +22,7 @@ from __future__ import annotations
 from numba import njit
 
 from grukit.backends import _numba_cache
-from grukit.backends._cpu_kernels import act_sigmoid, act_tanh
-from grukit.backends._small_mm import mm_small
+from grukit.backends._cpu_kernels import act_sigmoid, act_tanh, mm_small
 
 _numba_cache.refresh(__file__, "_cpu_kernels", "_small_mm", "_sync", "_blas", "../_layer_options")
 

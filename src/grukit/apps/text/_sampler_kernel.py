@@ -18,7 +18,7 @@ C-contiguous float32 or float64 (one dtype per call), token ids int64. Per step,
     x_{t+1} = sample(logits_t, u_t)               the rule of ``sampling.sample_reference``
 
 Layer norm statistics are taken in float64 (as the ``cpu`` backend's kernels); the sampling
-arithmetic is float64 whatever the dtype. Products are ``_small_mm.mm_small`` (dot products for
+arithmetic is float64 whatever the dtype. Products are ``_cpu_kernels.mm_small`` (dot products for
 a few rows, PyTorch's GEMM for more); activations are the ``cpu`` backend's.
 """
 
@@ -31,7 +31,7 @@ from numba import njit
 from grukit._layer_options import LAYER_NORM_EPS as _LN_EPS
 from grukit.backends import _numba_cache
 from grukit.backends._cpu_kernels import act_sigmoid, act_tanh
-from grukit.backends._small_mm import mm_small as _mm
+from grukit.backends._cpu_kernels import mm_small as _mm
 
 _numba_cache.refresh(__file__, "_cpu_kernels", "_small_mm", "_sync", "_blas", "../_layer_options")
 
