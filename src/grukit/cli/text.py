@@ -8,6 +8,7 @@ sample from it, or run the character-level Penn Treebank demo.
   grukit text generate --model DIR [--prompt TEXT | --prompt-file FILE] [--length N]
                        [--temperature T] [--top-k K] [--top-p P] [--seed S] [--samples K]
   grukit text demo     [--out DIR]
+  grukit text export   --model DIR --out FILE.onnx [--opset N] [--force]
 
 `train` trains with truncated back-propagation through time over contiguous streams, stops early
 on the validation text's bits per character, and writes the model, metrics.json (train, valid and
@@ -121,6 +122,18 @@ def add_parser(sub) -> None:
     gen.add_argument("--samples", type=int, default=1, help="independent samples, drawn together")
     gen.add_argument("--stop", default=None, help="end a sample where this string appears")
     gen.set_defaults(func=run_generate)
+
+    x = tsub.add_parser("export", help="write a trained model as one ONNX graph (+ its vocabulary)",
+                        description="Write the model as ONNX (tokens, state -> logits, state_out; any "
+                        "batch and length), checked in ONNX Runtime against the model before it "
+                        "replaces FILE.onnx; the vocabulary goes beside it as FILE.vocab.json.",
+                        formatter_class=Formatter)
+    x.add_argument("--model", required=True, metavar="DIR", help="a folder written by `text train`")
+    x.add_argument("--out", required=True, metavar="FILE.onnx", help="the ONNX file to write")
+    x.add_argument("--opset", type=int, default=None, metavar="N",
+                   help="ONNX opset, 17 or newer (none: torch.onnx.export's default)")
+    x.add_argument("--force", action="store_true", help="replace FILE.onnx and its .vocab.json if they exist")
+    x.set_defaults(func=run_export)
 
     d = tsub.add_parser("demo", help="character-level Penn Treebank in a few minutes",
                         description="Train a small GRU on character-level Penn Treebank within a time "
@@ -266,4 +279,22 @@ def run_generate(args) -> int:
         for k, t in enumerate(texts):
             out.write(f"--- sample {k + 1} ---\n{prompt}{''.join(t)}\n")
     out.flush()
+    return 0
+
+
+def run_export(args) -> int:
+    from grukit.apps.text.estimator import GRULanguageModel
+    from grukit.apps.text.export import TOLERANCE, export_onnx, vocab_path
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".onnx":
+        raise UserError(f"--out must name a .onnx file, got {out}")
+    for path in (out, vocab_path(out)):
+        check_output_file(path, args.force)
+    lm, _ = load_model(GRULanguageModel, args.model)
+    export_onnx(lm, out, opset=args.opset)
+    L, H, V = lm.config.num_layers, lm.config.hidden_size, lm.vocab_.size
+    print(f"wrote   {out}: tokens (N, T) int64, state ({L}, N, {H}) float32 -> logits (N, T, {V}), "
+          f"state_out ({L}, N, {H}); vocabulary in {vocab_path(out)}")
+    print(f"verified: ONNX Runtime matches the model on a random batch (tolerance {TOLERANCE:g})")
     return 0
