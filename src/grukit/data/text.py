@@ -218,15 +218,6 @@ class TextDecoder:
         self.vocab = vocab
         self._bytes = codecs.getincrementaldecoder("utf-8")(errors="replace") if vocab.level == "byte" else None
 
-    def _table(self) -> np.ndarray:
-        """id of each code point up to the largest symbol's, -1 for the others (one more entry,
-        -1, stands for every larger code point)."""
-        if self._lookup is None:
-            table = np.full(int(self._codes.max()) + 2, -1, np.int64)  # (max code + 2,)
-            table[self._codes] = np.arange(len(self._codes))
-            self._lookup = table
-        return self._lookup
-
     def decode(self, ids) -> str:
         if self._bytes is None:
             return self.vocab.decode(ids)

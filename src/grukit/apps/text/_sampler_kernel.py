@@ -32,8 +32,9 @@ from grukit._layer_options import LAYER_NORM_EPS as _LN_EPS
 from grukit.backends import _numba_cache
 from grukit.backends._cpu_kernels import act_sigmoid, act_tanh
 from grukit.backends._cpu_kernels import mm_small as _mm
+from grukit.backends._stream_kernel import _new_state
 
-_numba_cache.refresh(__file__, "_cpu_kernels", "_small_mm", "_sync", "_blas", "../_layer_options")
+_numba_cache.refresh(__file__, "_cpu_kernels", "_small_mm", "_stream_kernel", "_sync", "_blas", "../_layer_options")
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 _INLINE = dict(_JIT, inline="always")
@@ -77,15 +78,6 @@ def _project(x, w, b, gain, shift, normed, out):
     else:
         _fill_rows(out, b)
         _mm(x, w, out, 1.0)
-
-
-@njit(**_INLINE)
-def _new_state(hp, z, n, zoneout):
-    """``h_t`` from ``h_{t-1}``, the update gate and the candidate, with zoneout's mix."""
-    hv = (1.0 - z) * n + z * hp
-    if zoneout != 0.0:
-        hv = zoneout * hp + (1.0 - zoneout) * hv
-    return hv
 
 
 @njit(**_JIT)
