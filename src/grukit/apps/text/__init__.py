@@ -2,6 +2,7 @@
 
 - :class:`GRULanguageModel`: the estimator (fit, evaluate in bits per character, generate).
 - :class:`LMConfig`: its network's hyperparameters; :class:`LMNet`: the network.
+- :func:`grukit.apps.text.export.export_onnx`: the model as one ONNX graph (``grukit text export``).
 """
 
 from grukit.apps.text.estimator import GRULanguageModel
