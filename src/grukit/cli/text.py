@@ -142,7 +142,7 @@ def add_parser(sub) -> None:
     d.add_argument("--out", default="demo-report/text", metavar="DIR", help="output folder")
     _add_model_args(d, hidden=DEMO_HIDDEN)
     _add_train(d, epochs=100, max_time=DEMO_SECONDS)
-    d.set_defaults(func=run_demo, prompt="the ")
+    d.set_defaults(func=run_demo, prompt="the ", bptt=64, lr=3e-3)  # run.py's DEMO_BPTT, DEMO_LR
 
 
 DEMO_HIDDEN = 256  # apps.text.run's DEMO_HIDDEN and DEMO_SECONDS (not imported: cheap --help)
