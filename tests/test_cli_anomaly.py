@@ -234,11 +234,11 @@ def test_a_train_interrupted_after_a_checkpoint_keeps_it_and_resume_completes(tm
     args = _train_args(data, out, "--train-until", "1200", "--epochs", "2", "--patience", "0")
     real, epochs = Trainer._train_epoch, []
 
-    def interrupted_in_epoch_2(self, net, model, optimizer, data, epoch):
+    def interrupted_in_epoch_2(self, net, model, optimizer, data, epoch, deadline):
         epochs.append(epoch)
         if epoch == 2:
             raise KeyboardInterrupt
-        return real(self, net, model, optimizer, data, epoch)
+        return real(self, net, model, optimizer, data, epoch, deadline)
 
     monkeypatch.setattr(Trainer, "_train_epoch", interrupted_in_epoch_2)
     assert main(args) == 130
@@ -248,9 +248,9 @@ def test_a_train_interrupted_after_a_checkpoint_keeps_it_and_resume_completes(tm
     assert main(args) == 2  # a plain rerun does not overwrite it
     assert "exists and is not empty" in capsys.readouterr().err
 
-    def counted(self, net, model, optimizer, data, epoch):
+    def counted(self, net, model, optimizer, data, epoch, deadline):
         epochs.append(epoch)
-        return real(self, net, model, optimizer, data, epoch)
+        return real(self, net, model, optimizer, data, epoch, deadline)
 
     monkeypatch.setattr(Trainer, "_train_epoch", counted)
     epochs.clear()

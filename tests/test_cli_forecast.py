@@ -218,11 +218,11 @@ def test_a_failed_train_leaves_nothing_or_its_checkpoint_and_resume_completes(tm
     args = ["forecast", "train", "--data", str(data), "--out", str(out), *TINY, "--patience", "0"]
     real, epochs, fail_in = Trainer._train_epoch, [], {1}
 
-    def failing(self, net, model, optimizer, data, epoch):
+    def failing(self, net, model, optimizer, data, epoch, deadline):
         epochs.append(epoch)
         if epoch in fail_in:
             raise TrainingError(f"the loss is not finite in epoch {epoch}")
-        return real(self, net, model, optimizer, data, epoch)
+        return real(self, net, model, optimizer, data, epoch, deadline)
 
     monkeypatch.setattr(Trainer, "_train_epoch", failing)
     assert main(args) == 2
