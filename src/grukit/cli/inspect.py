@@ -215,7 +215,7 @@ def _detector(args) -> dict:
             "signal_label": "input (standardised)", "read": about | {"network": args.network}}
 
 
-SENTENCE = "the company said it expects to report a loss for the third quarter."
+SENTENCE = "the company said it expects to report a loss for the third quarter"
 
 
 def _language_model(args) -> dict:

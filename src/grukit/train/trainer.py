@@ -215,6 +215,8 @@ class Trainer:
             self._save(ckpt_dir, epoch, model, optimizer, scheduler, history, best_val, best_epoch,
                        bad_epochs, improved, done, stopped, spent + time.perf_counter() - t0)
             eta = (c.epochs - epoch) * (time.perf_counter() - t0) / (epoch - start + 1)
+            if deadline is not None:
+                eta = min(eta, max(deadline - time.perf_counter(), 0.0))
             self.log(
                 f"epoch {epoch:>3}/{c.epochs}  train {train_loss:.4f}"
                 + (f"  val {val_loss:.4f}" if val_loss is not None else "")

@@ -39,7 +39,7 @@ DEMO_HIDDEN = 256
 DEMO_SECONDS = 150.0
 DEMO_BPTT = 64
 DEMO_LR = 3e-3
-SENTENCE = "the company said it expects to report a loss for the third quarter."  # char-PTB style
+SENTENCE = "the company said it expects to report a loss for the third quarter"  # char-PTB style
 TRAIN_SCORED = 200_000  # the training text's bpc is measured on its last this many tokens
 NGRAM_ORDERS = range(1, 13)  # on char-PTB valid bits still fall slowly up to 14 (1.44 at 10)
 
