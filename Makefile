@@ -9,13 +9,18 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
           $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
+# the Free Spoken Digit Dataset beside this checkout, when it is there: the speech demo reads it
+# offline ($GRUKIT_FSDD, when set, wins; without either the demo downloads it into its cache)
+FSDD   := $(abspath $(firstword $(wildcard ../shared/data/fsdd)))
+FSDD_ENV := $(if $(FSDD),GRUKIT_FSDD="$${GRUKIT_FSDD:-$(FSDD)}",)
+
 .PHONY: demo test install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 install: $(BIN)/python
-	$(PIP) -e '.[demo,test,bench,onnx,keras,apps,data]'
+	$(PIP) -e '.[demo,test,bench,onnx,keras,apps,data,speech]'
 
 bench: $(BIN)/python
 	$(PIP) -e '.[bench]'
@@ -23,11 +28,11 @@ bench: $(BIN)/python
 
 demo: $(BIN)/python
 	$(PIP) -e '.[demo]'
-	$(BIN)/grukit demo $(ARGS)
+	$(FSDD_ENV) $(BIN)/grukit demo $(ARGS)
 
 test: $(BIN)/python
 	$(PIP) -e '.[test]'
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(FSDD_ENV) $(BIN)/python -m pytest -q $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache demo-report

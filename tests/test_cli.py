@@ -270,7 +270,7 @@ def test_the_cli_modules_import_one_way():
             elif isinstance(node, ast.Import):
                 found |= {a.name.split(".")[2] for a in node.names if a.name.startswith("grukit.cli.")}
         uses[path.stem] = found
-    subcommands = {"anomaly", "bench", "convert", "demo", "forecast", "inspect", "text"}
+    subcommands = {"anomaly", "bench", "convert", "demo", "forecast", "inspect", "speech", "text"}
     shared = {"_errors", "_folders", "_runs"}
     assert set(uses) == {"__init__", "main"} | subcommands | shared
     assert uses["main"] >= subcommands and not any("main" in u for u in uses.values())

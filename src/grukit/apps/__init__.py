@@ -4,12 +4,16 @@ hyperparameters in the constructor, ``fit(data) -> self``, ``predict``, ``save``
 - :class:`GRUForecaster`: time-series forecasting (``grukit forecast``).
 - :class:`GRUAnomalyDetector`: anomaly detection in signals and sequences (``grukit anomaly``).
 - :class:`GRULanguageModel`: a character/byte language model that generates text (``grukit text``).
+- :class:`GRUSpeechRecognizer`: spoken words and strings of words from audio (``grukit speech``).
 """
 
 from grukit.apps.anomaly import DetectorConfig, GRUAnomalyDetector
 from grukit.apps.contract import NotFittedError
 from grukit.apps.forecast import Forecast, ForecasterConfig, GRUForecaster
+from grukit.apps.speech.estimator import GRUSpeechRecognizer, Recognition
+from grukit.apps.speech.model import SpeechConfig
 from grukit.apps.text import GRULanguageModel, LMConfig
 
 __all__ = ["GRUForecaster", "ForecasterConfig", "Forecast", "GRUAnomalyDetector", "DetectorConfig",
-           "GRULanguageModel", "LMConfig", "NotFittedError"]
+           "GRULanguageModel", "LMConfig", "GRUSpeechRecognizer", "SpeechConfig", "Recognition",
+           "NotFittedError"]

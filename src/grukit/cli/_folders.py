@@ -22,7 +22,8 @@ from grukit.cli._errors import UserError
 __all__ = ["RUN_COMMANDS", "run_folder", "check_out", "check_output_file", "into_fresh_folder"]
 
 # the commands whose config.json marks a run folder as grukit's
-RUN_COMMANDS = ("anomaly train", "forecast train", "forecast demo", "text train", "text demo")
+RUN_COMMANDS = ("anomaly train", "forecast train", "forecast demo", "text train", "text demo",
+                "speech train", "speech demo")
 
 
 @contextmanager

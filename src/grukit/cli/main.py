@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from grukit import __version__
-from grukit.cli import anomaly, bench, convert, demo, forecast, inspect, text
+from grukit.cli import anomaly, bench, convert, demo, forecast, inspect, speech, text
 from grukit.cli._errors import debug_from_env, report
 
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     forecast.add_parser(sub)
     anomaly.add_parser(sub)
     text.add_parser(sub)
+    speech.add_parser(sub)
     inspect.add_parser(sub)
     bench.add_parser(sub)
     convert.add_parser(sub)
