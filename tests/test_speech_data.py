@@ -409,3 +409,19 @@ def test_connected_digits_validates(kw, message):
     args = {"clips": clips, "labels": labels, "count": 2, "rate": CLIP_RATE, **kw}
     with pytest.raises(DataError, match=message):
         connected_digits(args.pop("clips"), args.pop("labels"), **args)
+
+
+def test_connected_digits_noise_at_the_snr_leaves_the_strings_unchanged():
+    clips, labels = _clips()
+    clean = connected_digits(clips, labels, count=20, rate=CLIP_RATE, seed=4)
+    noisy = connected_digits(clips, labels, count=20, rate=CLIP_RATE, snr_db=10.0, seed=4)
+    assert [t for _, t in clean] == [t for _, t in noisy]
+    snrs = []
+    for (c, _), (n, _) in zip(clean, noisy):
+        assert n.dtype == np.float32 and n.shape == c.shape
+        noise = n.astype(np.float64) - c
+        assert abs(noise.mean()) < 0.02  # zero-mean white noise, everywhere including the silences
+        assert np.std(noise[c == 0]) == pytest.approx(np.std(noise[c != 0]), rel=0.2)
+        snrs.append(10 * np.log10(np.mean(c.astype(np.float64) ** 2) / np.mean(noise ** 2)))
+    assert np.mean(snrs) == pytest.approx(10.0, abs=0.15)
+    assert all(abs(s - 10.0) < 0.8 for s in snrs)
