@@ -425,3 +425,18 @@ def test_connected_digits_noise_at_the_snr_leaves_the_strings_unchanged():
         snrs.append(10 * np.log10(np.mean(c.astype(np.float64) ** 2) / np.mean(noise ** 2)))
     assert np.mean(snrs) == pytest.approx(10.0, abs=0.15)
     assert all(abs(s - 10.0) < 0.8 for s in snrs)
+
+
+def test_connected_digits_segments_locate_each_word():
+    rng = np.random.default_rng(5)
+    clips = [np.full(int(rng.integers(300, 900)), float(k + 1), np.float32) for k in range(4)]
+    labels = ["one", "two", "three", "four"]
+    plain = connected_digits(clips, labels, count=20, rate=8000, seed=3)
+    for (wave, text, where), (wave0, text0) in zip(
+            connected_digits(clips, labels, count=20, rate=8000, seed=3, segments=True), plain):
+        np.testing.assert_array_equal(wave, wave0)  # the same strings with or without segments
+        assert text == text0 and len(where) == len(text.split())
+        for (a, b), word in zip(where, text.split()):
+            k = labels.index(word)
+            np.testing.assert_array_equal(wave[a:b], clips[k])
+            assert wave[a - 1] == 0 and (b == len(wave) or wave[b] == 0)

@@ -379,14 +379,15 @@ def _interval(value, name: str, integer: bool = False) -> tuple:
 
 def connected_digits(clips: list[np.ndarray], labels: list[str], *, count: int, rate: int, lengths=(3, 7),
                      pause=(0.05, 0.4), edge=(0.05, 0.2), snr_db: float | None = None,
-                     seed: int = 0) -> list[tuple[np.ndarray, str]]:
+                     seed: int = 0, segments: bool = False) -> list[tuple]:
     """``count`` strings of words (see the module docstring): [(wave float32 (S,), transcript)].
     Each has a length drawn uniformly from ``lengths`` (inclusive), that many clips drawn with
     replacement from ``clips`` (1-D waves at ``rate`` Hz), silences of U[pause] seconds between
     them and U[edge] before and after, and, when ``snr_db`` is given, white noise at that
     signal-to-noise ratio (``grukit.data.audio.add_noise``). Deterministic for ``seed``: the
     strings come from one random stream and the noise from another, so a seed gives the same
-    strings with or without noise."""
+    strings with or without noise. With ``segments``, each string also gives where its words
+    are: [(first sample, end sample), ...] (end exclusive), for measuring emission delays."""
     if isinstance(clips, np.ndarray) or isinstance(labels, str):
         raise DataError("expected clips and labels as lists (one wave and one label per clip)")
     clips, labels = list(clips), list(labels)
@@ -422,10 +423,14 @@ def connected_digits(clips: list[np.ndarray], labels: list[str], *, count: int, 
         ends = rng.uniform(*edge, size=2)  # (2,) seconds
         silence = [round(s * rate) for s in (ends[0], *gaps, ends[1])]
         parts = [np.zeros(silence[0], np.float32)]
+        where, at = [], silence[0]
         for k, i in enumerate(picks):
             parts += [waves[i], np.zeros(silence[k + 1], np.float32)]
+            where.append((at, at + len(waves[i])))
+            at += len(waves[i]) + silence[k + 1]
         wave = np.concatenate(parts)  # (S,)
         if snr_db is not None:
             wave = np.asarray(add_noise(wave, snr_db, noise_rng), dtype=np.float32)
-        out.append((wave, " ".join(labels[i] for i in picks)))
+        text = " ".join(labels[i] for i in picks)
+        out.append((wave, text, where) if segments else (wave, text))
     return out

@@ -29,6 +29,7 @@ __all__ = ["classify_run", "speakers_run", "transcribe_run", "speech_demo", "mac
 NOISE_SNRS = (20.0, 10.0, 5.0)
 SPEEDS = (0.9, 1.1)
 CHUNK_MS = 100  # streaming: audio arrives in chunks of this many milliseconds
+STREAMED = 100  # streaming is measured on the first this many test strings
 
 
 def machine() -> dict:
@@ -196,34 +197,35 @@ def speakers_run(utts, make, out: Path, *, resume: bool = False, title: str = "s
     return metrics
 
 
-def string_set(utts, count: int, rate: int, seed: int, log=print) -> tuple[list, list]:
+def string_set(utts, count: int, rate: int, seed: int, log=print) -> tuple[list, list, list]:
     """``count`` strings of 3-7 words joined from the word recordings ``utts`` with random
-    pauses (``grukit.data.speech.connected_digits``): (recordings, transcripts)."""
+    pauses (``grukit.data.speech.connected_digits``): (recordings, transcripts, where each word
+    is: [(first sample, end sample), ...] per string)."""
     from grukit.data.speech import connected_digits
 
     waves, utts, _ = _waves(utts, rate, log)
-    pairs = connected_digits(waves, [u.text for u in utts], count=count, rate=rate, seed=seed)
-    return [p[0] for p in pairs], [p[1] for p in pairs]
+    made = connected_digits(waves, [u.text for u in utts], count=count, rate=rate, seed=seed, segments=True)
+    return [m[0] for m in made], [m[1] for m in made], [m[2] for m in made]
 
 
-def transcript_set(utts, rate: int, log=print) -> tuple[list, list]:
-    """Recordings of a transcript manifest and their transcripts."""
+def transcript_set(utts, rate: int, log=print) -> tuple[list, list, None]:
+    """Recordings of a transcript manifest and their transcripts (word positions unknown)."""
     waves, utts, _ = _waves(utts, rate, log)
-    return waves, [u.text for u in utts]
+    return waves, [u.text for u in utts], None
 
 
 def transcribe_run(train: tuple, tests: dict, rec, out: Path, *, resume: bool = False,
                    title: str = "speech", log=print, is_main: bool = True) -> dict:
-    """Train ``rec`` (transcribe) on ``train`` = (recordings, transcripts); measure on each of
-    ``tests`` = {name: (recordings, transcripts)}; returns the metrics."""
-    waves, texts = train
+    """Train ``rec`` (transcribe) on ``train`` = (recordings, transcripts, ...); measure on each
+    of ``tests`` = {name: (recordings, transcripts, word positions or None)}; returns the metrics."""
+    waves, texts = train[0], train[1]
     t0 = time.perf_counter()
     rec.fit(waves, texts, out_dir=out, resume=resume, log=log)
     fit_seconds = time.perf_counter() - t0
     if not is_main:
         return {}
     results = {}
-    for name, (tw, tt) in tests.items():
+    for name, (tw, tt, _) in tests.items():
         greedy = rec.evaluate(tw, tt, decode="greedy")
         beam = rec.evaluate(tw, tt, decode="beam")
         results[name] = {
@@ -240,35 +242,49 @@ def transcribe_run(train: tuple, tests: dict, rec, out: Path, *, resume: bool = 
                "fit_seconds": round(fit_seconds, 1), "machine": machine()}
     first = next(iter(tests.values()))
     if rec.config.streamable:
-        metrics["streaming"] = streaming_measure(rec, first[0][:50])
+        metrics["streaming"] = streaming_measure(rec, first[0][:STREAMED], first[1][:STREAMED],
+                                                 first[2][:STREAMED] if first[2] else None)
     rec.save(out)
     _alignment_example(rec, first[0][0], first[1][0], out / "alignment.png", title)
     _write_metrics(out, metrics)
     return metrics
 
 
-def streaming_measure(rec, waves) -> dict:
-    """Push each recording through ``rec.stream()`` in CHUNK_MS chunks: whether the words equal
-    the offline greedy transcript, the real-time factor (compute seconds per audio second), and
-    how long after each word's emission step the chunk holding it had arrived (the compute delay)."""
+def streaming_measure(rec, waves, texts, where=None) -> dict:
+    """Push each recording through ``rec.stream()`` in CHUNK_MS chunks, as a live source would
+    deliver them: whether the words equal the offline greedy transcript, the real-time factor
+    (compute seconds per audio second) and, where the words' positions are known, the delay from
+    the end of each word to its emission. A word is emitted when the chunk holding its step has
+    arrived and been computed: delay = (end of that chunk + its compute time) - end of the word,
+    over the strings whose streamed transcript is right (so words pair up)."""
     stream = rec.stream()
-    step = int(rec.config.sample_rate * CHUNK_MS / 1000)
-    same, compute, audio, per_chunk = 0, 0.0, 0.0, []
+    rate = rec.config.sample_rate
+    step = int(rate * CHUNK_MS / 1000)
+    same, compute, audio, per_chunk, delays = 0, 0.0, 0.0, [], []
     offline = rec.predict(waves, decode="greedy")
-    for w, ref in zip(waves, offline):
-        words = []
+    for k, (w, ref) in enumerate(zip(waves, offline)):
+        words, emitted = [], []
         for a in range(0, len(w), step):
             c0 = time.perf_counter()
-            words += stream.push(w[a: a + step])
+            got = stream.push(w[a: a + step])
             dt = time.perf_counter() - c0
             per_chunk.append(dt)
             compute += dt
+            words += got
+            emitted += [min(a + step, len(w)) / rate + dt] * len(got)
         words += stream.finish()
-        audio += len(w) / rec.config.sample_rate
-        same += " ".join(x.text for x in words) == ref
-    return {"chunk_ms": CHUNK_MS, "recordings": len(waves), "equal_to_offline_greedy": same,
-            "real_time_factor": compute / audio, "median_chunk_ms": 1000 * float(np.median(per_chunk)),
-            "p95_chunk_ms": 1000 * float(np.percentile(per_chunk, 95))}
+        audio += len(w) / rate
+        said = " ".join(x.text for x in words)
+        same += said == ref
+        if where is not None and said == texts[k]:
+            delays += [e - end / rate for e, (_, end) in zip(emitted, where[k])]
+    out = {"chunk_ms": CHUNK_MS, "recordings": len(waves), "equal_to_offline_greedy": same,
+           "real_time_factor": compute / audio, "median_chunk_ms": 1000 * float(np.median(per_chunk)),
+           "p95_chunk_ms": 1000 * float(np.percentile(per_chunk, 95))}
+    if delays:
+        out.update(words_timed=len(delays), median_delay_ms=1000 * float(np.median(delays)),
+                   p90_delay_ms=1000 * float(np.percentile(delays, 90)))
+    return out
 
 
 def _alignment_example(rec, wave, truth: str, path: Path, title: str) -> None:
