@@ -91,7 +91,7 @@ def classify_run(train, test, rec, out: Path, *, resume: bool = False, title: st
         "classes": ours["classes"], "accuracy": ours["accuracy"], "errors": int(len(labels) - sum(correct)),
         "per_speaker": per_speaker, "confusion": ours["confusion"], "baselines": baselines,
         "parameters": rec.num_parameters, "model": dict(rec.config.__dict__),
-        "train": rec.train_config.to_dict(), "epochs": rec.result_.epochs, "best_epoch": rec.result_.best_epoch,
+        "train": rec.train_config.to_dict(), "epochs": rec.result_.epochs_run, "best_epoch": rec.result_.best_epoch,
         "stopped": rec.result_.stopped, "fit_seconds": round(fit_seconds, 1),
         "baseline_seconds": round(base_seconds, 1), "machine": machine(),
     }
@@ -237,7 +237,7 @@ def transcribe_run(train: tuple, tests: dict, rec, out: Path, *, resume: bool = 
         }
     metrics = {"title": title, "task": "transcribe", "train_recordings": len(waves), "tests": results,
                "parameters": rec.num_parameters, "model": dict(rec.config.__dict__),
-               "train": rec.train_config.to_dict(), "epochs": rec.result_.epochs,
+               "train": rec.train_config.to_dict(), "epochs": rec.result_.epochs_run,
                "best_epoch": rec.result_.best_epoch, "stopped": rec.result_.stopped,
                "fit_seconds": round(fit_seconds, 1), "machine": machine()}
     first = next(iter(tests.values()))
