@@ -85,6 +85,8 @@ def test_bad_recordings_are_refused():
         pooled_mfcc([np.zeros(400), np.zeros(100)], RATE)
     with pytest.raises(DataError, match=r"waves\[0\].*1-D"):
         pooled_mfcc([np.zeros((2, 400))], RATE)
+    with pytest.raises(DataError, match=r"waves\[1\].*float.*int16"):
+        pooled_mfcc([np.zeros(400), np.zeros(400, np.int16)], RATE)
     with pytest.raises(DataError, match="rate"):
         pooled_mfcc([np.zeros(400)], 0)
 

@@ -23,7 +23,7 @@ Classifiers (:func:`fit_baselines`), both on the standardised rows:
 * ``"pooled MFCC + 1-NN"``: ``StandardScaler`` + ``KNeighborsClassifier(n_neighbors=1)``.
 * ``"MFCC + DTW 1-NN"`` (only with ``dtw=True``): each recording's MFCC frames, every coefficient
   standardised by its mean and standard deviation over all training frames, labelled by the
-  nearest training recording under DTW (below). About 15 s for FSDD's 300 x 2,700 on one core.
+  nearest training recording under DTW (below). About 10 s for FSDD's 300 x 2,700 on one core.
 
 Dynamic time warping (:func:`dtw_distance`, :func:`dtw_1nn`): for sequences ``a`` (Ta, F) and
 ``b`` (Tb, F), with ``d(i, j) = ||a_i - b_j||_2``,
@@ -72,8 +72,9 @@ def _check_waves(waves, what: str) -> list[np.ndarray]:
     out = []
     for i, w in enumerate(waves):
         w = np.asarray(w)
-        if w.ndim != 1 or w.dtype.kind not in "fiu":
-            raise DataError(f"{what}[{i}]: expected a 1-D array of samples, got {w.ndim}-D {w.dtype}")
+        if w.ndim != 1 or w.dtype.kind != "f":
+            raise DataError(f"{what}[{i}]: expected a 1-D float array of samples (as read_audio gives), "
+                            f"got {w.ndim}-D {w.dtype}")
         if not np.isfinite(w).all():
             raise DataError(f"{what}[{i}]: expected finite samples, got NaN or inf")
         out.append(w.astype(np.float32, copy=False))
