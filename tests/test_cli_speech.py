@@ -60,7 +60,7 @@ def test_train_writes_model_metrics_baselines_and_figures(trained):
     assert m["task"] == "classify" and m["classes"] == sorted(TONES)
     assert m["train_recordings"] + m["test_recordings"] == 36  # the corrupt file skipped
     assert any("broken.wav" in s[0] for s in m["skipped_files"])
-    assert len(m["baselines"]) == 2 and all(0 <= b["accuracy"] <= 1 for b in m["baselines"].values())
+    assert len(m["baselines"]) == 3 and all(0 <= b["accuracy"] <= 1 for b in m["baselines"].values())
     assert set(m["robustness"]["GRU"]) == {"clean", "20 dB", "10 dB", "5 dB", "speed 0.9", "speed 1.1"}
     assert m["machine"]["cpu"]
 

@@ -364,7 +364,7 @@ def _speech(args, out: Path):
              *(sp["baselines"][n]["accuracy"] for n in names)]]
     for name, r in st["tests"].items():
         rows.append([f"digit strings, {name}: word error rate / string accuracy",
-                     f"{r['beam']['wer']:.4f} / {r['beam']['sentence_accuracy']:.3f}", "", ""])
+                     f"{r['beam']['wer']:.4f} / {r['beam']['sentence_accuracy']:.3f}", *[""] * len(names)])
     paragraphs = [
         f"grukit.apps.GRUSpeechRecognizer on the Free Spoken Digit Dataset (3,000 recordings, 6 speakers, "
         f"8 kHz): log-mel features computed inside the model, a 2-layer GRU of {DEMO['hidden_size']} units "
