@@ -173,3 +173,13 @@ def test_out_must_be_new_or_empty(word_folder, tmp_path):
     r = _grukit("speech", "train", "--data", str(word_folder), "--out", str(out), *TINY)
     assert r.returncode == 2
     assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_inspect_draws_a_speech_models_gates(trained, word_folder, tmp_path, capsys):
+    wav = word_folder / "high" / "3.wav"
+    assert main(["inspect", "--model", str(trained), "--input", str(wav), "--out", str(tmp_path / "g")]) == 0
+    summary = json.loads((tmp_path / "g" / "summary.json").read_text())
+    assert summary["model"] == "speech recognizer" and summary["directions"] == 2
+    assert (tmp_path / "g" / "gates.png").stat().st_size > 0
+    assert main(["inspect", "--model", str(trained), "--out", str(tmp_path / "h")]) == 2
+    assert "--input is needed for a speech recognizer" in capsys.readouterr().err

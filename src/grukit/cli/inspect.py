@@ -3,12 +3,14 @@
   grukit inspect --model DIR [--input FILE.csv] --out DIR [--series ID] [--start ROW] [--length N]
                  [--layer K] [--network encoder|decoder] [--threshold 0.5]
 
-DIR is a folder written by `grukit forecast train`, `grukit anomaly train` or `grukit text train`.
+DIR is a folder written by `grukit forecast train`, `grukit anomaly train`, `grukit text train` or
+`grukit speech train`.
 The model reads one input the way it does when it forecasts, scores or generates (a forecaster:
 the last --length points of --series, scaled, default its input window; a signal forecaster:
 --length rows from --start, its state carried from row 0; a window autoencoder: the window
 starting at row --start; a sequence autoencoder: row --start; a language model: --text, drawn
-under the bits it spends on each character), and the gates of one layer (--layer) are written
+under the bits it spends on each character; a speech recognizer: the recording --input, drawn
+under its loudness per step), and the gates of one layer (--layer) are written
 to --out:
 
   gates.png     the input, then heatmaps of the update gate z_t (the share of the previous state
@@ -39,8 +41,9 @@ def add_parser(sub) -> None:
                        description=__doc__, formatter_class=Formatter)
     p.add_argument("--model", required=True, metavar="DIR",
                    help="a folder written by `forecast train` or `anomaly train`")
-    p.add_argument("--input", default=None, metavar="FILE.csv",
-                   help="the data to read (a forecaster: default the series it was fitted on)")
+    p.add_argument("--input", default=None, metavar="FILE",
+                   help="the data to read: a CSV (a forecaster: default the series it was fitted "
+                        "on), or an audio file for a speech recognizer")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for gates.png, holds.png, summary.json")
     p.add_argument("--series", default=None, metavar="ID", help="forecaster: the series (default: the first)")
     p.add_argument("--start", type=int, default=0, metavar="ROW",
@@ -79,10 +82,12 @@ def run(args) -> int:
         what = _detector(args)
     elif (folder / "lm.json").is_file():
         what = _language_model(args)
+    elif (folder / "speech.json").is_file():
+        what = _speech(args)
     else:
         raise UserError(f"{folder} is not a model folder written by `grukit forecast train`, "
-                        "`grukit anomaly train` or `grukit text train` (no forecaster.json, "
-                        "detector.json or lm.json)")
+                        "`grukit anomaly train`, `grukit text train` or `grukit speech train` (no "
+                        "forecaster.json, detector.json, lm.json or speech.json)")
     gru, forward = what["gru"], what["forward"]
     if args.layer >= gru.num_layers:
         raise UserError(f"--layer must be below the GRU's {gru.num_layers} layer(s), got {args.layer}")
@@ -243,6 +248,34 @@ def _language_model(args) -> dict:
             "x_label": "character" if lm.vocab_.level == "char" else "byte",
             "tick_labels": [("\u2423" if c == " " else c) for c in labels],
             "read": {"text": text}}
+
+
+def _speech(args) -> dict:
+    """The speech recognizer's GRU reading the recording ``--input`` (its normalised, stacked
+    features), under the recording's log-mel energy per step (mean over the bands)."""
+    from grukit.apps.speech.estimator import GRUSpeechRecognizer
+    from grukit.data.audio import read_audio
+
+    if args.input is None:
+        raise UserError("--input is needed for a speech recognizer: an audio file (WAV, FLAC, OGG)")
+    rec, _ = load_model(GRUSpeechRecognizer, args.model)
+    wave, _ = read_audio(args.input, rec.config.sample_rate)
+    if len(wave) < rec.min_samples:
+        raise UserError(f"{args.input} is shorter than one step of the model "
+                        f"({1000 * rec.min_samples / rec.config.sample_rate:g} ms)")
+    net = rec.net_.eval()
+    x = torch.from_numpy(wave)[None]  # (1, S)
+    n = torch.tensor([len(wave)])
+    with torch.no_grad():
+        f, counts = net.features(x, n)  # (1, T, F)
+    k = rec.config.stack
+    steps = int(counts[0]) // k
+    energy = f[0, : steps * k].mean(1).reshape(steps, k).mean(1)  # (T',) log-mel, mean over bands
+    seconds = k * rec.config.feature_config().hop_length / rec.config.sample_rate
+    return {"title": f"speech recognizer reading {Path(args.input).name}", "kind": "speech recognizer",
+            "gru": net.gru, "forward": lambda: net.sequence(*net.frames(x, n)),
+            "signal": energy.double().numpy()[:, None], "signal_label": "log-mel\nenergy",
+            "x_label": f"step ({1000 * seconds:g} ms)", "read": {"input": args.input}}
 
 
 def _read_values(path: str, saved: dict):

@@ -65,13 +65,14 @@ def _add_model_args(p, hidden: int = 128) -> None:
     a = p.add_argument_group("augmentation (training only)")
     a.add_argument("--no-spec-augment", action="store_true", help="no time and frequency masking")
     a.add_argument("--speed-perturb", type=float, default=0.1, help="play at 1-p, 1 or 1+p speed (0: off)")
-    a.add_argument("--noise-snr", type=float, default=None, metavar="DB",
+    a.add_argument("--noise-snr", type=float, default=10.0, metavar="DB",
                    help="add white noise to half the recordings, SNR between DB and 40 dB")
+    a.add_argument("--no-noise", action="store_true", help="no added noise")
 
 
 def _add_train(p, **defaults) -> None:
     add_train_args(p, epochs=defaults.pop("epochs", 40))
-    p.set_defaults(batch_size=64, lr=3e-3, patience=8, **defaults)
+    p.set_defaults(batch_size=64, lr=3e-3, patience=12, **defaults)
     for action in p._actions:
         if action.dest == "batch_size":
             action.help = "recordings per batch (per process)"
@@ -156,7 +157,8 @@ def recognizer(args, task: str):
         bidirectional=args.bidirectional, pooling=args.pooling, reset_after=args.reset_after,
         layer_norm=args.layer_norm, zoneout=args.zoneout, recurrent_dropout=args.recurrent_dropout,
         weight_dropout=args.weight_dropout, dropout=args.dropout, output_dropout=args.output_dropout,
-        spec_augment=not args.no_spec_augment, speed_perturb=args.speed_perturb, noise_snr=args.noise_snr)
+        spec_augment=not args.no_spec_augment, speed_perturb=args.speed_perturb,
+        noise_snr=None if args.no_noise else args.noise_snr)
 
 
 def _utterances(args):
@@ -251,10 +253,18 @@ def run_train(args) -> int:
         train_data = transcript_set(train, rate, log)
         tests = {"held-out recordings": transcript_set(test, rate, log)}
     else:
-        train_data = string_set(train, args.strings, rate, args.seed, log)
+        n_test = max(1, args.strings // 6)
+        tests = {}
+        if args.holdout_speaker and all(u.index is not None for u in train):
+            # the training speakers' held-out recordings make a second test set
+            from grukit.data.speech import official_split
+
+            train, others = official_split(train)
+            tests["strings of held-out recordings"] = string_set(others, n_test, rate, args.seed + 2, log)
         name = (f"strings of speaker {args.holdout_speaker} (held out)" if args.holdout_speaker
                 else "strings of held-out recordings")
-        tests = {name: string_set(test, max(1, args.strings // 6), rate, args.seed + 1, log)}
+        tests[name] = string_set(test, n_test, rate, args.seed + 1, log)
+        train_data = string_set(train, args.strings, rate, args.seed, log)
     with run_folder(out, args.resume, config, ctx):
         m = transcribe_run(train_data, tests, rec, out, resume=args.resume, title=title, log=log,
                            is_main=ctx.is_main)
