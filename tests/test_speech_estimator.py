@@ -222,3 +222,25 @@ def test_transcribe_rejects_strings_too_long_for_their_audio():
     rec = GRUSpeechRecognizer(task="transcribe", stack=4, **SMALL)
     with pytest.raises(DataError, match="too few for"):
         rec.fit([np.ones(1000, np.float32) * 0.1], ["a b c d e f g h i"], valid_fraction=0.0)
+
+
+def test_training_augmentation_draws_within_its_ranges():
+    from grukit.apps.speech.batches import Recordings
+
+    rng = np.random.default_rng(0)
+    wave = tone(500.0, 0.5, rng, amp=0.5)
+    data = Recordings([wave], [0], task="classify", augment=True, speed=0.1, volume=20.0)
+    torch.manual_seed(0)
+    gains, lengths = [], set()
+    for _ in range(300):
+        w, _ = data[0]
+        lengths.add(len(w))
+        if len(w) == len(wave):
+            gains.append(20 * np.log10(np.sqrt(np.mean(w ** 2)) / np.sqrt(np.mean(wave ** 2))))
+    assert len(lengths) == 3  # slower, unchanged, faster
+    assert min(lengths) == pytest.approx(len(wave) / 1.1, abs=2) and max(lengths) == pytest.approx(len(wave) / 0.9, abs=2)
+    assert -20 <= min(gains) < -15 and 15 < max(gains) <= 20  # uniform over [-20, 20] dB
+    plain = Recordings([wave], [0], task="classify")  # no augmentation: the recording itself
+    np.testing.assert_array_equal(plain[0][0], wave)
+    with pytest.raises(ConfigError, match="volume_perturb"):
+        GRUSpeechRecognizer(volume_perturb=60)

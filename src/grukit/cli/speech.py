@@ -68,14 +68,16 @@ def _add_model_args(p, hidden: int = 128) -> None:
     a.add_argument("--noise-snr", type=float, default=10.0, metavar="DB",
                    help="add white noise to half the recordings, SNR between DB and 40 dB")
     a.add_argument("--no-noise", action="store_true", help="no added noise")
+    a.add_argument("--volume-perturb", type=float, default=20.0, metavar="DB",
+                   help="change each recording's level by a gain in [-DB, +DB] (0: off)")
 
 
 def _add_train(p, **defaults) -> None:
     add_train_args(p, epochs=defaults.pop("epochs", 40))
-    p.set_defaults(batch_size=64, lr=3e-3, patience=12, **defaults)
+    p.set_defaults(batch_size=None, lr=3e-3, patience=12, **defaults)
     for action in p._actions:
         if action.dest == "batch_size":
-            action.help = "recordings per batch (per process)"
+            action.help = "recordings per batch (per process; default 64, or 16 for transcribe)"
         if action.dest == "steps_per_epoch":
             action.help = "cap on batches per epoch (0: every recording)"
 
@@ -148,8 +150,10 @@ def add_parser(sub) -> None:
 # -- helpers ---------------------------------------------------------------------------------
 
 def recognizer(args, task: str):
-    from grukit.apps.speech.estimator import GRUSpeechRecognizer
+    from grukit.apps.speech.estimator import TRANSCRIBE_BATCH, GRUSpeechRecognizer
 
+    if args.batch_size is None:
+        args.batch_size = TRANSCRIBE_BATCH if task == "transcribe" else 64
     tc = dataclasses.replace(train_config(args), schedule="cosine")
     return GRUSpeechRecognizer(
         train=tc, task=task, features=args.features, sample_rate=args.sample_rate, n_mels=args.n_mels,
@@ -158,7 +162,7 @@ def recognizer(args, task: str):
         layer_norm=args.layer_norm, zoneout=args.zoneout, recurrent_dropout=args.recurrent_dropout,
         weight_dropout=args.weight_dropout, dropout=args.dropout, output_dropout=args.output_dropout,
         spec_augment=not args.no_spec_augment, speed_perturb=args.speed_perturb,
-        noise_snr=None if args.no_noise else args.noise_snr)
+        noise_snr=None if args.no_noise else args.noise_snr, volume_perturb=args.volume_perturb)
 
 
 def _utterances(args):

@@ -9,6 +9,7 @@ torch's generator so that ``torch.manual_seed`` (the trainer's seed, restored on
 reproduces a run:
 
     factor ~ uniform{1 - p, 1, 1 + p}          wave <- resampled to play factor times faster
+    g ~ U[-v, v] dB                            wave <- wave * 10^(g / 20)
     with probability 1/2: snr ~ U[noise_snr, 40] dB, wave <- wave + white noise at that SNR
 """
 
@@ -37,9 +38,9 @@ class Recordings(Dataset):
     on the training-time perturbations of the module docstring."""
 
     def __init__(self, waves: list[np.ndarray], targets: list, *, task: str, augment: bool = False,
-                 speed: float = 0.0, noise_snr: float | None = None) -> None:
+                 speed: float = 0.0, noise_snr: float | None = None, volume: float = 0.0) -> None:
         self.waves, self.targets, self.task = waves, targets, task
-        self.augment, self.speed, self.noise_snr = augment, speed, noise_snr
+        self.augment, self.speed, self.noise_snr, self.volume = augment, speed, noise_snr, volume
 
     def __len__(self) -> int:
         return len(self.waves)
@@ -53,6 +54,9 @@ class Recordings(Dataset):
                 factor = (1 - self.speed, 1.0, 1 + self.speed)[int(torch.randint(3, ()))]
                 if factor != 1.0:
                     wave = change_speed(wave, factor)
+            if self.volume:
+                gain = self.volume * (2 * float(torch.rand(())) - 1)
+                wave = (wave * 10 ** (gain / 20)).astype(np.float32)
             if self.noise_snr is not None and float(torch.rand(())) < 0.5:
                 snr = self.noise_snr + (40 - self.noise_snr) * float(torch.rand(()))
                 seed = int(torch.randint(2**31 - 1, ()))

@@ -34,7 +34,7 @@ from grukit.apps.speech.model import SpeechConfig, SpeechNet
 from grukit.data.series import DataError
 from grukit.train.config import ConfigError, TrainConfig
 
-__all__ = ["GRUSpeechRecognizer", "Recognition", "SPEECH_TRAIN_DEFAULTS", "DECODERS"]
+__all__ = ["GRUSpeechRecognizer", "Recognition", "SPEECH_TRAIN_DEFAULTS", "TRANSCRIBE_BATCH", "DECODERS"]
 
 FORMAT = "grukit.speech/1"
 # 64 recordings per batch, Adam at 3e-3 on a cosine schedule over 40 epochs, early stopping
@@ -53,22 +53,30 @@ class Recognition:
     confidence: float
 
 
-def _train_config(train) -> TrainConfig:
+# CTC leaves its all-blank plateau after a number of updates more than of epochs: batches of 16
+# strings got out within 4 epochs of FSDD digit strings where batches of 64 took over 6
+TRANSCRIBE_BATCH = 16
+
+
+def _train_config(train, task: str) -> TrainConfig:
     if train is None or isinstance(train, dict):
-        return TrainConfig.coerce({**SPEECH_TRAIN_DEFAULTS, **(train or {})})
+        defaults = dict(SPEECH_TRAIN_DEFAULTS)
+        if task == "transcribe":
+            defaults["batch_size"] = TRANSCRIBE_BATCH
+        return TrainConfig.coerce({**defaults, **(train or {})})
     return TrainConfig.coerce(train)
 
 
 class GRUSpeechRecognizer:
     """A GRU speech recognizer; hyperparameters are :class:`SpeechConfig`'s fields (keyword-only)
     and ``train`` (a :class:`~grukit.train.TrainConfig` or dict; unnamed fields take
-    ``SPEECH_TRAIN_DEFAULTS``). Fitted attributes: ``labels_`` (classes, or the words of the
+    ``SPEECH_TRAIN_DEFAULTS``, with batches of 16 for transcribe). Fitted attributes: ``labels_`` (classes, or the words of the
     transcripts: output ``i + 1`` is ``labels_[i]``, 0 the CTC blank), ``net_``, ``result_``,
     ``skipped_`` (files that could not be read)."""
 
     def __init__(self, *, train: TrainConfig | dict | None = None, **hyper) -> None:
         self.config = SpeechConfig(**hyper)
-        self.train_config = _train_config(train)
+        self.train_config = _train_config(train, self.config.task)
 
     # -- audio in ------------------------------------------------------------------------------
 
@@ -211,7 +219,7 @@ class GRUSpeechRecognizer:
             net.feat_std.copy_(std)
         self.net_, self.skipped_ = net, skipped
         train = Recordings(waves, targets, task=cfg.task, augment=True, speed=cfg.speed_perturb,
-                           noise_snr=cfg.noise_snr)
+                           noise_snr=cfg.noise_snr, volume=cfg.volume_perturb)
         val = Recordings(v_waves, v_targets, task=cfg.task) if v_waves else None
         trainer = Trainer(net, tc, SpeechLoss(cfg.task), out_dir=out_dir, resume=resume, log=log)
         self.result_ = trainer.fit(train, val)

@@ -62,6 +62,9 @@ class SpeechConfig:
             drawn uniformly between this many dB and 40 dB (None: no noise). On FSDD's official
             split it took the GRU from 0.967 to 0.990 (docs/speech.md): recordings differ in
             their noise floor, which the log-mel features see in every pause.
+        volume_perturb: in training, each recording's level changes by a gain drawn uniformly
+            in [-v, +v] dB (Kaldi's volume perturbation): a model on global statistics hears
+            quiet and loud speakers alike (FSDD's theo speaks 20 dB below the others; 0: off).
     """
 
     task: str = "classify"
@@ -85,6 +88,7 @@ class SpeechConfig:
     spec_augment: bool = True
     speed_perturb: float = 0.1
     noise_snr: float | None = 10.0
+    volume_perturb: float = 20.0
 
     def __post_init__(self) -> None:
         for name, allowed in (("task", TASKS), ("features", FEATURES), ("pooling", POOLINGS)):
@@ -101,6 +105,9 @@ class SpeechConfig:
         if not isinstance(self.speed_perturb, (int, float)) or isinstance(self.speed_perturb, bool) \
                 or not 0 <= self.speed_perturb < 0.5:
             raise ConfigError(f"speed_perturb must be in [0, 0.5), got {self.speed_perturb!r}")
+        if isinstance(self.volume_perturb, bool) or not isinstance(self.volume_perturb, (int, float)) \
+                or not 0 <= self.volume_perturb <= 40:
+            raise ConfigError(f"volume_perturb must be in [0, 40] dB, got {self.volume_perturb!r}")
         if self.noise_snr is not None and (isinstance(self.noise_snr, bool)
                                            or not isinstance(self.noise_snr, (int, float))
                                            or not -10 <= self.noise_snr <= 40):
