@@ -183,3 +183,37 @@ def test_inspect_draws_a_speech_models_gates(trained, word_folder, tmp_path, cap
     assert (tmp_path / "g" / "gates.png").stat().st_size > 0
     assert main(["inspect", "--model", str(trained), "--out", str(tmp_path / "h")]) == 2
     assert "--input is needed for a speech recognizer" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def fake_fsdd(tmp_path_factory):
+    """An FSDD-shaped folder: digits 0-9 as tones, speakers ann and theo, recordings 0-6."""
+    root = tmp_path_factory.mktemp("fsdd") / "recordings"
+    root.mkdir()
+    rng = np.random.default_rng(3)
+    for spk in ("ann", "theo"):
+        for digit in range(10):
+            for k in range(7):
+                sf.write(root / f"{digit}_{spk}_{k}.wav", _tone(300 + 180 * digit, rng.uniform(0.2, 0.3), rng), RATE)
+    return root.parent
+
+
+def test_speech_demo_writes_three_runs_and_a_summary(fake_fsdd, tmp_path, monkeypatch):
+    from grukit.apps.speech import run
+
+    monkeypatch.setitem(run.DEMO, "strings", 40)
+    monkeypatch.setitem(run.DEMO, "test_strings", 10)
+    out = tmp_path / "demo"
+    assert main(["speech", "demo", "--data", str(fake_fsdd), "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["digits"]["test_recordings"] == 100  # recordings 0-4 of both speakers
+    assert m["speaker"]["test_recordings"] == 70  # every recording of theo
+    assert set(m["strings"]) == {"held-out recordings", "speaker theo (held out)"}
+    for sub in ("digits", "speaker-theo", "strings"):
+        assert (out / sub / "metrics.json").is_file(), sub
+    assert (out / "strings" / "alignment.png").is_file() and (out / "digits" / "robustness.png").is_file()
+    r = _grukit("speech", "demo", "--data", str(fake_fsdd), "--epochs", "1", "--out", str(out))
+    assert r.returncode == 2 and "is not empty" in r.stderr, r.stderr
+    again = main(["speech", "demo", "--data", str(fake_fsdd), "--epochs", "1", "--quiet", "--out", str(out),
+                  "--resume"])  # every run is complete: measured again from its checkpoints, no training
+    assert again == 0 and json.loads((out / "metrics.json").read_text())["digits"] == m["digits"]

@@ -144,6 +144,7 @@ def add_parser(sub) -> None:
     d.add_argument("--epochs", type=int, default=None, help="epochs of each model (default: the demo's)")
     d.add_argument("--seed", type=int, default=0, help="random seed")
     d.add_argument("--quiet", action="store_true", help="no progress output")
+    d.add_argument("--resume", action="store_true", help="continue the interrupted demo in --out")
     d.set_defaults(func=run_demo)
 
 
@@ -377,7 +378,7 @@ def run_demo(args) -> int:
     out, ctx = Path(args.out), context()
     utts = fsdd(args.data)  # found (or downloaded) before --out is made
     config = {"command": "speech demo", "data": args.data, "epochs": args.epochs, "seed": args.seed}
-    with run_folder(out, False, config, ctx):
-        speech_demo(utts, out, epochs=args.epochs, seed=args.seed, log=log,
+    with run_folder(out, args.resume, config, ctx):
+        speech_demo(utts, out, epochs=args.epochs, seed=args.seed, log=log, resume=args.resume,
                     progress="off" if args.quiet else "auto", is_main=ctx.is_main)
     return 0

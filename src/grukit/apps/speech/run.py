@@ -305,11 +305,12 @@ def _alignment_example(rec, wave, truth: str, path: Path, title: str) -> None:
 
 # The demo's models and data (a few minutes on 2 cores in all): isolated digits on FSDD's
 # official split, the same with one speaker never heard in training, and strings of digits.
-DEMO = {"hidden_size": 96, "epochs": 12, "holdout": "theo", "strings": 1500, "test_strings": 300}
+DEMO = {"hidden_size": 96, "epochs": 10, "strings_epochs": 14, "holdout": "theo", "strings": 1000,
+        "test_strings": 200}
 
 
 def speech_demo(utts, out: Path, *, epochs: int | None = None, seed: int = 0, log=print,
-                progress: str = "auto", is_main: bool = True) -> dict:
+                progress: str = "auto", resume: bool = False, is_main: bool = True) -> dict:
     """FSDD three ways into ``out/digits``, ``out/speaker-<name>`` and ``out/strings``, with a
     summary in ``out/metrics.json``; returns the three runs' metrics."""
     from grukit.apps.speech.estimator import GRUSpeechRecognizer
@@ -318,18 +319,19 @@ def speech_demo(utts, out: Path, *, epochs: int | None = None, seed: int = 0, lo
     train_cfg = {"epochs": epochs or DEMO["epochs"], "seed": seed, "progress": progress}
 
     def make(task):
-        return GRUSpeechRecognizer(task=task, train=train_cfg, hidden_size=DEMO["hidden_size"])
+        tc = train_cfg if task == "classify" or epochs else {**train_cfg, "epochs": DEMO["strings_epochs"]}
+        return GRUSpeechRecognizer(task=task, train=tc, hidden_size=DEMO["hidden_size"])
 
     held = DEMO["holdout"]
     runs = {}
     log("speech 1/3: isolated digits, FSDD's official split (recordings 0-4 of each speaker are the test set)")
     train, test = official_split(utts)
-    runs["digits"] = classify_run(train, test, make("classify"), _sub(out / "digits", is_main),
+    runs["digits"] = classify_run(train, test, make("classify"), _sub(out / "digits", is_main), resume=resume,
                                   title="FSDD digits", dtw_robustness=False, log=log, is_main=is_main)
     log(f"speech 2/3: isolated digits, speaker {held} never heard in training")
     train, test = speaker_split(utts, held)
     runs["speaker"] = classify_run(train, test, make("classify"), _sub(out / f"speaker-{held}", is_main),
-                                   title=f"FSDD digits, {held} held out", robustness=False, log=log,
+                                   resume=resume, title=f"FSDD digits, {held} held out", robustness=False, log=log,
                                    is_main=is_main)
     log("speech 3/3: strings of 3-7 digits, CTC")
     rate = 8000
@@ -338,7 +340,7 @@ def speech_demo(utts, out: Path, *, epochs: int | None = None, seed: int = 0, lo
     tests = {"held-out recordings": string_set(test, DEMO["test_strings"], rate, seed + 1, log),
              f"speaker {held} (held out)": string_set(others, DEMO["test_strings"], rate, seed + 2, log)}
     runs["strings"] = transcribe_run(string_set(train, DEMO["strings"], rate, seed, log), tests,
-                                     make("transcribe"), _sub(out / "strings", is_main),
+                                     make("transcribe"), _sub(out / "strings", is_main), resume=resume,
                                      title="FSDD digit strings", log=log, is_main=is_main)
     if is_main:
         _write_metrics(out, {"digits": _brief(runs["digits"]), "speaker": _brief(runs["speaker"]),
