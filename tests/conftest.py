@@ -15,3 +15,23 @@ def _seed():
 def tols(dtype: torch.dtype) -> dict:
     """Tolerances for comparing two correct implementations in ``dtype``."""
     return {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=1e-4, atol=1e-5)}[dtype]
+
+
+@pytest.fixture(scope="session")
+def fake_fsdd(tmp_path_factory):
+    """An FSDD-shaped folder (``recordings/{digit}_{speaker}_{index}.wav``, 8 kHz): each digit a
+    tone of its own pitch, speakers ann and theo, recordings 0-6 (0-4: the official test set)."""
+    import numpy as np
+
+    sf = pytest.importorskip("soundfile", reason="the speech extra (soundfile) is part of the test extra")
+    root = tmp_path_factory.mktemp("fsdd") / "recordings"
+    root.mkdir()
+    rng = np.random.default_rng(3)
+    for spk in ("ann", "theo"):
+        for digit in range(10):
+            for k in range(7):
+                t = np.arange(int(rng.uniform(0.2, 0.3) * 8000)) / 8000
+                w = rng.uniform(0.2, 0.8) * np.sin(2 * np.pi * (300 + 180 * digit) * t + rng.uniform(0, 6))
+                sf.write(root / f"{digit}_{spk}_{k}.wav", (w + 0.01 * rng.standard_normal(len(t))).astype(np.float32),
+                         8000)
+    return root.parent

