@@ -372,8 +372,10 @@ def _speech(args, out: Path):
         f"{d['train']['epochs']} epochs with SpecAugment and speed perturbation "
         f"({d['fit_seconds']:.0f} s). The baselines are fitted on the same training recordings.",
         f"Digit strings: 3-7 FSDD recordings joined with random pauses, training strings from training "
-        f"recordings of five speakers only; a unidirectional GRU trained with CTC "
-        f"({st['fit_seconds']:.0f} s), decoded by prefix beam search.",
+        f"recordings of five speakers only; a unidirectional GRU trained with CTC, without augmentation "
+        f"({st['fit_seconds']:.0f} s), decoded by prefix beam search. Speaker {held} speaks about 20 dB "
+        "below the others: docs/speech.md shows how volume perturbation (grukit speech train "
+        "--volume-perturb 20) closes most of that gap in a longer run.",
     ]
     if st.get("streaming"):
         s_ = st["streaming"]
