@@ -83,8 +83,7 @@ class GRUSpeechRecognizer:
     @property
     def min_samples(self) -> int:
         """The shortest recording that gives one GRU step: ``stack`` frames."""
-        fc = self.config.feature_config()
-        return fc.win_length + (self.config.stack - 1) * fc.hop_length
+        return self.config.step_end(0)
 
     def _audio(self, audio, labels, what: str, log=None, skip_short: bool = False):
         """(recordings as float32 arrays, their labels or None, skipped [(name, reason)])."""
@@ -207,9 +206,8 @@ class GRUSpeechRecognizer:
         torch.manual_seed(tc.seed)
         net = SpeechNet(cfg, len(self.labels_) + (cfg.task == "transcribe"))
         if cfg.task == "transcribe":  # every transcript must fit in its recording's steps
-            fc = cfg.feature_config()
             for k, (w, t) in enumerate(zip(waves, targets)):
-                steps = (1 + (len(w) - fc.win_length) // fc.hop_length) // cfg.stack
+                steps = cfg.steps(len(w))
                 if steps < ctc_min_steps(t):
                     raise DataError(f"training recording {k} gives {steps} steps, too few for its "
                                     f"{len(t)} words; use a smaller stack or longer recordings")
@@ -349,9 +347,7 @@ class GRUSpeechRecognizer:
             return self._forward([w])[0].exp().numpy()
         from grukit.apps.speech.batches import pad
 
-        fc, k = self.config.feature_config(), self.config.stack
-        steps = (1 + (len(w) - fc.win_length) // fc.hop_length) // k
-        ends = [fc.win_length + (k * (s + 1) - 1) * fc.hop_length for s in range(steps)]
+        ends = [self.config.step_end(s) for s in range(self.config.steps(len(w)))]
         rows = []
         for a in range(0, len(ends), INFER_BATCH):
             wave, lengths = pad([w[:e] for e in ends[a: a + INFER_BATCH]])

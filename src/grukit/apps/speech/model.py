@@ -145,6 +145,17 @@ class SpeechConfig:
         return FeatureConfig(kind=self.features, sample_rate=self.sample_rate, n_mels=self.n_mels,
                              n_mfcc=self.n_mfcc)
 
+    def steps(self, samples: int) -> int:
+        """GRU steps of a recording of ``samples`` samples: its whole groups of ``stack`` frames."""
+        from grukit.apps.speech.features import num_frames
+
+        return num_frames(samples, self.feature_config()) // self.stack
+
+    def step_end(self, s: int) -> int:
+        """The sample just past the last frame of step ``s`` (from 0): the audio step ``s`` needs."""
+        fc = self.feature_config()
+        return (self.stack * (s + 1) - 1) * fc.hop_length + fc.win_length
+
 
 def _probability(name: str, v) -> None:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v < 1:

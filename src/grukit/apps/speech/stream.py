@@ -79,8 +79,7 @@ class SpeechStream:
 
     def _step_time(self, s: int) -> float:
         """End of step ``s``'s last frame, in seconds."""
-        last_frame = self.cfg.stack * (s + 1) - 1
-        return (last_frame * self.fc.hop_length + self.fc.win_length) / self.cfg.sample_rate
+        return self.cfg.step_end(s) / self.cfg.sample_rate
 
     @torch.no_grad()
     def push(self, chunk) -> list[Word]:
