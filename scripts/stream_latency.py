@@ -72,10 +72,11 @@ def providers(H: int):
     for name, out in zip(("torch.nn.GRU", "GRUCell"), outs[1:]):
         torch.testing.assert_close(outs[0], out, rtol=1e-4, atol=1e-5, msg=f"stream vs {name}")
     assert stream.path_used == "fast", f"the stream took the {stream.path_used} path"
+    run_stream.threads = stream._lane.threads  # how many threads the stream split a step over
     return {"grukit stream": run_stream, "torch.nn.GRU": run_gru, "torch GRUCell": run_cell}
 
 
-def measure(H: int, rounds: int, calls: int) -> dict[str, float]:
+def measure(H: int, rounds: int, calls: int) -> tuple[dict[str, float], int]:
     fns = providers(H)
     x = torch.randn(1, 1, H)
     times: dict[str, list[float]] = {name: [] for name in fns}
@@ -90,7 +91,8 @@ def measure(H: int, rounds: int, calls: int) -> dict[str, float]:
                     t0 = time.perf_counter_ns()
                     f(x)
                     per.append(time.perf_counter_ns() - t0)
-    return {name: statistics.median(v) / 1e3 for name, v in times.items()}  # microseconds
+    medians = {name: statistics.median(v) / 1e3 for name, v in times.items()}  # microseconds
+    return medians, fns["grukit stream"].threads
 
 
 def products_floor(H: int, rounds: int, calls: int) -> float:
@@ -138,14 +140,15 @@ def main(argv=None) -> None:
           f"{args.rounds} rounds x {args.calls} calls, median per call"
           + ("; QUICK SMOKE RUN, not a measurement" if args.quick else ""))
     print()
-    print("| H | grukit stream (us) | torch.nn.GRU (us) | torch GRUCell (us) "
+    print("| H | grukit stream (us) | its threads | torch.nn.GRU (us) | torch GRUCell (us) "
           "| vs nn.GRU | vs GRUCell | two products alone (us) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for H in args.sizes:
-        m = measure(H, args.rounds, args.calls)
+        m, threads = measure(H, args.rounds, args.calls)
         s, g, c = m["grukit stream"], m["torch.nn.GRU"], m["torch GRUCell"]
         floor = products_floor(H, args.rounds, args.calls)
-        print(f"| {H} | {s:.1f} | {g:.1f} | {c:.1f} | {g / s:.1f}x | {c / s:.1f}x | {floor:.1f} |")
+        print(f"| {H} | {s:.1f} | {threads} | {g:.1f} | {c:.1f} | {g / s:.1f}x | {c / s:.1f}x "
+              f"| {floor:.1f} |")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Shapes: T steps in a chunk, N batch, I input features, H hidden, L layers.
 A :class:`GRUStream` computes ``grukit.GRU``'s equations (see ``grukit.GRU``) over a sequence that
 arrives in chunks, carrying ``h`` (L, N, H) from one call to the next, so the outputs of the chunks
 put end to end equal one pass over the whole sequence. A short chunk on the CPU (the live signal,
-token-by-token generation) takes a lean path: one Numba call per layer on preallocated scratch,
+token-by-token generation) takes a lean path: one Numba call for all layers on preallocated scratch,
 with no custom-op dispatch, backend selection or autograd (``backends/_stream_kernel.py``). Any
 other chunk runs the module's own forward with the carried state. See ``docs/streaming.md``.
 """
@@ -25,22 +25,36 @@ __all__ = ["GRUStream", "FAST_MAX_STEPS_ROWS"]
 # win over a single-threaded per-step loop.
 FAST_MAX_STEPS_ROWS = 256
 
+# The fast path splits a chunk's hidden units over threads when a layer's weights reach this
+# many bytes (at H = 256, float32, 1.5 MiB: more than one core's L2 cache on the 2-core AMD EPYC
+# it was measured on, while each half fits) and each thread gets at least SPLIT_MIN_UNITS units.
+SPLIT_MIN_BYTES = 512 * 1024
+SPLIT_MIN_UNITS = 128
+
 _kernel_module: object = None  # the loaded kernel module, False if it cannot load
+_omp_module: object = None  # its launch on PyTorch's OpenMP threads, None where that cannot load
 
 
 def _kernel():
-    """``_stream_kernel.chunk_layer``, or None where Numba or the BLAS binding is unavailable."""
-    global _kernel_module
+    """``_stream_kernel.chunk``, or None where Numba or the BLAS binding is unavailable."""
+    global _kernel_module, _omp_module
     if _kernel_module is None:
         from grukit.backends import cpu
 
         if cpu.kernels_available() is not None:
             _kernel_module = False
         else:
-            from grukit.backends import _stream_kernel
+            from grukit.backends import _cpu_launch, _stream_kernel
 
             _kernel_module = _stream_kernel
-    return _kernel_module.chunk_layer if _kernel_module else None
+            if _cpu_launch.launcher() == "openmp":
+                try:
+                    from grukit.backends import _stream_omp
+                except Exception:  # the fused backend's launcher warned already if OpenMP fails
+                    pass
+                else:
+                    _omp_module = _stream_omp
+    return _kernel_module.chunk if _kernel_module else None
 
 
 class GRUStream:
@@ -59,8 +73,8 @@ class GRUStream:
 
     The stream runs without building autograd graphs (outputs never require grad) and never
     writes the parameters; it reads them at every call, so in-place updates (an optimiser step,
-    ``load_state_dict``) and replaced or cast parameters are seen (the fast path keeps NumPy views
-    of them, rebuilt when a parameter's ``data_ptr`` changes). A module in training
+    ``load_state_dict``) and replaced or cast parameters are seen (the fast path keeps their
+    addresses, looked up again when a parameter's ``data_ptr`` changes). A module in training
     mode with a stochastic option (inter-layer dropout, zoneout, recurrent or weight dropout) is
     refused: call ``gru.eval()``. A bidirectional GRU is refused, since its reverse direction
     needs the future of the sequence. ``fast=False`` turns the fast path off (for tests and
@@ -80,10 +94,12 @@ class GRUStream:
         self._h: Tensor | None = None  # (L, N, H), contiguous, the parameters' dtype and device
         self._h_np: np.ndarray | None = None  # a NumPy view of _h for the fast path
         self._unbatched = False  # whether the last chunk (or state set) was unbatched
-        self._weights_key: list[int] | None = None  # data_ptr of each parameter
-        self._weights_np: list[tuple[np.ndarray, ...]] | None = None
-        self._scratch: tuple[np.ndarray, ...] | None = None  # gi, gh (N, 3H), rh (N, H)
+        self._weights_key: list | None = None  # data_ptr of each parameter, reset_after
+        self._weights_rec: np.ndarray | None = None  # the fast path's record of addresses
+        self._weights_alive: list | None = None  # the arrays the record points at
+        self._scratch: np.ndarray | None = None  # the fast path's scratch, 1-D
         self.path_used: str | None = None  # "fast" or "module": what ran the last chunk
+        self._lane: _Lane | None = None  # the last fast chunk's layout (see _call_lane)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -168,6 +184,7 @@ class GRUStream:
     def _set_h(self, h: Tensor | None) -> None:
         self._h = h
         self._h_np = None
+        self._lane = None
 
     def _check_batch(self, N: int, what: str) -> None:
         have = self.batch_size
@@ -181,6 +198,10 @@ class GRUStream:
     # -- running ----------------------------------------------------------------------------
 
     def __call__(self, chunk: Tensor) -> Tensor:
+        if self._lane is not None:
+            y = self._call_lane(chunk)
+            if y is not None:
+                return y
         g = self.gru
         w = g._parameters["weight_ih_l0"]  # (not g.weight_ih_l0: Module.__getattr__ costs ~1 us)
         x = check_tensor("chunk", chunk, w)
@@ -217,12 +238,17 @@ class GRUStream:
             self._set_h(x3.new_zeros(g.num_layers, N, g.hidden_size, dtype=w.dtype))  # (L, N, H)
         self._unbatched = unbatched
 
-        weights = None
+        rec = None
         if self.fast and T * N <= FAST_MAX_STEPS_ROWS and x.dtype == w.dtype:
-            weights = self._weights()  # None where the parameters are not eligible
-        if weights is not None and not torch.is_autocast_enabled("cpu"):
-            y = self._run_fast(x3, T, N, weights)  # (T, N, H)
+            rec = self._weights()  # None where the parameters are not eligible
+        if rec is not None and not torch.is_autocast_enabled("cpu"):
+            lane = self._make_lane(x, rec)
+            x3c = x3.resolve_neg().contiguous()  # (T, N, I), the kernel's layout
+            y_np = np.empty((T, N, g.hidden_size), lane.dtype_np)  # (T, N, H)
+            lane.run(lane.rec, x3c.data_ptr(), y_np, T, N, float(getattr(g, "zoneout", 0.0)))
+            y = torch.from_numpy(y_np)
             self.path_used = "fast"
+            self._lane = None if g.training else lane
         else:
             x_in = x3.transpose(0, 1) if g.batch_first else x3  # the module's layout
             with torch.no_grad():
@@ -235,41 +261,75 @@ class GRUStream:
             return y.squeeze(1)  # (T, H)
         return y.transpose(0, 1) if g.batch_first else y  # (N, T, H) or (T, N, H)
 
-    def _run_fast(self, x3: Tensor, T: int, N: int, weights) -> Tensor:
+    def _call_lane(self, chunk) -> Tensor | None:
+        """The fast path for a chunk like the last one that took it (same layout, dtype, batch
+        size; contiguous; unchanged parameters; evaluation mode), with the checks that guarantee
+        that and nothing else: at batch 1 and H = 64 the general path's conversions and
+        validation cost more than the step. None: take the general path."""
+        lane = self._lane
+        if not (type(chunk) is Tensor and chunk.dtype is lane.dtype and chunk.is_cpu
+                and chunk.dim() == lane.dim):
+            return None
+        shape = chunk.shape
+        H = lane.H
+        if lane.dim == 2:
+            T, N = shape[0], 1
+            out = (T, H)  # (T, I) -> (T, H)
+        elif lane.batch_first:
+            N, T = shape[0], shape[1]  # (N, T, I): (T, N, I) in memory when N or T is 1
+            if N != 1 and T != 1:
+                return None
+            out = (N, T, H)
+        else:
+            T, N = shape[0], shape[1]
+            out = (T, N, H)  # (T, N, I) -> (T, N, H)
         g = self.gru
-        H = g.hidden_size
+        params = g._parameters
+        if (shape[-1] != lane.I or N != lane.N or T < 1 or T * N > FAST_MAX_STEPS_ROWS
+                or g.training or not chunk.is_contiguous() or chunk.is_neg()
+                or torch.is_autocast_enabled("cpu")):
+            return None
+        key = [params[n].data_ptr() for n in g._flat_weights_names]
+        key.append(g.reset_after)
+        if key != lane.key or torch.get_num_threads() != lane.torch_threads:
+            return None
+        y = np.empty(out, lane.dtype_np)
+        lane.run(lane.rec, chunk.data_ptr(), y, T, N, float(getattr(g, "zoneout", 0.0)))
+        self.path_used = "fast"
+        return torch.from_numpy(y)
+
+    def _make_lane(self, x: Tensor, weights: np.ndarray) -> _Lane:
+        """The fast path's arrays for chunks like ``x`` (see ``_Lane``): the state as a NumPy
+        view, scratch for the longest chunk the fast path takes at this batch size, and the
+        threads to split the hidden units over."""
+        g = self.gru
+        L, H = g.num_layers, g.hidden_size
         hv = self._h_np
         if hv is None:
             hv = self._h_np = self._h.numpy()  # (L, N, H), shares memory with _h
+        N = hv.shape[1]
         s = self._scratch
-        if s is None or s[0].shape[0] != N or s[0].dtype != hv.dtype:
-            s = self._scratch = (
-                np.empty((N, 3 * H), hv.dtype), np.empty((N, 3 * H), hv.dtype),
-                np.empty((N, H), hv.dtype),
-            )  # gi, gh (N, 3H); rh (N, H)
-        if x3.requires_grad:
-            x3 = x3.detach()
-        inp = np.ascontiguousarray(x3.numpy())  # (T, N, I)
-        step = _kernel_module.chunk_layer
-        zoneout = float(getattr(g, "zoneout", 0.0))
-        for layer in range(g.num_layers):
-            y = np.empty((T, N, H), hv.dtype)  # (T, N, H)
-            step(inp, hv[layer], *weights[layer], g.reset_after, zoneout, y, *s)
-            inp = y
-        return torch.from_numpy(inp)  # (T, N, H)
+        size = _kernel_module.scratch_size(max(1, FAST_MAX_STEPS_ROWS // N), N, H, L)
+        if s is None or s.shape[0] < size or s.dtype != hv.dtype:
+            s = self._scratch = np.empty(size, hv.dtype)
+        torch_threads = torch.get_num_threads()
+        threads = _split_threads(H, g.input_size, hv.itemsize, torch_threads)
+        if threads > 1 and _omp_module is None:
+            threads = 1
+        return _Lane(x, g, weights, self._weights_key, hv, s, threads, torch_threads)
 
-    def _weights(self) -> list[tuple[np.ndarray, ...]] | None:
-        """NumPy views of each layer's ``weight_ih, weight_hh, bias_ih, bias_hh`` (zeros without
-        bias) for the fast path, or None where it cannot take these parameters (not on the CPU,
-        not float32/float64, layer norm, no Numba). Rebuilt only when a parameter's storage
-        changed (replaced, moved, cast); views share memory with the parameters, so in-place
-        updates need nothing."""
+    def _weights(self) -> np.ndarray | None:
+        """The fast path's record of the parameters' addresses (``_stream_kernel.record``), or
+        None where it cannot take these parameters (not on the CPU, not float32/float64, layer
+        norm, no Numba). Rebuilt only when a parameter's storage changed (replaced, moved, cast):
+        the record points at the parameters' own memory, so in-place updates need nothing."""
         g = self.gru
         params = g._parameters
         names = g._flat_weights_names
         key = [params[n].data_ptr() for n in names]
+        key.append(g.reset_after)
         if key == self._weights_key:
-            return self._weights_np
+            return self._weights_rec
         w = params[names[0]]
         eligible = (
             w.device.type == "cpu"
@@ -277,20 +337,57 @@ class GRUStream:
             and not getattr(g, "layer_norm", False)
             and _kernel() is not None
         )
-        views = None
+        rec = None
         if eligible:
             per = 4 if g.bias else 2
-            views = []
+            layers = []
             for i in range(0, len(names), per):
                 ps = [params[n].detach() for n in names[i : i + per]]
                 if not g.bias:
                     ps += [ps[0].new_zeros(ps[0].shape[0])] * 2  # b_ih, b_hh (3H,)
-                views.append(tuple(np.ascontiguousarray(p.numpy()) for p in ps))
-        self._weights_np = views
+                layers.append(tuple(np.ascontiguousarray(p.numpy()) for p in ps))
+            rec = _kernel_module.weights_record(layers, g.reset_after)
+            self._weights_alive = layers  # the record's memory (copies of non-contiguous ones)
+        self._weights_rec = rec
         # a non-contiguous parameter was copied above: copy again next call
         contiguous = all(params[n].is_contiguous() for n in names)
         self._weights_key = key if contiguous else None
-        return views
+        return rec
+
+
+class _Lane:
+    """What ``GRUStream._call_lane`` checks a chunk against (the layout, dtype and batch size of
+    the last chunk that took the fast path, the parameters' key, PyTorch's thread count), and
+    what the kernel needs: its record (``_stream_kernel.record``) and the arrays it points at."""
+
+    __slots__ = ("dtype", "dtype_np", "dim", "batch_first", "I", "N", "H", "key", "threads",
+                 "torch_threads", "rec", "run", "alive")
+
+    def __init__(self, x: Tensor, g: nn.Module, weights: np.ndarray, key, hv: np.ndarray,
+                 s: np.ndarray, threads: int, torch_threads: int):
+        self.dtype, self.dtype_np = x.dtype, hv.dtype
+        self.dim, self.batch_first = x.dim(), g.batch_first
+        self.I, self.N, self.H = g.input_size, hv.shape[1], g.hidden_size
+        self.key, self.threads, self.torch_threads = key, threads, torch_threads
+        sync = np.zeros(16, np.int64)
+        # the kernel: run(rec, x_addr, y, T, N, zoneout)
+        if threads > 1:
+            self.rec = _kernel_module.record(weights, hv, s, sync, threads,
+                                             _omp_module.entry_address())
+            self.run = _omp_module.run
+        else:
+            self.rec = _kernel_module.record(weights, hv, s, sync, 1, 0)
+            self.run = _kernel_module.chunk
+        self.alive = (hv, s, sync)  # the record points at them
+
+
+def _split_threads(H: int, I: int, itemsize: int, torch_threads: int) -> int:
+    """Threads a chunk's hidden units are split over: one while a layer's weights are under
+    ``SPLIT_MIN_BYTES`` (a parallel region costs more than it saves), else up to PyTorch's
+    thread count with at least ``SPLIT_MIN_UNITS`` units each."""
+    if 3 * H * (I + H) * itemsize < SPLIT_MIN_BYTES:
+        return 1
+    return max(1, min(torch_threads, H // SPLIT_MIN_UNITS))
 
 
 def _stochastic(g: nn.Module) -> bool:

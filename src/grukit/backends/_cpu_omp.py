@@ -24,8 +24,9 @@ from numba.extending import intrinsic
 from grukit.backends import _cpu_args as A
 from grukit.backends import _cpu_kernels as K
 from grukit.backends import _numba_cache
+from grukit.backends._addr import ptr as _ptr
 
-_numba_cache.refresh(__file__, "_cpu_kernels", "_small_mm", "_cpu_args", "_sync", "_blas", "../_layer_options")
+_numba_cache.refresh(__file__, "_addr", "_cpu_kernels", "_small_mm", "_cpu_args", "_sync", "_blas", "../_layer_options")
 
 _GOMP_PATH = os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp.so.1")
 if not os.path.exists(_GOMP_PATH):
@@ -48,18 +49,6 @@ HEAD = 6
 SLOTS = 5
 _FORWARD_BLOCKS = HEAD + SLOTS * len(A.FORWARD)
 _BACKWARD_BLOCKS = HEAD + SLOTS * len(A.BACKWARD)
-
-
-@intrinsic
-def _ptr(typingctx, address, dtype):
-    """An int64 address as a typed pointer, for ``numba.carray``."""
-    target = dtype.instance_type if isinstance(dtype, types.NumberClass) else dtype.dtype
-    pointer = types.CPointer(target)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(pointer))
-
-    return pointer(types.int64, dtype), codegen
 
 
 # Readers of one argument's slots at ``o`` (compiled into ``_unpacker``'s tuple, see there).
