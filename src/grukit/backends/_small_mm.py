@@ -8,10 +8,12 @@ vectorises them; NaN and infinity keep their meaning. ``_cpu_kernels.mm_small`` 
 for at most ``FEW_ROWS`` rows and ``mm_nt`` for more.
 
 Two rows of ``B`` go through one pass over ``k`` (two independent sums sharing each load of
-``A``): for a matrix in the core's L2 cache this ran 1.1-1.8x faster than one row at a time on
-the same machine (``scripts/stream_latency.py``'s step at H = 64 and 256). Not when the rows lie
-a multiple of 4 KiB apart (H = 1024 in float32): two streams at that distance map onto the same
-L1 sets and ran slower than one, so those matrices go one row at a time.
+``A``) when ``B`` spans at most ``PAIRS_MAX_BYTES``: for a matrix in the core's L2 cache this ran
+1.1-1.8x faster than one row at a time on the same machine (``scripts/stream_latency.py``'s step
+at H = 64 and 256). Larger matrices come from L3 or memory, where two streams ran up to 30%
+slower than one (``grukit bench --generate``, 2 layers of H = 512, interleaved A/B runs); so did
+rows a multiple of 4 KiB apart (H = 1024 in float32), whose two streams map onto the same L1
+sets. Those go one row at a time.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ _numba_cache.refresh(__file__)
 __all__ = ["FEW_ROWS", "rows_nt"]
 
 FEW_ROWS = 4
+PAIRS_MAX_BYTES = 1024 * 1024
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
@@ -34,7 +37,7 @@ def rows_nt(A, B, C, beta):
     P = B.shape[0]
     zero = A.dtype.type(0.0)
     p = 0
-    if B.strides[0] % 4096 != 0:
+    if B.strides[0] % 4096 != 0 and P * B.strides[0] <= PAIRS_MAX_BYTES:
         while p + 2 <= P:  # rows p and p + 1 in one pass
             for m in range(M):
                 a0 = zero
