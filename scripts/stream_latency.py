@@ -72,27 +72,32 @@ def providers(H: int):
     for name, out in zip(("torch.nn.GRU", "GRUCell"), outs[1:]):
         torch.testing.assert_close(outs[0], out, rtol=1e-4, atol=1e-5, msg=f"stream vs {name}")
     assert stream.path_used == "fast", f"the stream took the {stream.path_used} path"
-    run_stream.threads = stream._lane.threads  # how many threads the stream split a step over
+    run_stream.stream = stream
     return {"grukit stream": run_stream, "torch.nn.GRU": run_gru, "torch GRUCell": run_cell}
 
 
-def measure(H: int, rounds: int, calls: int) -> tuple[dict[str, float], int]:
+def measure(H: int, rounds: int, calls: int, thread_counts: list[int]) -> dict:
+    """Median microseconds per call of each provider at each thread count, all interleaved:
+    ``{(name, threads): us}``, and the stream's split ``{threads: threads it used}``."""
     fns = providers(H)
     x = torch.randn(1, 1, H)
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    keys = [(name, n) for n in thread_counts for name in fns]
+    times: dict[tuple[str, int], list[float]] = {k: [] for k in keys}
+    used = {}
     with torch.no_grad():
-        for f in fns.values():  # warm-up
-            for _ in range(max(3, calls // 10)):
-                f(x)
         for _ in range(rounds):
-            for name, f in fns.items():
-                per = times[name]
+            for name, n in keys:
+                torch.set_num_threads(n)
+                f, per = fns[name], times[(name, n)]
+                for _ in range(max(3, calls // 10)):  # warm-up after the switch
+                    f(x)
                 for _ in range(calls):
                     t0 = time.perf_counter_ns()
                     f(x)
                     per.append(time.perf_counter_ns() - t0)
-    medians = {name: statistics.median(v) / 1e3 for name, v in times.items()}  # microseconds
-    return medians, fns["grukit stream"].threads
+                if name == "grukit stream":
+                    used[n] = f.stream._lane.threads
+    return {k: statistics.median(v) / 1e3 for k, v in times.items()}, used
 
 
 def products_floor(H: int, rounds: int, calls: int) -> float:
@@ -126,29 +131,40 @@ def main(argv=None) -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 1024], help="hidden sizes H")
     p.add_argument("--rounds", type=int, default=20, help="interleaved rounds")
     p.add_argument("--calls", type=int, default=200, help="one-step calls per provider per round")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: "
-                   "leave torch's)")
+    p.add_argument("--threads", type=int, nargs="+", default=None,
+                   help="thread counts to measure every provider at (default: 1 and torch's)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 20 calls")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.calls = 2, 20
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    counts = args.threads or sorted({1, torch.get_num_threads()})
 
-    print(f"CPU: {cpu_model()}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}; thread counts {counts}; "
           f"grukit {grukit.__version__}; float32, batch 1, input size = H; "
-          f"{args.rounds} rounds x {args.calls} calls, median per call"
+          f"{args.rounds} interleaved rounds x {args.calls} calls per provider and thread count, "
+          "median per call; each provider at its best thread count"
           + ("; QUICK SMOKE RUN, not a measurement" if args.quick else ""))
     print()
-    print("| H | grukit stream (us) | its threads | torch.nn.GRU (us) | torch GRUCell (us) "
+    print("| H | grukit stream (us) | torch.nn.GRU (us) | torch GRUCell (us) "
           "| vs nn.GRU | vs GRUCell | two products alone (us) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    raw = []
     for H in args.sizes:
-        m, threads = measure(H, args.rounds, args.calls)
-        s, g, c = m["grukit stream"], m["torch.nn.GRU"], m["torch GRUCell"]
+        m, used = measure(H, args.rounds, args.calls, counts)
+        best = {}
+        for name in ("grukit stream", "torch.nn.GRU", "torch GRUCell"):
+            n = min(counts, key=lambda c: m[(name, c)])
+            best[name] = (m[(name, n)], n)
+        (s, ns), (g, ng), (c, nc) = best["grukit stream"], best["torch.nn.GRU"], best["torch GRUCell"]
         floor = products_floor(H, args.rounds, args.calls)
-        print(f"| {H} | {s:.1f} | {threads} | {g:.1f} | {c:.1f} | {g / s:.1f}x | {c / s:.1f}x "
-              f"| {floor:.1f} |")
+        split = f", split over {used[ns]}" if used[ns] > 1 else ""
+        print(f"| {H} | {s:.1f} ({ns} thr{split}) | {g:.1f} ({ng} thr) | {c:.1f} ({nc} thr) "
+              f"| {g / s:.1f}x | {c / s:.1f}x | {floor:.1f} |")
+        raw.append((H, m))
+    print()
+    print("Every provider and thread count (us):")
+    for H, m in raw:
+        print(f"  H = {H}: " + "; ".join(f"{name} {n} thr {v:.1f}" for (name, n), v in m.items()))
 
 
 if __name__ == "__main__":
