@@ -285,3 +285,21 @@ def test_the_cli_modules_import_one_way():
     for name in subcommands:
         assert uses[name] <= shared, name
     assert uses["_errors"] == set() and uses["_folders"] <= {"_errors"} and uses["_runs"] <= {"_errors"}
+
+
+def test_resume_ignores_how_a_run_reports_and_names_what_changed(tmp_path):
+    """``--resume`` with ``--quiet`` (train.progress "off" against "auto") or a new ``--max-time``
+    continues the run; a changed training setting is refused, named by its dotted path."""
+    import json
+
+    from grukit.cli._errors import UserError
+    from grukit.cli._folders import check_out
+
+    old = {"command": "text train", "max_time": 100.0,
+           "train": {"lr": 0.002, "progress": "auto"}, "lm": {"hidden_size": 8}}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    same = dict(old, max_time=200.0, train={"lr": 0.002, "progress": "off"})
+    assert check_out(tmp_path, True, same) is False
+    changed = dict(old, train={"lr": 0.1, "progress": "auto"}, lm={"hidden_size": 16})
+    with pytest.raises(UserError, match=r"lm\.hidden_size, train\.lr"):
+        check_out(tmp_path, True, changed)

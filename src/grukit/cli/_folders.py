@@ -50,6 +50,25 @@ def run_folder(out: Path, resume: bool, config: dict, ctx):
         raise
 
 
+# settings a resumed run may change: how it reports and how long it may go on, not what it trains
+_FREE_ON_RESUME = ("resume", "quiet", "max_time", "progress")
+
+
+def _changed(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The settings (dotted paths into nested sections) that differ between two run configs,
+    except those in ``_FREE_ON_RESUME``."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        if k in _FREE_ON_RESUME:
+            continue
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changed(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(prefix + k)
+    return out
+
+
 def check_out(out: Path, resume: bool, config: dict) -> bool:
     """Whether ``out`` may hold this run (else a ``UserError`` saying why not); True when it is a
     killed run's folder whose leftovers are to be removed first."""
@@ -61,8 +80,7 @@ def check_out(out: Path, resume: bool, config: dict) -> bool:
             old = json.loads(saved.read_text())
         except ValueError as exc:
             raise UserError(f"--resume: {saved} is unreadable ({exc})") from None
-        changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k)
-                         and k not in ("resume", "quiet", "max_time"))
+        changed = _changed(old, config)
         if changed:
             raise UserError(f"--resume: the settings differ from the run in {out}: {', '.join(changed)}")
         return False
