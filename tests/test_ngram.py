@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from grukit.apps.text.ngram import NGramModel, select_order, unigram_bits
+from grukit.apps.text.ngram import NGramModel, select_model, select_order, unigram_bits
 from grukit.data.series import DataError
 
 
@@ -138,6 +138,16 @@ def test_select_order_scores_each_order_as_its_own_model():
     for order, bits in scores.items():
         assert bits == pytest.approx(NGramModel(order, 3).fit(train).bits(valid), rel=1e-12)
     assert scores[best] == min(scores.values())
+
+
+def test_select_model_returns_the_best_order_fitted_as_fit_would():
+    rng = np.random.default_rng(6)
+    train, valid, test = rng.integers(0, 4, 800), rng.integers(0, 4, 100), rng.integers(0, 4, 100)
+    model, scores = select_model(train, valid, 4, orders=[1, 2, 3, 4])
+    assert scores == select_order(train, valid, 4, orders=[1, 2, 3, 4])[1]
+    assert model.order == min(scores, key=lambda o: (scores[o], o))
+    refit = NGramModel(model.order, 4).fit(train)  # counted again, for that order alone
+    np.testing.assert_allclose(model.log2_probs(test), refit.log2_probs(test), rtol=1e-12)
 
 
 def test_bad_input_is_a_data_error():

@@ -55,7 +55,7 @@ def text_run(splits: dict, lm: GRULanguageModel, out: Path, *, resume: bool = Fa
     """Train ``lm`` on ``splits["train"]`` (validated on ``splits["valid"]``), evaluate, run the
     baselines, write everything; returns the metrics. ``splits["test"]`` may be absent. With
     ``gate_text``, ``gates.png`` shows the first layer's gates while the model reads it."""
-    from grukit.apps.text.ngram import select_order, unigram_bits
+    from grukit.apps.text.ngram import select_model, unigram_bits
 
     t0 = time.perf_counter()
     lm.fit(splits["train"], valid=splits.get("valid"), valid_fraction=0.0,
@@ -76,14 +76,12 @@ def text_run(splits: dict, lm: GRULanguageModel, out: Path, *, resume: bool = Fa
     for k in held:
         baselines["unigram"][k] = unigram_bits(ids["train"], ids[k], V) * per_char[k]
     if "valid" in ids:
-        order, by_order = select_order(ids["train"], ids["valid"], V, orders=NGRAM_ORDERS)
+        model, by_order = select_model(ids["train"], ids["valid"], V, orders=NGRAM_ORDERS)
+        order = model.order
         baselines["ngram"] = {"order": order,
                               "valid_by_order": {str(o): b * per_char["valid"] for o, b in by_order.items()}}
         baselines["ngram"]["valid"] = by_order[order] * per_char["valid"]
         if "test" in ids:
-            from grukit.apps.text.ngram import NGramModel
-
-            model = NGramModel(order, V).fit(ids["train"])
             baselines["ngram"]["test"] = model.bits(ids["test"]) * per_char["test"]
     samples = []
     for temp in SAMPLE_TEMPERATURES:
