@@ -35,3 +35,17 @@ def fake_fsdd(tmp_path_factory):
                 sf.write(root / f"{digit}_{spk}_{k}.wav", (w + 0.01 * rng.standard_normal(len(t))).astype(np.float32),
                          8000)
     return root.parent
+
+
+def run_script(path, source: str, **env: str) -> str:
+    """Run ``source`` as a Python script at ``path`` in a fresh interpreter with ``env`` added
+    to the environment (for settings read once per process, such as ``OMP_THREAD_LIMIT``);
+    assert it exits 0 and return its standard output, stripped."""
+    import subprocess
+    import sys
+
+    path.write_text(source)
+    proc = subprocess.run([sys.executable, str(path)], env=dict(os.environ, **env),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import grukit
+from tests.conftest import run_script
 from grukit import backends
 from grukit.backends import cpu
 
@@ -184,8 +185,8 @@ def test_every_thread_split_matches_the_reference(split, threads, chunked, monke
 def test_a_smaller_openmp_team_falls_back_to_our_threads(tmp_path):
     """With OMP_THREAD_LIMIT=1 OpenMP grants one thread where a feature split needs two: the
     launcher must notice before running anything and use its own threads, not wait forever."""
-    script = tmp_path / "limited.py"
-    script.write_text(
+    out = run_script(
+        tmp_path / "limited.py",
         "import torch, grukit\n"
         "from grukit.backends import _cpu_omp\n"
         "torch.set_num_threads(2)\n"
@@ -201,13 +202,7 @@ def test_a_smaller_openmp_team_falls_back_to_our_threads(tmp_path):
         "x = torch.randn(9, 2, 3, dtype=torch.float64)\n"
         "torch.testing.assert_close(fused(x)[0], ref(x)[0], rtol=1e-10, atol=1e-12)\n"
         "assert returned and not any(returned), returned\n"
-        "print('ok')\n"
+        "print('ok')\n",
+        OMP_THREAD_LIMIT="1", GRUKIT_CPU_SPLIT="features",
     )
-    import os
-    import subprocess
-    import sys
-
-    env = dict(os.environ, OMP_THREAD_LIMIT="1", GRUKIT_CPU_SPLIT="features")
-    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "ok"
+    assert out == "ok"

@@ -5,16 +5,13 @@ Oracles: one pass of the module over the whole sequence (``fast=False`` never to
 kernels), and the same stream computed on one thread.
 """
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
 import grukit
 from grukit import streaming
 from grukit.streaming import _kernel
+from tests.conftest import run_script
 
 TOL = {torch.float64: dict(rtol=0, atol=1e-12), torch.float32: dict(rtol=0, atol=1e-5)}
 pytestmark = pytest.mark.skipif(_kernel() is None, reason="Numba kernels unavailable")
@@ -88,8 +85,8 @@ def test_thread_count_changes_are_followed(split):
 def test_a_smaller_openmp_team_runs_on_the_calling_thread(tmp_path):
     """With OMP_THREAD_LIMIT=1 OpenMP grants one thread where the split asks two: the callbacks
     must touch nothing and the chunk run on the calling thread, not wait forever."""
-    script = tmp_path / "limited.py"
-    script.write_text(
+    out = run_script(
+        tmp_path / "limited.py",
         "import torch, grukit\n"
         "from grukit import streaming\n"
         "streaming._kernel()\n"
@@ -109,13 +106,10 @@ def test_a_smaller_openmp_team_runs_on_the_calling_thread(tmp_path):
         "y = torch.cat([s(x[t : t + 1]) for t in range(5)])\n"
         "torch.testing.assert_close(y, gru(x)[0], rtol=0, atol=1e-12)\n"
         "assert ran == [1] * 5, ran\n"
-        "print('ok')\n"
+        "print('ok')\n",
+        OMP_THREAD_LIMIT="1",
     )
-    env = dict(os.environ, OMP_THREAD_LIMIT="1")
-    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "ok"
+    assert out == "ok"
 
 
 # -- the lane: every change since the last fast chunk must send the call to the general path ----
