@@ -85,7 +85,7 @@ def test_estimator_contract_and_a_forecast_better_than_seasonal_naive(tmp_path):
 
 
 def test_a_save_that_fails_midway_leaves_the_previous_forecaster(tmp_path, monkeypatch):
-    import grukit.apps.forecast as module
+    import grukit.apps.model_folder as module
 
     series = _seasonal_series(4, n=48)
     quick = {**FAST, "epochs": 1}

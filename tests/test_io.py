@@ -141,3 +141,27 @@ def test_torch_load_refuses_an_unsafe_torch(tmp_path, monkeypatch, version, safe
     else:
         with pytest.raises(ImportError, match="CVE-2025-32434.*pip install 'torch>=2.6'"):
             _safeload.load_tensors(path)
+
+
+def test_model_folder_reading_names_every_unreadable_folder(tmp_path):
+    """``apps.model_folder.reading``: no description is FileNotFoundError; a description that is
+    not an object, of another format, or missing what the estimator needs is one DataError."""
+    from grukit.apps import model_folder
+    from grukit.data.series import DataError
+
+    with pytest.raises(FileNotFoundError, match="no lm.json"):
+        with model_folder.reading(tmp_path, "lm.json", "grukit-lm/1", "language model"):
+            pass
+    for text, message in (("[1, 2]", "format 'list'"), ('{"format": "other/1"}', "format 'other/1'"),
+                          ("{not json", "JSONDecodeError")):
+        (tmp_path / "lm.json").write_text(text)
+        with pytest.raises(DataError, match=message):
+            with model_folder.reading(tmp_path, "lm.json", "grukit-lm/1", "language model"):
+                pass
+    (tmp_path / "lm.json").write_text('{"format": "grukit-lm/1"}')
+    with pytest.raises(DataError, match="not a readable language model .KeyError"):
+        with model_folder.reading(tmp_path, "lm.json", "grukit-lm/1", "language model") as (meta, _):
+            meta["lm"]
+    with pytest.raises(DataError, match="not a readable language model"):  # no weights file
+        with model_folder.reading(tmp_path, "lm.json", "grukit-lm/1", "language model") as (_, weights):
+            weights()

@@ -18,7 +18,6 @@ trained with the pinball (quantile) loss, averaged over steps and quantiles. Est
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from torch import nn
 
 import grukit
 from grukit._extras import require
-from grukit._io import save_weights, updating_folder
+from grukit.apps import model_folder
 from grukit.apps.contract import NotFittedError
 from grukit.data.series import DataError, SeriesSet, from_arrays, future_times
 from grukit.data.windows import WindowDataset, make_inputs, window_ends
@@ -297,29 +296,21 @@ class GRUForecaster:
                        "timestamps": s.timestamps is not None and not s.integer_time,
                        "periods": s.integer_time},
         }
-        with updating_folder(path) as stage:
-            save_weights(self.net_, stage / "model.safetensors")
+        def series(stage: Path) -> None:
             with open(stage / "series.npz", "wb") as f:
                 np.savez(f, **arrays)
-            (stage / "forecaster.json").write_text(json.dumps(meta, indent=1))
+
+        model_folder.write(path, self.net_, "forecaster.json", meta, extra=series)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GRUForecaster:
         """A fitted forecaster from a folder written by :meth:`save` (no pickle anywhere)."""
-        from safetensors.torch import load_file
-
         path = Path(path)
-        meta_path = path / "forecaster.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{path} is not a forecaster folder (no forecaster.json)")
-        try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("format") != FORMAT:
-                raise DataError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+        with model_folder.reading(path, "forecaster.json", FORMAT, "forecaster") as (meta, weights):
             hyper = dict(meta["forecaster"])
             self = cls(hyper.pop("horizon"), hyper.pop("season"), train=meta["train"], **hyper)
             self.net_ = ForecastNet(self.config)
-            self.net_.load_state_dict(load_file(str(path / "model.safetensors")))
+            self.net_.load_state_dict(weights())
             self.net_.eval()
             saved = meta["series"]
             periods = saved.get("periods", False)  # absent in folders from before integer time
@@ -335,7 +326,5 @@ class GRUForecaster:
                     stamps = [z[f"t{i}"].astype("datetime64[ns]") for i in range(n)]
                 else:
                     stamps = None
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise DataError(f"{path}: not a readable forecaster ({type(exc).__name__}: {exc})") from None
         self.series_ = SeriesSet(saved["ids"], values, stamps, freq)
         return self

@@ -19,16 +19,14 @@ algorithm), whichever decoder found it.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 import grukit
-from grukit._io import save_weights, updating_folder
+from grukit.apps import model_folder
 from grukit.apps.contract import NotFittedError
 from grukit.apps.speech.model import SpeechConfig, SpeechNet
 from grukit.data.series import DataError
@@ -407,32 +405,19 @@ class GRUSpeechRecognizer:
         self._check_fitted()
         meta = {"format": FORMAT, "grukit": grukit.__version__, "speech": dict(self.config.__dict__),
                 "train": self.train_config.to_dict(), "labels": list(self.labels_)}
-        with updating_folder(path) as stage:
-            save_weights(self.net_, stage / "model.safetensors")
-            (stage / "speech.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False))
+        model_folder.write(path, self.net_, "speech.json", meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GRUSpeechRecognizer:
         """A fitted recognizer from a folder written by :meth:`save` (no pickle anywhere)."""
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        meta_path = path / "speech.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{path} is not a speech model folder (no speech.json)")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if meta.get("format") != FORMAT:
-                raise DataError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+        with model_folder.reading(path, "speech.json", FORMAT, "speech model") as (meta, weights):
             self = cls(train=meta["train"], **meta["speech"])
             self.labels_ = list(meta["labels"])
             outputs = len(self.labels_) + (self.config.task == "transcribe")
             self.net_ = SpeechNet(self.config, outputs)
-            self.net_.load_state_dict(load_file(str(path / "model.safetensors")))
+            self.net_.load_state_dict(weights())
             self.net_.eval()
             self.skipped_ = []
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise DataError(f"{path}: not a readable speech model ({type(exc).__name__}: {exc})") from None
         return self
 
 

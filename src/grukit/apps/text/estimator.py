@@ -22,17 +22,15 @@ Generation reads the prompt in one pass, then samples one token per step with th
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
 import grukit
-from grukit._io import save_weights, updating_folder
+from grukit.apps import model_folder
 from grukit.apps.contract import NotFittedError
 from grukit.apps.text.model import LMConfig, LMNet
 from grukit.data.series import DataError
@@ -291,30 +289,17 @@ class GRULanguageModel:
         self._check_fitted()
         meta = {"format": FORMAT, "grukit": grukit.__version__, "lm": dict(self.config.__dict__),
                 "train": self.train_config.to_dict(), "vocab": self.vocab_.to_dict()}
-        with updating_folder(path) as stage:
-            save_weights(self.net_, stage / "model.safetensors")
-            (stage / "lm.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False))
+        model_folder.write(path, self.net_, "lm.json", meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GRULanguageModel:
         """A fitted model from a folder written by :meth:`save` (no pickle anywhere)."""
-        from safetensors.torch import load_file
-
         from grukit.data.text import Vocabulary
 
-        path = Path(path)
-        meta_path = path / "lm.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{path} is not a language-model folder (no lm.json)")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if meta.get("format") != FORMAT:
-                raise DataError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+        with model_folder.reading(path, "lm.json", FORMAT, "language model") as (meta, weights):
             self = cls(train=meta["train"], **meta["lm"])
             self.vocab_ = Vocabulary.from_dict(meta["vocab"])
             self.net_ = LMNet(self.config, self.vocab_.size)
-            self.net_.load_state_dict(load_file(str(path / "model.safetensors")))
+            self.net_.load_state_dict(weights())
             self.net_.eval()
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise DataError(f"{path}: not a readable language model ({type(exc).__name__}: {exc})") from None
         return self
