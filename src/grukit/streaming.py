@@ -284,14 +284,11 @@ class GRUStream:
             T, N = shape[0], shape[1]
             out = (T, N, H)  # (T, N, I) -> (T, N, H)
         g = self.gru
-        params = g._parameters
         if (shape[-1] != lane.I or N != lane.N or T < 1 or T * N > FAST_MAX_STEPS_ROWS
                 or g.training or not chunk.is_contiguous() or chunk.is_neg()
                 or torch.is_autocast_enabled("cpu")):
             return None
-        key = [params[n].data_ptr() for n in g._flat_weights_names]
-        key.append(g.reset_after)
-        if key != lane.key or torch.get_num_threads() != lane.torch_threads:
+        if _weights_key(g) != lane.key or torch.get_num_threads() != lane.torch_threads:
             return None
         y = np.empty(out, lane.dtype_np)
         lane.run(lane.rec, chunk.data_ptr(), y, T, N, float(getattr(g, "zoneout", 0.0)))
@@ -326,8 +323,7 @@ class GRUStream:
         g = self.gru
         params = g._parameters
         names = g._flat_weights_names
-        key = [params[n].data_ptr() for n in names]
-        key.append(g.reset_after)
+        key = _weights_key(g)
         if key == self._weights_key:
             return self._weights_rec
         w = params[names[0]]
@@ -388,6 +384,16 @@ def _split_threads(H: int, I: int, itemsize: int, torch_threads: int) -> int:
     if 3 * H * (I + H) * itemsize < SPLIT_MIN_BYTES:
         return 1
     return max(1, min(torch_threads, H // SPLIT_MIN_UNITS))
+
+
+def _weights_key(g: nn.Module) -> list:
+    """What the fast path's record of ``g``'s weights depends on: every parameter's ``data_ptr``
+    (a replaced, cast or moved parameter changes it; an in-place update does not need to) and
+    ``reset_after``."""
+    params = g._parameters
+    key = [params[n].data_ptr() for n in g._flat_weights_names]
+    key.append(g.reset_after)
+    return key
 
 
 def _stochastic(g: nn.Module) -> bool:
