@@ -15,9 +15,10 @@ import argparse
 import time
 
 RECIPES = {  # name: (SpeechConfig fields, TrainConfig fields); docs/speech.md's recipe table
-    "A": (dict(hidden_size=128, noise_snr=None), dict(epochs=30, patience=8)),
-    "B": (dict(hidden_size=128, stack=1, noise_snr=None), dict(epochs=30, patience=8)),
-    "D": (dict(hidden_size=128, noise_snr=10.0), dict(epochs=40, patience=12)),  # today's defaults
+    "A": (dict(features="logmel", hidden_size=128, noise_snr=None), dict(epochs=30, patience=8)),
+    "B": (dict(features="logmel", hidden_size=128, stack=1, noise_snr=None), dict(epochs=30, patience=8)),
+    "D": (dict(features="logmel", hidden_size=128, noise_snr=10.0), dict(epochs=40, patience=12)),
+    "E": (dict(features="mfcc", hidden_size=128, noise_snr=10.0), dict(epochs=40, patience=12)),  # today's defaults
 }
 
 

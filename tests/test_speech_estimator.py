@@ -244,3 +244,24 @@ def test_training_augmentation_draws_within_its_ranges():
     np.testing.assert_array_equal(plain[0][0], wave)
     with pytest.raises(ConfigError, match="volume_perturb"):
         GRUSpeechRecognizer(volume_perturb=60)
+
+
+def test_features_default_by_task_and_explicit_choice_wins():
+    from grukit.apps.speech.model import SpeechConfig, SpeechNet
+
+    cases = [({"task": "classify"}, "mfcc", 13), ({"task": "transcribe"}, "logmel", 40),
+             ({"task": "classify", "features": "logmel"}, "logmel", 40),
+             ({"task": "transcribe", "features": "mfcc", "n_mfcc": 20}, "mfcc", 20)]
+    for fields, kind, dim in cases:
+        cfg = SpeechConfig(**fields)
+        assert cfg.feature_kind == kind, fields
+        net = SpeechNet(cfg, 5)
+        assert net.features.cfg.kind == kind and net.features.cfg.dim == dim, fields
+        wave = torch.randn(2, 4000)
+        f, n = net.features(wave, torch.tensor([4000, 3000]))
+        assert f.shape[-1] == dim and n.tolist() == [48, 36]  # 1 + (S - 200) // 80
+    with pytest.raises(ConfigError, match="features must be one of logmel, mfcc"):
+        SpeechConfig(features="spectrogram")
+    with pytest.raises(ConfigError, match=r"n_mfcc \(30\) cannot exceed n_mels \(20\)"):
+        SpeechConfig(n_mels=20, n_mfcc=30)  # classify: mfcc by default
+    SpeechConfig(task="transcribe", n_mels=20, n_mfcc=30)  # log-mel: n_mfcc unused

@@ -40,9 +40,11 @@ TASKS = ("classify", "transcribe")
 
 def _add_model_args(p, hidden: int = 128) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--features", choices=["logmel", "mfcc"], default="logmel", help="acoustic features")
+    g.add_argument("--features", choices=["logmel", "mfcc"], default=None,
+                   help="acoustic features (default: mfcc to classify, logmel to transcribe)")
     g.add_argument("--sample-rate", type=int, default=8000, help="audio is resampled to this rate (Hz)")
     g.add_argument("--n-mels", type=int, default=40, help="mel bands")
+    g.add_argument("--n-mfcc", type=int, default=13, help="cepstral coefficients kept (--features mfcc)")
     g.add_argument("--stack", type=int, default=2, help="10 ms frames per GRU step")
     g.add_argument("--norm", choices=["utterance", "global"], default=None,
                    help="feature normalisation (default: utterance if bidirectional, else global)")
@@ -158,7 +160,8 @@ def recognizer(args, task: str):
     tc = dataclasses.replace(train_config(args), schedule="cosine")
     return GRUSpeechRecognizer(
         train=tc, task=task, features=args.features, sample_rate=args.sample_rate, n_mels=args.n_mels,
-        stack=args.stack, norm=args.norm, hidden_size=args.hidden_size, num_layers=args.num_layers,
+        n_mfcc=args.n_mfcc, stack=args.stack, norm=args.norm, hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
         bidirectional=args.bidirectional, pooling=args.pooling, reset_after=args.reset_after,
         layer_norm=args.layer_norm, zoneout=args.zoneout, recurrent_dropout=args.recurrent_dropout,
         weight_dropout=args.weight_dropout, dropout=args.dropout, output_dropout=args.output_dropout,

@@ -42,7 +42,12 @@ class SpeechConfig:
 
     Attributes:
         task: "classify" (one word per recording) or "transcribe" (strings of words, CTC).
-        features: "logmel" (log mel filterbank energies) or "mfcc".
+        features: "logmel" (log mel filterbank energies) or "mfcc". None: mfcc for classify,
+            logmel for transcribe. With FSDD's six speakers, 13 MFCCs (normalised per
+            utterance) took leave-one-speaker-out accuracy from 0.742 to 0.854 and the official
+            split from 0.990 to 0.997 (docs/speech.md); the cepstrum's first coefficients keep
+            the spectral envelope and drop the pitch harmonics, which differ between voices.
+            The CTC results were measured on log-mel, which stays its default.
         sample_rate: the rate audio is resampled to before the features.
         n_mels: mel bands; n_mfcc: cepstral coefficients kept (features="mfcc").
         norm: "utterance" (each recording to mean 0, variance 1 per feature) or "global" (the
@@ -70,7 +75,7 @@ class SpeechConfig:
     """
 
     task: str = "classify"
-    features: str = "logmel"
+    features: str | None = None
     sample_rate: int = 8000
     n_mels: int = 40
     n_mfcc: int = 13
@@ -93,9 +98,11 @@ class SpeechConfig:
     volume_perturb: float = 0.0
 
     def __post_init__(self) -> None:
-        for name, allowed in (("task", TASKS), ("features", FEATURES), ("pooling", POOLINGS)):
+        for name, allowed in (("task", TASKS), ("pooling", POOLINGS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.features is not None and self.features not in FEATURES:
+            raise ConfigError(f"features must be one of {', '.join(FEATURES)} (or None), got {self.features!r}")
         if self.norm is not None and self.norm not in NORMS:
             raise ConfigError(f"norm must be one of {', '.join(NORMS)} (or None), got {self.norm!r}")
         for name in ("sample_rate", "n_mels", "n_mfcc", "stack", "hidden_size", "num_layers"):
@@ -119,13 +126,20 @@ class SpeechConfig:
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.bidirectional is not None and not isinstance(self.bidirectional, bool):
             raise ConfigError(f"bidirectional must be true, false or None, got {self.bidirectional!r}")
-        if self.features == "mfcc" and self.n_mfcc > self.n_mels:
+        if self.feature_kind == "mfcc" and self.n_mfcc > self.n_mels:
             raise ConfigError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
 
     @property
     def directions(self) -> bool:
         """Whether the GRU is bidirectional, with None resolved by the task."""
         return self.task == "classify" if self.bidirectional is None else self.bidirectional
+
+    @property
+    def feature_kind(self) -> str:
+        """``features`` with None resolved by the task: mfcc for classify, logmel for transcribe."""
+        if self.features is not None:
+            return self.features
+        return "mfcc" if self.task == "classify" else "logmel"
 
     @property
     def norm_kind(self) -> str:
@@ -142,7 +156,7 @@ class SpeechConfig:
     def feature_config(self):
         from grukit.apps.speech.features import FeatureConfig
 
-        return FeatureConfig(kind=self.features, sample_rate=self.sample_rate, n_mels=self.n_mels,
+        return FeatureConfig(kind=self.feature_kind, sample_rate=self.sample_rate, n_mels=self.n_mels,
                              n_mfcc=self.n_mfcc)
 
     def steps(self, samples: int) -> int:
