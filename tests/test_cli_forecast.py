@@ -83,6 +83,7 @@ def test_nothing_in_out_is_overwritten(tmp_path, capsys):
         ("s0,2020-01-01,5", [], "repeats the timestamp"),
         ("", [], "irregularly spaced timestamps"),
         (None, ["--lr", "-1"], "lr must be a positive number"),
+        (None, ["--warmup-steps", "-5"], "warmup_steps must be a non-negative integer, got -5"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, bad, extra, message):

@@ -43,6 +43,8 @@ def _cfg(**kw):
         (dict(clip_grad_norm=0), "clip_grad_norm must be a positive number or None"),
         (dict(progress="loud"), "progress must be one of"),
         (dict(patience=0), "patience must be a positive integer"),
+        (dict(warmup_steps=-1), "warmup_steps must be a non-negative integer"),
+        (dict(warmup_steps=2.5), "warmup_steps must be a non-negative integer"),
     ],
 )
 def test_bad_configuration_is_refused_by_name(kw, message):
@@ -76,12 +78,13 @@ def _plain_loop(cfg, train, val, order, epochs):
     averaged over items, the gradient norm clipped, the learning rate of ``cfg.schedule`` set
     before each epoch (cosine from lr to 5% of lr over ``cfg.epochs``; plateau: halve when three
     epochs in a row bring no better validation loss, as torch's ReduceLROnPlateau with patience 2
-    and its relative threshold 1e-4), on the batches ``order`` (N * epochs indices) gives.
-    Returns per-epoch train loss, validation loss, learning rate and weights."""
+    and its relative threshold 1e-4), each step's rate times ``min(1, k / cfg.warmup_steps)``
+    at the k-th step of the run when warming up, on the batches ``order`` (N * epochs indices)
+    gives. Returns per-epoch train loss, validation loss, learning rate and weights."""
     model = _model()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n, bs = len(train), cfg.batch_size
-    lr, best, flat, epochs_out = cfg.lr, math.inf, 0, []
+    lr, best, flat, epochs_out, k = cfg.lr, math.inf, 0, [], 0
     for e in range(epochs):
         if cfg.schedule == "cosine":
             lr = cfg.lr * (0.05 + 0.95 * (1 + math.cos(math.pi * e / cfg.epochs)) / 2)
@@ -96,6 +99,9 @@ def _plain_loop(cfg, train, val, order, epochs):
             loss = ((model(x).squeeze(-1) - y) ** 2).mean()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            k += 1
+            for group in opt.param_groups:
+                group["lr"] = lr * min(1.0, k / cfg.warmup_steps) if cfg.warmup_steps else lr
             opt.step()
             total += loss.item() * len(x)
         with torch.no_grad():
@@ -126,10 +132,13 @@ def _anticorrelated(n=64):
     return TensorDataset(x, -(x @ torch.tensor([1.0, -2.0, 0.5])))
 
 
-@pytest.mark.parametrize("schedule, val", [("cosine", "related"), ("constant", "related"),
-                                           ("plateau", "rising")])
-def test_training_matches_a_plain_pytorch_loop_and_writes_curves_and_checkpoints(tmp_path, schedule, val):
-    cfg = _cfg(schedule=schedule, epochs=8, patience=None)
+@pytest.mark.parametrize("schedule, val, warmup", [("cosine", "related", 0), ("constant", "related", 0),
+                                                   ("plateau", "rising", 0), ("cosine", "related", 13),
+                                                   ("plateau", "rising", 20)])
+def test_training_matches_a_plain_pytorch_loop_and_writes_curves_and_checkpoints(tmp_path, schedule, val,
+                                                                                 warmup):
+    # (8 steps an epoch: a warm-up of 13 or 20 steps ends inside epoch 2 or 3)
+    cfg = _cfg(schedule=schedule, epochs=8, patience=None, warmup_steps=warmup)
     val = _data(64, 1) if val == "related" else _anticorrelated()
     train = _Recorded(_data())
     model = _model()

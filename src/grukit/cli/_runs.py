@@ -23,6 +23,8 @@ def add_train_args(p, epochs: int = 30) -> None:
     g.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (cosine decay)")
     g.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (0: off)")
     g.add_argument("--steps-per-epoch", type=int, default=None, help="cap on batches per epoch (0: all)")
+    g.add_argument("--warmup-steps", type=int, default=0,
+                   help="linear learning-rate warm-up over this many optimizer steps (0: off)")
     g.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
     g.add_argument("--seed", type=int, default=0, help="random seed")
     g.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
@@ -36,7 +38,7 @@ def train_config(args):
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         patience=args.patience or None, steps_per_epoch=args.steps_per_epoch or None,
-        clip_grad_norm=args.clip or None, seed=args.seed, deterministic=args.deterministic,
+        clip_grad_norm=args.clip or None, warmup_steps=args.warmup_steps, seed=args.seed, deterministic=args.deterministic,
         progress="off" if args.quiet else "auto",
     )
 

@@ -213,7 +213,7 @@ def _run(args, title: str, published=None, gate_text=None) -> int:
               "max_time": max_time, "world_size": ctx.world_size}
     splits = _splits(args)  # read before --out is made: a bad file leaves nothing behind
     log = log_fn(args)
-    log(f"data: " + ", ".join(f"{k} {len(v):,} {'characters' if isinstance(v, str) else 'bytes'}"
+    log("data: " + ", ".join(f"{k} {len(v):,} {'characters' if isinstance(v, str) else 'bytes'}"
                               for k, v in splits.items()))
     with run_folder(out, args.resume, config, ctx):
         text_run(splits, lm, out, resume=args.resume, run_config=config, published=published,

@@ -29,6 +29,10 @@ class TrainConfig:
         schedule: "cosine" (decay to 5% of lr over ``epochs``), "plateau" (halve when a third
             epoch in a row brings no better validation loss: 2 flat epochs are tolerated) or
             "constant".
+        warmup_steps: the learning rate rises linearly from ``lr / warmup_steps`` to the
+            schedule's value over the first this-many optimizer steps (0: no warm-up). Early
+            full-size Adam steps can drive a recurrent net into a flat region it does not
+            leave: CTC's all-blank plateau (docs/speech.md).
         clip_grad_norm: clip the global gradient norm (recurrent nets spike); None turns it off.
         patience: stop after this many epochs without a better validation loss; None = never.
         steps_per_epoch: cap on batches per epoch (for large sampled datasets); None = all.
@@ -46,6 +50,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 0.0
     schedule: str = "cosine"
+    warmup_steps: int = 0
     clip_grad_norm: float | None = 1.0
     patience: int | None = 5
     steps_per_epoch: int | None = None
@@ -66,6 +71,9 @@ class TrainConfig:
         positive_int("batch_size")
         positive_int("patience", allow_none=True)
         positive_int("steps_per_epoch", allow_none=True)
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) \
+                or self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
         for name, allow_zero in (("lr", False), ("weight_decay", True)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \

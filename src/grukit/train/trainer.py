@@ -255,6 +255,7 @@ class Trainer:
                        file=sys.stderr, dynamic_ncols=True)
         net.train()
         self._begin_pass(True)
+        done = (epoch - 1) * steps  # optimizer steps before this epoch: the warm-up's clock
         total, count, t = 0.0, 0, time.perf_counter()
         out_of_time = False
         try:
@@ -271,7 +272,7 @@ class Trainer:
                 loss.backward()
                 if c.clip_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip_grad_norm)
-                optimizer.step()
+                _step(optimizer, min(1.0, (done + step + 1) / c.warmup_steps) if c.warmup_steps else 1.0)
                 total += loss.item() * n
                 count += n
                 if bar is not None:
@@ -344,3 +345,20 @@ def meta_name(meta: dict) -> str:
 
 def _finite(x: float) -> float | None:
     return None if not math.isfinite(x) else float(x)
+
+
+def _step(optimizer, scale: float) -> None:
+    """``optimizer.step()`` at ``scale`` times each group's learning rate (the warm-up), which is
+    then restored: the schedulers own the unscaled value (ReduceLROnPlateau multiplies it)."""
+    if scale >= 1.0:
+        optimizer.step()
+        return
+    groups = optimizer.param_groups
+    saved = [g["lr"] for g in groups]
+    for g in groups:
+        g["lr"] = g["lr"] * scale
+    try:
+        optimizer.step()
+    finally:
+        for g, lr in zip(groups, saved):
+            g["lr"] = lr
