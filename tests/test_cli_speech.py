@@ -156,6 +156,8 @@ def test_loso_trains_one_model_per_speaker(tmp_path):
     (["--data", "{words}", "--task", "transcribe", "--strings", "2"], "--strings must be at least 6"),
     (["--data", "{words}", "--zoneout", "1.5"], "zoneout must be a probability"),
     (["--data", "{words}", "--n-mfcc", "30"], "n_mfcc (30) cannot exceed n_mels (20)"),
+    (["--data", "{words}", "--freq-mask", "-1"], "freq_mask must be None or a non-negative integer"),
+    (["--data", "{words}", "--volume-perturb", "60"], "volume_perturb must be None or in [0, 40] dB"),
     (["--data", "{words}", "--holdout-speaker", "nobody"], "needs speakers"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(word_folder, tmp_path, argv, message):

@@ -4,6 +4,8 @@ decoding and confidences, and errors for bad input."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -134,6 +136,11 @@ def test_save_load_round_trip(classifier, tmp_path):
     back = GRUSpeechRecognizer.load(tmp_path / "m")
     np.testing.assert_array_equal(back.predict_proba(waves), classifier.predict_proba(waves))
     assert back.labels_ == classifier.labels_
+    # the defaults that follow the task are saved resolved, so a later default cannot change
+    # what a saved model computes
+    saved = json.loads((tmp_path / "m" / "speech.json").read_text())["speech"]
+    assert (saved["features"], saved["norm"], saved["bidirectional"]) == ("mfcc", "utterance", True)
+    assert classifier.config.features is None and back.config.feature_kind == "mfcc"
     with pytest.raises(FileNotFoundError):
         GRUSpeechRecognizer.load(tmp_path)
     (tmp_path / "bad").mkdir()
@@ -246,10 +253,33 @@ def test_training_augmentation_draws_within_its_ranges():
         GRUSpeechRecognizer(volume_perturb=60)
 
 
-def test_features_default_by_task_and_explicit_choice_wins():
+def test_frequency_masks_scale_with_the_feature_count_to_transcribe():
+    """Each of SpecAugment's two frequency masks covers at most ``freq_mask`` features: by default
+    a fifth of them to transcribe (8 of 40 log-mels, 3 of 13 MFCCs), 8 to classify. Counted on
+    the masked channels of many training-mode draws."""
     from grukit.apps.speech.model import SpeechConfig, SpeechNet
 
-    cases = [({"task": "classify"}, "mfcc", 13), ({"task": "transcribe"}, "logmel", 40),
+    torch.manual_seed(0)
+    for fields, F, widest in [({"features": "logmel"}, 40, 8), ({"features": "mfcc"}, 13, 3),
+                              ({"features": "mfcc", "n_mfcc": 4}, 4, 1),
+                              ({"task": "classify"}, 13, 8), ({"freq_mask": 5}, 13, 5)]:
+        cfg = SpeechConfig(**{"task": "transcribe", **fields})
+        assert cfg.resolved()["freq_mask"] == widest, fields
+        aug = SpeechNet(cfg, 5).augment.train()
+        feats = torch.ones(400, 1000, F)  # long enough that no time mask covers every frame
+        out = aug(feats, torch.full((400,), 1000))
+        zero_channels = (out == 0).all(1).sum(1)  # (400,) channels masked at every frame
+        # two masks of at most widest each; 400 draws reach (nearly) that
+        assert 2 * widest - 4 <= int(zero_channels.max()) <= min(2 * widest, F), fields
+        assert int(zero_channels.min()) == 0, fields
+    with pytest.raises(ConfigError, match="freq_mask must be None or a non-negative integer"):
+        SpeechConfig(freq_mask=-1)
+
+
+def test_feature_and_volume_defaults_and_explicit_choices_win():
+    from grukit.apps.speech.model import VOLUME_DB, SpeechConfig, SpeechNet
+
+    cases = [({"task": "classify"}, "mfcc", 13), ({"task": "transcribe"}, "mfcc", 13),
              ({"task": "classify", "features": "logmel"}, "logmel", 40),
              ({"task": "transcribe", "features": "mfcc", "n_mfcc": 20}, "mfcc", 20)]
     for fields, kind, dim in cases:
@@ -263,5 +293,13 @@ def test_features_default_by_task_and_explicit_choice_wins():
     with pytest.raises(ConfigError, match="features must be one of logmel, mfcc"):
         SpeechConfig(features="spectrogram")
     with pytest.raises(ConfigError, match=r"n_mfcc \(30\) cannot exceed n_mels \(20\)"):
-        SpeechConfig(n_mels=20, n_mfcc=30)  # classify: mfcc by default
-    SpeechConfig(task="transcribe", n_mels=20, n_mfcc=30)  # log-mel: n_mfcc unused
+        SpeechConfig(task="transcribe", n_mels=20, n_mfcc=30)  # mfcc by default
+    SpeechConfig(features="logmel", n_mels=20, n_mfcc=30)  # log-mel: n_mfcc unused
+    # volume perturbation where the level reaches the network: global statistics only
+    assert VOLUME_DB == 20.0
+    assert SpeechConfig(task="transcribe").volume_db == 20.0  # unidirectional: global statistics
+    assert SpeechConfig(task="classify").volume_db == 0.0  # per-utterance statistics
+    assert SpeechConfig(task="classify", norm="global").volume_db == 20.0
+    assert SpeechConfig(task="transcribe", volume_perturb=0).volume_db == 0.0
+    with pytest.raises(ConfigError, match=r"volume_perturb must be None or in \[0, 40\] dB"):
+        SpeechConfig(volume_perturb=50)

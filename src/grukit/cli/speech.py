@@ -41,7 +41,7 @@ TASKS = ("classify", "transcribe")
 def _add_model_args(p, hidden: int = 128) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--features", choices=["logmel", "mfcc"], default=None,
-                   help="acoustic features (default: mfcc to classify, logmel to transcribe)")
+                   help="acoustic features (default: mfcc)")
     g.add_argument("--sample-rate", type=int, default=8000, help="audio is resampled to this rate (Hz)")
     g.add_argument("--n-mels", type=int, default=40, help="mel bands")
     g.add_argument("--n-mfcc", type=int, default=13, help="cepstral coefficients kept (--features mfcc)")
@@ -66,12 +66,16 @@ def _add_model_args(p, hidden: int = 128) -> None:
     g.add_argument("--output-dropout", type=float, default=0.1, help="dropout before the output layer")
     a = p.add_argument_group("augmentation (training only)")
     a.add_argument("--no-spec-augment", action="store_true", help="no time and frequency masking")
+    a.add_argument("--freq-mask", type=int, default=None, metavar="F",
+                   help="widest SpecAugment frequency mask, in features (default: 8 to classify, a "
+                        "fifth of the features to transcribe)")
     a.add_argument("--speed-perturb", type=float, default=0.1, help="play at 1-p, 1 or 1+p speed (0: off)")
     a.add_argument("--noise-snr", type=float, default=10.0, metavar="DB",
                    help="add white noise to half the recordings, SNR between DB and 40 dB")
     a.add_argument("--no-noise", action="store_true", help="no added noise")
-    a.add_argument("--volume-perturb", type=float, default=0.0, metavar="DB",
-                   help="change each recording's level by a gain in [-DB, +DB] (0: off)")
+    a.add_argument("--volume-perturb", type=float, default=None, metavar="DB",
+                   help="change each recording's level by a gain in [-DB, +DB] (0: off; default: 20 "
+                        "on global statistics, 0 on per-utterance ones)")
 
 
 def _add_train(p, **defaults) -> None:
@@ -165,7 +169,7 @@ def recognizer(args, task: str):
         bidirectional=args.bidirectional, pooling=args.pooling, reset_after=args.reset_after,
         layer_norm=args.layer_norm, zoneout=args.zoneout, recurrent_dropout=args.recurrent_dropout,
         weight_dropout=args.weight_dropout, dropout=args.dropout, output_dropout=args.output_dropout,
-        spec_augment=not args.no_spec_augment, speed_perturb=args.speed_perturb,
+        spec_augment=not args.no_spec_augment, freq_mask=args.freq_mask, speed_perturb=args.speed_perturb,
         noise_snr=None if args.no_noise else args.noise_snr, volume_perturb=args.volume_perturb)
 
 
@@ -228,7 +232,7 @@ def run_train(args) -> int:
     config = {"command": "speech train", "data": str(Path(args.data).resolve()) if args.data else None,
               "dataset": args.dataset, "task": task, "holdout_speaker": args.holdout_speaker,
               "loso": args.loso, "test_fraction": args.test_fraction, "strings": args.strings,
-              "speech": dict(rec.config.__dict__), "train": train_dict, "world_size": ctx.world_size}
+              "speech": rec.config.resolved(), "train": train_dict, "world_size": ctx.world_size}
     log(f"data: {len(utts):,} recordings" + (f" from {len({u.speaker for u in utts} - {None})} speakers"
                                               if any(u.speaker for u in utts) else ""))
     if args.loso:

@@ -215,7 +215,7 @@ class GRUSpeechRecognizer:
             net.feat_std.copy_(std)
         self.net_, self.skipped_ = net, skipped
         train = Recordings(waves, targets, task=cfg.task, augment=True, speed=cfg.speed_perturb,
-                           noise_snr=cfg.noise_snr, volume=cfg.volume_perturb)
+                           noise_snr=cfg.noise_snr, volume=cfg.volume_db)
         val = Recordings(v_waves, v_targets, task=cfg.task) if v_waves else None
         trainer = Trainer(net, tc, SpeechLoss(cfg.task), out_dir=out_dir, resume=resume, log=log)
         self.result_ = trainer.fit(train, val)
@@ -403,7 +403,7 @@ class GRUSpeechRecognizer:
     def save(self, path: str | os.PathLike) -> None:
         """Write ``path/model.safetensors`` and ``path/speech.json`` in one step."""
         self._check_fitted()
-        meta = {"format": FORMAT, "grukit": grukit.__version__, "speech": dict(self.config.__dict__),
+        meta = {"format": FORMAT, "grukit": grukit.__version__, "speech": self.config.resolved(),
                 "train": self.train_config.to_dict(), "labels": list(self.labels_)}
         model_folder.write(path, self.net_, "speech.json", meta)
 

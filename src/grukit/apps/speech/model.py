@@ -34,6 +34,17 @@ TASKS = ("classify", "transcribe")
 POOLINGS = ("attention", "mean", "max", "last")
 NORMS = ("utterance", "global")
 FEATURES = ("logmel", "mfcc")
+# SpecAugment's frequency masks for transcribe are each up to this share of a frame's features
+# wide: 8 of 40 log-mel bands (Park et al. mask up to 27 of 80), 3 of 13 MFCCs; masks up to 8
+# wide covered most of 13 MFCCs, and with them CTC stayed on its all-blank plateau in 2 of 6
+# runs on FSDD digit strings, with 3 in 0 of 4 (docs/speech.md)
+FREQ_MASK_SHARE = 0.2
+# classify's masks: up to 8 features wide, with which its FSDD results were measured (on 13
+# MFCCs, 3 gave 0.993 on the official split where 8 gave 0.997, one seed each)
+CLASSIFY_FREQ_MASK = 8
+# volume perturbation (dB) of models on global statistics: FSDD's quietest speaker is 20 dB
+# below the others
+VOLUME_DB = 20.0
 
 
 @dataclass
@@ -42,12 +53,14 @@ class SpeechConfig:
 
     Attributes:
         task: "classify" (one word per recording) or "transcribe" (strings of words, CTC).
-        features: "logmel" (log mel filterbank energies) or "mfcc". None: mfcc for classify,
-            logmel for transcribe. With FSDD's six speakers, 13 MFCCs (normalised per
-            utterance) took leave-one-speaker-out accuracy from 0.742 to 0.854 and the official
-            split from 0.990 to 0.997 (docs/speech.md); the cepstrum's first coefficients keep
-            the spectral envelope and drop the pitch harmonics, which differ between voices.
-            The CTC results were measured on log-mel, which stays its default.
+        features: "logmel" (log mel filterbank energies) or "mfcc". None: mfcc. With FSDD's six
+            speakers, 13 MFCCs (normalised per utterance) took leave-one-speaker-out accuracy
+            from 0.742 to 0.854 and the official split from 0.990 to 0.997, and CTC on digit
+            strings (with volume perturbation) reached 0.7-1.4% digit errors on held-out
+            recordings and 0.4-3.6% on a held-out speaker over four seeds, where log-mels
+            reached 0.7% and 7.0% (docs/speech.md): the
+            cepstrum's first coefficients keep the spectral envelope and drop the pitch
+            harmonics, which differ between voices.
         sample_rate: the rate audio is resampled to before the features.
         n_mels: mel bands; n_mfcc: cepstral coefficients kept (features="mfcc").
         norm: "utterance" (each recording to mean 0, variance 1 per feature) or "global" (the
@@ -60,7 +73,12 @@ class SpeechConfig:
         reset_after, layer_norm, zoneout, recurrent_dropout, weight_dropout, dropout:
             grukit.GRU's formulation and variants.
         output_dropout: before the output layer.
-        spec_augment: time and frequency masking in training (Park et al. 2019).
+        spec_augment: time and frequency masking in training (Park et al. 2019): two
+            frequency masks each up to ``freq_mask`` features wide, two time masks each up to 5%
+            of the frames.
+        freq_mask: the widest frequency mask. None: 8 for classify, a fifth of the features
+            for transcribe (8 of 40 log-mels, 3 of 13 MFCCs: wider ones kept CTC on its
+            all-blank plateau).
         speed_perturb: in training, each recording is played at a speed drawn from
             {1 - p, 1, 1 + p} (Ko et al. 2015); 0 turns it off.
         noise_snr: in training, half the recordings get white noise at a signal-to-noise ratio
@@ -68,10 +86,9 @@ class SpeechConfig:
             split it took the GRU from 0.967 to 0.990 (docs/speech.md): recordings differ in
             their noise floor, which the log-mel features see in every pause.
         volume_perturb: in training, each recording's level changes by a gain drawn uniformly
-            in [-v, +v] dB (Kaldi's volume perturbation): a model on global statistics hears
-            quiet and loud speakers alike (FSDD's theo speaks 20 dB below the others). Off by
-            default: with +-20 dB a CTC model had not left its all-blank plateau after 11
-            epochs on FSDD digit strings where one without it left it in 4 (docs/speech.md).
+            in [-v, +v] dB (Kaldi's volume perturbation), so that a model on global statistics
+            hears quiet and loud speakers alike (FSDD's theo speaks 20 dB below the others).
+            None: 20 dB on global statistics, 0 on per-utterance ones (which remove the level).
     """
 
     task: str = "classify"
@@ -93,9 +110,10 @@ class SpeechConfig:
     dropout: float = 0.1
     output_dropout: float = 0.1
     spec_augment: bool = True
+    freq_mask: int | None = None
     speed_perturb: float = 0.1
     noise_snr: float | None = 10.0
-    volume_perturb: float = 0.0
+    volume_perturb: float | None = None
 
     def __post_init__(self) -> None:
         for name, allowed in (("task", TASKS), ("pooling", POOLINGS)):
@@ -114,13 +132,17 @@ class SpeechConfig:
         if not isinstance(self.speed_perturb, (int, float)) or isinstance(self.speed_perturb, bool) \
                 or not 0 <= self.speed_perturb < 0.5:
             raise ConfigError(f"speed_perturb must be in [0, 0.5), got {self.speed_perturb!r}")
-        if isinstance(self.volume_perturb, bool) or not isinstance(self.volume_perturb, (int, float)) \
-                or not 0 <= self.volume_perturb <= 40:
-            raise ConfigError(f"volume_perturb must be in [0, 40] dB, got {self.volume_perturb!r}")
+        if self.volume_perturb is not None and (
+                isinstance(self.volume_perturb, bool) or not isinstance(self.volume_perturb, (int, float))
+                or not 0 <= self.volume_perturb <= 40):
+            raise ConfigError(f"volume_perturb must be None or in [0, 40] dB, got {self.volume_perturb!r}")
         if self.noise_snr is not None and (isinstance(self.noise_snr, bool)
                                            or not isinstance(self.noise_snr, (int, float))
                                            or not -10 <= self.noise_snr <= 40):
             raise ConfigError(f"noise_snr must be None or in [-10, 40] dB, got {self.noise_snr!r}")
+        if self.freq_mask is not None and (isinstance(self.freq_mask, bool)
+                                           or not isinstance(self.freq_mask, int) or self.freq_mask < 0):
+            raise ConfigError(f"freq_mask must be None or a non-negative integer, got {self.freq_mask!r}")
         for name in ("reset_after", "layer_norm", "spec_augment"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -136,10 +158,8 @@ class SpeechConfig:
 
     @property
     def feature_kind(self) -> str:
-        """``features`` with None resolved by the task: mfcc for classify, logmel for transcribe."""
-        if self.features is not None:
-            return self.features
-        return "mfcc" if self.task == "classify" else "logmel"
+        """``features`` with None resolved: mfcc."""
+        return "mfcc" if self.features is None else self.features
 
     @property
     def norm_kind(self) -> str:
@@ -147,6 +167,31 @@ class SpeechConfig:
         if self.norm is not None:
             return self.norm
         return "utterance" if self.directions else "global"
+
+    @property
+    def freq_mask_width(self) -> int:
+        """``freq_mask`` with None resolved by the task (``CLASSIFY_FREQ_MASK``, or
+        ``FREQ_MASK_SHARE`` of the features for transcribe)."""
+        if self.freq_mask is not None:
+            return self.freq_mask
+        if self.task == "classify":
+            return CLASSIFY_FREQ_MASK
+        return freq_mask_share(self.feature_config().dim)
+
+    def resolved(self) -> dict:
+        """Every field, with the defaults that follow the task or the normalisation resolved:
+        what a saved model or a run's metrics record, so that a later version's defaults cannot
+        change their meaning."""
+        return dict(self.__dict__, features=self.feature_kind, norm=self.norm_kind,
+                    bidirectional=self.directions, volume_perturb=self.volume_db,
+                    freq_mask=self.freq_mask_width)
+
+    @property
+    def volume_db(self) -> float:
+        """``volume_perturb`` with None resolved: ``VOLUME_DB`` on global statistics, else 0."""
+        if self.volume_perturb is not None:
+            return float(self.volume_perturb)
+        return VOLUME_DB if self.norm_kind == "global" else 0.0
 
     @property
     def streamable(self) -> bool:
@@ -169,6 +214,11 @@ class SpeechConfig:
         """The sample just past the last frame of step ``s`` (from 0): the audio step ``s`` needs."""
         fc = self.feature_config()
         return (self.stack * (s + 1) - 1) * fc.hop_length + fc.win_length
+
+
+def freq_mask_share(F: int) -> int:
+    """``FREQ_MASK_SHARE`` of ``F`` features, rounded, at least 1 (8 of 40, 3 of 13)."""
+    return max(1, round(FREQ_MASK_SHARE * F))
 
 
 def _probability(name: str, v) -> None:
@@ -201,7 +251,7 @@ class SpeechNet(nn.Module):
         # the training set's per-feature mean and deviation (norm="global"); set by fit
         self.register_buffer("feat_mean", torch.zeros(F))
         self.register_buffer("feat_std", torch.ones(F))
-        self.augment = SpecAugment() if cfg.spec_augment else None
+        self.augment = SpecAugment(freq_width=cfg.freq_mask_width) if cfg.spec_augment else None
         D = 2 if cfg.directions else 1
         H = cfg.hidden_size
         self.gru = GRU(cfg.stack * F, H, num_layers=cfg.num_layers, batch_first=True,
