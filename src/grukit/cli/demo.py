@@ -383,7 +383,9 @@ def _speech(args, out: Path):
             f"Streaming: the same model reading audio in {s_['chunk_ms']} ms chunks gave the offline "
             f"transcript for {s_['equal_to_offline_greedy']} of {s_['recordings']} strings, at a real-time "
             f"factor of {s_['real_time_factor']:.4f} (median {s_['median_chunk_ms']:.2f} ms of compute "
-            "per chunk).")
+            "per chunk)" + (f", after a start-up of {s_['startup_ms'] / 1000:.1f} s (the first chunk, "
+                            "which compiles the streaming kernel on a fresh install or loads it from "
+                            "Numba's cache)." if "startup_ms" in s_ else "."))
     images = ["speech/digits/confusion.png", "speech/digits/robustness.png",
               "speech/strings/alignment.png", "speech/digits/posterior.png"]
     return Section(
