@@ -38,8 +38,8 @@ def train_config(args):
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         patience=args.patience or None, steps_per_epoch=args.steps_per_epoch or None,
-        clip_grad_norm=args.clip or None, warmup_steps=args.warmup_steps, seed=args.seed, deterministic=args.deterministic,
-        progress="off" if args.quiet else "auto",
+        clip_grad_norm=args.clip or None, warmup_steps=args.warmup_steps, seed=args.seed,
+        deterministic=args.deterministic, progress="off" if args.quiet else "auto",
     )
 
 

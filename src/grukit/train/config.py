@@ -60,20 +60,19 @@ class TrainConfig:
     max_time: float | None = None
 
     def __post_init__(self) -> None:
-        def positive_int(name, allow_none=False):
+        def integer(name, allow_none=False, allow_zero=False):
             v = getattr(self, name)
             if v is None and allow_none:
                 return
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if allow_zero else 1):
+                kind = "non-negative" if allow_zero else "positive"
+                raise ConfigError(f"{name} must be a {kind} integer, got {v!r}")
 
-        positive_int("epochs")
-        positive_int("batch_size")
-        positive_int("patience", allow_none=True)
-        positive_int("steps_per_epoch", allow_none=True)
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) \
-                or self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
+        integer("epochs")
+        integer("batch_size")
+        integer("patience", allow_none=True)
+        integer("steps_per_epoch", allow_none=True)
+        integer("warmup_steps", allow_zero=True)
         for name, allow_zero in (("lr", False), ("weight_decay", True)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \

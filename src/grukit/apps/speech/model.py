@@ -58,9 +58,8 @@ class SpeechConfig:
             from 0.742 to 0.854 and the official split from 0.990 to 0.997, and CTC on digit
             strings (with volume perturbation) reached 0.7-1.4% digit errors on held-out
             recordings and 0.4-3.6% on a held-out speaker over four seeds, where log-mels
-            reached 0.7% and 7.0% (docs/speech.md): the
-            cepstrum's first coefficients keep the spectral envelope and drop the pitch
-            harmonics, which differ between voices.
+            reached 0.7% and 7.0% (docs/speech.md): the cepstrum's first coefficients keep the
+            spectral envelope and drop the pitch harmonics, which differ between voices.
         sample_rate: the rate audio is resampled to before the features.
         n_mels: mel bands; n_mfcc: cepstral coefficients kept (features="mfcc").
         norm: "utterance" (each recording to mean 0, variance 1 per feature) or "global" (the
