@@ -1,27 +1,49 @@
 """`grukit bench` on a tiny grid: runs every provider it can, writes CSV and JSON with the machine."""
 
 import csv
+import importlib.util
 import json
 
 import pytest
 
 from grukit.bench.cases import Case, parse_case
-from grukit.bench.providers import PROVIDERS, onnx_gru_model
+from grukit.bench.providers import PROVIDERS, Job, onnx_gru_model
 from grukit.cli.main import main
 
 
-def test_bench_smoke_on_the_tiny_grid(tmp_path, capsys):
-    rc = main(["bench", "--grid", "tiny", "--rounds", "2", "--out", str(tmp_path),
-               "--providers", "grukit-cpu", "grukit-reference", "torch", "ort-lbr1", "ort-lbr0"])
+PEERS = ["ort", "openvino"]
+
+
+@pytest.mark.parametrize("placement", ["isolated", "interleaved"])
+def test_bench_smoke_on_the_tiny_grid(tmp_path, capsys, placement):
+    """Every provider at each thread count, each in its own process or all in this one; a peer
+    that is not installed is named and skipped. A process costs seconds to start, so the
+    isolated run has one thread count and leaves the reference backend to the interleaved run."""
+    absent = [p for p in PEERS if importlib.util.find_spec(p if p == "openvino" else "onnxruntime") is None]
+    isolated = placement == "isolated"
+    own = ["grukit-cpu", "torch"] + ([] if isolated else ["grukit-reference"])
+    threads = ["1"] if isolated else ["1", "2"]
+    rc = main(["bench", "--grid", "tiny", "--rounds", "2", "--min-time", "0.005", "--out", str(tmp_path), "--threads", *threads,
+               "--providers", *own, *PEERS] + ([] if isolated else ["--interleaved"]))
     assert rc == 0
-    text = capsys.readouterr().out
-    assert "fp32 matmul peak" in text and "vs torch" in text
+    captured = capsys.readouterr()
+    text = captured.out
+    assert "matrix-product peak GFLOP/s" in text and "float32@1" in text and "vs torch" in text
+    assert placement in text
+    for p in absent:
+        assert f"skipping {p}: " in captured.err
     rows = list(csv.DictReader((tmp_path / "bench.csv").open()))
-    ran = {(r["provider"], r["formulation"], r["mode"]) for r in rows if not r.get("skipped")}
-    assert ("grukit-cpu", "before", "training") in ran and ("grukit-cpu", "after", "inference") in ran
-    assert ("torch", "after", "training") in ran and ("ort-lbr0", "before", "inference") in ran
+    ran = {(r["provider"], r["formulation"], r["mode"], r["threads"]) for r in rows if not r.get("skipped")}
+    for t in threads:
+        assert ("grukit-cpu", "before", "training", t) in ran
+        assert ("grukit-cpu", "after", "inference", t) in ran
+        assert ("torch", "after", "training", t) in ran
+        for p in set(PEERS) - set(absent):  # both formulations: linear_before_reset 0 and 1
+            assert (p, "before", "inference", t) in ran and (p, "after", "inference", t) in ran
     skipped = {(r["provider"], r["formulation"]): r["skipped"] for r in rows if r.get("skipped")}
     assert "only the reset-after" in skipped["torch", "before"]
+    for p in set(PEERS) - set(absent):
+        assert "no GRU training" in skipped[p, "after"]
     cases = {(r["N"], r["T"], r["I"], r["H"]) for r in rows}
     for r in rows:
         if not r.get("skipped"):  # the rate is the case's work (formula below) over the median
@@ -30,13 +52,41 @@ def test_bench_smoke_on_the_tiny_grid(tmp_path, capsys):
             expected = case.flops(r["mode"]) / (float(r["median_ms"]) / 1e3) / 1e9
             assert float(r["gflops"]) == pytest.approx(expected, rel=1e-6), r
     assert len(cases) == 2
+    _check_fastest_and_ratios(rows)
     data = json.loads((tmp_path / "bench.json").read_text())
     env = data["environment"]
-    assert env["torch_threads"] >= 1 and env["versions"]["torch"] and env["matmul_peak_gflops"] > 0
+    assert env["versions"]["torch"] and env["cpu"] and env["threads_tried"] == [int(t) for t in threads]
+    assert env["isolated"] == isolated
+    assert set(env["matmul_peak_gflops"]) >= {f"float32@{t}" for t in threads}
+    assert all(g > 0 for g in env["matmul_peak_gflops"].values())
+    assert isinstance(env["vector_extensions"], list)
     assert len(data["results"]) == len(rows)
     summary = (tmp_path / "bench.md").read_text().splitlines()
-    assert summary[0].startswith("| case (N, T, I, H) | form | mode | grukit ms | torch ms | ORT ms")
+    assert summary[0].startswith("| case (N, T, I, H) | form | mode | grukit ms | torch ms | ORT ms | OpenVINO ms")
     assert len(summary) == 2 + 2 * 2 * 2  # header + one row per case, formulation and mode
+
+
+def _check_fastest_and_ratios(rows):
+    """Each provider's fastest thread count is marked once per row group, and every speed-up is
+    the peer's fastest median over this result's median, recomputed here from the CSV."""
+    groups = {}
+    for r in rows:
+        if not r.get("skipped"):
+            groups.setdefault((r["case"], r["formulation"], r["mode"]), []).append(r)
+    for group in groups.values():
+        best = {}
+        for r in group:
+            ms = float(r["median_ms"])
+            if r["provider"] not in best or ms < best[r["provider"]]:
+                best[r["provider"]] = ms
+        for r in group:
+            assert (r["fastest"] == "True") == (float(r["median_ms"]) == best[r["provider"]])
+            peers = {p: best[p] for p in ("torch", "ort", "openvino") if p in best and p != r["provider"]}
+            for p, ms in peers.items():
+                assert float(r[f"speedup_vs_{p}"]) == pytest.approx(ms / float(r["median_ms"]), rel=1e-6)
+            if r["provider"].startswith("grukit") and peers:
+                expected = min(peers.values()) / float(r["median_ms"])
+                assert float(r["speedup_vs_best_peer"]) == pytest.approx(expected, rel=1e-6)
 
 
 def test_runner_keeps_the_median_of_interleaved_rounds(monkeypatch):
@@ -54,7 +104,7 @@ def test_runner_keeps_the_median_of_interleaved_rounds(monkeypatch):
     def build(name):
         calls = itertools.count()
 
-        def make(case, reset_after, mode):
+        def make(job):
             def run():
                 i = next(calls)
                 order.append(name)
@@ -62,13 +112,13 @@ def test_runner_keeps_the_median_of_interleaved_rounds(monkeypatch):
                 # repeats its call reps times at round r's cost
                 now[0] += cost[name][0] if i < 2 else cost[name][min(4, (i - 2) // reps[name])]
             return run
-        return Provider(name, make, lambda c, r, m: None)
+        return Provider(name, make, lambda job: None)
 
     reps = {"a": 3, "b": 1}  # ceil(0.010 / 0.004), ceil(0.010 / 0.010)
     monkeypatch.setattr(runner.time, "perf_counter", lambda: now[0])
     monkeypatch.setattr(runner, "PROVIDERS", {"a": build("a"), "b": build("b")})
-    results = runner.run_grid([Case(1, 2, 3, 4)], ["a", "b"], ["inference"], ["after"],
-                              rounds=5, min_time=0.010)
+    config = runner.GridConfig((Case(1, 2, 3, 4),), ("a", "b"), rounds=5, min_time=0.010, isolated=False)
+    results = runner.run_grid(config)
     a, b = results
     assert a.times == pytest.approx(cost["a"]) and a.median == pytest.approx(0.003)
     assert b.median == pytest.approx(0.010) and a.first_call_s == pytest.approx(0.004)
@@ -84,20 +134,56 @@ def test_case_parsing():
         parse_case("8,500,64")
 
 
-def test_bad_case_on_the_command_line_is_one_line(tmp_path, capsys):
-    assert main(["bench", "--case", "1,2,x,4", "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.startswith("grukit: error: expected a case as N,T,I,H")
+@pytest.mark.parametrize("args, message", [
+    (["--case", "1,2,x,4"], "expected a case as N,T,I,H"),
+    (["--threads", "0"], "--threads takes positive integers or 'all', got '0'"),
+    (["--threads", "two"], "--threads takes positive integers or 'all', got 'two'"),
+    (["--min-time", "nan"], "--min-time must be 0 or more seconds, got nan"),
+    (["--rounds", "0"], "--rounds must be at least 1, got 0"),
+])
+def test_bad_options_on_the_command_line_are_one_line(tmp_path, capsys, args, message):
+    assert main(["bench", *args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"grukit: error: {message}") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("lbr", [0, 1])
-def test_onnx_peer_graph_has_the_module_shapes(lbr):
-    ort = pytest.importorskip("onnxruntime")
+def test_onnx_peers_run_the_graph_of_the_module(lbr):
+    """ONNX Runtime and OpenVINO (at float32) run the exported graph of the peer to the
+    module's own outputs: the peers compute the same GRU as grukit, in both formulations."""
     import numpy as np
+    import torch
+
+    import grukit
 
     case = Case(3, 5, 4, 6, layers=2, bidirectional=True)
-    sess = ort.InferenceSession(onnx_gru_model(case, lbr).SerializeToString(), providers=["CPUExecutionProvider"])
-    y, h_n = sess.run(None, {"input": np.zeros((5, 3, 4), np.float32)})
-    assert y.shape == (5, 3, 12) and h_n.shape == (4, 3, 6)
+    proto = onnx_gru_model(case, lbr, seed=7)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)  # the same weights as the exported graph
+        module = grukit.GRU(4, 6, 2, bidirectional=True, reset_after=bool(lbr))
+    x = np.random.default_rng(0).standard_normal((5, 3, 4), dtype=np.float32)
+    with torch.no_grad():
+        y_ref, h_ref = (t.numpy() for t in module(torch.from_numpy(x)))
+    assert y_ref.shape == (5, 3, 12) and h_ref.shape == (4, 3, 6)
+    outputs = {}
+    if importlib.util.find_spec("onnxruntime"):
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        outputs["ort"] = sess.run(None, {"input": x})
+    if importlib.util.find_spec("openvino"):
+        import openvino as ov
+
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(proto.SerializeToString(), b""), "CPU",
+                                      {"INFERENCE_PRECISION_HINT": "f32"})
+        result = compiled.create_infer_request().infer({0: x})
+        outputs["openvino"] = [result[o] for o in compiled.outputs]
+    if not outputs:
+        pytest.skip("neither onnxruntime nor openvino is installed")
+    for name, (y, h_n) in outputs.items():
+        np.testing.assert_allclose(y, y_ref, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(h_n, h_ref, atol=1e-5, err_msg=name)
 
 
 def test_flops_formula():
@@ -109,19 +195,23 @@ def test_flops_formula():
     from grukit.bench.providers import VARIANTS
 
     variants = {f"grukit-cpu[{v}]" for v in VARIANTS}
-    assert set(PROVIDERS) == {"grukit-cpu", "grukit-reference", "torch", "ort-lbr1", "ort-lbr0"} | variants
+    assert set(PROVIDERS) == {"grukit-cpu", "grukit-reference", "torch", "ort", "openvino"} | variants
 
 
 def test_bench_variants_axis_runs_each_option_beside_the_plain_gru(tmp_path, capsys):
-    rc = main(["bench", "--grid", "tiny", "--rounds", "1", "--out", str(tmp_path),
-               "--providers", "torch", "--variants", "layer_norm", "zoneout", "--modes", "training"])
+    rc = main(["bench", "--grid", "tiny", "--rounds", "1", "--min-time", "0.005", "--out", str(tmp_path), "--interleaved",
+               "--threads", "1", "--providers", "torch", "--variants", "layer_norm", "zoneout",
+               "--modes", "training"])
     assert rc == 0
     assert "vs plain" in capsys.readouterr().out
     rows = list(csv.DictReader((tmp_path / "bench.csv").open()))
     ran = {r["provider"] for r in rows if not r.get("skipped")}
     assert ran == {"grukit-cpu", "torch", "grukit-cpu[layer_norm]", "grukit-cpu[zoneout]"}
-    plain = {(r["case"], r["formulation"]): float(r["median_ms"]) for r in rows
-             if r["provider"] == "grukit-cpu"}
+    plain = {}  # the plain GRU at its fastest thread count
+    for r in rows:
+        if r["provider"] == "grukit-cpu":
+            key = (r["case"], r["formulation"])
+            plain[key] = min(plain.get(key, float("inf")), float(r["median_ms"]))
     for r in rows:  # a variant's cost is its own median over the plain one's on the same row
         if r["provider"].startswith("grukit-cpu["):
             expected = float(r["median_ms"]) / plain[r["case"], r["formulation"]]
@@ -136,6 +226,18 @@ def test_variant_providers_build_models_with_their_options_in_the_mode_measured(
     case = Case(2, 3, 4, 5)
     for variant, options in VARIANTS.items():
         provider = PROVIDERS[variant_provider(variant)]
-        assert provider.supports(case, True, "training") is None
-        assert provider.supports(case, False, "inference") is None
+        assert provider.supports(Job(case, True, "training")) is None
+        assert provider.supports(Job(case, False, "inference")) is None
     assert set(VARIANTS["all"]) == {"layer_norm", "zoneout", "recurrent_dropout", "weight_dropout"}
+
+
+def test_a_failure_in_a_worker_is_raised_here_with_its_traceback():
+    """torch.nn.GRU refuses hidden_size 0 inside the worker process: the parent raises, naming
+    the provider and thread count and carrying the worker's own error, instead of hanging or
+    reporting a skipped row."""
+    from grukit.bench import runner
+
+    config = runner.GridConfig((Case(1, 2, 3, 0),), ("torch",), isolated=True)
+    with pytest.raises(RuntimeError, match="torch at 1 threads failed in its worker") as info:
+        runner.run_grid(config)
+    assert "hidden_size" in str(info.value)

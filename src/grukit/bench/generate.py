@@ -200,17 +200,7 @@ def environment() -> dict:
     """The bench's machine record plus the vector extensions PyTorch uses and the CPU reports."""
     from grukit.bench.report import environment as machine
 
-    env = machine(None)
-    flags: list[str] = []
-    try:
-        with open("/proc/cpuinfo") as f:
-            line = next((l for l in f if l.startswith(("flags", "Features"))), "")
-        wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx", "neon", "asimd", "sve")
-        flags = sorted({w for w in line.split(":", 1)[-1].split() if w.startswith(wanted)})
-    except OSError:
-        pass
-    env["vector_extensions"] = flags
-    env["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    env = machine()
     from grukit.apps.text import sampling
 
     env["sampler_path"] = "compiled" if sampling._kernel() is not None else "torch (no Numba/BLAS)"

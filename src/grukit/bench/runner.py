@@ -1,4 +1,8 @@
-"""Run a benchmark grid: providers interleaved round by round in one process, medians kept."""
+"""Run a benchmark grid, medians kept. Every provider runs at each thread count asked for, and
+rounds rotate over all of them, so slow drift of the machine touches each alike. Isolated (the
+default): each (provider, threads) in a process of its own, driven over a pipe, so no runtime's
+thread pool lives beside another's; interleaved: all in this process, as an application that
+mixes them would run them."""
 
 from __future__ import annotations
 
@@ -6,13 +10,13 @@ import math
 import os
 import statistics
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import torch
 
 from grukit.bench.cases import FORMULATIONS, Case
-from grukit.bench.providers import PROVIDERS
+from grukit.bench.providers import PROVIDERS, Job
 
 
 @dataclass
@@ -25,6 +29,7 @@ class Result:
     skipped: str | None = None  # why the provider did not run
     peak_mb: float | None = None  # peak resident memory added by one call (training, --memory)
     first_call_s: float | None = None  # includes compilation or session set-up work
+    threads: int = 1
 
     @property
     def median(self) -> float:
@@ -40,9 +45,10 @@ class Result:
         return self.case.flops(self.mode) / self.median / 1e9
 
 
-def matmul_peak(n: int = 1024, reps: int = 7) -> float:
-    """Measured float32 matrix-product rate of this machine (GFLOP/s, median of ``reps``)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int = 1024, reps: int = 7, dtype: torch.dtype = torch.float32) -> float:
+    """Measured matrix-product rate of this machine at the current thread count (GFLOP/s,
+    median of ``reps`` products of two n x n matrices of ``dtype``)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(3):
         a @ b
     rates = []
@@ -53,66 +59,172 @@ def matmul_peak(n: int = 1024, reps: int = 7) -> float:
     return statistics.median(rates)
 
 
-def run_grid(
-    cases: Iterable[Case],
-    providers: list[str],
-    modes: Iterable[str],
-    formulations: Iterable[str],
-    rounds: int = 5,
-    min_time: float = 0.02,
-    memory: bool = False,
-    on_result: Callable[[Result], None] | None = None,
-) -> list[Result]:
-    """Every (case, formulation, mode): build each provider, warm up, then ``rounds`` rounds in
-    which every provider runs once (order rotated each round). A sample repeats a call until it
-    has lasted at least ``min_time`` and keeps the mean per call."""
-    results: list[Result] = []
-    for case in cases:
-        for formulation in formulations:
-            reset_after = FORMULATIONS[formulation]
-            for mode in modes:
-                batch = _measure(case, formulation, reset_after, mode, providers, rounds, min_time)
-                if memory and mode == "training":
+@dataclass(frozen=True)
+class GridConfig:
+    """What ``run_grid`` measures and how."""
+
+    cases: tuple[Case, ...]
+    providers: tuple[str, ...]
+    modes: tuple[str, ...] = ("inference",)
+    formulations: tuple[str, ...] = ("after",)
+    threads: tuple[int, ...] = (1,)  # each provider runs at every one; the report keeps its best
+    rounds: int = 5
+    min_time: float = 0.02  # a sample repeats calls until it has lasted this long (seconds)
+    memory: bool = False  # training peak memory, each in a fresh process
+    isolated: bool = True  # each (provider, threads) in its own process
+
+
+def run_grid(config: GridConfig, on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    """Every (case, formulation, mode): build each provider at each thread count, warm up, then
+    ``rounds`` rounds in which every one runs once (order rotated each round). A sample repeats a
+    call until it has lasted at least ``min_time`` and keeps the mean per call."""
+    entries = [(name, t) for name in config.providers for t in config.threads
+               if PROVIDERS[name].missing() is None]
+    make = _Worker if config.isolated else _Local
+    handles = {}
+    try:
+        for name, threads in entries:
+            handles[name, threads] = make(name, threads)
+        results: list[Result] = []
+        for case in config.cases:
+            for formulation in config.formulations:
+                for mode in config.modes:
+                    job = Job(case, FORMULATIONS[formulation], mode, shared=not config.isolated)
+                    batch = _measure(job, formulation, handles, config)
+                    if config.memory and mode == "training":
+                        _add_peak_memory(batch, job)
                     for r in batch:
-                        if r.skipped is None:
-                            r.peak_mb = peak_memory(r.provider, case, reset_after, mode)
-                for r in batch:
-                    results.append(r)
-                    if on_result is not None:
-                        on_result(r)
+                        results.append(r)
+                        if on_result is not None:
+                            on_result(r)
+        return results
+    finally:
+        for handle in handles.values():
+            handle.close()
+
+
+def _measure(job: Job, formulation: str, handles: dict, config: GridConfig) -> list[Result]:
+    results, live = [], []
+    for name in config.providers:
+        provider = PROVIDERS[name]
+        for threads in config.threads:
+            result = Result(job.case, formulation, job.mode, name, threads=threads)
+            results.append(result)
+            result.skipped = provider.missing() or provider.supports(job)
+            if result.skipped is None:
+                handle = handles[name, threads]
+                result.first_call_s = handle.prepare(replace(job, threads=threads), config.min_time)
+                live.append((handle, result))
+    for round_ in range(config.rounds):
+        k = round_ % max(len(live), 1)
+        for handle, result in live[k:] + live[:k]:
+            result.times.append(handle.sample())
     return results
 
 
-def _measure(case, formulation, reset_after, mode, providers, rounds, min_time) -> list[Result]:
-    runs, reps, results = {}, {}, {}
-    for name in providers:
-        provider = PROVIDERS[name]
-        result = Result(case, formulation, mode, name)
-        results[name] = result
-        result.skipped = provider.missing() or provider.supports(case, reset_after, mode)
-        if result.skipped is not None:
-            continue
-        run = provider.build(case, reset_after, mode)
+class _Local:
+    """One provider at one thread count, run in this process."""
+
+    def __init__(self, name: str, threads: int):
+        self.name, self.threads = name, threads
+        self.run, self.reps = None, 1
+
+    def prepare(self, job: Job, min_time: float) -> float:
+        """Build for ``job``, make the first call (returns its seconds) and choose how many calls
+        make one sample."""
+        torch.set_num_threads(self.threads)
+        self.run = None  # the previous job's model goes before the next is built
+        self.run = PROVIDERS[self.name].build(job)
         start = time.perf_counter()
-        run()
-        result.first_call_s = time.perf_counter() - start
+        self.run()
+        first = time.perf_counter() - start
         start = time.perf_counter()
-        run()
-        reps[name] = max(1, math.ceil(min_time / max(time.perf_counter() - start, 1e-9)))
-        runs[name] = run
-    names = list(runs)
-    for round_ in range(rounds):
-        k = round_ % max(len(names), 1)
-        for name in names[k:] + names[:k]:
-            run, n = runs[name], reps[name]
-            start = time.perf_counter()
-            for _ in range(n):
-                run()
-            results[name].times.append((time.perf_counter() - start) / n)
-    return [results[name] for name in providers]
+        self.run()
+        self.reps = max(1, math.ceil(min_time / max(time.perf_counter() - start, 1e-9)))
+        return first
+
+    def sample(self) -> float:
+        """Seconds per call, the mean over ``reps`` calls."""
+        torch.set_num_threads(self.threads)  # interleaved: the previous entry may have changed it
+        start = time.perf_counter()
+        for _ in range(self.reps):
+            self.run()
+        return (time.perf_counter() - start) / self.reps
+
+    def close(self) -> None:
+        self.run = None
 
 
-def peak_memory(provider: str, case: Case, reset_after: bool, mode: str) -> float | None:
+class _Worker:
+    """The same in a process of its own (spawned, so it shares nothing with this one), driven
+    over a pipe. An exception there is raised here with the worker's traceback."""
+
+    def __init__(self, name: str, threads: int):
+        import multiprocessing as mp
+
+        self.name, self.threads = name, threads
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child, name, threads), daemon=True)
+        self._proc.start()
+        child.close()
+
+    def _call(self, *message):
+        try:
+            self._conn.send(message)
+            status, value = self._conn.recv()
+        except (EOFError, OSError):
+            raise RuntimeError(f"the bench worker for {self.name} at {self.threads} threads died "
+                               f"(exit code {self._proc.exitcode})") from None
+        if status == "error":
+            raise RuntimeError(f"{self.name} at {self.threads} threads failed in its worker:\n{value}")
+        return value
+
+    def prepare(self, job: Job, min_time: float) -> float:
+        return self._call("prepare", job, min_time)
+
+    def sample(self) -> float:
+        return self._call("sample")
+
+    def close(self) -> None:
+        try:
+            self._conn.send(("close",))
+        except (OSError, ValueError):
+            pass
+        self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._conn.close()
+
+
+def _serve(conn, name: str, threads: int) -> None:
+    """A worker's loop: ("prepare", job, min_time) | ("sample",) | ("close",)."""
+    import traceback
+
+    torch.set_num_threads(threads)
+    local = _Local(name, threads)
+    while True:
+        message = conn.recv()
+        if message[0] == "close":
+            return
+        try:
+            value = local.prepare(*message[1:]) if message[0] == "prepare" else local.sample()
+            conn.send(("ok", value))
+        except Exception:  # noqa: BLE001 - sent to the parent, which raises it
+            conn.send(("error", traceback.format_exc()))
+
+
+def _add_peak_memory(batch: list[Result], job: Job) -> None:
+    """Training peak memory for each provider at its fastest thread count."""
+    best: dict[str, Result] = {}
+    for r in batch:
+        if r.skipped is None and (r.provider not in best or r.median < best[r.provider].median):
+            best[r.provider] = r
+    for r in best.values():
+        r.peak_mb = peak_memory(r.provider, replace(job, threads=r.threads))
+
+
+def peak_memory(provider: str, job: Job) -> float | None:
     """Peak resident memory (MB) one call adds, measured in a fresh process (Linux only)."""
     if not os.path.exists("/proc/self/clear_refs"):
         return None
@@ -120,7 +232,7 @@ def peak_memory(provider: str, case: Case, reset_after: bool, mode: str) -> floa
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_peak_child, args=(provider, case, reset_after, mode, queue))
+    proc = ctx.Process(target=_peak_child, args=(provider, job, queue))
     proc.start()
     proc.join(600)
     return queue.get() if proc.exitcode == 0 and not queue.empty() else None
@@ -134,18 +246,18 @@ def _rss_kb(field_name: str) -> int:
     raise RuntimeError(f"{field_name} not in /proc/self/status")
 
 
-def _peak_child(provider: str, case: Case, reset_after: bool, mode: str, queue) -> None:
+def _peak_child(provider: str, job: Job, queue) -> None:
     """Warm up on a tiny case of the same kind (compiled kernels, lazy initialisation), then
     measure the first call at the real size: what it adds to the resident set at its peak."""
-    import dataclasses
-
-    tiny = dataclasses.replace(case, N=2, T=3, I=min(case.I, 4), H=min(case.H, 8))
-    PROVIDERS[provider].build(tiny, reset_after, mode)()
+    case = job.case
+    torch.set_num_threads(job.threads)
+    tiny = replace(case, N=2, T=3, I=min(case.I, 4), H=min(case.H, 8))
+    PROVIDERS[provider].build(replace(job, case=tiny))()
     if provider.startswith("grukit"):  # the multi-threaded launcher loads on its first use
         from grukit.backends import cpu
 
         cpu.thread_plan(case.T, case.N, case.H, getattr(torch, case.dtype))
-    run = PROVIDERS[provider].build(case, reset_after, mode)
+    run = PROVIDERS[provider].build(job)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak (VmHWM) to the current resident size
     base = _rss_kb("VmRSS")

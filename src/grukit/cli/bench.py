@@ -1,10 +1,14 @@
-"""``grukit bench``: GRU speed side by side with torch.nn.GRU and ONNX Runtime.
+"""``grukit bench``: GRU speed side by side with torch.nn.GRU, ONNX Runtime and OpenVINO.
 
-Providers run interleaved round by round in one process (ONNX Runtime with spinning disabled);
-the table shows medians, spread ((max - min) / median), GFLOP/s, the share of this machine's
-measured float32 matrix-product peak, and speed-ups over torch.nn.GRU and ONNX Runtime.
-Results, the machine, versions and thread counts go to --out as bench.csv and bench.json, and a
-summary table as bench.md.
+Every provider runs at each thread count of --threads (default 1 and all cores) and is judged at
+its fastest. By default each (provider, threads) runs in a process of its own, so no runtime's
+thread pool sits beside another's; rounds rotate over all of them, so the machine's drift touches
+each alike. --interleaved runs them all in this process instead (ONNX Runtime then does not
+spin), as an application mixing them would. The table shows medians, spread ((max - min) /
+median), GFLOP/s, the share of this machine's float32 matrix-product peak measured in the same
+run at the same thread count, and speed-ups over each peer at its best thread count. Results,
+the CPU model, its vector extensions, versions and thread counts go to --out as bench.csv and
+bench.json, and a summary table as bench.md.
 """
 
 from __future__ import annotations
@@ -36,7 +40,16 @@ def add_parser(sub) -> None:
     p.add_argument("--formulations", nargs="+", choices=list(FORMULATIONS),
                    default=list(FORMULATIONS), help="after = reset_after=True (PyTorch), before = the spec")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=7,
+                   help="rounds over all providers; each keeps its median (default: %(default)s)")
+    p.add_argument("--min-time", type=float, default=0.05, metavar="SECONDS",
+                   help="a sample repeats calls until it has lasted this long and keeps the mean "
+                        "per call (default: %(default)s)")
+    p.add_argument("--threads", nargs="+", default=["1", "all"], metavar="N|all",
+                   help="thread counts every provider runs at; its fastest is its result "
+                        "(default: 1 all; all = the cores this process may use)")
+    p.add_argument("--interleaved", action="store_true",
+                   help="run every provider in this one process instead of one process each")
     p.add_argument("--memory", action="store_true",
                    help="also measure training peak memory, each in a fresh process (slower)")
     p.add_argument("--out", default="bench-results", help="folder for bench.csv / bench.json")
@@ -57,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.rounds < 1:
         raise UserError(f"--rounds must be at least 1, got {args.rounds}")
+    if not args.min_time >= 0:  # also refuses NaN
+        raise UserError(f"--min-time must be 0 or more seconds, got {args.min_time}")
     if args.generate:
         return _generate(args)
     try:
@@ -77,20 +92,27 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             print(f"skipping {name}: {missing}", file=sys.stderr)
 
-    peak = runner.matmul_peak()
-    env = report.environment(peak)
-    print(f"{env['cpu']}, {env['cores']} cores, torch {env['versions']['torch']} "
-          f"({env['torch_threads']} threads), onnxruntime {env['versions']['onnxruntime']}, "
-          f"numba {env['versions']['numba']}; fp32 matmul peak {peak:.0f} GFLOP/s", flush=True)
+    threads = _thread_counts(args.threads)
+    peaks = _peaks(threads)
+    env = report.environment(peaks, threads, not args.interleaved)
+    v = env["versions"]
+    rates = ", ".join(f"{k} {g:.0f}" for k, g in peaks.items())
+    print(f"{env['cpu']} ({' '.join(env['vector_extensions']) or 'no vector extensions listed'}), "
+          f"{env['cores']} cores; torch {v['torch']}, onnxruntime {v['onnxruntime']}, openvino "
+          f"{v['openvino']}, numba {v['numba']}; threads {' '.join(map(str, threads))}; "
+          f"{'interleaved' if args.interleaved else 'isolated'}\n"
+          f"matrix-product peak GFLOP/s (dtype@threads): {rates}", flush=True)
 
     def progress(r):
         if r.skipped is None:
             print(f"  {r.case.label:<24} {r.formulation:<6} {r.mode:<9} {r.provider:<16} "
-                  f"{r.median * 1e3:9.2f} ms", file=sys.stderr, flush=True)
+                  f"{r.threads:>2} thr {r.median * 1e3:9.2f} ms", file=sys.stderr, flush=True)
 
-    results = runner.run_grid(cases, args.providers, args.modes, args.formulations,
-                              rounds=args.rounds, memory=args.memory, on_result=progress)
-    print(report.table(results, peak))
+    config = runner.GridConfig(tuple(cases), tuple(args.providers), tuple(args.modes),
+                               tuple(args.formulations), tuple(threads), rounds=args.rounds,
+                               min_time=args.min_time, memory=args.memory, isolated=not args.interleaved)
+    results = runner.run_grid(config, on_result=progress)
+    print(report.table(results, {t: peaks[f"float32@{t}"] for t in threads}))
     command = "grukit " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("grukit") else "grukit bench"
     atomic_write_text(out / "bench.csv", report.to_csv(results))
     atomic_write_text(out / "bench.json", report.to_json(results, env, command))
@@ -100,6 +122,42 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_text(out / "bench.md", md + "\n")
     print(f"\nwrote {out / 'bench.csv'}, {out / 'bench.json'} and {out / 'bench.md'}")
     return 0
+
+
+def _thread_counts(values: list[str]) -> list[int]:
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    counts = set()
+    for v in values:
+        if v == "all":
+            counts.add(cores)
+        elif v.isdigit() and int(v) >= 1:
+            counts.add(int(v))
+        else:
+            raise UserError(f"--threads takes positive integers or 'all', got {v!r}")
+    return sorted(counts)
+
+
+def _peaks(threads: list[int]) -> dict[str, float]:
+    """Matrix-product rates at each thread count in float32, and in bfloat16 where the CPU
+    multiplies it in hardware (GFLOP/s, keyed dtype@threads)."""
+    import torch
+
+    from grukit.bench import report, runner
+
+    before = torch.get_num_threads()
+    bf16 = report.has_bf16(report.cpu_features()[1])
+    peaks = {}
+    try:
+        for t in threads:
+            torch.set_num_threads(t)
+            peaks[f"float32@{t}"] = runner.matmul_peak()
+            if bf16:
+                peaks[f"bfloat16@{t}"] = runner.matmul_peak(dtype=torch.bfloat16)
+    finally:
+        torch.set_num_threads(before)
+    return peaks
 
 
 def _generate(args: argparse.Namespace) -> int:
