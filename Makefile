@@ -1,7 +1,7 @@
 # Two commands on a fresh machine (see README.md):
 #   make demo   creates .venv, installs grukit with its demo extras, runs `grukit demo`
 #   make test   creates/reuses .venv, installs the test extras, runs the default test suite
-#   make bench  the speed comparison with torch.nn.GRU and ONNX Runtime (ARGS="--memory" etc.)
+#   make bench  the speed comparison with torch.nn.GRU, ONNX Runtime and OpenVINO (ARGS="--memory" etc.)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
