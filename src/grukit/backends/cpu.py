@@ -66,8 +66,17 @@ def _real_builtins():
         builtins.max, builtins.min, math.pow = now
 
 
+def assume_constant_result(fn):
+    """``torch.compiler.assume_constant_result`` without its cost: dynamo runs ``fn`` at trace
+    time and keeps the answer instead of tracing into it. The public decorator imports all of
+    ``torch._dynamo`` (1.4 s, nearly half of ``import grukit`` on a 2-core AMD EPYC) just to set
+    this attribute; ``tests/test_imports.py`` checks that it still sets exactly this one."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
 # dynamo runs it at trace time and keeps the answer, instead of tracing into Numba
-@torch.compiler.assume_constant_result
+@assume_constant_result
 def kernels_available() -> str | None:
     """None if the Numba kernels load (they compile lazily, cached on disk); else why not.
     (A plain module global rather than ``lru_cache``, so ``torch.compile`` traces it cleanly.)"""
