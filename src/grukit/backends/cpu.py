@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import functools
 import math
 import warnings
 from dataclasses import dataclass
