@@ -312,7 +312,8 @@ class GRU(nn.Module):
             backend = backends.select(self.backend, self._request(x, packed))
             if recorder is not None:  # grukit.inspect: the gates' backend runs this pass
                 backend = recorder.use(backend)
-            self.backend_used = backend.name
+            if self.backend_used != backend.name:  # nn.Module.__setattr__ costs microseconds
+                self.backend_used = backend.name
         h_n: list[Tensor] = []  # (D, N, H) per layer
         layer_in = x  # (T, N, I) then (T, N, D*H)
         for layer in range(L):
@@ -345,7 +346,7 @@ class GRU(nn.Module):
                     outs.append(out)
                     lasts.append(h_last)
                 layer_in = outs[0] if D == 1 else torch.cat(outs, -1)  # (T, N, D*H)
-                h_n.append(torch.stack(lasts, 0))  # (D, N, H)
+                h_n.append(lasts[0].unsqueeze(0) if D == 1 else torch.stack(lasts, 0))  # (D, N, H)
             if self.dropout and self.training and layer < L - 1:
                 layer_in = F.dropout(layer_in, self.dropout, training=True)
         output = layer_in  # (T, N, D*H)

@@ -32,10 +32,11 @@ def saved_per_feature(reset_after: bool, normed: bool = False) -> int:
     return (5 if reset_after else 4) + (3 if normed else 0)
 
 
-def lengths_or_full(lengths: Tensor | None, T: int, N: int) -> Tensor:
+def lengths_or_full(lengths: Tensor | None, T: int, N: int) -> np.ndarray:
+    """Each row's length as the kernels read it, (N,) int64; every row T long without ``lengths``."""
     if lengths is None:
-        return torch.full((N,), T, dtype=torch.int64)
-    return lengths.to(torch.int64).contiguous()
+        return np.full(N, T, dtype=np.int64)
+    return lengths.to(torch.int64).contiguous().numpy()
 
 
 class Variants(NamedTuple):
@@ -49,8 +50,9 @@ class Variants(NamedTuple):
     part: np.ndarray  # (N, B, 2) or (0, 0, 0)
 
 
+@functools.lru_cache(maxsize=None)
 def plain(dtype) -> Variants:
-    """Every variant off."""
+    """Every variant off: empty arrays, which no kernel writes, so one set per dtype serves all."""
     return Variants(np.empty((0, 0), dtype), np.empty((0, 0, 0), dtype), np.empty(0, dtype),
                     np.empty(0, dtype), np.empty((0, 0, 0), dtype), np.empty((0, 0, 0), dtype))
 

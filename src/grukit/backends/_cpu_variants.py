@@ -119,7 +119,7 @@ def gru_recurrence_forward(
     ws = gi.new_empty(T, N, kw, H) if save else gi.new_empty(0, 0, 0, 0)
     args = _cpu_args.ForwardArgs(
         gi=gi.numpy(), hbuf=hbuf.numpy(), w=weight_hh.detach().contiguous().numpy(),
-        b=b_hh.detach().numpy(), lengths=lengths_or_full(lengths, T, N).numpy(),
+        b=b_hh.detach().numpy(), lengths=lengths_or_full(lengths, T, N),
         reverse=reverse, reset_after=reset_after, save=save, out=out.numpy(), ws=ws.numpy(),
         scratch=gi.new_empty(N, kw, H).numpy(), gh=gi.new_zeros(N, 3 * H).numpy(),
         rh=gi.new_zeros(N, H).numpy(), ghn=gi.new_zeros(N, H).numpy(), hin=hin.numpy(),
@@ -180,7 +180,7 @@ def gru_recurrence_backward(
     lnacc = x.new_zeros(2, N, 3 * H) if normed else x.new_empty(0, 0, 0)  # (2, N, 3H)
     args = _cpu_args.BackwardArgs(
         dout=grad_out.contiguous().numpy(), dh=dh.numpy(), w=weight_hh.detach().contiguous().numpy(),
-        lengths=lengths_or_full(lengths, T, N).numpy(), reverse=reverse,
+        lengths=lengths_or_full(lengths, T, N), reverse=reverse,
         reset_after=reset_after, ws=saved.numpy(), dgi=dgi.numpy(), dghn=dghn.numpy(),
         ghbuf=x.new_zeros(2, N, 3 * H).numpy(), drh=x.new_zeros(N, H).numpy(),
         dhd=x.new_zeros(N, H).numpy(), bounds=np.asarray(p.features, dtype=np.int64),

@@ -152,15 +152,18 @@ def gru_layer_forward(
     out = x.new_empty(T, N, H)  # (T, N, H)
     kw = saved_per_feature(reset_after)
     ws = x.new_empty(T, N, kw, H) if save else x.new_empty(0, 0, 0, 0)
-    scratch = x.new_empty(N, kw, H)  # per-row gate values when nothing is saved
-    gh, rh, ghn = x.new_zeros(N, 3 * H), x.new_zeros(N, H), x.new_zeros(N, H)
+    # the kernel's own scratch never becomes a tensor: NumPy allocates it for a fraction of what
+    # a tensor and its .numpy() view cost, which a one-step call pays five times
+    dt = np.float32 if x.dtype == torch.float32 else np.float64
+    scratch = np.empty((N, kw, H), dt)  # per-row gate values when nothing is saved
+    gh, rh, ghn = np.zeros((N, 3 * H), dt), np.zeros((N, H), dt), np.zeros((N, H), dt)
+    hb = hbuf.numpy()
     args = _cpu_args.ForwardArgs(
-        gi=gi.numpy(), hbuf=hbuf.numpy(), w=weight_hh.detach().contiguous().numpy(),
-        b=b_hh.detach().numpy(), lengths=lengths_or_full(lengths, T, N).numpy(),
+        gi=gi.numpy(), hbuf=hb, w=weight_hh.detach().contiguous().numpy(),
+        b=b_hh.detach().numpy(), lengths=lengths_or_full(lengths, T, N),
         reverse=reverse, reset_after=reset_after, save=save, out=out.numpy(), ws=ws.numpy(),
-        scratch=scratch.numpy(), gh=gh.numpy(), rh=rh.numpy(), ghn=ghn.numpy(),
-        hin=hbuf.numpy(), bounds=np.asarray(p.features, dtype=np.int64),
-        **plain(np.float32 if x.dtype == torch.float32 else np.float64)._asdict(),
+        scratch=scratch, gh=gh, rh=rh, ghn=ghn, hin=hb, bounds=np.asarray(p.features, dtype=np.int64),
+        **plain(dt)._asdict(),
     )
     _cpu_launch.launch(kernels().forward, p, args)
     return out, hbuf[T % 2].clone(), ws.view(T, N, kw * H) if save else x.new_empty(0, 0, 0)
@@ -207,7 +210,7 @@ def gru_layer_backward(
     saved = ws.view(T, N, kw, H)
     args = _cpu_args.BackwardArgs(
         dout=grad_out.contiguous().numpy(), dh=dh.numpy(), w=w_hh.detach().contiguous().numpy(),
-        lengths=lengths_or_full(lengths, T, N).numpy(), reverse=reverse,
+        lengths=lengths_or_full(lengths, T, N), reverse=reverse,
         reset_after=reset_after, ws=saved.numpy(), dgi=dgi.numpy(), dghn=dghn.numpy(),
         ghbuf=x.new_zeros(2, N, 3 * H).numpy(), drh=x.new_zeros(N, H).numpy(),
         dhd=x.new_zeros(N, H).numpy(), bounds=np.asarray(p.features, dtype=np.int64),
