@@ -4,8 +4,9 @@ Prints, as medians of interleaved rounds:
 
 1. the machine's cost of Python and of one small torch op (an empty loop iteration, a
    one-element ``torch.add``): what every per-call overhead is made of;
-2. a one-step call (T = 1, N = 1) of ``grukit.GRU`` and of ``torch.nn.GRU`` at H = 64 and 256,
-   under ``torch.inference_mode``;
+2. a one-step call (T = 1, N = 1) of ``grukit.GRU`` (``backend="auto"``, which sends it through
+   the streaming kernel, and ``backend="cpu"``, the fused op) and of ``torch.nn.GRU`` at H = 64
+   and 256, under ``torch.inference_mode``;
 3. the recurrent product of one step at N = 1 (``h (1, H) @ W_hh^T (H, 3H)``) as the kernels
    compute it (``_small_mm.rows_nt``, dot products over the rows of ``W_hh``) and in the
    "axpy" form over a transposed copy of ``W_hh`` (each input times a contiguous row of
@@ -78,9 +79,10 @@ def measure(rounds: int) -> dict[str, float]:
     }
     for H in (64, 256):
         torch.manual_seed(0)
-        ours, theirs = grukit.GRU(H, H), torch.nn.GRU(H, H)
+        ours, fused, theirs = grukit.GRU(H, H), grukit.GRU(H, H, backend="cpu"), torch.nn.GRU(H, H)
         x = torch.randn(1, 1, H)  # (T, N, I)
         entries[f"grukit.GRU one step, H={H}"] = (_loop(lambda m=ours, x=x: m(x)), 1000)
+        entries[f"grukit.GRU backend='cpu' one step, H={H}"] = (_loop(lambda m=fused, x=x: m(x)), 1000)
         entries[f"torch.nn.GRU one step, H={H}"] = (_loop(lambda m=theirs, x=x: m(x)), 1000)
         rng = np.random.default_rng(0)
         h = rng.standard_normal((1, H), dtype=np.float32)  # (1, H)

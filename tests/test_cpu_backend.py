@@ -39,7 +39,7 @@ def test_module_saves_only_when_a_gradient_is_needed(monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(cpu, "gru_layer_forward", spy)
-    gru = grukit.GRU(3, 4, 2)
+    gru = grukit.GRU(3, 4, 2, backend="cpu")  # named: auto runs short inference calls elsewhere
     x = torch.randn(5, 2, 3)
     with torch.no_grad():
         gru(x)

@@ -55,6 +55,16 @@ class _GateRecorder:
 # forward pass of the same module is not recorded); one lookup per forward pass otherwise.
 _RECORDING: ContextVar[_GateRecorder | None] = ContextVar("grukit_gate_recording", default=None)
 
+_PLAIN = (nn.Parameter, Tensor)  # parameter types a short call takes (not fake, functional, ...)
+
+# Short inference calls (``GRU._short_call``) have T * N <= streaming.FAST_MAX_STEPS_ROWS and, at
+# H above SHORT_CALL_ANY_STEPS_H, at most SHORT_CALL_MAX_STEPS steps: past that the fused path's
+# one input-projection product for all steps beats the streaming kernel's one per step
+# (scripts/short_calls.py on a 2-core AMD EPYC, 1 thread: N=1, T=200, H=256 0.83x, T=100, H=512
+# 0.82x; at T=250, H=64 1.11x, N=32, T=8, H=256 1.14x, N=1, T=10, H=64 2.8x faster).
+SHORT_CALL_MAX_STEPS = 64
+SHORT_CALL_ANY_STEPS_H = 128
+
 
 def _bernoulli(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
     """A 0/1 tensor with P(1) = p, from torch's global generator, on ``like``'s device and dtype.
@@ -85,7 +95,11 @@ class GRU(nn.Module):
     Args:
         reset_after: the formulation, as above.
         backend: ``"auto"`` (the fastest eligible backend) or a name from
-            ``grukit.backends.names()``. What ran last is in ``backend_used``.
+            ``grukit.backends.names()``. What ran last is in ``backend_used``. With ``"auto"``,
+            a short inference call of the cpu backend (one direction, no layer norm, nothing
+            needing a gradient, T * N <= 256, at most 64 steps when H > 128) runs through the
+            streaming kernel (``docs/streaming.md``), a fraction of the fused path's per-call
+            cost; naming ``"cpu"`` always runs the fused sequence kernels.
         layer_norm: layer-normalise ``W_ih x`` and ``W_hh h`` before their biases (haste's
             ``LayerNormGRU`` with ``reset_after=True``); adds the parameters
             ``layer_norm_{ih,hh}_{weight,bias}_l{k}[_reverse]`` (3H,), initialised to 1 and 0.
@@ -267,7 +281,6 @@ class GRU(nn.Module):
         self, input: Tensor | PackedSequence, hx: Tensor | None = None
     ) -> tuple[Tensor | PackedSequence, Tensor]:
         w = self.weight_ih_l0
-        L, D = self.num_layers, self.num_directions
         packed = isinstance(input, PackedSequence)
         onnx_export = _onnx_nodes.exporting()  # torch.onnx.export is running: write GRU nodes
         lengths = None
@@ -304,6 +317,27 @@ class GRU(nn.Module):
                 f"GRU: torch.onnx.export of a GRU with {option} is not supported: ONNX's GRU node "
                 "has no such option"
             )
+        short = None if packed or onnx_export else self._short_call(x, h0)
+        if short is not None:
+            output, hidden = short  # (T, N, H), (L, N, H)
+        else:
+            output, hidden = self._layers(x, h0, lengths, onnx_export, hx)  # (T, N, D*H), (D*L, N, H)
+        if packed:
+            return repack(output, input, t_idx, b_idx), hidden
+        if not batched:
+            return output.squeeze(1), hidden.squeeze(1)  # (T, D*H), (D*L, H)
+        if self.batch_first:
+            output = output.transpose(0, 1)  # (N, T, D*H)
+        return output, hidden
+
+    def _layers(self, x: Tensor, h0: Tensor, lengths: Tensor | None, onnx_export: bool,
+                hx: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Every layer and direction through the selected backend (or, under
+        ``torch.onnx.export``, as ONNX GRU nodes): ``x`` (T, N, I), ``h0`` (D*L, N, H) ->
+        ``(output (T, N, D*H), h_n (D*L, N, H))``."""
+        L, D = self.num_layers, self.num_directions
+        T, N = x.shape[0], x.shape[1]
+        packed = lengths is not None
         # torch.compile cannot trace a ContextVar, and never runs under grukit.inspect
         recorder = None if torch.compiler.is_compiling() else _RECORDING.get()
         if recorder is not None and recorder.module is not self:
@@ -350,15 +384,46 @@ class GRU(nn.Module):
             if self.dropout and self.training and layer < L - 1:
                 layer_in = F.dropout(layer_in, self.dropout, training=True)
         output = layer_in  # (T, N, D*H)
-        hidden = h_n[0] if L == 1 else torch.cat(h_n, 0)  # (D*L, N, H)
+        return output, h_n[0] if L == 1 else torch.cat(h_n, 0)  # (D*L, N, H)
 
-        if packed:
-            return repack(output, input, t_idx, b_idx), hidden
-        if not batched:
-            return output.squeeze(1), hidden.squeeze(1)  # (T, D*H), (D*L, H)
-        if self.batch_first:
-            output = output.transpose(0, 1)  # (N, T, D*H)
-        return output, hidden
+    def _short_call(self, x: Tensor, h0: Tensor) -> tuple[Tensor, Tensor] | None:
+        """A short inference call through the streaming kernel (``streaming.short_call``): one
+        Numba call for all layers, without the per-layer op dispatch, allocations and
+        conversions of the fused backend, which cost a one-step call more than its arithmetic
+        (``scripts/step_costs.py``). ``x`` (T, N, I), ``h0`` (L, N, H). Taken only with
+        ``backend="auto"`` (naming ``"cpu"`` always runs the fused sequence kernels) and where
+        ``auto`` would choose the cpu backend: one direction, T * N at most
+        ``FAST_MAX_STEPS_ROWS``, no layer norm, no random mask, nothing needing a gradient,
+        plain CPU tensors of the parameters' dtype, no tracing, transform, autocast or gate
+        recording. None otherwise."""
+        from grukit import streaming
+
+        T, N = x.shape[0], x.shape[1]
+        if (self.bidirectional or self.layer_norm or self.backend != "auto"
+                or T * N > streaming.FAST_MAX_STEPS_ROWS
+                or (T > SHORT_CALL_MAX_STEPS and self.hidden_size > SHORT_CALL_ANY_STEPS_H)):
+            return None
+        if self.training and streaming._stochastic(self):
+            return None
+        w = self._parameters["weight_ih_l0"]  # (Module.__getattr__ costs about a microsecond)
+        if not (type(x) is Tensor and type(h0) is Tensor and x.dtype == w.dtype == h0.dtype
+                and x.is_cpu and w.dtype in (torch.float32, torch.float64)):
+            return None
+        params = [self._parameters[n] for n in self._flat_weights_names]
+        if torch.is_grad_enabled() and (x.requires_grad or h0.requires_grad
+                                        or any(p.requires_grad for p in params)):
+            return None
+        if (torch.compiler.is_compiling() or torch.jit.is_tracing()
+                or torch._C._len_torch_dispatch_stack() > 0
+                or torch._C._are_functorch_transforms_active()
+                or torch.autograd.forward_ad._current_level >= 0
+                or torch.is_autocast_enabled("cpu") or _RECORDING.get() is not None
+                or not all(type(p) in _PLAIN for p in params)):
+            return None
+        result = streaming.short_call(self, x, h0)
+        if result is not None and self.backend_used != "cpu":
+            self.backend_used = "cpu"
+        return result
 
     def _weights(
         self, layer: int, direction: int

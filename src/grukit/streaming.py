@@ -12,6 +12,9 @@ other chunk runs the module's own forward with the carried state. See ``docs/str
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -375,6 +378,45 @@ class _Lane:
             self.rec = _kernel_module.record(weights, hv, s, sync, 1, 0)
             self.run = _kernel_module.chunk
         self.alive = (hv, s, sync)  # the record points at them
+
+
+# module -> {thread id: GRUStream}: the streams that run short module calls (``short_call``);
+# weak, so a module's streams go with it, and per thread, so concurrent calls share no state
+_SHORT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def short_call(gru: nn.Module, x: Tensor, h0: Tensor) -> tuple[Tensor, Tensor] | None:
+    """``gru``'s forward pass over ``x`` (T, N, I) from ``h0`` (L, N, H), as ``(output (T, N, H),
+    h_n (L, N, H))``, through the fast path's kernel; None where that cannot take the module's
+    parameters (``GRUStream._weights``). For ``grukit.GRU.forward``'s short inference calls,
+    which check everything else (one direction, no layer norm, no gradient, no random mask,
+    T * N at most ``FAST_MAX_STEPS_ROWS``, dtypes and devices, no tracing). The stream behind
+    it is private to the module and the calling thread; ``h0`` is copied into its state."""
+    if _kernel() is None:
+        return None
+    streams = _SHORT.get(gru)
+    if streams is None:
+        streams = _SHORT[gru] = {}
+    stream = streams.get(threading.get_ident())
+    if stream is None:
+        stream = streams[threading.get_ident()] = GRUStream(gru)
+    rec = stream._weights()
+    if rec is None:
+        return None
+    T, N = x.shape[0], x.shape[1]
+    h = stream._h
+    if h is None or h.shape != h0.shape:
+        stream._set_h(h0.detach().clone(memory_format=torch.contiguous_format))  # (L, N, H)
+    else:
+        h.copy_(h0)  # in place: the lane's NumPy view of the state stays valid
+    lane = stream._lane
+    if (lane is None or lane.N != N or lane.dtype is not x.dtype or lane.key != stream._weights_key
+            or lane.torch_threads != torch.get_num_threads()):
+        lane = stream._lane = stream._make_lane(x, rec)
+    xc = x.resolve_neg().contiguous()  # (T, N, I), the kernel's layout
+    y = np.empty((T, N, gru.hidden_size), lane.dtype_np)  # (T, N, H)
+    lane.run(lane.rec, xc.data_ptr(), y, T, N, float(getattr(gru, "zoneout", 0.0)))
+    return torch.from_numpy(y), stream._h.clone()
 
 
 def _split_threads(H: int, I: int, itemsize: int, torch_threads: int) -> int:
