@@ -202,11 +202,14 @@ def gru_layer_backward(
     C = max(1, min(T, _CHUNK_BYTES // max(1, N * 4 * H * x.element_size())))
     dgi = x.new_empty(C, N, 3 * H)  # (C, N, 3H), permuted gate rows
     dghn = x.new_empty(C, N, H) if reset_after else x.new_empty(0, 0, 0)  # (C, N, H)
-    w_ih = weight_ih[perm] if perm is not None else weight_ih
     dx = x.new_empty(T, N, I)
-    acc_w_ih, acc_b_ih = x.new_zeros(3 * H, I), x.new_zeros(3 * H)  # permuted gate rows
-    acc_w_hh = x.new_zeros(3 * H, H)  # permuted; for reset_after its n rows stay unused
-    acc_w_hn, acc_b_hn = x.new_zeros(H, H), x.new_zeros(H)  # reset_after: natural order
+    # The weight gradients accumulate in the parameters' own row order: each feature block's
+    # gate columns of ``dgi`` go straight to their rows, so no permuted copy of W_ih and no
+    # permuted accumulators (each 3H x I or 3H x H) exist beside the results (``_gate_rows``)
+    rows = _gate_rows(p, H)
+    dw_ih, db_ih = x.new_zeros(3 * H, I), x.new_zeros(3 * H)
+    dw_hh = x.new_zeros(3 * H, H)
+    db_hn = x.new_zeros(H)  # reset_after: b_hn's gradient, which differs from b_in's
     saved = ws.view(T, N, kw, H)
     args = _cpu_args.BackwardArgs(
         dout=grad_out.contiguous().numpy(), dh=dh.numpy(), w=w_hh.detach().contiguous().numpy(),
@@ -221,29 +224,48 @@ def gru_layer_backward(
         t_lo, t_hi = (s0, s1) if reverse else (T - s1, T - s0)
         _cpu_launch.launch(kernels().backward, p, args._replace(s0=s0, s1=s1, t_lo=t_lo))
         n = (t_hi - t_lo) * N
-        g = dgi[: t_hi - t_lo].view(n, 3 * H)  # (n, 3H)
-        rows = saved[t_lo:t_hi].view(n, kw, H)
-        h_prev = rows[:, 3]  # (n, H), a strided view of the workspace
-        torch.mm(g, w_ih, out=dx[t_lo:t_hi].view(n, I))
-        acc_w_ih.addmm_(g.t(), x[t_lo:t_hi].reshape(n, I))
-        acc_b_ih += g.sum(0)
-        rh = None if reset_after else rows[:, 0] * h_prev  # (n, H) = r * h_prev
-        for rz, nn, _ in p.gate_blocks():
-            acc_w_hh[rz].addmm_(g[:, rz].t(), h_prev)  # W_hr, W_hz act on h_prev
-            if rh is not None:
-                acc_w_hh[nn].addmm_(g[:, nn].t(), rh)  # W_hn acts on r * h_prev
+        g = dgi[: t_hi - t_lo].view(n, 3 * H)  # (n, 3H), permuted gate columns
+        chunk = saved[t_lo:t_hi].view(n, kw, H)
+        h_prev = chunk[:, 3]  # (n, H), a strided view of the workspace
+        x_c = x[t_lo:t_hi].reshape(n, I)  # (n, I)
+        dx_c = dx[t_lo:t_hi].view(n, I)
+        rh = None if reset_after else chunk[:, 0] * h_prev  # (n, H) = r * h_prev
+        for k, (cols, nat, n_rows) in enumerate(rows):
+            g_k = g[:, cols]  # (n, rows of this piece)
+            if k == 0:
+                torch.mm(g_k, weight_ih[nat], out=dx_c)
+            else:
+                dx_c.addmm_(g_k, weight_ih[nat])
+            dw_ih[nat].addmm_(g_k.t(), x_c)
+            db_ih[nat] += g_k.sum(0)
+            if not n_rows:
+                dw_hh[nat].addmm_(g_k.t(), h_prev)  # W_hr, W_hz act on h_prev
+            elif rh is not None:
+                dw_hh[nat].addmm_(g_k.t(), rh)  # W_hn acts on r * h_prev
         if reset_after:
             gn = dghn[: t_hi - t_lo].view(n, H)
-            acc_w_hn.addmm_(gn.t(), h_prev)  # W_hn acts on h_prev (scaled by r after)
-            acc_b_hn += gn.sum(0)
-    inverse = torch.argsort(perm) if perm is not None else slice(None)
-    dw_ih, db_ih = acc_w_ih[inverse], acc_b_ih[inverse]
-    dw_hh = acc_w_hh[inverse]
+            dw_hh[2 * H :].addmm_(gn.t(), h_prev)  # W_hn acts on h_prev (scaled by r after)
+            db_hn += gn.sum(0)
     db_hh = db_ih.clone()  # b_h* enter exactly where b_i* do, except b_hn after the reset
     if reset_after:
-        dw_hh[2 * H :] = acc_w_hn
-        db_hh[2 * H :] = acc_b_hn
+        db_hh[2 * H :] = db_hn
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+
+
+def _gate_rows(p, H: int) -> list[tuple[slice, slice, bool]]:
+    """Gate rows in pieces that are contiguous in both orders: each piece's columns in the
+    kernels' gate order (each feature block's r, z, n rows together), its rows in the
+    parameters' own order (r, z, n, each H), and whether it is n rows. Without a permutation
+    two pieces (r and z together, n); with one, r, z and n of every feature block."""
+    if p.gate_permutation(H) is None:
+        return [(slice(0, 2 * H), slice(0, 2 * H), False), (slice(2 * H, 3 * H),) * 2 + (True,)]
+    out = []
+    for j0, j1 in zip(p.features, p.features[1:]):
+        hk = j1 - j0
+        for g in range(3):
+            out.append((slice(3 * j0 + g * hk, 3 * j0 + (g + 1) * hk),
+                        slice(g * H + j0, g * H + j1), g == 2))
+    return out
 
 
 def _plain_backward(x: Tensor) -> dict:
