@@ -156,6 +156,7 @@ def test_every_thread_split_matches_the_reference(split, threads, chunked, monke
     monkeypatch.setenv("GRUKIT_CPU_SPLIT", split)
     if chunked:
         monkeypatch.setattr(cpu, "_CHUNK_BYTES", 1)
+        monkeypatch.setattr(cpu, "_CHUNK_ROWS", 1)
     if threads == "python":
         monkeypatch.setenv("GRUKIT_CPU_THREADS", "python")
     else:

@@ -113,8 +113,12 @@ def thread_plan(T: int, N: int, H: int, dtype: torch.dtype = torch.float32) -> T
     return ThreadPlan(len(p.rows) - 1, p.parties, _cpu_launch.launcher())
 
 
-# the backward keeps per-step gate gradients for chunks of at most this many bytes
-_CHUNK_BYTES = 16 * 1024 * 1024
+# the backward keeps per-step gate gradients for chunks of at most this many bytes, but at least
+# _CHUNK_ROWS rows (steps x batch), so the weight-gradient products of a chunk stay large: each
+# reads and writes the whole weight gradient. 4 MiB took training peak memory at or below
+# torch.nn.GRU's at N = 8 and N = 64, H = 512 (16 MiB: above both; docs/performance.md)
+_CHUNK_BYTES = 4 * 1024 * 1024
+_CHUNK_ROWS = 256
 
 
 @torch.library.custom_op("grukit::gru_layer_forward", mutates_args=(), device_types="cpu")
@@ -199,7 +203,7 @@ def gru_layer_backward(
     kw = saved_per_feature(reset_after)
     # the loop runs in chunks of C steps; after each, the chunk's gradients are reduced into the
     # weight gradients, so the per-step gate gradients never exist for all T steps at once
-    C = max(1, min(T, _CHUNK_BYTES // max(1, N * 4 * H * x.element_size())))
+    C = max(1, min(T, max(_CHUNK_BYTES // max(1, N * 4 * H * x.element_size()), -(-_CHUNK_ROWS // N))))
     dgi = x.new_empty(C, N, 3 * H)  # (C, N, 3H), permuted gate rows
     dghn = x.new_empty(C, N, H) if reset_after else x.new_empty(0, 0, 0)  # (C, N, H)
     dx = x.new_empty(T, N, I)
