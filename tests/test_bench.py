@@ -241,3 +241,23 @@ def test_a_failure_in_a_worker_is_raised_here_with_its_traceback():
     with pytest.raises(RuntimeError, match="torch at 1 threads failed in its worker") as info:
         runner.run_grid(config)
     assert "hidden_size" in str(info.value)
+
+
+def test_a_peer_that_is_not_installed_is_named_and_skipped(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    from grukit.bench import providers, runner
+
+    absent = dataclasses.replace(PROVIDERS["openvino"],
+                                 missing=lambda: "openvino is not installed (pip install 'grukit[bench]')")
+    patched = dict(PROVIDERS, openvino=absent)
+    monkeypatch.setattr(providers, "PROVIDERS", patched)
+    monkeypatch.setattr(runner, "PROVIDERS", patched)
+    rc = main(["bench", "--case", "2,3,4,5", "--modes", "inference", "--rounds", "1", "--min-time", "0",
+               "--threads", "1", "--interleaved", "--providers", "grukit-cpu", "openvino",
+               "--out", str(tmp_path)])
+    assert rc == 0
+    assert "skipping openvino: openvino is not installed (pip install 'grukit[bench]')" in capsys.readouterr().err
+    rows = list(csv.DictReader((tmp_path / "bench.csv").open()))
+    assert {r["provider"] for r in rows if not r.get("skipped")} == {"grukit-cpu"}
+    assert all("not installed" in r["skipped"] for r in rows if r["provider"] == "openvino")
