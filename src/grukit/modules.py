@@ -60,8 +60,9 @@ _PLAIN = (nn.Parameter, Tensor)  # parameter types a short call takes (not fake,
 # Short inference calls (``GRU._short_call``) have T * N <= streaming.FAST_MAX_STEPS_ROWS and, at
 # H above SHORT_CALL_ANY_STEPS_H, at most SHORT_CALL_MAX_STEPS steps: past that the fused path's
 # one input-projection product for all steps beats the streaming kernel's one per step
-# (scripts/short_calls.py on a 2-core AMD EPYC, 1 thread: N=1, T=200, H=256 0.83x, T=100, H=512
-# 0.82x; at T=250, H=64 1.11x, N=32, T=8, H=256 1.14x, N=1, T=10, H=64 2.8x faster).
+# (scripts/short_calls.py on a 2-core AMD EPYC at 1 and 2 threads, the streaming kernel's speed
+# over the fused path's: N=1, T=200, H=256 0.85-0.89x; N=1, T=100, H=512 0.88x on 1 thread;
+# N=1, T=250, H=64 1.16-1.60x; N=32, T=8, H=256 1.13-1.32x; N=1, T=10, H=64 6.5-6.9x).
 SHORT_CALL_MAX_STEPS = 64
 SHORT_CALL_ANY_STEPS_H = 128
 
