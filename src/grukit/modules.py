@@ -16,6 +16,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from grukit import _onnx_nodes, backends
 from grukit._layer_options import LayerOptions
+from grukit.backends._cpu_base import functorch_active
 from grukit._validate import (
     InputError,
     check_dropout,
@@ -416,7 +417,7 @@ class GRU(nn.Module):
             return None
         if (torch.compiler.is_compiling() or torch.jit.is_tracing()
                 or torch._C._len_torch_dispatch_stack() > 0
-                or torch._C._are_functorch_transforms_active()
+                or functorch_active()
                 or torch.autograd.forward_ad._current_level >= 0
                 or torch.is_autocast_enabled("cpu") or _RECORDING.get() is not None
                 or not all(type(p) in _PLAIN for p in params)):

@@ -60,6 +60,17 @@ class Plan:
         return [(slice(3 * j0, 3 * j0 + 2 * (j1 - j0)), slice(3 * j0 + 2 * (j1 - j0), 3 * j1),
                  slice(j0, j1)) for j0, j1 in zip(self.features, self.features[1:])]
 
+    def gate_rows(self, H: int) -> list[tuple[slice, slice, bool]]:
+        """The 3H gate rows in pieces contiguous in both orders: each piece's rows in the
+        permuted order (``gate_permutation``), its rows in the parameters' own order (r, z, n,
+        each H), and whether it is n rows. Without a permutation two pieces (r and z together,
+        n); with one, r, z and n of every feature block."""
+        if self.parties == 1:
+            return [(slice(0, 2 * H), slice(0, 2 * H), False), (slice(2 * H, 3 * H),) * 2 + (True,)]
+        return [(slice(3 * j0 + g * (j1 - j0), 3 * j0 + (g + 1) * (j1 - j0)),
+                 slice(g * H + j0, g * H + j1), g == 2)
+                for j0, j1 in zip(self.features, self.features[1:]) for g in range(3)]
+
 
 
 def plan(T: int, N: int, H: int, itemsize: int) -> Plan:

@@ -137,7 +137,8 @@ def gru_layer_forward(
     """``(output (T, N, H), h_n (N, H), workspace (T, N, K) or empty)``."""
     T, N, I = x.shape
     H = weight_hh.shape[1]
-    warm_up(np.float32 if x.dtype == torch.float32 else np.float64)
+    dt = np.float32 if x.dtype == torch.float32 else np.float64
+    warm_up(dt)
     p = _cpu_launch.plan(T, N, H, x.element_size())
     perm = p.gate_permutation(H)  # each feature block's gate rows together
     if perm is not None:
@@ -158,7 +159,6 @@ def gru_layer_forward(
     ws = x.new_empty(T, N, kw, H) if save else x.new_empty(0, 0, 0, 0)
     # the kernel's own scratch never becomes a tensor: NumPy allocates it for a fraction of what
     # a tensor and its .numpy() view cost, which a one-step call pays five times
-    dt = np.float32 if x.dtype == torch.float32 else np.float64
     scratch = np.empty((N, kw, H), dt)  # per-row gate values when nothing is saved
     gh, rh, ghn = np.zeros((N, 3 * H), dt), np.zeros((N, H), dt), np.zeros((N, H), dt)
     hb = hbuf.numpy()
@@ -209,8 +209,8 @@ def gru_layer_backward(
     dx = x.new_empty(T, N, I)
     # The weight gradients accumulate in the parameters' own row order: each feature block's
     # gate columns of ``dgi`` go straight to their rows, so no permuted copy of W_ih and no
-    # permuted accumulators (each 3H x I or 3H x H) exist beside the results (``_gate_rows``)
-    rows = _gate_rows(p, H)
+    # permuted accumulators (each 3H x I or 3H x H) exist beside the results (``Plan.gate_rows``)
+    rows = p.gate_rows(H)
     dw_ih, db_ih = x.new_zeros(3 * H, I), x.new_zeros(3 * H)
     dw_hh = x.new_zeros(3 * H, H)
     db_hn = x.new_zeros(H)  # reset_after: b_hn's gradient, which differs from b_in's
@@ -254,22 +254,6 @@ def gru_layer_backward(
     if reset_after:
         db_hh[2 * H :] = db_hn
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
-
-
-def _gate_rows(p, H: int) -> list[tuple[slice, slice, bool]]:
-    """Gate rows in pieces that are contiguous in both orders: each piece's columns in the
-    kernels' gate order (each feature block's r, z, n rows together), its rows in the
-    parameters' own order (r, z, n, each H), and whether it is n rows. Without a permutation
-    two pieces (r and z together, n); with one, r, z and n of every feature block."""
-    if p.gate_permutation(H) is None:
-        return [(slice(0, 2 * H), slice(0, 2 * H), False), (slice(2 * H, 3 * H),) * 2 + (True,)]
-    out = []
-    for j0, j1 in zip(p.features, p.features[1:]):
-        hk = j1 - j0
-        for g in range(3):
-            out.append((slice(3 * j0 + g * hk, 3 * j0 + (g + 1) * hk),
-                        slice(g * H + j0, g * H + j1), g == 2))
-    return out
 
 
 def _plain_backward(x: Tensor) -> dict:

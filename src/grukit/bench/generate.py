@@ -197,7 +197,8 @@ def markdown(results: list[GenResult], config: GenerateConfig) -> str:
 
 
 def environment() -> dict:
-    """The bench's machine record plus the vector extensions PyTorch uses and the CPU reports."""
+    """The bench's machine record (CPU, vector extensions, versions, threads) plus which sampler
+    path runs."""
     from grukit.bench.report import environment as machine
 
     env = machine()

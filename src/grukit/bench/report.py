@@ -80,10 +80,10 @@ def fastest(results: list[Result]) -> dict[tuple, Result]:
     return best
 
 
-def _ratios(results: list[Result]) -> dict[int, dict[str, float]]:
-    """Per result: how many times faster it is than each peer at the peer's best thread count,
-    and, for grukit, than the best peer of all; for a variant, its cost over the plain GRU's."""
-    best = fastest(results)
+def _ratios(results: list[Result], best: dict[tuple, Result]) -> dict[int, dict[str, float]]:
+    """Per result: how many times faster it is than each peer at the peer's best thread count
+    (``best``: ``fastest(results)``), and, for grukit, than the best peer of all; for a variant,
+    its cost over the plain GRU's."""
     out = {}
     for r in results:
         if r.skipped:
@@ -102,7 +102,8 @@ def _ratios(results: list[Result]) -> dict[int, dict[str, float]]:
 
 
 def rows(results: list[Result]) -> list[dict]:
-    ratios, best = _ratios(results), fastest(results)
+    best = fastest(results)
+    ratios = _ratios(results, best)
     table = []
     for r in results:
         row = {"case": r.case.label, **r.case.as_dict(), "formulation": r.formulation,
