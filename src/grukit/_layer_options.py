@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 __all__ = ["LayerOptions", "LAYER_NORM_EPS"]
@@ -33,6 +34,9 @@ class LayerOptions:
             row ``t`` for time step ``t`` whatever the direction.
         recurrent_mask: (N, H) of 0 or 1/(1-p) (training): multiplies the ``h`` that enters the
             recurrent product, the same at every step; the state update uses the unmasked ``h``.
+        matmul_dtype: ``torch.bfloat16``: the layer's matrix products may take bfloat16 operands
+            with float32 accumulation (float32 layers; the cpu backend, where the CPU has it).
+            None: the parameters' dtype.
     """
 
     norm_ih: tuple[Tensor, Tensor] | None = None
@@ -40,3 +44,10 @@ class LayerOptions:
     zoneout: float = 0.0
     zoneout_mask: Tensor | None = None
     recurrent_mask: Tensor | None = None
+    matmul_dtype: torch.dtype | None = None
+
+    @property
+    def any_variant(self) -> bool:
+        """Whether layer norm, zoneout or recurrent dropout is on (else the plain GRU)."""
+        return (self.norm_ih is not None or self.norm_hh is not None or self.zoneout > 0
+                or self.zoneout_mask is not None or self.recurrent_mask is not None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import warnings
 from contextvars import ContextVar
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from grukit import _onnx_nodes, backends
 from grukit._layer_options import LayerOptions
+from grukit.backends import _bf16
 from grukit.backends._cpu_base import functorch_active
 from grukit._validate import (
     InputError,
@@ -55,6 +57,33 @@ class _GateRecorder:
 # Set only while grukit.inspect records a forward pass (a context variable, so another thread's
 # forward pass of the same module is not recorded); one lookup per forward pass otherwise.
 _RECORDING: ContextVar[_GateRecorder | None] = ContextVar("grukit_gate_recording", default=None)
+
+_NO_VARIANTS = LayerOptions()
+_bf16_warned = False
+
+
+def _bf16_products(module: GRU, backend: backends.Backend) -> bool:
+    """Whether ``module``'s ``matmul_dtype=torch.bfloat16`` reaches ``backend`` this pass; where it
+    cannot be honoured (another backend, float64 parameters, a CPU without bfloat16 products)
+    the products stay in the parameters' dtype, with one warning per process."""
+    global _bf16_warned
+    dtype = module._parameters["weight_ih_l0"].dtype
+    if "matmul_dtype" not in backend.variants:
+        reason = f"the {backend.name!r} backend computes its products in the parameters' dtype"
+    elif dtype != torch.float32:
+        reason = f"the parameters are {dtype}, not torch.float32"
+    elif not _bf16.enabled():
+        reason = ("GRUKIT_BF16=off" if _bf16.mode() == "off" else
+                  "this CPU multiplies bfloat16 only in emulation (no AVX512-BF16 or AMX; "
+                  "GRUKIT_BF16=always forces it)")
+    else:
+        return True
+    if not _bf16_warned:
+        _bf16_warned = True
+        warnings.warn(f"GRU(matmul_dtype=torch.bfloat16): the matrix products stay "
+                      f"{dtype} here: {reason}", RuntimeWarning, stacklevel=4)
+    return False
+
 
 _PLAIN = (nn.Parameter, Tensor)  # parameter types a short call takes (not fake, functional, ...)
 
@@ -111,6 +140,13 @@ class GRU(nn.Module):
             the ``h`` entering the recurrent product, scaled by 1/(1-p); identity in evaluation.
         weight_dropout: p in [0, 1): in training DropConnect on ``weight_hh``, one mask per forward
             call scaled by 1/(1-p), applied before any backend; identity in evaluation.
+        matmul_dtype: ``torch.bfloat16`` lets a float32 GRU's matrix products (the input
+            projection and the recurrent products, forward) take bfloat16 operands with float32
+            accumulation, while gates, states and gradients stay float32: on CPUs that multiply
+            bfloat16 in hardware (AVX512-BF16, AMX), in the ``cpu`` backend. Elsewhere, and in
+            other backends, the products stay float32 (one warning); ``GRUKIT_BF16=always``
+            forces them on any CPU. Also what bfloat16 ``torch.autocast`` does to a float32
+            GRU. ``docs/performance.md`` has its speed and accuracy.
 
     The equations of the variants are in ``docs/variants.md``. Masks come from torch's global
     generator. The fused ``cpu`` backend and ``reference`` compute every variant; ``torch`` only
@@ -120,7 +156,8 @@ class GRU(nn.Module):
     floating dtype than the parameters is accepted (not float64, which autocast never casts), and
     the outputs take the state's dtype promoted with autocast's (float32 for a float32 input,
     bfloat16 for a bfloat16 one under bfloat16 autocast). The ``cpu`` backend computes in the
-    parameters' dtype there; ``torch`` and ``reference`` run autocast's lower-precision products.
+    parameters' dtype there, its products in bfloat16 as with ``matmul_dtype=torch.bfloat16``
+    under bfloat16 autocast; ``torch`` and ``reference`` run autocast's lower-precision products.
 
     Inputs: ``input`` (T, N, I), (N, T, I) with ``batch_first``, (T, I) unbatched, or a
     ``PackedSequence``; ``hx`` (D*L, N, H) or (D*L, H) unbatched, zeros if omitted.
@@ -145,6 +182,7 @@ class GRU(nn.Module):
         zoneout: float = 0.0,
         recurrent_dropout: float = 0.0,
         weight_dropout: float = 0.0,
+        matmul_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.input_size = check_size("input_size", input_size)
@@ -159,6 +197,11 @@ class GRU(nn.Module):
         self.zoneout = check_probability("zoneout", zoneout)
         self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
         self.weight_dropout = check_probability("weight_dropout", weight_dropout)
+        if matmul_dtype not in (None, torch.float32, torch.bfloat16):
+            raise InputError(
+                f"GRU: matmul_dtype must be None, torch.float32 or torch.bfloat16, got {matmul_dtype!r}"
+            )
+        self.matmul_dtype = None if matmul_dtype == torch.float32 else matmul_dtype
         self.backend = backend if backend == "auto" else backends.get(backend).name
         self.backend_used: str | None = None  # the backend that ran the last forward pass
         if self.dropout > 0 and self.num_layers == 1:
@@ -236,6 +279,8 @@ class GRU(nn.Module):
         for key in VARIANT_KEYS:
             if getattr(self, key):
                 s += f", {key}={getattr(self, key)}"
+        if self.matmul_dtype is not None:
+            s += f", matmul_dtype={self.matmul_dtype}"
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
         return s
@@ -350,6 +395,8 @@ class GRU(nn.Module):
                 backend = recorder.use(backend)
             if self.backend_used != backend.name:  # nn.Module.__setattr__ costs microseconds
                 self.backend_used = backend.name
+        # bfloat16 products: only a backend that computes them is told (and asked to warn)
+        bf16 = not onnx_export and self.matmul_dtype is not None and _bf16_products(self, backend)
         h_n: list[Tensor] = []  # (D, N, H) per layer
         layer_in = x  # (T, N, I) then (T, N, D*H)
         for layer in range(L):
@@ -368,6 +415,8 @@ class GRU(nn.Module):
                         keep = 1 - self.weight_dropout
                         w_hh = w_hh * (_bernoulli(w_hh.shape, keep, w_hh) / keep)  # (3H, H)
                     options = self._layer_options(layer, d, T, N)
+                    if bf16:
+                        options = replace(options or _NO_VARIANTS, matmul_dtype=self.matmul_dtype)
                     # ``options=`` only where a variant is on: a backend without variants (one
                     # registered by a user, say) keeps the plain LayerFn signature.
                     extra = {} if options is None else {"options": options}
@@ -402,6 +451,7 @@ class GRU(nn.Module):
 
         T, N = x.shape[0], x.shape[1]
         if (self.bidirectional or self.layer_norm or self.backend != "auto"
+                or (self.matmul_dtype is not None and _bf16.enabled())
                 or T * N > streaming.FAST_MAX_STEPS_ROWS
                 or (T > SHORT_CALL_MAX_STEPS and self.hidden_size > SHORT_CALL_ANY_STEPS_H)):
             return None

@@ -5,6 +5,11 @@ OpenMP pool on a small machine (measured: 10-100x slowdowns, ``shared/research/b
 kernels instead call the Fortran GEMM exported by ``libtorch_cpu``, so every matrix product, inside
 the fused loop or out of it, runs on PyTorch's one pool. The symbols are bound by name
 (``numba.types.ExternalFunction``), which keeps Numba's on-disk cache valid across processes.
+
+MKL also exports ``gemm_bf16bf16f32_``: bfloat16 operands, float32 accumulation and result (on
+AVX512-BF16 or AMX in hardware; elsewhere MKL converts and runs at about its float32 rate). The
+kernels name it too, so a library without it gets a stand-in that is never called
+(:func:`has_bf16_gemm` says False and nothing asks for bfloat16 products).
 """
 
 from __future__ import annotations
@@ -13,9 +18,13 @@ import ctypes
 import functools
 import os
 
-__all__ = ["load", "BlasUnavailable"]
+__all__ = ["load", "BlasUnavailable", "has_bf16_gemm"]
 
 SYMBOLS = ("sgemm_", "dgemm_")
+BF16 = "gemm_bf16bf16f32_"
+
+# the stand-in for a missing BF16 symbol, kept alive for as long as LLVM may call it
+_STAND_IN = ctypes.CFUNCTYPE(None)(lambda: None)
 
 
 class BlasUnavailable(RuntimeError):
@@ -36,8 +45,16 @@ def load() -> str:
         lib = ctypes.CDLL(path)
         if all(hasattr(lib, s) for s in SYMBOLS):
             llvm.load_library_permanently(path)
+            if not hasattr(lib, BF16):
+                llvm.add_symbol(BF16, ctypes.cast(_STAND_IN, ctypes.c_void_p).value)
             return path
     raise BlasUnavailable(
         f"PyTorch's libraries in {lib_dir} export no {'/'.join(SYMBOLS)} (a build without MKL "
         "or BLAS symbols)"
     )
+
+
+@functools.lru_cache(maxsize=None)
+def has_bf16_gemm() -> bool:
+    """Whether PyTorch's library exports MKL's bfloat16 GEMM (``load`` must have succeeded)."""
+    return hasattr(ctypes.CDLL(load()), BF16)

@@ -31,7 +31,8 @@ __all__ = ["Arg", "FORWARD", "BACKWARD", "BLOCK", "ForwardArgs", "BackwardArgs",
 
 class Arg(NamedTuple):
     name: str
-    kind: str  # "float" (the call's dtype), "int64" (arrays), "bool" or "int" (scalars)
+    kind: str  # "float" (the call's dtype), "int64" or "bf16" (uint16 bit patterns) arrays,
+    # "bool" or "int" (scalars)
     shape: str = ""  # arrays: dimensions in the symbols above, e.g. "T N 3H"
 
     @property
@@ -63,6 +64,10 @@ FORWARD = (
     Arg("stat", "float", "T N 2"),  # layer norm: 1/std of each row and step (r,z part; n part)
     Arg("bounds", "int64", "B"),  # the feature blocks' boundaries
     Arg("part", "float", "N B 2"),  # layer norm: each block's partial statistics of a row
+    # bfloat16 products (float32 calls only): off when empty
+    Arg("w16", "bf16", "3H H"),  # W_hh in bfloat16
+    Arg("h16", "bf16", "2 N H"),  # what the recurrent products see, in bfloat16, double-buffered
+    Arg("rh16", "bf16", "N H"),  # r * h_prev in bfloat16 (reset_after=False)
 )
 
 BACKWARD = (
@@ -97,7 +102,8 @@ BACKWARD = (
 # (16,) int64, and how many feature blocks meet at it
 BLOCK = ("b0", "b1", "j0", "j1", "sync", "parties")
 
-_PY_TYPES = {"float": np.ndarray, "int64": np.ndarray, "bool": bool, "int": int}
+_PY_TYPES = {"float": np.ndarray, "int64": np.ndarray, "bf16": np.ndarray, "bool": bool, "int": int}
+ARRAY_DTYPES = {"int64": np.int64, "bf16": np.uint16}  # arrays of a fixed dtype, by kind
 ForwardArgs = NamedTuple("ForwardArgs", [(a.name, _PY_TYPES[a.kind]) for a in FORWARD])
 BackwardArgs = NamedTuple("BackwardArgs", [(a.name, _PY_TYPES[a.kind]) for a in BACKWARD])
 SPECS = {"forward": (FORWARD, ForwardArgs), "backward": (BACKWARD, BackwardArgs)}
@@ -119,7 +125,7 @@ def dummy(kind: str, dtype, dims: dict[str, int], **scalars) -> tuple:
     gives, with the scalars given by keyword (for compiling a specialisation)."""
     spec, record = SPECS[kind]
     values = {
-        a.name: np.zeros(shape_of(a, dims), dtype if a.kind == "float" else np.int64)
-        for a in spec if a.kind in ("float", "int64")
+        a.name: np.zeros(shape_of(a, dims), ARRAY_DTYPES.get(a.kind, dtype))
+        for a in spec if a.kind not in ("bool", "int")
     }
     return record(**values, **scalars)

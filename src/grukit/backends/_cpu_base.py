@@ -57,6 +57,38 @@ def plain(dtype) -> Variants:
                     np.empty(0, dtype), np.empty((0, 0, 0), dtype), np.empty((0, 0, 0), dtype))
 
 
+def bf16_bits(t: Tensor) -> np.ndarray:
+    """``t`` rounded to bfloat16 (nearest even), as the uint16 bit patterns the kernels read."""
+    return t.detach().to(torch.bfloat16).contiguous().view(torch.int16).numpy().view(np.uint16)
+
+
+@functools.lru_cache(maxsize=None)
+def _bf16_off() -> dict[str, np.ndarray]:
+    return dict(w16=np.empty((0, 0), np.uint16), h16=np.empty((0, 0, 0), np.uint16),
+                rh16=np.empty((0, 0), np.uint16))
+
+
+def bf16_args(weight_hh: Tensor, hin0: Tensor, on: bool) -> dict[str, np.ndarray]:
+    """The forward kernel's bfloat16 arguments (``_cpu_args``): ``W_hh`` (3H, H) in the kernels'
+    gate order and the state the first product sees, ``hin0`` (N, H), in bfloat16; every array
+    empty (the products in the call's dtype) when not ``on``."""
+    if not on:
+        return _bf16_off()
+    N, H = hin0.shape
+    h16 = np.empty((2, N, H), np.uint16)
+    h16[0] = bf16_bits(hin0)
+    return dict(w16=bf16_bits(weight_hh), h16=h16, rh16=np.zeros((N, H), np.uint16))
+
+
+def bf16_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``x (M, I) @ weight (P, I)^T + bias`` with bfloat16 operands and float32 accumulation and
+    result (MKL's ``gemm_bf16bf16f32``), for float32 tensors; (M, P)."""
+    M, P = x.shape[0], weight.shape[0]
+    out = bias.detach().expand(M, P).contiguous() if bias is not None else x.new_empty(M, P)
+    kernels().mm_nt16(bf16_bits(x), bf16_bits(weight), out.numpy(), 0.0 if bias is None else 1.0)
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def warm_up(dtype) -> None:
     """Compile (or load from Numba's cache) every kernel specialisation for ``dtype`` on one

@@ -38,8 +38,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 from grukit._layer_options import LAYER_NORM_EPS as _LN_EPS
 from grukit.backends import _numba_cache
@@ -53,6 +54,7 @@ _vp = types.voidptr
 _sig = types.void(_vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp)
 _sgemm = types.ExternalFunction("sgemm_", _sig)
 _dgemm = types.ExternalFunction("dgemm_", _sig)
+_bgemm = types.ExternalFunction(_blas.BF16, _sig)  # bfloat16 operands, float32 result
 
 # error_model="numpy": no ZeroDivisionError checks, which would stop vectorisation
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
@@ -104,6 +106,60 @@ def mm_small(A, B, C, beta):
         rows_nt(A, B, C, beta)
     else:
         mm_nt(A, B, C, beta)
+
+
+@njit(**_JIT)
+def mm_nt16(A, B, C, beta):
+    """``mm_nt`` with bfloat16 operands ``A``, ``B`` (uint16 bit patterns) and a float32 ``C``:
+    MKL's ``gemm_bf16bf16f32``, float32 accumulation."""
+    M, K = A.shape
+    P = B.shape[0]
+    if M == 0:
+        return
+    ints = np.empty(6, np.int32)
+    ints[0], ints[1], ints[2] = P, M, K
+    ints[3], ints[4], ints[5] = B.strides[0] // 2, A.strides[0] // 2, C.strides[0] // 4
+    chars = np.empty(2, np.uint8)
+    chars[0], chars[1] = 84, 78  # 'T', 'N'
+    scal = np.empty(2, np.float32)
+    scal[0], scal[1] = 1.0, beta
+    _bgemm(chars[0:].ctypes, chars[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
+           scal[0:].ctypes, B.ctypes, ints[3:].ctypes, A.ctypes, ints[4:].ctypes,
+           scal[1:].ctypes, C.ctypes, ints[5:].ctypes)
+
+
+@intrinsic
+def _f32_bits(typingctx, x):
+    """The bit pattern of a float32 as an unsigned 32-bit integer."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(x), codegen
+
+
+@njit(**_INLINE)
+def _bf16(x):
+    """float32 -> bfloat16 bits, rounded to nearest even (as ``Tensor.bfloat16()``); NaN stays
+    NaN."""
+    if x != x:
+        return np.uint16(0x7FC0)
+    u = np.int64(_f32_bits(np.float32(x)))  # (float64 kernels compile this too, never run it)
+    return np.uint16((u + 0x7FFF + ((u >> 16) & 1)) >> 16)
+
+
+@njit(**_JIT)
+def to_bf16(src, dst):
+    """``dst`` (uint16) = ``src`` (float32) in bfloat16, elementwise over 1-D or 2-D arrays."""
+    if src.ndim == 1:
+        for j in range(src.shape[0]):
+            dst[j] = _bf16(src[j])
+    else:
+        for i in range(src.shape[0]):
+            for j in range(src.shape[1]):
+                dst[i, j] = _bf16(src[i, j])
 
 
 @njit(**_JIT)
@@ -276,7 +332,8 @@ def _norm_gates(v, gain, shift, sv, k0, j0, mean, rstd, G, hk):
 
 @njit(**_JIT)
 def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratch, gh, rh, ghn,
-            hin, rmask, zm, lng, lnb, stat, bounds, part, b0, b1, j0, j1, sync, parties):
+            hin, rmask, zm, lng, lnb, stat, bounds, part, w16, h16, rh16, b0, b1, j0, j1, sync,
+            parties):
     """The recurrence for rows ``b0:b1`` and features ``j0:j1``. ``gi`` (T, N, 3H): input
     projections with ``b_ih`` (permuted gate rows); ``hbuf`` (2, N, H): ``hbuf[0]`` the initial
     state; after T steps ``hbuf[T % 2]`` is the final one. ``w`` (3H, H), ``b`` (3H,): ``W_hh``
@@ -288,13 +345,19 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
     (T, N, H), or (1, 1, 1) holding p (evaluation); layer norm of the recurrent products, ``lng``/``lnb`` (3H,), permuted
     gate rows, saving the normalised products in ``ws[..., kw-3:kw, :]`` and the rows' ``1/std``
     in ``stat`` (T, N, 2), with ``part`` (N, B, 2) the blocks' partial statistics and ``bounds``
-    (B,) the feature blocks."""
+    (B,) the feature blocks.
+
+    bfloat16 products (off when ``w16`` is empty): ``w16`` (3H, H) is ``W_hh`` in bfloat16
+    (permuted rows), ``h16`` (2, N, H) the state the products see in bfloat16, double-buffered
+    like ``hin`` (``h16[0]`` given), ``rh16`` (N, H) ``r * h_prev`` (``reset_after=False``); each
+    block converts its own features as it writes them, before the barrier that publishes them."""
     T = gi.shape[0]
     H = hbuf.shape[2]
     hk = j1 - j0
     g0 = 3 * j0
     wk, bk = w[g0 : g0 + 3 * hk], b[g0 : g0 + 3 * hk]  # this block's gate rows
-    masked, normed = rmask.shape[0] > 0, lng.shape[0] > 0
+    wk16 = w16[g0 : g0 + 3 * hk]
+    masked, normed, bf = rmask.shape[0] > 0, lng.shape[0] > 0, w16.shape[0] > 0
     zt, zb = zm.shape[0] > 1, zm.shape[1] > 1  # a mask per step and row
     # zoneout: 0 off, 1 a mask (T, N, H), 2 evaluation's constant p, given as (1, 1, 1)
     zmode = 0 if zm.shape[0] == 0 else (2 if zm.shape[0] * zm.shape[1] * zm.shape[2] == 1 else 1)
@@ -308,7 +371,10 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
     for s in range(T):
         t = T - 1 - s if reverse else s
         hp, hn, hi = hbuf[cur], hbuf[1 - cur], hin[cur]
-        if reset_after:
+        if bf:
+            ng = 3 * hk if reset_after else 2 * hk
+            mm_nt16(h16[cur, b0:b1], wk16[:ng], gh[b0:b1, g0 : g0 + ng], 0.0)
+        elif reset_after:
             mm_small(hi[b0:b1], wk, gh[b0:b1, g0 : g0 + 3 * hk], 0.0)  # (n, 3hk) = h W_hh^T
         else:
             mm_small(hi[b0:b1], wk[: 2 * hk], gh[b0:b1, g0 : g0 + 2 * hk], 0.0)  # (n, 2hk): r, z
@@ -343,8 +409,13 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
                 for j in range(hk):
                     rhb[j] = sr[j] * hib[j]
         if not reset_after:
+            if bf:
+                to_bf16(rh[b0:b1, j0:j1], rh16[b0:b1, j0:j1])
             barrier(sync, parties)  # every block's r * h_prev is in place
-            mm_small(rh[b0:b1], wk[2 * hk :], ghn[b0:b1, j0:j1], 0.0)  # (n, hk) = (r*h) W_hn^T
+            if bf:
+                mm_nt16(rh16[b0:b1], wk16[2 * hk :], ghn[b0:b1, j0:j1], 0.0)
+            else:
+                mm_small(rh[b0:b1], wk[2 * hk :], ghn[b0:b1, j0:j1], 0.0)  # (n, hk) = (r*h) W_hn^T
             if normed:  # the n product's own statistics
                 for b in range(b0, b1):
                     part[b, blk, 0], part[b, blk, 1] = _norm_moments(ghn[b, j0:j1], hk)
@@ -365,6 +436,8 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
                     if masked:
                         for j in range(j0, j1):
                             hin[1 - cur, b, j] = hn[b, j] * rmask[b, j]
+        if bf:
+            to_bf16(hin[1 - cur, b0:b1, j0:j1], h16[1 - cur, b0:b1, j0:j1])
         barrier(sync, parties)  # the new state is complete before anyone reads it
         cur = 1 - cur
 

@@ -77,6 +77,7 @@ def _read_4(m, o, dt):
 
 
 _ARRAY_READERS = {1: _read_1, 2: _read_2, 3: _read_3, 4: _read_4}
+_ELEMENTS = {"int64": types.int64, "bf16": types.uint16}  # the fixed-dtype arrays' elements
 
 
 def _unpacker(spec: tuple[A.Arg, ...]):
@@ -93,7 +94,7 @@ def _unpacker(spec: tuple[A.Arg, ...]):
             elif a.kind == "int":
                 calls.append((_read_int, types.int64(m, types.int64, dt)))
             else:
-                element = dt if a.kind == "float" else types.NumberClass(types.int64)
+                element = dt if a.kind == "float" else types.NumberClass(_ELEMENTS[a.kind])
                 array = types.Array(element.instance_type, a.ndim, "C")
                 calls.append((_ARRAY_READERS[a.ndim], array(m, types.int64, element)))
         result = types.Tuple([sig.return_type for _, sig in calls])

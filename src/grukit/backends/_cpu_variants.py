@@ -29,8 +29,8 @@ from torch import Tensor
 from grukit._layer_options import LAYER_NORM_EPS, LayerOptions
 from grukit.backends import _cpu_args, _cpu_launch
 from grukit.backends._cpu_base import (
-    Variants, functorch_active, kernels, lengths_or_full, no_double_backward, saved_per_feature,
-    warm_up,
+    Variants, bf16_args, bf16_linear, functorch_active, kernels, lengths_or_full,
+    no_double_backward, saved_per_feature, warm_up,
 )
 
 __all__ = ["layer", "gru_recurrence_forward", "gru_recurrence_backward"]
@@ -90,13 +90,15 @@ def gru_recurrence_forward(
     reverse: bool,
     save: bool,
     features: list[int],
+    matmul_bf16: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``gi`` (T, N, 3H): the input projections, biases included. Every 3H dimension (``gi``,
     ``weight_hh``'s rows, ``bias_hh``, the layer norm's) is in the gate order of the feature
     blocks ``features`` (``_cpu_launch.Plan.gate_permutation``): the caller permutes its small
     parameters so that nothing of size T*N*3H is ever permuted. Returns ``(output (T, N, H),
     h_n (N, H), workspace (T, N, kw*H) or empty, layer-norm 1/std (T, N, 2) or empty)``, states
-    in the natural order."""
+    in the natural order. ``matmul_bf16`` (float32 only): the recurrent products take bfloat16
+    operands, accumulating in float32."""
     T, N, _ = gi.shape
     H = weight_hh.shape[1]
     normed = norm_weight is not None
@@ -124,6 +126,7 @@ def gru_recurrence_forward(
         scratch=gi.new_empty(N, kw, H).numpy(), gh=gi.new_zeros(N, 3 * H).numpy(),
         rh=gi.new_zeros(N, H).numpy(), ghn=gi.new_zeros(N, H).numpy(), hin=hin.numpy(),
         bounds=np.asarray(p.features, dtype=np.int64), **v._asdict(),
+        **bf16_args(weight_hh, hin[0], matmul_bf16 and gi.dtype == torch.float32),
     )
     _cpu_launch.launch(kernels().forward, p, args)
     stat = torch.from_numpy(v.stat) if normed else gi.new_empty(0, 0, 0)
@@ -134,7 +137,7 @@ def gru_recurrence_forward(
 
 @gru_recurrence_forward.register_fake
 def _(gi, h0, weight_hh, bias_hh, lengths, norm_weight, norm_bias, recurrent_mask, zoneout_mask,
-      zoneout, reset_after, reverse, save, features):
+      zoneout, reset_after, reverse, save, features, matmul_bf16=False):
     T, N, _ = gi.shape
     H = weight_hh.shape[1]
     normed = norm_weight is not None
@@ -227,7 +230,7 @@ def _(grad_out, grad_hn, weight_hh, lengths, norm_weight, recurrent_mask, zoneou
 
 def _setup_context(ctx, inputs, output):
     (gi, h0, weight_hh, bias_hh, lengths, norm_weight, norm_bias, recurrent_mask, zoneout_mask,
-     zoneout, reset_after, reverse, save, features) = inputs
+     zoneout, reset_after, reverse, save, features, *_) = inputs
     ctx.zoneout, ctx.reset_after, ctx.reverse, ctx.features = zoneout, reset_after, reverse, features
     ctx.has_bias, ctx.normed = bias_hh is not None, norm_weight is not None
     ctx.save_for_backward(weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask,
@@ -252,13 +255,40 @@ def _backward(ctx, grad_out, grad_hn, _grad_ws, _grad_stat):
         db_hh = None
     if not ctx.normed:
         d_gain = d_shift = None
-    return dgi, dh0, dw_hh, db_hh, None, d_gain, d_shift, None, None, None, None, None, None, None
+    return (dgi, dh0, dw_hh, db_hh, None, d_gain, d_shift, None, None, None, None, None, None, None,
+            None)
 
 
 gru_recurrence_forward.register_autograd(_backward, setup_context=_setup_context)
 gru_recurrence_backward.register_autograd(no_double_backward, setup_context=lambda ctx, i, o: None)
 for _op in (gru_recurrence_forward, gru_recurrence_backward):
     torch.library.register_autocast(_op, "cpu", torch.float32)
+
+
+class _BF16Linear(torch.autograd.Function):
+    """``F.linear`` of float32 ``x`` (T, N, I) with bfloat16 operands and float32 accumulation
+    (``_cpu_base.bf16_linear``); the gradients treat the rounding as the identity and are
+    computed in float32, as the recurrence's are."""
+
+    @staticmethod
+    def forward(x, weight, bias):
+        T, N, I = x.shape
+        return bf16_linear(x.reshape(T * N, I), weight, bias).view(T, N, weight.shape[0])
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias = inputs
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, weight)
+
+    @staticmethod
+    def backward(ctx, g):  # g (T, N, P)
+        x, weight = ctx.saved_tensors
+        g2 = g.reshape(-1, g.shape[-1])  # (T*N, P)
+        dx = (g2 @ weight).view_as(x) if ctx.needs_input_grad[0] else None
+        dw = g2.t() @ x.reshape(g2.shape[0], -1) if ctx.needs_input_grad[1] else None
+        db = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db
 
 
 class _Recurrence(torch.autograd.Function):
@@ -287,10 +317,11 @@ class _RecurrenceBackward(torch.autograd.Function):
 
 def layer(x: Tensor, h0: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor | None,
           bias_hh: Tensor | None, *, reset_after: bool, reverse: bool, lengths: Tensor | None,
-          options: LayerOptions, gates: bool = False):
+          options: LayerOptions, gates: bool = False, bf16: bool = False):
     """One layer in one direction with ``options`` (the ``LayerFn`` contract of
     ``grukit.backends``); ``x`` (T, N, I), ``h0`` (N, H) in the parameters' dtype. With
-    ``gates`` (no gradient), also the gate values ``(T, N, 3, H)``: r, z, n."""
+    ``gates`` (no gradient), also the gate values ``(T, N, 3, H)``: r, z, n. ``bf16``: the
+    products take bfloat16 operands (``_bf16``)."""
     T, N, _ = x.shape
     H = weight_hh.shape[1]
     p = _cpu_launch.plan(T, N, H, x.element_size())
@@ -303,18 +334,19 @@ def layer(x: Tensor, h0: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: 
     norm_weight, norm_bias = options.norm_hh or (None, None)
     with torch.autocast("cpu", enabled=False):  # the input side in the parameters' dtype
         w_ih, b_ih = blocks(weight_ih), blocks(bias_ih)
+        linear = _BF16Linear.apply if bf16 else F.linear
         if norm_ih[0] is None:
-            gi = F.linear(x, w_ih, b_ih)  # (T, N, 3H), block gate order
+            gi = linear(x, w_ih, b_ih)  # (T, N, 3H), block gate order
         else:
             # LN(v; g, c) + b_ih = LN(v; g, c + b_ih): the bias joins the shift, saving a pass
             gain, shift = blocks(norm_ih[0]), blocks(norm_ih[1])
             shift = shift if b_ih is None else shift + b_ih  # (3H,)
-            gi = F.layer_norm(F.linear(x, w_ih), (3 * H,), gain, shift, LAYER_NORM_EPS)
+            gi = F.layer_norm(linear(x, w_ih, None), (3 * H,), gain, shift, LAYER_NORM_EPS)
     inputs = (gi, h0, weight_hh, bias_hh, norm_weight, norm_bias)
     save = gates or (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs))
     args = (gi, h0.contiguous(), blocks(weight_hh).contiguous(), blocks(bias_hh), lengths,
             blocks(norm_weight), blocks(norm_bias), options.recurrent_mask, options.zoneout_mask,
-            float(options.zoneout), reset_after, reverse, save, list(p.features))
+            float(options.zoneout), reset_after, reverse, save, list(p.features), bf16)
     if gates:
         out, h_n, ws, _ = gru_recurrence_forward(*args)
         kw = saved_per_feature(reset_after, norm_weight is not None)

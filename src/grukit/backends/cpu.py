@@ -31,11 +31,11 @@ import torch
 from torch import Tensor
 
 from grukit.backends import (
-    Backend, Request, _cpu_args, _cpu_launch, _cpu_variants, get, names, register,
+    Backend, Request, _bf16, _cpu_args, _cpu_launch, _cpu_variants, get, names, register,
 )
 from grukit.backends._cpu_base import (
-    functorch_active, kernels, lengths_or_full, no_double_backward, plain, saved_per_feature,
-    warm_up,
+    bf16_args, bf16_linear, functorch_active, kernels, lengths_or_full, no_double_backward, plain,
+    saved_per_feature, warm_up,
 )
 
 __all__ = ["kernels_available", "thread_plan", "ThreadPlan", "gru_layer_forward", "gru_layer_backward"]
@@ -133,8 +133,11 @@ def gru_layer_forward(
     reset_after: bool,
     reverse: bool,
     save: bool,
+    matmul_bf16: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(output (T, N, H), h_n (N, H), workspace (T, N, K) or empty)``."""
+    """``(output (T, N, H), h_n (N, H), workspace (T, N, K) or empty)``. ``matmul_bf16``
+    (float32 only): the input projection and the recurrent products take bfloat16 operands,
+    accumulating in float32 (``_bf16``)."""
     T, N, I = x.shape
     H = weight_hh.shape[1]
     dt = np.float32 if x.dtype == torch.float32 else np.float64
@@ -146,7 +149,10 @@ def gru_layer_forward(
         bias_ih = bias_ih[perm] if bias_ih is not None else None
         bias_hh = bias_hh[perm] if bias_hh is not None else None
     x2 = x.reshape(T * N, I)  # (T*N, I)
-    if bias_ih is None:
+    bf = matmul_bf16 and x.dtype == torch.float32
+    if bf:
+        gi = bf16_linear(x2, weight_ih, bias_ih)  # (T*N, 3H)
+    elif bias_ih is None:
         gi = torch.mm(x2, weight_ih.t())  # (T*N, 3H)
     else:
         gi = torch.addmm(bias_ih, x2, weight_ih.t())  # (T*N, 3H)
@@ -167,14 +173,15 @@ def gru_layer_forward(
         b=b_hh.detach().numpy(), lengths=lengths_or_full(lengths, T, N),
         reverse=reverse, reset_after=reset_after, save=save, out=out.numpy(), ws=ws.numpy(),
         scratch=scratch, gh=gh, rh=rh, ghn=ghn, hin=hb, bounds=np.asarray(p.features, dtype=np.int64),
-        **plain(dt)._asdict(),
+        **plain(dt)._asdict(), **bf16_args(weight_hh, h0, bf),
     )
     _cpu_launch.launch(kernels().forward, p, args)
     return out, hbuf[T % 2].clone(), ws.view(T, N, kw * H) if save else x.new_empty(0, 0, 0)
 
 
 @gru_layer_forward.register_fake
-def _(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save):
+def _(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save,
+      matmul_bf16=False):
     T, N, _ = x.shape
     H = weight_hh.shape[1]
     ws = x.new_empty(T, N, saved_per_feature(reset_after) * H) if save else x.new_empty(0, 0, 0)
@@ -272,7 +279,7 @@ def _(grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, reset_after, reve
 
 
 def _setup_context(ctx, inputs, output):
-    x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save = inputs
+    x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, *_ = inputs
     ctx.reset_after, ctx.reverse, ctx.has_bias = reset_after, reverse, bias_ih is not None
     ctx.save_for_backward(x, weight_ih, weight_hh, lengths, output[2])
 
@@ -291,7 +298,7 @@ def _backward(ctx, grad_out, grad_hn, _grad_ws):
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = backward(*args)
     if not ctx.has_bias:
         db_ih = db_hh = None
-    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None, None
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None, None, None
 
 
 # for direct calls of torch.ops.grukit.gru_layer_forward
@@ -319,9 +326,11 @@ class _Layer(torch.autograd.Function):
     ``torch.compile`` and ``torch.export`` still see the custom ops."""
 
     @staticmethod
-    def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save):
+    def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save,
+                matmul_bf16=False):
         return gru_layer_forward(
-            x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save
+            x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save,
+            matmul_bf16,
         )
 
     setup_context = staticmethod(_setup_context)
@@ -345,11 +354,12 @@ class _LayerBackward(torch.autograd.Function):
     backward = staticmethod(no_double_backward)
 
 
-def _plain_layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths):
+def _plain_layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths,
+                 bf16=False):
     params = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
     save = torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in params)
     args = (x.contiguous(), h0.contiguous(), weight_ih.contiguous(), weight_hh.contiguous(),
-            bias_ih, bias_hh, lengths, reset_after, reverse, save)
+            bias_ih, bias_hh, lengths, reset_after, reverse, save, bf16)
     # The op itself (its autograd is registered with it) except under torch.func's transforms,
     # which refuse that autograd and need the autograd.Function: its apply binds the arguments
     # through inspect.signature on every call, about 80 us, more than a small layer's whole run.
@@ -371,16 +381,28 @@ def _autocast_inputs(x, h0, weight_ih):
     return x, h0, None
 
 
+def _bf16_products(weight_ih: Tensor, options) -> bool:
+    """Whether this float32 layer's products run in bfloat16: asked for by the module's
+    ``matmul_dtype`` or by bfloat16 autocast, and honoured here (``_bf16.enabled``)."""
+    if weight_ih.dtype != torch.float32:
+        return False
+    asked = (options is not None and options.matmul_dtype == torch.bfloat16) or (
+        torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+    return asked and _bf16.enabled()
+
+
 def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths,
            options=None):
+    bf16 = _bf16_products(weight_ih, options)
     x, h0, out_dtype = _autocast_inputs(x, h0, weight_ih)
-    if options is not None:  # layer norm, zoneout or recurrent dropout: the variant ops
+    if options is not None and options.any_variant:  # layer norm, zoneout or recurrent dropout
         out, h_n = _cpu_variants.layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
                                        reset_after=reset_after, reverse=reverse, lengths=lengths,
-                                       options=options)
+                                       options=options, bf16=bf16)
     else:
         out, h_n = _plain_layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
-                                reset_after=reset_after, reverse=reverse, lengths=lengths)
+                                reset_after=reset_after, reverse=reverse, lengths=lengths,
+                                bf16=bf16)
     if out_dtype is not None:
         out, h_n = out.to(out_dtype), h_n.to(out_dtype)
     return out, h_n
@@ -391,17 +413,19 @@ def _gates(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, revers
            options=None):
     """The layer as ``_layer`` computes it, with its gate values ``(T, N, 3, H)`` (r, z, n; zero
     past a sequence's end): the values the kernels save for the backward."""
+    bf16 = _bf16_products(weight_ih, options)
     x, h0, out_dtype = _autocast_inputs(x, h0, weight_ih)
-    if options is not None:
+    if options is not None and options.any_variant:
         out, h_n, gates = _cpu_variants.layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
                                               reset_after=reset_after, reverse=reverse,
-                                              lengths=lengths, options=options, gates=True)
+                                              lengths=lengths, options=options, gates=True,
+                                              bf16=bf16)
     else:
         T, N, _ = x.shape
         H = weight_hh.shape[1]
         out, h_n, ws = gru_layer_forward(x.contiguous(), h0.contiguous(), weight_ih.contiguous(),
                                          weight_hh.contiguous(), bias_ih, bias_hh, lengths,
-                                         reset_after, reverse, True)
+                                         reset_after, reverse, True, bf16)
         gates = ws.view(T, N, saved_per_feature(reset_after), H)[:, :, :3]
     if out_dtype is not None:
         out, h_n = out.to(out_dtype), h_n.to(out_dtype)
@@ -446,7 +470,7 @@ BACKEND = register(
         priority=20,
         auto_check=_check_auto,
         doc="fused Numba sequence kernels on PyTorch's BLAS; CPU, float32/float64, both formulations",
-        variants=frozenset({"layer_norm", "zoneout", "recurrent_dropout"}),
+        variants=frozenset({"layer_norm", "zoneout", "recurrent_dropout", "matmul_dtype"}),
         gates=_gates,
     )
 )
