@@ -45,6 +45,7 @@ def _cfg(**kw):
         (dict(patience=0), "patience must be a positive integer"),
         (dict(warmup_steps=-1), "warmup_steps must be a non-negative integer"),
         (dict(warmup_steps=2.5), "warmup_steps must be a non-negative integer"),
+        (dict(precision="fp16"), "precision must be one of float32, bf16, got 'fp16'"),
     ],
 )
 def test_bad_configuration_is_refused_by_name(kw, message):
@@ -176,6 +177,30 @@ def test_training_reaches_the_least_squares_optimum():
     with torch.no_grad():
         fitted = ((model(data.tensors[0]).squeeze(-1) - data.tensors[1]) ** 2).double().mean().item()
     assert mse <= fitted < 1.01 * mse
+
+
+def test_bf16_precision_runs_forward_and_loss_under_autocast_with_fresh_weights():
+    """Each step's forward pass runs in bfloat16 (the loss function sees bfloat16 outputs, in
+    training and validation), and training still reaches the least-squares optimum within
+    bfloat16's precision."""
+    dtypes = []
+
+    def loss(model, batch):
+        x, y = batch
+        out = model(x).squeeze(-1)
+        dtypes.append(out.dtype)
+        return ((out.float() - y) ** 2).mean(), x.shape[0]
+
+    data = _data()
+    model = _model()
+    result = Trainer(model, _cfg(epochs=20, patience=None, precision="bf16"), loss).fit(data, data)
+    assert set(dtypes) == {torch.bfloat16}
+    w, b, mse = _least_squares(data)
+    torch.testing.assert_close(model.weight[0].double(), w, rtol=0, atol=0.05)
+    with torch.no_grad():
+        fitted = ((model(data.tensors[0]).squeeze(-1) - data.tensors[1]) ** 2).double().mean().item()
+    assert fitted < 1.1 * mse
+    assert result.history[-1]["val_loss"] == pytest.approx(fitted, rel=0.05)
 
 
 def test_early_stopping_restores_the_best_weights(tmp_path):

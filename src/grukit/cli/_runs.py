@@ -28,6 +28,8 @@ def add_train_args(p, epochs: int = 30) -> None:
     g.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
     g.add_argument("--seed", type=int, default=0, help="random seed")
     g.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
+    g.add_argument("--precision", choices=("float32", "bf16"), default="float32",
+                   help="bf16: bfloat16 mixed precision (autocast; pays on CPUs with AVX512-BF16 or AMX)")
     g.add_argument("--quiet", action="store_true", help="no progress output")
     g.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
 
@@ -40,6 +42,7 @@ def train_config(args):
         patience=args.patience or None, steps_per_epoch=args.steps_per_epoch or None,
         clip_grad_norm=args.clip or None, warmup_steps=args.warmup_steps, seed=args.seed,
         deterministic=args.deterministic, progress="off" if args.quiet else "auto",
+        precision=args.precision,
     )
 
 

