@@ -235,3 +235,10 @@ def test_rounding_matches_torch():
     nan = torch.zeros(1, dtype=torch.int16)
     k.to_bf16(torch.tensor([float("nan")]).numpy(), nan.numpy().view("uint16"))
     assert nan.view(torch.bfloat16).isnan().all()
+
+
+def test_compile_traces_through(always):
+    """``_bf16.enabled`` is a constant to dynamo (it would otherwise trace into the BLAS loader)."""
+    m = grukit.GRU(8, 16, matmul_dtype=torch.bfloat16, backend="cpu")
+    x = torch.randn(5, 3, 8)
+    torch.testing.assert_close(torch.compile(m, fullgraph=True)(x)[0], m(x)[0], rtol=0, atol=0)

@@ -55,3 +55,8 @@ def enabled() -> bool:
     from grukit.backends import _blas
 
     return _blas.has_bf16_gemm()
+
+
+# torch.compile and torch.export take the answer at trace time instead of tracing into the BLAS
+# loader (what ``cpu.assume_constant_result`` sets, without importing dynamo)
+enabled._dynamo_marked_constant = True
