@@ -4,6 +4,7 @@
     .venv/bin/python scripts/bf16.py --parts speed accuracy --rounds 7
     .venv/bin/python scripts/bf16.py --parts lm --lm-steps 300
 
+``gemm``: MKL's bfloat16 product alone against ``torch.mm`` in float32, at 1 and all threads.
 ``speed``: the standard grid's batched cases, ``grukit.GRU`` in float32 and with
 ``matmul_dtype=torch.bfloat16``, inference and training (forward + backward), interleaved rounds,
 median ms per call, at ``torch.get_num_threads()`` threads. ``accuracy``: the largest absolute
@@ -52,6 +53,30 @@ def _call(m, x, train):
     else:
         with torch.no_grad():
             m(x)
+
+
+def gemm(rounds: int) -> None:
+    from grukit.backends._cpu_base import bf16_linear
+
+    print("\n## MKL's bfloat16 product alone, with its operands' conversion (GFLOP/s, best of the "
+          "rounds; x (M, K) @ w (P, K)^T)")
+    print("| M, K, P | threads | float32 (torch.mm) | bfloat16 operands (gemm_bf16bf16f32) |")
+    print("|---|---:|---:|---:|")
+    all_threads = torch.get_num_threads()
+    for M, K, P in [(64, 512, 1536), (16, 1024, 3072), (12800, 256, 1536)]:
+        a, w = torch.randn(M, K), torch.randn(P, K)
+        for threads in sorted({1, all_threads}):
+            torch.set_num_threads(threads)
+            best = {}
+            for name, fn in (("32", lambda: torch.mm(a, w.t())), ("16", lambda: bf16_linear(a, w, None))):
+                fn()
+                times = []
+                for _ in range(rounds):
+                    t0 = time.perf_counter()
+                    fn()
+                    times.append(time.perf_counter() - t0)
+                best[name] = 2 * M * K * P / min(times) / 1e9
+            print(f"| {M}, {K}, {P} | {threads} | {best['32']:.1f} | {best['16']:.1f} |", flush=True)
 
 
 def speed(rounds: int) -> None:
@@ -129,8 +154,8 @@ def language_model(steps: int, epochs: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", nargs="+", choices=("speed", "accuracy", "lm"),
-                   default=["speed", "accuracy", "lm"])
+    p.add_argument("--parts", nargs="+", choices=("gemm", "speed", "accuracy", "lm"),
+                   default=["gemm", "speed", "accuracy", "lm"])
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--lm-steps", type=int, default=100, help="training steps per epoch")
     p.add_argument("--lm-epochs", type=int, default=3)
@@ -139,6 +164,10 @@ def main() -> None:
     print(f"machine: {cpu}; {os.cpu_count()} cores; torch threads {torch.get_num_threads()}; "
           f"extensions {' '.join(flags)}; bfloat16 in hardware: {_bf16.hardware()}; "
           f"GRUKIT_BF16={_bf16.mode()}; torch {torch.__version__}")
+    threads = torch.get_num_threads()
+    if "gemm" in args.parts:
+        gemm(args.rounds)
+        torch.set_num_threads(threads)
     if "speed" in args.parts:
         speed(args.rounds)
     if "accuracy" in args.parts:
