@@ -2,6 +2,7 @@
 #   make demo   creates .venv, installs grukit with its demo extras, runs `grukit demo`
 #   make test   creates/reuses .venv, installs the test extras, runs the default test suite
 #   make bench  the speed comparison with torch.nn.GRU, ONNX Runtime and OpenVINO (ARGS="--memory" etc.)
+#   make nab    the Numenta Anomaly Benchmark: grukit's detectors beside the published scoreboard
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -13,8 +14,11 @@ PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c co
 # offline ($GRUKIT_FSDD, when set, wins; without either the demo downloads it into its cache)
 FSDD   := $(abspath $(firstword $(wildcard ../shared/data/fsdd)))
 FSDD_ENV := $(if $(FSDD),GRUKIT_FSDD="$${GRUKIT_FSDD:-$(FSDD)}",)
+# likewise the Numenta Anomaly Benchmark (`grukit anomaly nab`, the scorer's reproduction test)
+NAB    := $(abspath $(firstword $(wildcard ../shared/data/nab)))
+NAB_ENV := $(if $(NAB),GRUKIT_NAB="$${GRUKIT_NAB:-$(NAB)}",)
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench nab clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +36,11 @@ demo: $(BIN)/python
 
 test: $(BIN)/python
 	$(PIP) -e '.[test]'
-	$(FSDD_ENV) $(BIN)/python -m pytest -q $(ARGS)
+	$(FSDD_ENV) $(NAB_ENV) $(BIN)/python -m pytest -q $(ARGS)
+
+nab: $(BIN)/python
+	$(PIP) -e '.[apps]'
+	$(NAB_ENV) $(BIN)/grukit anomaly nab $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache demo-report

@@ -3,6 +3,7 @@
   grukit anomaly train --data FILE.csv [--value-cols A B ...] [--train-until ROW|TIME] --out DIR
   grukit anomaly score --model DIR --data FILE.csv --out FILE.csv
   grukit anomaly demo  [--out DIR]
+  grukit anomaly nab   [--data DIR] [--detector NAME ...] [--out DIR]
 
 Signal mode (default): rows are time points, columns channels; a GRU autoencoder learns to
 reconstruct windows of --window points of the training stretch (rows before --train-until,
@@ -109,6 +110,25 @@ def add_parser(sub) -> None:
     d.add_argument("--seed", type=int, default=0, help="random seed")
     d.add_argument("--quiet", action="store_true", help="no progress output")
     d.set_defaults(func=run_demo)
+
+    n = asub.add_parser("nab", help="the Numenta Anomaly Benchmark: detectors scored beside the scoreboard",
+                        formatter_class=Formatter,
+                        description="Run online detectors over the 58 series of the Numenta Anomaly "
+                        "Benchmark (one record at a time, no look-ahead), score them with NAB's three "
+                        "profiles, and print them beside the published scoreboard; published raw "
+                        "scores found in the data folder are re-scored too (docs/anomaly.md).")
+    n.add_argument("--data", default=None, metavar="DIR",
+                   help="NAB's folder (default: $GRUKIT_NAB, else the cache, downloaded once)")
+    n.add_argument("--detector", nargs="+", default=list(NAB_DETECTORS), choices=list(NAB_DETECTORS),
+                   metavar="NAME", help=f"detectors to run: {', '.join(NAB_DETECTORS)}")
+    n.add_argument("--rescore", nargs="*", default=None, metavar="NAME",
+                   help="published detectors whose raw scores (results/NAME/ in the data folder) are "
+                   "scored again (default: every one the folder holds)")
+    n.add_argument("--out", default=None, metavar="DIR",
+                   help="also write results.json and each detector's scores here (new, empty, or an "
+                   "earlier `anomaly nab` folder)")
+    n.add_argument("--quiet", action="store_true", help="no progress output")
+    n.set_defaults(func=run_nab)
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -310,6 +330,87 @@ def run_demo(args) -> int:
         patience=args.patience or None, signal_model=args.signal_model, ensemble=args.ensemble,
         bidirectional=args.bidirectional, time_features=args.time_features))
     return 0
+
+
+NAB_DETECTORS = ("windowedGaussian", "null")  # grukit anomaly nab --detector
+
+
+def run_nab(args) -> int:
+    from grukit.apps.nab.detectors import SIMPLE
+    from grukit.apps.nab.run import benchmark, detector_scores, published_raw_scores
+    from grukit.data.nab import load_nab, published_scores
+
+    corpus = load_nab(args.data)
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not _replaceable_nab(out):
+        raise UserError(f"--out {out} exists and is not an earlier `grukit anomaly nab` folder: "
+                        "give a new or empty folder")
+    results, scores = {}, {}
+    for name in args.detector:
+        log(f"running {name} over {len(corpus.files)} files")
+        scores[name] = detector_scores(corpus, SIMPLE[name](), progress=lambda k, total, f: log(
+            f"  {name}: {k}/{total} {f}") if k % 10 == 0 or k == total else None)
+        results[name] = {"source": "this run", **_nab_row(benchmark(corpus, scores[name]))}
+    root = Path(corpus.folder) / "results"
+    rescore = args.rescore if args.rescore is not None else sorted(
+        p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    for name in rescore:
+        raw = published_raw_scores(corpus, name)
+        if raw is None:
+            raise UserError(f"--rescore {name}: {root / name} does not exist")
+        results[f"{name} (published raw scores)"] = {"source": "re-scored", **_nab_row(benchmark(corpus, raw))}
+    board = published_scores(corpus.folder)
+    _print_nab(results, board)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        into_fresh_folder(out.parent, out.name, lambda tmp: _write_nab(tmp, corpus, results, board, scores))
+        log(f"wrote {out}")
+    return 0
+
+
+_PROFILE_NAMES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+
+
+def _nab_row(result) -> dict:
+    return {p: {"score": r.score, "raw": r.raw, "threshold": r.threshold} for p, r in result.items()}
+
+
+def _print_nab(results: dict, board: dict) -> None:
+    rows = [(name, r["source"], *(r[p]["score"] for p in _PROFILE_NAMES)) for name, r in results.items()]
+    rows += [(name, "published", *(b.get(p, float("nan")) for p in _PROFILE_NAMES))
+             for name, b in sorted(board.items(), key=lambda kv: -kv[1].get("standard", 0))]
+    print(f"{'detector':<42} {'source':<10} {'standard':>9} {'low FP':>9} {'low FN':>9}")
+    for name, source, *v in rows:
+        print(f"{name:<42} {source:<10} {v[0]:>9.1f} {v[1]:>9.1f} {v[2]:>9.1f}")
+
+
+def _write_nab(tmp: Path, corpus, results: dict, board: dict, scores: dict) -> None:
+    import numpy as np
+
+    (tmp / "results.json").write_text(json.dumps(
+        {"nab": results, "scoreboard": board, "data": str(corpus.folder)}, indent=2) + "\n")
+    for name, per_file in scores.items():
+        for f, a in zip(corpus.files, per_file):
+            path = tmp / "scores" / name / f.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stamps = np.datetime_as_string(f.timestamps, unit="s")
+            with open(path, "w") as fh:
+                fh.write("timestamp,value,anomaly_score\n")
+                for t, v, s in zip(stamps.tolist(), f.values.tolist(), a.tolist()):
+                    fh.write(f"{t.replace('T', ' ')},{v!r},{s!r}\n")
+
+
+def _replaceable_nab(out: Path) -> bool:
+    """An empty folder, or one an earlier `anomaly nab` wrote (its results.json has "nab")."""
+    if not out.is_dir():
+        return False
+    if not any(out.iterdir()):
+        return True
+    try:
+        return "nab" in json.loads((out / "results.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _replaceable_demo(out: Path) -> bool:
