@@ -141,6 +141,34 @@ def test_windowed_gaussian_by_hand():
     assert D.as_written(np.array([1 - 1e-13, 0.123456789012345]))[0] == 1.0
 
 
+def test_error_scorer_by_hand():
+    sc = D.ErrorScorer(short=1, history=4, quiet=0, seed=[1.0, 1.0, 1.0])
+    e = [1.0, 1.0, 1.0, 5.0]  # the history is the last 4 errors, the current one included
+    z = (5.0 - np.mean(e)) / np.std(e)
+    q = 0.5 * math.erfc(z / math.sqrt(2))
+    assert sc.update(5.0) == pytest.approx(math.log(q) / math.log(1e-10))
+    assert sc.update(1.0) == 0.0  # below the mean: q = 1
+    quiet = D.ErrorScorer(short=1, history=100, quiet=3, seed=[1.0] * 50)
+    shown = [quiet.update(e) for e in (9.0, 9.5, 1.0, 1.0, 1.0, 9.0)]
+    assert shown[0] > 0 and shown[1] == 0.0  # a second alarm right after the first is silent
+    assert shown[5] > 0  # three quiet records later it speaks again
+
+
+def test_gru_detector_is_online_and_finds_a_spike():
+    from grukit.apps.nab.gru import GRUDetector
+
+    det = GRUDetector(train_steps=30, window=16, adapt_every=60, adapt_steps=2, hidden=8)
+    x = np.sin(np.arange(700) / 6.0) + 0.05 * np.random.default_rng(0).standard_normal(700)
+    x[500] += 3.0
+    y = x.copy()
+    y[450:] += 2.0  # a changed future
+    a, b = D.run_online(det, x), D.run_online(det, y)
+    np.testing.assert_array_equal(a[:450], b[:450])
+    assert not np.array_equal(a[450:], b[450:])
+    assert a[: S.probation_length(700)].max() == 0.0  # the probationary period is not scored
+    assert int(np.argmax(a)) == 500
+
+
 # -- a small NAB-shaped folder -----------------------------------------------------------------
 
 
@@ -210,13 +238,14 @@ def test_cli_runs_and_writes(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["anomaly", "nab", "--data", str(root), "--quiet", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "windowedGaussian" in text and "someone" in text
+    assert "windowedGaussian" in text and "someone" in text and "gru" in text
     res = json.loads((out / "results.json").read_text())
-    assert set(res["nab"]) == {"windowedGaussian", "null"}
+    assert set(res["nab"]) == {"gru", "persistence", "windowedGaussian", "null"}
     assert res["nab"]["null"]["standard"]["score"] == 0.0
-    scores = pd.read_csv(out / "scores" / "windowedGaussian" / "realA" / "one.csv")
-    assert len(scores) == 400 and scores["anomaly_score"].between(0, 1).all()
-    assert scores["anomaly_score"].to_numpy()[300] == scores["anomaly_score"].max()
+    for name in ("windowedGaussian", "gru"):
+        scores = pd.read_csv(out / "scores" / name / "realA" / "one.csv")
+        assert len(scores) == 400 and scores["anomaly_score"].between(0, 1).all()
+        assert scores["anomaly_score"].to_numpy()[300] == scores["anomaly_score"].max()
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "mine.txt").write_text("x")
     assert main(["anomaly", "nab", "--data", str(root), "--quiet", "--out", str(tmp_path / "taken")]) == 2

@@ -332,12 +332,11 @@ def run_demo(args) -> int:
     return 0
 
 
-NAB_DETECTORS = ("windowedGaussian", "null")  # grukit anomaly nab --detector
+NAB_DETECTORS = ("gru", "persistence", "windowedGaussian", "null")  # (apps.nab.run.DETECTORS)
 
 
 def run_nab(args) -> int:
-    from grukit.apps.nab.detectors import SIMPLE
-    from grukit.apps.nab.run import benchmark, detector_scores, published_raw_scores
+    from grukit.apps.nab.run import DETECTORS, benchmark, detector_scores, published_raw_scores
     from grukit.data.nab import load_nab, published_scores
 
     corpus = load_nab(args.data)
@@ -349,7 +348,7 @@ def run_nab(args) -> int:
     results, scores = {}, {}
     for name in args.detector:
         log(f"running {name} over {len(corpus.files)} files")
-        scores[name] = detector_scores(corpus, SIMPLE[name](), progress=lambda k, total, f: log(
+        scores[name] = detector_scores(corpus, DETECTORS[name](), progress=lambda k, total, f: log(
             f"  {name}: {k}/{total} {f}") if k % 10 == 0 or k == total else None)
         results[name] = {"source": "this run", **_nab_row(benchmark(corpus, scores[name]))}
     root = Path(corpus.folder) / "results"

@@ -15,12 +15,13 @@ before it has scored every earlier one.
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Protocol
 
 import numpy as np
 
-__all__ = ["OnlineDetector", "FileState", "NullDetector", "WindowedGaussian", "run_online", "as_written",
-           "SIMPLE"]
+__all__ = ["OnlineDetector", "FileState", "NullDetector", "WindowedGaussian", "ErrorScorer", "Persistence",
+           "run_online", "as_written", "SIMPLE"]
 
 
 class FileState(Protocol):
@@ -106,4 +107,83 @@ class WindowedGaussian:
         return _GaussianState(self.size, self.stride)
 
 
-SIMPLE = {"null": NullDetector, "windowedGaussian": WindowedGaussian}
+class ErrorScorer:
+    """Scores a stream of prediction errors (one per record): how far the mean of the last
+    ``short`` errors lies above the mean of the last ``history`` (the current one included), in
+    standard deviations of those, as a Gaussian tail probability q; the score is
+    ``log(q) / log(1e-10)`` clipped to [0, 1] (distinct down to q = 1e-10). Numenta's anomaly
+    likelihood has this form. With ``quiet`` > 0 a score is reported only where it exceeds every
+    one of the ``quiet`` scores before it, else 0: the first record of a burst of alarms speaks
+    for the burst (NAB rewards only a window's earliest detection and charges every other
+    alarm as a false positive)."""
+
+    def __init__(self, short: int = 1, history: int = 8640, quiet: int = 100,
+                 seed: list[float] | None = None) -> None:
+        self.short, self.history, self.quiet = short, history, quiet
+        self.errors: deque[float] = deque()
+        self.recent: deque[float] = deque(maxlen=short)
+        self.scores: deque[float] = deque(maxlen=quiet) if quiet else deque(maxlen=1)
+        self.s1 = self.s2 = 0.0
+        self.count = 0
+        for e in seed or ():
+            self._add(e)
+
+    def _add(self, e: float) -> None:
+        self.errors.append(e)
+        self.s1 += e
+        self.s2 += e * e
+        if len(self.errors) > self.history:
+            old = self.errors.popleft()
+            self.s1 -= old
+            self.s2 -= old * old
+        self.recent.append(e)
+        self.count += 1
+        if self.count % 4096 == 0:  # refresh the running sums against drift
+            self.s1 = math.fsum(self.errors)
+            self.s2 = math.fsum(x * x for x in self.errors)
+
+    def update(self, error: float) -> float:
+        self._add(error)
+        m = len(self.errors)
+        mean = self.s1 / m
+        std = math.sqrt(max(self.s2 / m - mean * mean, 1e-12))
+        z = (sum(self.recent) / len(self.recent) - mean) / std
+        q = 0.5 * math.erfc(z / math.sqrt(2.0)) if z > 0 else 1.0
+        score = min(1.0, max(0.0, math.log(max(q, 1e-300)) / math.log(1e-10)))
+        if not self.quiet:
+            return score
+        shown = score if score > max(self.scores, default=0.0) else 0.0
+        self.scores.append(score)
+        return shown
+
+
+class _PersistenceState:
+    def __init__(self, n: int) -> None:
+        from grukit.apps.nab.scoring import probation_length
+
+        self.P, self.values, self.scorer = probation_length(n), [], None
+
+    def step(self, value: float) -> float:
+        self.values.append(value)
+        t = len(self.values)
+        if t < self.P or t < 3:
+            return 0.0
+        if self.scorer is None:  # the probationary period is complete
+            v = np.asarray(self.values)
+            self.scale = float(v.std()) or 1.0
+            self.scorer = ErrorScorer(seed=list(np.abs(np.diff(v)) / self.scale))
+            return 0.0
+        return self.scorer.update(abs(value - self.values[-2]) / self.scale)
+
+
+class Persistence:
+    """Predicts each record by the one before it and scores the errors like the GRU detector
+    (:class:`ErrorScorer`): what the GRU's predictions must beat."""
+
+    name = "persistence"
+
+    def start(self, n: int) -> FileState:
+        return _PersistenceState(n)
+
+
+SIMPLE = {"null": NullDetector, "windowedGaussian": WindowedGaussian, "persistence": Persistence}

@@ -12,12 +12,16 @@ from typing import Callable
 
 import numpy as np
 
-from grukit.apps.nab.detectors import OnlineDetector, run_online
+from grukit.apps.nab.detectors import SIMPLE, OnlineDetector, run_online
+from grukit.apps.nab.gru import GRUDetector
 from grukit.apps.nab.scoring import PROFILES, CorpusScore, score_corpus
 from grukit.data.nab import NABCorpus
 from grukit.data.series import DataError
 
-__all__ = ["detector_scores", "published_raw_scores", "benchmark"]
+__all__ = ["DETECTORS", "detector_scores", "published_raw_scores", "benchmark"]
+
+# what `grukit anomaly nab --detector` runs, by name
+DETECTORS = {"gru": GRUDetector, **SIMPLE}
 
 
 def detector_scores(corpus: NABCorpus, detector: OnlineDetector,
