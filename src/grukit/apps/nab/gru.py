@@ -48,8 +48,7 @@ class GRUConfig:
     history: int = 8640
     quiet: int = 100
     # predict each record's spread too, errors in units of it: measured worse over NAB
-    # (standard 33.3 against 49.3 without), the spread fitted to the probationary period
-    # underestimates later noise
+    # (standard 33.3 against 49.3 without: docs/anomaly.md)
     spread: bool = False
     seed: int = 0
 
