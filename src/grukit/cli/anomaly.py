@@ -400,26 +400,22 @@ def _write_nab(tmp: Path, corpus, results: dict, board: dict, scores: dict) -> N
                     fh.write(f"{t.replace('T', ' ')},{v!r},{s!r}\n")
 
 
-def _replaceable_nab(out: Path) -> bool:
-    """An empty folder, or one an earlier `anomaly nab` wrote (its results.json has "nab")."""
+def _replaceable(out: Path, record: str, keys: set[str]) -> bool:
+    """An empty folder, or one an earlier run wrote: its JSON ``record`` holds ``keys``."""
     if not out.is_dir():
         return False
     if not any(out.iterdir()):
         return True
     try:
-        return "nab" in json.loads((out / "results.json").read_text())
-    except (OSError, ValueError, TypeError):
+        data = json.loads((out / record).read_text())
+    except (OSError, ValueError):
         return False
+    return isinstance(data, dict) and keys <= set(data)
+
+
+def _replaceable_nab(out: Path) -> bool:
+    return _replaceable(out, "results.json", {"nab"})
 
 
 def _replaceable_demo(out: Path) -> bool:
-    """An empty folder, or one an earlier anomaly demo wrote (its metrics.json has both parts)."""
-    if not out.is_dir():
-        return False
-    if not any(out.iterdir()):
-        return True
-    try:
-        metrics = json.loads((out / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(metrics, dict) and {"one_class", "long_signal"} <= set(metrics)
+    return _replaceable(out, "metrics.json", {"one_class", "long_signal"})
