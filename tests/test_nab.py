@@ -236,7 +236,7 @@ def test_cli_runs_and_writes(tmp_path, capsys):
 
     root = _fake_nab(tmp_path / "nab")
     out = tmp_path / "out"
-    assert main(["anomaly", "nab", "--data", str(root), "--quiet", "--out", str(out)]) == 0
+    assert main(["anomaly", "nab", "--data", str(root), "--quiet", "--workers", "1", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "windowedGaussian" in text and "someone" in text and "gru" in text
     res = json.loads((out / "results.json").read_text())
@@ -249,8 +249,28 @@ def test_cli_runs_and_writes(tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "mine.txt").write_text("x")
     assert main(["anomaly", "nab", "--data", str(root), "--quiet", "--out", str(tmp_path / "taken")]) == 2
+    assert main(["anomaly", "nab", "--data", str(root), "--quiet", "--workers", "0"]) == 2
     assert "is not an earlier `grukit anomaly nab` folder" in capsys.readouterr().err
     assert (tmp_path / "taken" / "mine.txt").read_text() == "x"
+
+
+def test_workers_give_the_same_scores(tmp_path):
+    """Files scored in two processes (torch on one thread each) equal files scored here on one."""
+    import torch
+
+    from grukit.apps.nab.gru import GRUDetector
+    from grukit.apps.nab.run import detector_scores
+
+    c = N.load_nab(_fake_nab(tmp_path / "nab"))
+    det = GRUDetector(train_steps=20, window=16, hidden=8, adapt_every=60, adapt_steps=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = detector_scores(c, det)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(here, detector_scores(c, det, workers=2), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 # -- the real benchmark --------------------------------------------------------------------------

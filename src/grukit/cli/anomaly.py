@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -127,6 +128,9 @@ def add_parser(sub) -> None:
     n.add_argument("--out", default=None, metavar="DIR",
                    help="also write results.json and each detector's scores here (new, empty, or an "
                    "earlier `anomaly nab` folder)")
+    n.add_argument("--workers", type=int, default=None,
+                   help="processes scoring files at once (default: the CPU cores; each runs torch "
+                   "on one thread, so the scores do not depend on it)")
     n.add_argument("--quiet", action="store_true", help="no progress output")
     n.set_defaults(func=run_nab)
 
@@ -339,6 +343,9 @@ def run_nab(args) -> int:
     from grukit.apps.nab.run import DETECTORS, benchmark, detector_scores, published_raw_scores
     from grukit.data.nab import load_nab, published_scores
 
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
     corpus = load_nab(args.data)
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     out = Path(args.out) if args.out else None
@@ -349,7 +356,7 @@ def run_nab(args) -> int:
     for name in args.detector:
         log(f"running {name} over {len(corpus.files)} files")
         scores[name] = detector_scores(corpus, DETECTORS[name](), progress=lambda k, total, f: log(
-            f"  {name}: {k}/{total} {f}") if k % 10 == 0 or k == total else None)
+            f"  {name}: {k}/{total} {f}") if k % 10 == 0 or k == total else None, workers=workers)
         results[name] = {"source": "this run", **_nab_row(benchmark(corpus, scores[name]))}
     root = Path(corpus.folder) / "results"
     rescore = args.rescore if args.rescore is not None else sorted(

@@ -24,16 +24,38 @@ __all__ = ["DETECTORS", "detector_scores", "published_raw_scores", "benchmark"]
 DETECTORS = {"gru": GRUDetector, **SIMPLE}
 
 
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def detector_scores(corpus: NABCorpus, detector: OnlineDetector,
-                    progress: Callable[[int, int, str], None] | None = None) -> list[np.ndarray]:
+                    progress: Callable[[int, int, str], None] | None = None, *,
+                    workers: int = 1) -> list[np.ndarray]:
     """Every file's scores, (n,) each, in ``corpus.files`` order; ``progress(k, total, name)``
-    after each file."""
-    out = []
-    for k, f in enumerate(corpus.files):
-        out.append(run_online(detector, f.values))
-        if progress is not None:
-            progress(k + 1, len(corpus.files), f.name)
-    return out
+    as files finish. ``workers`` > 1 scores files in that many processes at once (the files
+    are independent; each process runs torch on one thread, so the scores do not depend on
+    how many there are; ``detector`` must pickle)."""
+    total = len(corpus.files)
+    if workers <= 1:
+        out = []
+        for k, f in enumerate(corpus.files):
+            out.append(run_online(detector, f.values))
+            if progress is not None:
+                progress(k + 1, total, f.name)
+        return out
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")  # no forked copy of torch's thread pools
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_one_thread) as pool:
+        futures = [pool.submit(run_online, detector, f.values) for f in corpus.files]
+        for k, (f, fut) in enumerate(zip(corpus.files, futures)):
+            fut.result()
+            if progress is not None:
+                progress(k + 1, total, f.name)
+        return [fut.result() for fut in futures]
 
 
 def published_raw_scores(corpus: NABCorpus, name: str) -> list[np.ndarray] | None:
