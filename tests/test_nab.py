@@ -142,12 +142,19 @@ def test_windowed_gaussian_by_hand():
 
 
 def test_error_scorer_by_hand():
-    sc = D.ErrorScorer(short=1, history=4, quiet=0, seed=[1.0, 1.0, 1.0])
+    sc = D.ErrorScorer(short=1, history=4, quiet=0, seed=[1.0, 1.0, 1.0], method="gaussian")
     e = [1.0, 1.0, 1.0, 5.0]  # the history is the last 4 errors, the current one included
     z = (5.0 - np.mean(e)) / np.std(e)
     q = 0.5 * math.erfc(z / math.sqrt(2))
     assert sc.update(5.0) == pytest.approx(math.log(q) / math.log(1e-10))
     assert sc.update(1.0) == 0.0  # below the mean: q = 1
+    rank = D.ErrorScorer(quiet=0, seed=[3.0, 1.0, 2.0, 4.0])  # N = 4 earlier errors
+    assert rank.update(5.0) == pytest.approx(0.9 + 0.1 * (1 - 4 / 5))  # above all 4
+    assert rank.update(2.0) == pytest.approx(0.9 * math.log(5 / 6) / math.log(1 / 6))  # 2, 3, 4, 5 >= 2
+    assert rank.update(3.5) == pytest.approx(0.9 * math.log(3 / 7) / math.log(1 / 7))  # 4, 5 >= 3.5
+    assert rank.update(0.5) == 0.0  # every earlier error is larger: p = 1
+    with pytest.raises(ValueError, match="method must be 'rank' or 'gaussian', got 'mad'"):
+        D.ErrorScorer(method="mad")
     quiet = D.ErrorScorer(short=1, history=100, quiet=3, seed=[1.0] * 50)
     shown = [quiet.update(e) for e in (9.0, 9.5, 1.0, 1.0, 1.0, 9.0)]
     assert shown[0] > 0 and shown[1] == 0.0  # a second alarm right after the first is silent

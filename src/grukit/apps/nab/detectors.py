@@ -14,6 +14,7 @@ before it has scored every earlier one.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from typing import Protocol
@@ -107,22 +108,37 @@ class WindowedGaussian:
         return _GaussianState(self.size, self.stride)
 
 
+RANK_SHARE = 0.9  # the rank method's scores below the largest earlier error: [0, 0.9)
+
+
 class ErrorScorer:
-    """Scores a stream of prediction errors (one per record): how far the mean of the last
+    """Scores a stream of prediction errors (one per record), each against the errors before it.
+
+    ``method="rank"`` (the default): the error's rank among every earlier error (the probationary
+    ones seed them) as a conformal p-value, ``p = (1 + #{earlier >= e}) / (1 + N)``, and the
+    score ``0.9 * log(p) / log(1 / (1 + N))``; an error above all N before it scores
+    ``0.9 + 0.1 * (1 - largest / e)``, so a larger jump outranks a marginal new maximum. It makes
+    no assumption on the errors' distribution, which on NAB's heavy-tailed series is what counts
+    (docs/anomaly.md).
+    ``method="gaussian"``: the form of Numenta's anomaly likelihood: how far the mean of the last
     ``short`` errors lies above the mean of the last ``history`` (the current one included), in
-    standard deviations of those, as a Gaussian tail probability q; the score is
-    ``log(q) / log(1e-10)`` clipped to [0, 1] (distinct down to q = 1e-10). Numenta's anomaly
-    likelihood has this form. With ``quiet`` > 0 a score is reported only where it exceeds every
-    one of the ``quiet`` scores before it, else 0: the first record of a burst of alarms speaks
-    for the burst (NAB rewards only a window's earliest detection and charges every other
-    alarm as a false positive)."""
+    their standard deviations, as a Gaussian tail probability q; the score
+    ``log(q) / log(1e-10)`` clipped to [0, 1].
+
+    With ``quiet`` > 0 a score is reported only where it exceeds every one of the ``quiet``
+    scores before it, else 0: the first record of a burst of alarms speaks for the burst (NAB
+    rewards only a window's earliest detection and charges every other alarm as a false
+    positive)."""
 
     def __init__(self, short: int = 1, history: int = 8640, quiet: int = 100,
-                 seed: list[float] | None = None) -> None:
-        self.short, self.history, self.quiet = short, history, quiet
+                 seed: list[float] | None = None, method: str = "rank") -> None:
+        if method not in ("rank", "gaussian"):
+            raise ValueError(f"method must be 'rank' or 'gaussian', got {method!r}")
+        self.short, self.history, self.quiet, self.method = short, history, quiet, method
         self.errors: deque[float] = deque()
         self.recent: deque[float] = deque(maxlen=short)
         self.scores: deque[float] = deque(maxlen=quiet) if quiet else deque(maxlen=1)
+        self.ranked: list[float] = sorted(seed or ())  # rank: every earlier error, sorted
         self.s1 = self.s2 = 0.0
         self.count = 0
         for e in seed or ():
@@ -142,14 +158,30 @@ class ErrorScorer:
             self.s1 = math.fsum(self.errors)
             self.s2 = math.fsum(x * x for x in self.errors)
 
-    def update(self, error: float) -> float:
-        self._add(error)
+    def _gaussian(self) -> float:
         m = len(self.errors)
         mean = self.s1 / m
         std = math.sqrt(max(self.s2 / m - mean * mean, 1e-12))
         z = (sum(self.recent) / len(self.recent) - mean) / std
         q = 0.5 * math.erfc(z / math.sqrt(2.0)) if z > 0 else 1.0
-        score = min(1.0, max(0.0, math.log(max(q, 1e-300)) / math.log(1e-10)))
+        return min(1.0, max(0.0, math.log(max(q, 1e-300)) / math.log(1e-10)))
+
+    def _rank(self, e: float) -> float:
+        n = len(self.ranked)
+        if n == 0:
+            return 0.0
+        v = sum(self.recent) / len(self.recent)
+        above = n - bisect.bisect_left(self.ranked, v)  # earlier errors at least this large
+        if above:
+            score = RANK_SHARE * math.log((above + 1) / (n + 1)) / math.log(1.0 / (n + 1))
+        else:  # above them all: how far above the largest decides among such records
+            score = RANK_SHARE + (1.0 - RANK_SHARE) * (1.0 - self.ranked[-1] / v)
+        bisect.insort(self.ranked, e)
+        return score
+
+    def update(self, error: float) -> float:
+        self._add(error)
+        score = self._rank(error) if self.method == "rank" else self._gaussian()
         if not self.quiet:
             return score
         shown = score if score > max(self.scores, default=0.0) else 0.0

@@ -11,9 +11,9 @@ Per file of n records, P = the probationary length (``scoring.probation_length(n
    predicted ``mu_t`` (and, with ``spread``, a standard deviation ``sigma_t``: the head then
    has two outputs, trained by the Gaussian negative log-likelihood) from records up to t-1;
    the record's error is ``|x_t - mu_t| / sigma_t``.
-3. The errors are scored by ``detectors.ErrorScorer`` (a Gaussian tail probability of the
-   latest errors against the last ``history``, seeded with the model's errors on the
-   probationary records, on a log scale; only the first alarm of a burst is reported).
+3. The errors are scored by ``detectors.ErrorScorer``: each error's rank among all earlier ones
+   (the model's errors on the probationary records seed them) as a conformal p-value on a log
+   scale; only the first alarm of a burst is reported.
 4. Every ``adapt_every`` records the GRU takes ``adapt_steps`` more training steps on the last
    ``recent`` records (NAB allows a detector to keep learning), and its state is rebuilt over
    the last ``window`` records with the new weights.
@@ -44,8 +44,9 @@ class GRUConfig:
     adapt_every: int = 250
     adapt_steps: int = 5
     recent: int = 1000  # the records adapting trains on
+    score: str = "rank"  # how errors are scored: detectors.ErrorScorer's method
     short: int = 1
-    history: int = 8640
+    history: int = 8640  # (the "gaussian" method's window)
     quiet: int = 100
     # predict each record's spread too, errors in units of it: measured worse over NAB
     # (standard 33.3 against 49.3 without: docs/anomaly.md)
@@ -148,7 +149,7 @@ class _State:
             self._build()
             self._train(z, self.cfg.train_steps)
             self.scorer = ErrorScorer(self.cfg.short, self.cfg.history, self.cfg.quiet,
-                                      seed=list(self._prime(z)))
+                                      seed=list(self._prime(z)), method=self.cfg.score)
             return 0.0
         zt = (value - self.mean) / self.scale
         score = self.scorer.update(abs(zt - self.mu) / self.sigma)
