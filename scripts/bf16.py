@@ -80,7 +80,7 @@ def gemm(rounds: int) -> None:
 
 
 def speed(rounds: int) -> None:
-    print("\n## speed (median ms per call; bf16 / fp32 < 1 is faster)")
+    print("\n## speed (median ms per call; speed-up = float32 / bfloat16, above 1: bfloat16 faster)")
     print("| case (N, T, I, H) | form | mode | float32 ms | bfloat16 ms | bf16 speed-up |")
     print("|---|---|---|---:|---:|---:|")
     for N, T, I, H in CASES:
