@@ -36,7 +36,9 @@ def detector_scores(corpus: NABCorpus, detector: OnlineDetector,
     """Every file's scores, (n,) each, in ``corpus.files`` order; ``progress(k, total, name)``
     as files finish. ``workers`` > 1 scores files in that many processes at once (the files
     are independent; each process runs torch on one thread, so the scores do not depend on
-    how many there are; ``detector`` must pickle)."""
+    how many there are; ``detector`` must pickle). The processes are spawned, so a script that
+    asks for them must call this under ``if __name__ == "__main__":``, as with any
+    ``multiprocessing`` code."""
     total = len(corpus.files)
     if workers <= 1:
         out = []
