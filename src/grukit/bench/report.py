@@ -31,11 +31,6 @@ def cpu_features() -> tuple[str, list[str]]:
     return cpu, flags
 
 
-def has_bf16(flags: list[str]) -> bool:
-    """Whether the CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX)."""
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def environment(peaks: dict[str, float] | None = None, threads: list[int] | None = None,
                 isolated: bool | None = None) -> dict:
     """Machine, vector extensions, versions and thread counts, recorded with every result;

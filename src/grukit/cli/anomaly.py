@@ -359,8 +359,10 @@ def run_nab(args) -> int:
             f"  {name}: {k}/{total} {f}") if k % 10 == 0 or k == total else None, workers=workers)
         results[name] = {"source": "this run", **_nab_row(benchmark(corpus, scores[name]))}
     root = Path(corpus.folder) / "results"
-    rescore = args.rescore if args.rescore is not None else sorted(
-        p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if args.rescore is not None:
+        rescore = args.rescore
+    else:  # every published detector whose raw scores the folder holds
+        rescore = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     for name in rescore:
         raw = published_raw_scores(corpus, name)
         if raw is None:

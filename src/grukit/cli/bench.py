@@ -144,10 +144,11 @@ def _peaks(threads: list[int]) -> dict[str, float]:
     multiplies it in hardware (GFLOP/s, keyed dtype@threads)."""
     import torch
 
-    from grukit.bench import report, runner
+    from grukit.backends import _bf16
+    from grukit.bench import runner
 
     before = torch.get_num_threads()
-    bf16 = report.has_bf16(report.cpu_features()[1])
+    bf16 = _bf16.hardware()
     peaks = {}
     try:
         for t in threads:

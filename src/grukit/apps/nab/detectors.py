@@ -135,16 +135,20 @@ class ErrorScorer:
         if method not in ("rank", "gaussian"):
             raise ValueError(f"method must be 'rank' or 'gaussian', got {method!r}")
         self.short, self.history, self.quiet, self.method = short, history, quiet, method
+        seed = list(seed or ())
+        self.recent: deque[float] = deque(seed[-short:], maxlen=short)
+        self.scores: deque[float] = deque(maxlen=quiet)  # the last ``quiet`` scores
+        # rank: every earlier error, sorted; gaussian: the last ``history`` and their sums
+        self.ranked: list[float] = sorted(seed) if method == "rank" else []
         self.errors: deque[float] = deque()
-        self.recent: deque[float] = deque(maxlen=short)
-        self.scores: deque[float] = deque(maxlen=quiet) if quiet else deque(maxlen=1)
-        self.ranked: list[float] = sorted(seed or ())  # rank: every earlier error, sorted
         self.s1 = self.s2 = 0.0
         self.count = 0
-        for e in seed or ():
-            self._add(e)
+        if method == "gaussian":
+            for e in seed:
+                self._add(e)
 
     def _add(self, e: float) -> None:
+        """The gaussian method's window and running sums take ``e``."""
         self.errors.append(e)
         self.s1 += e
         self.s2 += e * e
@@ -152,7 +156,6 @@ class ErrorScorer:
             old = self.errors.popleft()
             self.s1 -= old
             self.s2 -= old * old
-        self.recent.append(e)
         self.count += 1
         if self.count % 4096 == 0:  # refresh the running sums against drift
             self.s1 = math.fsum(self.errors)
@@ -180,8 +183,12 @@ class ErrorScorer:
         return score
 
     def update(self, error: float) -> float:
-        self._add(error)
-        score = self._rank(error) if self.method == "rank" else self._gaussian()
+        self.recent.append(error)
+        if self.method == "rank":
+            score = self._rank(error)
+        else:
+            self._add(error)
+            score = self._gaussian()
         if not self.quiet:
             return score
         shown = score if score > max(self.scores, default=0.0) else 0.0

@@ -108,15 +108,26 @@ def _check_scores(name: str, a: np.ndarray, n: int) -> np.ndarray:
     return a
 
 
+def _records(files, anomaly_scores, profile: Profile) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per file: its anomaly scores (checked) and :func:`record_scores`' two arrays, (n,) each."""
+    out = []
+    for f, a in zip(files, anomaly_scores, strict=True):
+        n = len(f.values)
+        out.append((_check_scores(getattr(f, "name", "a file"), a, n),
+                    *record_scores(n, f.windows, profile)))
+    return out
+
+
 def sweep(files, anomaly_scores, profile: Profile) -> Sweep:
     """The summed score of ``files`` (each with ``values`` and ``windows``, e.g.
     :class:`grukit.data.nab.NABFile`) at every threshold, given each file's anomaly scores."""
+    return _sweep(files, _records(files, anomaly_scores, profile), profile)
+
+
+def _sweep(files, records, profile: Profile) -> Sweep:
     a_parts, s_parts, w_parts = [], [], []
     offset = 0
-    for f, a in zip(files, anomaly_scores, strict=True):
-        n = len(f.values)
-        a = _check_scores(getattr(f, "name", "a file"), a, n)
-        s, w = record_scores(n, f.windows, profile)
+    for f, (a, s, w) in zip(files, records):
         keep = w != -2
         a_parts.append(a[keep])
         s_parts.append(s[keep])
@@ -160,8 +171,8 @@ class CorpusScore:
     per_file: dict[str, float]
 
 
-def _file_raw(f, a: np.ndarray, threshold: float, profile: Profile) -> float:
-    s, w = record_scores(len(f.values), f.windows, profile)
+def _file_raw(a: np.ndarray, s: np.ndarray, w: np.ndarray, threshold: float, profile: Profile) -> float:
+    """One file's raw score at ``threshold`` from its ``_records`` entry."""
     hit = (a >= threshold) & (w != -2)
     raw = float(s[hit & (w == -1)].sum())
     for k in np.unique(w[w >= 0]):
@@ -172,15 +183,13 @@ def _file_raw(f, a: np.ndarray, threshold: float, profile: Profile) -> float:
 
 def score_corpus(files, anomaly_scores, profile: Profile, *, threshold: float | None = None) -> CorpusScore:
     """``files``' NAB score under ``profile`` at the corpus's best threshold (or ``threshold``)."""
-    anomaly_scores = [np.asarray(a, dtype=np.float64) for a in anomaly_scores]
-    sw = sweep(files, anomaly_scores, profile)
+    records = _records(files, anomaly_scores, profile)
     if threshold is None:
-        threshold, _ = sw.best
+        threshold, _ = _sweep(files, records, profile).best
     names = [getattr(f, "name", str(k)) for k, f in enumerate(files)]
     if len(set(names)) != len(names):
         raise ValueError("the files' names must differ: each file's score is reported by name")
-    per_file = {name: _file_raw(f, a, threshold, profile)
-                for name, f, a in zip(names, files, anomaly_scores)}
+    per_file = {name: _file_raw(*r, threshold, profile) for name, r in zip(names, records)}
     raw = sum(per_file.values())
     n_windows = sum(len(f.windows) for f in files)
     null = null_raw(n_windows, profile)
