@@ -369,11 +369,11 @@ def run_nab(args) -> int:
             raise UserError(f"--rescore {name}: {root / name} does not exist")
         results[f"{name} (published raw scores)"] = {"source": "re-scored", **_nab_row(benchmark(corpus, raw))}
     board = published_scores(corpus.folder)
-    _print_nab(results, board)
-    if out is not None:
+    if out is not None:  # saved before printing: a closed stdout (`| head`) cannot lose the run
         out.parent.mkdir(parents=True, exist_ok=True)
         into_fresh_folder(out.parent, out.name, lambda tmp: _write_nab(tmp, corpus, results, board, scores))
         log(f"wrote {out}")
+    _print_nab(results, board)
     return 0
 
 
