@@ -121,11 +121,12 @@ def test_sequences_mode_trains_on_rows_labelled_normal(tmp_path, capsys):
     [
         (["--value-cols", "c"], "no value column 'c'"),
         (["--label-col", "label"], "line 11: label=2; labels must be 0 (normal) or 1 (anomaly)"),
-        (["--train-until", "5"], "the training stretch has 5 points; window 30 needs at least"),
+        (["--train-until", "5"], "the training stretch has 5 points; window 30 and horizon 15 need at least 150 "
+                                 "(75 to train on, 75 to calibrate the threshold on): give a longer normal stretch"),
         (["--train-until", "99999"], "--train-until must leave rows on both sides"),
         (["--train-until", "yesterday"], "is not a row number"),
         (["--false-alarm-rate", "0.9"], "false_alarm_rate must be in"),
-        (["--time-features", "-1"], "time_features must be a non-negative integer"),
+        (["--signal-model", "autoencoder", "--time-features", "-1"], "time_features must be a non-negative integer"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, message):

@@ -48,8 +48,10 @@ def add_parser(sub) -> None:
     t.add_argument("--train-until", default=None,
                    help="rows before this row number (or, with a --time-col of dates, this timestamp) "
                         "train the model; default: the first half")
-    t.add_argument("--window", type=int, default=128,
-                   help="signal mode: the autoencoder's window, or the forecaster's warm-up, in points")
+    t.add_argument("--window", type=int, default=None,
+                   help="signal mode: the autoencoder's window, or the forecaster's warm-up, in points "
+                   "(default: from the training data's dominant period, at least 16, at most 256; "
+                   "64 without a period)")
     t.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
     t.add_argument("--latent-size", type=int, default=16, help="sequences mode: autoencoder bottleneck")
     t.add_argument("--false-alarm-rate", type=float, default=0.01, help="share of normal data flagged")
@@ -59,11 +61,12 @@ def add_parser(sub) -> None:
                    "best window's error")
     t.add_argument("--stride", type=int, default=None,
                    help="signal mode: points between scored windows (default: window / 4)")
-    t.add_argument("--signal-model", choices=["autoencoder", "forecaster"], default="autoencoder",
-                   help="signal mode: windows reconstructed, or the next --horizon points predicted "
-                   "at every step (--window is then the warm-up)")
+    t.add_argument("--signal-model", choices=["autoencoder", "forecaster"], default=None,
+                   help="signal mode: the next --horizon points predicted at every step (forecaster, "
+                   "the default; --window is its warm-up), or windows reconstructed (autoencoder)")
     t.add_argument("--horizon", type=int, default=None,
-                   help="forecaster: points predicted at every step (default: window / 2)")
+                   help="forecaster: points predicted at every step (default: one window when the "
+                   "window is chosen from the data, window / 2 when given)")
     t.add_argument("--ensemble", type=int, default=1,
                    help="autoencoders trained from seeds seed, seed+1, ...; their normalised errors are averaged")
     t.add_argument("--bidirectional", action="store_true", help="the encoder reads each window both ways")
@@ -241,6 +244,8 @@ def run_train(args) -> int:
         log(f"data: {len(x)} rows x {x.shape[1]} channel(s) ({', '.join(names)}); training on rows "
             f"0-{k - 1}" + (f" ({len(fit_rows)} labelled normal)" if len(fit_rows) != k else ""))
         det.fit(x[fit_rows], out_dir=out, resume=args.resume, log=log)
+        if args.mode == "signal":
+            log(_window_line(det, args.window))
         scores = det.score(x)
         flags = scores > det.threshold_
         if not ctx.is_main:
@@ -255,13 +260,14 @@ def run_train(args) -> int:
             frame["label"] = labels
         atomic_write(out / "scores.csv", lambda tmp: frame.to_csv(tmp, index=False))
         metrics = {"mode": args.mode, "rows": len(x), "train_rows": k, "threshold": det.threshold_,
+                   **({"window": det.config.window, "period": det.period_} if args.mode == "signal" else {}),
                    "false_alarm_rate": args.false_alarm_rate,
                    "flagged_after_training_part": int(flags[k:].sum())}
         if labels is not None:
             rest = slice(k, None)
             metrics["scored_part"] = measures(labels[rest], scores[rest], flags[rest])
             if args.mode == "signal":
-                metrics["events"] = events(labels[rest], flags[rest], tolerance=args.window)
+                metrics["events"] = events(labels[rest], flags[rest], tolerance=det.config.window)
         write_metrics(out, metrics)
         if args.mode == "signal":
             plot_signal(out / "scores.png", x, scores, det.threshold_, flags, labels, title=Path(args.data).name)
@@ -274,6 +280,16 @@ def run_train(args) -> int:
         if labels is not None else f"flagged {metrics['flagged_after_training_part']} of {len(x) - k} scored rows")
     log(f"wrote {out}/: model, scores.csv, metrics.json, scores.png")
     return 0
+
+
+def _window_line(det, given) -> str:
+    c = det.config
+    what = f"window {c.window}" + (f", horizon {c.steps_ahead}" if c.model == "forecaster" else "")
+    if given is not None:
+        return f"{what} (given)"
+    if det.period_ is None:
+        return f"{what}: no period in the training data (--window sets one)"
+    return f"{what}: from the training data's period of {det.period_} points (--window sets one)"
 
 
 def run_score(args) -> int:

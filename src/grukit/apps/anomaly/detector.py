@@ -17,6 +17,7 @@ from torch import nn
 from grukit.apps.anomaly.config import DetectorConfig
 from grukit.apps.anomaly.datasets import SequenceDataset, WindowDataset
 from grukit.apps.anomaly.networks import build_network
+from grukit.apps.anomaly.period import dominant_period, window_from_period
 from grukit.apps.anomaly.persistence import load_detector, save_detector
 from grukit.apps.anomaly.robust import center_and_spread, combine
 from grukit.apps.anomaly.scoring import member_errors
@@ -25,6 +26,15 @@ from grukit.data.series import DataError
 from grukit.train.config import TrainConfig
 
 __all__ = ["GRUAnomalyDetector"]
+
+
+def _signal_minimums(cfg: DetectorConfig) -> tuple[int, int]:
+    """The fewest points a signal model trains on (one window; the forecaster's warm-up, scored
+    span and horizon) and calibrates its threshold on (two windows; the forecaster's stretch)."""
+    if cfg.model == "forecaster":
+        need = 2 * cfg.window + cfg.steps_ahead
+        return need, need
+    return cfg.window, 2 * cfg.window
 
 
 class GRUAnomalyDetector:
@@ -36,6 +46,7 @@ class GRUAnomalyDetector:
 
     def __init__(self, mode: str = "signal", *, train: TrainConfig | dict | None = None, **hyper) -> None:
         self.config = DetectorConfig(mode=mode, **hyper)
+        self._requested = self.config  # what fit starts from: a window None is chosen again on new data
         self.train_config = TrainConfig.coerce(train)
 
     # -- input checks ----------------------------------------------------------------------------
@@ -84,7 +95,7 @@ class GRUAnomalyDetector:
         """Learn normal behaviour from ``X`` (assumed mostly normal) and calibrate the threshold."""
         from grukit.train.trainer import Trainer
 
-        cfg = self.config
+        self.config = cfg = getattr(self, "_requested", self.config)
         x = self._as_array(X, fitting=True)
         C = x.shape[-1]
         flat = x.reshape(-1, C)
@@ -95,21 +106,24 @@ class GRUAnomalyDetector:
                             "from it; drop it")
         self.channels_ = C
         self.mean_, self.std_ = mean, std
+        self.period_ = None
         z = (x - mean) / std
         if cfg.mode == "signal":
             n = len(z)
-            n_cal = int(round(n * cfg.calibration_share))
-            n_fit = n - n_cal
+            if cfg.window is None:
+                self.config = cfg = self._choose_window(z)
             forecast = cfg.model == "forecaster"
             W, Hz = cfg.window, cfg.steps_ahead
-            need = 2 * W + Hz if forecast else W  # the forecaster: warm-up, scored span, horizon
-            what = f"window {W} and horizon {Hz} need" if forecast else f"window {W} needs"
-            if n_fit < need or n_cal < need:
+            need, cal_min = _signal_minimums(cfg)
+            n_cal = max(int(round(n * cfg.calibration_share)), cal_min)
+            n_fit = n - n_cal
+            if n_fit < need:
+                what = f"window {W} and horizon {Hz} need" if forecast else f"window {W} needs"
                 raise DataError(
-                    f"the training stretch has {n} points; {what} at least "
-                    f"{int(np.ceil(need / min(cfg.calibration_share, 1 - cfg.calibration_share)))} "
-                    f"(a stretch of {need} in both the training and the calibration part)"
-                )
+                    f"the training stretch has {n} points; {what} at least {need + cal_min} ({need} to "
+                    f"train on, {cal_min} to calibrate the threshold on): give a longer normal stretch "
+                    "or a smaller window" + ("" if self.period_ is None else
+                                             f" (chosen from the data's period of {self.period_} points)"))
             train = WindowDataset(z[:n_fit], np.arange(n_fit - need + 1), need)
             val = WindowDataset(z[n_fit:], np.arange(0, n_cal - need + 1, W if forecast else cfg.window_stride), need)
 
@@ -167,6 +181,21 @@ class GRUAnomalyDetector:
         cal_scores = (combined - self.center_) / self.spread_
         self.threshold_ = float(np.quantile(cal_scores, 1 - cfg.false_alarm_rate))
         return self
+
+    def _choose_window(self, z: np.ndarray) -> DetectorConfig:
+        """The config with the window (and the forecaster's horizon, when None: one window) chosen
+        from the standardised training signal ``z`` (n, C): see ``period``."""
+        cfg = self.config
+        self.period_ = dominant_period(z)
+        n, fixed = len(z), cfg.horizon
+        if cfg.model == "forecaster":  # 2W + Hz to train on and as much to calibrate on
+            limit = n // 6 if fixed is None else (n // 2 - fixed) // 2
+        else:  # W to train on, 2W to calibrate on
+            limit = n // 3
+        W = max(window_from_period(self.period_, max(limit, 8)), fixed or 1)  # 8: too short data say so
+        if cfg.model == "forecaster":
+            return replace(cfg, window=W, horizon=fixed or W)
+        return replace(cfg, window=W, stride=None if cfg.stride is None else min(cfg.stride, W))
 
     # -- scoring ---------------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ def save_detector(det, path: str | os.PathLike) -> None:
     meta = {
         "format": FORMAT, "grukit": grukit.__version__, "detector": asdict(det.config),
         "train": det.train_config.to_dict(), "channels": det.channels_,
+        "period": det.period_,
         "mean": det.mean_.tolist(), "std": det.std_.tolist(), "center": det.center_,
         "spread": det.spread_, "threshold": det.threshold_,
         "member_center": det.member_center_.tolist(), "member_spread": det.member_spread_.tolist(),
@@ -68,6 +69,7 @@ def load_detector(cls, path: str | os.PathLike):
             raise ValueError(f"format {fmt!r}, expected {FORMAT!r}")
         hyper = dict(meta["detector"])
         hyper.setdefault("time_features", 0)  # saved before the decoder had a clock
+        hyper.setdefault("model", "autoencoder")  # saved before the forecaster: the only model then
         self = cls(hyper.pop("mode"), train=meta["train"], **hyper)
         self.channels_ = int(meta["channels"])
         self.net_ = nn.ModuleList(build_network(self.channels_, self.config) for _ in range(self.config.ensemble))
@@ -86,6 +88,7 @@ def load_detector(cls, path: str | os.PathLike):
                              f"{self.member_center_.shape} and {self.member_spread_.shape}")
         self.center_, self.spread_ = float(meta["center"]), float(meta["spread"])
         self.threshold_ = float(meta["threshold"])
+        self.period_ = meta.get("period")  # the data's period when the window was chosen; None before
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
         raise DataError(f"{path}: not a readable anomaly detector ({type(exc).__name__}: {exc})") from None
     return self

@@ -2,7 +2,8 @@
 
 - whole sequences: each sequence's mean squared reconstruction error;
 - signal windows (autoencoder): windows every ``stride`` points reconstructed, a point's error
-  aggregated over the windows covering it ("window", "point" or "min");
+  aggregated over the windows covering it ("window", "point" or "min"; at the signal's ends over
+  as many windows as an interior point has, so the ends hold no extreme scores of their own);
 - signal forecasts (forecaster): the GRU carries its state through the signal; a point's error
   is the mean squared error of the predictions made for it 1 .. ``horizon`` steps earlier.
 
@@ -22,7 +23,7 @@ from torch import nn
 from grukit.apps.anomaly.config import DetectorConfig
 from grukit.data.series import DataError
 
-__all__ = ["member_errors", "sequence_errors", "window_errors", "forecast_errors", "causal_smooth"]
+__all__ = ["member_errors", "sequence_errors", "window_errors", "over_windows", "forecast_errors", "causal_smooth"]
 
 
 class _NoBar:
@@ -78,16 +79,23 @@ def window_errors(nets: nn.ModuleList, z: np.ndarray, W: int, stride: int, aggre
     """(n, C) -> (K, n): windows starting every ``stride`` points (and one ending at the end)
     reconstructed, about ``chunk`` points at a time; each point gets the mean over its covering
     windows of the window's mean error ("window") or of its own error ("point"), or the smallest
-    covering window's mean error ("min")."""
+    covering window's mean error ("min").
+
+    An interior point is covered by at least ``W // stride`` windows, a point near either end of
+    the signal by fewer (the first point by one): the mean or minimum of fewer windows strays
+    further, so the highest (or lowest) scores of a clean signal would gather at its ends. For
+    "window" and "min" such a point takes the first (last) ``W // stride`` windows instead, the
+    covering ones among them."""
     n, K = len(z), len(nets)
     starts = np.arange(0, n - W + 1, stride)
     if starts[-1] != n - W:
         starts = np.r_[starts, n - W]  # the last window reaches the end
-    total, count = np.zeros((K, n)), np.zeros(n)
-    if aggregate == "min":
-        total[:] = np.inf
     per_chunk = max(1, chunk // W)
     zt = torch.from_numpy(z)
+    if aggregate == "point":
+        total, count = np.zeros((K, n)), np.zeros(n)
+    else:
+        means = np.zeros((K, len(starts)))  # each window's mean error
     with _scoring_bar(progress, total=len(starts), unit="window") as bar:
         for i in range(0, len(starts), per_chunk):
             s = torch.from_numpy(starts[i:i + per_chunk])
@@ -95,19 +103,47 @@ def window_errors(nets: nn.ModuleList, z: np.ndarray, W: int, stride: int, aggre
             w, idx = zt[pos], pos.numpy()  # (B, W, C), (B, W)
             for k, net in enumerate(nets):
                 e = ((net(w) - w) ** 2).mean(2).double().numpy()  # (B, W)
-                if aggregate != "point":
-                    e = np.repeat(e.mean(1, keepdims=True), W, axis=1)  # (B, W): the window's mean
-                (np.minimum if aggregate == "min" else np.add).at(total[k], idx, e)
-            np.add.at(count, idx, 1.0)
+                if aggregate == "point":
+                    np.add.at(total[k], idx, e)
+                else:
+                    means[k, i:i + len(s)] = e.mean(1)
+            if aggregate == "point":
+                np.add.at(count, idx, 1.0)
             bar.update(len(s))
-    return total if aggregate == "min" else total / count  # (K, n)
+    if aggregate == "point":
+        return total / count  # (K, n)
+    return over_windows(means, starts, n, W, stride, aggregate)
+
+
+def over_windows(means: np.ndarray, starts: np.ndarray, n: int, W: int, stride: int, aggregate: str) -> np.ndarray:
+    """(K, L) window mean errors -> (K, n): each point's mean or minimum over its windows (the
+    covering ones, widened at the signal's ends to ``W // stride``: ``window_errors``)."""
+    L = len(starts)
+    u = np.arange(n)
+    a = np.searchsorted(starts, u - W + 1, "left")  # the first window covering u
+    b = np.searchsorted(starts, u, "right") - 1  # the last
+    k = min(max(1, W // stride), L)
+    short = b - a + 1 < k
+    b = np.where(short & (a == 0), k - 1, b)
+    a = np.where(short & (b == L - 1), np.minimum(a, L - k), a)
+    out = np.full((len(means), n), np.inf if aggregate == "min" else 0.0)
+    for j in range(int((b - a).max()) + 1):  # a handful of windows per point
+        ok = a + j <= b
+        col = means[:, np.minimum(a + j, L - 1)]  # (K, n)
+        if aggregate == "min":
+            out = np.where(ok, np.minimum(out, col), out)
+        else:
+            out += np.where(ok, col, 0.0)
+    return out if aggregate == "min" else out / (b - a + 1)
 
 
 @torch.no_grad()
 def forecast_errors(net: nn.Module, z: np.ndarray, W: int, Hz: int, chunk: int, progress: bool) -> np.ndarray:
     """One forecaster's point errors over a (n, C) standardised signal: ``err[u]`` is the mean
     over ``j = 1 .. Hz`` (those made after the warm-up of ``W`` points) of the squared error of
-    the prediction of ``x[u]`` made at ``u - j``; NaN for the first ``W`` points. The GRU reads
+    the prediction of ``x[u]`` made at ``u - j``; NaN for the first ``W + Hz`` points, which not all
+    ``Hz`` predictions made after the warm-up reach (a mean of fewer strays further: the highest
+    errors of a clean signal would gather right after the warm-up). The GRU reads
     the signal in chunks, carrying its state, and keeps the last ``Hz`` steps' predictions for
     the next chunk: memory beyond the output is bounded by the chunk."""
     n, C = z.shape
@@ -129,8 +165,7 @@ def forecast_errors(net: nn.Module, z: np.ndarray, W: int, Hz: int, chunk: int, 
                     count[lo:stop] += 1
             prev = P[-Hz:]
             bar.update(stop - i)
-    with np.errstate(invalid="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)  # (n,)
+    return np.where(count == Hz, total / Hz, np.nan)  # (n,)
 
 
 def causal_smooth(err: np.ndarray, m: int) -> np.ndarray:
