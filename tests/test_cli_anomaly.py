@@ -40,15 +40,21 @@ def test_train_then_score_a_two_channel_signal(tmp_path, capsys):
     m = json.loads((out / "metrics.json").read_text())
     assert m["train_rows"] == 1200 and m["events"]["events"] == 1
     assert {"ROC-AUC", "PR-AUC", "precision", "recall", "F1"} <= set(m["scored_part"])
+    # the discord baseline beside the GRU, on the same rows, with the GRU's window (the spike is
+    # an obvious discord: found, and its point scores rank the labelled rows first)
+    d = m["discord"]
+    assert d["window"] == 30 and d["events"]["detected"] == 1 and d["scored_part"]["ROC-AUC"] > 0.9
+    import pandas as pd
+
+    trained = pd.read_csv(out / "scores.csv")
+    assert list(trained.columns) == ["row", "part", "score", "flag", "discord_score", "discord_flag", "label"]
+    assert d["flagged_after_training_part"] == trained["discord_flag"][1200:].sum()
     capsys.readouterr()
     scores = tmp_path / "scores.csv"
     assert main(["anomaly", "score", "--model", str(out), "--data", str(data), "--out", str(scores),
                  "--chunk", "100", "--plot", str(tmp_path / "s.png")]) == 0
-    import pandas as pd
-
     frame = pd.read_csv(scores)
     assert list(frame.columns) == ["row", "score", "flag"] and len(frame) == 2000
-    trained = pd.read_csv(out / "scores.csv")
     np.testing.assert_allclose(frame["score"], trained["score"], rtol=1e-5, atol=1e-5)  # chunked = one pass
     # with labels: the measures on every scored row, events, and the labels in the plot and the CSV
     capsys.readouterr()
@@ -73,10 +79,11 @@ def test_train_and_score_with_the_forecaster(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["anomaly", "train", "--data", str(data), "--value-cols", "a", "b", "--label-col", "label",
                  "--train-until", "1200", "--signal-model", "forecaster", "--horizon", "10",
-                 "--out", str(out), *TINY]) == 0
+                 "--no-discord", "--out", str(out), *TINY]) == 0
     saved = json.loads((out / "detector.json").read_text())["detector"]
     assert (saved["model"], saved["horizon"], saved["window"]) == ("forecaster", 10, 30)
-    assert json.loads((out / "metrics.json").read_text())["events"]["events"] == 1
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["events"]["events"] == 1 and "discord" not in m
     scores = tmp_path / "scores.csv"
     assert main(["anomaly", "score", "--model", str(out), "--data", str(data), "--out", str(scores),
                  "--chunk", "77", "--plot", str(tmp_path / "s.png")]) == 0
@@ -89,6 +96,18 @@ def test_train_and_score_with_the_forecaster(tmp_path, capsys):
                  "--out", str(tmp_path / "bad"), *TINY]) == 2
     assert "horizon must be an integer from 1 to window (30)" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_window_is_chosen_from_the_data_and_said(tmp_path, capsys):
+    data = _signal_csv(tmp_path / "s.csv")
+    out = tmp_path / "run"
+    tiny = [a for a in TINY if a not in ("--window", "30", "--quiet")]
+    assert main(["anomaly", "train", "--data", str(data), "--value-cols", "a", "b", "--no-discord",
+                 "--out", str(out), *tiny]) == 0
+    assert "window 25, horizon 25: from the training data's period of 25 points" in capsys.readouterr().err
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["window"], m["period"]) == (25, 25)
+    assert json.loads((out / "detector.json").read_text())["detector"]["window"] == 25
 
 
 def test_sequences_mode_trains_on_rows_labelled_normal(tmp_path, capsys):
@@ -176,6 +195,8 @@ def test_anomaly_demo_runs_on_ecg5000(tmp_path, capsys):
     m = json.loads((out / "metrics.json").read_text())
     assert m["one_class"]["test_beats"] == 4500 and m["long_signal"]["points"] == 300 * 140
     assert m["long_signal"]["events"]["events"] == 9
+    d = m["long_signal"]["discord"]  # the discord baseline on the same signal, in the same run
+    assert d["window"] == 140 and d["events"]["events"] == 9 and "matrix-profile discord baseline" in text
     saved = json.loads((out / "one_class_model" / "detector.json").read_text())["detector"]
     assert (saved["hidden_size"], saved["latent_size"], saved["time_features"]) == (8, 4, 0)
     assert m["one_class"]["training"]["time_features"] == 0

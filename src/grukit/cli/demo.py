@@ -286,13 +286,22 @@ def _anomaly(args, out: Path):
             f"{sig['points']:,} points, scored point by point by the signal mode ({sig['model']}; "
             f"1% false-alarm rate): {e['detected']} of {e['events']} abnormal beats detected "
             f"(tolerance {e['tolerance']} points), {e['false_alarms_per_1000']:.2f} false alarms per "
-            f"1,000 points, point ROC-AUC {p['ROC-AUC']:.3f}.",
+            f"1,000 points, point ROC-AUC {p['ROC-AUC']:.3f}. {_discord_sentence(sig['discord'])}",
         ],
         header=["one-class, test beats", "ROC-AUC", "PR-AUC", "precision", "recall", "F1"],
         rows=rows,
         highlight={0},
         images=["anomaly/ecg_scores.png", "anomaly/ecg_signal.png"],
     )
+
+
+def _discord_sentence(d: dict) -> str:
+    if "events" not in d:
+        return f"The matrix-profile discord baseline did not run ({d.get('skipped', 'no labels')})."
+    e, p = d["events"], d["point"]
+    return (f"Baseline in the same run, the {d['model']} with the same false-alarm rate: {e['detected']} of "
+            f"{e['events']} detected, {e['false_alarms_per_1000']:.2f} false alarms per 1,000 points, point "
+            f"ROC-AUC {p['ROC-AUC']:.3f} ({d['seconds']:.0f} s).")
 
 
 def _text(args, out: Path):
