@@ -81,7 +81,7 @@ def test_nothing_in_out_is_overwritten(tmp_path, capsys):
         ("s0,2020-05-01,abc", [], "line 6: value='abc' is not a number"),
         ("s0,notadate,1", [], "line 6: timestamp='notadate' is not a date or time"),
         (None, ["--value-col", "sales"], "no value column 'sales'; the columns are id, timestamp, value"),
-        (None, ["--horizon", "30"], "has 40 points (and 2 more); training and checking a horizon of 30 needs at least 64"),
+        (None, ["--horizon", "30"], "has 40 points (and 2 more); training and checking a horizon of 30 needs at least 61"),
         ("s0,2020-01-01,5", [], "repeats the timestamp"),
         ("", [], "irregularly spaced timestamps"),
         (None, ["--lr", "-1"], "lr must be a positive number"),

@@ -81,7 +81,7 @@ def test_estimator_contract_and_a_forecast_better_than_seasonal_naive(tmp_path):
     g = GRUForecaster.load(tmp_path / "m")
     np.testing.assert_array_equal(g.predict().point, fc.point)
     np.testing.assert_array_equal(g.predict(5, series).point, f.predict(5, series).point)
-    assert g.config == f.config
+    assert g.config == f.config_
 
 
 def test_a_save_that_fails_midway_leaves_the_previous_forecaster(tmp_path, monkeypatch):
@@ -126,9 +126,41 @@ def test_horizon_longer_than_trained_is_refused():
 
 
 def test_series_too_short_for_the_window_is_named():
-    f = GRUForecaster(6, 12, train=FAST)
-    with pytest.raises(DataError, match="series '1' has 10 points; training needs at least"):
+    f = GRUForecaster(6, 12, train=FAST, min_input=12)
+    with pytest.raises(DataError, match="series '1' has 10 points; training needs at least min_input "
+                                        "\\+ horizon = 12 \\+ 6 = 18"):
         f.fit({"0": np.arange(50.0), "1": np.arange(10.0)})
+    f = GRUForecaster(6, 1, train=FAST)  # the default min_input can shrink to 1, never to 0
+    with pytest.raises(DataError, match="series '1' has 6 points; training needs at least min_input "
+                                        "\\+ horizon = 1 \\+ 6 = 7"):
+        f.fit({"0": np.arange(50.0), "1": np.arange(6.0)})
+
+
+@pytest.mark.parametrize(
+    "horizon, season, lengths, input_len, min_input",
+    [
+        (18, 12, [48, 115, 126], 36, 12),  # M3 monthly's shortest, median, longest: 3 seasons
+        (6, 1, [14, 19, 41], 7, 4),  # M3 yearly: what the median series fills (19 - 2 x 6)
+        (6, 1, [9, 15, 52], 4, 3),  # M1 yearly: at least 4; a 9-point series keeps 3 inputs
+        (8, 4, [16, 44, 64], 16, 4),  # M3 quarterly: 2 horizons
+    ],
+)
+def test_default_windows_come_from_the_series_lengths(horizon, season, lengths, input_len, min_input):
+    cfg = ForecasterConfig(horizon, season).resolve(lengths)
+    assert (cfg.input_len, cfg.min_input) == (input_len, min_input)
+    given = ForecasterConfig(horizon, season, input_len=20, min_input=5).resolve(lengths)
+    assert (given.input_len, given.min_input) == (20, 5)  # what the user gave is kept
+    assert ForecasterConfig(horizon, season, min_input=9).resolve([9, 11, 13]).input_len == 9
+
+
+def test_a_fitted_forecaster_saves_the_windows_it_chose(tmp_path):
+    series = [np.arange(n, dtype=float) + 10 for n in (14, 19, 41)]
+    f = GRUForecaster(6, 1, train={**FAST, "epochs": 1}, hidden_size=8).fit(series)
+    assert f.config.input_len is None and (f.config_.input_len, f.config_.min_input) == (7, 4)
+    f.save(tmp_path / "m")
+    g = GRUForecaster.load(tmp_path / "m")
+    assert g.config == g.config_ == f.config_
+    np.testing.assert_array_equal(g.predict().point, f.predict().point)
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def test_batched_baselines_match_statsforecast_per_model(data):
         ours = np.array(run.forecasts[name])  # (S, h)
         assert ours.shape == (len(histories), h) and np.all(np.isfinite(ours))
         np.testing.assert_allclose(ours, _per_model(name, histories, h, m), rtol=1e-9, err_msg=name)
-        assert run.seconds[name] >= 0
+        assert run.seconds[name] >= 0 and run.cpu_seconds[name] >= 0
 
 
 def test_the_job_count_does_not_change_a_forecast(monkeypatch):

@@ -77,35 +77,44 @@ def _jobs_for(count: int, n_jobs: int | None) -> int:
     return max(1, min(jobs, count // SERIES_PER_JOB))
 
 
+def _timed_share(name: str, histories: list[np.ndarray], h: int, m: int) -> tuple[np.ndarray, float]:
+    """:func:`forecast_share` and the CPU seconds it took in its process."""
+    t = time.process_time()
+    fc = forecast_share(name, histories, h, m)  # (S, h)
+    return fc, time.process_time() - t
+
+
 def forecast_auto(histories: list[np.ndarray], h: int, m: int, names=AUTO_MODELS, *,
-                  n_jobs: int | None = None, log=None) -> tuple[dict[str, list[np.ndarray]], dict[str, float]]:
-    """Forecasts ``{name: [(h,), ...]}`` of each model in ``names`` for every history, and the
-    seconds each took (the pool's start-up, once, counts for the first). ``n_jobs`` processes
-    (None: the cores), fewer when there are under ``SERIES_PER_JOB`` series a job."""
+                  n_jobs: int | None = None, log=None) -> tuple[dict[str, list[np.ndarray]], dict[str, dict]]:
+    """Forecasts ``{name: [(h,), ...]}`` of each model in ``names`` for every history, and
+    ``{name: {"seconds": wall, "cpu_seconds": summed over the processes}}`` (a busy machine
+    stretches the first, hardly the second; the pool's start-up counts for the first model's
+    wall time). ``n_jobs`` processes (None: the cores), fewer when there are under
+    ``SERIES_PER_JOB`` series a job."""
     for name in names:
         _model(name, m)  # a missing statsforecast is found here, before a pool is started
     jobs = _jobs_for(len(histories), n_jobs)
     shares = [np.arange(j, len(histories), jobs) for j in range(jobs)]  # round-robin: similar lengths
-    forecasts, seconds = {}, {}
+    forecasts, times = {}, {}
     t = time.perf_counter()
     pool = _spawned_pool(jobs) if jobs > 1 else nullcontext()
     with pool:
         for name in names:
             if jobs == 1:
-                fc = forecast_share(name, histories, h, m)  # (S, h)
+                fc, cpu = _timed_share(name, histories, h, m)  # (S, h)
             else:
-                parts = pool.map(forecast_share, [name] * jobs, [[histories[i] for i in s] for s in shares],
-                                 [h] * jobs, [m] * jobs)
-                fc = np.empty((len(histories), h))
-                for share, part in zip(shares, parts):
+                parts = list(pool.map(_timed_share, [name] * jobs, [[histories[i] for i in s] for s in shares],
+                                      [h] * jobs, [m] * jobs))
+                fc, cpu = np.empty((len(histories), h)), sum(c for _, c in parts)
+                for share, (part, _) in zip(shares, parts):
                     fc[share] = part
             forecasts[name] = list(fc)
-            seconds[name] = round(time.perf_counter() - t, 1)
+            times[name] = {"seconds": round(time.perf_counter() - t, 1), "cpu_seconds": round(cpu, 1)}
             if log is not None:
-                log(f"baseline {name}: {seconds[name]:.1f}s ({len(histories)} series, {jobs} "
-                    f"process{'es' if jobs > 1 else ''})")
+                log(f"baseline {name}: {times[name]['seconds']:.1f}s ({times[name]['cpu_seconds']:.1f}s of CPU; "
+                    f"{len(histories)} series, {jobs} process{'es' if jobs > 1 else ''})")
             t = time.perf_counter()
-    return forecasts, seconds
+    return forecasts, times
 
 
 def _spawned_pool(jobs: int) -> ProcessPoolExecutor:

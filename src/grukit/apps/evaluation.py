@@ -43,7 +43,8 @@ class BaselinePlan:
 @dataclass
 class BaselineRun:
     """The baselines' forecasts: ``forecasts`` {name: [(h,), ...]} on every series, ``sampled``
-    {name: [(h,), ...]} on the series ``sample`` (k,) only, the seconds each took, and the
+    {name: [(h,), ...]} on the series ``sample`` (k,) only, the seconds each took (``seconds``:
+    wall; ``cpu_seconds``: summed over the processes, for the statsforecast models), and the
     skipped ones with the reason."""
 
     forecasts: dict[str, list[np.ndarray]]
@@ -51,6 +52,7 @@ class BaselineRun:
     skipped: dict[str, str]
     sample: np.ndarray | None = None
     sampled: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def even_sample(count: int, k: int) -> np.ndarray:
@@ -77,22 +79,27 @@ def run_baselines(histories: list[np.ndarray], h: int, season: int, plan: Baseli
     everywhere = [name for name in plan.auto if name not in limited]
     try:
         if everywhere:
-            fc, sec = forecast_auto(histories, h, season, everywhere, n_jobs=plan.n_jobs, log=log)
+            fc, times = forecast_auto(histories, h, season, everywhere, n_jobs=plan.n_jobs, log=log)
             run.forecasts.update(fc)
-            run.seconds.update(sec)
+            _add_times(run, times)
         for name, k in limited.items():
             sample = even_sample(len(histories), k)
             if run.sample is not None and not np.array_equal(sample, run.sample):
                 raise ValueError(f"limited baselines must share one sample size, got {plan.limits}")
             run.sample = sample
-            fc, sec = forecast_auto([histories[i] for i in sample], h, season, [name],
-                                    n_jobs=plan.n_jobs, log=log)
+            fc, times = forecast_auto([histories[i] for i in sample], h, season, [name],
+                                      n_jobs=plan.n_jobs, log=log)
             run.sampled.update(fc)
-            run.seconds.update(sec)
+            _add_times(run, times)
     except MissingDependency as exc:
         for name in plan.auto:
             run.skipped[name] = f"needs {exc.name} ({exc})"
     return run
+
+
+def _add_times(run: BaselineRun, times: dict) -> None:
+    for name, t in times.items():
+        run.seconds[name], run.cpu_seconds[name] = t["seconds"], t["cpu_seconds"]
 
 
 def _compared(actuals, gru_forecasts, histories, season: int, baseline_forecasts: dict) -> dict:

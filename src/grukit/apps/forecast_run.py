@@ -29,7 +29,8 @@ PUBLISHED_M3_MONTHLY = {"Naive2": 16.91, "Theta": 13.85}
 
 def split_holdout(series: SeriesSet, h: int, need: int) -> tuple[SeriesSet, list[np.ndarray]]:
     """The series without their last ``h`` points, and those points. Every series needs at least
-    ``need`` points in all."""
+    ``need`` points in all (``min_input`` + 2 x ``h``; with the default ``min_input``, chosen
+    at fit time, at least 1)."""
     short = series.shorter_than(need)
     if short:
         raise DataError(
@@ -69,7 +70,7 @@ def holdout_run(
     cfg = forecaster.config
     h, m = cfg.horizon, cfg.season
     if test is None:
-        train, actuals = split_holdout(series, h, cfg.min_input + 2 * h)
+        train, actuals = split_holdout(series, h, (cfg.min_input or 1) + 2 * h)
     else:
         train, actuals = test
     t0 = time.perf_counter()
@@ -93,7 +94,9 @@ def holdout_run(
         **result,
         "baselines_skipped": base.skipped,
         "baseline_seconds": base.seconds,
+        "baseline_cpu_seconds": base.cpu_seconds,
         "published": published or {},
+        "forecaster": dict(forecaster.config_.__dict__),  # window sizes as chosen from the data
         "split": {"horizon": h, "season": m, "series": len(train), "test_points": int(sum(len(a) for a in actuals))},
         "data": series.report,
         "training": {
@@ -150,7 +153,7 @@ DEMO_ARIMA_SERIES = 100
 
 
 def benchmark_run(name: str, out: Path, train_config, *, hidden_size: int = 64, num_layers: int = 1,
-                  deseasonalize: bool = True, limit: int | None = None,
+                  deseasonalize: bool = True, input_len: int | None = None, limit: int | None = None,
                   baselines: BaselinePlan = BaselinePlan(), resume: bool = False,
                   run_config: dict | None = None, log=print, is_main: bool = True,
                   shown_as: Path | None = None) -> dict:
@@ -162,7 +165,7 @@ def benchmark_run(name: str, out: Path, train_config, *, hidden_size: int = 64, 
 
     b = load_benchmark(name, limit=limit)
     forecaster = GRUForecaster(b.horizon, b.season, train=train_config, hidden_size=hidden_size,
-                               num_layers=num_layers, deseasonalize=deseasonalize)
+                               num_layers=num_layers, deseasonalize=deseasonalize, input_len=input_len)
     log(f"{b.name}: {len(b.history)} series, horizon {b.horizon}, season {b.season}, "
         "the official train/test split")
     published = PUBLISHED_M3_MONTHLY if name == "m3-monthly" and limit is None else None

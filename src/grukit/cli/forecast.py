@@ -33,8 +33,11 @@ def _add_model_args(p) -> None:
                    help="seasonal period, e.g. 12 for monthly; default: from the timestamps' "
                         "frequency (monthly 12, quarterly 4, weekly 52, daily 7, hourly 24), else 1 "
                         "(also for an integer --time-col, which has no calendar: give --season)")
-    g.add_argument("--input-len", type=int, default=None, help="points the GRU reads (default: max(3 seasons, 2 horizons, 8))")
-    g.add_argument("--min-input", type=int, default=None, help="fewest real points in a training window")
+    g.add_argument("--input-len", type=int, default=None, help="points the GRU reads (default: max(3 seasons, 2 horizons, 8), at most what the "
+                        "median series fills in a training window: its length - 2 horizons, at least 4)")
+    g.add_argument("--min-input", type=int, default=None,
+                   help="fewest real points in a training window (default: min(input length, "
+                        "max(season, 4), the shortest series - horizon))")
     g.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
     g.add_argument("--num-layers", type=int, default=1, help="GRU layers")
     g.add_argument("--dropout", type=float, default=0.1, help="dropout between GRU layers")
@@ -105,6 +108,8 @@ def add_parser(sub) -> None:
     add_train_args(b, epochs=20)
     b.set_defaults(func=run_benchmark, steps_per_epoch=60, patience=4)
     b.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
+    b.add_argument("--input-len", type=int, default=None, help="points the GRU reads (default: from the data, "
+                   "as for `forecast train`)")
     b.add_argument("--num-layers", type=int, default=1, help="GRU layers")
     b.add_argument("--no-deseasonalize", action="store_true",
                    help="feed the GRU the raw series instead of the seasonally adjusted one")
@@ -180,7 +185,7 @@ def run_train(args) -> int:
               "arima_series": args.arima_series, "baseline_jobs": args.baseline_jobs,
               "world_size": ctx.world_size}
     fc = forecaster.config
-    split = split_holdout(series, fc.horizon, fc.min_input + 2 * fc.horizon)  # before --out is made
+    split = split_holdout(series, fc.horizon, (fc.min_input or 1) + 2 * fc.horizon)  # before --out is made
     with run_folder(out, args.resume, config, ctx):  # cleaned up if it fails before a checkpoint
         log = log_fn(args)
         log(f"data: {len(series)} series, {series.report['points']} points, season {season}"
@@ -234,13 +239,15 @@ def _run_benchmark(args, name: str, out: Path, command: str) -> int:
     ctx = context()
     train_cfg = train_config(args)
     plan = baseline_plan(args)
+    input_len = getattr(args, "input_len", None)  # `demo` keeps the default
     config = {"command": command, "data": name, "series": args.series, "train": train_cfg.to_dict(),
-              "hidden_size": args.hidden_size, "num_layers": args.num_layers,
+              "hidden_size": args.hidden_size, "num_layers": args.num_layers, "input_len": input_len,
               "deseasonalize": not args.no_deseasonalize,
               "arima_series": args.arima_series, "baseline_jobs": args.baseline_jobs,
               "world_size": ctx.world_size}
     with run_folder(out, args.resume, config, ctx):  # cleaned up if it fails before a checkpoint
         benchmark_run(name, out, train_cfg, hidden_size=args.hidden_size, num_layers=args.num_layers,
+                      input_len=input_len,
                       deseasonalize=not args.no_deseasonalize, limit=args.series, baselines=plan,
                       resume=args.resume, run_config=config, log=log_fn(args), is_main=ctx.is_main)
     return 0
