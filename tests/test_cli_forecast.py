@@ -220,6 +220,7 @@ def test_benchmark_on_a_few_m3_yearly_series(tmp_path, capsys):
         (["benchmark", "--data", "m4-hourly"], "--data must be one of m3-monthly, m3-quarterly"),
         (["benchmark", "--data", "m3-other", "--arima-series", "0"], "--arima-series must be a positive integer, got 0"),
         (["demo", "--baseline-jobs", "-1"], "--baseline-jobs must be a positive integer, got -1"),
+        (["benchmark", "--data", "m1-yearly", "--ensemble", "0"], "--ensemble must be a positive integer, got 0"),
     ],
 )
 def test_benchmark_mistakes_are_one_line_exit_2(tmp_path, capsys, args, message):

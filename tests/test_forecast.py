@@ -202,3 +202,23 @@ def test_same_seed_same_forecast():
     np.testing.assert_array_equal(a.predict().point, b.predict().point)
     for p, q in zip(a.net_.parameters(), b.net_.parameters()):
         assert torch.equal(p, q)
+
+
+def test_an_ensemble_is_the_median_of_forecasters_trained_alone(tmp_path):
+    from grukit.apps.contract import check_estimator
+    from grukit.apps.forecast_ensemble import ForecasterEnsemble
+
+    series = _seasonal_series(4, n=48)
+    quick = {**FAST, "epochs": 1}
+    ens = ForecasterEnsemble(6, 12, members=3, train=quick, hidden_size=8).fit(series)
+    alone = [GRUForecaster(6, 12, train={**quick, "seed": s}, hidden_size=8).fit(series).predict() for s in (0, 1, 2)]
+    fc = ens.predict()
+    for q in (0.1, 0.5, 0.9):
+        np.testing.assert_array_equal(fc.quantiles[q], np.median([a.quantiles[q] for a in alone], axis=0))
+    np.testing.assert_array_equal(fc.point, fc.quantiles[0.5])
+    assert np.all(fc.quantiles[0.1] <= fc.point) and np.all(fc.point <= fc.quantiles[0.9])
+    assert ens.result_.epochs_run == [1, 1, 1]
+    check_estimator(lambda **kw: ForecasterEnsemble(6, 12, members=2, train=quick, hidden_size=8, **kw),
+                    series, lambda f: f.predict().point)
+    with pytest.raises(ConfigError, match="members must be a positive integer, got 0"):
+        ForecasterEnsemble(6, 12, members=0)

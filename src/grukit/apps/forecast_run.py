@@ -153,21 +153,30 @@ DEMO_ARIMA_SERIES = 100
 
 
 def benchmark_run(name: str, out: Path, train_config, *, hidden_size: int = 64, num_layers: int = 1,
-                  deseasonalize: bool = True, input_len: int | None = None, limit: int | None = None,
+                  deseasonalize: bool = True, input_len: int | None = None, members: int = 1,
+                  limit: int | None = None,
                   baselines: BaselinePlan = BaselinePlan(), resume: bool = False,
                   run_config: dict | None = None, log=print, is_main: bool = True,
                   shown_as: Path | None = None) -> dict:
     """A competition subset (``data.m3.BENCHMARKS``: M3 or M1, monthly, quarterly, yearly,
     other): train on the official training parts of its series (or the first ``limit``),
     forecast the official test parts with the competition's horizon and season, and compare with
-    every baseline on the same split (and, for M3 monthly in full, the published results)."""
+    every baseline on the same split (and, for M3 monthly in full, the published results).
+    ``members`` > 1 trains that many forecasters (seeds seed, seed + 1, ...) and median-combines
+    them (``ForecasterEnsemble``)."""
     from grukit.data.m3 import load_benchmark
 
     b = load_benchmark(name, limit=limit)
-    forecaster = GRUForecaster(b.horizon, b.season, train=train_config, hidden_size=hidden_size,
-                               num_layers=num_layers, deseasonalize=deseasonalize, input_len=input_len)
+    hyper = dict(train=train_config, hidden_size=hidden_size, num_layers=num_layers,
+                 deseasonalize=deseasonalize, input_len=input_len)
+    if members > 1:
+        from grukit.apps.forecast_ensemble import ForecasterEnsemble
+
+        forecaster = ForecasterEnsemble(b.horizon, b.season, members=members, **hyper)
+    else:
+        forecaster = GRUForecaster(b.horizon, b.season, **hyper)
     log(f"{b.name}: {len(b.history)} series, horizon {b.horizon}, season {b.season}, "
-        "the official train/test split")
+        "the official train/test split" + (f"; an ensemble of {members} GRU forecasters" if members > 1 else ""))
     published = PUBLISHED_M3_MONTHLY if name == "m3-monthly" and limit is None else None
     return holdout_run(b.history, forecaster, out, resume=resume, run_config=run_config,
                        published=published, test=(b.history, b.actuals), title=b.name, log=log,

@@ -110,6 +110,9 @@ def add_parser(sub) -> None:
     b.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
     b.add_argument("--input-len", type=int, default=None, help="points the GRU reads (default: from the data, "
                    "as for `forecast train`)")
+    b.add_argument("--ensemble", type=int, default=1, metavar="K",
+                   help="train K forecasters (seeds --seed, --seed + 1, ...) and take the median of "
+                        "their forecasts; K times the training time")
     b.add_argument("--num-layers", type=int, default=1, help="GRU layers")
     b.add_argument("--no-deseasonalize", action="store_true",
                    help="feed the GRU the raw series instead of the seasonally adjusted one")
@@ -234,20 +237,24 @@ def run_benchmark(args) -> int:
 
 def _run_benchmark(args, name: str, out: Path, command: str) -> int:
     from grukit.apps.forecast_run import benchmark_run
+    from grukit.cli._errors import UserError
     from grukit.train.distributed import context
 
     ctx = context()
     train_cfg = train_config(args)
     plan = baseline_plan(args)
     input_len = getattr(args, "input_len", None)  # `demo` keeps the default
+    members = getattr(args, "ensemble", 1)
+    if members < 1:
+        raise UserError(f"--ensemble must be a positive integer, got {members}")
     config = {"command": command, "data": name, "series": args.series, "train": train_cfg.to_dict(),
-              "hidden_size": args.hidden_size, "num_layers": args.num_layers, "input_len": input_len,
+              "hidden_size": args.hidden_size, "num_layers": args.num_layers, "input_len": input_len, "ensemble": members,
               "deseasonalize": not args.no_deseasonalize,
               "arima_series": args.arima_series, "baseline_jobs": args.baseline_jobs,
               "world_size": ctx.world_size}
     with run_folder(out, args.resume, config, ctx):  # cleaned up if it fails before a checkpoint
         benchmark_run(name, out, train_cfg, hidden_size=args.hidden_size, num_layers=args.num_layers,
-                      input_len=input_len,
+                      input_len=input_len, members=members,
                       deseasonalize=not args.no_deseasonalize, limit=args.series, baselines=plan,
                       resume=args.resume, run_config=config, log=log_fn(args), is_main=ctx.is_main)
     return 0
