@@ -140,9 +140,10 @@ def test_series_too_short_for_the_window_is_named():
     "horizon, season, lengths, input_len, min_input",
     [
         (18, 12, [48, 115, 126], 36, 12),  # M3 monthly's shortest, median, longest: 3 seasons
-        (6, 1, [14, 19, 41], 7, 4),  # M3 yearly: what the median series fills (19 - 2 x 6)
-        (6, 1, [9, 15, 52], 4, 3),  # M1 yearly: at least 4; a 9-point series keeps 3 inputs
+        (6, 1, [14, 19, 41], 12, 4),  # M3 yearly: 2 horizons
+        (6, 1, [9, 15, 52], 12, 3),  # M1 yearly: a 9-point series keeps 3 inputs for validation
         (8, 4, [16, 44, 64], 16, 4),  # M3 quarterly: 2 horizons
+        (6, 1, [6, 7, 40], 12, 1),  # a series of h + 1 points: one input
     ],
 )
 def test_default_windows_come_from_the_series_lengths(horizon, season, lengths, input_len, min_input):
@@ -150,13 +151,13 @@ def test_default_windows_come_from_the_series_lengths(horizon, season, lengths, 
     assert (cfg.input_len, cfg.min_input) == (input_len, min_input)
     given = ForecasterConfig(horizon, season, input_len=20, min_input=5).resolve(lengths)
     assert (given.input_len, given.min_input) == (20, 5)  # what the user gave is kept
-    assert ForecasterConfig(horizon, season, min_input=9).resolve([9, 11, 13]).input_len == 9
+    assert ForecasterConfig(horizon, season, min_input=40).resolve(lengths).input_len == 40
 
 
-def test_a_fitted_forecaster_saves_the_windows_it_chose(tmp_path):
+def test_a_fitted_forecaster_saves_the_min_input_it_chose(tmp_path):
     series = [np.arange(n, dtype=float) + 10 for n in (14, 19, 41)]
     f = GRUForecaster(6, 1, train={**FAST, "epochs": 1}, hidden_size=8).fit(series)
-    assert f.config.input_len is None and (f.config_.input_len, f.config_.min_input) == (7, 4)
+    assert f.config.min_input is None and (f.config_.input_len, f.config_.min_input) == (12, 4)
     f.save(tmp_path / "m")
     g = GRUForecaster.load(tmp_path / "m")
     assert g.config == g.config_ == f.config_

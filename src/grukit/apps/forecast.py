@@ -47,14 +47,15 @@ class ForecasterConfig:
         horizon: steps forecast at once (direct multi-step); predict(h) allows h <= horizon.
         season: the seasonal period (12 for monthly data, 1 for none); sets the default window
             and the seasonal baselines and MASE.
-        input_len: points the GRU reads. Default (None), set by ``fit`` from the data (see
-            :meth:`resolve`): max(3 seasons, 2 horizons, 8), long enough to see the seasonal
-            pattern and the trend, but no more than the median series can fill in a training
-            window (its length - 2 horizons, at least 4), so that most training windows look like
-            the full windows read at forecast time (short yearly series).
+        input_len: points the GRU reads; default max(3 seasons, 2 horizons, 8, min_input) - long enough
+            to see the seasonal pattern and the trend (chosen on M3 monthly). Windows longer
+            than a series are left-padded and masked: on M3 yearly (median 19 points, so most
+            training windows are mostly padding) capping it at what the median series fills
+            (7) measured worse than 12 (docs/forecasting.md).
         min_input: fewest real (unpadded) points in a training window. Default (None), set by
-            ``fit``: min(input_len, max(season, 4), the shortest series - horizon), so that every
-            series has one validation window (M1 yearly has 9-point series for a horizon of 6).
+            ``fit`` from the data (:meth:`resolve`): min(input_len, max(season, 4), the shortest
+            series - horizon, at least 1), so that every series has a validation window (M1
+            yearly has 9-point series for a horizon of 6).
         hidden_size, num_layers, dropout: the GRU's size. One layer of 64: on M3 monthly it
             scored 13.82 sMAPE against 14.02 for two layers, in less time (docs/forecasting.md).
         reset_after: the formulation; False is the spec's GRU.
@@ -86,7 +87,9 @@ class ForecasterConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        if self.min_input is not None and self.input_len is not None and self.min_input > self.input_len:
+        if self.input_len is None:
+            self.input_len = max(3 * self.season, 2 * self.horizon, 8, self.min_input or 1)
+        if self.min_input is not None and self.min_input > self.input_len:
             raise ConfigError(f"min_input ({self.min_input}) must not exceed input_len ({self.input_len})")
         if not isinstance(self.deseasonalize, bool):
             raise ConfigError(f"deseasonalize must be true or false, got {self.deseasonalize!r}")
@@ -99,17 +102,12 @@ class ForecasterConfig:
         self.quantiles = [float(v) for v in q]
 
     def resolve(self, lengths: list[int]) -> ForecasterConfig:
-        """This configuration with ``input_len`` and ``min_input`` chosen for series of these
-        lengths where they were left to the default (the attributes above say how)."""
-        h = self.horizon
-        input_len = self.input_len
-        if input_len is None:
-            fill = max(int(np.median(lengths)) - 2 * h, 4)  # the median series' longest training window
-            input_len = max(min(max(3 * self.season, 2 * h, 8), fill), self.min_input or 1)
-        min_input = self.min_input
-        if min_input is None:
-            min_input = max(min(input_len, max(self.season, 4), min(lengths) - h), 1)
-        return replace(self, input_len=input_len, min_input=min_input)
+        """This configuration with ``min_input`` chosen for series of these lengths where it was
+        left to the default (the attribute above says how)."""
+        if self.min_input is not None:
+            return self
+        min_input = max(min(self.input_len, max(self.season, 4), min(lengths) - self.horizon), 1)
+        return replace(self, min_input=min_input)
 
 
 class ForecastNet(nn.Module):
@@ -218,7 +216,7 @@ class GRUForecaster:
         ``horizon`` points of every series are the validation target (early stopping); training
         windows end before them. With ``out_dir``, checkpoints, ``history.json`` and
         ``learning_curves.png`` go there and ``resume`` continues an interrupted run. The
-        configuration used, with the window sizes chosen from the data, is ``config_``."""
+        configuration used, with ``min_input`` chosen from the data, is ``config_``."""
         from grukit.train.trainer import Trainer
 
         series = _as_series(data)
@@ -305,7 +303,7 @@ class GRUForecaster:
         meta = {
             "format": FORMAT,
             "grukit": grukit.__version__,
-            "forecaster": dict(self.config_.__dict__),  # the window sizes it was fitted with
+            "forecaster": dict(self.config_.__dict__),  # with the min_input it was fitted with
             "train": self.train_config.to_dict(),
             "series": {"ids": list(s.ids), "freq": freq,
                        "timestamps": s.timestamps is not None and not s.integer_time,
@@ -324,7 +322,7 @@ class GRUForecaster:
         with model_folder.reading(path, "forecaster.json", FORMAT, "forecaster") as (meta, weights):
             hyper = dict(meta["forecaster"])
             self = cls(hyper.pop("horizon"), hyper.pop("season"), train=meta["train"], **hyper)
-            self.config_ = self.config  # saved with the window sizes chosen at fit time
+            self.config_ = self.config  # saved with the min_input chosen at fit time
             self.net_ = ForecastNet(self.config)
             self.net_.load_state_dict(weights())
             self.net_.eval()

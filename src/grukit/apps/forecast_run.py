@@ -96,7 +96,7 @@ def holdout_run(
         "baseline_seconds": base.seconds,
         "baseline_cpu_seconds": base.cpu_seconds,
         "published": published or {},
-        "forecaster": dict(forecaster.config_.__dict__),  # window sizes as chosen from the data
+        "forecaster": dict(forecaster.config_.__dict__),  # as fitted (min_input from the data)
         "split": {"horizon": h, "season": m, "series": len(train), "test_points": int(sum(len(a) for a in actuals))},
         "data": series.report,
         "training": {

@@ -33,8 +33,7 @@ def _add_model_args(p) -> None:
                    help="seasonal period, e.g. 12 for monthly; default: from the timestamps' "
                         "frequency (monthly 12, quarterly 4, weekly 52, daily 7, hourly 24), else 1 "
                         "(also for an integer --time-col, which has no calendar: give --season)")
-    g.add_argument("--input-len", type=int, default=None, help="points the GRU reads (default: max(3 seasons, 2 horizons, 8), at most what the "
-                        "median series fills in a training window: its length - 2 horizons, at least 4)")
+    g.add_argument("--input-len", type=int, default=None, help="points the GRU reads (default: max(3 seasons, 2 horizons, 8))")
     g.add_argument("--min-input", type=int, default=None,
                    help="fewest real points in a training window (default: min(input length, "
                         "max(season, 4), the shortest series - horizon))")
@@ -108,8 +107,8 @@ def add_parser(sub) -> None:
     add_train_args(b, epochs=20)
     b.set_defaults(func=run_benchmark, steps_per_epoch=60, patience=4)
     b.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
-    b.add_argument("--input-len", type=int, default=None, help="points the GRU reads (default: from the data, "
-                   "as for `forecast train`)")
+    b.add_argument("--input-len", type=int, default=None,
+                   help="points the GRU reads (default: max(3 seasons, 2 horizons, 8))")
     b.add_argument("--ensemble", type=int, default=1, metavar="K",
                    help="train K forecasters (seeds --seed, --seed + 1, ...) and take the median of "
                         "their forecasts; K times the training time")
