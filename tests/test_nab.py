@@ -176,6 +176,35 @@ def test_gru_detector_is_online_and_finds_a_spike():
     assert int(np.argmax(a)) == 500
 
 
+def test_discord_detector_is_online_and_finds_a_changed_cycle():
+    """The left matrix profile at a record reads only the records up to it: a changed future
+    leaves every earlier score as it was (the file is computed at once, so this is the test of
+    causality); a cycle replaced by a faster oscillation holds the highest score (within a window
+    of its end); the left profile against brute force."""
+    pytest.importorskip("stumpy")
+    from grukit.apps.nab.discord import Discord
+
+    from grukit.apps.nab.discord import left_profile
+
+    x = np.sin(2 * np.pi * np.arange(1200) / 25) + 0.05 * np.random.default_rng(0).standard_normal(1200)
+    t = np.arange(800, 825)
+    x[t] = np.sin(2 * np.pi * t / 6)
+    for change in (700, 1000):
+        y = x.copy()
+        y[change:] += np.sin(np.arange(1200 - change))  # a changed future
+        a, b = D.run_online(Discord(), x), D.run_online(Discord(), y)
+        np.testing.assert_array_equal(a[:change], b[:change])
+        assert not np.array_equal(a[change:], b[change:])
+    assert a[: S.probation_length(1200)].max() == 0.0  # the probationary period is not scored
+    assert 800 <= int(np.argmax(a)) < 825 + 25
+    # the left profile: each window's distance to the nearest earlier one, by brute force
+    v, m = x[:150], 12
+    zn = [(w - w.mean()) / w.std() for w in np.lib.stride_tricks.sliding_window_view(v, m)]
+    zone = int(np.ceil(m / 4))
+    brute = [min((np.linalg.norm(zn[i] - zn[j]) for j in range(i - zone)), default=np.inf) for i in range(len(zn))]
+    np.testing.assert_allclose(left_profile(v, m), brute, rtol=0, atol=1e-6)
+
+
 # -- a small NAB-shaped folder -----------------------------------------------------------------
 
 

@@ -23,13 +23,26 @@ Shapes: a signal (n,) or (n, C); ``m`` points per window.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 
 from grukit._extras import require
 from grukit.apps.anomaly.scoring import over_windows
 from grukit.data.series import DataError
 
-__all__ = ["matrix_profile", "discord_scores", "DiscordDetector"]
+__all__ = ["matrix_profile", "discord_scores", "DiscordDetector", "quiet_stumpy"]
+
+
+@contextlib.contextmanager
+def quiet_stumpy():
+    """stumpy warns when many profile values are near 0 (repeated shapes, flat stretches, a
+    reference that holds the signal's windows), suggesting a self-join setting: expected here,
+    not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="A large number of values in `P` are smaller")
+        yield
 
 
 def _as_signal(x, what: str) -> np.ndarray:
@@ -62,10 +75,11 @@ def matrix_profile(x, m: int, reference=None) -> np.ndarray:
                         f"in the signal{'' if ref is None else ' and the reference'}; got {shortest}")
     profiles = []
     for c in range(x.shape[1]):
-        if ref is None:
-            out = stumpy.stump(x[:, c], int(m))
-        else:
-            out = stumpy.stump(x[:, c], int(m), ref[:, c], ignore_trivial=False)
+        with quiet_stumpy():
+            if ref is None:
+                out = stumpy.stump(x[:, c], int(m))
+            else:
+                out = stumpy.stump(x[:, c], int(m), ref[:, c], ignore_trivial=False)
         profiles.append(out[:, 0].astype(np.float64))
     return np.mean(profiles, axis=0)  # (n - m + 1,)
 
