@@ -1,7 +1,7 @@
-"""One forecasting run, as ``grukit forecast train`` and ``grukit forecast demo`` do it: hold out
-the last ``horizon`` points of every series, train the GRU on the rest, forecast the holdout,
-run the baselines on the same split, and write the model, ``metrics.json``, the forecast CSV
-and plots into one folder (rank 0 only under ``torchrun``)."""
+"""One forecasting run, as ``grukit forecast train``, ``demo`` and ``benchmark`` do it: hold out
+the last ``horizon`` points of every series (or take a competition's official split), train the
+GRU on the rest, forecast the holdout, run the baselines on the same split, and write the model,
+``metrics.json``, the forecast CSV and plots into one folder (rank 0 only under ``torchrun``)."""
 
 from __future__ import annotations
 
@@ -146,9 +146,10 @@ def summary(result: dict, published: dict | None, skipped: dict) -> list[str]:
     return lines
 
 
-# the demo's share for AutoARIMA on M3 monthly: about 0.7 s a series on one core of the 2-core
-# development machine, so all 1428 would add 8 to 17 minutes; 100 series fit the 2 minutes the
-# demo may spend on its baselines (`grukit forecast benchmark` runs it on every series)
+# the demo's share for AutoARIMA on M3 monthly: about 1.4 s of CPU a series on the 2-core
+# development machine (scripts/statsforecast_speed.py), so all 1428 would add over 15 minutes;
+# 100 series keep the demo's added baselines near 2 minutes on two idle cores
+# (`grukit forecast benchmark` runs it on every series)
 DEMO_ARIMA_SERIES = 100
 
 

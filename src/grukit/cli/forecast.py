@@ -121,7 +121,7 @@ def add_parser(sub) -> None:
 def _add_baseline_args(p, arima_series: int | None) -> None:
     g = p.add_argument_group("baselines")
     g.add_argument("--arima-series", type=int, default=arima_series, metavar="N",
-                   help="run AutoARIMA, the slowest baseline (about 0.7 s a monthly series on one core), "
+                   help="run AutoARIMA, the slowest baseline (over 1 s of CPU a monthly series), "
                         "on N evenly spaced series only; every method is then also scored on those "
                         "(default: " + ("all series" if arima_series is None else str(arima_series)) + ")")
     g.add_argument("--baseline-jobs", type=int, default=None, metavar="J",
