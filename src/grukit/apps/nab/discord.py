@@ -8,8 +8,10 @@ Per file of n records, P = the probationary length (``scoring.probation_length(n
 2. Record t's error is the *left* matrix-profile value of the subsequence of the ``m`` records
    ending at t: its z-normalised distance to the nearest subsequence that starts before it
    (trivial matches excluded), a discord among everything seen so far.
-3. The errors are scored by ``detectors.ErrorScorer`` as the GRU's are (the probationary
-   records' errors seed it), one record at a time.
+3. The errors are scored by ``detectors.ErrorScorer`` as the GRU's are, one record at a time;
+   the second half of the probationary records' errors seed it (the first windows have little
+   before them, so their nearest earlier neighbours are far: seeded with them, the scorer ranked
+   every later discord low).
 
 The left profile is computed for the whole file in one ``stumpy.stump`` pass (its left nearest
 neighbour indices; the distances from them), because stumpy's incremental ``stumpi`` took about
@@ -65,7 +67,7 @@ class Discord:
         err = np.full(n, np.nan)
         err[m - 1:] = left_profile(v, m)  # err[t]: the subsequence ending at record t
         err[~np.isfinite(err)] = np.nan
-        seed = err[:P]
+        seed = err[P // 2:P]  # the first windows have little before them: their distances are no norm
         scorer = ErrorScorer(seed=list(seed[~np.isnan(seed)]))
         for t in range(P, n):
             out[t] = scorer.update(0.0 if np.isnan(err[t]) else float(err[t]))

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from grukit.apps.nab.detectors import SIMPLE, OnlineDetector, run_online
+from grukit.apps.nab.discord import Discord
 from grukit.apps.nab.gru import GRUDetector
 from grukit.apps.nab.scoring import PROFILES, CorpusScore, score_corpus
 from grukit.data.nab import NABCorpus
@@ -21,7 +22,7 @@ from grukit.data.series import DataError
 __all__ = ["DETECTORS", "detector_scores", "published_raw_scores", "benchmark"]
 
 # what `grukit anomaly nab --detector` runs, by name
-DETECTORS = {"gru": GRUDetector, **SIMPLE}
+DETECTORS = {"gru": GRUDetector, **SIMPLE, "discord": Discord}
 
 
 def _one_thread() -> None:
