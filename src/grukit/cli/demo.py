@@ -6,7 +6,7 @@
    gate of the spec GRU around the two markers (``adding_gates.png``, :mod:`grukit.inspect`).
 2. Forecasting on M3 monthly (1428 series, h = 18, the official split): the GRU forecaster beside
    naive, seasonal naive, Naive2, Theta, damped ETS, statsforecast's AutoETS and AutoTheta run on
-   the same split, AutoARIMA on 100 evenly spaced series (every method scored there too), and the
+   the same split, AutoARIMA on 50 evenly spaced series (every method scored there too), and the
    published M3 results; written to ``--out``/forecast/.
 3. Anomaly detection on ECG5000 heartbeats: one-class scoring of the 4,500 test beats beside a
    1-NN baseline, and a long signal of concatenated beats scored point by point; written to

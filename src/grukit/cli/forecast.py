@@ -9,7 +9,7 @@ The CSV holds one series (a value column, optionally a timestamp column) or many
 (id, timestamp, value). `train` holds out the last H points of every series, trains on the rest,
 and reports MAE, RMSE, sMAPE and MASE beside naive, seasonal naive, Naive2, Theta, damped ETS and
 statsforecast's AutoETS, AutoARIMA and AutoTheta on the same split. `demo` is M3 monthly within
-the demo's time (AutoARIMA on 100 of the 1428 series); `benchmark` runs an M1 or M3 subset with
+the demo's time (AutoARIMA on 50 of the 1428 series); `benchmark` runs an M1 or M3 subset with
 every baseline on every series. Under `torchrun --nproc_per_node=N -m grukit forecast train ...` it trains
 data-parallel (DDP); only rank 0 writes.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from grukit.cli._folders import check_output_file, run_folder
 from grukit.cli._runs import Formatter, add_train_args, load_model, log_fn, train_config
 
-DEMO_ARIMA_SERIES = 100  # grukit.apps.forecast_run.DEMO_ARIMA_SERIES (a test checks), for the help
+DEMO_ARIMA_SERIES = 50  # grukit.apps.forecast_run.DEMO_ARIMA_SERIES (a test checks), for the help
 # without importing the application modules when the parser is built
 
 
