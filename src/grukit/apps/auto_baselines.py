@@ -90,7 +90,8 @@ def forecast_auto(histories: list[np.ndarray], h: int, m: int, names=AUTO_MODELS
     ``{name: {"seconds": wall, "cpu_seconds": summed over the processes}}`` (a busy machine
     stretches the first, hardly the second; the pool's start-up counts for the first model's
     wall time). ``n_jobs`` processes (None: the cores), fewer when there are under
-    ``SERIES_PER_JOB`` series a job."""
+    ``SERIES_PER_JOB`` series a job. The workers are spawned: a script that calls this with
+    more than one job must guard its own work with ``if __name__ == "__main__":``."""
     for name in names:
         _model(name, m)  # a missing statsforecast is found here, before a pool is started
     jobs = _jobs_for(len(histories), n_jobs)
