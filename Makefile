@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (see README.md):
 #   make demo   creates .venv, installs grukit with its demo extras, runs `grukit demo`
 #   make test   creates/reuses .venv, installs the test extras, runs the default test suite
+#   make test-slow  the end-to-end checks left out of the default suite (marked slow)
 #   make bench  the speed comparison with torch.nn.GRU, ONNX Runtime and OpenVINO (ARGS="--memory" etc.)
 #   make nab    the Numenta Anomaly Benchmark: grukit's detectors beside the published scoreboard
 PYTHON ?= python3
@@ -18,7 +19,7 @@ FSDD_ENV := $(if $(FSDD),GRUKIT_FSDD="$${GRUKIT_FSDD:-$(FSDD)}",)
 NAB    := $(abspath $(firstword $(wildcard ../shared/data/nab)))
 NAB_ENV := $(if $(NAB),GRUKIT_NAB="$${GRUKIT_NAB:-$(NAB)}",)
 
-.PHONY: demo test install bench nab clean
+.PHONY: demo test test-slow install bench nab clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +37,11 @@ demo: $(BIN)/python
 
 test: $(BIN)/python
 	$(PIP) -e '.[test]'
-	$(FSDD_ENV) $(NAB_ENV) $(BIN)/python -m pytest -q $(ARGS)
+	$(FSDD_ENV) $(NAB_ENV) $(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+test-slow: $(BIN)/python
+	$(PIP) -e '.[test]'
+	$(FSDD_ENV) $(NAB_ENV) $(BIN)/python -m pytest -q -m slow $(ARGS)
 
 nab: $(BIN)/python
 	$(PIP) -e '.[apps]'

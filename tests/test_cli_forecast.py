@@ -128,6 +128,7 @@ def _grukit(*args, **kw):
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
+@pytest.mark.slow
 def test_a_killed_training_run_resumes_from_an_intact_checkpoint(tmp_path):
     from grukit.train import checkpoint
 
@@ -165,6 +166,7 @@ def test_a_killed_training_run_resumes_from_an_intact_checkpoint(tmp_path):
     assert pred.returncode == 0, pred.stderr
 
 
+@pytest.mark.slow
 def test_two_process_ddp_training_with_torchrun(tmp_path):
     data = _long_csv(tmp_path / "d.csv", count=4, n=48)
     out = tmp_path / "ddp"
