@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from conftest import tols
 from torch.nn.utils.rnn import pack_sequence
 
 import grukit
 from grukit import backends
-from conftest import tols
 
 F64 = torch.float64
 

@@ -10,7 +10,6 @@ from grukit.bench.cases import Case, parse_case
 from grukit.bench.providers import PROVIDERS, Job, onnx_gru_model
 from grukit.cli.main import main
 
-
 PEERS = ["ort", "openvino"]
 
 
@@ -224,7 +223,7 @@ def test_variant_providers_build_models_with_their_options_in_the_mode_measured(
     from grukit.bench.providers import VARIANTS, variant_provider
 
     case = Case(2, 3, 4, 5)
-    for variant, options in VARIANTS.items():
+    for variant in VARIANTS:
         provider = PROVIDERS[variant_provider(variant)]
         assert provider.supports(Job(case, True, "training")) is None
         assert provider.supports(Job(case, False, "inference")) is None

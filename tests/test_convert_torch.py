@@ -4,12 +4,11 @@ import os
 
 import pytest
 import torch
+from conftest import tols
 
 import grukit
 from grukit.convert import ConversionError, from_state_dict, from_torch, to_torch
 from grukit.serialization import load, save
-
-from conftest import tols
 
 CONFIGS = [
     dict(num_layers=1),

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import grukit
-from tests.conftest import run_script
 from grukit import backends
 from grukit.backends import cpu
+from tests.conftest import run_script
 
 F64 = torch.float64
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tols
 
 import grukit
-from conftest import tols
 
 F64 = torch.float64
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "golden_onnx_gru.json").read_text())

@@ -357,9 +357,9 @@ def test_cli_never_overwrites_without_force(models, tmp_path, capsys):
 
 
 def test_cli_reports_a_value_that_is_not_a_number(models, tmp_path, capsys):
-    from grukit.cli.main import main
-
     import shutil
+
+    from grukit.cli.main import main
 
     model = tmp_path / "model"
     shutil.copytree(models / "sf", model)

@@ -3,10 +3,10 @@
 import os
 import stat
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 
 from grukit import _io, _safeload

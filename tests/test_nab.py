@@ -182,9 +182,7 @@ def test_discord_detector_is_online_and_finds_a_changed_cycle():
     causality); a cycle replaced by a faster oscillation holds the highest score (within a window
     of its end); the left profile against brute force."""
     pytest.importorskip("stumpy")
-    from grukit.apps.nab.discord import Discord
-
-    from grukit.apps.nab.discord import left_profile
+    from grukit.apps.nab.discord import Discord, left_profile
 
     x = np.sin(2 * np.pi * np.arange(1200) / 25) + 0.05 * np.random.default_rng(0).standard_normal(1200)
     t = np.arange(800, 825)

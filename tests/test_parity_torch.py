@@ -5,10 +5,10 @@ import itertools
 
 import pytest
 import torch
+from conftest import tols
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import grukit
-from conftest import tols
 
 LAYERS = [1, 2, 3]
 FLAGS = list(itertools.product([False, True], repeat=4))  # bidirectional, batch_first, bias, hx

@@ -4,10 +4,10 @@ import warnings
 
 import pytest
 import torch
+from conftest import tols
 from torch.nn.utils.rnn import pack_sequence
 
 import grukit
-from conftest import tols
 
 F64 = torch.float64
 FORMS = pytest.mark.parametrize("reset_after", [False, True], ids=["before", "after"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from grukit.data.audio import AudioError, SILENCE, add_noise, change_speed, read_audio, read_many, resample
+from grukit.data.audio import SILENCE, AudioError, add_noise, change_speed, read_audio, read_many, resample
 from grukit.data.series import DataError
 
 

@@ -11,8 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grukit.apps.speech.baselines import (BASELINE_NAMES, DTW_NAME, dtw_1nn, dtw_distance, fit_baselines,
-                                          mfcc_frames, pooled_mfcc)
+from grukit.apps.speech.baselines import (
+    BASELINE_NAMES,
+    DTW_NAME,
+    dtw_1nn,
+    dtw_distance,
+    fit_baselines,
+    mfcc_frames,
+    pooled_mfcc,
+)
 from grukit.data.series import DataError
 
 RATE = 8000

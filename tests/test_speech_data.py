@@ -16,9 +16,22 @@ import pytest
 
 from grukit.data import speech
 from grukit.data.series import DataError
-from grukit.data.speech import (FSDD_ENV, FSDD_RECORDINGS_SHA256, FSDD_SPEAKERS, Utterance, connected_digits,
-                                from_folder, from_manifest, fsdd, fsdd_folder, load_utterances, official_split,
-                                recordings_digest, speaker_split, speakers)
+from grukit.data.speech import (
+    FSDD_ENV,
+    FSDD_RECORDINGS_SHA256,
+    FSDD_SPEAKERS,
+    Utterance,
+    connected_digits,
+    from_folder,
+    from_manifest,
+    fsdd,
+    fsdd_folder,
+    load_utterances,
+    official_split,
+    recordings_digest,
+    speaker_split,
+    speakers,
+)
 
 sf = pytest.importorskip("soundfile", reason="the speech extra (soundfile) is part of the test extra")
 

@@ -35,7 +35,7 @@ def tone_words(n_per_class: int, seed: int):
     normalisation removes a steady tone's level, not its onset)."""
     rng = np.random.default_rng(seed)
     waves, labels = [], []
-    for k in range(n_per_class):
+    for _ in range(n_per_class):
         for name, f in TONES.items():
             waves.append(np.concatenate([quiet(rng.uniform(0.05, 0.15), rng),
                                          tone(f * rng.uniform(0.95, 1.05), rng.uniform(0.15, 0.3), rng),

@@ -13,8 +13,19 @@ import numpy as np
 import pytest
 import torch
 
-from grukit.apps.speech.features import (LOG_EPS, FeatureConfig, Features, FeatureStream, SpecAugment, dct_matrix,
-                                         hz_to_mel, mel_filterbank, mel_to_hz, num_frames, utterance_norm)
+from grukit.apps.speech.features import (
+    LOG_EPS,
+    FeatureConfig,
+    Features,
+    FeatureStream,
+    SpecAugment,
+    dct_matrix,
+    hz_to_mel,
+    mel_filterbank,
+    mel_to_hz,
+    num_frames,
+    utterance_norm,
+)
 from grukit.data.series import DataError
 from grukit.train.config import ConfigError
 

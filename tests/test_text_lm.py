@@ -43,7 +43,10 @@ def test_bits_per_character_equal_an_independent_cross_entropy(fitted):
     W = {k: v.detach().double().numpy() for k, v in net.state_dict().items()}
     H = cfg.hidden_size
     ids = [fitted.vocab_.symbols.index(c) for c in text]
-    sig = lambda v: 1 / (1 + np.exp(-v))
+
+    def sig(v):
+        return 1 / (1 + np.exp(-v))
+
     h = np.zeros(H)
     bits = 0.0
     for t in range(len(ids) - 1):

@@ -8,8 +8,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from grukit.train import ConfigError, TrainConfig, Trainer, TrainingError
-from grukit.train import checkpoint
+from grukit.train import ConfigError, TrainConfig, Trainer, TrainingError, checkpoint
 from grukit.train.config import from_dict
 
 

@@ -32,7 +32,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from grukit._validate import InputError
-from grukit.modules import GRU, _RECORDING, _GateRecorder
+from grukit.modules import _RECORDING, GRU, _GateRecorder
 
 __all__ = [
     "GateTrace", "Holds", "gates", "recording", "hold_durations", "time_constant", "HOLD_THRESHOLD",

@@ -17,8 +17,6 @@ from torch.nn.utils.rnn import PackedSequence
 
 from grukit import _onnx_nodes, backends
 from grukit._layer_options import LayerOptions
-from grukit.backends import _bf16
-from grukit.backends._cpu_base import functorch_active
 from grukit._validate import (
     InputError,
     check_dropout,
@@ -27,6 +25,8 @@ from grukit._validate import (
     check_size,
     check_tensor,
 )
+from grukit.backends import _bf16
+from grukit.backends._cpu_base import functorch_active
 from grukit.packing import repack, unpack
 
 __all__ = ["GRU", "VARIANT_KEYS", "LAYER_NORM_KINDS"]

@@ -43,8 +43,7 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 
 from grukit._layer_options import LAYER_NORM_EPS as _LN_EPS
-from grukit.backends import _numba_cache
-from grukit.backends import _blas
+from grukit.backends import _blas, _numba_cache
 from grukit.backends._small_mm import FEW_ROWS, rows_nt
 from grukit.backends._sync import barrier
 
@@ -352,7 +351,6 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
     like ``hin`` (``h16[0]`` given), ``rh16`` (N, H) ``r * h_prev`` (``reset_after=False``); each
     block converts its own features as it writes them, before the barrier that publishes them."""
     T = gi.shape[0]
-    H = hbuf.shape[2]
     hk = j1 - j0
     g0 = 3 * j0
     wk, bk = w[g0 : g0 + 3 * hk], b[g0 : g0 + 3 * hk]  # this block's gate rows
@@ -579,7 +577,6 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, d
     and ``lnacc`` (2, N, 3H) accumulates per row the gradients of the gain and the shift
     (permuted); with recurrent dropout ``dhr`` (N, H) holds dL/d(h * rmask) of a step."""
     T = ws.shape[0]
-    H = dh.shape[1]
     hk = j1 - j0
     g0 = 3 * j0
     masked, zoned, normed = rmask.shape[0] > 0, zm.shape[0] > 0, lng.shape[0] > 0

@@ -88,7 +88,7 @@ def _unpacker(spec: tuple[A.Arg, ...]):
     @intrinsic
     def unpack(typingctx, m, dt):
         calls = []  # (reader, its signature) per argument
-        for i, a in enumerate(spec):
+        for a in spec:
             if a.kind == "bool":
                 calls.append((_read_bool, types.boolean(m, types.int64, dt)))
             elif a.kind == "int":

@@ -29,8 +29,15 @@ from torch import Tensor
 from grukit._layer_options import LAYER_NORM_EPS, LayerOptions
 from grukit.backends import _cpu_args, _cpu_launch
 from grukit.backends._cpu_base import (
-    Variants, bf16_args, bf16_linear, functorch_active, kernels, lengths_or_full,
-    no_double_backward, saved_per_feature, warm_up,
+    Variants,
+    bf16_args,
+    bf16_linear,
+    functorch_active,
+    kernels,
+    lengths_or_full,
+    no_double_backward,
+    saved_per_feature,
+    warm_up,
 )
 
 __all__ = ["layer", "gru_recurrence_forward", "gru_recurrence_backward"]

@@ -14,8 +14,10 @@ from __future__ import annotations
 import numpy as np
 from numba import carray, cfunc, njit, types
 
-from grukit.backends import _cpu_omp  # loads PyTorch's libgomp into LLVM's symbol table
-from grukit.backends import _numba_cache
+from grukit.backends import (
+    _cpu_omp,  # loads PyTorch's libgomp into LLVM's symbol table
+    _numba_cache,
+)
 from grukit.backends import _stream_kernel as S
 from grukit.backends._addr import ptr
 

@@ -31,11 +31,26 @@ import torch
 from torch import Tensor
 
 from grukit.backends import (
-    Backend, Request, _bf16, _cpu_args, _cpu_launch, _cpu_variants, get, names, register,
+    Backend,
+    Request,
+    _bf16,
+    _cpu_args,
+    _cpu_launch,
+    _cpu_variants,
+    get,
+    names,
+    register,
 )
 from grukit.backends._cpu_base import (
-    bf16_args, bf16_linear, functorch_active, kernels, lengths_or_full, no_double_backward, plain,
-    saved_per_feature, warm_up,
+    bf16_args,
+    bf16_linear,
+    functorch_active,
+    kernels,
+    lengths_or_full,
+    no_double_backward,
+    plain,
+    saved_per_feature,
+    warm_up,
 )
 
 __all__ = ["kernels_available", "thread_plan", "ThreadPlan", "gru_layer_forward", "gru_layer_backward"]

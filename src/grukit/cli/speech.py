@@ -298,7 +298,10 @@ def run_recognize(args) -> int:
     if args.chunk_ms <= 0:
         raise UserError(f"--chunk-ms must be positive, got {args.chunk_ms}")
     rec, _ = load_model(GRUSpeechRecognizer, args.model)
-    log = lambda s: print(s, file=sys.stderr, flush=True)
+
+    def log(s):
+        print(s, file=sys.stderr, flush=True)
+
     if args.stream:
         return _stream_files(rec, args, log)
     rows = rec.recognize_files(args.files, decode=args.decode, beam_width=args.beam_width, log=log)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from grukit.data.speech import cache_folder
 from grukit.data.series import DataError
+from grukit.data.speech import cache_folder
 
 __all__ = ["NAB_ENV", "NAB_COMMIT", "NABFile", "NABCorpus", "nab_folder", "load_nab", "published_scores"]
 
