@@ -58,8 +58,10 @@ def _call(m, x, train):
 def gemm(rounds: int) -> None:
     from grukit.backends._cpu_base import bf16_linear
 
-    print("\n## MKL's bfloat16 product alone, with its operands' conversion (GFLOP/s, best of the "
-          "rounds; x (M, K) @ w (P, K)^T)")
+    print(
+        "\n## MKL's bfloat16 product alone, with its operands' conversion (GFLOP/s, best of the "
+        "rounds; x (M, K) @ w (P, K)^T)"
+    )
     print("| M, K, P | threads | float32 (torch.mm) | bfloat16 operands (gemm_bf16bf16f32) |")
     print("|---|---:|---:|---:|")
     all_threads = torch.get_num_threads()
@@ -96,9 +98,11 @@ def speed(rounds: int) -> None:
                         _call(m, x, train)
                         times[key].append(time.perf_counter() - t0)
                 a, b = statistics.median(times["32"]) * 1e3, statistics.median(times["16"]) * 1e3
-                print(f"| {N}, {T}, {I}, {H} | {'after' if ra else 'before'} | "
-                      f"{'training' if train else 'inference'} | {a:.2f} | {b:.2f} | {a / b:.2f}x |",
-                      flush=True)
+                print(
+                    f"| {N}, {T}, {I}, {H} | {'after' if ra else 'before'} | "
+                    f"{'training' if train else 'inference'} | {a:.2f} | {b:.2f} | {a / b:.2f}x |",
+                    flush=True,
+                )
 
 
 def accuracy() -> None:
@@ -114,8 +118,11 @@ def accuracy() -> None:
                 y64 = m64(x.double())[0]
                 e32 = (m32(x)[0].double() - y64).abs().max().item()
                 e16 = (m16(x)[0].double() - y64).abs().max().item()
-            print(f"| {N}, {T}, {I}, {H} | {'after' if ra else 'before'} | {e32:.2e} | {e16:.2e} | "
-                  f"{e16 / e32:.0f}x |", flush=True)
+            print(
+                f"| {N}, {T}, {I}, {H} | {'after' if ra else 'before'} | {e32:.2e} | {e16:.2e} | "
+                f"{e16 / e32:.0f}x |",
+                flush=True,
+            )
 
 
 def _score(lm, valid) -> tuple[float, float]:
@@ -137,14 +144,25 @@ def language_model(steps: int, epochs: int) -> None:
 
     ptb = char_ptb()
     valid = ptb["valid"][:SCORED]
-    print(f"\n## a trained model: char-PTB, H = 256, batch 64, {epochs} epochs of {steps} steps, "
-          f"bpc on the first {SCORED:,} validation characters")
+    print(
+        f"\n## a trained model: char-PTB, H = 256, batch 64, {epochs} epochs of {steps} steps, "
+        f"bpc on the first {SCORED:,} validation characters"
+    )
     print("| trained | seconds | scored in float32 | scored with bfloat16 products |")
     print("|---|---:|---:|---:|")
     for precision in ("float32", "bf16"):  # bf16: the trainer's autocast around each step
-        lm = GRULanguageModel(hidden_size=256, train=dict(
-            batch_size=64, lr=3e-3, epochs=epochs, steps_per_epoch=steps, patience=None,
-            progress="off", precision=precision))
+        lm = GRULanguageModel(
+            hidden_size=256,
+            train=dict(
+                batch_size=64,
+                lr=3e-3,
+                epochs=epochs,
+                steps_per_epoch=steps,
+                patience=None,
+                progress="off",
+                precision=precision,
+            ),
+        )
         t0 = time.perf_counter()
         lm.fit(ptb["train"], valid=valid, also=[ptb["valid"], ptb["test"]])
         seconds = time.perf_counter() - t0
@@ -154,16 +172,22 @@ def language_model(steps: int, epochs: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", nargs="+", choices=("gemm", "speed", "accuracy", "lm"),
-                   default=["gemm", "speed", "accuracy", "lm"])
+    p.add_argument(
+        "--parts",
+        nargs="+",
+        choices=("gemm", "speed", "accuracy", "lm"),
+        default=["gemm", "speed", "accuracy", "lm"],
+    )
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--lm-steps", type=int, default=100, help="training steps per epoch")
     p.add_argument("--lm-epochs", type=int, default=3)
     args = p.parse_args()
     cpu, flags = cpu_features()
-    print(f"machine: {cpu}; {os.cpu_count()} cores; torch threads {torch.get_num_threads()}; "
-          f"extensions {' '.join(flags)}; bfloat16 in hardware: {_bf16.hardware()}; "
-          f"GRUKIT_BF16={_bf16.mode()}; torch {torch.__version__}")
+    print(
+        f"machine: {cpu}; {os.cpu_count()} cores; torch threads {torch.get_num_threads()}; "
+        f"extensions {' '.join(flags)}; bfloat16 in hardware: {_bf16.hardware()}; "
+        f"GRUKIT_BF16={_bf16.mode()}; torch {torch.__version__}"
+    )
     threads = torch.get_num_threads()
     if "gemm" in args.parts:
         gemm(args.rounds)

@@ -60,9 +60,12 @@ def main() -> None:
         s = det.score(signal)
         ev = events(labels, s > det.threshold_, tolerance=ECG_BEAT, min_gap=ECG_BEAT // 2)
         r = ranking(labels, s)
-        print(f"construction {seed}: detected {ev['detected']} of {ev['events']}, "
-              f"{ev['false_alarms_per_1000']:.2f} false alarms per 1,000 points, "
-              f"point ROC-AUC {r['ROC-AUC']:.3f}", flush=True)
+        print(
+            f"construction {seed}: detected {ev['detected']} of {ev['events']}, "
+            f"{ev['false_alarms_per_1000']:.2f} false alarms per 1,000 points, "
+            f"point ROC-AUC {r['ROC-AUC']:.3f}",
+            flush=True,
+        )
 
 
 def _discord(args, x_tr, y_tr, x_te, y_te) -> None:
@@ -70,13 +73,22 @@ def _discord(args, x_tr, y_tr, x_te, y_te) -> None:
 
     for seed in args.constructions:
         signal, labels = build_long_signal(x_te, y_te, beats=300, seed=seed)
-        d = discord_baseline(np.concatenate(x_tr[y_tr == 1]), signal, labels, window=ECG_BEAT,
-                             tolerance=ECG_BEAT, false_alarm_rate=args.false_alarm_rate or 0.01,
-                             log=lambda s: None)
+        d = discord_baseline(
+            np.concatenate(x_tr[y_tr == 1]),
+            signal,
+            labels,
+            window=ECG_BEAT,
+            tolerance=ECG_BEAT,
+            false_alarm_rate=args.false_alarm_rate or 0.01,
+            log=lambda s: None,
+        )
         ev = d["events"]
-        print(f"construction {seed}: detected {ev['detected']} of {ev['events']}, "
-              f"{ev['false_alarms_per_1000']:.2f} false alarms per 1,000 points, "
-              f"point ROC-AUC {d['point']['ROC-AUC']:.3f}", flush=True)
+        print(
+            f"construction {seed}: detected {ev['detected']} of {ev['events']}, "
+            f"{ev['false_alarms_per_1000']:.2f} false alarms per 1,000 points, "
+            f"point ROC-AUC {d['point']['ROC-AUC']:.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

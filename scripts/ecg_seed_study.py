@@ -46,16 +46,26 @@ def main() -> None:
     normal, labels = x_tr[y_tr == 1], (y_te != 1).astype(int)
     # the 1-NN's squared distance per point: what "as close as the nearest normal beat" means
     nn = cdist(x_te, normal).min(1) ** 2 / x_te.shape[1]
-    print(f"1-NN distance: ROC-AUC {roc_auc_score(labels, nn):.4f}, PR-AUC {average_precision_score(labels, nn):.4f}")
-    print(f"1-NN squared distance per point (median): normal test beats {np.median(nn[labels == 0]):.4f}, "
-          f"abnormal {np.median(nn[labels == 1]):.4f}", flush=True)
+    print(
+        f"1-NN distance: ROC-AUC {roc_auc_score(labels, nn):.4f}, PR-AUC {average_precision_score(labels, nn):.4f}"
+    )
+    print(
+        f"1-NN squared distance per point (median): normal test beats {np.median(nn[labels == 0]):.4f}, "
+        f"abnormal {np.median(nn[labels == 1]):.4f}",
+        flush=True,
+    )
     scores = {}
     for seed in args.seeds:
         det = GRUAnomalyDetector(  # the demo's one-class settings
-            "sequences", hidden_size=args.hidden_size, latent_size=args.latent_size, false_alarm_rate=0.05,
-            bidirectional=args.bidirectional, time_features=args.time_features,
+            "sequences",
+            hidden_size=args.hidden_size,
+            latent_size=args.latent_size,
+            false_alarm_rate=0.05,
+            bidirectional=args.bidirectional,
+            time_features=args.time_features,
             calibration_share=args.calibration_share,
-            train=TrainConfig(epochs=args.epochs, batch_size=32, patience=None, seed=seed, progress="off"))
+            train=TrainConfig(epochs=args.epochs, batch_size=32, patience=None, seed=seed, progress="off"),
+        )
         det.fit(normal, log=lambda s: None)
         scores[seed] = det.score(x_te)
         net = det.net_[0]
@@ -75,27 +85,36 @@ def main() -> None:
             "mean squared error (the detector's)": sq.mean(1),
             "mean absolute error": np.abs(err).mean(1),
             "largest 15-point moving average of the squared error": np.array(
-                [np.convolve(r, kernel, "same") for r in sq]).max(1),
+                [np.convolve(r, kernel, "same") for r in sq]
+            ).max(1),
             "90th percentile of the squared error": np.quantile(sq, 0.9, axis=1),
             "latent-space distance to the nearest normal train beat": cdist(lat, lat_tr).min(1),
         }
         # the sum of two robust z's, each normalised on the normal training beats
         sq_tr, lat_nn_tr = (err_tr**2).mean(1), np.sort(cdist(lat_tr, lat_tr), 1)[:, 1]
-        summaries["mean squared error + latent distance (robust z each)"] = (
-            _robust_z(summaries["mean squared error (the detector's)"], sq_tr)
-            + _robust_z(summaries["latent-space distance to the nearest normal train beat"], lat_nn_tr))
+        summaries["mean squared error + latent distance (robust z each)"] = _robust_z(
+            summaries["mean squared error (the detector's)"], sq_tr
+        ) + _robust_z(summaries["latent-space distance to the nearest normal train beat"], lat_nn_tr)
         mse = sq.mean(1)
-        print(f"seed {seed}: ROC-AUC {roc_auc_score(labels, scores[seed]):.4f}, PR-AUC "
-              f"{average_precision_score(labels, scores[seed]):.4f}; squared error per point "
-              f"(median): normal test beats {np.median(mse[labels == 0]):.4f}, abnormal "
-              f"{np.median(mse[labels == 1]):.4f}", flush=True)
+        print(
+            f"seed {seed}: ROC-AUC {roc_auc_score(labels, scores[seed]):.4f}, PR-AUC "
+            f"{average_precision_score(labels, scores[seed]):.4f}; squared error per point "
+            f"(median): normal test beats {np.median(mse[labels == 0]):.4f}, abnormal "
+            f"{np.median(mse[labels == 1]):.4f}",
+            flush=True,
+        )
         for name, s in summaries.items():
             print(f"    {name}: {roc_auc_score(labels, s):.4f}", flush=True)
     seeds = list(scores)
     for k in range(2, len(seeds) + 1):
-        aucs = [roc_auc_score(labels, np.mean([scores[s] for s in c], 0)) for c in itertools.combinations(seeds, k)]
-        print(f"average of {k} seeds' scores: ROC-AUC {min(aucs):.4f} - {max(aucs):.4f} (mean {np.mean(aucs):.4f}, "
-              f"{len(aucs)} combinations)")
+        aucs = [
+            roc_auc_score(labels, np.mean([scores[s] for s in c], 0))
+            for c in itertools.combinations(seeds, k)
+        ]
+        print(
+            f"average of {k} seeds' scores: ROC-AUC {min(aucs):.4f} - {max(aucs):.4f} (mean {np.mean(aucs):.4f}, "
+            f"{len(aucs)} combinations)"
+        )
 
 
 if __name__ == "__main__":

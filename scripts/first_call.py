@@ -33,8 +33,7 @@ print(json.dumps({"import_s": t1 - t0, "first_call_s": t2 - t1, "second_call_s":
 
 def run(cache_dir: str) -> dict:
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -43,9 +42,11 @@ def main() -> None:
         cold = run(cache)
         warm = run(cache)
     for name, r in (("cold cache (compiles)", cold), ("warm cache (loads)", warm)):
-        print(f"{name:<22} import {r['import_s']:.2f} s, first forward+backward "
-              f"{r['first_call_s']:.2f} s, next {r['second_call_s'] * 1e3:.1f} ms "
-              f"[backend {r['backend']}]")
+        print(
+            f"{name:<22} import {r['import_s']:.2f} s, first forward+backward "
+            f"{r['first_call_s']:.2f} s, next {r['second_call_s'] * 1e3:.1f} ms "
+            f"[backend {r['backend']}]"
+        )
 
 
 if __name__ == "__main__":

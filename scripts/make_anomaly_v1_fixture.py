@@ -30,8 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
-TRAIN = {"epochs": 3, "batch_size": 16, "steps_per_epoch": 8, "lr": 1e-2, "patience": None, "progress": "off",
-         "seed": 0}
+TRAIN = {
+    "epochs": 3,
+    "batch_size": 16,
+    "steps_per_epoch": 8,
+    "lr": 1e-2,
+    "patience": None,
+    "progress": "off",
+    "seed": 0,
+}
 
 
 def signal(n: int, seed: int) -> np.ndarray:
@@ -57,7 +64,9 @@ def cases() -> dict[str, tuple[str, dict, np.ndarray, np.ndarray]]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("old", type=Path, help="a checkout of the commit that wrote format /1 (e699771)")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "tests/fixtures/anomaly_v1")
+    p.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent.parent / "tests/fixtures/anomaly_v1"
+    )
     args = p.parse_args()
     sys.path.insert(0, str(args.old.resolve() / "src"))
     import torch
@@ -70,8 +79,12 @@ def main() -> None:
     for name, (mode, hyper, train, scored) in cases().items():
         det = anomaly.GRUAnomalyDetector(mode, train=TRAIN, **hyper).fit(train)
         det.save(args.out / name)
-        record = {"written_by": f"scripts/make_anomaly_v1_fixture.py with {anomaly.__file__}",
-                  "input": scored.tolist(), "scores": det.score(scored).tolist(), "threshold": det.threshold_}
+        record = {
+            "written_by": f"scripts/make_anomaly_v1_fixture.py with {anomaly.__file__}",
+            "input": scored.tolist(),
+            "scores": det.score(scored).tolist(),
+            "threshold": det.threshold_,
+        }
         (args.out / name / "scores.json").write_text(json.dumps(record) + "\n")
         print(f"{args.out / name}: {mode}, scores {np.round(record['scores'][:4], 3)} ...")
 

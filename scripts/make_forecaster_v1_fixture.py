@@ -41,7 +41,9 @@ def csv_text() -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("old", type=Path, help="a checkout of the old code (its src/ is imported)")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "tests/fixtures/forecaster_v1")
+    p.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "tests/fixtures/forecaster_v1"
+    )
     args = p.parse_args()
     sys.path.insert(0, str(args.old / "src"))
     import torch
@@ -56,13 +58,20 @@ def main() -> None:
         path = Path(d) / "daily.csv"
         path.write_text(csv_text())
         series = read_csv(path)
-    f = GRUForecaster(3, 7, train={"epochs": 1, "batch_size": 16, "lr": 1e-2, "patience": None,
-                                   "progress": "off", "seed": 0}, hidden_size=4)
+    f = GRUForecaster(
+        3,
+        7,
+        train={"epochs": 1, "batch_size": 16, "lr": 1e-2, "patience": None, "progress": "off", "seed": 0},
+        hidden_size=4,
+    )
     f.fit(series)
     f.save(args.out)
     fc = f.predict()
-    expected = {"ids": fc.ids, "point": fc.point.tolist(),
-                "timestamps": [[str(np.datetime64(t, "D")) for t in ts] for ts in fc.timestamps]}
+    expected = {
+        "ids": fc.ids,
+        "point": fc.point.tolist(),
+        "timestamps": [[str(np.datetime64(t, "D")) for t in ts] for ts in fc.timestamps],
+    }
     (args.out / "expected.json").write_text(json.dumps(expected))
     print(f"wrote {args.out} with grukit {grukit.__version__} from {grukit.__file__}")
 

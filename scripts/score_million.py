@@ -21,8 +21,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     t = np.arange(20_000)
     train = np.sin(2 * np.pi * t / 50) + 0.05 * rng.standard_normal(len(t))
-    det = GRUAnomalyDetector("signal", window=128, model=args.model,
-                             train={"epochs": 1, "steps_per_epoch": 20, "progress": "off"}).fit(train)
+    det = GRUAnomalyDetector(
+        "signal", window=128, model=args.model, train={"epochs": 1, "steps_per_epoch": 20, "progress": "off"}
+    ).fit(train)
     n = 1_000_000
     x = np.sin(2 * np.pi * np.arange(n) / 50) + 0.05 * rng.standard_normal(n)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -30,8 +31,10 @@ def main() -> None:
     det.score(x)
     seconds = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{args.model}: scored {n:,} points in {seconds:.1f} s; peak RSS {after:.0f} MB "
-          f"(before scoring {before:.0f} MB)")
+    print(
+        f"{args.model}: scored {n:,} points in {seconds:.1f} s; peak RSS {after:.0f} MB "
+        f"(before scoring {before:.0f} MB)"
+    )
 
 
 if __name__ == "__main__":

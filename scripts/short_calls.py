@@ -17,8 +17,16 @@ import torch
 import grukit
 import grukit.streaming
 
-CASES = [(1, 200, 128, 256), (1, 250, 32, 64), (8, 32, 64, 128), (32, 8, 64, 256), (1, 10, 64, 64),
-         (1, 100, 256, 512), (1, 1, 64, 64), (1, 1, 256, 256)]  # (N, T, I, H)
+CASES = [
+    (1, 200, 128, 256),
+    (1, 250, 32, 64),
+    (8, 32, 64, 128),
+    (32, 8, 64, 256),
+    (1, 10, 64, 64),
+    (1, 100, 256, 512),
+    (1, 1, 64, 64),
+    (1, 1, 256, 256),
+]  # (N, T, I, H)
 
 
 def _ms(model, x, calls: int) -> float:
@@ -43,8 +51,11 @@ def main() -> None:
                 fused.load_state_dict(auto.state_dict())
                 x = torch.randn(T, N, I)  # (T, N, I)
                 h0 = torch.zeros(1, N, H)  # (L, N, H)
-                models = {"short": lambda x: grukit.streaming.short_call(auto, x, h0),
-                          "fused": fused, "auto": auto}
+                models = {
+                    "short": lambda x: grukit.streaming.short_call(auto, x, h0),
+                    "fused": fused,
+                    "auto": auto,
+                }
                 times = {name: [] for name in models}
                 with torch.inference_mode():
                     for m in models.values():
@@ -55,8 +66,11 @@ def main() -> None:
                         for name, m in models.items():
                             times[name].append(_ms(m, x, calls))
                 s, f, a = (statistics.median(times[k]) for k in models)
-                print(f"{threads} thread(s)  N={N:<3} T={T:<4} I={I:<4} H={H:<4} short {s:8.3f} ms  "
-                      f"fused {f:8.3f} ms  fused/short {f / s:5.2f}  auto {a:8.3f} ms", flush=True)
+                print(
+                    f"{threads} thread(s)  N={N:<3} T={T:<4} I={I:<4} H={H:<4} short {s:8.3f} ms  "
+                    f"fused {f:8.3f} ms  fused/short {f / s:5.2f}  auto {a:8.3f} ms",
+                    flush=True,
+                )
     finally:
         torch.set_num_threads(previous)
 

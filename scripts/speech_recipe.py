@@ -18,13 +18,18 @@ RECIPES = {  # name: (SpeechConfig fields, TrainConfig fields); docs/speech.md's
     "A": (dict(features="logmel", hidden_size=128, noise_snr=None), dict(epochs=30, patience=8)),
     "B": (dict(features="logmel", hidden_size=128, stack=1, noise_snr=None), dict(epochs=30, patience=8)),
     "D": (dict(features="logmel", hidden_size=128, noise_snr=10.0), dict(epochs=40, patience=12)),
-    "E": (dict(features="mfcc", hidden_size=128, noise_snr=10.0), dict(epochs=40, patience=12)),  # today's defaults
+    "E": (
+        dict(features="mfcc", hidden_size=128, noise_snr=10.0),
+        dict(epochs=40, patience=12),
+    ),  # today's defaults
 }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("recipes", nargs="*", metavar="RECIPE", help=f"some of {', '.join(RECIPES)} (default: all)")
+    p.add_argument(
+        "recipes", nargs="*", metavar="RECIPE", help=f"some of {', '.join(RECIPES)} (default: all)"
+    )
     p.add_argument("--fsdd", default=None, metavar="DIR")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -47,9 +52,12 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         r = rec.evaluate(sw, sl)
         errors = sum(p != t for p, t in zip(r["predictions"], sl))
-        print(f"{name}: accuracy {r['accuracy']:.4f} ({errors} errors in {len(sl)}), "
-              f"{rec.result_.epochs_run} epochs (best {rec.result_.best_epoch}), {seconds:.0f} s, "
-              f"{rec.num_parameters:,} parameters  {model} {training}", flush=True)
+        print(
+            f"{name}: accuracy {r['accuracy']:.4f} ({errors} errors in {len(sl)}), "
+            f"{rec.result_.epochs_run} epochs (best {rec.result_.best_epoch}), {seconds:.0f} s, "
+            f"{rec.num_parameters:,} parameters  {model} {training}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

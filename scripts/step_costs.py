@@ -67,6 +67,7 @@ def _loop(body):
     def run(calls):
         for _ in range(calls):
             body()
+
     return run
 
 
@@ -93,9 +94,13 @@ def measure(rounds: int) -> dict[str, float]:
             fn(h, B, out, 10)  # compile
             np.testing.assert_allclose(out, h @ w.T, rtol=1e-4, atol=1e-3)
         entries[f"product 1x{H} @ {H}x{3 * H}: rows_nt (kernels)"] = (
-            lambda calls, h=h, w=w, out=out: _repeat_rows(h, w, out, calls), 20_000)
+            lambda calls, h=h, w=w, out=out: _repeat_rows(h, w, out, calls),
+            20_000,
+        )
         entries[f"product 1x{H} @ {H}x{3 * H}: axpy on W_hh^T"] = (
-            lambda calls, h=h, wt=wt, out=out: _repeat_axpy(h, wt, out, calls), 20_000)
+            lambda calls, h=h, wt=wt, out=out: _repeat_axpy(h, wt, out, calls),
+            20_000,
+        )
     times: dict[str, list[float]] = {name: [] for name in entries}
     with torch.inference_mode():
         for fn, calls in entries.values():

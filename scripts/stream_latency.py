@@ -66,9 +66,7 @@ def providers(H: int):
     # the three compute the same thing: check before timing anything
     xs = torch.randn(5, 1, 1, H)
     with torch.no_grad():
-        outs = [
-            torch.cat([f(x).reshape(1, H) for x in xs]) for f in (run_stream, run_gru, run_cell)
-        ]
+        outs = [torch.cat([f(x).reshape(1, H) for x in xs]) for f in (run_stream, run_gru, run_cell)]
     for name, out in zip(("torch.nn.GRU", "GRUCell"), outs[1:]):
         torch.testing.assert_close(outs[0], out, rtol=1e-4, atol=1e-5, msg=f"stream vs {name}")
     assert stream.path_used == "fast", f"the stream took the {stream.path_used} path"
@@ -131,22 +129,31 @@ def main(argv=None) -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 1024], help="hidden sizes H")
     p.add_argument("--rounds", type=int, default=20, help="interleaved rounds")
     p.add_argument("--calls", type=int, default=200, help="one-step calls per provider per round")
-    p.add_argument("--threads", type=int, nargs="+", default=None,
-                   help="thread counts to measure every provider at (default: 1 and torch's)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=None,
+        help="thread counts to measure every provider at (default: 1 and torch's)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 20 calls")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.calls = 2, 20
     counts = args.threads or sorted({1, torch.get_num_threads()})
 
-    print(f"CPU: {cpu_model()}; torch {torch.__version__}; thread counts {counts}; "
-          f"grukit {grukit.__version__}; float32, batch 1, input size = H; "
-          f"{args.rounds} interleaved rounds x {args.calls} calls per provider and thread count, "
-          "median per call; each provider at its best thread count"
-          + ("; QUICK SMOKE RUN, not a measurement" if args.quick else ""))
+    print(
+        f"CPU: {cpu_model()}; torch {torch.__version__}; thread counts {counts}; "
+        f"grukit {grukit.__version__}; float32, batch 1, input size = H; "
+        f"{args.rounds} interleaved rounds x {args.calls} calls per provider and thread count, "
+        "median per call; each provider at its best thread count"
+        + ("; QUICK SMOKE RUN, not a measurement" if args.quick else "")
+    )
     print()
-    print("| H | grukit stream (us) | torch.nn.GRU (us) | torch GRUCell (us) "
-          "| vs nn.GRU | vs GRUCell | two products alone (us) |")
+    print(
+        "| H | grukit stream (us) | torch.nn.GRU (us) | torch GRUCell (us) "
+        "| vs nn.GRU | vs GRUCell | two products alone (us) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     raw = []
     for H in args.sizes:
@@ -158,8 +165,10 @@ def main(argv=None) -> None:
         (s, ns), (g, ng), (c, nc) = best["grukit stream"], best["torch.nn.GRU"], best["torch GRUCell"]
         floor = products_floor(H, args.rounds, args.calls)
         split = f", split over {used[ns]}" if used[ns] > 1 else ""
-        print(f"| {H} | {s:.1f} ({ns} thr{split}) | {g:.1f} ({ng} thr) | {c:.1f} ({nc} thr) "
-              f"| {g / s:.1f}x | {c / s:.1f}x | {floor:.1f} |")
+        print(
+            f"| {H} | {s:.1f} ({ns} thr{split}) | {g:.1f} ({ng} thr) | {c:.1f} ({nc} thr) "
+            f"| {g / s:.1f}x | {c / s:.1f}x | {floor:.1f} |"
+        )
         raw.append((H, m))
     print()
     print("Every provider and thread count (us):")

@@ -29,7 +29,9 @@ SCORED = 100_000
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("recipes", nargs="*", metavar="RECIPE", help=f"some of {', '.join(RECIPES)} (default: all)")
+    p.add_argument(
+        "recipes", nargs="*", metavar="RECIPE", help=f"some of {', '.join(RECIPES)} (default: all)"
+    )
     p.add_argument("--seconds", type=float, default=150.0)
     args = p.parse_args()
     unknown = [r for r in args.recipes if r not in RECIPES]
@@ -47,8 +49,11 @@ def main() -> None:
         t0 = time.perf_counter()
         lm.fit(ptb["train"], valid=valid, also=[ptb["valid"], ptb["test"]])
         bpc = lm.evaluate(valid)["bpc"]
-        print(f"{name} {model} {train} valid (first {SCORED:,}) bpc {bpc:.4f} epochs "
-              f"{lm.result_.epochs_run} fit {time.perf_counter() - t0:.0f} s", flush=True)
+        print(
+            f"{name} {model} {train} valid (first {SCORED:,}) bpc {bpc:.4f} epochs "
+            f"{lm.result_.epochs_run} fit {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

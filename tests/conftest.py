@@ -11,10 +11,17 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 # the same examples every run and well under a minute in all; `make fuzz` selects "fuzz"
 # the autouse seed fixture is function-scoped: each example seeds torch itself where it draws
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
-settings.register_profile("default", derandomize=True, max_examples=10, deadline=None, database=None,
-                          suppress_health_check=_SUPPRESS)
-settings.register_profile("fuzz", max_examples=300, deadline=None, database=None,
-                          suppress_health_check=_SUPPRESS)
+settings.register_profile(
+    "default",
+    derandomize=True,
+    max_examples=10,
+    deadline=None,
+    database=None,
+    suppress_health_check=_SUPPRESS,
+)
+settings.register_profile(
+    "fuzz", max_examples=300, deadline=None, database=None, suppress_health_check=_SUPPRESS
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
@@ -43,8 +50,11 @@ def fake_fsdd(tmp_path_factory):
             for k in range(7):
                 t = np.arange(int(rng.uniform(0.2, 0.3) * 8000)) / 8000
                 w = rng.uniform(0.2, 0.8) * np.sin(2 * np.pi * (300 + 180 * digit) * t + rng.uniform(0, 6))
-                sf.write(root / f"{digit}_{spk}_{k}.wav", (w + 0.01 * rng.standard_normal(len(t))).astype(np.float32),
-                         8000)
+                sf.write(
+                    root / f"{digit}_{spk}_{k}.wav",
+                    (w + 0.01 * rng.standard_normal(len(t))).astype(np.float32),
+                    8000,
+                )
     return root.parent
 
 
@@ -56,7 +66,8 @@ def run_script(path, source: str, **env: str) -> str:
     import sys
 
     path.write_text(source)
-    proc = subprocess.run([sys.executable, str(path)], env=dict(os.environ, **env),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(path)], env=dict(os.environ, **env), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout.strip()

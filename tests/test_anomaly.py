@@ -40,8 +40,15 @@ def _with_anomalies(n=3000, seed=1):
 
 @pytest.fixture(scope="module")
 def signal_detector():
-    return GRUAnomalyDetector("signal", model="autoencoder", window=40, hidden_size=16, smooth=10, false_alarm_rate=0.002,
-                              train=FAST).fit(_sine(4000))
+    return GRUAnomalyDetector(
+        "signal",
+        model="autoencoder",
+        window=40,
+        hidden_size=16,
+        smooth=10,
+        false_alarm_rate=0.002,
+        train=FAST,
+    ).fit(_sine(4000))
 
 
 def test_spikes_level_shifts_and_frequency_changes_are_found(signal_detector):
@@ -56,7 +63,9 @@ def test_spikes_level_shifts_and_frequency_changes_are_found(signal_detector):
 
 @pytest.mark.parametrize("model", ["autoencoder", "forecaster"])
 def test_threshold_gives_the_requested_false_alarm_rate_on_normal_data(model):
-    det = GRUAnomalyDetector("signal", model=model, window=40, hidden_size=16, false_alarm_rate=0.05, train=FAST)
+    det = GRUAnomalyDetector(
+        "signal", model=model, window=40, hidden_size=16, false_alarm_rate=0.05, train=FAST
+    )
     det.fit(_sine(4000))
     flags = det.predict(_sine(6000, seed=7))  # new noise, same process
     assert 0.025 <= flags.mean() <= 0.10
@@ -76,7 +85,7 @@ def _sq_err_bound(out, target):
     """Elementwise bound on how far a float32 ``(out - target) ** 2`` may move (see above)."""
     delta = 4 * EPS32 * np.maximum(np.abs(out), 1.0)
     d = np.abs(out - target)
-    return 2 * d * delta + delta ** 2 + 2 * EPS32 * d ** 2
+    return 2 * d * delta + delta**2 + 2 * EPS32 * d**2
 
 
 def _windows_by_hand(net, z, W, stride, aggregate):
@@ -87,7 +96,7 @@ def _windows_by_hand(net, z, W, stride, aggregate):
     if starts[-1] != n - W:
         starts.append(n - W)
     with torch.no_grad():
-        w = torch.stack([torch.from_numpy(z[s:s + W]) for s in starts])  # (B, W, C)
+        w = torch.stack([torch.from_numpy(z[s : s + W]) for s in starts])  # (B, W, C)
         out = net(w).double().numpy()
     w = w.double().numpy()
     e_pt = ((out - w) ** 2).mean(2)  # (B, W)
@@ -110,7 +119,7 @@ def _windows_by_hand(net, z, W, stride, aggregate):
 
 
 def _smooth_by_hand(v, m):
-    return np.array([np.mean(v[max(0, u - m + 1):u + 1]) for u in range(len(v))])
+    return np.array([np.mean(v[max(0, u - m + 1) : u + 1]) for u in range(len(v))])
 
 
 def test_scores_are_normalised_smoothed_window_errors_in_any_chunking(signal_detector):
@@ -120,7 +129,9 @@ def test_scores_are_normalised_smoothed_window_errors_in_any_chunking(signal_det
     z = ((x[:, None] - det.mean_) / det.std_).astype(np.float32)
     err, bound = _windows_by_hand(det.net_[0], z, 40, 10, "window")
     scale = det.member_spread_[0] * det.spread_
-    expected = ((_smooth_by_hand(err, 10) - det.member_center_[0]) / det.member_spread_[0] - det.center_) / det.spread_
+    expected = (
+        (_smooth_by_hand(err, 10) - det.member_center_[0]) / det.member_spread_[0] - det.center_
+    ) / det.spread_
     # float64 normalisation adds rounding of ~1e-15 of the largest intermediate on top of the bound
     tol = _smooth_by_hand(bound, 10) / scale + 1e-12 * np.abs(expected).max()
     for chunk in (1, 37, 500, 65536):
@@ -129,7 +140,7 @@ def test_scores_are_normalised_smoothed_window_errors_in_any_chunking(signal_det
 
 @pytest.mark.parametrize("aggregate", ["window", "point", "min"])
 def test_window_errors_aggregate_as_documented_in_any_chunking(aggregate, min_detector):
-    """"window": the mean of the covering windows' mean errors; "point": the mean of the errors
+    """ "window": the mean of the covering windows' mean errors; "point": the mean of the errors
     at the point; "min": the smallest covering window's mean error; near the ends "window" and
     "min" take as many windows as an interior point has, the first or last (aggregation does not
     change training, so one network serves all three)."""
@@ -143,8 +154,15 @@ def test_window_errors_aggregate_as_documented_in_any_chunking(aggregate, min_de
 
 @pytest.fixture(scope="module")
 def min_detector():
-    return GRUAnomalyDetector("signal", model="autoencoder", window=30, stride=7, hidden_size=8, aggregate="min",
-                              train={**FAST, "epochs": 1}).fit(_sine(3000))
+    return GRUAnomalyDetector(
+        "signal",
+        model="autoencoder",
+        window=30,
+        stride=7,
+        hidden_size=8,
+        aggregate="min",
+        train={**FAST, "epochs": 1},
+    ).fit(_sine(3000))
 
 
 def test_min_aggregate_scores_are_the_best_covering_window(min_detector):
@@ -163,8 +181,16 @@ def test_min_aggregate_scores_are_the_best_covering_window(min_detector):
 
 @pytest.fixture(scope="module")
 def forecaster():
-    return GRUAnomalyDetector("signal", model="forecaster", window=40, horizon=20, hidden_size=16, smooth=10,
-                              false_alarm_rate=0.002, train=FAST).fit(_sine(4000))
+    return GRUAnomalyDetector(
+        "signal",
+        model="forecaster",
+        window=40,
+        horizon=20,
+        hidden_size=16,
+        smooth=10,
+        false_alarm_rate=0.002,
+        train=FAST,
+    ).fit(_sine(4000))
 
 
 def test_forecaster_finds_spikes_level_shifts_and_frequency_changes(forecaster):
@@ -192,15 +218,19 @@ def test_forecaster_errors_are_its_predictions_errors_and_chunks_carry_the_state
         err[u] = np.mean((made - zz[u]) ** 2)
         bound[u] = np.mean(_sq_err_bound(made, zz[u]))  # chunks change the float32 products' blocking
     first = W + Hz
-    smooth = np.array([np.nanmean(err[max(0, u - 9):u + 1]) if u >= first else np.nan for u in range(len(x))])
-    smooth_bound = np.array([np.nanmean(bound[max(0, u - 9):u + 1]) if u >= first else 0.0 for u in range(len(x))])
+    smooth = np.array(
+        [np.nanmean(err[max(0, u - 9) : u + 1]) if u >= first else np.nan for u in range(len(x))]
+    )
+    smooth_bound = np.array(
+        [np.nanmean(bound[max(0, u - 9) : u + 1]) if u >= first else 0.0 for u in range(len(x))]
+    )
     expected = (smooth - forecaster.member_center_[0]) / forecaster.member_spread_[0]
     expected = np.nan_to_num((expected - forecaster.center_) / forecaster.spread_, nan=0.0)
     tol = smooth_bound / (forecaster.member_spread_[0] * forecaster.spread_) + 1e-12 * np.abs(expected).max()
     for chunk in (1, 37, 65536):
         assert (np.abs(forecaster.score(x, chunk=chunk) - expected) <= tol).all(), chunk
-    assert (forecaster.score(x)[:W + Hz] == 0).all()  # the warm-up and the partly reached points
-    assert (forecaster.score(x)[W + Hz:W + Hz + 10] != 0).all()
+    assert (forecaster.score(x)[: W + Hz] == 0).all()  # the warm-up and the partly reached points
+    assert (forecaster.score(x)[W + Hz : W + Hz + 10] != 0).all()
 
 
 def test_forecaster_threshold_save_load_and_settings(tmp_path, forecaster):
@@ -211,17 +241,22 @@ def test_forecaster_threshold_save_load_and_settings(tmp_path, forecaster):
     np.testing.assert_array_equal(back.score(x), forecaster.score(x))
     det = GRUAnomalyDetector("signal", model="forecaster", window=40, train=FAST)
     assert det.config.steps_ahead == 20  # window // 2 by default
-    with pytest.raises(DataError, match="the training stretch has 199 points; window 40 and horizon 20 need "
-                                        "at least 200 \\(100 to train on, 100 to calibrate"):
+    with pytest.raises(
+        DataError,
+        match="the training stretch has 199 points; window 40 and horizon 20 need "
+        "at least 200 \\(100 to train on, 100 to calibrate",
+    ):
         det.fit(_sine(199))
-    for bad, message in ((dict(mode="sequences", model="forecaster"), "model 'forecaster' is for the signal mode"),
-                         (dict(model="forecaster", aggregate="min"), "aggregate applies to the autoencoder"),
-                         (dict(model="forecaster", stride=3), "stride applies to the autoencoder"),
-                         (dict(model="autoencoder", horizon=5), "horizon applies to model 'forecaster'"),
-                         (dict(aggregate="min"), "the signal mode's default: pass model='autoencoder'"),
-                         (dict(model="forecaster", window=10, horizon=11), "horizon must be an integer from 1"),
-                         (dict(model="forecaster", time_features=0), "time_features applies to the autoencoder"),
-                         (dict(model="tcn"), "model must be one of autoencoder, forecaster")):
+    for bad, message in (
+        (dict(mode="sequences", model="forecaster"), "model 'forecaster' is for the signal mode"),
+        (dict(model="forecaster", aggregate="min"), "aggregate applies to the autoencoder"),
+        (dict(model="forecaster", stride=3), "stride applies to the autoencoder"),
+        (dict(model="autoencoder", horizon=5), "horizon applies to model 'forecaster'"),
+        (dict(aggregate="min"), "the signal mode's default: pass model='autoencoder'"),
+        (dict(model="forecaster", window=10, horizon=11), "horizon must be an integer from 1"),
+        (dict(model="forecaster", time_features=0), "time_features applies to the autoencoder"),
+        (dict(model="tcn"), "model must be one of autoencoder, forecaster"),
+    ):
         with pytest.raises(ConfigError, match=message):
             DetectorConfig(**bad)
 
@@ -231,8 +266,13 @@ def test_sequences_mode_separates_shapes():
     t = np.linspace(0, 1, 50)
     normal = np.sin(2 * np.pi * t)[None] + 0.05 * rng.standard_normal((120, 50))
     odd = np.sign(np.sin(2 * np.pi * t))[None] + 0.05 * rng.standard_normal((20, 50))
-    det = GRUAnomalyDetector("sequences", hidden_size=16, latent_size=4, false_alarm_rate=0.05,
-                             train={**FAST, "epochs": 30, "steps_per_epoch": None})
+    det = GRUAnomalyDetector(
+        "sequences",
+        hidden_size=16,
+        latent_size=4,
+        false_alarm_rate=0.05,
+        train={**FAST, "epochs": 30, "steps_per_epoch": None},
+    )
     det.fit(normal[:100])
     scores = det.score(np.r_[normal[100:], odd])
     labels = np.r_[np.zeros(20), np.ones(20)]
@@ -242,8 +282,11 @@ def test_sequences_mode_separates_shapes():
 @pytest.mark.parametrize("mode", ["signal", "sequences"])
 def test_estimator_contract(mode):
     data = _sine(600) if mode == "signal" else _sine(600).reshape(20, 30)
-    check_estimator(lambda **kw: GRUAnomalyDetector(mode, window=20, hidden_size=8, train={**FAST, "epochs": 1}, **kw),
-                    data, lambda d: d.score(data))
+    check_estimator(
+        lambda **kw: GRUAnomalyDetector(mode, window=20, hidden_size=8, train={**FAST, "epochs": 1}, **kw),
+        data,
+        lambda d: d.score(data),
+    )
 
 
 def test_save_and_load_give_the_same_scores(tmp_path, signal_detector):
@@ -258,8 +301,9 @@ def _files(folder):
     return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
 
 
-def test_a_save_that_fails_midway_leaves_the_previous_detector(tmp_path, monkeypatch, signal_detector,
-                                                               min_detector):
+def test_a_save_that_fails_midway_leaves_the_previous_detector(
+    tmp_path, monkeypatch, signal_detector, min_detector
+):
     """The JSON write fails after the new weights were written: the folder still holds the old
     detector, byte for byte, it loads and scores as before, and no staging folder is left."""
     x = _sine(400, seed=4)
@@ -290,8 +334,16 @@ def test_saving_into_a_run_folder_keeps_its_other_files(tmp_path, signal_detecto
     min_detector.save(run)
     signal_detector.save(run)
     files = _files(run)
-    assert sorted(files) == ["checkpoints/last.safetensors", "config.json", "detector.json", "model.safetensors"]
-    assert files["config.json"] == b'{"command": "train"}' and files["checkpoints/last.safetensors"] == b"weights"
+    assert sorted(files) == [
+        "checkpoints/last.safetensors",
+        "config.json",
+        "detector.json",
+        "model.safetensors",
+    ]
+    assert (
+        files["config.json"] == b'{"command": "train"}'
+        and files["checkpoints/last.safetensors"] == b"weights"
+    )
     back = GRUAnomalyDetector.load(run)
     assert back.config.window == 40 and back.threshold_ == signal_detector.threshold_
     np.testing.assert_array_equal(back.score(x), signal_detector.score(x))
@@ -300,8 +352,12 @@ def test_saving_into_a_run_folder_keeps_its_other_files(tmp_path, signal_detecto
 def test_an_unreadable_folder_is_a_data_error(tmp_path, min_detector):
     min_detector.save(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "detector.json").read_text())
-    (tmp_path / "m" / "detector.json").write_text(json.dumps({**meta, "format": "grukit.GRUAnomalyDetector/9"}))
-    with pytest.raises(DataError, match="not a readable anomaly detector .*format 'grukit.GRUAnomalyDetector/9'"):
+    (tmp_path / "m" / "detector.json").write_text(
+        json.dumps({**meta, "format": "grukit.GRUAnomalyDetector/9"})
+    )
+    with pytest.raises(
+        DataError, match="not a readable anomaly detector .*format 'grukit.GRUAnomalyDetector/9'"
+    ):
         GRUAnomalyDetector.load(tmp_path / "m")
     (tmp_path / "m" / "detector.json").write_text(json.dumps(meta))
     (tmp_path / "m" / "model.safetensors").write_bytes(b"not safetensors")
@@ -309,7 +365,9 @@ def test_an_unreadable_folder_is_a_data_error(tmp_path, min_detector):
         GRUAnomalyDetector.load(tmp_path / "m")
     with pytest.raises(FileNotFoundError, match="no detector.json"):
         GRUAnomalyDetector.load(tmp_path)
-    assert issubclass(DataError, ValueError) and issubclass(ConfigError, ValueError)  # `except ValueError` still works
+    assert issubclass(DataError, ValueError) and issubclass(
+        ConfigError, ValueError
+    )  # `except ValueError` still works
 
 
 def test_an_ensemble_averages_its_members_normalised_errors(tmp_path):
@@ -318,7 +376,9 @@ def test_an_ensemble_averages_its_members_normalised_errors(tmp_path):
     train, x = _sine(2000), _with_anomalies()[0][:900]
     kw = dict(model="autoencoder", window=30, hidden_size=8, smooth=5)
     ens = GRUAnomalyDetector("signal", ensemble=2, train={**FAST, "epochs": 2}, **kw).fit(train)
-    singles = [GRUAnomalyDetector("signal", train={**FAST, "epochs": 2, "seed": k}, **kw).fit(train) for k in (0, 1)]
+    singles = [
+        GRUAnomalyDetector("signal", train={**FAST, "epochs": 2, "seed": k}, **kw).fit(train) for k in (0, 1)
+    ]
     for member, single in zip(ens.net_, singles):
         for a, b in zip(member.state_dict().values(), single.net_[0].state_dict().values()):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -343,7 +403,9 @@ def test_an_ensemble_checkpoints_each_member_and_resumes(tmp_path):
     data = _sine(600).reshape(20, 30)
     kw = dict(hidden_size=8, latent_size=4, ensemble=2, train={**FAST, "epochs": 2})
     first = GRUAnomalyDetector("sequences", **kw).fit(data, out_dir=tmp_path)
-    assert (tmp_path / "member-0" / "checkpoints").is_dir() and (tmp_path / "member-1" / "checkpoints").is_dir()
+    assert (tmp_path / "member-0" / "checkpoints").is_dir() and (
+        tmp_path / "member-1" / "checkpoints"
+    ).is_dir()
     again = GRUAnomalyDetector("sequences", **kw).fit(data, out_dir=tmp_path, resume=True)
     assert [r.stopped for r in again.results_] == ["already complete"] * 2
     np.testing.assert_array_equal(again.score(data), first.score(data))
@@ -369,7 +431,7 @@ def test_a_detector_saved_by_the_first_format_still_loads(name):
         starts = sorted(set(range(0, len(x) - W + 1, stride)) | {len(x) - W})
         inside = np.array([sum(s <= u < s + W for s in starts) >= W // stride for u in range(len(x))])
         m = det.config.smooth  # the causal moving average carries an end point's error m - 1 further
-        same = np.array([inside[max(0, u - m + 1):u + 1].all() for u in range(len(x))])
+        same = np.array([inside[max(0, u - m + 1) : u + 1].all() for u in range(len(x))])
         assert 0 < (~same).sum() < 3 * W
     np.testing.assert_allclose(det.score(x)[same], expected[same], rtol=0, atol=1e-6 * np.abs(expected).max())
     assert det.threshold_ == old["threshold"]
@@ -398,14 +460,14 @@ def _gru_by_hand(x, p, layers, directions, reset_after):
             W_i, W_h, b_i, b_h = (p[name + sfx] for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             H = W_h.shape[1]
             h, out = np.zeros((len(inp), H)), np.zeros((*inp.shape[:2], H))
-            for t in (reversed(range(inp.shape[1])) if d else range(inp.shape[1])):
+            for t in reversed(range(inp.shape[1])) if d else range(inp.shape[1]):
                 x_t = inp[:, t]
                 r = _sigmoid(x_t @ W_i[:H].T + b_i[:H] + h @ W_h[:H].T + b_h[:H])
-                z = _sigmoid(x_t @ W_i[H:2 * H].T + b_i[H:2 * H] + h @ W_h[H:2 * H].T + b_h[H:2 * H])
+                z = _sigmoid(x_t @ W_i[H : 2 * H].T + b_i[H : 2 * H] + h @ W_h[H : 2 * H].T + b_h[H : 2 * H])
                 if reset_after:
-                    n = np.tanh(x_t @ W_i[2 * H:].T + b_i[2 * H:] + r * (h @ W_h[2 * H:].T + b_h[2 * H:]))
+                    n = np.tanh(x_t @ W_i[2 * H :].T + b_i[2 * H :] + r * (h @ W_h[2 * H :].T + b_h[2 * H :]))
                 else:
-                    n = np.tanh(x_t @ W_i[2 * H:].T + b_i[2 * H:] + (r * h) @ W_h[2 * H:].T + b_h[2 * H:])
+                    n = np.tanh(x_t @ W_i[2 * H :].T + b_i[2 * H :] + (r * h) @ W_h[2 * H :].T + b_h[2 * H :])
                 h = (1 - z) * n + z * h
                 out[:, t] = h
             outs.append(out)
@@ -417,22 +479,32 @@ def _gru_by_hand(x, p, layers, directions, reset_after):
 def _autoencoder_by_hand(x, p, cfg):
     """The documented autoencoder in NumPy: z = tanh(A [last layer's final state(s)] + a); the
     decoder reads [z, sin(2 pi j t / T), cos(2 pi j t / T)] (j = 1 .. k) at step t; a linear head."""
-    sub = lambda prefix: {k[len(prefix):]: v for k, v in p.items() if k.startswith(prefix)}  # noqa: E731
+    sub = lambda prefix: {k[len(prefix) :]: v for k, v in p.items() if k.startswith(prefix)}  # noqa: E731
     D = 2 if cfg.bidirectional else 1
     _, h_n = _gru_by_hand(x, sub("encoder."), cfg.num_layers, D, cfg.reset_after)
     last = np.concatenate(list(h_n[-D:]), 1)  # (N, D H): h_n is ordered layer by layer, forward first
     z = np.tanh(last @ p["to_latent.weight"].T + p["to_latent.bias"])  # (N, d)
     N, T = x.shape[:2]
     angle = 2 * np.pi * np.arange(T)[:, None] * np.arange(1, cfg.time_features + 1)[None, :] / T  # (T, k)
-    dec_in = np.concatenate([np.repeat(z[:, None], T, 1),
-                             np.broadcast_to(np.c_[np.sin(angle), np.cos(angle)], (N, T, 2 * cfg.time_features))], 2)
+    dec_in = np.concatenate(
+        [
+            np.repeat(z[:, None], T, 1),
+            np.broadcast_to(np.c_[np.sin(angle), np.cos(angle)], (N, T, 2 * cfg.time_features)),
+        ],
+        2,
+    )
     out, _ = _gru_by_hand(dec_in, sub("decoder."), cfg.num_layers, 1, cfg.reset_after)
     return out @ p["head.weight"].T + p["head.bias"]
 
 
-@pytest.mark.parametrize("hyper", [dict(mode="sequences", time_features=0),
-                                   dict(mode="sequences", time_features=4, bidirectional=True, num_layers=2),
-                                   dict(mode="signal", model="autoencoder", time_features=2, bidirectional=True, reset_after=True)])
+@pytest.mark.parametrize(
+    "hyper",
+    [
+        dict(mode="sequences", time_features=0),
+        dict(mode="sequences", time_features=4, bidirectional=True, num_layers=2),
+        dict(mode="signal", model="autoencoder", time_features=2, bidirectional=True, reset_after=True),
+    ],
+)
 def test_the_autoencoder_is_the_documented_network(hyper):
     """Encoder (both ways when bidirectional, the last layer's final states), latent, decoder fed
     the latent and the clock, head: against the equations in NumPy float64, to float64 rounding."""
@@ -474,8 +546,11 @@ def test_bad_input_is_named(signal_detector):
         det.fit(np.c_[_sine(1000), np.ones(1000)])
     with pytest.raises(DataError, match="channel 0 has no values"):
         det.fit(np.full(1000, np.nan))
-    with pytest.raises(DataError, match="the training stretch has 100 points; window 40 needs at least 120 "
-                                        "\\(40 to train on, 80 to calibrate"):
+    with pytest.raises(
+        DataError,
+        match="the training stretch has 100 points; window 40 needs at least 120 "
+        "\\(40 to train on, 80 to calibrate",
+    ):
         det.fit(_sine(100))
     with pytest.raises(DataError, match="trained on 1 channel\\(s\\); got 2"):
         signal_detector.score(np.c_[_sine(100), _sine(100)])
@@ -496,8 +571,9 @@ def test_gaps_in_a_signal_are_interpolated_and_its_ends_held(signal_detector):
     gappy = x.copy()
     gappy[100:105] = gappy[:3] = gappy[-2:] = np.nan
     expected = signal_detector.score(filled)
-    np.testing.assert_allclose(signal_detector.score(gappy), expected, rtol=0,
-                               atol=4 * EPS32 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        signal_detector.score(gappy), expected, rtol=0, atol=4 * EPS32 * np.abs(expected).max()
+    )
 
 
 def test_segments_events_and_threshold_measures_by_hand():

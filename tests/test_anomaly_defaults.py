@@ -15,7 +15,11 @@ def _periodic(n, period, noise=0.0, seed=0, start=0):
     """Two harmonics of ``period`` points from point ``start`` on, plus Gaussian noise."""
     t = np.arange(start, start + n)
     rng = np.random.default_rng(seed)
-    return np.sin(2 * np.pi * t / period) + 0.4 * np.sin(4 * np.pi * t / period + 1) + noise * rng.standard_normal(n)
+    return (
+        np.sin(2 * np.pi * t / period)
+        + 0.4 * np.sin(4 * np.pi * t / period + 1)
+        + noise * rng.standard_normal(n)
+    )
 
 
 @pytest.mark.parametrize("period", [7, 12, 24, 50, 100, 140])
@@ -74,10 +78,15 @@ def test_a_short_normal_recording_trains_and_calibrates_on_a_stated_minimum():
     x = _periodic(600, 25, noise=0.05)
     det = GRUAnomalyDetector("signal", train=TRAIN).fit(x)
     assert det.config.window == 25
-    auto = GRUAnomalyDetector("signal", model="autoencoder", window=100, train=TRAIN).fit(x)  # share: 120 < 200
+    auto = GRUAnomalyDetector("signal", model="autoencoder", window=100, train=TRAIN).fit(
+        x
+    )  # share: 120 < 200
     assert auto.threshold_ == np.quantile(auto.score(x[-200:]), 0.99)
-    with pytest.raises(DataError, match=r"has 40 points; window 8 and horizon 8 need at least 48 \(24 to train "
-                                        r"on, 24 to calibrate the threshold on\): give a longer normal stretch"):
+    with pytest.raises(
+        DataError,
+        match=r"has 40 points; window 8 and horizon 8 need at least 48 \(24 to train "
+        r"on, 24 to calibrate the threshold on\): give a longer normal stretch",
+    ):
         GRUAnomalyDetector("signal", train=TRAIN).fit(x[:40])
     with pytest.raises(DataError, match=r"window 100 needs at least 300 \(100 to train on, 200 to calibrate"):
         GRUAnomalyDetector("signal", model="autoencoder", window=100, train=TRAIN).fit(x[:299])
@@ -95,6 +104,6 @@ def test_no_edge_artefacts_on_a_clean_periodic_signal(model):
         s = det.score(_periodic(3000, 37, start=start))
         f = np.flatnonzero(s != 0)[0]  # the forecaster's warm-up scores 0: its first window is after it
         assert f == (2 * W if model == "forecaster" else 0)
-        inside = s[f + W:-W].max()
+        inside = s[f + W : -W].max()
         tol = 1e-9 * max(1.0, abs(inside))
-        assert s[f:f + W].max() <= inside + tol and s[-W:].max() <= inside + tol, (start, s.argmax())
+        assert s[f : f + W].max() <= inside + tol and s[-W:].max() <= inside + tol, (start, s.argmax())

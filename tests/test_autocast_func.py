@@ -21,8 +21,9 @@ BF16_TOL = dict(rtol=2e-2, atol=1e-2)  # a few bfloat16 ulps (2^-8 relative) thr
 def _pair(backend="auto", **kw):
     torch.manual_seed(1)
     ours = grukit.GRU(3, 8, reset_after=True, backend=backend, **kw)
-    theirs = torch.nn.GRU(3, 8, bidirectional=kw.get("bidirectional", False),
-                          num_layers=kw.get("num_layers", 1))
+    theirs = torch.nn.GRU(
+        3, 8, bidirectional=kw.get("bidirectional", False), num_layers=kw.get("num_layers", 1)
+    )
     theirs.load_state_dict(ours.state_dict())
     return ours, theirs
 
@@ -110,14 +111,20 @@ def _loss(module, params, x):
 
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_func_grad_through_the_cpu_backend_equals_autograd(reset_after):
-    ours = grukit.GRU(3, 8, 2, bidirectional=True, reset_after=reset_after, dtype=torch.float64, backend="cpu")
+    ours = grukit.GRU(
+        3, 8, 2, bidirectional=True, reset_after=reset_after, dtype=torch.float64, backend="cpu"
+    )
     x = torch.randn(6, 2, 3, dtype=torch.float64)
     params = {k: v.detach() for k, v in ours.named_parameters()}
     grads = torch.func.grad(lambda p: _loss(ours, p, x))(params)
     assert ours.backend_used == "cpu"
-    oracle = grukit.GRU(3, 8, 2, bidirectional=True, reset_after=reset_after, dtype=torch.float64, backend="reference")
+    oracle = grukit.GRU(
+        3, 8, 2, bidirectional=True, reset_after=reset_after, dtype=torch.float64, backend="reference"
+    )
     oracle.load_state_dict(ours.state_dict())
-    expected = torch.autograd.grad(_loss(oracle, dict(oracle.named_parameters()), x), list(oracle.parameters()))
+    expected = torch.autograd.grad(
+        _loss(oracle, dict(oracle.named_parameters()), x), list(oracle.parameters())
+    )
     if reset_after:  # and torch.nn.GRU's, for its formulation
         theirs = torch.nn.GRU(3, 8, 2, bidirectional=True, dtype=torch.float64)
         theirs.load_state_dict(ours.state_dict())

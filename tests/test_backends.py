@@ -2,11 +2,12 @@
 
 import pytest
 import torch
-from conftest import tols
 from torch.nn.utils.rnn import pack_sequence
 
 import grukit
 from grukit import backends
+
+from conftest import tols
 
 F64 = torch.float64
 
@@ -31,19 +32,26 @@ def test_auto_falls_back_to_reference_where_the_kernels_do_not_apply():
     gru = grukit.GRU(3, 4, dtype=torch.bfloat16)
     gru(torch.randn(5, 2, 3, dtype=torch.bfloat16))
     assert gru.backend_used == "reference"
-    with pytest.raises(backends.BackendUnavailable, match="'cpu' cannot run this input: supports float32 and float64, got torch.bfloat16"):
+    with pytest.raises(
+        backends.BackendUnavailable,
+        match="'cpu' cannot run this input: supports float32 and float64, got torch.bfloat16",
+    ):
         grukit.GRU(3, 4, dtype=torch.bfloat16, backend="cpu")(torch.randn(5, 2, 3, dtype=torch.bfloat16))
 
 
 def test_explicit_backend_that_cannot_run_raises_with_the_reason():
     gru = grukit.GRU(3, 4, backend="torch")  # reset_after=False: PyTorch has no such GRU
-    with pytest.raises(backends.BackendUnavailable, match="'torch' cannot run this input: PyTorch implements only reset_after=True"):
+    with pytest.raises(
+        backends.BackendUnavailable,
+        match="'torch' cannot run this input: PyTorch implements only reset_after=True",
+    ):
         gru(torch.randn(5, 2, 3))
 
 
 def test_explain_gives_a_reason_per_backend():
-    req = backends.Request(torch.device("cpu"), torch.float32, reset_after=False, bias=True,
-                           packed=False, requires_grad=True)
+    req = backends.Request(
+        torch.device("cpu"), torch.float32, reset_after=False, bias=True, packed=False, requires_grad=True
+    )
     reasons = backends.explain(req)
     assert reasons["reference"] is None and reasons["cpu"] is None
     assert "reset_after=True" in reasons["torch"]
@@ -149,20 +157,27 @@ def test_auto_on_cpu_without_the_kernels_picks_torch_for_reset_after(monkeypatch
     before = grukit.GRU(3, 4, reset_after=False)
     before(x)  # the warning came once, above
     assert before.backend_used == "reference"
-    req = backends.Request(torch.device("cpu"), torch.float32, reset_after=True, bias=True,
-                           packed=False, requires_grad=True)
+    req = backends.Request(
+        torch.device("cpu"), torch.float32, reset_after=True, bias=True, packed=False, requires_grad=True
+    )
     reasons = backends.explain(req)
     assert reasons["cpu"] == "Numba is not installed (simulated)"
     assert reasons["torch"] is None
-    reasons_before = backends.explain(backends.Request(torch.device("cpu"), torch.float32, False, True, False, True))
+    reasons_before = backends.explain(
+        backends.Request(torch.device("cpu"), torch.float32, False, True, False, True)
+    )
     assert "reset_after=True" in reasons_before["torch"] and reasons_before["reference"] is None
 
 
 def test_auto_on_cpu_with_the_kernels_says_why_not_torch():
-    req = backends.Request(torch.device("cpu"), torch.float64, reset_after=True, bias=True,
-                           packed=False, requires_grad=False)
+    req = backends.Request(
+        torch.device("cpu"), torch.float64, reset_after=True, bias=True, packed=False, requires_grad=False
+    )
     assert backends.select("auto", req).name == "cpu"
-    assert backends.explain(req)["torch"] == "on CPU chosen automatically only where the fused 'cpu' backend cannot run"
+    assert (
+        backends.explain(req)["torch"]
+        == "on CPU chosen automatically only where the fused 'cpu' backend cannot run"
+    )
 
 
 def test_the_openmp_launch_fallback_warns_once(monkeypatch):
@@ -183,7 +198,10 @@ def test_the_openmp_launch_fallback_warns_once(monkeypatch):
         fused = grukit.GRU(3, 16, dtype=F64, backend="cpu")
         fused.load_state_dict(ref.state_dict())
         x = torch.randn(4, 2, 3, dtype=F64)
-        with pytest.warns(RuntimeWarning, match="cannot run on PyTorch's OpenMP threads, falling back to its own Python threads.*ModuleNotFoundError") as record:
+        with pytest.warns(
+            RuntimeWarning,
+            match="cannot run on PyTorch's OpenMP threads, falling back to its own Python threads.*ModuleNotFoundError",
+        ) as record:
             out = fused(x)[0]
             fused(x)
         assert len([w for w in record if "OpenMP" in str(w.message)]) == 1
@@ -215,10 +233,18 @@ def test_the_kernels_take_the_arguments_cpu_args_defines():
 
     from grukit.backends import _cpu_args, _cpu_kernels
 
-    for kernel, spec in ((_cpu_kernels.forward, _cpu_args.FORWARD), (_cpu_kernels.backward, _cpu_args.BACKWARD)):
+    for kernel, spec in (
+        (_cpu_kernels.forward, _cpu_args.FORWARD),
+        (_cpu_kernels.backward, _cpu_args.BACKWARD),
+    ):
         params = list(inspect.signature(kernel.py_func).parameters)
         assert params == [a.name for a in spec] + list(_cpu_args.BLOCK)
-    assert _cpu_args.shape_of(_cpu_args.Arg("ws", "float", "T N kw 3H"), dict(T=2, N=3, kw=5, H=4)) == (2, 3, 5, 12)
+    assert _cpu_args.shape_of(_cpu_args.Arg("ws", "float", "T N kw 3H"), dict(T=2, N=3, kw=5, H=4)) == (
+        2,
+        3,
+        5,
+        12,
+    )
 
 
 @pytest.mark.parametrize("variants", [False, True], ids=["plain", "variants"])
@@ -233,19 +259,25 @@ def test_the_cpu_backend_passes_the_shapes_cpu_args_documents(reset_after, varia
     def spy(kernel, plan, args):
         spec, record = _cpu_args.SPECS[kernel.__name__]
         assert type(args) is record
-        dims = dict(T=5, N=2, H=8, kw=kw, B=len(args.bounds),
-                    C=args.dgi.shape[0] if kernel.__name__ == "backward" else 0)
+        dims = dict(
+            T=5,
+            N=2,
+            H=8,
+            kw=kw,
+            B=len(args.bounds),
+            C=args.dgi.shape[0] if kernel.__name__ == "backward" else 0,
+        )
         for a in spec:
             value = getattr(args, a.name)
             if a.kind in ("float", "int64"):
                 expected = _cpu_args.shape_of(a, dims)
-                optional = ("ws", "dghn", "rmask", "zm", "lng", "lnb", "stat", "dgr", "dhr", "lnacc",
-                            "part")
+                optional = ("ws", "dghn", "rmask", "zm", "lng", "lnb", "stat", "dgr", "dhr", "lnacc", "part")
                 empty = a.name in optional and value.size == 0 and value.ndim == a.ndim  # off
                 if variants and a.name in optional[2:]:  # on in training; zoneout p in eval
                     evaluation = not torch.is_grad_enabled()  # no recurrent mask; zoneout's p
-                    empty = evaluation and (value.shape == (1, 1, 1) if a.name == "zm" else
-                                            a.name == "rmask" and value.size == 0)
+                    empty = evaluation and (
+                        value.shape == (1, 1, 1) if a.name == "zm" else a.name == "rmask" and value.size == 0
+                    )
                 assert value.shape == expected or empty, (kernel.__name__, a.name, value.shape, expected)
         seen.append(kernel.__name__)
         return real(kernel, plan, args)
@@ -258,4 +290,3 @@ def test_the_cpu_backend_passes_the_shapes_cpu_args_documents(reset_after, varia
         gru.eval()(torch.randn(5, 2, 3))
     out.sum().backward()
     assert seen == ["forward", "forward", "backward"]
-

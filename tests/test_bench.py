@@ -22,8 +22,25 @@ def test_bench_smoke_on_the_tiny_grid(tmp_path, capsys, placement):
     isolated = placement == "isolated"
     own = ["grukit-cpu", "torch"] + ([] if isolated else ["grukit-reference"])
     threads = ["1"] if isolated else ["1", "2"]
-    rc = main(["bench", "--grid", "tiny", "--rounds", "2", "--min-time", "0.005", "--out", str(tmp_path), "--threads", *threads,
-               "--providers", *own, *PEERS] + ([] if isolated else ["--interleaved"]))
+    rc = main(
+        [
+            "bench",
+            "--grid",
+            "tiny",
+            "--rounds",
+            "2",
+            "--min-time",
+            "0.005",
+            "--out",
+            str(tmp_path),
+            "--threads",
+            *threads,
+            "--providers",
+            *own,
+            *PEERS,
+        ]
+        + ([] if isolated else ["--interleaved"])
+    )
     assert rc == 0
     captured = capsys.readouterr()
     text = captured.out
@@ -46,8 +63,14 @@ def test_bench_smoke_on_the_tiny_grid(tmp_path, capsys, placement):
     cases = {(r["N"], r["T"], r["I"], r["H"]) for r in rows}
     for r in rows:
         if not r.get("skipped"):  # the rate is the case's work (formula below) over the median
-            case = Case(int(r["N"]), int(r["T"]), int(r["I"]), int(r["H"]), int(r["layers"]),
-                        r["bidirectional"] == "True")
+            case = Case(
+                int(r["N"]),
+                int(r["T"]),
+                int(r["I"]),
+                int(r["H"]),
+                int(r["layers"]),
+                r["bidirectional"] == "True",
+            )
             expected = case.flops(r["mode"]) / (float(r["median_ms"]) / 1e3) / 1e9
             assert float(r["gflops"]) == pytest.approx(expected, rel=1e-6), r
     assert len(cases) == 2
@@ -61,7 +84,9 @@ def test_bench_smoke_on_the_tiny_grid(tmp_path, capsys, placement):
     assert isinstance(env["vector_extensions"], list)
     assert len(data["results"]) == len(rows)
     summary = (tmp_path / "bench.md").read_text().splitlines()
-    assert summary[0].startswith("| case (N, T, I, H) | form | mode | grukit ms | torch ms | ORT ms | OpenVINO ms")
+    assert summary[0].startswith(
+        "| case (N, T, I, H) | form | mode | grukit ms | torch ms | ORT ms | OpenVINO ms"
+    )
     assert len(summary) == 2 + 2 * 2 * 2  # header + one row per case, formulation and mode
 
 
@@ -110,7 +135,9 @@ def test_runner_keeps_the_median_of_interleaved_rounds(monkeypatch):
                 # calls 0 and 1 are the first call and the repeat-count probe; then round r
                 # repeats its call reps times at round r's cost
                 now[0] += cost[name][0] if i < 2 else cost[name][min(4, (i - 2) // reps[name])]
+
             return run
+
         return Provider(name, make, lambda job: None)
 
     reps = {"a": 3, "b": 1}  # ceil(0.010 / 0.004), ceil(0.010 / 0.010)
@@ -133,13 +160,16 @@ def test_case_parsing():
         parse_case("8,500,64")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--case", "1,2,x,4"], "expected a case as N,T,I,H"),
-    (["--threads", "0"], "--threads takes positive integers or 'all', got '0'"),
-    (["--threads", "two"], "--threads takes positive integers or 'all', got 'two'"),
-    (["--min-time", "nan"], "--min-time must be 0 or more seconds, got nan"),
-    (["--rounds", "0"], "--rounds must be at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--case", "1,2,x,4"], "expected a case as N,T,I,H"),
+        (["--threads", "0"], "--threads takes positive integers or 'all', got '0'"),
+        (["--threads", "two"], "--threads takes positive integers or 'all', got 'two'"),
+        (["--min-time", "nan"], "--min-time must be 0 or more seconds, got nan"),
+        (["--rounds", "0"], "--rounds must be at least 1, got 0"),
+    ],
+)
 def test_bad_options_on_the_command_line_are_one_line(tmp_path, capsys, args, message):
     assert main(["bench", *args, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -174,8 +204,9 @@ def test_onnx_peers_run_the_graph_of_the_module(lbr):
         import openvino as ov
 
         core = ov.Core()
-        compiled = core.compile_model(core.read_model(proto.SerializeToString(), b""), "CPU",
-                                      {"INFERENCE_PRECISION_HINT": "f32"})
+        compiled = core.compile_model(
+            core.read_model(proto.SerializeToString(), b""), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+        )
         result = compiled.create_infer_request().infer({0: x})
         outputs["openvino"] = [result[o] for o in compiled.outputs]
     if not outputs:
@@ -198,9 +229,29 @@ def test_flops_formula():
 
 
 def test_bench_variants_axis_runs_each_option_beside_the_plain_gru(tmp_path, capsys):
-    rc = main(["bench", "--grid", "tiny", "--rounds", "1", "--min-time", "0.005", "--out", str(tmp_path), "--interleaved",
-               "--threads", "1", "--providers", "torch", "--variants", "layer_norm", "zoneout",
-               "--modes", "training"])
+    rc = main(
+        [
+            "bench",
+            "--grid",
+            "tiny",
+            "--rounds",
+            "1",
+            "--min-time",
+            "0.005",
+            "--out",
+            str(tmp_path),
+            "--interleaved",
+            "--threads",
+            "1",
+            "--providers",
+            "torch",
+            "--variants",
+            "layer_norm",
+            "zoneout",
+            "--modes",
+            "training",
+        ]
+    )
     assert rc == 0
     assert "vs plain" in capsys.readouterr().out
     rows = list(csv.DictReader((tmp_path / "bench.csv").open()))
@@ -247,16 +298,38 @@ def test_a_peer_that_is_not_installed_is_named_and_skipped(tmp_path, capsys, mon
 
     from grukit.bench import providers, runner
 
-    absent = dataclasses.replace(PROVIDERS["openvino"],
-                                 missing=lambda: "openvino is not installed (pip install 'grukit[bench]')")
+    absent = dataclasses.replace(
+        PROVIDERS["openvino"], missing=lambda: "openvino is not installed (pip install 'grukit[bench]')"
+    )
     patched = dict(PROVIDERS, openvino=absent)
     monkeypatch.setattr(providers, "PROVIDERS", patched)
     monkeypatch.setattr(runner, "PROVIDERS", patched)
-    rc = main(["bench", "--case", "2,3,4,5", "--modes", "inference", "--rounds", "1", "--min-time", "0",
-               "--threads", "1", "--interleaved", "--providers", "grukit-cpu", "openvino",
-               "--out", str(tmp_path)])
+    rc = main(
+        [
+            "bench",
+            "--case",
+            "2,3,4,5",
+            "--modes",
+            "inference",
+            "--rounds",
+            "1",
+            "--min-time",
+            "0",
+            "--threads",
+            "1",
+            "--interleaved",
+            "--providers",
+            "grukit-cpu",
+            "openvino",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
-    assert "skipping openvino: openvino is not installed (pip install 'grukit[bench]')" in capsys.readouterr().err
+    assert (
+        "skipping openvino: openvino is not installed (pip install 'grukit[bench]')"
+        in capsys.readouterr().err
+    )
     rows = list(csv.DictReader((tmp_path / "bench.csv").open()))
     assert {r["provider"] for r in rows if not r.get("skipped")} == {"grukit-cpu"}
     assert all("not installed" in r["skipped"] for r in rows if r["provider"] == "openvino")

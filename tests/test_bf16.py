@@ -53,21 +53,28 @@ def _oracle(m: grukit.GRU, x: torch.Tensor, lengths=None):
         outs = []
         for d in range(D):
             sfx = f"_l{layer}" + ("_reverse" if d else "")
-            w_ih, w_hh, b_ih, b_hh = (getattr(m, k + sfx).double()
-                                      for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            w_ih, w_hh, b_ih, b_hh = (
+                getattr(m, k + sfx).double() for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            )
             gi = _mm(layer_in, w_ih.t()) + b_ih  # (T, N, 3H)
             h = torch.zeros(N, H, dtype=torch.float64)
             out = [None] * T
-            for t in (range(T - 1, -1, -1) if d else range(T)):
+            for t in range(T - 1, -1, -1) if d else range(T):
                 a = gi[t]
                 if m.reset_after:
                     gh = _mm(h, w_hh.t()) + b_hh
-                    r, z = torch.sigmoid(a[:, :H] + gh[:, :H]), torch.sigmoid(a[:, H:2 * H] + gh[:, H:2 * H])
-                    n = torch.tanh(a[:, 2 * H:] + r * gh[:, 2 * H:])
+                    r, z = (
+                        torch.sigmoid(a[:, :H] + gh[:, :H]),
+                        torch.sigmoid(a[:, H : 2 * H] + gh[:, H : 2 * H]),
+                    )
+                    n = torch.tanh(a[:, 2 * H :] + r * gh[:, 2 * H :])
                 else:
-                    gh = _mm(h, w_hh[:2 * H].t()) + b_hh[:2 * H]
-                    r, z = torch.sigmoid(a[:, :H] + gh[:, :H]), torch.sigmoid(a[:, H:2 * H] + gh[:, H:2 * H])
-                    n = torch.tanh(a[:, 2 * H:] + _mm(r * h, w_hh[2 * H:].t()) + b_hh[2 * H:])
+                    gh = _mm(h, w_hh[: 2 * H].t()) + b_hh[: 2 * H]
+                    r, z = (
+                        torch.sigmoid(a[:, :H] + gh[:, :H]),
+                        torch.sigmoid(a[:, H : 2 * H] + gh[:, H : 2 * H]),
+                    )
+                    n = torch.tanh(a[:, 2 * H :] + _mm(r * h, w_hh[2 * H :].t()) + b_hh[2 * H :])
                 new = (1 - z) * n + z * h
                 if lengths is not None:
                     live = (t < lengths).double().unsqueeze(1)  # (N, 1)

@@ -22,8 +22,25 @@ def test_adding_problem_data_has_the_stated_baseline():
 
 def test_demo_prints_a_table_and_writes_plot_and_results(tmp_path, capsys):
     out = tmp_path / "report"
-    rc = main(["demo", "--steps", "3", "--lengths", "4", "6", "--batch-size", "8",
-               "--hidden-size", "4", "--quiet", "--out", str(out), "--only", "adding"])
+    rc = main(
+        [
+            "demo",
+            "--steps",
+            "3",
+            "--lengths",
+            "4",
+            "6",
+            "--batch-size",
+            "8",
+            "--hidden-size",
+            "4",
+            "--quiet",
+            "--out",
+            str(out),
+            "--only",
+            "adding",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "grukit.GRU reset_after=False (spec)" in text and "torch.nn.RNN (tanh)" in text
@@ -43,23 +60,56 @@ def test_demo_report_has_every_section_and_a_rerun_replaces_them(tmp_path, capsy
     import grukit.data.text as text_data
 
     full = text_data.char_ptb()  # the text section on slices of char-PTB (test_cli_text has more)
-    monkeypatch.setattr(text_data, "char_ptb", lambda path=None: {
-        "train": full["train"][:20_000], "valid": full["valid"][:3_000], "test": full["test"][:3_000]})
+    monkeypatch.setattr(
+        text_data,
+        "char_ptb",
+        lambda path=None: {
+            "train": full["train"][:20_000],
+            "valid": full["valid"][:3_000],
+            "test": full["test"][:3_000],
+        },
+    )
     monkeypatch.setattr("grukit.apps.text.run.TRAIN_SCORED", 2_000)
     from grukit.apps.speech import run as speech_run  # the speech section on an FSDD-shaped folder
 
     monkeypatch.setitem(speech_run.DEMO, "strings", 30)
     monkeypatch.setitem(speech_run.DEMO, "test_strings", 6)
     out = tmp_path / "report"
-    args = ["demo", "--steps", "2", "--lengths", "4", "--batch-size", "8", "--hidden-size", "4",
-            "--quiet", "--out", str(out), "--forecast-series", "12", "--forecast-epochs", "1",
-            "--anomaly-epochs", "1", "--signal-epochs", "1", "--text-seconds", "1",
-            "--fsdd", str(fake_fsdd), "--speech-epochs", "1"]
+    args = [
+        "demo",
+        "--steps",
+        "2",
+        "--lengths",
+        "4",
+        "--batch-size",
+        "8",
+        "--hidden-size",
+        "4",
+        "--quiet",
+        "--out",
+        str(out),
+        "--forecast-series",
+        "12",
+        "--forecast-epochs",
+        "1",
+        "--anomaly-epochs",
+        "1",
+        "--signal-epochs",
+        "1",
+        "--text-seconds",
+        "1",
+        "--fsdd",
+        str(fake_fsdd),
+        "--speech-epochs",
+        "1",
+    ]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "Adding problem" in text and "Forecasting: M3 monthly" in text and "ECG5000" in text
-    assert "Text generation" in text and "Text generation: character-level Penn Treebank" in (
-        out / "index.html").read_text()
+    assert (
+        "Text generation" in text
+        and "Text generation: character-level Penn Treebank" in (out / "index.html").read_text()
+    )
     assert "1-NN distance (baseline)" in text and "false alarms" in text
     assert "Speech recognition: spoken digits (FSDD)" in (out / "index.html").read_text()
     assert (out / "speech" / "digits" / "confusion.png").is_file()
@@ -91,7 +141,8 @@ def test_demo_report_has_every_section_and_a_rerun_replaces_them(tmp_path, capsy
 def test_demo_rejects_bad_arguments_in_one_line(args, message, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "grukit", "demo", "--out", str(tmp_path), *args],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"grukit: error: {message}")
@@ -103,7 +154,8 @@ def test_demo_output_folder_that_cannot_be_created(tmp_path):
     blocker.write_text("x")
     proc = subprocess.run(
         [sys.executable, "-m", "grukit", "demo", "--out", str(blocker / "sub"), "--steps", "1"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("grukit: error: cannot create output folder")
@@ -119,8 +171,20 @@ def test_help_and_version():
 
 # -- errors: the user's in one line (exit 2), grukit's as a bug with its traceback (exit 1) ------
 
-ADDING = ["demo", "--only", "adding", "--steps", "1", "--lengths", "4", "--batch-size", "4",
-          "--hidden-size", "2", "--quiet"]
+ADDING = [
+    "demo",
+    "--only",
+    "adding",
+    "--steps",
+    "1",
+    "--lengths",
+    "4",
+    "--batch-size",
+    "4",
+    "--hidden-size",
+    "2",
+    "--quiet",
+]
 
 
 def _raises(exc):
@@ -142,9 +206,18 @@ def traceback_dir(tmp_path, monkeypatch):
     return folder
 
 
-@pytest.mark.parametrize("exc", [ZeroDivisionError("division by zero"), ValueError("internal"),
-                                 TypeError("internal"), ImportError("cannot import name 'x' from 'y'")])
-def test_an_internal_error_is_a_bug_with_its_traceback_in_a_file(tmp_path, capsys, monkeypatch, traceback_dir, exc):
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ZeroDivisionError("division by zero"),
+        ValueError("internal"),
+        TypeError("internal"),
+        ImportError("cannot import name 'x' from 'y'"),
+    ],
+)
+def test_an_internal_error_is_a_bug_with_its_traceback_in_a_file(
+    tmp_path, capsys, monkeypatch, traceback_dir, exc
+):
     monkeypatch.setattr("grukit.demos.adding.run", _raises(exc))
     assert main([*ADDING, "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
@@ -206,17 +279,27 @@ def _user_errors():
         (ConfigError("epochs must be a positive integer, got 0"), "epochs must be a positive integer, got 0"),
         (CheckpointError("run/checkpoints/last.json: unreadable"), "run/checkpoints/last.json: unreadable"),
         (TrainingError("the loss is not finite at epoch 1"), "the loss is not finite at epoch 1"),
-        (ConversionError("m.onnx: not a readable ONNX model\n(details)"), "m.onnx: not a readable ONNX model"),
+        (
+            ConversionError("m.onnx: not a readable ONNX model\n(details)"),
+            "m.onnx: not a readable ONNX model",
+        ),
         (InputError("expected input to be 2D or 3D, got 4D"), "expected input to be 2D or 3D, got 4D"),
         (PermissionError(errno.EACCES, "Permission denied", "/data/s.csv"), "Permission denied: /data/s.csv"),
         (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
         (FileNotFoundError("no such file: s.csv"), "no such file: s.csv"),
-        (ModuleNotFoundError("No module named 'tqdm'", name="tqdm"), "this needs tqdm: pip install 'grukit[apps]'"),
+        (
+            ModuleNotFoundError("No module named 'tqdm'", name="tqdm"),
+            "this needs tqdm: pip install 'grukit[apps]'",
+        ),
     ]
 
 
-@pytest.mark.parametrize("exc, message", _user_errors(), ids=lambda v: type(v).__name__ if isinstance(v, Exception) else "")
-def test_user_and_environment_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch, traceback_dir, exc, message):
+@pytest.mark.parametrize(
+    "exc, message", _user_errors(), ids=lambda v: type(v).__name__ if isinstance(v, Exception) else ""
+)
+def test_user_and_environment_errors_are_one_line_exit_2(
+    tmp_path, capsys, monkeypatch, traceback_dir, exc, message
+):
     monkeypatch.setattr("grukit.demos.adding.run", _raises(exc))
     assert main([*ADDING, "--out", str(tmp_path / "r")]) == 2
     assert capsys.readouterr().err == f"grukit: error: {message}\n"
@@ -240,11 +323,13 @@ def test_a_missing_extra_is_a_user_error_naming_the_install(tmp_path, capsys, mo
 def test_a_bug_in_a_subprocess_exits_1():
     import os
 
-    code = ("import grukit.demos.adding as a\n"
-            "def adding_run_that_fails(*args, **kwargs): raise ZeroDivisionError('division by zero')\n"
-            "a.run = adding_run_that_fails\n"
-            "from grukit.cli.main import main\n"
-            "raise SystemExit(main(%r))\n" % [*ADDING, "--out", "unused"])
+    code = (
+        "import grukit.demos.adding as a\n"
+        "def adding_run_that_fails(*args, **kwargs): raise ZeroDivisionError('division by zero')\n"
+        "a.run = adding_run_that_fails\n"
+        "from grukit.cli.main import main\n"
+        "raise SystemExit(main(%r))\n" % [*ADDING, "--out", "unused"]
+    )
     env = {**os.environ, "GRUKIT_DEBUG": "1"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 1
@@ -274,7 +359,10 @@ def test_the_cli_modules_import_one_way():
                     found |= {a.name for a in node.names}
                 else:
                     found.add(node.module.split(".")[2])
-                    assert not [a.name for a in node.names if a.name.startswith("_")], (path.name, node.module)
+                    assert not [a.name for a in node.names if a.name.startswith("_")], (
+                        path.name,
+                        node.module,
+                    )
             elif isinstance(node, ast.Import):
                 found |= {a.name.split(".")[2] for a in node.names if a.name.startswith("grukit.cli.")}
         uses[path.stem] = found
@@ -295,8 +383,12 @@ def test_resume_ignores_how_a_run_reports_and_names_what_changed(tmp_path):
     from grukit.cli._errors import UserError
     from grukit.cli._folders import check_out
 
-    old = {"command": "text train", "max_time": 100.0,
-           "train": {"lr": 0.002, "progress": "auto"}, "lm": {"hidden_size": 8}}
+    old = {
+        "command": "text train",
+        "max_time": 100.0,
+        "train": {"lr": 0.002, "progress": "auto"},
+        "lm": {"hidden_size": 8},
+    }
     (tmp_path / "config.json").write_text(json.dumps(old))
     same = dict(old, max_time=200.0, train={"lr": 0.002, "progress": "off"})
     assert check_out(tmp_path, True, same) is False

@@ -10,8 +10,19 @@ from grukit.cli.main import main
 pytest.importorskip("pandas")
 pytest.importorskip("sklearn")
 
-TINY = ["--window", "30", "--hidden-size", "8", "--epochs", "3", "--steps-per-epoch", "20",
-        "--batch-size", "16", "--quiet"]
+TINY = [
+    "--window",
+    "30",
+    "--hidden-size",
+    "8",
+    "--epochs",
+    "3",
+    "--steps-per-epoch",
+    "20",
+    "--batch-size",
+    "16",
+    "--quiet",
+]
 
 
 def _signal_csv(path, n=2000, bad_label=None):
@@ -32,10 +43,36 @@ def _signal_csv(path, n=2000, bad_label=None):
 def test_train_then_score_a_two_channel_signal(tmp_path, capsys):
     data = _signal_csv(tmp_path / "s.csv")
     out = tmp_path / "run"
-    assert main(["anomaly", "train", "--data", str(data), "--value-cols", "a", "b", "--label-col", "label",
-                 "--train-until", "1200", "--out", str(out), *TINY]) == 0
-    for name in ("model.safetensors", "detector.json", "config.json", "metrics.json", "scores.csv",
-                 "scores.png", "history.json"):
+    assert (
+        main(
+            [
+                "anomaly",
+                "train",
+                "--data",
+                str(data),
+                "--value-cols",
+                "a",
+                "b",
+                "--label-col",
+                "label",
+                "--train-until",
+                "1200",
+                "--out",
+                str(out),
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    for name in (
+        "model.safetensors",
+        "detector.json",
+        "config.json",
+        "metrics.json",
+        "scores.csv",
+        "scores.png",
+        "history.json",
+    ):
         assert (out / name).is_file(), name
     m = json.loads((out / "metrics.json").read_text())
     assert m["train_rows"] == 1200 and m["events"]["events"] == 1
@@ -51,16 +88,50 @@ def test_train_then_score_a_two_channel_signal(tmp_path, capsys):
     assert d["flagged_after_training_part"] == trained["discord_flag"][1200:].sum()
     capsys.readouterr()
     scores = tmp_path / "scores.csv"
-    assert main(["anomaly", "score", "--model", str(out), "--data", str(data), "--out", str(scores),
-                 "--chunk", "100", "--plot", str(tmp_path / "s.png")]) == 0
+    assert (
+        main(
+            [
+                "anomaly",
+                "score",
+                "--model",
+                str(out),
+                "--data",
+                str(data),
+                "--out",
+                str(scores),
+                "--chunk",
+                "100",
+                "--plot",
+                str(tmp_path / "s.png"),
+            ]
+        )
+        == 0
+    )
     frame = pd.read_csv(scores)
     assert list(frame.columns) == ["row", "score", "flag"] and len(frame) == 2000
     np.testing.assert_allclose(frame["score"], trained["score"], rtol=1e-5, atol=1e-5)  # chunked = one pass
     # with labels: the measures on every scored row, events, and the labels in the plot and the CSV
     capsys.readouterr()
     labelled = tmp_path / "labelled.csv"
-    assert main(["anomaly", "score", "--model", str(out), "--data", str(data), "--out", str(labelled),
-                 "--label-col", "label", "--plot", str(tmp_path / "l.png")]) == 0
+    assert (
+        main(
+            [
+                "anomaly",
+                "score",
+                "--model",
+                str(out),
+                "--data",
+                str(data),
+                "--out",
+                str(labelled),
+                "--label-col",
+                "label",
+                "--plot",
+                str(tmp_path / "l.png"),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     frame = pd.read_csv(labelled)
     assert list(frame.columns) == ["row", "score", "flag", "label"] and frame["label"].sum() == 20
@@ -69,31 +140,103 @@ def test_train_then_score_a_two_channel_signal(tmp_path, capsys):
     assert f"ROC-AUC {roc_auc_score(frame['label'], frame['score']):.4f}" in text
     assert "events: " in text and " of 1 detected" in text
     assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"
-    assert main(["anomaly", "score", "--model", str(out), "--data", str(data), "--out", str(tmp_path / "x.csv"),
-                 "--label-col", "a"]) == 2
+    assert (
+        main(
+            [
+                "anomaly",
+                "score",
+                "--model",
+                str(out),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "x.csv"),
+                "--label-col",
+                "a",
+            ]
+        )
+        == 2
+    )
     assert "'a' is one of the model's channels" in capsys.readouterr().err
 
 
 def test_train_and_score_with_the_forecaster(tmp_path, capsys):
     data = _signal_csv(tmp_path / "s.csv")
     out = tmp_path / "run"
-    assert main(["anomaly", "train", "--data", str(data), "--value-cols", "a", "b", "--label-col", "label",
-                 "--train-until", "1200", "--signal-model", "forecaster", "--horizon", "10",
-                 "--no-discord", "--out", str(out), *TINY]) == 0
+    assert (
+        main(
+            [
+                "anomaly",
+                "train",
+                "--data",
+                str(data),
+                "--value-cols",
+                "a",
+                "b",
+                "--label-col",
+                "label",
+                "--train-until",
+                "1200",
+                "--signal-model",
+                "forecaster",
+                "--horizon",
+                "10",
+                "--no-discord",
+                "--out",
+                str(out),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     saved = json.loads((out / "detector.json").read_text())["detector"]
     assert (saved["model"], saved["horizon"], saved["window"]) == ("forecaster", 10, 30)
     m = json.loads((out / "metrics.json").read_text())
     assert m["events"]["events"] == 1 and "discord" not in m
     scores = tmp_path / "scores.csv"
-    assert main(["anomaly", "score", "--model", str(out), "--data", str(data), "--out", str(scores),
-                 "--chunk", "77", "--plot", str(tmp_path / "s.png")]) == 0
+    assert (
+        main(
+            [
+                "anomaly",
+                "score",
+                "--model",
+                str(out),
+                "--data",
+                str(data),
+                "--out",
+                str(scores),
+                "--chunk",
+                "77",
+                "--plot",
+                str(tmp_path / "s.png"),
+            ]
+        )
+        == 0
+    )
     import pandas as pd
 
-    np.testing.assert_allclose(pd.read_csv(scores)["score"], pd.read_csv(out / "scores.csv")["score"],
-                               rtol=1e-4, atol=1e-4)  # chunks carry the GRU state
+    np.testing.assert_allclose(
+        pd.read_csv(scores)["score"], pd.read_csv(out / "scores.csv")["score"], rtol=1e-4, atol=1e-4
+    )  # chunks carry the GRU state
     capsys.readouterr()
-    assert main(["anomaly", "train", "--data", str(data), "--signal-model", "forecaster", "--horizon", "31",
-                 "--out", str(tmp_path / "bad"), *TINY]) == 2
+    assert (
+        main(
+            [
+                "anomaly",
+                "train",
+                "--data",
+                str(data),
+                "--signal-model",
+                "forecaster",
+                "--horizon",
+                "31",
+                "--out",
+                str(tmp_path / "bad"),
+                *TINY,
+            ]
+        )
+        == 2
+    )
     assert "horizon must be an integer from 1 to window (30)" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 
@@ -102,8 +245,24 @@ def test_the_window_is_chosen_from_the_data_and_said(tmp_path, capsys):
     data = _signal_csv(tmp_path / "s.csv")
     out = tmp_path / "run"
     tiny = [a for a in TINY if a not in ("--window", "30", "--quiet")]
-    assert main(["anomaly", "train", "--data", str(data), "--value-cols", "a", "b", "--no-discord",
-                 "--out", str(out), *tiny]) == 0
+    assert (
+        main(
+            [
+                "anomaly",
+                "train",
+                "--data",
+                str(data),
+                "--value-cols",
+                "a",
+                "b",
+                "--no-discord",
+                "--out",
+                str(out),
+                *tiny,
+            ]
+        )
+        == 0
+    )
     assert "window 25, horizon 25: from the training data's period of 25 points" in capsys.readouterr().err
     m = json.loads((out / "metrics.json").read_text())
     assert (m["window"], m["period"]) == (25, 25)
@@ -116,21 +275,62 @@ def test_sequences_mode_trains_on_rows_labelled_normal(tmp_path, capsys):
     rows = ["label," + ",".join(f"t{i}" for i in range(20))]
     for k in range(80):
         odd = k % 10 == 9
-        y = (np.sign(np.sin(2 * np.pi * t)) if odd else np.sin(2 * np.pi * t)) + 0.05 * rng.standard_normal(20)
+        y = (np.sign(np.sin(2 * np.pi * t)) if odd else np.sin(2 * np.pi * t)) + 0.05 * rng.standard_normal(
+            20
+        )
         rows.append(f"{int(odd)}," + ",".join(f"{v:.4f}" for v in y))
     data = tmp_path / "beats.csv"
     data.write_text("\n".join(rows) + "\n")
     out = tmp_path / "run"
-    assert main(["anomaly", "train", "--mode", "sequences", "--data", str(data), "--label-col", "label",
-                 "--out", str(out), "--hidden-size", "8", "--epochs", "2", "--time-features", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "anomaly",
+                "train",
+                "--mode",
+                "sequences",
+                "--data",
+                str(data),
+                "--label-col",
+                "label",
+                "--out",
+                str(out),
+                "--hidden-size",
+                "8",
+                "--epochs",
+                "2",
+                "--time-features",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert m["mode"] == "sequences" and m["train_rows"] == 40
     assert json.loads((out / "detector.json").read_text())["detector"]["time_features"] == 2
     assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "config.json").read_text())["detector"]["mode"] == "sequences"
     capsys.readouterr()
-    assert main(["anomaly", "score", "--model", str(out), "--data", str(data), "--out", str(tmp_path / "s.csv"),
-                 "--label-col", "label", "--plot", str(tmp_path / "h.png")]) == 0
+    assert (
+        main(
+            [
+                "anomaly",
+                "score",
+                "--model",
+                str(out),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "s.csv"),
+                "--label-col",
+                "label",
+                "--plot",
+                str(tmp_path / "h.png"),
+            ]
+        )
+        == 0
+    )
     assert "ROC-AUC" in capsys.readouterr().out
     assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -140,12 +340,18 @@ def test_sequences_mode_trains_on_rows_labelled_normal(tmp_path, capsys):
     [
         (["--value-cols", "c"], "no value column 'c'"),
         (["--label-col", "label"], "line 11: label=2; labels must be 0 (normal) or 1 (anomaly)"),
-        (["--train-until", "5"], "the training stretch has 5 points; window 30 and horizon 15 need at least 150 "
-                                 "(75 to train on, 75 to calibrate the threshold on): give a longer normal stretch"),
+        (
+            ["--train-until", "5"],
+            "the training stretch has 5 points; window 30 and horizon 15 need at least 150 "
+            "(75 to train on, 75 to calibrate the threshold on): give a longer normal stretch",
+        ),
         (["--train-until", "99999"], "--train-until must leave rows on both sides"),
         (["--train-until", "yesterday"], "is not a row number"),
         (["--false-alarm-rate", "0.9"], "false_alarm_rate must be in"),
-        (["--signal-model", "autoencoder", "--time-features", "-1"], "time_features must be a non-negative integer"),
+        (
+            ["--signal-model", "autoencoder", "--time-features", "-1"],
+            "time_features must be a non-negative integer",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, message):
@@ -163,15 +369,35 @@ def test_constant_channel_and_channel_mismatch(tmp_path, capsys):
     text = data.read_text().splitlines()
     const = tmp_path / "c.csv"
     const.write_text("\n".join([text[0] + ",k"] + [r + ",1" for r in text[1:]]) + "\n")
-    assert main(["anomaly", "train", "--data", str(const), "--value-cols", "a", "k", "--out",
-                 str(tmp_path / "r1"), *TINY]) == 2
+    assert (
+        main(
+            [
+                "anomaly",
+                "train",
+                "--data",
+                str(const),
+                "--value-cols",
+                "a",
+                "k",
+                "--out",
+                str(tmp_path / "r1"),
+                *TINY,
+            ]
+        )
+        == 2
+    )
     assert "channel 1 is constant" in capsys.readouterr().err
     out = tmp_path / "r2"
     assert main(["anomaly", "train", "--data", str(data), "--value-cols", "a", "--out", str(out), *TINY]) == 0
     capsys.readouterr()
     other = tmp_path / "o.csv"
     other.write_text("x,y\n" + "\n".join(f"{i},{i}" for i in range(100)) + "\n")
-    assert main(["anomaly", "score", "--model", str(out), "--data", str(other), "--out", str(tmp_path / "p.csv")]) == 2
+    assert (
+        main(
+            ["anomaly", "score", "--model", str(out), "--data", str(other), "--out", str(tmp_path / "p.csv")]
+        )
+        == 2
+    )
     assert "no value column 'a'" in capsys.readouterr().err
 
 
@@ -188,9 +414,30 @@ def test_anomaly_demo_runs_on_ecg5000(tmp_path, capsys):
     out.mkdir()
     (out / "metrics.json").write_text('{"one_class": {}, "long_signal": {}}')
     (out / "stale.png").write_bytes(b"old")
-    assert main(["anomaly", "demo", "--out", str(out), "--epochs", "1", "--signal-epochs", "1", "--quiet",
-                 "--hidden-size", "8", "--latent-size", "4", "--time-features", "0",
-                 "--signal-model", "autoencoder"]) == 0
+    assert (
+        main(
+            [
+                "anomaly",
+                "demo",
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--signal-epochs",
+                "1",
+                "--quiet",
+                "--hidden-size",
+                "8",
+                "--latent-size",
+                "4",
+                "--time-features",
+                "0",
+                "--signal-model",
+                "autoencoder",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "GRU autoencoder" in text and "1-NN distance (baseline)" in text
     m = json.loads((out / "metrics.json").read_text())
@@ -201,16 +448,32 @@ def test_anomaly_demo_runs_on_ecg5000(tmp_path, capsys):
     saved = json.loads((out / "one_class_model" / "detector.json").read_text())["detector"]
     assert (saved["hidden_size"], saved["latent_size"], saved["time_features"]) == (8, 4, 0)
     assert m["one_class"]["training"]["time_features"] == 0
-    assert json.loads((out / "signal_model" / "detector.json").read_text())["detector"]["model"] == "autoencoder"
+    assert (
+        json.loads((out / "signal_model" / "detector.json").read_text())["detector"]["model"] == "autoencoder"
+    )
     assert m["long_signal"]["model"].startswith("window autoencoder")
     assert not (out / "stale.png").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["demo", "mine"]
 
 
 # -- a failed train: nothing left before the first checkpoint, the checkpoint kept after it ------
 
+
 def _train_args(data, out, *extra):
-    return ["anomaly", "train", "--data", str(data), "--value-cols", "a", "b", "--out", str(out),
-            *TINY, "--epochs", "1", *extra]
+    return [
+        "anomaly",
+        "train",
+        "--data",
+        str(data),
+        "--value-cols",
+        "a",
+        "b",
+        "--out",
+        str(out),
+        *TINY,
+        "--epochs",
+        "1",
+        *extra,
+    ]
 
 
 def test_a_train_that_fails_before_its_first_checkpoint_can_be_rerun_corrected(tmp_path, capsys):
@@ -265,8 +528,10 @@ def test_a_train_interrupted_after_a_checkpoint_keeps_it_and_resume_completes(tm
 
     monkeypatch.setattr(Trainer, "_train_epoch", interrupted_in_epoch_2)
     assert main(args) == 130
-    assert capsys.readouterr().err == (f"grukit: interrupted; {out} keeps the checkpoint of epoch 1: "
-                                       "rerun the same command with --resume to continue from it\n")
+    assert capsys.readouterr().err == (
+        f"grukit: interrupted; {out} keeps the checkpoint of epoch 1: "
+        "rerun the same command with --resume to continue from it\n"
+    )
     assert json.loads((out / "checkpoints" / "last.json").read_text())["epoch"] == 1
     assert main(args) == 2  # a plain rerun does not overwrite it
     assert "exists and is not empty" in capsys.readouterr().err
@@ -300,8 +565,9 @@ def test_a_bug_after_training_is_exit_1_and_keeps_the_checkpoint(tmp_path, capsy
     assert main(_train_args(data, out, "--train-until", "1200")) == 1
     err = capsys.readouterr().err
     assert err.startswith("grukit: internal error: ValueError: internal. This is a bug in grukit")
-    assert err.rstrip().endswith(f"({out} keeps the checkpoint of epoch 1: rerun the same command with "
-                                 "--resume to continue from it)")
+    assert err.rstrip().endswith(
+        f"({out} keeps the checkpoint of epoch 1: rerun the same command with --resume to continue from it)"
+    )
     [written] = tmp_path.glob("grukit-traceback-*.txt")
     assert "score_with_a_bug" in written.read_text()
     assert (out / "checkpoints" / "last.json").is_file()

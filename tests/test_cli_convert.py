@@ -36,24 +36,48 @@ def test_a_chain_through_every_format_comes_back_bit_for_bit(tmp_path, capsys):
 def test_spec_formulation_goes_to_onnx_and_keras_but_not_to_a_torch_state_dict(tmp_path, capsys):
     model = grukit.GRU(3, 4, reset_after=False)
     save(model, tmp_path / "m.safetensors")
-    assert main(["convert", str(tmp_path / "m.safetensors"), str(tmp_path / "m.onnx"),
-                 "--sequence-lens", "--initial-state", "--opset", "18"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(tmp_path / "m.safetensors"),
+                str(tmp_path / "m.onnx"),
+                "--sequence-lens",
+                "--initial-state",
+                "--opset",
+                "18",
+            ]
+        )
+        == 0
+    )
     assert "reset_after=False" in capsys.readouterr().out
     assert main(["convert", str(tmp_path / "m.safetensors"), str(tmp_path / "m.pt")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("grukit: error: to_torch: this model has reset_after=False")
     assert err.count("\n") == 1 and not (tmp_path / "m.pt").exists()
     # ONNX records the formulation: a contradicting flag is refused
-    assert main(["convert", str(tmp_path / "m.onnx"), str(tmp_path / "x.safetensors"),
-                 "--reset-after", "true"]) == 2
+    assert (
+        main(["convert", str(tmp_path / "m.onnx"), str(tmp_path / "x.safetensors"), "--reset-after", "true"])
+        == 2
+    )
     assert "holds a reset_after=False model" in capsys.readouterr().err
 
 
 def test_a_bare_state_dict_takes_the_formulation_from_the_flag(tmp_path, capsys):
     model = grukit.GRU(3, 4, reset_after=False)
     torch.save(model.state_dict(), tmp_path / "spec.pt")
-    assert main(["convert", str(tmp_path / "spec.pt"), str(tmp_path / "spec.safetensors"),
-                 "--reset-after", "false"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(tmp_path / "spec.pt"),
+                str(tmp_path / "spec.safetensors"),
+                "--reset-after",
+                "false",
+            ]
+        )
+        == 0
+    )
     back = load(tmp_path / "spec.safetensors")
     assert not back.reset_after and _state_equal(back.state_dict(), model.state_dict())
 
@@ -102,8 +126,10 @@ def test_bad_input_is_one_line_and_exit_status_2(tmp_path, capsys, make, args, m
         torch.save(torch.nn.LSTM(3, 4).state_dict(), src)
     elif make == "gru":
         torch.save(torch.nn.GRU(3, 4).state_dict(), src)
-    argv = ["convert", *[str(tmp_path / a) if not a.startswith("--") and not a.isdigit() else a
-                         for a in args]]
+    argv = [
+        "convert",
+        *[str(tmp_path / a) if not a.startswith("--") and not a.isdigit() else a for a in args],
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("grukit: error: ") and message in err and err.count("\n") == 1
@@ -114,8 +140,11 @@ def test_convert_help_and_console_script(tmp_path):
     grukit_bin = os.path.join(os.path.dirname(sys.executable), "grukit")
     r = subprocess.run([grukit_bin, "convert", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and ".safetensors" in r.stdout and "--reset-after" in r.stdout
-    r = subprocess.run([grukit_bin, "convert", str(tmp_path / "m.pt"), str(tmp_path / "m.pt")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [grukit_bin, "convert", str(tmp_path / "m.pt"), str(tmp_path / "m.pt")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 

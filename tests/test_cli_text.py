@@ -12,13 +12,15 @@ import pytest
 from grukit.cli.main import main
 
 TINY = ["--hidden-size", "16", "--bptt", "16", "--epochs", "2", "--batch-size", "8", "--quiet"]
-TEXT = ("the cat sat on the mat. the dog sat on the log. " * 60
-        + "a cat and a dog met on a mat and a log. " * 30)
+TEXT = (
+    "the cat sat on the mat. the dog sat on the log. " * 60 + "a cat and a dog met on a mat and a log. " * 30
+)
 
 
 def _grukit(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "grukit", *args], capture_output=True, text=True,
-                          timeout=300, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "grukit", *args], capture_output=True, text=True, timeout=300, **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +35,15 @@ def trained(tmp_path_factory):
 
 def test_train_writes_the_model_metrics_baselines_and_samples(trained):
     _, out = trained
-    for name in ("model.safetensors", "lm.json", "config.json", "metrics.json", "samples.txt",
-                 "history.json", "learning_curves.png"):
+    for name in (
+        "model.safetensors",
+        "lm.json",
+        "config.json",
+        "metrics.json",
+        "samples.txt",
+        "history.json",
+        "learning_curves.png",
+    ):
         assert (out / name).is_file(), name
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["bpc"]) == {"train", "valid", "test"}
@@ -49,12 +58,18 @@ def test_train_writes_the_model_metrics_baselines_and_samples(trained):
 def test_eval_prints_bpc_and_writes_json(trained, tmp_path, capsys):
     data, out = trained
     capsys.readouterr()
-    assert main(["text", "eval", "--model", str(out), "--data", str(data), "--json", str(tmp_path / "e.json")]) == 0
+    assert (
+        main(["text", "eval", "--model", str(out), "--data", str(data), "--json", str(tmp_path / "e.json")])
+        == 0
+    )
     line = capsys.readouterr().out
     saved = json.loads((tmp_path / "e.json").read_text())
     assert f"{saved['bpc']:.4f} bits per character" in line
     assert saved["characters"] == len(TEXT) - 1
-    assert main(["text", "eval", "--model", str(out), "--data", str(data), "--json", str(tmp_path / "e.json")]) == 2
+    assert (
+        main(["text", "eval", "--model", str(out), "--data", str(data), "--json", str(tmp_path / "e.json")])
+        == 2
+    )
     assert "exists; pass --force" in capsys.readouterr().err
 
 
@@ -68,13 +83,16 @@ def test_generate_streams_the_same_text_for_the_same_seed(trained):
     assert two.returncode == 0 and two.stdout.count("--- sample") == 2
 
 
-@pytest.mark.parametrize("content, extra, message", [
-    (b"", [], "empty"),
-    (b"tiny", [], "fewer than one training window"),
-    (b"\x00\x01\x02binary\xff\xfe" * 100, [], "--level byte"),
-    (TEXT.encode(), ["--valid-fraction", "1.5"], "--valid-fraction must be in [0, 1)"),
-    (TEXT.encode(), ["--zoneout", "1.5"], "zoneout must be a probability"),
-])
+@pytest.mark.parametrize(
+    "content, extra, message",
+    [
+        (b"", [], "empty"),
+        (b"tiny", [], "fewer than one training window"),
+        (b"\x00\x01\x02binary\xff\xfe" * 100, [], "--level byte"),
+        (TEXT.encode(), ["--valid-fraction", "1.5"], "--valid-fraction must be in [0, 1)"),
+        (TEXT.encode(), ["--zoneout", "1.5"], "zoneout must be a probability"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, content, extra, message):
     data = tmp_path / "in.txt"
     data.write_bytes(content)
@@ -88,8 +106,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, conte
 def test_byte_level_trains_on_a_binary_file(tmp_path, capsys):
     data = tmp_path / "in.bin"
     data.write_bytes(bytes(range(256)) * 30)
-    assert main(["text", "train", "--data", str(data), "--out", str(tmp_path / "run"), "--level", "byte",
-                 *TINY]) == 0
+    assert (
+        main(["text", "train", "--data", str(data), "--out", str(tmp_path / "run"), "--level", "byte", *TINY])
+        == 0
+    )
 
 
 def test_prompt_with_unknown_characters_and_bad_options(trained, capsys):
@@ -116,11 +136,25 @@ def test_a_killed_training_run_resumes_exactly(tmp_path):
 
     data = tmp_path / "d.txt"
     data.write_text(TEXT)
-    common = ["--hidden-size", "16", "--bptt", "16", "--batch-size", "8", "--epochs", "12",
-              "--steps-per-epoch", "6", "--patience", "0", "--quiet"]
+    common = [
+        "--hidden-size",
+        "16",
+        "--bptt",
+        "16",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "12",
+        "--steps-per-epoch",
+        "6",
+        "--patience",
+        "0",
+        "--quiet",
+    ]
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "grukit", "text", "train", "--data", str(data),
-                             "--out", str(out), *common])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grukit", "text", "train", "--data", str(data), "--out", str(out), *common]
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         p = out / "checkpoints" / "last.json"
@@ -143,8 +177,20 @@ def test_a_killed_training_run_resumes_exactly(tmp_path):
 
 def test_inspect_draws_the_gates_of_a_language_model_over_a_text(trained, tmp_path, capsys):
     _, out = trained
-    assert main(["inspect", "--model", str(out), "--text", "the dog sat on the mat.",
-                 "--out", str(tmp_path / "g")]) == 0
+    assert (
+        main(
+            [
+                "inspect",
+                "--model",
+                str(out),
+                "--text",
+                "the dog sat on the mat.",
+                "--out",
+                str(tmp_path / "g"),
+            ]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "g" / "summary.json").read_text())
     assert summary["model"] == "language model" and summary["steps"] == len("the dog sat on the mat.")
     assert (tmp_path / "g" / "gates.png").is_file()
@@ -176,9 +222,26 @@ def test_two_process_ddp_training_with_torchrun(tmp_path):
     out = tmp_path / "ddp"
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "grukit", "text", "train",
-                        "--data", str(data), "--out", str(out), *TINY], capture_output=True, text=True,
-                       timeout=300, env=env)
+    r = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "grukit",
+            "text",
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["world_size"] == 2
@@ -194,8 +257,15 @@ def test_the_demo_section_on_a_slice_of_char_ptb(tmp_path, monkeypatch, capsys):
     import grukit.data.text as text_data
 
     full = text_data.char_ptb()
-    monkeypatch.setattr(text_data, "char_ptb", lambda path=None: {
-        "train": full["train"][:60_000], "valid": full["valid"][:8_000], "test": full["test"][:8_000]})
+    monkeypatch.setattr(
+        text_data,
+        "char_ptb",
+        lambda path=None: {
+            "train": full["train"][:60_000],
+            "valid": full["valid"][:8_000],
+            "test": full["test"][:8_000],
+        },
+    )
     monkeypatch.setattr("grukit.apps.text.run.TRAIN_SCORED", 5_000)
     out = tmp_path / "demo"
     assert main(["demo", "--only", "text", "--text-seconds", "3", "--quiet", "--out", str(out)]) == 0

@@ -17,7 +17,9 @@ def _registered_variant(monkeypatch, name, layer):
     from grukit import backends
 
     ref = backends.get("reference")
-    monkeypatch.setitem(backends._REGISTRY, name, dataclasses.replace(ref, name=name, layer=layer, priority=-1))
+    monkeypatch.setitem(
+        backends._REGISTRY, name, dataclasses.replace(ref, name=name, layer=layer, priority=-1)
+    )
 
 
 @pytest.mark.parametrize("flaw", ["formulation", "reset_after_only", "last_step", "float32_noise"])
@@ -29,8 +31,9 @@ def test_a_flawed_backend_fails_the_suite(monkeypatch, flaw):
     def layer(x, h0, w_ih, w_hh, b_ih, b_hh, *, reset_after, reverse, lengths):
         if flaw == "formulation":  # always computes the other formulation
             reset_after = not reset_after
-        out, h_n = gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=reset_after,
-                             reverse=reverse, lengths=lengths)
+        out, h_n = gru_layer(
+            x, h0, w_ih, w_hh, b_ih, b_hh, reset_after=reset_after, reverse=reverse, lengths=lengths
+        )
         if flaw == "reset_after_only" and reset_after:
             out = out * (1 + 1e-7)
         if flaw == "last_step":
@@ -60,6 +63,14 @@ def test_suite_inputs_do_not_depend_on_the_hash_seed():
         "t.check_backend('reference', gradcheck=False)\n"
         "print(repr(seen))\n"
     )
-    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": s}).stdout for s in ("1", "2")]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": s},
+        ).stdout
+        for s in ("1", "2")
+    ]
     assert runs[0] == runs[1] and len(runs[0]) > 10

@@ -46,7 +46,11 @@ def test_keras_outputs_equal_grukit_and_round_trip_is_exact(layers, bidirectiona
     stack = _keras_stack(4, layers, bidirectional, reset_after)
     model = from_keras(stack if layers > 1 else stack[0])
     assert (model.num_layers, model.bidirectional, model.reset_after, model.batch_first) == (
-        layers, bidirectional, reset_after, True)
+        layers,
+        bidirectional,
+        reset_after,
+        True,
+    )
     x = np.random.default_rng(1).standard_normal((3, 6, 3)).astype("float32")
     with torch.no_grad():
         y, _ = model(torch.from_numpy(x))
@@ -113,17 +117,30 @@ def _built(layer, input_size=3):
     "make, message",
     [
         (lambda: _built(keras.layers.GRU(4, activation="relu")), "activation='relu'"),
-        (lambda: _built(keras.layers.GRU(4, recurrent_activation="hard_sigmoid")), "recurrent_activation='hard_sigmoid'"),
+        (
+            lambda: _built(keras.layers.GRU(4, recurrent_activation="hard_sigmoid")),
+            "recurrent_activation='hard_sigmoid'",
+        ),
         (lambda: _built(keras.layers.GRU(4, go_backwards=True)), "go_backwards=True"),
-        (lambda: _built(keras.layers.Bidirectional(keras.layers.GRU(4), merge_mode="sum")), "merge_mode='sum'"),
+        (
+            lambda: _built(keras.layers.Bidirectional(keras.layers.GRU(4), merge_mode="sum")),
+            "merge_mode='sum'",
+        ),
         (lambda: keras.layers.GRU(4), "has no weights yet"),
         (lambda: [_built(keras.layers.GRU(4)), _built(keras.layers.GRU(5), 4)], "units=5"),
-        (lambda: [_built(keras.layers.GRU(4)), _built(keras.layers.GRU(4, reset_after=False), 4)], "reset_after=False"),
+        (
+            lambda: [_built(keras.layers.GRU(4)), _built(keras.layers.GRU(4, reset_after=False), 4)],
+            "reset_after=False",
+        ),
         (lambda: [_built(keras.layers.GRU(4)), _built(keras.layers.GRU(4), 7)], "takes 7 features"),
-        (lambda: [_built(keras.layers.GRU(4)), _built(keras.layers.Bidirectional(keras.layers.GRU(4)), 4)],
-         "Bidirectional and some are not"),
-        (lambda: keras.Sequential([keras.Input((None, 3)), keras.layers.GRU(4), keras.layers.Dense(1)]),
-         "Dense layer"),
+        (
+            lambda: [_built(keras.layers.GRU(4)), _built(keras.layers.Bidirectional(keras.layers.GRU(4)), 4)],
+            "Bidirectional and some are not",
+        ),
+        (
+            lambda: keras.Sequential([keras.Input((None, 3)), keras.layers.GRU(4), keras.layers.Dense(1)]),
+            "Dense layer",
+        ),
         (lambda: [_built(keras.layers.LSTM(4))], "expected Keras GRU or Bidirectional"),
     ],
 )
@@ -141,8 +158,12 @@ def test_keras_files_round_trip(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(back(x)[0], model(x)[0], rtol=1e-5, atol=1e-6)
     kmodel = keras.saving.load_model(path)  # a plain Keras model for Keras users
-    np.testing.assert_allclose(np.asarray(keras.ops.convert_to_numpy(kmodel(x.numpy()))),
-                               model(x)[0].detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(keras.ops.convert_to_numpy(kmodel(x.numpy()))),
+        model(x)[0].detach().numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a zip")
     with pytest.raises(ConversionError, match="not a loadable .keras model"):

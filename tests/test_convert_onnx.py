@@ -36,16 +36,23 @@ LAYOUTS = [(1, False, False), (2, True, False), (2, False, True), (3, True, True
 
 @pytest.mark.parametrize("num_layers, bidirectional, batch_first", LAYOUTS)
 @pytest.mark.parametrize("reset_after", [False, True])
-def test_onnx_runtime_reproduces_every_exported_configuration(num_layers, bidirectional, batch_first, reset_after):
-    model = grukit.GRU(5, 6, num_layers=num_layers, bidirectional=bidirectional,
-                       batch_first=batch_first, reset_after=reset_after)
+def test_onnx_runtime_reproduces_every_exported_configuration(
+    num_layers, bidirectional, batch_first, reset_after
+):
+    model = grukit.GRU(
+        5,
+        6,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        batch_first=batch_first,
+        reset_after=reset_after,
+    )
     session = _ort_session(export_onnx(model, sequence_lens=True, initial_state=True))
     T, N, D = 7, 4, 2 if bidirectional else 1
     x = torch.randn(N, T, 5) if batch_first else torch.randn(T, N, 5)
     hx = torch.randn(D * num_layers, N, 6)
     lengths = torch.tensor([7, 2, 5, 1])
-    y, h_n = session.run(None, {"input": x.numpy(), "hx": hx.numpy(),
-                                "sequence_lens": lengths.int().numpy()})
+    y, h_n = session.run(None, {"input": x.numpy(), "hx": hx.numpy(), "sequence_lens": lengths.int().numpy()})
     y_ref, h_ref = _grukit_padded(model, x, lengths, hx)
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(h_n, h_ref, rtol=1e-5, atol=1e-6)
@@ -59,8 +66,12 @@ def test_plain_export_has_only_the_input_and_dynamic_axes(reset_after):
     assert [o.name for o in proto.graph.output] == ["output", "h_n"]
     grus = [n for n in proto.graph.node if n.op_type == "GRU"]
     assert len(grus) == 2
-    assert all(helper.get_attribute_value(a) == int(reset_after)
-               for n in grus for a in n.attribute if a.name == "linear_before_reset")
+    assert all(
+        helper.get_attribute_value(a) == int(reset_after)
+        for n in grus
+        for a in n.attribute
+        if a.name == "linear_before_reset"
+    )
     session = _ort_session(proto)
     for T, N in [(1, 1), (9, 5)]:  # one file, any batch and time
         x = torch.randn(T, N, 3)
@@ -75,8 +86,7 @@ def test_plain_export_has_only_the_input_and_dynamic_axes(reset_after):
 def test_float64_export_matches_onnx_reference_evaluator_tightly(reset_after):
     from onnx.reference import ReferenceEvaluator
 
-    model = grukit.GRU(3, 4, num_layers=2, bidirectional=True, reset_after=reset_after,
-                       dtype=torch.float64)
+    model = grukit.GRU(3, 4, num_layers=2, bidirectional=True, reset_after=reset_after, dtype=torch.float64)
     proto = export_onnx(model, initial_state=True)
     x, hx = torch.randn(6, 2, 3, dtype=torch.float64), torch.randn(4, 2, 4, dtype=torch.float64)
     y, h_n = ReferenceEvaluator(proto).run(None, {"input": x.numpy(), "hx": hx.numpy()})
@@ -98,8 +108,15 @@ def test_dropout_is_not_exported():
 @pytest.mark.parametrize("num_layers, bidirectional, batch_first", LAYOUTS)
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_export_then_load_is_exact(tmp_path, num_layers, bidirectional, batch_first, reset_after):
-    model = grukit.GRU(5, 6, num_layers=num_layers, bidirectional=bidirectional,
-                       batch_first=batch_first, reset_after=reset_after, bias=num_layers != 2)
+    model = grukit.GRU(
+        5,
+        6,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        batch_first=batch_first,
+        reset_after=reset_after,
+        bias=num_layers != 2,
+    )
     path = tmp_path / "m.onnx"
     export_onnx(model, path, sequence_lens=True)
     back = load_onnx(path)
@@ -167,8 +184,11 @@ def _node_model(**attrs):
     R = numpy_helper.from_array(rng.standard_normal((1, 3 * H, H)).astype(np.float32), "R")
     node = helper.make_node("GRU", ["X", "W", "R"], ["Y"], hidden_size=H, **attrs)
     graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [4, 1, I])],
-        [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)], initializer=[W, R],
+        [node],
+        "g",
+        [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [4, 1, I])],
+        [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)],
+        initializer=[W, R],
     )
     return helper.make_model(graph)
 
@@ -215,10 +235,14 @@ def test_graphs_that_are_not_one_gru_stack_are_refused():
     pa.graph.initializer.extend(extra)
     with pytest.raises(ConversionError, match="not the output of the GRU layer below"):
         load_onnx(pa)
-    empty = helper.make_model(helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])], "g",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])]))
+    empty = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Relu", ["x"], ["y"])],
+            "g",
+            [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+        )
+    )
     with pytest.raises(ConversionError, match="expected GRU nodes, found none"):
         load_onnx(empty)
 
@@ -251,7 +275,7 @@ def test_split_directions_and_keras_style_biases_load_as_one_bidirectional_stack
     def init(name, shape, zero_half=False):
         value = rng.uniform(-0.5, 0.5, shape).astype(np.float32)
         if zero_half:
-            value[..., 3 * H:] = 0
+            value[..., 3 * H :] = 0
         inits.append(numpy_helper.from_array(value, name))
         return name
 
@@ -261,20 +285,34 @@ def test_split_directions_and_keras_style_biases_load_as_one_bidirectional_stack
         ys = []
         for direction in ("forward", "reverse"):
             tag = f"{k}{direction[0]}"
-            nodes.append(helper.make_node(
-                "GRU", [x, init("W" + tag, (1, 3 * H, ins)), init("R" + tag, (1, 3 * H, H)),
-                        init("B" + tag, (1, 6 * H), zero_half=True)],
-                ["Y" + tag], name="gru" + tag, hidden_size=H, direction=direction,
-            ))
+            nodes.append(
+                helper.make_node(
+                    "GRU",
+                    [
+                        x,
+                        init("W" + tag, (1, 3 * H, ins)),
+                        init("R" + tag, (1, 3 * H, H)),
+                        init("B" + tag, (1, 6 * H), zero_half=True),
+                    ],
+                    ["Y" + tag],
+                    name="gru" + tag,
+                    hidden_size=H,
+                    direction=direction,
+                )
+            )
             ys.append("Y" + tag)  # (T, 1, N, H)
         nodes.append(helper.make_node("Concat", ys, [f"Y{k}"], axis=1))  # (T, 2, N, H)
         nodes.append(helper.make_node("Transpose", [f"Y{k}"], [f"Yt{k}"], perm=[0, 2, 1, 3]))
         inits.append(numpy_helper.from_array(np.array([0, 0, 2 * H], np.int64), f"shape{k}"))
         x = f"out{k}"
         nodes.append(helper.make_node("Reshape", [f"Yt{k}", f"shape{k}"], [x]))  # (T, N, 2H)
-    graph = helper.make_graph(nodes, "split", [helper.make_tensor_value_info("X", f32, ["T", "N", I])],
-                              [helper.make_tensor_value_info(x, f32, ["T", "N", 2 * H])],
-                              initializer=inits)
+    graph = helper.make_graph(
+        nodes,
+        "split",
+        [helper.make_tensor_value_info("X", f32, ["T", "N", I])],
+        [helper.make_tensor_value_info(x, f32, ["T", "N", 2 * H])],
+        initializer=inits,
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model = load_onnx(proto)
     assert (model.num_layers, model.bidirectional, model.reset_after) == (2, True, False)

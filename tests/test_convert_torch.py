@@ -4,11 +4,12 @@ import os
 
 import pytest
 import torch
-from conftest import tols
 
 import grukit
 from grukit.convert import ConversionError, from_state_dict, from_torch, to_torch
 from grukit.serialization import load, save
+
+from conftest import tols
 
 CONFIGS = [
     dict(num_layers=1),
@@ -105,8 +106,16 @@ def test_state_dict_names_and_shapes_are_checked():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_safetensors_round_trip_keeps_weights_and_configuration(tmp_path, dtype, reset_after):
-    model = grukit.GRU(3, 5, num_layers=2, bidirectional=True, batch_first=True, dropout=0.25,
-                       reset_after=reset_after, dtype=dtype)
+    model = grukit.GRU(
+        3,
+        5,
+        num_layers=2,
+        bidirectional=True,
+        batch_first=True,
+        dropout=0.25,
+        reset_after=reset_after,
+        dtype=dtype,
+    )
     path = tmp_path / "m.safetensors"
     save(model, path)
     back = load(path)

@@ -16,16 +16,22 @@ F64 = torch.float64
 
 def _weights(I=3, H=4, dtype=torch.float32):
     g = torch.Generator().manual_seed(0)
-    return [torch.randn(*s, generator=g, dtype=dtype) * 0.5 for s in ((3 * H, I), (3 * H, H), (3 * H,), (3 * H,))]
+    return [
+        torch.randn(*s, generator=g, dtype=dtype) * 0.5 for s in ((3 * H, I), (3 * H, H), (3 * H,), (3 * H,))
+    ]
 
 
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_inference_stores_nothing_for_backward(reset_after):
     w_ih, w_hh, b_ih, b_hh = _weights()
     x, h0 = torch.randn(5, 2, 3), torch.zeros(2, 4)
-    out, h_n, ws = torch.ops.grukit.gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, None, reset_after, False, False)
+    out, h_n, ws = torch.ops.grukit.gru_layer_forward(
+        x, h0, w_ih, w_hh, b_ih, b_hh, None, reset_after, False, False
+    )
     assert ws.numel() == 0
-    out2, _, ws2 = torch.ops.grukit.gru_layer_forward(x, h0, w_ih, w_hh, b_ih, b_hh, None, reset_after, False, True)
+    out2, _, ws2 = torch.ops.grukit.gru_layer_forward(
+        x, h0, w_ih, w_hh, b_ih, b_hh, None, reset_after, False, True
+    )
     assert ws2.shape == (5, 2, 5 * 4 if reset_after else 4 * 4)  # r, z, n, h_prev (+ W_hn h + b_hn)
     assert torch.equal(out, out2)
 
@@ -96,13 +102,18 @@ def test_unavailable_kernels_fall_back_with_one_warning_and_explicit_raises(monk
     monkeypatch.setattr(cpu, "_warned", False)
     gru = grukit.GRU(3, 4)
     x = torch.randn(5, 2, 3)
-    with pytest.warns(RuntimeWarning, match="fused cpu backend is unavailable, falling back to 'reference': Numba is not installed"):
+    with pytest.warns(
+        RuntimeWarning,
+        match="fused cpu backend is unavailable, falling back to 'reference': Numba is not installed",
+    ):
         gru(x)
     assert gru.backend_used == "reference"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gru(x)  # only once
-    with pytest.raises(backends.BackendUnavailable, match="'cpu' cannot run this input: Numba is not installed"):
+    with pytest.raises(
+        backends.BackendUnavailable, match="'cpu' cannot run this input: Numba is not installed"
+    ):
         grukit.GRU(3, 4, backend="cpu")(x)
 
 
@@ -165,17 +176,23 @@ def test_every_thread_split_matches_the_reference(split, threads, chunked, monke
     torch.set_num_threads(2)
     try:
         plan = _cpu_launch.plan(9, 6, 40, 8)
-        assert (len(plan.rows) - 1, plan.parties) == {"none": (1, 1), "rows": (2, 1), "features": (1, 2)}[split]
+        assert (len(plan.rows) - 1, plan.parties) == {"none": (1, 1), "rows": (2, 1), "features": (1, 2)}[
+            split
+        ]
         for reset_after in (False, True):
-            ref = grukit.GRU(3, 40, 2, bidirectional=True, dtype=F64, reset_after=reset_after, backend="reference")
-            fused = grukit.GRU(3, 40, 2, bidirectional=True, dtype=F64, reset_after=reset_after, backend="cpu")
+            ref = grukit.GRU(
+                3, 40, 2, bidirectional=True, dtype=F64, reset_after=reset_after, backend="reference"
+            )
+            fused = grukit.GRU(
+                3, 40, 2, bidirectional=True, dtype=F64, reset_after=reset_after, backend="cpu"
+            )
             fused.load_state_dict(ref.state_dict())
             seqs = [torch.randn(n, 3, dtype=F64) for n in (7, 9, 1, 8, 5, 9)]
             hx = torch.randn(4, 6, 40, dtype=F64)
             results = []
             for m in (ref, fused):
                 out, h_n = m(pack_sequence(seqs, enforce_sorted=False), hx)
-                loss = (out.data ** 2).sum() + (h_n ** 3).sum()
+                loss = (out.data**2).sum() + (h_n**3).sum()
                 results.append([out.data, h_n, *torch.autograd.grad(loss, list(m.parameters()))])
             for a, b in zip(*results):
                 torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
@@ -204,6 +221,7 @@ def test_a_smaller_openmp_team_falls_back_to_our_threads(tmp_path):
         "torch.testing.assert_close(fused(x)[0], ref(x)[0], rtol=1e-10, atol=1e-12)\n"
         "assert returned and not any(returned), returned\n"
         "print('ok')\n",
-        OMP_THREAD_LIMIT="1", GRUKIT_CPU_SPLIT="features",
+        OMP_THREAD_LIMIT="1",
+        GRUKIT_CPU_SPLIT="features",
     )
     assert out == "ok"

@@ -33,8 +33,14 @@ def _case(seed, dtype, T, N, I, H, layer_norm, zoneout, dropout):
     def rnd(*shape, scale=1.0):
         return (torch.randn(*shape, generator=g, dtype=dtype) * scale).requires_grad_()
 
-    params = dict(x=rnd(T, N, I), h0=rnd(N, H), w_ih=rnd(3 * H, I, scale=0.5),
-                  w_hh=rnd(3 * H, H, scale=0.4), b_ih=rnd(3 * H), b_hh=rnd(3 * H))
+    params = dict(
+        x=rnd(T, N, I),
+        h0=rnd(N, H),
+        w_ih=rnd(3 * H, I, scale=0.5),
+        w_hh=rnd(3 * H, H, scale=0.4),
+        b_ih=rnd(3 * H),
+        b_hh=rnd(3 * H),
+    )
     norms = None
     if layer_norm:  # non-trivial gains and shifts
         norms = [(torch.rand(3 * H, generator=g, dtype=dtype) + 0.5).requires_grad_(), rnd(3 * H)]
@@ -44,8 +50,11 @@ def _case(seed, dtype, T, N, I, H, layer_norm, zoneout, dropout):
     if dropout:
         recurrent_mask = (torch.rand(N, H, generator=g) < 0.7).to(dtype) / 0.7
     options = LayerOptions(
-        norm_ih=tuple(norms[:2]) if norms else None, norm_hh=tuple(norms[2:]) if norms else None,
-        zoneout=0.3 if zoneout else 0.0, zoneout_mask=zoneout_mask, recurrent_mask=recurrent_mask,
+        norm_ih=tuple(norms[:2]) if norms else None,
+        norm_hh=tuple(norms[2:]) if norms else None,
+        zoneout=0.3 if zoneout else 0.0,
+        zoneout_mask=zoneout_mask,
+        recurrent_mask=recurrent_mask,
     )
     leaves = list(params.values()) + (norms or [])
     return params, options, leaves
@@ -53,8 +62,18 @@ def _case(seed, dtype, T, N, I, H, layer_norm, zoneout, dropout):
 
 def _run(layer, params, options, leaves, reset_after, reverse, lengths, seed=7):
     p = params
-    out, h_n = layer(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
-                     reset_after=reset_after, reverse=reverse, lengths=lengths, options=options)
+    out, h_n = layer(
+        p["x"],
+        p["h0"],
+        p["w_ih"],
+        p["w_hh"],
+        p["b_ih"],
+        p["b_hh"],
+        reset_after=reset_after,
+        reverse=reverse,
+        lengths=lengths,
+        options=options,
+    )
     g = torch.Generator().manual_seed(seed)
     w_out = torch.randn(out.shape, generator=g, dtype=out.dtype)
     w_h = torch.randn(h_n.shape, generator=g, dtype=out.dtype)
@@ -79,8 +98,10 @@ def test_fused_variants_equal_the_reference_forward_and_every_gradient(reset_aft
             want = _run(functional.gru_layer, params, options, leaves, reset_after, reverse, lengths)
             got = _run(cpu._layer, params, options, leaves, reset_after, reverse, lengths)
             for name, a, b in zip(names, got, want):
-                where = f"{name}: layer_norm={layer_norm} zoneout={zoneout} dropout={dropout} " \
-                        f"reverse={reverse} packed={packed}"
+                where = (
+                    f"{name}: layer_norm={layer_norm} zoneout={zoneout} dropout={dropout} "
+                    f"reverse={reverse} packed={packed}"
+                )
                 torch.testing.assert_close(a, b, **F64, msg=lambda m: f"{where}\n{m}")
 
 
@@ -94,11 +115,18 @@ def test_fused_variants_in_float32_stay_within_float32_rounding(reset_after):
             torch.testing.assert_close(a, b, **F32)
 
 
-@pytest.mark.parametrize("option", ["layer_norm", "zoneout_eval", "zoneout_train", "recurrent_dropout", "all"])
+@pytest.mark.parametrize(
+    "option", ["layer_norm", "zoneout_eval", "zoneout_train", "recurrent_dropout", "all"]
+)
 @pytest.mark.parametrize("reset_after", [False, True], ids=["reset_before", "reset_after"])
 def test_gradcheck_of_each_variant_through_the_fused_backend(reset_after, option):
-    on = dict(layer_norm=(True, 0, False), zoneout_eval=(False, 1, False),
-              zoneout_train=(False, 2, False), recurrent_dropout=(False, 0, True), all=(True, 2, True))
+    on = dict(
+        layer_norm=(True, 0, False),
+        zoneout_eval=(False, 1, False),
+        zoneout_train=(False, 2, False),
+        recurrent_dropout=(False, 0, True),
+        all=(True, 2, True),
+    )
     params, options, leaves = _case(3, torch.float64, 4, 3, 2, 4, *on[option])
     n = len(params)
     lengths = torch.tensor([4, 2, 3])
@@ -108,10 +136,25 @@ def test_gradcheck_of_each_variant_through_the_fused_backend(reset_after, option
         norms = tensors[n:]
         o = options
         if norms:
-            o = LayerOptions(norm_ih=tuple(norms[:2]), norm_hh=tuple(norms[2:]), zoneout=o.zoneout,
-                             zoneout_mask=o.zoneout_mask, recurrent_mask=o.recurrent_mask)
-        return cpu._layer(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
-                          reset_after=reset_after, reverse=False, lengths=lengths, options=o)
+            o = LayerOptions(
+                norm_ih=tuple(norms[:2]),
+                norm_hh=tuple(norms[2:]),
+                zoneout=o.zoneout,
+                zoneout_mask=o.zoneout_mask,
+                recurrent_mask=o.recurrent_mask,
+            )
+        return cpu._layer(
+            p["x"],
+            p["h0"],
+            p["w_ih"],
+            p["w_hh"],
+            p["b_ih"],
+            p["b_hh"],
+            reset_after=reset_after,
+            reverse=False,
+            lengths=lengths,
+            options=o,
+        )
 
     assert torch.autograd.gradcheck(f, tuple(leaves), eps=1e-6, atol=1e-6)
 
@@ -141,9 +184,19 @@ def test_every_variant_keeps_the_plain_gru_s_thread_split(shape, monkeypatch):
 def test_module_training_with_every_variant_runs_fused_and_reproduces_the_reference():
     def build(backend):
         torch.manual_seed(0)
-        return grukit.GRU(3, 8, 2, bidirectional=True, layer_norm=True, zoneout=0.2,
-                          recurrent_dropout=0.3, weight_dropout=0.2, dropout=0.1,
-                          dtype=torch.float64, backend=backend).train()
+        return grukit.GRU(
+            3,
+            8,
+            2,
+            bidirectional=True,
+            layer_norm=True,
+            zoneout=0.2,
+            recurrent_dropout=0.3,
+            weight_dropout=0.2,
+            dropout=0.1,
+            dtype=torch.float64,
+            backend=backend,
+        ).train()
 
     x = torch.randn(9, 4, 3, dtype=torch.float64)
     results = []

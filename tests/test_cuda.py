@@ -58,7 +58,13 @@ def test_reset_before_trains_on_cuda_like_the_cpu_reference():
     results = []
     for m, inp in ((gpu, x.to(CUDA)), (cpu, x)):
         out, h_n = m(inp)
-        results.append([out.cpu(), h_n.cpu(), *(g.cpu() for g in torch.autograd.grad(out.square().sum() + h_n.sum(), list(m.parameters())))])
+        results.append(
+            [
+                out.cpu(),
+                h_n.cpu(),
+                *(g.cpu() for g in torch.autograd.grad(out.square().sum() + h_n.sum(), list(m.parameters()))),
+            ]
+        )
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 

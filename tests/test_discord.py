@@ -21,8 +21,8 @@ def _brute_profile(x, m, ref=None):
     """Nearest z-normalised Euclidean distance of each subsequence of ``x``: to ``ref``'s, or to
     ``x``'s own outside the exclusion zone |i - j| <= ceil(m / 4) (the matrix-profile literature's
     trivial matches)."""
-    subs = np.array([_zn(x[i:i + m]) for i in range(len(x) - m + 1)])
-    others = subs if ref is None else np.array([_zn(ref[j:j + m]) for j in range(len(ref) - m + 1)])
+    subs = np.array([_zn(x[i : i + m]) for i in range(len(x) - m + 1)])
+    others = subs if ref is None else np.array([_zn(ref[j : j + m]) for j in range(len(ref) - m + 1)])
     d = np.sqrt(((subs[:, None, :] - others[None, :, :]) ** 2).sum(-1))  # (L, L')
     if ref is None:
         i = np.arange(len(subs))
@@ -77,14 +77,18 @@ def test_one_obvious_discord_is_found():
 def test_bad_input_is_named(monkeypatch):
     with pytest.raises(DataError, match="the discord window must be an integer of at least 3 points, got 2"):
         matrix_profile(_signal(100, 0), 2)
-    with pytest.raises(DataError, match="a discord window of 60 points needs at least 120 points in the signal; got 100"):
+    with pytest.raises(
+        DataError, match="a discord window of 60 points needs at least 120 points in the signal; got 100"
+    ):
         matrix_profile(_signal(100, 0), 60)
     with pytest.raises(DataError, match="the reference has 2 channel"):
         matrix_profile(_signal(100, 0), 10, np.zeros((50, 2)))
     with pytest.raises(DataError, match="needs finite values"):
         matrix_profile(np.r_[_signal(100, 0), np.nan], 10)
-    with pytest.raises(DataError, match="the discord baseline with a window of 50 needs at least 200 points of "
-                                        "normal data; got 199"):
+    with pytest.raises(
+        DataError,
+        match="the discord baseline with a window of 50 needs at least 200 points of normal data; got 199",
+    ):
         DiscordDetector(50).fit(_signal(199, 0))
     monkeypatch.setitem(sys.modules, "stumpy", None)
     with pytest.raises(MissingDependency, match=r"needs stumpy: pip install 'grukit\[apps\]'"):

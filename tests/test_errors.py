@@ -21,7 +21,11 @@ from grukit._validate import InputError
         (dict(dropout="0.1"), ValueError, r"range \[0, 1\]"),
         (dict(bidirectional=1), TypeError, "bidirectional should be a bool, got: int"),
         (dict(reset_after="yes"), TypeError, "reset_after should be a bool"),
-        (dict(backend="cuda-fast"), ValueError, r"unknown GRU backend 'cuda-fast'; expected 'auto' or one of"),
+        (
+            dict(backend="cuda-fast"),
+            ValueError,
+            r"unknown GRU backend 'cuda-fast'; expected 'auto' or one of",
+        ),
     ],
 )
 def test_constructor_rejects(kwargs, exc, match):
@@ -62,7 +66,11 @@ def test_empty_sequence(gru):
 @pytest.mark.parametrize(
     "x_shape, hx_shape, match",
     [
-        ((5, 2, 3), (4, 3, 4), r"Expected hidden size \(D\*num_layers, N, H\) = \(4, 2, 4\), got \(4, 3, 4\)"),
+        (
+            (5, 2, 3),
+            (4, 3, 4),
+            r"Expected hidden size \(D\*num_layers, N, H\) = \(4, 2, 4\), got \(4, 3, 4\)",
+        ),
         ((5, 2, 3), (2, 2, 4), r"= \(4, 2, 4\), got \(2, 2, 4\)"),
         ((5, 2, 3), (4, 4), "for batched 3-D input, hx should also be 3-D but got 2-D"),
         ((5, 3), (4, 1, 4), "for unbatched 2-D input, hx should also be 2-D but got 3-D"),
@@ -90,7 +98,10 @@ def test_packed_sequence_with_wrong_features_or_dtype(gru):
 
 
 def test_dtype_mismatch(gru):
-    with pytest.raises(InputError, match=r"expected input of dtype torch.float32 \(the parameters' dtype\), got torch.float64"):
+    with pytest.raises(
+        InputError,
+        match=r"expected input of dtype torch.float32 \(the parameters' dtype\), got torch.float64",
+    ):
         gru(torch.randn(5, 2, 3, dtype=torch.float64))
     with pytest.raises(InputError, match="expected hx of dtype torch.float32.*got torch.float64"):
         gru(torch.randn(5, 2, 3), torch.randn(4, 2, 4, dtype=torch.float64))
@@ -100,7 +111,9 @@ def test_dtype_mismatch(gru):
 
 def test_device_mismatch(gru):
     meta = torch.randn(5, 2, 3, device="meta")
-    with pytest.raises(InputError, match=r"expected input on device cpu \(the parameters' device\), got meta"):
+    with pytest.raises(
+        InputError, match=r"expected input on device cpu \(the parameters' device\), got meta"
+    ):
         gru(meta)
 
 
@@ -115,7 +128,9 @@ def test_cell_errors():
         cell(torch.randn(2, 2, 3))
     with pytest.raises(InputError, match="Expected 3, got 5"):
         cell(torch.randn(2, 5))
-    with pytest.raises(InputError, match=r"expected hx of shape \(2, 4\) for input of shape \(2, 3\), got \(3, 4\)"):
+    with pytest.raises(
+        InputError, match=r"expected hx of shape \(2, 4\) for input of shape \(2, 3\), got \(3, 4\)"
+    ):
         cell(torch.randn(2, 3), torch.randn(3, 4))
     with pytest.raises(InputError, match=r"expected hx of shape \(4,\)"):
         cell(torch.randn(3), torch.randn(1, 4))

@@ -37,6 +37,10 @@ print("ok")
 @pytest.mark.parametrize("how", ["export", "compile"])
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_tracing_before_any_eager_call_keeps_the_cpu_backend(how, reset_after):
-    proc = subprocess.run([sys.executable, "-c", CODE.format(how=how, ra=reset_after)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", CODE.format(how=how, ra=reset_after)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]

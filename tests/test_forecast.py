@@ -54,8 +54,11 @@ def test_the_shared_estimator_contract():
     from grukit.apps.contract import check_estimator
 
     series = _seasonal_series(4, n=48)
-    check_estimator(lambda **kw: GRUForecaster(6, 12, train={**FAST, "epochs": 1}, hidden_size=8, **kw),
-                    series, lambda f: f.predict().point)
+    check_estimator(
+        lambda **kw: GRUForecaster(6, 12, train={**FAST, "epochs": 1}, hidden_size=8, **kw),
+        series,
+        lambda f: f.predict().point,
+    )
 
 
 def test_estimator_contract_and_a_forecast_better_than_seasonal_naive(tmp_path):
@@ -127,12 +130,16 @@ def test_horizon_longer_than_trained_is_refused():
 
 def test_series_too_short_for_the_window_is_named():
     f = GRUForecaster(6, 12, train=FAST, min_input=12)
-    with pytest.raises(DataError, match="series '1' has 10 points; training needs at least min_input "
-                                        "\\+ horizon = 12 \\+ 6 = 18"):
+    with pytest.raises(
+        DataError,
+        match="series '1' has 10 points; training needs at least min_input \\+ horizon = 12 \\+ 6 = 18",
+    ):
         f.fit({"0": np.arange(50.0), "1": np.arange(10.0)})
     f = GRUForecaster(6, 1, train=FAST)  # the default min_input can shrink to 1, never to 0
-    with pytest.raises(DataError, match="series '1' has 6 points; training needs at least min_input "
-                                        "\\+ horizon = 1 \\+ 6 = 7"):
+    with pytest.raises(
+        DataError,
+        match="series '1' has 6 points; training needs at least min_input \\+ horizon = 1 \\+ 6 = 7",
+    ):
         f.fit({"0": np.arange(50.0), "1": np.arange(6.0)})
 
 
@@ -212,14 +219,20 @@ def test_an_ensemble_is_the_median_of_forecasters_trained_alone(tmp_path):
     series = _seasonal_series(4, n=48)
     quick = {**FAST, "epochs": 1}
     ens = ForecasterEnsemble(6, 12, members=3, train=quick, hidden_size=8).fit(series)
-    alone = [GRUForecaster(6, 12, train={**quick, "seed": s}, hidden_size=8).fit(series).predict() for s in (0, 1, 2)]
+    alone = [
+        GRUForecaster(6, 12, train={**quick, "seed": s}, hidden_size=8).fit(series).predict()
+        for s in (0, 1, 2)
+    ]
     fc = ens.predict()
     for q in (0.1, 0.5, 0.9):
         np.testing.assert_array_equal(fc.quantiles[q], np.median([a.quantiles[q] for a in alone], axis=0))
     np.testing.assert_array_equal(fc.point, fc.quantiles[0.5])
     assert np.all(fc.quantiles[0.1] <= fc.point) and np.all(fc.point <= fc.quantiles[0.9])
     assert ens.result_.epochs_run == [1, 1, 1]
-    check_estimator(lambda **kw: ForecasterEnsemble(6, 12, members=2, train=quick, hidden_size=8, **kw),
-                    series, lambda f: f.predict().point)
+    check_estimator(
+        lambda **kw: ForecasterEnsemble(6, 12, members=2, train=quick, hidden_size=8, **kw),
+        series,
+        lambda f: f.predict().point,
+    )
     with pytest.raises(ConfigError, match="members must be a positive integer, got 0"):
         ForecasterEnsemble(6, 12, members=0)

@@ -18,8 +18,12 @@ sf_models = pytest.importorskip("statsforecast.models")
 def _series(count=6, n=40, m=4, seed=0):
     rng = np.random.default_rng(seed)
     t = np.arange(n)
-    return [(rng.uniform(50, 150) + rng.uniform(-0.5, 1.0) * t) * (1 + 0.2 * np.sin(2 * np.pi * (t + i) / m))
-            * (1 + 0.03 * rng.standard_normal(n)) for i in range(count)]
+    return [
+        (rng.uniform(50, 150) + rng.uniform(-0.5, 1.0) * t)
+        * (1 + 0.2 * np.sin(2 * np.pi * (t + i) / m))
+        * (1 + 0.03 * rng.standard_normal(n))
+        for i in range(count)
+    ]
 
 
 def _per_model(name, histories, h, m):
@@ -68,14 +72,24 @@ def test_a_limited_baseline_runs_on_an_even_sample_scored_for_every_method():
     run = run_baselines(histories, 6, 4, BaselinePlan(n_jobs=1, limits={"AutoARIMA": 2}))
     np.testing.assert_array_equal(run.sample, [0, 6])  # from the first to the last
     assert "AutoARIMA" not in run.forecasts and len(run.sampled["AutoARIMA"]) == 2
-    np.testing.assert_allclose(np.array(run.sampled["AutoARIMA"]),
-                               _per_model("AutoARIMA", [histories[0], histories[6]], 6, 4), rtol=1e-9)
+    np.testing.assert_allclose(
+        np.array(run.sampled["AutoARIMA"]),
+        _per_model("AutoARIMA", [histories[0], histories[6]], 6, 4),
+        rtol=1e-9,
+    )
     result = compare(actuals, gru, histories, 4, run, ids=[f"s{i}" for i in range(7)])
     sample = result["sample"]
-    assert (sample["series"], sample["of"], sample["models"], sample["ids"]) == (2, 7, ["AutoARIMA"], ["s0", "s6"])
+    assert (sample["series"], sample["of"], sample["models"], sample["ids"]) == (
+        2,
+        7,
+        ["AutoARIMA"],
+        ["s0", "s6"],
+    )
     assert set(sample["methods"]) == set(result["methods"]) | {"AutoARIMA"}
     pick = lambda xs: [xs[i] for i in (0, 6)]  # noqa: E731
-    assert sample["methods"]["Theta"] == evaluate(pick(actuals), pick(run.forecasts["Theta"]), pick(histories), 4)
+    assert sample["methods"]["Theta"] == evaluate(
+        pick(actuals), pick(run.forecasts["Theta"]), pick(histories), 4
+    )
     assert sample["methods"]["GRU"] == evaluate(pick(actuals), pick(gru), pick(histories), 4)
     assert set(sample["gru_beats"]) == set(sample["methods"]) - {"GRU"}
 

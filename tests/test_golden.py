@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tols
 
 import grukit
+
+from conftest import tols
 
 F64 = torch.float64
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "golden_onnx_gru.json").read_text())
@@ -30,8 +31,9 @@ def test_matches_onnx_reference_evaluator(name):
     H, D = case["hidden_size"], t["W"].shape[0]
     T, N, I = t["X"].shape
     reverse_only = case["direction"] == "reverse"  # grukit's reverse half of a bidirectional GRU
-    gru = grukit.GRU(I, H, bidirectional=D == 2 or reverse_only, dtype=F64,
-                     reset_after=bool(case["linear_before_reset"]))
+    gru = grukit.GRU(
+        I, H, bidirectional=D == 2 or reverse_only, dtype=F64, reset_after=bool(case["linear_before_reset"])
+    )
     suffixes = ["_reverse"] if reverse_only else ["", "_reverse"][:D]
     with torch.no_grad():
         for d, suffix in enumerate(suffixes):

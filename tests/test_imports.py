@@ -11,10 +11,21 @@ from grukit.backends.cpu import assume_constant_result
 
 
 def test_import_grukit_loads_neither_dynamo_nor_the_optional_packages():
-    heavy = ["torch._dynamo", "numba", "onnx", "onnxruntime", "openvino", "pandas", "matplotlib",
-             "scipy", "soundfile", "keras"]
-    code = ("import sys, grukit; m = grukit.GRU(3, 4); "
-            f"print(' '.join(n for n in {heavy!r} if n in sys.modules))")
+    heavy = [
+        "torch._dynamo",
+        "numba",
+        "onnx",
+        "onnxruntime",
+        "openvino",
+        "pandas",
+        "matplotlib",
+        "scipy",
+        "soundfile",
+        "keras",
+    ]
+    code = (
+        f"import sys, grukit; m = grukit.GRU(3, 4); print(' '.join(n for n in {heavy!r} if n in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""

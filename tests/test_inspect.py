@@ -70,8 +70,12 @@ def oracle(model, x):
     L, D, H, p_zo = model.num_layers, model.num_directions, model.hidden_size, model.zoneout
     names = [("w_ih", "weight_ih"), ("w_hh", "weight_hh"), ("b_ih", "bias_ih"), ("b_hh", "bias_hh")]
     if model.layer_norm:
-        names += [("g_ih", "layer_norm_ih_weight"), ("c_ih", "layer_norm_ih_bias"),
-                  ("g_hh", "layer_norm_hh_weight"), ("c_hh", "layer_norm_hh_bias")]
+        names += [
+            ("g_ih", "layer_norm_ih_weight"),
+            ("c_ih", "layer_norm_ih_bias"),
+            ("g_hh", "layer_norm_hh_weight"),
+            ("c_hh", "layer_norm_hh_bias"),
+        ]
     gates = torch.zeros(L, D, T, N, 3, H, dtype=x.dtype)
     layer_in = x
     for k in range(L):
@@ -107,8 +111,9 @@ def _model(**kw):
 @pytest.mark.parametrize("reset_after", [False, True])
 @pytest.mark.parametrize("option", list(OPTIONS))
 def test_gates_match_float64_oracle(reset_after, option, backend):
-    model = _model(num_layers=2, bidirectional=True, reset_after=reset_after, backend=backend,
-                   **OPTIONS[option])
+    model = _model(
+        num_layers=2, bidirectional=True, reset_after=reset_after, backend=backend, **OPTIONS[option]
+    )
     x = torch.randn(5, 2, 3, dtype=torch.float64)
     trace = gi.gates(model, x)
     expected = oracle(model, x)  # (L, D, T, N, 3, H)
@@ -210,8 +215,11 @@ def test_a_backend_with_gates_computes_them():
         calls.append(kw["reverse"])
         return ref.gates(*args, **kw)
 
-    fake = backends.register(backends.Backend(
-        name="test-gates", layer=ref.layer, gates=gates_fn, check=lambda request: None, priority=-1))
+    fake = backends.register(
+        backends.Backend(
+            name="test-gates", layer=ref.layer, gates=gates_fn, check=lambda request: None, priority=-1
+        )
+    )
     try:
         model = _model(backend=fake.name, bidirectional=True)
         trace = gi.gates(model, torch.randn(4, 2, 3, dtype=torch.float64))
@@ -253,8 +261,9 @@ def test_hold_durations_finds_every_run():
     cut = gi.hold_durations(batch, lengths=torch.tensor([4, 2]))
     assert sorted(cut.length[cut.sequence == 1].tolist()) == [1, 2]
     assert gi.hold_durations(z, threshold=0.65).length.tolist() == [2, 2]
-    torch.testing.assert_close(gi.time_constant(torch.tensor([0.0, 0.5, 0.9])),
-                               torch.tensor([1.0, 2.0, 10.0]))
+    torch.testing.assert_close(
+        gi.time_constant(torch.tensor([0.0, 0.5, 0.9])), torch.tensor([1.0, 2.0, 10.0])
+    )
     with pytest.raises(InputError, match="threshold in \\[0, 1\\), got 1.5"):
         gi.hold_durations(z, threshold=1.5)
     with pytest.raises(InputError, match="got 1-D"):
@@ -290,22 +299,28 @@ def models(tmp_path_factory):
     GRUForecaster(4, 4, train=TINY_TRAIN, hidden_size=6, num_layers=2).fit(series).save(root / "fc")
     signal = np.sin(np.arange(300) / 5)[:, None] + rng.normal(0, 0.05, (300, 1))
     np.savetxt(root / "signal.csv", signal, header="a", comments="", delimiter=",")
-    GRUAnomalyDetector("signal", train=TINY_TRAIN, model="forecaster", window=16, horizon=4,
-                       hidden_size=6).fit(signal).save(root / "sf")
+    GRUAnomalyDetector(
+        "signal", train=TINY_TRAIN, model="forecaster", window=16, horizon=4, hidden_size=6
+    ).fit(signal).save(root / "sf")
     seqs = np.sin(np.arange(12)[None] / 3 + rng.normal(0, 1, (20, 1)))
-    np.savetxt(root / "seqs.csv", seqs, header=",".join(f"t{i}" for i in range(12)), comments="",
-               delimiter=",")
-    GRUAnomalyDetector("sequences", train=TINY_TRAIN, hidden_size=6, latent_size=3,
-                       bidirectional=True).fit(seqs).save(root / "sq")
+    np.savetxt(
+        root / "seqs.csv", seqs, header=",".join(f"t{i}" for i in range(12)), comments="", delimiter=","
+    )
+    GRUAnomalyDetector("sequences", train=TINY_TRAIN, hidden_size=6, latent_size=3, bidirectional=True).fit(
+        seqs
+    ).save(root / "sq")
     return root
 
 
-@pytest.mark.parametrize("model, extra, steps", [
-    ("fc", ["--series", "s1", "--layer", "1"], 12),
-    ("sf", ["--input", "signal.csv", "--start", "100", "--length", "50"], 50),
-    ("sq", ["--input", "seqs.csv", "--start", "3"], 12),
-    ("sq", ["--input", "seqs.csv", "--network", "decoder"], 12),
-])
+@pytest.mark.parametrize(
+    "model, extra, steps",
+    [
+        ("fc", ["--series", "s1", "--layer", "1"], 12),
+        ("sf", ["--input", "signal.csv", "--start", "100", "--length", "50"], 50),
+        ("sq", ["--input", "seqs.csv", "--start", "3"], 12),
+        ("sq", ["--input", "seqs.csv", "--network", "decoder"], 12),
+    ],
+)
 def test_cli_writes_the_gate_figures(models, tmp_path, capsys, model, extra, steps):
     import json
 
@@ -323,17 +338,20 @@ def test_cli_writes_the_gate_figures(models, tmp_path, capsys, model, extra, ste
     assert "most-holding units" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("model, extra, message", [
-    ("fc", ["--series", "nope"], "--series 'nope' is not in the data; its series are s0, s1"),
-    ("fc", ["--layer", "2"], "--layer must be below the GRU's 2 layer(s), got 2"),
-    ("fc", ["--threshold", "1"], "--threshold must be in [0, 1), got 1.0"),
-    ("sf", [], "--input is needed for an anomaly detector"),
-    ("sf", ["--input", "signal.csv", "--start", "300"], "--start must be below the data's 300 rows"),
-    ("sq", ["--input", "seqs.csv", "--length", "5"], "--length applies to forecasters"),
-    ("sq", ["--input", "seqs.csv", "--start", "20"], "--start must be below the data's 20 sequences"),
-    ("sq", ["--input", "seqs.csv", "--member", "1"], "--member must be below the ensemble's 1 member"),
-    (".", [], "is not a model folder written by"),
-])
+@pytest.mark.parametrize(
+    "model, extra, message",
+    [
+        ("fc", ["--series", "nope"], "--series 'nope' is not in the data; its series are s0, s1"),
+        ("fc", ["--layer", "2"], "--layer must be below the GRU's 2 layer(s), got 2"),
+        ("fc", ["--threshold", "1"], "--threshold must be in [0, 1), got 1.0"),
+        ("sf", [], "--input is needed for an anomaly detector"),
+        ("sf", ["--input", "signal.csv", "--start", "300"], "--start must be below the data's 300 rows"),
+        ("sq", ["--input", "seqs.csv", "--length", "5"], "--length applies to forecasters"),
+        ("sq", ["--input", "seqs.csv", "--start", "20"], "--start must be below the data's 20 sequences"),
+        ("sq", ["--input", "seqs.csv", "--member", "1"], "--member must be below the ensemble's 1 member"),
+        (".", [], "is not a model folder written by"),
+    ],
+)
 def test_cli_mistakes_are_one_line_exit_2(models, tmp_path, capsys, model, extra, message):
     from grukit.cli.main import main
 

@@ -33,6 +33,7 @@ def _long_csv(path: Path, starts=(1, 101), n=30, step=1, times=None) -> Path:
 
 # -- reading -----------------------------------------------------------------------------------
 
+
 def test_whole_numbers_are_period_numbers_with_their_step(tmp_path):
     s = read_csv(_long_csv(tmp_path / "d.csv", starts=(10, -4), n=5, step=3), time_col="t")
     assert s.integer_time and s.freq == 3
@@ -57,12 +58,16 @@ def test_a_fraction_is_refused_by_line(tmp_path):
         read_csv(data, time_col="t")
 
 
-@pytest.mark.parametrize("times, lines, values", [(["1", "3", "2", "4"], (3, 4), (3, 2)),
-                                                  (["1", "2", "2", "3"], (3, 4), (2, 2))])
+@pytest.mark.parametrize(
+    "times, lines, values", [(["1", "3", "2", "4"], (3, 4), (3, 2)), (["1", "2", "2", "3"], (3, 4), (2, 2))]
+)
 def test_times_that_do_not_increase_are_refused_naming_series_and_lines(tmp_path, times, lines, values):
     data = _long_csv(tmp_path / "d.csv", starts=(1,), times=times)
-    with pytest.raises(DataError, match=rf"lines {lines[0]} and {lines[1]}: t goes from {values[0]} to "
-                                        rf"{values[1]} in series 's0'; times must increase strictly"):
+    with pytest.raises(
+        DataError,
+        match=rf"lines {lines[0]} and {lines[1]}: t goes from {values[0]} to "
+        rf"{values[1]} in series 's0'; times must increase strictly",
+    ):
         read_csv(data, time_col="t")
 
 
@@ -94,8 +99,11 @@ def test_a_gap_is_treated_as_a_gap_in_daily_timestamps(tmp_path):
 
     # a missing period: refused by both, with the same advice
     for times, what in ((days, "timestamps"), (periods, "times")):
-        with pytest.raises(DataError, match=rf"irregularly spaced {what} \(a missing period.*add the missing "
-                                            "periods with empty values, which are interpolated"):
+        with pytest.raises(
+            DataError,
+            match=rf"irregularly spaced {what} \(a missing period.*add the missing "
+            "periods with empty values, which are interpolated",
+        ):
             read_csv(csv("gap.csv", times, drop=3), time_col="t")
     # the period added with an empty value: the same interpolated series from both
     by_day = read_csv(csv("d.csv", days, empty=3), time_col="t")
@@ -122,6 +130,7 @@ def test_an_empty_time_cell_is_refused_by_line(tmp_path):
 
 
 # -- forecasting -------------------------------------------------------------------------------
+
 
 def test_forecasts_continue_integer_times_and_keep_them_across_save_load(tmp_path):
     data = _long_csv(tmp_path / "d.csv", starts=(10, 1000), n=24, step=2)
@@ -205,15 +214,42 @@ def _signal_csv(path: Path, times) -> Path:
     return path
 
 
-ANOMALY_TINY = ["--window", "16", "--hidden-size", "4", "--epochs", "1", "--steps-per-epoch", "4",
-                "--batch-size", "16", "--quiet"]
+ANOMALY_TINY = [
+    "--window",
+    "16",
+    "--hidden-size",
+    "4",
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "4",
+    "--batch-size",
+    "16",
+    "--quiet",
+]
 
 
 def test_anomaly_train_and_score_with_an_integer_time_column(tmp_path, capsys):
     data = _signal_csv(tmp_path / "s.csv", [str(k) for k in range(5, 5 + 400)])
     out = tmp_path / "run"
-    assert main(["anomaly", "train", "--data", str(data), "--time-col", "t", "--train-until", "200",
-                 "--out", str(out), *ANOMALY_TINY]) == 0
+    assert (
+        main(
+            [
+                "anomaly",
+                "train",
+                "--data",
+                str(data),
+                "--time-col",
+                "t",
+                "--train-until",
+                "200",
+                "--out",
+                str(out),
+                *ANOMALY_TINY,
+            ]
+        )
+        == 0
+    )
     config = json.loads((out / "config.json").read_text())
     assert config["value_cols"] == ["a"] and config["train_rows"] == 200  # a number is a row number
     scores = tmp_path / "scores.csv"
@@ -221,14 +257,23 @@ def test_anomaly_train_and_score_with_an_integer_time_column(tmp_path, capsys):
     assert len(pd.read_csv(scores)) == 400
 
 
-@pytest.mark.parametrize("times, message", [
-    ([str(k) for k in range(10)] + ["5"], "lines 11 and 12: t goes from 9 to 5; times must increase"),
-    ([str(k) for k in range(10)] + ["10.5"], "line 12: t='10.5' is not a whole number"),
-    ([str(np.datetime64("2020-01-01") + k) for k in range(10, 0, -1)], "lines 2 and 3: t goes from 2020-01-11"),
-])
+@pytest.mark.parametrize(
+    "times, message",
+    [
+        ([str(k) for k in range(10)] + ["5"], "lines 11 and 12: t goes from 9 to 5; times must increase"),
+        ([str(k) for k in range(10)] + ["10.5"], "line 12: t='10.5' is not a whole number"),
+        (
+            [str(np.datetime64("2020-01-01") + k) for k in range(10, 0, -1)],
+            "lines 2 and 3: t goes from 2020-01-11",
+        ),
+    ],
+)
 def test_anomaly_refuses_a_bad_time_column(tmp_path, capsys, times, message):
     data = _signal_csv(tmp_path / "s.csv", times)
     out = tmp_path / "run"
-    assert main(["anomaly", "train", "--data", str(data), "--time-col", "t", "--out", str(out), *ANOMALY_TINY]) == 2
+    assert (
+        main(["anomaly", "train", "--data", str(data), "--time-col", "t", "--out", str(out), *ANOMALY_TINY])
+        == 2
+    )
     assert message in capsys.readouterr().err
     assert not out.exists()

@@ -92,8 +92,12 @@ def test_updating_folder_swaps_in_new_files_and_keeps_the_others(tmp_path, monke
     with _io.updating_folder(folder) as stage:
         (stage / "weights").write_text("fit 2")
         (stage / "meta.json").write_text("fit 2")
-    assert _tree(folder) == {"checkpoints/last.json": "epoch 3", "config.json": "run",
-                             "meta.json": "fit 2", "weights": "fit 2"}
+    assert _tree(folder) == {
+        "checkpoints/last.json": "epoch 3",
+        "config.json": "run",
+        "meta.json": "fit 2",
+        "weights": "fit 2",
+    }
     assert os.listdir(tmp_path) == ["model"]  # no staging or old folder left behind
 
 
@@ -130,8 +134,10 @@ def test_package_requires_a_torch_whose_weights_only_load_is_safe():
     assert "MIT License" in (Path(__file__).parents[1] / "LICENSE").read_text()
 
 
-@pytest.mark.parametrize("version, safe", [("2.5.1+cpu", False), ("2.6.0", True), ("2.13.0+cpu", True),
-                                            ("1.13.1", False), ("3.0.0a0", True)])
+@pytest.mark.parametrize(
+    "version, safe",
+    [("2.5.1+cpu", False), ("2.6.0", True), ("2.13.0+cpu", True), ("1.13.1", False), ("3.0.0a0", True)],
+)
 def test_torch_load_refuses_an_unsafe_torch(tmp_path, monkeypatch, version, safe):
     path = tmp_path / "state.pt"
     torch.save({"w": torch.ones(2)}, path)
@@ -152,8 +158,11 @@ def test_model_folder_reading_names_every_unreadable_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no lm.json"):
         with model_folder.reading(tmp_path, "lm.json", "grukit-lm/1", "language model"):
             pass
-    for text, message in (("[1, 2]", "format 'list'"), ('{"format": "other/1"}', "format 'other/1'"),
-                          ("{not json", "JSONDecodeError")):
+    for text, message in (
+        ("[1, 2]", "format 'list'"),
+        ('{"format": "other/1"}', "format 'other/1'"),
+        ("{not json", "JSONDecodeError"),
+    ):
         (tmp_path / "lm.json").write_text(text)
         with pytest.raises(DataError, match=message):
             with model_folder.reading(tmp_path, "lm.json", "grukit-lm/1", "language model"):

@@ -77,7 +77,11 @@ def test_the_rules_by_hand():
 
 def test_the_sweep_against_brute_force():
     rng = np.random.default_rng(0)
-    files = [_File(300, [(60, 80), (150, 190)], "a"), _File(250, []), _File(400, [(100, 101), (390, 399)], "c")]
+    files = [
+        _File(300, [(60, 80), (150, 190)], "a"),
+        _File(250, []),
+        _File(400, [(100, 101), (390, 399)], "c"),
+    ]
     scores = [np.round(rng.random(len(f.values)), 2) for f in files]  # ties on purpose
     for profile in S.PROFILES.values():
         sw = S.sweep(files, scores, profile)
@@ -88,7 +92,9 @@ def test_the_sweep_against_brute_force():
         assert result.raw == pytest.approx(sw.scores.max())
         assert result.threshold == sw.thresholds[np.argmax(sw.scores)]  # the first (highest) of ties
         k = sum(len(f.windows) for f in files)
-        assert result.score == pytest.approx(100 * (result.raw + profile.fn * k) / (profile.tp * k + profile.fn * k))
+        assert result.score == pytest.approx(
+            100 * (result.raw + profile.fn * k) / (profile.tp * k + profile.fn * k)
+        )
 
 
 def test_a_constant_detector_scores_zero_and_bad_scores_are_refused():
@@ -131,7 +137,15 @@ def test_windowed_gaussian_by_hand():
     values = [1.0, 2.0, 4.0, 3.0, 100.0, 2.0, 2.5]
     got = [d.step(v) for v in values]
     # the window: [1], [1,2], [1,2,4], then it slides by two once two more values arrived
-    windows = [None, [1.0], [1.0, 2.0], [1.0, 2.0, 4.0], [1.0, 2.0, 4.0], [4.0, 3.0, 100.0], [4.0, 3.0, 100.0]]
+    windows = [
+        None,
+        [1.0],
+        [1.0, 2.0],
+        [1.0, 2.0, 4.0],
+        [1.0, 2.0, 4.0],
+        [4.0, 3.0, 100.0],
+        [4.0, 3.0, 100.0],
+    ]
     for v, w, g in zip(values, windows, got):
         if w is None:
             assert g == 0.0
@@ -199,7 +213,9 @@ def test_discord_detector_is_online_and_finds_a_changed_cycle():
     v, m = x[:150], 12
     zn = [(w - w.mean()) / w.std() for w in np.lib.stride_tricks.sliding_window_view(v, m)]
     zone = int(np.ceil(m / 4))
-    brute = [min((np.linalg.norm(zn[i] - zn[j]) for j in range(i - zone)), default=np.inf) for i in range(len(zn))]
+    brute = [
+        min((np.linalg.norm(zn[i] - zn[j]) for j in range(i - zone)), default=np.inf) for i in range(len(zn))
+    ]
     np.testing.assert_allclose(left_profile(v, m), brute, rtol=0, atol=1e-6)
 
 
@@ -216,12 +232,17 @@ def _fake_nab(root: Path) -> Path:
             v[k] += 8.0
         (root / "data" / cat).mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"timestamp": stamps.strftime("%Y-%m-%d %H:%M:%S"), "value": v}).to_csv(
-            root / "data" / cat / name, index=False)
-        windows[f"{cat}/{name}"] = [[f"{stamps[k - 20]}.000000", f"{stamps[k + 19]}.000000"] for k in anomalies]
+            root / "data" / cat / name, index=False
+        )
+        windows[f"{cat}/{name}"] = [
+            [f"{stamps[k - 20]}.000000", f"{stamps[k + 19]}.000000"] for k in anomalies
+        ]
     (root / "labels").mkdir()
     (root / "labels" / "combined_windows.json").write_text(json.dumps(windows))
     (root / "results").mkdir()
-    (root / "results" / "final_results.json").write_text(json.dumps({"someone": {p: 50.0 for p in S.PROFILES}}))
+    (root / "results" / "final_results.json").write_text(
+        json.dumps({"someone": {p: 50.0 for p in S.PROFILES}})
+    )
     return root
 
 
@@ -235,7 +256,9 @@ def test_loader_reads_windows_as_indices_and_reports_bad_folders(tmp_path):
     bad = json.loads((root / "labels" / "combined_windows.json").read_text())
     bad["realA/one.csv"] = [["2020-01-01 00:02:00.000000", "2020-01-01 01:00:00.000000"]]
     (root / "labels" / "combined_windows.json").write_text(json.dumps(bad))
-    with pytest.raises(DataError, match="window limit 2020-01-01 00:02:00.000000 of realA/one.csv is not a timestamp"):
+    with pytest.raises(
+        DataError, match="window limit 2020-01-01 00:02:00.000000 of realA/one.csv is not a timestamp"
+    ):
         N.load_nab(root)
 
 
@@ -246,7 +269,7 @@ def test_the_cache_is_filled_whole_or_not_at_all(tmp_path, monkeypatch):
     fetched = []
 
     def fake_download(url, dest):
-        rel = url[len(N.NAB_RAW_URL):]
+        rel = url[len(N.NAB_RAW_URL) :]
         fetched.append(rel)
         if rel.endswith("two.csv") and len(fetched) < 10:
             raise OSError("connection reset")
@@ -330,7 +353,9 @@ def test_published_windowed_gaussian_reproduced():
     ours = detector_scores(c, D.WindowedGaussian())
     costs = json.loads((folder / N.PROFILES).read_text())
     assert {k: v["CostMatrix"] for k, v in costs.items()} == {
-        k: {"tpWeight": p.tp, "fpWeight": p.fp, "fnWeight": p.fn, "tnWeight": 1.0} for k, p in S.PROFILES.items()}
+        k: {"tpWeight": p.tp, "fpWeight": p.fp, "fnWeight": p.fn, "tnWeight": 1.0}
+        for k, p in S.PROFILES.items()
+    }
     for scores in (published, ours):
         for name, result in benchmark(c, scores).items():
             assert result.score == pytest.approx(board[name], abs=1e-6)

@@ -83,9 +83,11 @@ class NaiveKneserNey:
         for m in range(1, order):
             left = defaultdict(set)
             for i in range(m - 1, len(train)):
-                left[tuple(train[i - m + 1:i + 1])].add(train[i - m] if i >= m else "start")
+                left[tuple(train[i - m + 1 : i + 1])].add(train[i - m] if i >= m else "start")
             self.counts[m] = {g: len(s) for g, s in left.items()}
-        self.counts[order] = Counter(tuple(train[i - order + 1:i + 1]) for i in range(order - 1, len(train)))
+        self.counts[order] = Counter(
+            tuple(train[i - order + 1 : i + 1]) for i in range(order - 1, len(train))
+        )
         self.D = {m: naive_discounts(c) for m, c in self.counts.items()}
 
     def prob(self, w, h):
@@ -105,7 +107,9 @@ class NaiveKneserNey:
         return (c - discount(c) + gamma * lower) / total
 
     def log2_probs(self, x):
-        return np.array([math.log2(self.prob(w, tuple(x[max(0, t - self.N + 1):t]))) for t, w in enumerate(x)])
+        return np.array(
+            [math.log2(self.prob(w, tuple(x[max(0, t - self.N + 1) : t]))) for t, w in enumerate(x)]
+        )
 
 
 @pytest.mark.parametrize("order", [1, 2, 3, 4, 5])

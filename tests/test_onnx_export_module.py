@@ -20,8 +20,11 @@ ort = pytest.importorskip("onnxruntime")
 # the torch.export-based exporter (dynamo=True, the default since PyTorch 2.9) needs onnxscript;
 # the TorchScript-based one (dynamo=False) still exists in PyTorch 2.13
 EXPORTERS = [
-    pytest.param(True, id="dynamo", marks=pytest.mark.skipif(
-        importlib.util.find_spec("onnxscript") is None, reason="needs onnxscript")),
+    pytest.param(
+        True,
+        id="dynamo",
+        marks=pytest.mark.skipif(importlib.util.find_spec("onnxscript") is None, reason="needs onnxscript"),
+    ),
     pytest.param(False, id="torchscript"),
 ]
 
@@ -45,8 +48,9 @@ def _export(model, args, path, dynamo, **kwargs):
     deprecation notices and torch's own FutureWarnings silenced."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, str(path), dynamo=dynamo,
-                          **({"verbose": False} if dynamo else {}), **kwargs)
+        torch.onnx.export(
+            model, args, str(path), dynamo=dynamo, **({"verbose": False} if dynamo else {}), **kwargs
+        )
     return onnx.load(str(path))
 
 
@@ -104,13 +108,17 @@ def test_model_with_a_gru_exports_as_gru_nodes_and_onnx_runtime_matches(tmp_path
         np.testing.assert_allclose(g, w.numpy(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("dynamo, reset_after", [
-    pytest.param(True, False, id="dynamo", marks=EXPORTERS[0].marks),
-    pytest.param(False, True, id="torchscript"),
-])
+@pytest.mark.parametrize(
+    "dynamo, reset_after",
+    [
+        pytest.param(True, False, id="dynamo", marks=EXPORTERS[0].marks),
+        pytest.param(False, True, id="torchscript"),
+    ],
+)
 def test_plain_gru_exports_with_dynamic_batch_and_time_and_runs_as_before(tmp_path, dynamo, reset_after):
-    model = grukit.GRU(4, 5, num_layers=2, bidirectional=True, batch_first=True,
-                       reset_after=reset_after).eval()
+    model = grukit.GRU(
+        4, 5, num_layers=2, bidirectional=True, batch_first=True, reset_after=reset_after
+    ).eval()
     x = torch.randn(2, 6, 4)  # (N, T, I)
     with torch.no_grad():
         before = model(x)
@@ -118,9 +126,11 @@ def test_plain_gru_exports_with_dynamic_batch_and_time_and_runs_as_before(tmp_pa
     if dynamo:
         dims = {"dynamic_shapes": ({0: torch.export.Dim("batch"), 1: torch.export.Dim("time")},)}
     else:
-        dims = {"input_names": ["x"], "output_names": ["y", "h_n"],
-                "dynamic_axes": {"x": {0: "batch", 1: "time"}, "y": {0: "batch", 1: "time"},
-                                 "h_n": {1: "batch"}}}
+        dims = {
+            "input_names": ["x"],
+            "output_names": ["y", "h_n"],
+            "dynamic_axes": {"x": {0: "batch", 1: "time"}, "y": {0: "batch", 1: "time"}, "h_n": {1: "batch"}},
+        }
     proto = _export(model, (x,), tmp_path / "gru.onnx", dynamo, **dims)
     _assert_gru_nodes(proto, model)
     for N, T in [(2, 6), (5, 9), (1, 1)]:  # one file, any batch and length
@@ -145,8 +155,9 @@ def test_float64_export_matches_onnx_reference_evaluator_tightly(tmp_path, reset
     grukit's function (gate order, bias split, formulation), not just something close."""
     from onnx.reference import ReferenceEvaluator
 
-    model = grukit.GRU(3, 4, num_layers=2, bidirectional=True, reset_after=reset_after,
-                       dtype=torch.float64).eval()
+    model = grukit.GRU(
+        3, 4, num_layers=2, bidirectional=True, reset_after=reset_after, dtype=torch.float64
+    ).eval()
     x, hx = torch.randn(5, 2, 3, dtype=torch.float64), torch.randn(4, 2, 4, dtype=torch.float64)
     proto = _export(model, (x, hx), tmp_path / "gru64.onnx", dynamo)
     _assert_gru_nodes(proto, model)

@@ -5,10 +5,11 @@ import itertools
 
 import pytest
 import torch
-from conftest import tols
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import grukit
+
+from conftest import tols
 
 LAYERS = [1, 2, 3]
 FLAGS = list(itertools.product([False, True], repeat=4))  # bidirectional, batch_first, bias, hx
@@ -26,8 +27,15 @@ def test_every_cpu_backend_is_in_the_matrix():
 def make_pair(I, H, L, bidirectional, batch_first, bias, dtype, backend="reference"):
     torch.manual_seed(1)
     ours = grukit.GRU(
-        I, H, L, bias=bias, batch_first=batch_first, bidirectional=bidirectional,
-        dtype=dtype, reset_after=True, backend=backend,
+        I,
+        H,
+        L,
+        bias=bias,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+        dtype=dtype,
+        reset_after=True,
+        backend=backend,
     )
     theirs = torch.nn.GRU(
         I, H, L, bias=bias, batch_first=batch_first, bidirectional=bidirectional, dtype=dtype
@@ -48,8 +56,10 @@ def make_input(mode, T, N, I, batch_first, dtype):
 
 
 def run(model, x, lengths, hx, batch_first):
-    inp = x if lengths is None else pack_padded_sequence(
-        x, lengths, batch_first=batch_first, enforce_sorted=False
+    inp = (
+        x
+        if lengths is None
+        else pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False)
     )
     out, h_n = model(inp, hx)
     data = out.data if lengths is not None else out
@@ -58,7 +68,9 @@ def run(model, x, lengths, hx, batch_first):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("flags", FLAGS, ids=lambda f: "".join("bBih"[i] if v else "-" for i, v in enumerate(f)))
+@pytest.mark.parametrize(
+    "flags", FLAGS, ids=lambda f: "".join("bBih"[i] if v else "-" for i, v in enumerate(f))
+)
 @pytest.mark.parametrize("L", LAYERS)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_matches_torch_gru(backend, L, flags, mode, dtype):

@@ -4,10 +4,11 @@ import warnings
 
 import pytest
 import torch
-from conftest import tols
 from torch.nn.utils.rnn import pack_sequence
 
 import grukit
+
+from conftest import tols
 
 F64 = torch.float64
 FORMS = pytest.mark.parametrize("reset_after", [False, True], ids=["before", "after"])
@@ -142,14 +143,29 @@ def test_shapes_and_batch_first():
 
 def test_extra_repr_names_the_formulation():
     assert repr(grukit.GRU(3, 4)) == "GRU(3, 4, reset_after=False)"
-    r = repr(grukit.GRU(3, 4, 2, bias=False, batch_first=True, dropout=0.1, bidirectional=True,
-                        reset_after=True, backend="reference"))
-    assert r == ("GRU(3, 4, num_layers=2, bias=False, batch_first=True, dropout=0.1, "
-                 "bidirectional=True, reset_after=True, backend='reference')")
+    r = repr(
+        grukit.GRU(
+            3,
+            4,
+            2,
+            bias=False,
+            batch_first=True,
+            dropout=0.1,
+            bidirectional=True,
+            reset_after=True,
+            backend="reference",
+        )
+    )
+    assert r == (
+        "GRU(3, 4, num_layers=2, bias=False, batch_first=True, dropout=0.1, "
+        "bidirectional=True, reset_after=True, backend='reference')"
+    )
     assert repr(grukit.GRUCell(3, 4)) == "GRUCell(3, 4, reset_after=False)"
 
 
 def test_all_weights_groups_like_torch():
     ours = grukit.GRU(3, 4, 2, bidirectional=True, reset_after=True)
     theirs = torch.nn.GRU(3, 4, 2, bidirectional=True)
-    assert [[w.shape for w in g] for g in ours.all_weights] == [[w.shape for w in g] for g in theirs.all_weights]
+    assert [[w.shape for w in g] for g in ours.all_weights] == [
+        [w.shape for w in g] for g in theirs.all_weights
+    ]

@@ -37,24 +37,36 @@ def _reference_twin(gru):
     return twin
 
 
-CASES = list(itertools.product(
-    [1, 2],  # layers
-    [True, False],  # reset_after
-    [True, False],  # bias
-    ["batched", "batch_first", "unbatched"],
-    [False, True],  # hx given
-))
+CASES = list(
+    itertools.product(
+        [1, 2],  # layers
+        [True, False],  # reset_after
+        [True, False],  # bias
+        ["batched", "batch_first", "unbatched"],
+        [False, True],  # hx given
+    )
+)
 
 
 @pytest.mark.parametrize("layers, reset_after, bias, layout, with_hx", CASES)
 def test_short_calls_equal_the_reference(taken, layers, reset_after, bias, layout, with_hx):
     torch.manual_seed(layers * 7 + reset_after * 3 + bias)
-    gru = grukit.GRU(3, 5, layers, bias=bias, reset_after=reset_after,
-                     batch_first=layout == "batch_first", dropout=0.3 if layers == 2 else 0.0,
-                     zoneout=0.2).eval()  # evaluation: dropout off, zoneout its interpolation
+    gru = grukit.GRU(
+        3,
+        5,
+        layers,
+        bias=bias,
+        reset_after=reset_after,
+        batch_first=layout == "batch_first",
+        dropout=0.3 if layers == 2 else 0.0,
+        zoneout=0.2,
+    ).eval()  # evaluation: dropout off, zoneout its interpolation
     T, N = 4, 2
-    x = {"batched": torch.randn(T, N, 3), "batch_first": torch.randn(N, T, 3),
-         "unbatched": torch.randn(T, 3)}[layout]
+    x = {
+        "batched": torch.randn(T, N, 3),
+        "batch_first": torch.randn(N, T, 3),
+        "unbatched": torch.randn(T, 3),
+    }[layout]
     hx = None
     if with_hx:
         hx = torch.randn(layers, 5) if layout == "unbatched" else torch.randn(layers, N, 5)
@@ -85,16 +97,19 @@ def _attempted(gru, x, seen, **kwargs):
     return seen[before:] == [True]
 
 
-@pytest.mark.parametrize("make, why", [
-    (lambda: grukit.GRU(3, 4, bidirectional=True), "bidirectional"),
-    (lambda: grukit.GRU(3, 4, layer_norm=True), "layer norm"),
-    (lambda: grukit.GRU(3, 4, backend="cpu"), "the fused kernels named"),
-    (lambda: grukit.GRU(3, 4, backend="reference"), "another backend named"),
-    (lambda: grukit.GRU(3, 4, 2, dropout=0.5).train(), "dropout in training"),
-    (lambda: grukit.GRU(3, 4, zoneout=0.1).train(), "zoneout in training"),
-    (lambda: grukit.GRU(3, 4, recurrent_dropout=0.1).train(), "recurrent dropout in training"),
-    (lambda: grukit.GRU(3, 4, weight_dropout=0.1).train(), "weight dropout in training"),
-])
+@pytest.mark.parametrize(
+    "make, why",
+    [
+        (lambda: grukit.GRU(3, 4, bidirectional=True), "bidirectional"),
+        (lambda: grukit.GRU(3, 4, layer_norm=True), "layer norm"),
+        (lambda: grukit.GRU(3, 4, backend="cpu"), "the fused kernels named"),
+        (lambda: grukit.GRU(3, 4, backend="reference"), "another backend named"),
+        (lambda: grukit.GRU(3, 4, 2, dropout=0.5).train(), "dropout in training"),
+        (lambda: grukit.GRU(3, 4, zoneout=0.1).train(), "zoneout in training"),
+        (lambda: grukit.GRU(3, 4, recurrent_dropout=0.1).train(), "recurrent dropout in training"),
+        (lambda: grukit.GRU(3, 4, weight_dropout=0.1).train(), "weight dropout in training"),
+    ],
+)
 def test_options_the_short_path_does_not_take(taken, make, why):
     gru = make()
     with torch.no_grad():
@@ -126,7 +141,8 @@ def test_func_transforms_keep_the_fused_path(taken):
     x = torch.randn(2, 1, 3)
     with torch.no_grad():
         out = torch.func.vmap(lambda xi: torch.func.functional_call(gru, params, (xi,))[0])(
-            x.unsqueeze(0).expand(2, -1, -1, -1))
+            x.unsqueeze(0).expand(2, -1, -1, -1)
+        )
     assert out.shape == (2, 2, 1, 4) and True not in taken
 
 

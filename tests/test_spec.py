@@ -3,11 +3,12 @@
 import math
 
 import torch
-from conftest import tols
 
 import grukit
 from grukit.convert.layout import from_spec, to_spec
 from grukit.spec import spec_sequence
+
+from conftest import tols
 
 F64 = torch.float64
 

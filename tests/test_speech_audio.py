@@ -31,8 +31,10 @@ def rms(x):
 
 # -- reading ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("subtype, tol", [("PCM_U8", 1 / 128), ("PCM_16", 1 / 2 ** 15),
-                                          ("PCM_24", 1 / 2 ** 23), ("FLOAT", 0.0)])
+
+@pytest.mark.parametrize(
+    "subtype, tol", [("PCM_U8", 1 / 128), ("PCM_16", 1 / 2**15), ("PCM_24", 1 / 2**23), ("FLOAT", 0.0)]
+)
 def test_wav_sample_formats_read_as_written(tmp_path, subtype, tol):
     wave = tone(300, 8000, 0.25)
     path = tmp_path / f"{subtype}.wav"
@@ -65,7 +67,7 @@ def test_flac_round_trip_is_lossless(tmp_path):
     sf.write(path, wave, 16000, subtype="PCM_16")
     got, rate = read_audio(path)
     assert rate == 16000
-    np.testing.assert_allclose(got, wave, rtol=0, atol=1 / 2 ** 15)
+    np.testing.assert_allclose(got, wave, rtol=0, atol=1 / 2**15)
 
 
 def test_ogg_round_trip_is_close(tmp_path):
@@ -88,6 +90,7 @@ def test_read_audio_resamples_to_the_rate_asked(tmp_path):
 
 
 # -- resampling ---------------------------------------------------------------------------------
+
 
 def test_downsampled_tone_keeps_frequency_length_and_amplitude():
     wave = tone(440, 16000, 1.0, amp=0.5)
@@ -126,6 +129,7 @@ def test_resample_rejects_bad_rates(orig, rate):
 
 
 # -- unusable files -----------------------------------------------------------------------------
+
 
 def test_missing_file(tmp_path):
     path = tmp_path / "nope.wav"
@@ -189,6 +193,7 @@ def test_a_folder_is_not_a_file(tmp_path):
 
 # -- many files ---------------------------------------------------------------------------------
 
+
 def test_read_many_skips_and_reports_a_bad_file(tmp_path):
     paths = []
     for i, f in enumerate([300, 500, 700]):
@@ -221,6 +226,7 @@ def test_read_many_all_bad_raises(tmp_path):
 
 
 # -- perturbations ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("snr_db", [20.0, 5.0, -3.0])
 def test_add_noise_measured_snr(snr_db):

@@ -47,6 +47,7 @@ def tone_words(per_class: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
 
 # -- pooled MFCC -------------------------------------------------------------------------------------
 
+
 def test_pooled_mfcc_shape():
     waves, _ = tone_words(2, seed=1)
     X = pooled_mfcc(waves, RATE)
@@ -64,8 +65,9 @@ def test_padding_does_not_change_a_row():
     np.testing.assert_allclose(batched[1], alone, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(batched[0], pooled_mfcc([long], RATE)[0], rtol=1e-5, atol=1e-5)
     # batches of one, and of two, give the same rows as one batch
-    np.testing.assert_allclose(pooled_mfcc([long, short, long[:5000]], RATE, batch=1), batched,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        pooled_mfcc([long, short, long[:5000]], RATE, batch=1), batched, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_pooled_rows_are_the_statistics_of_the_frames():
@@ -100,6 +102,7 @@ def test_bad_recordings_are_refused():
 
 # -- classifiers -------------------------------------------------------------------------------------
 
+
 def test_the_baselines_learn_synthetic_words():
     train_w, train_y = tone_words(20, seed=10)
     test_w, test_y = tone_words(10, seed=11)
@@ -126,6 +129,7 @@ def test_labels_must_match_the_recordings():
 
 
 # -- dynamic time warping ---------------------------------------------------------------------------
+
 
 def dtw_oracle(a: np.ndarray, b: np.ndarray) -> float:
     """The DTW recursion written out: the cheapest monotone path from (0, 0) to the last cell."""

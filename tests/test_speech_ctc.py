@@ -63,8 +63,15 @@ def test_greedy_accepts_torch():
     assert greedy_decode(lp) == [A, A, B_]
 
 
-@pytest.mark.parametrize("seed, T, V", [(s, T, V) for s, (T, V) in enumerate(
-    [(1, 3), (2, 3), (3, 3), (4, 3), (5, 3), (6, 3), (3, 4), (4, 4), (5, 4), (6, 4)] * 2)])
+@pytest.mark.parametrize(
+    "seed, T, V",
+    [
+        (s, T, V)
+        for s, (T, V) in enumerate(
+            [(1, 3), (2, 3), (3, 3), (4, 3), (5, 3), (6, 3), (3, 4), (4, 4), (5, 4), (6, 4)] * 2
+        )
+    ],
+)
 def test_wide_beam_finds_the_most_probable_labelling(seed, T, V):
     rng = np.random.default_rng(seed)
     # peaked random distributions so that labellings differ in probability clearly
@@ -124,10 +131,14 @@ def test_beam_of_one_is_greedy_like_on_clear_frames():
     assert beam_decode(lp, beam_width=1)[0] == greedy_decode(lp) == [A, A, B_, B_]
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros(4), "(T, V)"), (np.zeros((3, 1)), "at least 2 tokens"),
-    (np.array([[0.0, np.nan]]), "NaN"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros(4), "(T, V)"),
+        (np.zeros((3, 1)), "at least 2 tokens"),
+        (np.array([[0.0, np.nan]]), "NaN"),
+    ],
+)
 def test_decoders_reject_bad_frames(bad, message):
     for f in (greedy_decode, beam_decode, frame_labels):
         with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -144,10 +155,12 @@ def test_decoders_reject_bad_length_and_beam():
 
 def test_error_rates_by_hand():
     refs = ["one two three", "four five", "six", "seven eight"]
-    hyps = ["one too three",  # one substitution
-            "four five five",  # one insertion
-            "",  # one deletion
-            "seven eight"]  # exact
+    hyps = [
+        "one too three",  # one substitution
+        "four five five",  # one insertion
+        "",  # one deletion
+        "seven eight",
+    ]  # exact
     r = error_rates(refs, hyps)
     assert (r["substitutions"], r["insertions"], r["deletions"]) == (1, 1, 1)
     assert r["hits"] == 6 and r["words"] == 8 and r["sentences"] == 4
@@ -160,12 +173,15 @@ def test_error_rates_ignore_extra_whitespace():
     assert r["wer"] == 0.0 and r["sentence_accuracy"] == 1.0
 
 
-@pytest.mark.parametrize("refs, hyps, message", [
-    ([], [], "at least one reference"),
-    (["a b"], ["a", "b"], "1 references and 2 hypotheses"),
-    (["a", "  "], ["a", "b"], "reference 1"),
-    ("a b", "a b", "lists"),
-])
+@pytest.mark.parametrize(
+    "refs, hyps, message",
+    [
+        ([], [], "at least one reference"),
+        (["a b"], ["a", "b"], "1 references and 2 hypotheses"),
+        (["a", "  "], ["a", "b"], "reference 1"),
+        ("a b", "a b", "lists"),
+    ],
+)
 def test_error_rates_reject_bad_input(refs, hyps, message):
     with pytest.raises(DataError, match=message):
         error_rates(refs, hyps)

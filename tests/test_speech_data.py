@@ -64,6 +64,7 @@ def no_fsdd_env(monkeypatch, tmp_path):
 
 # -- FSDD, the shared copy ---------------------------------------------------------------------
 
+
 def test_fsdd_has_3000_recordings_50_per_digit_and_speaker(shared_fsdd):
     utts = fsdd(shared_fsdd, download=False)
     assert len(utts) == 3000
@@ -106,6 +107,7 @@ def test_fsdd_env_is_honoured_root_or_recordings(shared_fsdd, no_fsdd_env, monke
 
 
 # -- FSDD, small synthetic copies -----------------------------------------------------------------
+
 
 def test_fsdd_sorts_by_speaker_digit_index_and_skips_stray_files(tmp_path, no_fsdd_env, monkeypatch):
     rec = tmp_path / "fsdd" / "recordings"
@@ -195,7 +197,9 @@ def test_download_is_checked_then_renamed_into_place(tmp_path, no_fsdd_env, monk
 
 
 def test_download_that_is_not_a_zip(tmp_path, no_fsdd_env, monkeypatch):
-    monkeypatch.setattr(speech, "_download", lambda url, dest: Path(dest).write_text("<html>rate limited</html>"))
+    monkeypatch.setattr(
+        speech, "_download", lambda url, dest: Path(dest).write_text("<html>rate limited</html>")
+    )
     with pytest.raises(DataError, match="not a zip"):
         fsdd()
     assert list(no_fsdd_env.iterdir()) == []
@@ -214,9 +218,14 @@ def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
 
 # -- splits -------------------------------------------------------------------------------------
 
+
 def _utts():
-    return [Utterance(f"/x/{d}_{s}_{i}.wav", str(d), s, i) for s in ("amy", "bob", "cid")
-            for d in range(2) for i in range(7)]
+    return [
+        Utterance(f"/x/{d}_{s}_{i}.wav", str(d), s, i)
+        for s in ("amy", "bob", "cid")
+        for d in range(2)
+        for i in range(7)
+    ]
 
 
 def test_splits_by_hand():
@@ -242,6 +251,7 @@ def test_split_errors_name_what_is_missing():
 
 # -- a user's folder ----------------------------------------------------------------------------
 
+
 def test_class_subfolders(tmp_path):
     root = tmp_path / "words"
     _wav(root / "yes" / "a.wav")
@@ -253,8 +263,12 @@ def test_class_subfolders(tmp_path):
     (root / "empty").mkdir()
     utts = from_folder(root)
     got = {(Path(u.path).relative_to(root).as_posix(), u.text, u.speaker, u.index) for u in utts}
-    assert got == {("yes/a.wav", "yes", None, None), ("yes/B.FLAC", "yes", None, None),
-                   ("no/no_amy_3.wav", "no", "amy", 3), ("no/session2/c.wav", "no", None, None)}
+    assert got == {
+        ("yes/a.wav", "yes", None, None),
+        ("yes/B.FLAC", "yes", None, None),
+        ("no/no_amy_3.wav", "no", "amy", 3),
+        ("no/session2/c.wav", "no", None, None),
+    }
     assert all(Path(u.path).is_absolute() for u in utts)
     assert load_utterances(root) == (utts, "classify")
 
@@ -265,7 +279,11 @@ def test_fsdd_style_names_in_one_folder(tmp_path):
         _wav(root / name)
     with pytest.warns(UserWarning, match="skipped 1 file"):
         utts = from_folder(root)
-    assert [(u.text, u.speaker, u.index) for u in utts] == [("up", "ann", 0), ("up", "ann", 1), ("down", "bob", 12)]
+    assert [(u.text, u.speaker, u.index) for u in utts] == [
+        ("up", "ann", 0),
+        ("up", "ann", 1),
+        ("down", "bob", 12),
+    ]
     assert official_split(utts) == (utts[2:], utts[:2])
 
 
@@ -292,6 +310,7 @@ def test_folder_errors(tmp_path):
 
 # -- manifests ----------------------------------------------------------------------------------
 
+
 def _manifest(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -316,18 +335,21 @@ def test_manifest_with_transcripts(tmp_path):
     assert all(u.path == str(a) and u.speaker is None for u in utts)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("file,label\na.wav,yes\n", "line 1: expected a 'path' column"),
-    ("path,speaker\na.wav,amy\n", "line 1: .*got neither"),
-    ("path,label,transcript\na.wav,yes,yes\n", "line 1: .*got both"),
-    ("path,label\na.wav,yes\na.wav,\n", "line 3, column 'label': empty"),
-    ("path,label\na.wav,yes\na.wav\n", "line 3, column 'label': empty"),
-    ("path,transcript\n,one two\n", "line 2, column 'path': empty"),
-    ("path,label\na.wav,yes\nmissing.wav,no\n", "line 3, column 'path': no such file"),
-    ("path,label\na.wav,two words\n", "line 2, column 'label': expected one word"),
-    ("path,label\n", "no rows"),
-    ("", "empty file"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("file,label\na.wav,yes\n", "line 1: expected a 'path' column"),
+        ("path,speaker\na.wav,amy\n", "line 1: .*got neither"),
+        ("path,label,transcript\na.wav,yes,yes\n", "line 1: .*got both"),
+        ("path,label\na.wav,yes\na.wav,\n", "line 3, column 'label': empty"),
+        ("path,label\na.wav,yes\na.wav\n", "line 3, column 'label': empty"),
+        ("path,transcript\n,one two\n", "line 2, column 'path': empty"),
+        ("path,label\na.wav,yes\nmissing.wav,no\n", "line 3, column 'path': no such file"),
+        ("path,label\na.wav,two words\n", "line 2, column 'label': expected one word"),
+        ("path,label\n", "no rows"),
+        ("", "empty file"),
+    ],
+)
 def test_manifest_errors_name_line_and_column(tmp_path, text, message):
     _wav(tmp_path / "a.wav")
     m = _manifest(tmp_path / "bad.csv", text)
@@ -385,8 +407,9 @@ def test_connected_digits_transcripts_lengths_and_silences():
 
 def test_connected_digits_other_ranges():
     clips, labels = _clips()
-    for wave, text in connected_digits(clips, labels, count=30, rate=CLIP_RATE, lengths=(1, 2), pause=(0.5, 0.5),
-                                       edge=(0.0, 0.0), seed=1):
+    for wave, text in connected_digits(
+        clips, labels, count=30, rate=CLIP_RATE, lengths=(1, 2), pause=(0.5, 0.5), edge=(0.0, 0.0), seed=1
+    ):
         runs = _runs(wave != 0)
         assert len(text.split()) == len(runs) in (1, 2)
         assert runs[0][0] == 0 and runs[-1][1] == len(wave)
@@ -403,20 +426,23 @@ def test_connected_digits_are_deterministic_for_a_seed():
     assert [t for _, t in a] != [t for _, t in c]
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"clips": []}, "at least one clip"),
-    ({"labels": ["0", "1"]}, "4 clips and 2 labels"),
-    ({"labels": ["0", "1", "two words", "3"]}, "label 2"),
-    ({"clips": [np.zeros((2, 3))] * 4}, "clip 0"),
-    ({"count": 0}, "count"),
-    ({"rate": 0}, "rate"),
-    ({"lengths": (0, 3)}, "lengths"),
-    ({"lengths": (5, 3)}, "lengths"),
-    ({"lengths": (1.5, 3)}, "lengths"),
-    ({"pause": (-0.1, 0.2)}, "pause"),
-    ({"edge": (0.3, 0.2)}, "edge"),
-    ({"snr_db": float("nan")}, "snr_db"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"clips": []}, "at least one clip"),
+        ({"labels": ["0", "1"]}, "4 clips and 2 labels"),
+        ({"labels": ["0", "1", "two words", "3"]}, "label 2"),
+        ({"clips": [np.zeros((2, 3))] * 4}, "clip 0"),
+        ({"count": 0}, "count"),
+        ({"rate": 0}, "rate"),
+        ({"lengths": (0, 3)}, "lengths"),
+        ({"lengths": (5, 3)}, "lengths"),
+        ({"lengths": (1.5, 3)}, "lengths"),
+        ({"pause": (-0.1, 0.2)}, "pause"),
+        ({"edge": (0.3, 0.2)}, "edge"),
+        ({"snr_db": float("nan")}, "snr_db"),
+    ],
+)
 def test_connected_digits_validates(kw, message):
     clips, labels = _clips()
     args = {"clips": clips, "labels": labels, "count": 2, "rate": CLIP_RATE, **kw}
@@ -435,7 +461,7 @@ def test_connected_digits_noise_at_the_snr_leaves_the_strings_unchanged():
         noise = n.astype(np.float64) - c
         assert abs(noise.mean()) < 0.02  # zero-mean white noise, everywhere including the silences
         assert np.std(noise[c == 0]) == pytest.approx(np.std(noise[c != 0]), rel=0.2)
-        snrs.append(10 * np.log10(np.mean(c.astype(np.float64) ** 2) / np.mean(noise ** 2)))
+        snrs.append(10 * np.log10(np.mean(c.astype(np.float64) ** 2) / np.mean(noise**2)))
     assert np.mean(snrs) == pytest.approx(10.0, abs=0.15)
     assert all(abs(s - 10.0) < 0.8 for s in snrs)
 
@@ -446,7 +472,8 @@ def test_connected_digits_segments_locate_each_word():
     labels = ["one", "two", "three", "four"]
     plain = connected_digits(clips, labels, count=20, rate=8000, seed=3)
     for (wave, text, where), (wave0, text0) in zip(
-            connected_digits(clips, labels, count=20, rate=8000, seed=3, segments=True), plain):
+        connected_digits(clips, labels, count=20, rate=8000, seed=3, segments=True), plain
+    ):
         np.testing.assert_array_equal(wave, wave0)  # the same strings with or without segments
         assert text == text0 and len(where) == len(text.split())
         for (a, b), word in zip(where, text.split()):

@@ -37,9 +37,15 @@ def tone_words(n_per_class: int, seed: int):
     waves, labels = [], []
     for _ in range(n_per_class):
         for name, f in TONES.items():
-            waves.append(np.concatenate([quiet(rng.uniform(0.05, 0.15), rng),
-                                         tone(f * rng.uniform(0.95, 1.05), rng.uniform(0.15, 0.3), rng),
-                                         quiet(rng.uniform(0.05, 0.15), rng)]))
+            waves.append(
+                np.concatenate(
+                    [
+                        quiet(rng.uniform(0.05, 0.15), rng),
+                        tone(f * rng.uniform(0.95, 1.05), rng.uniform(0.15, 0.3), rng),
+                        quiet(rng.uniform(0.05, 0.15), rng),
+                    ]
+                )
+            )
             labels.append(name)
     return waves, labels
 
@@ -66,8 +72,11 @@ SMALL = dict(hidden_size=24, num_layers=1, n_mels=20, speed_perturb=0.0)
 @pytest.fixture(scope="module")
 def classifier():
     waves, labels = tone_words(16, seed=0)
-    rec = GRUSpeechRecognizer(task="classify", train={"epochs": 25, "batch_size": 16, "lr": 1e-2,
-                                                      "progress": "off", "patience": None}, **SMALL)
+    rec = GRUSpeechRecognizer(
+        task="classify",
+        train={"epochs": 25, "batch_size": 16, "lr": 1e-2, "progress": "off", "patience": None},
+        **SMALL,
+    )
     return rec.fit(waves, labels, valid_fraction=0.0)
 
 
@@ -96,13 +105,17 @@ def test_classify_posterior_over_time_ends_at_the_whole_recording(classifier):
 
 def test_estimator_contract():
     waves, labels = tone_words(4, seed=3)
+
     # the contract's fit(data) takes one argument: adapt with a thin subclass
     class OneArg(GRUSpeechRecognizer):
         def fit(self, data, **kw):
             return super().fit(data[0], data[1], valid_fraction=0.0, **kw)
 
-    check_estimator(lambda **kw: OneArg(train={"epochs": 2, "batch_size": 8, "progress": "off"}, **{**SMALL, **kw}),
-                    (waves, labels), lambda est: est.predict_proba(waves[:4]))
+    check_estimator(
+        lambda **kw: OneArg(train={"epochs": 2, "batch_size": 8, "progress": "off"}, **{**SMALL, **kw}),
+        (waves, labels),
+        lambda est: est.predict_proba(waves[:4]),
+    )
 
 
 def test_not_fitted_and_bad_input(classifier):
@@ -152,9 +165,12 @@ def test_save_load_round_trip(classifier, tmp_path):
 @pytest.fixture(scope="module")
 def transcriber():
     waves, texts = tone_strings(160, seed=10)
-    rec = GRUSpeechRecognizer(task="transcribe", train={"epochs": 30, "batch_size": 16, "lr": 1e-2,
-                                                        "progress": "off", "patience": None},
-                              spec_augment=False, **{**SMALL, "hidden_size": 32})
+    rec = GRUSpeechRecognizer(
+        task="transcribe",
+        train={"epochs": 30, "batch_size": 16, "lr": 1e-2, "progress": "off", "patience": None},
+        spec_augment=False,
+        **{**SMALL, "hidden_size": 32},
+    )
     return rec.fit(waves, texts, valid_fraction=0.0)
 
 
@@ -196,7 +212,7 @@ def test_streaming_equals_whole_recording(transcriber):
         words, a = [], 0
         while a < len(w):
             n = int(rng.integers(1, 1200))
-            words += stream.push(w[a: a + n])
+            words += stream.push(w[a : a + n])
             a += n
         words += stream.finish()
         assert " ".join(x.text for x in words) == ref
@@ -217,7 +233,7 @@ def test_stream_distributions_equal_the_whole_recordings(transcriber):
     hook = head.register_forward_hook(lambda m, i, o: steps.append(torch.softmax(o.double(), -1)))
     try:
         for a in range(0, len(w), 333):
-            stream.push(w[a: a + 333])
+            stream.push(w[a : a + 333])
     finally:
         hook.remove()
     got = torch.cat(steps)
@@ -243,9 +259,11 @@ def test_training_augmentation_draws_within_its_ranges():
         w, _ = data[0]
         lengths.add(len(w))
         if len(w) == len(wave):
-            gains.append(20 * np.log10(np.sqrt(np.mean(w ** 2)) / np.sqrt(np.mean(wave ** 2))))
+            gains.append(20 * np.log10(np.sqrt(np.mean(w**2)) / np.sqrt(np.mean(wave**2))))
     assert len(lengths) == 3  # slower, unchanged, faster
-    assert min(lengths) == pytest.approx(len(wave) / 1.1, abs=2) and max(lengths) == pytest.approx(len(wave) / 0.9, abs=2)
+    assert min(lengths) == pytest.approx(len(wave) / 1.1, abs=2) and max(lengths) == pytest.approx(
+        len(wave) / 0.9, abs=2
+    )
     assert -20 <= min(gains) < -15 and 15 < max(gains) <= 20  # uniform over [-20, 20] dB
     plain = Recordings([wave], [0], task="classify")  # no augmentation: the recording itself
     np.testing.assert_array_equal(plain[0][0], wave)
@@ -260,9 +278,13 @@ def test_frequency_masks_scale_with_the_feature_count_to_transcribe():
     from grukit.apps.speech.model import SpeechConfig, SpeechNet
 
     torch.manual_seed(0)
-    for fields, F, widest in [({"features": "logmel"}, 40, 8), ({"features": "mfcc"}, 13, 3),
-                              ({"features": "mfcc", "n_mfcc": 4}, 4, 1),
-                              ({"task": "classify"}, 13, 8), ({"freq_mask": 5}, 13, 5)]:
+    for fields, F, widest in [
+        ({"features": "logmel"}, 40, 8),
+        ({"features": "mfcc"}, 13, 3),
+        ({"features": "mfcc", "n_mfcc": 4}, 4, 1),
+        ({"task": "classify"}, 13, 8),
+        ({"freq_mask": 5}, 13, 5),
+    ]:
         cfg = SpeechConfig(**{"task": "transcribe", **fields})
         assert cfg.resolved()["freq_mask"] == widest, fields
         aug = SpeechNet(cfg, 5).augment.train()
@@ -279,9 +301,12 @@ def test_frequency_masks_scale_with_the_feature_count_to_transcribe():
 def test_feature_and_volume_defaults_and_explicit_choices_win():
     from grukit.apps.speech.model import VOLUME_DB, SpeechConfig, SpeechNet
 
-    cases = [({"task": "classify"}, "mfcc", 13), ({"task": "transcribe"}, "mfcc", 13),
-             ({"task": "classify", "features": "logmel"}, "logmel", 40),
-             ({"task": "transcribe", "features": "mfcc", "n_mfcc": 20}, "mfcc", 20)]
+    cases = [
+        ({"task": "classify"}, "mfcc", 13),
+        ({"task": "transcribe"}, "mfcc", 13),
+        ({"task": "classify", "features": "logmel"}, "logmel", 40),
+        ({"task": "transcribe", "features": "mfcc", "n_mfcc": 20}, "mfcc", 20),
+    ]
     for fields, kind, dim in cases:
         cfg = SpeechConfig(**fields)
         assert cfg.feature_kind == kind, fields

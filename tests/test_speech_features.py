@@ -30,9 +30,11 @@ from grukit.data.series import DataError
 from grukit.train.config import ConfigError
 
 SHARED_FSDD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd"
-CONFIGS = [FeatureConfig(),
-           FeatureConfig(sample_rate=16000, n_mels=80, fmin=0.0, fmax=7600.0),
-           FeatureConfig(sample_rate=22050, win_ms=20.0, hop_ms=5.0, n_mels=64, fmin=50.0)]
+CONFIGS = [
+    FeatureConfig(),
+    FeatureConfig(sample_rate=16000, n_mels=80, fmin=0.0, fmax=7600.0),
+    FeatureConfig(sample_rate=22050, win_ms=20.0, hop_ms=5.0, n_mels=64, fmin=50.0),
+]
 
 
 def noise_and_tones(cfg, seconds=0.5, seed=0):
@@ -52,9 +54,19 @@ def librosa_mel_power(y, cfg):
     W, n_fft = cfg.win_length, cfg.n_fft
     a = (n_fft - W) // 2
     return librosa.feature.melspectrogram(
-        y=np.pad(y, (a, n_fft - W - a)), sr=cfg.sample_rate, n_fft=n_fft, hop_length=cfg.hop_length,
-        win_length=W, window="hann", center=False, power=2.0, n_mels=cfg.n_mels, fmin=cfg.fmin,
-        fmax=cfg.upper, dtype=np.float64)
+        y=np.pad(y, (a, n_fft - W - a)),
+        sr=cfg.sample_rate,
+        n_fft=n_fft,
+        hop_length=cfg.hop_length,
+        win_length=W,
+        window="hann",
+        center=False,
+        power=2.0,
+        n_mels=cfg.n_mels,
+        fmin=cfg.fmin,
+        fmax=cfg.upper,
+        dtype=np.float64,
+    )
 
 
 def fsdd_wave():
@@ -70,6 +82,7 @@ def fsdd_wave():
 
 # -- configuration ------------------------------------------------------------------------------
 
+
 def test_config_lengths_by_hand():
     c = FeatureConfig()
     assert (c.win_length, c.hop_length, c.n_fft, c.dim) == (200, 80, 256, 40)
@@ -78,12 +91,28 @@ def test_config_lengths_by_hand():
     assert FeatureConfig(sample_rate=8000, win_ms=32.0).n_fft == 256  # W = 256 exactly
 
 
-@pytest.mark.parametrize("field, value", [
-    ("kind", "spectrogram"), ("sample_rate", 0), ("sample_rate", 8000.0), ("sample_rate", True),
-    ("win_ms", 0.0), ("win_ms", float("nan")), ("win_ms", 0.1), ("hop_ms", -10.0), ("hop_ms", 0.01),
-    ("n_mels", 0), ("n_mels", 40.0), ("n_mfcc", -1), ("fmin", -1.0), ("fmin", 4000.0),
-    ("fmax", 4001.0), ("fmax", 10.0), ("fmax", float("inf")),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("kind", "spectrogram"),
+        ("sample_rate", 0),
+        ("sample_rate", 8000.0),
+        ("sample_rate", True),
+        ("win_ms", 0.0),
+        ("win_ms", float("nan")),
+        ("win_ms", 0.1),
+        ("hop_ms", -10.0),
+        ("hop_ms", 0.01),
+        ("n_mels", 0),
+        ("n_mels", 40.0),
+        ("n_mfcc", -1),
+        ("fmin", -1.0),
+        ("fmin", 4000.0),
+        ("fmax", 4001.0),
+        ("fmax", 10.0),
+        ("fmax", float("inf")),
+    ],
+)
 def test_config_bad_values_raise_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=rf"FeatureConfig\.{field}: expected .*, got "):
         FeatureConfig(**{field: value})
@@ -104,6 +133,7 @@ def test_num_frames_by_hand():
 
 # -- the filterbank -----------------------------------------------------------------------------
 
+
 def test_slaney_mel_scale_by_hand_and_against_librosa():
     np.testing.assert_allclose(hz_to_mel([0.0, 200.0, 1000.0, 6400.0]), [0.0, 3.0, 15.0, 42.0], rtol=1e-12)
     f = np.array([0.0, 20.0, 999.0, 1000.0, 1001.0, 3999.0, 11025.0])
@@ -114,8 +144,14 @@ def test_slaney_mel_scale_by_hand_and_against_librosa():
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["8k", "16k-80", "22k-64"])
 def test_mel_filterbank_matches_librosa(cfg):
     ours = mel_filterbank(cfg)
-    ref = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin,
-                              fmax=cfg.upper, dtype=np.float64).T  # (K, M)
+    ref = librosa.filters.mel(
+        sr=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        n_mels=cfg.n_mels,
+        fmin=cfg.fmin,
+        fmax=cfg.upper,
+        dtype=np.float64,
+    ).T  # (K, M)
     assert ours.shape == (cfg.n_fft // 2 + 1, cfg.n_mels) and ours.dtype == np.float64
     np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-12 * ref.max())
 
@@ -126,7 +162,9 @@ def test_dct_matrix_is_orthonormal_and_matches_scipy():
     C = dct_matrix(40, 40)
     np.testing.assert_allclose(C.T @ C, np.eye(40), atol=1e-12)
     x = np.random.default_rng(0).standard_normal((5, 40))
-    np.testing.assert_allclose(x @ dct_matrix(40, 13), scipy.fft.dct(x, type=2, norm="ortho")[:, :13], atol=1e-12)
+    np.testing.assert_allclose(
+        x @ dct_matrix(40, 13), scipy.fft.dct(x, type=2, norm="ortho")[:, :13], atol=1e-12
+    )
 
 
 # -- features against librosa -------------------------------------------------------------------
@@ -137,12 +175,16 @@ def test_dct_matrix_is_orthonormal_and_matches_scipy():
 # bands included, at atol 1e-4 (seen: <= 8e-6 on FSDD); the MFCC (10 log10, no eps, floor
 # 1e-10) at atol 1e-3 on values of a few hundred (seen: <= 1e-4).
 
+
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["8k", "16k-80", "22k-64"])
 def test_logmel_matches_librosa_float64(cfg):
     y = noise_and_tones(cfg)
     ref = np.log(librosa_mel_power(y, cfg) + LOG_EPS).T  # (T, M)
     got, counts = Features(cfg)(torch.from_numpy(y)[None])
-    assert got.dtype == torch.float64 and got.shape == (1, num_frames(len(y), cfg), cfg.n_mels) == (1,) + ref.shape
+    assert (
+        got.dtype == torch.float64
+        and got.shape == (1, num_frames(len(y), cfg), cfg.n_mels) == (1,) + ref.shape
+    )
     assert counts.tolist() == [ref.shape[0]]
     np.testing.assert_allclose(got[0].numpy(), ref, rtol=0, atol=1e-9)
 
@@ -182,6 +224,7 @@ def test_mfcc_matches_librosa(source):
 
 # -- batches, lengths and streaming -------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["logmel", "mfcc"])
 def test_padded_batch_equals_each_utterance_alone(kind):
     cfg = FeatureConfig(kind=kind)
@@ -197,7 +240,7 @@ def test_padded_batch_equals_each_utterance_alone(kind):
     for i, n in enumerate(lengths):
         c = counts[i]
         if n >= cfg.win_length:
-            alone, _ = feats(wave[i: i + 1, :n])
+            alone, _ = feats(wave[i : i + 1, :n])
             torch.testing.assert_close(got[i, :c], alone[0], rtol=1e-5, atol=1e-5)
         assert (got[i, c:] == 0).all()
 
@@ -227,7 +270,7 @@ def test_stream_in_random_chunks_equals_one_pass(kind):
         got, at = [], 0
         while at < len(wave):
             size = int(rng.choice([0, 1, 2, 79, 80, 81, 199, 200, 333, 1200]))
-            chunk = wave[at: at + size]
+            chunk = wave[at : at + size]
             got.append(stream.push(torch.from_numpy(chunk) if trial == 1 else chunk))
             at += size
         got = torch.cat(got)  # (T, F)
@@ -241,11 +284,12 @@ def test_stream_with_a_hop_longer_than_the_window():
     wave = noise_and_tones(cfg, seconds=0.3).astype(np.float32)
     whole, _ = feats(torch.from_numpy(wave)[None])
     stream = FeatureStream(feats)
-    got = torch.cat([stream.push(wave[a: a + 37]) for a in range(0, len(wave), 37)])
+    got = torch.cat([stream.push(wave[a : a + 37]) for a in range(0, len(wave), 37)])
     torch.testing.assert_close(got, whole[0], rtol=1e-5, atol=1e-5)
 
 
 # -- normalisation and augmentation -------------------------------------------------------------
+
 
 def test_utterance_norm_statistics_on_valid_frames_only():
     g = torch.Generator().manual_seed(4)
@@ -316,6 +360,7 @@ def test_spec_augment_bad_settings(kwargs):
 
 # -- gradients, devices, imports ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["logmel", "mfcc"])
 def test_gradient_flows_to_the_wave(kind):
     feats = Features(FeatureConfig(kind=kind))
@@ -336,9 +381,11 @@ def test_gradcheck(kind):
 
 
 def test_features_import_neither_librosa_nor_soundfile():
-    code = ("import sys, grukit.apps.speech.features, grukit.data.audio; "
-            "bad = [m for m in ('librosa', 'soundfile', 'scipy') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, grukit.apps.speech.features, grukit.data.audio; "
+        "bad = [m for m in ('librosa', 'soundfile', 'scipy') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     env = dict(os.environ)
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
@@ -372,7 +419,7 @@ def test_cuda_matches_cpu():
     assert gpu.is_cuda and torch.equal(n_gpu.cpu(), n_cpu)
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-4)
     stream = FeatureStream(feats)
-    got = torch.cat([stream.push(wave[0, a: a + 123].numpy()) for a in range(0, 3200, 123)])
+    got = torch.cat([stream.push(wave[0, a : a + 123].numpy()) for a in range(0, 3200, 123)])
     assert got.is_cuda
     torch.testing.assert_close(got.cpu(), cpu[0], rtol=0, atol=1e-4)
     aug = SpecAugment(time_width=0.2).train()

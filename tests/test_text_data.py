@@ -14,7 +14,7 @@ from grukit.data.text import PTB_ENV, Vocabulary, char_ptb, read_text
 
 # emoji (4 UTF-8 bytes), a combining acute accent, CJK, Windows line endings, a tab, a NUL-free
 # control character, Latin-1 and 2-byte characters
-TEXT = "h\u00e9llo \U0001F600 e\u0301 \u6f22\u5b57\r\nline\ttwo \u00df\u20ac\x7f\U0001F468\u200d\U0001F469"
+TEXT = "h\u00e9llo \U0001f600 e\u0301 \u6f22\u5b57\r\nline\ttwo \u00df\u20ac\x7f\U0001f468\u200d\U0001f469"
 
 
 def test_char_vocabulary_is_the_sorted_distinct_characters():
@@ -54,7 +54,7 @@ def test_byte_decoder_never_emits_a_broken_character():
     assert out + decoder.flush() == TEXT
     # a character cut off at the end comes out as U+FFFD on flush
     decoder = vocab.decoder()
-    assert decoder.decode(list("a\U0001F600".encode("utf-8"))[:3]) == "a"
+    assert decoder.decode(list("a\U0001f600".encode("utf-8"))[:3]) == "a"
     assert decoder.flush() == "\ufffd"
 
 
@@ -62,24 +62,33 @@ def test_char_decoder_streams_characters():
     vocab = Vocabulary.from_text(TEXT)
     decoder = vocab.decoder()
     ids = vocab.encode(TEXT)
-    assert "".join(decoder.decode(ids[i:i + 3]) for i in range(0, len(ids), 3)) + decoder.flush() == TEXT
+    assert "".join(decoder.decode(ids[i : i + 3]) for i in range(0, len(ids), 3)) + decoder.flush() == TEXT
 
 
 def test_unseen_character_error_names_it_and_where():
     vocab = Vocabulary.from_text("abc\n")
     with pytest.raises(DataError) as info:
-        vocab.encode("ab\nca\U0001F600b\u00e9", what="the prompt")
+        vocab.encode("ab\nca\U0001f600b\u00e9", what="the prompt")
     message = str(info.value)
     assert "\n" not in message  # one line for the command line
-    for part in ("the prompt", "U+1F600", "\U0001F600", "offset 5", "line 2, column 3", "1 other",
-                 "unknown=", "--unknown", "level='byte'"):
+    for part in (
+        "the prompt",
+        "U+1F600",
+        "\U0001f600",
+        "offset 5",
+        "line 2, column 3",
+        "1 other",
+        "unknown=",
+        "--unknown",
+        "level='byte'",
+    ):
         assert part in message, part
 
 
 def test_unknown_character_stands_for_unseen_ones():
     vocab = Vocabulary.from_text("cab", unknown="?")
     assert vocab.symbols == ["?", "a", "b", "c"] and vocab.unknown == "?"
-    assert vocab.encode("a\U0001F600cz").tolist() == [1, 0, 3, 0]
+    assert vocab.encode("a\U0001f600cz").tolist() == [1, 0, 3, 0]
     assert Vocabulary.from_text("a?", unknown="?").symbols == ["?", "a"]  # already in the text
 
 
@@ -97,20 +106,29 @@ def test_encode_and_decode_check_their_input():
         vocab.decode([0, 3])
 
 
-@pytest.mark.parametrize("vocab", [Vocabulary.from_text(TEXT), Vocabulary.from_text(TEXT, unknown="\u2047"),
-                                   Vocabulary.bytes()])
+@pytest.mark.parametrize(
+    "vocab", [Vocabulary.from_text(TEXT), Vocabulary.from_text(TEXT, unknown="\u2047"), Vocabulary.bytes()]
+)
 def test_dict_round_trip_through_json(vocab):
     back = Vocabulary.from_dict(json.loads(json.dumps(vocab.to_dict())))
     assert back == vocab
     assert back.encode(TEXT).tolist() == vocab.encode(TEXT).tolist()
 
 
-@pytest.mark.parametrize("bad", [
-    ["char"], {"level": "word"}, {"level": "char"}, {"level": "char", "symbols": ["b", "a"]},
-    {"level": "char", "symbols": ["a", "a"]}, {"level": "char", "symbols": ["ab"]},
-    {"level": "char", "symbols": ["a"], "unknown": "?"}, {"level": "byte", "symbols": ["a"]},
-    {"level": "char", "symbols": ["a"], "extra": 1},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["char"],
+        {"level": "word"},
+        {"level": "char"},
+        {"level": "char", "symbols": ["b", "a"]},
+        {"level": "char", "symbols": ["a", "a"]},
+        {"level": "char", "symbols": ["ab"]},
+        {"level": "char", "symbols": ["a"], "unknown": "?"},
+        {"level": "byte", "symbols": ["a"]},
+        {"level": "char", "symbols": ["a"], "extra": 1},
+    ],
+)
 def test_bad_vocabulary_dicts(bad):
     with pytest.raises(DataError):
         Vocabulary.from_dict(bad)

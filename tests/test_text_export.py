@@ -29,8 +29,9 @@ TEXT = "the cat sat on the mat. the dog sat on the log. a cat and a dog met. " *
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny fitted model (spec formulation, tied E = H) and the folder it is saved in."""
-    lm = GRULanguageModel(hidden_size=16, bptt=16,
-                          train={"epochs": 1, "batch_size": 8, "progress": "off"}).fit(TEXT)
+    lm = GRULanguageModel(
+        hidden_size=16, bptt=16, train={"epochs": 1, "batch_size": 8, "progress": "off"}
+    ).fit(TEXT)
     folder = tmp_path_factory.mktemp("lm") / "model"
     lm.save(folder)
     return lm, folder
@@ -66,8 +67,10 @@ def test_exported_next_token_distribution_matches_the_model(trained, tmp_path):
     path = tmp_path / "lm.onnx"
     export_onnx(lm, path)
     session = _session(path)
-    assert [(i.name, i.type) for i in session.get_inputs()] == [("tokens", "tensor(int64)"),
-                                                                ("state", "tensor(float)")]
+    assert [(i.name, i.type) for i in session.get_inputs()] == [
+        ("tokens", "tensor(int64)"),
+        ("state", "tensor(float)"),
+    ]
     assert [o.name for o in session.get_outputs()] == ["logits", "state_out"]
     # a deployer tokenizes with the vocabulary written beside the file (and kept in the metadata)
     vocab = Vocabulary.from_dict(json.loads(vocab_path(path).read_text(encoding="utf-8")))
@@ -85,8 +88,17 @@ def test_exported_next_token_distribution_matches_the_model(trained, tmp_path):
 # the dropouts (identity in evaluation, so exportable)
 CONFIGS = [
     dict(reset_after=False, num_layers=2, hidden_size=16, embedding_size=8),
-    dict(reset_after=True, num_layers=2, hidden_size=12, tie_weights=False, dropout=0.2,
-         recurrent_dropout=0.1, weight_dropout=0.2, embed_dropout=0.1, output_dropout=0.1),
+    dict(
+        reset_after=True,
+        num_layers=2,
+        hidden_size=12,
+        tie_weights=False,
+        dropout=0.2,
+        recurrent_dropout=0.1,
+        weight_dropout=0.2,
+        embed_dropout=0.1,
+        output_dropout=0.1,
+    ),
     dict(reset_after=True, num_layers=1, hidden_size=8, level="byte"),
 ]
 
@@ -154,8 +166,9 @@ def test_cli_export_keeps_existing_output_unless_force(trained, tmp_path, capsys
     assert main(argv) == 0
     assert "verified: ONNX Runtime matches the model" in capsys.readouterr().out
     assert out.is_file() and vocab_path(out).is_file()
-    logits, _ = _session(out).run(None, {"tokens": lm.vocab_.encode("the ")[None],
-                                         "state": np.zeros((1, 1, 16), np.float32)})
+    logits, _ = _session(out).run(
+        None, {"tokens": lm.vocab_.encode("the ")[None], "state": np.zeros((1, 1, 16), np.float32)}
+    )
     np.testing.assert_allclose(_last_softmax(logits), lm.next_token_probs("the "), rtol=0, atol=1e-5)
 
     out.write_bytes(b"keep me")

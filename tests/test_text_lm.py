@@ -14,14 +14,16 @@ from grukit.apps.text import GRULanguageModel
 from grukit.data.series import DataError
 from grukit.train.config import ConfigError
 
-TEXT = ("the cat sat on the mat. the dog sat on the log. " * 40
-        + "a cat and a dog met on a mat and a log. " * 20)
+TEXT = (
+    "the cat sat on the mat. the dog sat on the log. " * 40 + "a cat and a dog met on a mat and a log. " * 20
+)
 FAST = {"epochs": 3, "batch_size": 8, "lr": 1e-2, "progress": "off", "patience": None}
 
 
 def _lm(**kw):
-    return GRULanguageModel(hidden_size=kw.pop("hidden_size", 24), bptt=kw.pop("bptt", 16),
-                            train=kw.pop("train", FAST), **kw)
+    return GRULanguageModel(
+        hidden_size=kw.pop("hidden_size", 24), bptt=kw.pop("bptt", 16), train=kw.pop("train", FAST), **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +56,8 @@ def test_bits_per_character_equal_an_independent_cross_entropy(fitted):
         gi = W["gru.weight_ih_l0"] @ x + W["gru.bias_ih_l0"]
         wh, bh = W["gru.weight_hh_l0"], W["gru.bias_hh_l0"]
         r = sig(gi[:H] + wh[:H] @ h + bh[:H])
-        z = sig(gi[H:2 * H] + wh[H:2 * H] @ h + bh[H:2 * H])
-        n = np.tanh(gi[2 * H:] + wh[2 * H:] @ (r * h) + bh[2 * H:])  # reset before the product
+        z = sig(gi[H : 2 * H] + wh[H : 2 * H] @ h + bh[H : 2 * H])
+        n = np.tanh(gi[2 * H :] + wh[2 * H :] @ (r * h) + bh[2 * H :])  # reset before the product
         h = (1 - z) * n + z * h
         logits = W["embedding.weight"] @ h + W["head.bias"]  # tied output layer
         logp = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
@@ -138,9 +140,14 @@ def test_bad_input_is_named():
     lm = _lm(train={**FAST, "epochs": 1}).fit(TEXT)
     with pytest.raises(DataError, match="'Z'"):
         lm.sample("Zebra", 5)
-    for kw, msg in ((dict(temperature=-1), "temperature"), (dict(top_k=-1), "top_k"),
-                    (dict(top_p=0.0), "top_p"), (dict(samples=0), "samples"),
-                    (dict(stop=""), "stop"), (dict(seed=-2), "seed")):
+    for kw, msg in (
+        (dict(temperature=-1), "temperature"),
+        (dict(top_k=-1), "top_k"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(samples=0), "samples"),
+        (dict(stop=""), "stop"),
+        (dict(seed=-2), "seed"),
+    ):
         with pytest.raises((ConfigError, ValueError), match=msg):
             lm.sample("the", 5, **kw)
     with pytest.raises(TypeError):

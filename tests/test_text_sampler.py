@@ -52,7 +52,8 @@ CASES = [  # num_layers, embedding_size (tied with E != H: proj), tie_weights, r
 
 @compiled
 @pytest.mark.parametrize(
-    "case", CASES, ids=lambda c: "L{num_layers}E{embedding_size}t{tie_weights:d}N{rows}z{zoneout}".format(**c))
+    "case", CASES, ids=lambda c: "L{num_layers}E{embedding_size}t{tie_weights:d}N{rows}z{zoneout}".format(**c)
+)
 @pytest.mark.parametrize("layer_norm", [False, True])
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_compiled_ids_equal_step_by_step_network(case, layer_norm, reset_after):
@@ -99,8 +100,15 @@ def test_fallback_where_kernels_unavailable(monkeypatch):
 @compiled
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_float32_state_close_to_network(reset_after):
-    net = _net(dtype=torch.float32, hidden_size=32, num_layers=2, embedding_size=16,
-               reset_after=reset_after, layer_norm=True, zoneout=0.1)
+    net = _net(
+        dtype=torch.float32,
+        hidden_size=32,
+        num_layers=2,
+        embedding_size=16,
+        reset_after=reset_after,
+        layer_norm=True,
+        zoneout=0.1,
+    )
     s = Sampler(net, rows=3)
     first = np.array([1, 5, 7])
     ids = s.run(first, 6, np.random.default_rng(3).random((6, 3)))  # (6, 3)
@@ -213,10 +221,21 @@ def test_compiled_greedy_is_argmax_of_network():
 # -- argument checks ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", [dict(temperature=-0.1), dict(temperature=float("nan")),
-                                 dict(temperature=float("inf")), dict(temperature=True),
-                                 dict(top_k=-1), dict(top_k=1.5), dict(top_k=True),
-                                 dict(top_p=0.0), dict(top_p=1.5), dict(top_p=float("nan"))])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(temperature=-0.1),
+        dict(temperature=float("nan")),
+        dict(temperature=float("inf")),
+        dict(temperature=True),
+        dict(top_k=-1),
+        dict(top_k=1.5),
+        dict(top_k=True),
+        dict(top_p=0.0),
+        dict(top_p=1.5),
+        dict(top_p=float("nan")),
+    ],
+)
 def test_bad_rule_raises(bad):
     with pytest.raises(ConfigError, match=next(iter(bad))):
         check_sampling(**bad)
@@ -229,8 +248,12 @@ def test_bad_run_arguments_raise():
     s = Sampler(net, rows=2)
     u = np.full((3, 2), 0.5)
     for tokens, steps, uniforms, match in [
-        ([0], 3, u, "first_tokens"), ([0.0, 1.0], 3, u, "first_tokens"), ([0, 13], 3, u, "token ids"),
-        ([0, 1], -1, u, "steps"), ([0, 1], 2, u, "uniforms"), ([0, 1], 3, u + 0.5, r"\[0, 1\)"),
+        ([0], 3, u, "first_tokens"),
+        ([0.0, 1.0], 3, u, "first_tokens"),
+        ([0, 13], 3, u, "token ids"),
+        ([0, 1], -1, u, "steps"),
+        ([0, 1], 2, u, "uniforms"),
+        ([0, 1], 3, u + 0.5, r"\[0, 1\)"),
     ]:
         with pytest.raises(ValueError, match=match):
             s.run(tokens, steps, uniforms)
@@ -260,7 +283,13 @@ def test_generate_bench_writes_its_table_and_record(tmp_path, monkeypatch, capsy
     assert any(line.startswith("| tiny (11, 8, 2) |") for line in md)
     data = json.loads((tmp_path / "generate.json").read_text())
     assert data["config"]["rounds"] == 2 and data["config"]["tokens"] == 20
-    assert {r["provider"] for r in data["results"]} == {"grukit-1t", "grukit-2t", "torch-1t", "torch-2t", "floor"}
+    assert {r["provider"] for r in data["results"]} == {
+        "grukit-1t",
+        "grukit-2t",
+        "torch-1t",
+        "torch-2t",
+        "floor",
+    }
     assert all(len(r["times_s"]) == 2 and r["chars_per_s"] > 0 for r in data["results"])
     env = data["environment"]
     assert env["cpu"] and env["versions"]["torch"] and "vector_extensions" in env

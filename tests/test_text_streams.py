@@ -74,15 +74,18 @@ def test_too_little_text_for_the_streams_is_refused():
         StreamBatches(np.arange(7), streams=4, bptt=3)
 
 
-@pytest.mark.parametrize("kw, message", [
-    (dict(level="word"), "level must be one of char, byte"),
-    (dict(hidden_size=0), "hidden_size must be a positive integer"),
-    (dict(zoneout=1.0), "zoneout must be a probability"),
-    (dict(tie_weights=1), "tie_weights must be true or false"),
-    (dict(unknown="ab"), "unknown must be one character"),
-    (dict(level="byte", unknown="?"), "level='byte' has no unknown symbols"),
-    (dict(embedding_size=-1), "embedding_size must be a non-negative integer"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(level="word"), "level must be one of char, byte"),
+        (dict(hidden_size=0), "hidden_size must be a positive integer"),
+        (dict(zoneout=1.0), "zoneout must be a probability"),
+        (dict(tie_weights=1), "tie_weights must be true or false"),
+        (dict(unknown="ab"), "unknown must be one character"),
+        (dict(level="byte", unknown="?"), "level='byte' has no unknown symbols"),
+        (dict(embedding_size=-1), "embedding_size must be a non-negative integer"),
+    ],
+)
 def test_bad_model_options_are_refused_by_name(kw, message):
     with pytest.raises(ConfigError, match=message):
         LMConfig(**kw)

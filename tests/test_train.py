@@ -90,11 +90,11 @@ def _plain_loop(cfg, train, val, order, epochs):
             lr = cfg.lr * (0.05 + 0.95 * (1 + math.cos(math.pi * e / cfg.epochs)) / 2)
         for group in opt.param_groups:
             group["lr"] = lr
-        idx = torch.tensor(order[e * n:(e + 1) * n])
+        idx = torch.tensor(order[e * n : (e + 1) * n])
         assert sorted(idx.tolist()) == list(range(n))  # every example once per epoch
         total = 0.0
         for b in range(0, n, bs):
-            x, y = train[idx[b:b + bs]]
+            x, y = train[idx[b : b + bs]]
             opt.zero_grad()
             loss = ((model(x).squeeze(-1) - y) ** 2).mean()
             loss.backward()
@@ -106,10 +106,18 @@ def _plain_loop(cfg, train, val, order, epochs):
             total += loss.item() * len(x)
         with torch.no_grad():
             xv, yv = val.tensors
-            v = sum(((model(xv[b:b + bs]).squeeze(-1) - yv[b:b + bs]) ** 2).sum().item()
-                    for b in range(0, len(xv), bs)) / len(xv)
-        epochs_out.append({"train_loss": total / n, "val_loss": v, "lr": lr,
-                           "weights": {k: t.clone() for k, t in model.state_dict().items()}})
+            v = sum(
+                ((model(xv[b : b + bs]).squeeze(-1) - yv[b : b + bs]) ** 2).sum().item()
+                for b in range(0, len(xv), bs)
+            ) / len(xv)
+        epochs_out.append(
+            {
+                "train_loss": total / n,
+                "val_loss": v,
+                "lr": lr,
+                "weights": {k: t.clone() for k, t in model.state_dict().items()},
+            }
+        )
         if cfg.schedule == "plateau":
             best, flat = (v, 0) if v < best * (1 - 1e-4) else (best, flat + 1)
             if flat == 3:
@@ -132,11 +140,19 @@ def _anticorrelated(n=64):
     return TensorDataset(x, -(x @ torch.tensor([1.0, -2.0, 0.5])))
 
 
-@pytest.mark.parametrize("schedule, val, warmup", [("cosine", "related", 0), ("constant", "related", 0),
-                                                   ("plateau", "rising", 0), ("cosine", "related", 13),
-                                                   ("plateau", "rising", 20)])
-def test_training_matches_a_plain_pytorch_loop_and_writes_curves_and_checkpoints(tmp_path, schedule, val,
-                                                                                 warmup):
+@pytest.mark.parametrize(
+    "schedule, val, warmup",
+    [
+        ("cosine", "related", 0),
+        ("constant", "related", 0),
+        ("plateau", "rising", 0),
+        ("cosine", "related", 13),
+        ("plateau", "rising", 20),
+    ],
+)
+def test_training_matches_a_plain_pytorch_loop_and_writes_curves_and_checkpoints(
+    tmp_path, schedule, val, warmup
+):
     # (8 steps an epoch: a warm-up of 13 or 20 steps ends inside epoch 2 or 3)
     cfg = _cfg(schedule=schedule, epochs=8, patience=None, warmup_steps=warmup)
     val = _data(64, 1) if val == "related" else _anticorrelated()
@@ -246,11 +262,11 @@ def test_resume_after_ctrl_c_gives_exactly_the_uninterrupted_run(tmp_path):
     calls_per_epoch = 256 // 32 + 64 // 32  # training batches + validation batches
     with pytest.raises(KeyboardInterrupt):  # in the middle of epoch 4
         Trainer(part, _cfg(), _Interrupt(3 * calls_per_epoch + 3), out_dir=tmp_path / "run").fit(
-            _data(), _data(64, 1))
+            _data(), _data(64, 1)
+        )
     assert checkpoint.load_pointer(tmp_path / "run" / "checkpoints")["epoch"] == 3
     resumed = _model(seed=99)  # whatever it holds is replaced by the checkpoint
-    result = Trainer(resumed, _cfg(), _loss, out_dir=tmp_path / "run", resume=True).fit(
-        _data(), _data(64, 1))
+    result = Trainer(resumed, _cfg(), _loss, out_dir=tmp_path / "run", resume=True).fit(_data(), _data(64, 1))
     assert [e["epoch"] for e in result.history] == [1, 2, 3, 4, 5, 6]
     for k, v in full.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k])

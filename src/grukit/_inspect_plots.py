@@ -42,16 +42,22 @@ def plot_gates(
     tick_labels: list[str] | None = None,
 ) -> None:
     """The input ``signal`` (T, C) on top, then one heatmap per ``(label, gate)`` panel, each gate
-    (T, H) drawn units x time with its units in the order given (``units`` (H,): their numbers,
-    for the axis), values 0 (dark) to 1 (bright); ``markers``: steps drawn as dashed lines across
-    every panel; ``first``: the number of the first step on the time axis; ``tick_labels``: a label
-per step for the time axis (a text's characters). Written as PNG."""
+        (T, H) drawn units x time with its units in the order given (``units`` (H,): their numbers,
+        for the axis), values 0 (dark) to 1 (bright); ``markers``: steps drawn as dashed lines across
+        every panel; ``first``: the number of the first step on the time axis; ``tick_labels``: a label
+    per step for the time axis (a text's characters). Written as PNG."""
     plt = _pyplot()
     T = signal.shape[0]
     H = max(g.shape[1] for _, g in panels)
     heights = [1.2] + [max(1.0, min(3.0, H / 16))] * len(panels)
-    fig, axes = plt.subplots(len(panels) + 1, 1, figsize=(10, 1.2 + 1.6 * sum(heights)),
-                             sharex=True, gridspec_kw={"height_ratios": heights}, squeeze=False)
+    fig, axes = plt.subplots(
+        len(panels) + 1,
+        1,
+        figsize=(10, 1.2 + 1.6 * sum(heights)),
+        sharex=True,
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
     axes = axes[:, 0]
     steps = first + np.arange(T)
     for c in range(signal.shape[1]):
@@ -63,8 +69,16 @@ per step for the time axis (a text's characters). Written as PNG."""
     axes[0].set_title(title)
     for ax, (label, gate) in zip(axes[1:], panels):
         extent = (first - 0.5, first + T - 0.5, -0.5, gate.shape[1] - 0.5)  # cells on the steps
-        image = ax.imshow(gate.T, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis",
-                          interpolation="nearest", extent=extent)
+        image = ax.imshow(
+            gate.T,
+            aspect="auto",
+            origin="lower",
+            vmin=0,
+            vmax=1,
+            cmap="viridis",
+            interpolation="nearest",
+            extent=extent,
+        )
         ax.set_ylabel(label)
         if units is not None and len(units) <= 16:
             ax.set_yticks(np.arange(len(units)), [str(u) for u in units], fontsize=7)
@@ -89,8 +103,7 @@ def plot_holds(path, lengths: np.ndarray, *, threshold: float, steps: int, title
         bins = np.arange(1, max(int(lengths.max()), 1) + 2) - 0.5 if lengths.max() <= 60 else 40
         ax.hist(lengths, bins=bins, color="tab:blue")
     else:
-        ax.text(0.5, 0.5, f"no unit ever has z > {threshold:g}", ha="center",
-                transform=ax.transAxes)
+        ax.text(0.5, 0.5, f"no unit ever has z > {threshold:g}", ha="center", transform=ax.transAxes)
     ax.set_xlabel(f"hold duration: consecutive steps with z > {threshold:g} (of {steps})")
     ax.set_ylabel("runs (all units)")
     ax.set_title(title, fontsize=10)

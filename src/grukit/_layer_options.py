@@ -49,5 +49,10 @@ class LayerOptions:
     @property
     def any_variant(self) -> bool:
         """Whether layer norm, zoneout or recurrent dropout is on (else the plain GRU)."""
-        return (self.norm_ih is not None or self.norm_hh is not None or self.zoneout > 0
-                or self.zoneout_mask is not None or self.recurrent_mask is not None)
+        return (
+            self.norm_ih is not None
+            or self.norm_hh is not None
+            or self.zoneout > 0
+            or self.zoneout_mask is not None
+            or self.recurrent_mask is not None
+        )

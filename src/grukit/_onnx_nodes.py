@@ -77,8 +77,11 @@ def gru_layer(
             "linear_before_reset": int(reset_after),
         }
         y, h_n = symbolic_multi_out(
-            "GRU", [x, W, R, B, None, h0], attrs,  # inputs X, W, R, B, sequence_lens, initial_h
-            dtypes=[x.dtype, x.dtype], shapes=[[T, D, N, H], [D, N, H]],
+            "GRU",
+            [x, W, R, B, None, h0],
+            attrs,  # inputs X, W, R, B, sequence_lens, initial_h
+            dtypes=[x.dtype, x.dtype],
+            shapes=[[T, D, N, H], [D, N, H]],
         )  # (T, D, N, H), (D, N, H)
     return y.permute(0, 2, 1, 3).flatten(2), h_n  # (T, N, D*H), (D, N, H)
 
@@ -107,8 +110,14 @@ def onnx_gru(
         p = layout.from_onnx(W[d], R[d], None if B is None else B[d])
         h0 = X.new_zeros(N, hidden_size) if initial_h is None else initial_h[d]  # (N, H)
         y, h = reference_layer(
-            X, h0, p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"],
-            reset_after=linear_before_reset, reverse=d == 1,
+            X,
+            h0,
+            p["weight_ih"],
+            p["weight_hh"],
+            p["bias_ih"],
+            p["bias_hh"],
+            reset_after=linear_before_reset,
+            reverse=d == 1,
         )  # (T, N, H), (N, H)
         ys.append(y)
         hs.append(h)
@@ -137,7 +146,9 @@ def _register_torchscript_symbolic() -> None:
         missing = _missing_input(g)
         return g.op(
             "GRU",
-            X, W, R,
+            X,
+            W,
+            R,
             missing if symbolic_helper._is_none(B) else B,
             missing,  # sequence_lens: every sequence runs the whole length
             missing if symbolic_helper._is_none(initial_h) else initial_h,

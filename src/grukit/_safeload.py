@@ -36,7 +36,9 @@ def require_safe_torch_load() -> None:
         raise UnsafeTorch(
             f"refusing to read a torch.save file with PyTorch {torch.__version__}: before 2.6 "
             "torch.load(weights_only=True) can be made to run code (CVE-2025-32434); "
-            "pip install 'torch>=2.6'", name="torch", extra="",
+            "pip install 'torch>=2.6'",
+            name="torch",
+            extra="",
         )
 
 

@@ -8,7 +8,12 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "InputError", "check_size", "check_dropout", "check_probability", "check_flag", "check_tensor",
+    "InputError",
+    "check_size",
+    "check_dropout",
+    "check_probability",
+    "check_flag",
+    "check_tensor",
 ]
 
 
@@ -56,17 +61,16 @@ def check_tensor(name: str, value: object, like: Tensor) -> Tensor:
     if value.dtype != like.dtype and not _autocast_casts(value, like):
         hint = (
             "; autocast leaves float64 as it is, so it cannot mix float64 with another dtype"
-            if _autocast_enabled(like) else ""
+            if _autocast_enabled(like)
+            else ""
         )
         raise InputError(
             f"expected {name} of dtype {like.dtype} (the parameters' dtype), got {value.dtype}; "
-            f"convert the {name} with .to({like.dtype}) or the model with .to({value.dtype})"
-            + hint
+            f"convert the {name} with .to({like.dtype}) or the model with .to({value.dtype})" + hint
         )
     if value.device != like.device:
         raise InputError(
-            f"expected {name} on device {like.device} (the parameters' device), "
-            f"got {value.device}"
+            f"expected {name} on device {like.device} (the parameters' device), got {value.device}"
         )
     return value
 

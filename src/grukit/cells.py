@@ -73,10 +73,16 @@ class GRUCell(nn.Module):
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
         # after the standard parameters, so those draw torch.nn.GRUCell's numbers for a seed
-        self._layer_norm_names = [
-            "layer_norm_ih_weight", "layer_norm_ih_bias", "layer_norm_hh_weight",
-            "layer_norm_hh_bias",
-        ] if self.layer_norm else []
+        self._layer_norm_names = (
+            [
+                "layer_norm_ih_weight",
+                "layer_norm_ih_bias",
+                "layer_norm_hh_weight",
+                "layer_norm_hh_bias",
+            ]
+            if self.layer_norm
+            else []
+        )
         for name in self._layer_norm_names:
             setattr(self, name, nn.Parameter(torch.empty(3 * H, **factory)))  # (3H,)
         self.reset_parameters()
@@ -143,17 +149,22 @@ class GRUCell(nn.Module):
         options = None
         if self.layer_norm or self.zoneout:
             options = LayerOptions(
-                norm_ih=(self.layer_norm_ih_weight, self.layer_norm_ih_bias) if self.layer_norm
-                else None,
-                norm_hh=(self.layer_norm_hh_weight, self.layer_norm_hh_bias) if self.layer_norm
-                else None,
+                norm_ih=(self.layer_norm_ih_weight, self.layer_norm_ih_bias) if self.layer_norm else None,
+                norm_hh=(self.layer_norm_hh_weight, self.layer_norm_hh_bias) if self.layer_norm else None,
                 zoneout=self.zoneout,
                 # (N, H), 1 keeps h; torch's global generator, as grukit.GRU's masks
                 zoneout_mask=torch.empty_like(h).bernoulli_(self.zoneout)
-                if self.zoneout and self.training else None,
+                if self.zoneout and self.training
+                else None,
             )
         h_new = gru_cell(
-            x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
-            reset_after=self.reset_after, options=options,
+            x,
+            h,
+            self.weight_ih,
+            self.weight_hh,
+            self.bias_ih,
+            self.bias_hh,
+            reset_after=self.reset_after,
+            options=options,
         )  # (N, H)
         return h_new if batched else h_new.squeeze(0)

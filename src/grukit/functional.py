@@ -78,9 +78,7 @@ def _zoneout(h_prev: Tensor, h: Tensor, mask: Tensor | None, p: float) -> Tensor
     return h
 
 
-def _project(
-    v: Tensor, weight: Tensor, bias: Tensor | None, norm: tuple[Tensor, Tensor] | None
-) -> Tensor:
+def _project(v: Tensor, weight: Tensor, bias: Tensor | None, norm: tuple[Tensor, Tensor] | None) -> Tensor:
     """``weight v + bias``; with ``norm`` = (gain, shift), ``LN(weight v) + bias`` (the layer
     normalisation over the output units, per sample and step, before the bias)."""
     if norm is None:
@@ -164,8 +162,17 @@ def gru_layer(
     Returns ``output``: (T, N, H) and ``h_n``: (N, H).
     """
     output, h_n, _ = _layer(
-        x, h0, weight_ih, weight_hh, bias_ih, bias_hh, reset_after=reset_after, reverse=reverse,
-        lengths=lengths, options=options, keep_gates=False,
+        x,
+        h0,
+        weight_ih,
+        weight_hh,
+        bias_ih,
+        bias_hh,
+        reset_after=reset_after,
+        reverse=reverse,
+        lengths=lengths,
+        options=options,
+        keep_gates=False,
     )
     return output, h_n  # (T, N, H), (N, H)
 
@@ -189,8 +196,17 @@ def gru_layer_gates(
     both, so every option of ``options`` applies; the gates are those of the GRU step, before
     zoneout mixes in the previous state."""
     output, h_n, gates = _layer(
-        x, h0, weight_ih, weight_hh, bias_ih, bias_hh, reset_after=reset_after, reverse=reverse,
-        lengths=lengths, options=options, keep_gates=True,
+        x,
+        h0,
+        weight_ih,
+        weight_hh,
+        bias_ih,
+        bias_hh,
+        reset_after=reset_after,
+        reverse=reverse,
+        lengths=lengths,
+        options=options,
+        keep_gates=True,
     )
     return output, h_n, gates  # (T, N, H), (N, H), (T, N, 3, H)
 

@@ -35,7 +35,13 @@ from grukit._validate import InputError
 from grukit.modules import _RECORDING, GRU, _GateRecorder
 
 __all__ = [
-    "GateTrace", "Holds", "gates", "recording", "hold_durations", "time_constant", "HOLD_THRESHOLD",
+    "GateTrace",
+    "Holds",
+    "gates",
+    "recording",
+    "hold_durations",
+    "time_constant",
+    "HOLD_THRESHOLD",
 ]
 
 # z_t > 0.5: the step keeps more of h_{t-1} than it takes from the candidate n_t.
@@ -148,9 +154,15 @@ def _trace(gru: GRU, recorder: _GateRecorder, input, output: tuple) -> GateTrace
     r, z, n = stacked.unbind(4)  # 3 x (L, D, T, N, H)
     packed = isinstance(input, PackedSequence)
     return GateTrace(
-        r=r, z=z, n=n, lengths=_lengths(input) if packed else None,
-        output=output[0], h_n=output[1], backend=recorder.backend.name,
-        model_backend=gru.backend_for(input), reset_after=gru.reset_after,
+        r=r,
+        z=z,
+        n=n,
+        lengths=_lengths(input) if packed else None,
+        output=output[0],
+        h_n=output[1],
+        backend=recorder.backend.name,
+        model_backend=gru.backend_for(input),
+        reset_after=gru.reset_after,
     )
 
 
@@ -175,9 +187,7 @@ class Holds:
     length: Tensor
 
 
-def hold_durations(
-    z: Tensor, threshold: float = HOLD_THRESHOLD, lengths: Tensor | None = None
-) -> Holds:
+def hold_durations(z: Tensor, threshold: float = HOLD_THRESHOLD, lengths: Tensor | None = None) -> Holds:
     """Every run of consecutive steps with ``z_t > threshold``, per sequence and unit.
 
     ``z``: (T, N, H) (one layer and direction of a :class:`GateTrace`) or (T, H) for one
@@ -187,9 +197,7 @@ def hold_durations(
     ``threshold ** k``). A run cut off by the end of the sequence counts with the steps seen.
     """
     if z.dim() not in (2, 3):
-        raise InputError(
-            f"hold_durations: expected z to be 2-D (T, H) or 3-D (T, N, H), got {z.dim()}-D"
-        )
+        raise InputError(f"hold_durations: expected z to be 2-D (T, H) or 3-D (T, N, H), got {z.dim()}-D")
     if not 0 <= threshold < 1:
         raise InputError(f"hold_durations: expected a threshold in [0, 1), got {threshold}")
     if z.dim() == 2:
@@ -204,7 +212,9 @@ def hold_durations(
     starts = (edges == 1).nonzero()  # (M, 3): sequence, unit, first step
     ends = (edges == -1).nonzero()  # (M, 3): sequence, unit, step after the last
     return Holds(
-        sequence=starts[:, 0], unit=starts[:, 1], start=starts[:, 2],
+        sequence=starts[:, 0],
+        unit=starts[:, 1],
+        start=starts[:, 2],
         length=ends[:, 2] - starts[:, 2],
     )
 

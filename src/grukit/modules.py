@@ -35,7 +35,10 @@ __all__ = ["GRU", "VARIANT_KEYS", "LAYER_NORM_KINDS"]
 VARIANT_KEYS = ("layer_norm", "zoneout", "recurrent_dropout", "weight_dropout")
 # The layer-norm parameters of one layer and direction, each (3H,): gains 1, shifts 0 at init.
 LAYER_NORM_KINDS = (
-    "layer_norm_ih_weight", "layer_norm_ih_bias", "layer_norm_hh_weight", "layer_norm_hh_bias",
+    "layer_norm_ih_weight",
+    "layer_norm_ih_bias",
+    "layer_norm_hh_weight",
+    "layer_norm_hh_bias",
 )
 
 
@@ -73,15 +76,21 @@ def _bf16_products(module: GRU, backend: backends.Backend) -> bool:
     elif dtype != torch.float32:
         reason = f"the parameters are {dtype}, not torch.float32"
     elif not _bf16.enabled():
-        reason = ("GRUKIT_BF16=off" if _bf16.mode() == "off" else
-                  "this CPU multiplies bfloat16 only in emulation (no AVX512-BF16 or AMX; "
-                  "GRUKIT_BF16=always forces it)")
+        reason = (
+            "GRUKIT_BF16=off"
+            if _bf16.mode() == "off"
+            else "this CPU multiplies bfloat16 only in emulation (no AVX512-BF16 or AMX; "
+            "GRUKIT_BF16=always forces it)"
+        )
     else:
         return True
     if not _bf16_warned:
         _bf16_warned = True
-        warnings.warn(f"GRU(matmul_dtype=torch.bfloat16): the matrix products stay "
-                      f"{dtype} here: {reason}", RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"GRU(matmul_dtype=torch.bfloat16): the matrix products stay {dtype} here: {reason}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
     return False
 
 
@@ -377,8 +386,9 @@ class GRU(nn.Module):
             output = output.transpose(0, 1)  # (N, T, D*H)
         return output, hidden
 
-    def _layers(self, x: Tensor, h0: Tensor, lengths: Tensor | None, onnx_export: bool,
-                hx: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _layers(
+        self, x: Tensor, h0: Tensor, lengths: Tensor | None, onnx_export: bool, hx: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         """Every layer and direction through the selected backend (or, under
         ``torch.onnx.export``, as ONNX GRU nodes): ``x`` (T, N, I), ``h0`` (D*L, N, H) ->
         ``(output (T, N, D*H), h_n (D*L, N, H))``."""
@@ -423,8 +433,16 @@ class GRU(nn.Module):
                     # under grukit.inspect, the same call to the backend's gates function
                     run = backend.layer if recorder is None else backend.gates
                     out, h_last, *gates = run(
-                        layer_in, h0[layer * D + d], w_ih, w_hh, b_ih, b_hh,
-                        reset_after=self.reset_after, reverse=d == 1, lengths=lengths, **extra,
+                        layer_in,
+                        h0[layer * D + d],
+                        w_ih,
+                        w_hh,
+                        b_ih,
+                        b_hh,
+                        reset_after=self.reset_after,
+                        reverse=d == 1,
+                        lengths=lengths,
+                        **extra,
                     )  # (T, N, H), (N, H)[, (T, N, 3, H)]
                     if recorder is not None:
                         recorder.gates[layer, d] = gates[0]
@@ -450,36 +468,48 @@ class GRU(nn.Module):
         from grukit import streaming
 
         T, N = x.shape[0], x.shape[1]
-        if (self.bidirectional or self.layer_norm or self.backend != "auto"
-                or (self.matmul_dtype is not None and _bf16.enabled())
-                or T * N > streaming.FAST_MAX_STEPS_ROWS
-                or (T > SHORT_CALL_MAX_STEPS and self.hidden_size > SHORT_CALL_ANY_STEPS_H)):
+        if (
+            self.bidirectional
+            or self.layer_norm
+            or self.backend != "auto"
+            or (self.matmul_dtype is not None and _bf16.enabled())
+            or T * N > streaming.FAST_MAX_STEPS_ROWS
+            or (T > SHORT_CALL_MAX_STEPS and self.hidden_size > SHORT_CALL_ANY_STEPS_H)
+        ):
             return None
         if self.training and streaming._stochastic(self):
             return None
         w = self._parameters["weight_ih_l0"]  # (Module.__getattr__ costs about a microsecond)
-        if not (type(x) is Tensor and type(h0) is Tensor and x.dtype == w.dtype == h0.dtype
-                and x.is_cpu and w.dtype in (torch.float32, torch.float64)):
+        if not (
+            type(x) is Tensor
+            and type(h0) is Tensor
+            and x.dtype == w.dtype == h0.dtype
+            and x.is_cpu
+            and w.dtype in (torch.float32, torch.float64)
+        ):
             return None
         params = [self._parameters[n] for n in self._flat_weights_names]
-        if torch.is_grad_enabled() and (x.requires_grad or h0.requires_grad
-                                        or any(p.requires_grad for p in params)):
+        if torch.is_grad_enabled() and (
+            x.requires_grad or h0.requires_grad or any(p.requires_grad for p in params)
+        ):
             return None
-        if (torch.compiler.is_compiling() or torch.jit.is_tracing()
-                or torch._C._len_torch_dispatch_stack() > 0
-                or functorch_active()
-                or torch.autograd.forward_ad._current_level >= 0
-                or torch.is_autocast_enabled("cpu") or _RECORDING.get() is not None
-                or not all(type(p) in _PLAIN for p in params)):
+        if (
+            torch.compiler.is_compiling()
+            or torch.jit.is_tracing()
+            or torch._C._len_torch_dispatch_stack() > 0
+            or functorch_active()
+            or torch.autograd.forward_ad._current_level >= 0
+            or torch.is_autocast_enabled("cpu")
+            or _RECORDING.get() is not None
+            or not all(type(p) in _PLAIN for p in params)
+        ):
             return None
         result = streaming.short_call(self, x, h0)
         if result is not None and self.backend_used != "cpu":
             self.backend_used = "cpu"
         return result
 
-    def _weights(
-        self, layer: int, direction: int
-    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    def _weights(self, layer: int, direction: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         """``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` (None without bias) of one layer
         and direction (0 forward, 1 reverse)."""
         suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
@@ -509,8 +539,11 @@ class GRU(nn.Module):
         if self.zoneout and self.training:
             zoneout_mask = _bernoulli((T, N, H), self.zoneout, w)  # (T, N, H), 1 keeps h_{t-1}
         return LayerOptions(
-            norm_ih=norm_ih, norm_hh=norm_hh, zoneout=self.zoneout,
-            zoneout_mask=zoneout_mask, recurrent_mask=recurrent_mask,
+            norm_ih=norm_ih,
+            norm_hh=norm_hh,
+            zoneout=self.zoneout,
+            zoneout_mask=zoneout_mask,
+            recurrent_mask=recurrent_mask,
         )
 
     def _load_from_state_dict(
@@ -521,8 +554,7 @@ class GRU(nn.Module):
         # the dropouts have no parameters, so their state dicts load into one another.
         has_norm = any(k.startswith(prefix + "layer_norm_") for k in state_dict)
         if has_norm != self.layer_norm:
-            have, got = ("layer_norm=True", "without") if self.layer_norm else (
-                "layer_norm=False", "with")
+            have, got = ("layer_norm=True", "without") if self.layer_norm else ("layer_norm=False", "with")
             error_msgs.append(
                 f"GRU: expected a state dict {'with' if self.layer_norm else 'without'} "
                 f"layer-norm parameters (this GRU has {have}), got one {got} them; a "
@@ -540,9 +572,7 @@ class GRU(nn.Module):
                 f"Expected {self.input_size}, got {x.shape[-1]}"
             )
 
-    def _initial_state(
-        self, hx: Tensor | None, N: int, batched: bool, packed: bool, x: Tensor
-    ) -> Tensor:
+    def _initial_state(self, hx: Tensor | None, N: int, batched: bool, packed: bool, x: Tensor) -> Tensor:
         DL, H = self.num_layers * self.num_directions, self.hidden_size
         if hx is None:
             return x.new_zeros(DL, N, H)  # (D*L, N, H)
@@ -565,7 +595,5 @@ class GRU(nn.Module):
         expected = (DL, N, H) if batched else (DL, H)
         if tuple(hx.shape) != expected:
             what = "(D*num_layers, N, H)" if batched else "(D*num_layers, H)"
-            raise InputError(
-                f"GRU: Expected hidden size {what} = {expected}, got {tuple(hx.shape)}"
-            )
+            raise InputError(f"GRU: Expected hidden size {what} = {expected}, got {tuple(hx.shape)}")
         return hx if batched else hx.unsqueeze(1)  # (D*L, N, H)

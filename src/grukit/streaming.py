@@ -167,20 +167,16 @@ class GRUStream:
         if index.dtype == torch.bool:
             if tuple(index.shape) != (N,):
                 raise InputError(
-                    f"GRUStream.reset: expected a bool mask of shape ({N},), got "
-                    f"{tuple(index.shape)}"
+                    f"GRUStream.reset: expected a bool mask of shape ({N},), got {tuple(index.shape)}"
                 )
         elif index.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8):
             index = index.reshape(-1).long()
             bad = index[(index < -N) | (index >= N)]
             if bad.numel():
-                raise InputError(
-                    f"GRUStream.reset: expected row indices in [-{N}, {N}), got {bad.tolist()}"
-                )
+                raise InputError(f"GRUStream.reset: expected row indices in [-{N}, {N}), got {bad.tolist()}")
         else:
             raise InputError(
-                "GRUStream.reset: expected None, an int, a sequence of ints or a bool mask, got "
-                f"{rows!r}"
+                f"GRUStream.reset: expected None, an int, a sequence of ints or a bool mask, got {rows!r}"
             )
         self._h[:, index] = 0
 
@@ -210,13 +206,11 @@ class GRUStream:
         x = check_tensor("chunk", chunk, w)
         if x.dim() not in (2, 3):
             raise InputError(
-                f"GRUStream: expected a 2-D (T, I) or 3-D chunk, got {x.dim()}-D of shape "
-                f"{tuple(x.shape)}"
+                f"GRUStream: expected a 2-D (T, I) or 3-D chunk, got {x.dim()}-D of shape {tuple(x.shape)}"
             )
         if x.shape[-1] != g.input_size:
             raise InputError(
-                f"GRUStream: expected chunk.size(-1) = input_size = {g.input_size}, "
-                f"got {x.shape[-1]}"
+                f"GRUStream: expected chunk.size(-1) = input_size = {g.input_size}, got {x.shape[-1]}"
             )
         unbatched = x.dim() == 2
         if unbatched:
@@ -270,8 +264,9 @@ class GRUStream:
         that and nothing else: at batch 1 and H = 64 the general path's conversions and
         validation cost more than the step. None: take the general path."""
         lane = self._lane
-        if not (type(chunk) is Tensor and chunk.dtype is lane.dtype and chunk.is_cpu
-                and chunk.dim() == lane.dim):
+        if not (
+            type(chunk) is Tensor and chunk.dtype is lane.dtype and chunk.is_cpu and chunk.dim() == lane.dim
+        ):
             return None
         shape = chunk.shape
         H = lane.H
@@ -287,9 +282,16 @@ class GRUStream:
             T, N = shape[0], shape[1]
             out = (T, N, H)  # (T, N, I) -> (T, N, H)
         g = self.gru
-        if (shape[-1] != lane.I or N != lane.N or T < 1 or T * N > FAST_MAX_STEPS_ROWS
-                or g.training or not chunk.is_contiguous() or chunk.is_neg()
-                or torch.is_autocast_enabled("cpu")):
+        if (
+            shape[-1] != lane.I
+            or N != lane.N
+            or T < 1
+            or T * N > FAST_MAX_STEPS_ROWS
+            or g.training
+            or not chunk.is_contiguous()
+            or chunk.is_neg()
+            or torch.is_autocast_enabled("cpu")
+        ):
             return None
         if _weights_key(g) != lane.key or torch.get_num_threads() != lane.torch_threads:
             return None
@@ -359,11 +361,33 @@ class _Lane:
     the last chunk that took the fast path, the parameters' key, PyTorch's thread count), and
     what the kernel needs: its record (``_stream_kernel.record``) and the arrays it points at."""
 
-    __slots__ = ("dtype", "dtype_np", "dim", "batch_first", "I", "N", "H", "key", "threads",
-                 "torch_threads", "rec", "run", "alive")
+    __slots__ = (
+        "dtype",
+        "dtype_np",
+        "dim",
+        "batch_first",
+        "I",
+        "N",
+        "H",
+        "key",
+        "threads",
+        "torch_threads",
+        "rec",
+        "run",
+        "alive",
+    )
 
-    def __init__(self, x: Tensor, g: nn.Module, weights: np.ndarray, key, hv: np.ndarray,
-                 s: np.ndarray, threads: int, torch_threads: int):
+    def __init__(
+        self,
+        x: Tensor,
+        g: nn.Module,
+        weights: np.ndarray,
+        key,
+        hv: np.ndarray,
+        s: np.ndarray,
+        threads: int,
+        torch_threads: int,
+    ):
         self.dtype, self.dtype_np = x.dtype, hv.dtype
         self.dim, self.batch_first = x.dim(), g.batch_first
         self.I, self.N, self.H = g.input_size, hv.shape[1], g.hidden_size
@@ -371,8 +395,7 @@ class _Lane:
         sync = np.zeros(16, np.int64)
         # the kernel: run(rec, x_addr, y, T, N, zoneout)
         if threads > 1:
-            self.rec = _kernel_module.record(weights, hv, s, sync, threads,
-                                             _omp_module.entry_address())
+            self.rec = _kernel_module.record(weights, hv, s, sync, threads, _omp_module.entry_address())
             self.run = _omp_module.run
         else:
             self.rec = _kernel_module.record(weights, hv, s, sync, 1, 0)
@@ -410,8 +433,13 @@ def short_call(gru: nn.Module, x: Tensor, h0: Tensor) -> tuple[Tensor, Tensor] |
     else:
         h.copy_(h0)  # in place: the lane's NumPy view of the state stays valid
     lane = stream._lane
-    if (lane is None or lane.N != N or lane.dtype is not x.dtype or lane.key != stream._weights_key
-            or lane.torch_threads != torch.get_num_threads()):
+    if (
+        lane is None
+        or lane.N != N
+        or lane.dtype is not x.dtype
+        or lane.key != stream._weights_key
+        or lane.torch_threads != torch.get_num_threads()
+    ):
         lane = stream._lane = stream._make_lane(x, rec)
     xc = x.resolve_neg().contiguous()  # (T, N, I), the kernel's layout
     y = np.empty((T, N, gru.hidden_size), lane.dtype_np)  # (T, N, H)
@@ -446,4 +474,3 @@ def _stochastic(g: nn.Module) -> bool:
         or getattr(g, "recurrent_dropout", 0) > 0
         or getattr(g, "weight_dropout", 0) > 0
     )
-

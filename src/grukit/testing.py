@@ -64,7 +64,11 @@ def _inputs(cfg: Config, dtype: torch.dtype, seed: int, T=7, N=4, I=3, H=5):
         x = torch.randn(T, I, generator=g, dtype=F64)
         hx = torch.randn(D * cfg.layers, H, generator=g, dtype=F64) if cfg.hx else None
         return x, hx, None
-    x = torch.randn(N, T, I, generator=g, dtype=F64) if cfg.batch_first else torch.randn(T, N, I, generator=g, dtype=F64)
+    x = (
+        torch.randn(N, T, I, generator=g, dtype=F64)
+        if cfg.batch_first
+        else torch.randn(T, N, I, generator=g, dtype=F64)
+    )
     hx = torch.randn(D * cfg.layers, N, H, generator=g, dtype=F64) if cfg.hx else None
     lengths = torch.tensor([min(4, T), T, 1, T - 1]) if cfg.mode == "packed" else None
     return x, hx, lengths
@@ -91,8 +95,17 @@ def _run(model: GRU, x, hx, lengths, dtype):
 
 def _model(cfg: Config, reset_after: bool, backend: str, dtype, state=None) -> GRU:
     torch.manual_seed(0)
-    m = GRU(3, 5, cfg.layers, bias=cfg.bias, batch_first=cfg.batch_first,
-            bidirectional=cfg.bidirectional, dtype=F64, reset_after=reset_after, backend=backend)
+    m = GRU(
+        3,
+        5,
+        cfg.layers,
+        bias=cfg.bias,
+        batch_first=cfg.batch_first,
+        bidirectional=cfg.bidirectional,
+        dtype=F64,
+        reset_after=reset_after,
+        backend=backend,
+    )
     if state is not None:
         m.load_state_dict(state)
     return m.to(dtype)
@@ -119,9 +132,12 @@ class _SpecGRU(nn.Module):
         b_hh = getattr(self, "bias_hh" + suffix) if self.cfg.bias else zero
         r, z, n = slice(0, H), slice(H, 2 * H), slice(2 * H, 3 * H)
         return {
-            "W_z": -torch.cat([w_hh[z], w_ih[z]], 1), "b_z": -(b_ih[z] + b_hh[z]),  # (H, H+I)
-            "W_r": torch.cat([w_hh[r], w_ih[r]], 1), "b_r": b_ih[r] + b_hh[r],
-            "W_h": torch.cat([w_hh[n], w_ih[n]], 1), "b_h": b_ih[n] + b_hh[n],
+            "W_z": -torch.cat([w_hh[z], w_ih[z]], 1),
+            "b_z": -(b_ih[z] + b_hh[z]),  # (H, H+I)
+            "W_r": torch.cat([w_hh[r], w_ih[r]], 1),
+            "b_r": b_ih[r] + b_hh[r],
+            "W_h": torch.cat([w_hh[n], w_ih[n]], 1),
+            "b_h": b_ih[n] + b_hh[n],
         }
 
     def forward(self, inp, hx=None):
@@ -161,8 +177,9 @@ class _SpecGRU(nn.Module):
             return layer_in[:, 0], h_n[:, 0]
         if packed:
             order = layer_in.transpose(0, 1) if cfg.batch_first else layer_in
-            return pack_padded_sequence(order, torch.tensor(lengths), batch_first=cfg.batch_first,
-                                        enforce_sorted=False), h_n
+            return pack_padded_sequence(
+                order, torch.tensor(lengths), batch_first=cfg.batch_first, enforce_sorted=False
+            ), h_n
         return (layer_in.transpose(0, 1) if cfg.batch_first else layer_in), h_n
 
 
@@ -171,20 +188,27 @@ def _oracle(cfg: Config, reset_after: bool) -> nn.Module:
     state = _model(cfg, reset_after, "reference", F64).state_dict()
     if not reset_after:
         return _SpecGRU(state, cfg, H=5)
-    oracle = nn.GRU(3, 5, cfg.layers, bias=cfg.bias, batch_first=cfg.batch_first,
-                    bidirectional=cfg.bidirectional, dtype=F64)
+    oracle = nn.GRU(
+        3,
+        5,
+        cfg.layers,
+        bias=cfg.bias,
+        batch_first=cfg.batch_first,
+        bidirectional=cfg.bidirectional,
+        dtype=F64,
+    )
     oracle.load_state_dict(state, strict=True)
     return oracle
 
 
 def _eligible(name: str, dtype, reset_after: bool, cfg: Config) -> bool:
-    request = backends.Request(torch.device("cpu"), dtype, reset_after, cfg.bias,
-                               cfg.mode == "packed", True)
+    request = backends.Request(torch.device("cpu"), dtype, reset_after, cfg.bias, cfg.mode == "packed", True)
     return backends.get(name).check(request) is None
 
 
-def check_backend(name: str, *, configs: list[Config] | None = None, float32_factor: float = 8.0,
-                  gradcheck: bool = True) -> int:
+def check_backend(
+    name: str, *, configs: list[Config] | None = None, float32_factor: float = 8.0, gradcheck: bool = True
+) -> int:
     """Run the conformance suite on backend ``name``; returns the number of checks made."""
     checks = 0
     for i, (reset_after, cfg) in enumerate(itertools.product([False, True], configs or CONFIGS)):
@@ -197,8 +221,9 @@ def check_backend(name: str, *, configs: list[Config] | None = None, float32_fac
         got64 = _run(_model(cfg, reset_after, name, F64), x, hx, lengths, F64)
         again = _run(_model(cfg, reset_after, name, F64), x, hx, lengths, F64)
         for key in ref64:
-            torch.testing.assert_close(got64[key], ref64[key], rtol=1e-9, atol=1e-11,
-                                       msg=lambda m: f"{where}, float64 {key}: {m}")
+            torch.testing.assert_close(
+                got64[key], ref64[key], rtol=1e-9, atol=1e-11, msg=lambda m: f"{where}, float64 {key}: {m}"
+            )
             if not torch.equal(got64[key], again[key]):
                 raise AssertionError(f"{where}: repeated runs differ in {key}")
             checks += 2

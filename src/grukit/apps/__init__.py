@@ -16,6 +16,17 @@ from grukit.apps.speech.estimator import GRUSpeechRecognizer, Recognition
 from grukit.apps.speech.model import SpeechConfig
 from grukit.apps.text import GRULanguageModel, LMConfig
 
-__all__ = ["GRUForecaster", "ForecasterConfig", "Forecast", "ForecasterEnsemble", "GRUAnomalyDetector", "DetectorConfig",
-           "GRULanguageModel", "LMConfig", "GRUSpeechRecognizer", "SpeechConfig", "Recognition",
-           "NotFittedError"]
+__all__ = [
+    "GRUForecaster",
+    "ForecasterConfig",
+    "Forecast",
+    "ForecasterEnsemble",
+    "GRUAnomalyDetector",
+    "DetectorConfig",
+    "GRULanguageModel",
+    "LMConfig",
+    "GRUSpeechRecognizer",
+    "SpeechConfig",
+    "Recognition",
+    "NotFittedError",
+]

@@ -22,8 +22,10 @@ def ranking(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     labels = np.asarray(labels).astype(int)
     if labels.min() == labels.max():
         return {"ROC-AUC": float("nan"), "PR-AUC": float("nan")}
-    return {"ROC-AUC": float(roc_auc_score(labels, scores)),
-            "PR-AUC": float(average_precision_score(labels, scores))}
+    return {
+        "ROC-AUC": float(roc_auc_score(labels, scores)),
+        "PR-AUC": float(average_precision_score(labels, scores)),
+    }
 
 
 def at_threshold(labels: np.ndarray, flags: np.ndarray) -> dict[str, float]:
@@ -34,8 +36,13 @@ def at_threshold(labels: np.ndarray, flags: np.ndarray) -> dict[str, float]:
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "F1": f1, "flagged": int(flags.sum()),
-            "false_alarm_rate": fp / max(int((~labels).sum()), 1)}
+    return {
+        "precision": precision,
+        "recall": recall,
+        "F1": f1,
+        "flagged": int(flags.sum()),
+        "false_alarm_rate": fp / max(int((~labels).sum()), 1),
+    }
 
 
 def measures(labels: np.ndarray, scores: np.ndarray, flags: np.ndarray) -> dict[str, float]:

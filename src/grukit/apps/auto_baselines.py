@@ -60,11 +60,13 @@ def forecast_share(name: str, histories: list[np.ndarray], h: int, m: int) -> np
     model = _model(name, m)
     StatsForecast = require("statsforecast", "apps", what=f"the {name} baseline").StatsForecast
     lengths = [len(x) for x in histories]
-    df = pd.DataFrame({
-        "unique_id": np.repeat(np.arange(len(histories)), lengths),  # (sum n_i,)
-        "ds": np.concatenate([np.arange(n) for n in lengths]),  # integer time, step 1
-        "y": np.concatenate(histories).astype(np.float64),
-    })
+    df = pd.DataFrame(
+        {
+            "unique_id": np.repeat(np.arange(len(histories)), lengths),  # (sum n_i,)
+            "ds": np.concatenate([np.arange(n) for n in lengths]),  # integer time, step 1
+            "y": np.concatenate(histories).astype(np.float64),
+        }
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # statsforecast's notices about its own defaults
         out = StatsForecast(models=[model], freq=1, n_jobs=1).forecast(df=df, h=h)
@@ -84,8 +86,9 @@ def _timed_share(name: str, histories: list[np.ndarray], h: int, m: int) -> tupl
     return fc, time.process_time() - t
 
 
-def forecast_auto(histories: list[np.ndarray], h: int, m: int, names=AUTO_MODELS, *,
-                  n_jobs: int | None = None, log=None) -> tuple[dict[str, list[np.ndarray]], dict[str, dict]]:
+def forecast_auto(
+    histories: list[np.ndarray], h: int, m: int, names=AUTO_MODELS, *, n_jobs: int | None = None, log=None
+) -> tuple[dict[str, list[np.ndarray]], dict[str, dict]]:
     """Forecasts ``{name: [(h,), ...]}`` of each model in ``names`` for every history, and
     ``{name: {"seconds": wall, "cpu_seconds": summed over the processes}}`` (a busy machine
     stretches the first, hardly the second; the pool's start-up counts for the first model's
@@ -104,16 +107,25 @@ def forecast_auto(histories: list[np.ndarray], h: int, m: int, names=AUTO_MODELS
             if jobs == 1:
                 fc, cpu = _timed_share(name, histories, h, m)  # (S, h)
             else:
-                parts = list(pool.map(_timed_share, [name] * jobs, [[histories[i] for i in s] for s in shares],
-                                      [h] * jobs, [m] * jobs))
+                parts = list(
+                    pool.map(
+                        _timed_share,
+                        [name] * jobs,
+                        [[histories[i] for i in s] for s in shares],
+                        [h] * jobs,
+                        [m] * jobs,
+                    )
+                )
                 fc, cpu = np.empty((len(histories), h)), sum(c for _, c in parts)
                 for share, (part, _) in zip(shares, parts):
                     fc[share] = part
             forecasts[name] = list(fc)
             times[name] = {"seconds": round(time.perf_counter() - t, 1), "cpu_seconds": round(cpu, 1)}
             if log is not None:
-                log(f"baseline {name}: {times[name]['seconds']:.1f}s ({times[name]['cpu_seconds']:.1f}s of CPU; "
-                    f"{len(histories)} series, {jobs} process{'es' if jobs > 1 else ''})")
+                log(
+                    f"baseline {name}: {times[name]['seconds']:.1f}s ({times[name]['cpu_seconds']:.1f}s of CPU; "
+                    f"{len(histories)} series, {jobs} process{'es' if jobs > 1 else ''})"
+                )
             t = time.perf_counter()
     return forecasts, times
 

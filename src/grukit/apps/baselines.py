@@ -113,8 +113,9 @@ def ets(x: np.ndarray, h: int, m: int) -> np.ndarray:
     adj, future = _adjusted(x, h, m)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = ExponentialSmoothing(adj, trend="add", damped_trend=True,
-                                   initialization_method="estimated").fit()
+        fit = ExponentialSmoothing(
+            adj, trend="add", damped_trend=True, initialization_method="estimated"
+        ).fit()
     return np.asarray(fit.forecast(h)) * future
 
 

@@ -50,4 +50,6 @@ def check_estimator(make: Callable, data, predict: Callable) -> None:
         back = type(est).load(tmp)
     np.testing.assert_array_equal(np.asarray(predict(back)), first, err_msg="save/load changed predictions")
     again = make().fit(data)
-    np.testing.assert_array_equal(np.asarray(predict(again)), first, err_msg="same seed, different predictions")
+    np.testing.assert_array_equal(
+        np.asarray(predict(again)), first, err_msg="same seed, different predictions"
+    )

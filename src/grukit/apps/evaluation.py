@@ -19,8 +19,16 @@ from grukit.apps import baselines as B
 from grukit.apps.auto_baselines import AUTO_MODELS, forecast_auto
 from grukit.apps.metrics import evaluate
 
-__all__ = ["BaselinePlan", "BaselineRun", "run_baselines", "compare", "beaten", "even_sample",
-           "plot_forecasts", "format_table"]
+__all__ = [
+    "BaselinePlan",
+    "BaselineRun",
+    "run_baselines",
+    "compare",
+    "beaten",
+    "even_sample",
+    "plot_forecasts",
+    "format_table",
+]
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,9 @@ def even_sample(count: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, count - 1, min(k, count)).round().astype(np.int64))
 
 
-def run_baselines(histories: list[np.ndarray], h: int, season: int, plan: BaselinePlan = BaselinePlan(),
-                  log=None) -> BaselineRun:
+def run_baselines(
+    histories: list[np.ndarray], h: int, season: int, plan: BaselinePlan = BaselinePlan(), log=None
+) -> BaselineRun:
     """Every baseline on the same histories; a baseline whose package is missing is skipped and
     named in ``skipped`` with the package."""
     run = BaselineRun({}, {}, {})
@@ -87,8 +96,9 @@ def run_baselines(histories: list[np.ndarray], h: int, season: int, plan: Baseli
             if run.sample is not None and not np.array_equal(sample, run.sample):
                 raise ValueError(f"limited baselines must share one sample size, got {plan.limits}")
             run.sample = sample
-            fc, times = forecast_auto([histories[i] for i in sample], h, season, [name],
-                                      n_jobs=plan.n_jobs, log=log)
+            fc, times = forecast_auto(
+                [histories[i] for i in sample], h, season, [name], n_jobs=plan.n_jobs, log=log
+            )
             run.sampled.update(fc)
             _add_times(run, times)
     except MissingDependency as exc:
@@ -109,7 +119,8 @@ def _compared(actuals, gru_forecasts, histories, season: int, baseline_forecasts
     gru = results["GRU"]
     beats = {
         name: {"sMAPE": gru["sMAPE"] < r["sMAPE"], "MASE": gru["MASE"] < r["MASE"]}
-        for name, r in results.items() if name != "GRU"
+        for name, r in results.items()
+        if name != "GRU"
     }
     return {"methods": results, "gru_beats": beats}
 
@@ -147,8 +158,16 @@ def format_table(methods: dict, published: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def plot_forecasts(path: str | os.PathLike, ids, histories, forecast, actuals=None, *,
-                   count: int = 4, title: str = "forecasts") -> None:
+def plot_forecasts(
+    path: str | os.PathLike,
+    ids,
+    histories,
+    forecast,
+    actuals=None,
+    *,
+    count: int = 4,
+    title: str = "forecasts",
+) -> None:
     """History, forecast and interval (and the actual values where known) for ``count``
     series, as a PNG written atomically."""
     from grukit.train.plots import pyplot, save_figure
@@ -165,8 +184,9 @@ def plot_forecasts(path: str | os.PathLike, ids, histories, forecast, actuals=No
         steps = np.arange(n, n + h)
         if len(qs) >= 3:
             lo, hi = forecast.quantiles[qs[0]][i], forecast.quantiles[qs[-1]][i]
-            ax.fill_between(steps, lo, hi, color="tab:blue", alpha=0.2,
-                            label=f"{qs[0]:g}-{qs[-1]:g} quantiles")
+            ax.fill_between(
+                steps, lo, hi, color="tab:blue", alpha=0.2, label=f"{qs[0]:g}-{qs[-1]:g} quantiles"
+            )
         ax.plot(steps, forecast.point[i], color="tab:blue", lw=1.5, label="GRU forecast")
         if actuals is not None:
             ax.plot(steps, actuals[i], color="tab:orange", lw=1, ls="--", label="actual")

@@ -96,8 +96,12 @@ class ForecasterConfig:
         if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
         q = list(self.quantiles)
-        if not q or any(not isinstance(v, (int, float)) or not 0 < v < 1 for v in q) or 0.5 not in q \
-                or sorted(set(q)) != q:
+        if (
+            not q
+            or any(not isinstance(v, (int, float)) or not 0 < v < 1 for v in q)
+            or 0.5 not in q
+            or sorted(set(q)) != q
+        ):
             raise ConfigError(f"quantiles must be increasing numbers in (0, 1) including 0.5, got {q!r}")
         self.quantiles = [float(v) for v in q]
 
@@ -116,9 +120,14 @@ class ForecastNet(nn.Module):
     def __init__(self, cfg: ForecasterConfig) -> None:
         super().__init__()
         self.horizon, self.nq = cfg.horizon, len(cfg.quantiles)
-        self.gru = grukit.GRU(2, cfg.hidden_size, cfg.num_layers, batch_first=True,
-                              dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
-                              reset_after=cfg.reset_after)
+        self.gru = grukit.GRU(
+            2,
+            cfg.hidden_size,
+            cfg.num_layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+            reset_after=cfg.reset_after,
+        )
         self.head = nn.Linear(cfg.hidden_size, cfg.horizon * self.nq)
         nn.init.zeros_(self.head.weight)  # start from the naive forecast
         nn.init.zeros_(self.head.bias)
@@ -194,8 +203,9 @@ class GRUForecaster:
     >>> f.predict(18).point          # (S, 18) from the end of each fitted series
     """
 
-    def __init__(self, horizon: int, season: int = 1, *, train: TrainConfig | dict | None = None,
-                 **hyper) -> None:
+    def __init__(
+        self, horizon: int, season: int = 1, *, train: TrainConfig | dict | None = None, **hyper
+    ) -> None:
         self.config = ForecasterConfig(horizon=horizon, season=season, **hyper)
         self.train_config = TrainConfig.coerce(train)
 
@@ -210,8 +220,9 @@ class GRUForecaster:
                 f"= {cfg.min_input} + {cfg.horizon} = {need}"
             )
 
-    def fit(self, data, *, out_dir: str | os.PathLike | None = None, resume: bool = False,
-            log=None) -> GRUForecaster:
+    def fit(
+        self, data, *, out_dir: str | os.PathLike | None = None, resume: bool = False, log=None
+    ) -> GRUForecaster:
         """Train on ``data`` (a ``SeriesSet``, an array, a list or dict of arrays). The last
         ``horizon`` points of every series are the validation target (early stopping); training
         windows end before them. With ``out_dir``, checkpoints, ``history.json`` and
@@ -224,8 +235,9 @@ class GRUForecaster:
         self._check_lengths(series, cfg)
         values, _ = _seasonal([np.asarray(v, dtype=np.float64) for v in series.values], cfg, 1)
         lengths = [len(v) for v in values]
-        train_w = window_ends(lengths, cfg.horizon, cfg.min_input,
-                              last_end=[n - cfg.horizon for n in lengths])
+        train_w = window_ends(
+            lengths, cfg.horizon, cfg.min_input, last_end=[n - cfg.horizon for n in lengths]
+        )
         val_w = np.array([[s, n - cfg.horizon] for s, n in enumerate(lengths)], dtype=np.int64)
         if len(train_w) == 0:
             train_w, val_w = val_w, None  # too short to hold anything out: train on all, no val
@@ -298,17 +310,23 @@ class GRUForecaster:
         if s.integer_time:
             arrays.update({f"p{i}": t.astype(np.int64) for i, t in enumerate(s.timestamps)})
         elif s.timestamps is not None:
-            arrays.update({f"t{i}": t.astype("datetime64[ns]").astype(np.int64) for i, t in enumerate(s.timestamps)})
+            arrays.update(
+                {f"t{i}": t.astype("datetime64[ns]").astype(np.int64) for i, t in enumerate(s.timestamps)}
+            )
         freq = int(s.freq) if s.integer_time and s.freq is not None else s.freq
         meta = {
             "format": FORMAT,
             "grukit": grukit.__version__,
             "forecaster": dict(self.config_.__dict__),  # with the min_input it was fitted with
             "train": self.train_config.to_dict(),
-            "series": {"ids": list(s.ids), "freq": freq,
-                       "timestamps": s.timestamps is not None and not s.integer_time,
-                       "periods": s.integer_time},
+            "series": {
+                "ids": list(s.ids),
+                "freq": freq,
+                "timestamps": s.timestamps is not None and not s.integer_time,
+                "periods": s.integer_time,
+            },
         }
+
         def series(stage: Path) -> None:
             with open(stage / "series.npz", "wb") as f:
                 np.savez(f, **arrays)

@@ -43,41 +43,64 @@ class ForecasterEnsemble:
     """``members`` GRU forecasters, median-combined (see the module docstring); ``train`` and
     ``hyper`` as for :class:`GRUForecaster`, the seed being the first member's."""
 
-    def __init__(self, horizon: int, season: int = 1, *, members: int = 3,
-                 train: TrainConfig | dict | None = None, **hyper) -> None:
+    def __init__(
+        self,
+        horizon: int,
+        season: int = 1,
+        *,
+        members: int = 3,
+        train: TrainConfig | dict | None = None,
+        **hyper,
+    ) -> None:
         if isinstance(members, bool) or not isinstance(members, int) or members < 1:
             raise ConfigError(f"members must be a positive integer, got {members!r}")
         base = TrainConfig.coerce(train)
         seeds = [base.seed + k for k in range(members)]
-        self.members = [GRUForecaster(horizon, season, train={**base.to_dict(), "seed": s}, **hyper)
-                        for s in seeds]
+        self.members = [
+            GRUForecaster(horizon, season, train={**base.to_dict(), "seed": s}, **hyper) for s in seeds
+        ]
         self.config = self.members[0].config
         self.train_config = base
 
-    def fit(self, data, *, out_dir: str | os.PathLike | None = None, resume: bool = False,
-            log=None) -> ForecasterEnsemble:
+    def fit(
+        self, data, *, out_dir: str | os.PathLike | None = None, resume: bool = False, log=None
+    ) -> ForecasterEnsemble:
         """Train every member on ``data`` (each into ``out_dir/member{k}`` when given)."""
         for k, member in enumerate(self.members):
             if log is not None:
                 log(f"ensemble member {k + 1}/{len(self.members)} (seed {member.train_config.seed})")
-            member.fit(data, out_dir=None if out_dir is None else Path(out_dir) / f"member{k}",
-                       resume=resume, log=log)
+            member.fit(
+                data,
+                out_dir=None if out_dir is None else Path(out_dir) / f"member{k}",
+                resume=resume,
+                log=log,
+            )
         self._fitted()
         return self
 
     def _fitted(self) -> None:
         self.config_ = self.members[0].config_
         results = [m.result_ for m in self.members if hasattr(m, "result_")]
-        self.result_ = EnsembleResult(*(list(v) for v in zip(*[
-            (r.epochs_run, r.best_epoch, r.best_val_loss, r.stopped) for r in results]))) if results else None
+        self.result_ = (
+            EnsembleResult(
+                *(
+                    list(v)
+                    for v in zip(*[(r.epochs_run, r.best_epoch, r.best_val_loss, r.stopped) for r in results])
+                )
+            )
+            if results
+            else None
+        )
 
     def predict(self, h: int | None = None, data=None) -> Forecast:
         """The members' forecasts, median-combined for every quantile."""
         if not hasattr(self, "config_"):
             raise NotFittedError("this ForecasterEnsemble is not fitted yet: call fit() or load()")
         each = [m.predict(h, data) for m in self.members]
-        quantiles = {q: np.median(np.stack([f.quantiles[q] for f in each]), axis=0)  # (K, S, h) -> (S, h)
-                     for q in each[0].quantiles}
+        quantiles = {
+            q: np.median(np.stack([f.quantiles[q] for f in each]), axis=0)  # (K, S, h) -> (S, h)
+            for q in each[0].quantiles
+        }
         first = each[0]
         return Forecast(first.ids, quantiles[0.5], quantiles, first.timestamps)
 
@@ -87,7 +110,9 @@ class ForecasterEnsemble:
         path = Path(path)
         for k, member in enumerate(self.members):
             member.save(path / f"member{k}")
-        atomic_write_text(path / "ensemble.json", json.dumps({"format": FORMAT, "members": len(self.members)}))
+        atomic_write_text(
+            path / "ensemble.json", json.dumps({"format": FORMAT, "members": len(self.members)})
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ForecasterEnsemble:

@@ -19,8 +19,15 @@ from grukit.apps.evaluation import BaselinePlan, beaten, compare, format_table, 
 from grukit.apps.forecast import GRUForecaster
 from grukit.data.series import DataError, SeriesSet
 
-__all__ = ["holdout_run", "split_holdout", "benchmark_run", "m3_demo", "summary", "PUBLISHED_M3_MONTHLY",
-           "DEMO_ARIMA_SERIES"]
+__all__ = [
+    "holdout_run",
+    "split_holdout",
+    "benchmark_run",
+    "m3_demo",
+    "summary",
+    "PUBLISHED_M3_MONTHLY",
+    "DEMO_ARIMA_SERIES",
+]
 
 # sMAPE on the 1428 monthly series, Makridakis & Hibon (2000), "The M3-Competition: results,
 # conclusions and implications", International Journal of Forecasting 16(4), Table 13
@@ -87,8 +94,11 @@ def holdout_run(
     if len(qs) >= 3:
         lo, hi = fc.quantiles[qs[0]], fc.quantiles[qs[-1]]
         inside = np.mean([np.mean((a >= lo[i]) & (a <= hi[i])) for i, a in enumerate(actuals)])
-        result["interval"] = {"quantiles": [qs[0], qs[-1]], "nominal": qs[-1] - qs[0],
-                              "coverage": float(inside)}
+        result["interval"] = {
+            "quantiles": [qs[0], qs[-1]],
+            "nominal": qs[-1] - qs[0],
+            "coverage": float(inside),
+        }
     metrics = {
         "title": title,
         **result,
@@ -97,7 +107,12 @@ def holdout_run(
         "baseline_cpu_seconds": base.cpu_seconds,
         "published": published or {},
         "forecaster": dict(forecaster.config_.__dict__),  # as fitted (min_input from the data)
-        "split": {"horizon": h, "season": m, "series": len(train), "test_points": int(sum(len(a) for a in actuals))},
+        "split": {
+            "horizon": h,
+            "season": m,
+            "series": len(train),
+            "test_points": int(sum(len(a) for a in actuals)),
+        },
         "data": series.report,
         "training": {
             "epochs_run": forecaster.result_.epochs_run,
@@ -106,9 +121,13 @@ def holdout_run(
             "stopped": forecaster.result_.stopped,
             "seconds": round(fit_seconds, 1),
         },
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "grukit": grukit.__version__, "threads": torch.get_num_threads(),
-                    "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "grukit": grukit.__version__,
+            "threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+        },
         "config": run_config or {},
     }
     forecaster.save(out)
@@ -116,15 +135,18 @@ def holdout_run(
     frame = fc.to_frame()
     frame["actual"] = np.concatenate(actuals)
     atomic_write(out / "holdout_forecast.csv", lambda tmp: frame.to_csv(tmp, index=False))
-    plot_forecasts(out / "holdout.png", train.ids, histories, fc, actuals,
-                   title=f"{title}: last {h} points held out")
+    plot_forecasts(
+        out / "holdout.png", train.ids, histories, fc, actuals, title=f"{title}: last {h} points held out"
+    )
     log("")
     for line in summary(result, published, base.skipped):
         log(line)
     if "interval" in result:
         iv = result["interval"]
         log(f"{iv['nominal']:.0%} interval covers {iv['coverage']:.1%} of the held-out points")
-    log(f"wrote {shown_as or out}/: model, metrics.json, holdout_forecast.csv, holdout.png, learning_curves.png")
+    log(
+        f"wrote {shown_as or out}/: model, metrics.json, holdout_forecast.csv, holdout.png, learning_curves.png"
+    )
     return metrics
 
 
@@ -136,9 +158,12 @@ def summary(result: dict, published: dict | None, skipped: dict) -> list[str]:
         lines.append(f"GRU beats on {measure}: {beaten(result['gru_beats'], measure)}")
     sample = result.get("sample")
     if sample is not None:
-        lines += ["", f"On {sample['series']} evenly spaced series of {sample['of']}, where "
-                  f"{', '.join(sample['models'])} ran (too slow for all of them here):",
-                  format_table(sample["methods"])]
+        lines += [
+            "",
+            f"On {sample['series']} evenly spaced series of {sample['of']}, where "
+            f"{', '.join(sample['models'])} ran (too slow for all of them here):",
+            format_table(sample["methods"]),
+        ]
         for measure in ("sMAPE", "MASE"):
             lines.append(f"GRU beats on {measure} there: {beaten(sample['gru_beats'], measure)}")
     for name, why in skipped.items():
@@ -153,12 +178,24 @@ def summary(result: dict, published: dict | None, skipped: dict) -> list[str]:
 DEMO_ARIMA_SERIES = 50
 
 
-def benchmark_run(name: str, out: Path, train_config, *, hidden_size: int = 64, num_layers: int = 1,
-                  deseasonalize: bool = True, input_len: int | None = None, members: int = 1,
-                  limit: int | None = None,
-                  baselines: BaselinePlan = BaselinePlan(), resume: bool = False,
-                  run_config: dict | None = None, log=print, is_main: bool = True,
-                  shown_as: Path | None = None) -> dict:
+def benchmark_run(
+    name: str,
+    out: Path,
+    train_config,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 1,
+    deseasonalize: bool = True,
+    input_len: int | None = None,
+    members: int = 1,
+    limit: int | None = None,
+    baselines: BaselinePlan = BaselinePlan(),
+    resume: bool = False,
+    run_config: dict | None = None,
+    log=print,
+    is_main: bool = True,
+    shown_as: Path | None = None,
+) -> dict:
     """A competition subset (``data.m3.BENCHMARKS``: M3 or M1, monthly, quarterly, yearly,
     other): train on the official training parts of its series (or the first ``limit``),
     forecast the official test parts with the competition's horizon and season, and compare with
@@ -168,26 +205,47 @@ def benchmark_run(name: str, out: Path, train_config, *, hidden_size: int = 64, 
     from grukit.data.m3 import load_benchmark
 
     b = load_benchmark(name, limit=limit)
-    hyper = dict(train=train_config, hidden_size=hidden_size, num_layers=num_layers,
-                 deseasonalize=deseasonalize, input_len=input_len)
+    hyper = dict(
+        train=train_config,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        deseasonalize=deseasonalize,
+        input_len=input_len,
+    )
     if members > 1:
         from grukit.apps.forecast_ensemble import ForecasterEnsemble
 
         forecaster = ForecasterEnsemble(b.horizon, b.season, members=members, **hyper)
     else:
         forecaster = GRUForecaster(b.horizon, b.season, **hyper)
-    log(f"{b.name}: {len(b.history)} series, horizon {b.horizon}, season {b.season}, "
-        "the official train/test split" + (f"; an ensemble of {members} GRU forecasters" if members > 1 else ""))
+    log(
+        f"{b.name}: {len(b.history)} series, horizon {b.horizon}, season {b.season}, "
+        "the official train/test split"
+        + (f"; an ensemble of {members} GRU forecasters" if members > 1 else "")
+    )
     published = PUBLISHED_M3_MONTHLY if name == "m3-monthly" and limit is None else None
-    return holdout_run(b.history, forecaster, out, resume=resume, run_config=run_config,
-                       published=published, test=(b.history, b.actuals), title=b.name, log=log,
-                       is_main=is_main, shown_as=shown_as, baselines=baselines)
+    return holdout_run(
+        b.history,
+        forecaster,
+        out,
+        resume=resume,
+        run_config=run_config,
+        published=published,
+        test=(b.history, b.actuals),
+        title=b.name,
+        log=log,
+        is_main=is_main,
+        shown_as=shown_as,
+        baselines=baselines,
+    )
 
 
-def m3_demo(out: Path, train_config, *, limit: int | None = None,
-            arima_series: int | None = DEMO_ARIMA_SERIES, **kw) -> dict:
+def m3_demo(
+    out: Path, train_config, *, limit: int | None = None, arima_series: int | None = DEMO_ARIMA_SERIES, **kw
+) -> dict:
     """The M3 monthly benchmark as the demo runs it: AutoARIMA on ``arima_series`` evenly spaced
     series only (None: all), everything else on all 1428 series (or the first ``limit``)."""
     limits = {} if arima_series is None else {"AutoARIMA": arima_series}
-    return benchmark_run("m3-monthly", out, train_config, limit=limit,
-                         baselines=BaselinePlan(limits=limits), **kw)
+    return benchmark_run(
+        "m3-monthly", out, train_config, limit=limit, baselines=BaselinePlan(limits=limits), **kw
+    )

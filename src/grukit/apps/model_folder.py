@@ -24,21 +24,22 @@ __all__ = ["write", "reading", "WEIGHTS"]
 WEIGHTS = "model.safetensors"
 
 
-def write(path: str | os.PathLike, net, meta_file: str, meta: dict,
-          extra: Callable[[Path], None] | None = None) -> None:
+def write(
+    path: str | os.PathLike, net, meta_file: str, meta: dict, extra: Callable[[Path], None] | None = None
+) -> None:
     """Write ``net``'s weights and ``meta`` as ``path/meta_file`` in one step; ``extra(stage)``
     may add files to the folder being assembled. ``path``'s other entries stay."""
     with updating_folder(path) as stage:
         save_weights(net, stage / WEIGHTS)
         if extra is not None:
             extra(stage)
-        (stage / meta_file).write_text(json.dumps(meta, indent=1, ensure_ascii=False),
-                                       encoding="utf-8")
+        (stage / meta_file).write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
 
 
 @contextlib.contextmanager
-def reading(path: str | os.PathLike, meta_file: str, fmt: str,
-            what: str) -> Iterator[tuple[dict, Callable[[], dict]]]:
+def reading(
+    path: str | os.PathLike, meta_file: str, fmt: str, what: str
+) -> Iterator[tuple[dict, Callable[[], dict]]]:
     """``with reading(path, "lm.json", FORMAT, "language model") as (meta, weights):`` the
     description, its ``format`` checked, and ``weights()``, the state dict in the folder. A
     folder without ``meta_file`` is a ``FileNotFoundError``; anything unreadable inside the

@@ -45,11 +45,13 @@ def write_html(path: str | os.PathLike, title: str, sections: list[Section], foo
 
     import grukit
 
-    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_STYLE}</style><h1>{html.escape(title)}</h1>",
-             f"<p class='note'>{time.strftime('%Y-%m-%d %H:%M')} &middot; grukit {grukit.__version__} "
-             f"&middot; torch {torch.__version__} &middot; Python {platform.python_version()} &middot; "
-             f"{torch.get_num_threads()} threads &middot; {html.escape(platform.platform())}</p>"]
+    parts = [
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{_STYLE}</style><h1>{html.escape(title)}</h1>",
+        f"<p class='note'>{time.strftime('%Y-%m-%d %H:%M')} &middot; grukit {grukit.__version__} "
+        f"&middot; torch {torch.__version__} &middot; Python {platform.python_version()} &middot; "
+        f"{torch.get_num_threads()} threads &middot; {html.escape(platform.platform())}</p>",
+    ]
     for s in sections:
         parts.append(f"<h2>{html.escape(s.title)}</h2>")
         parts += [f"<p>{html.escape(p)}</p>" for p in s.paragraphs]

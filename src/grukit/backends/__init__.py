@@ -153,9 +153,7 @@ def get(name: str) -> Backend:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(
-            f"unknown GRU backend {name!r}; expected 'auto' or one of {names()}"
-        ) from None
+        raise ValueError(f"unknown GRU backend {name!r}; expected 'auto' or one of {names()}") from None
 
 
 def explain(request: Request) -> dict[str, str | None]:

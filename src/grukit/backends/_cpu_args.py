@@ -126,6 +126,7 @@ def dummy(kind: str, dtype, dims: dict[str, int], **scalars) -> tuple:
     spec, record = SPECS[kind]
     values = {
         a.name: np.zeros(shape_of(a, dims), ARRAY_DTYPES.get(a.kind, dtype))
-        for a in spec if a.kind not in ("bool", "int")
+        for a in spec
+        if a.kind not in ("bool", "int")
     }
     return record(**values, **scalars)

@@ -53,8 +53,14 @@ class Variants(NamedTuple):
 @functools.lru_cache(maxsize=None)
 def plain(dtype) -> Variants:
     """Every variant off: empty arrays, which no kernel writes, so one set per dtype serves all."""
-    return Variants(np.empty((0, 0), dtype), np.empty((0, 0, 0), dtype), np.empty(0, dtype),
-                    np.empty(0, dtype), np.empty((0, 0, 0), dtype), np.empty((0, 0, 0), dtype))
+    return Variants(
+        np.empty((0, 0), dtype),
+        np.empty((0, 0, 0), dtype),
+        np.empty(0, dtype),
+        np.empty(0, dtype),
+        np.empty((0, 0, 0), dtype),
+        np.empty((0, 0, 0), dtype),
+    )
 
 
 def bf16_bits(t: Tensor) -> np.ndarray:
@@ -64,8 +70,9 @@ def bf16_bits(t: Tensor) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _bf16_off() -> dict[str, np.ndarray]:
-    return dict(w16=np.empty((0, 0), np.uint16), h16=np.empty((0, 0, 0), np.uint16),
-                rh16=np.empty((0, 0), np.uint16))
+    return dict(
+        w16=np.empty((0, 0), np.uint16), h16=np.empty((0, 0, 0), np.uint16), rh16=np.empty((0, 0), np.uint16)
+    )
 
 
 def bf16_args(weight_hh: Tensor, hin0: Tensor, on: bool) -> dict[str, np.ndarray]:
@@ -102,8 +109,9 @@ def warm_up(dtype) -> None:
         fwd.lengths[:] = 1
         fwd.bounds[:] = (0, 1)
         k.forward(*fwd, 0, 1, 0, 1, sync, 1)
-        bwd = _cpu_args.dummy("backward", dtype, dims, reverse=False, reset_after=reset_after,
-                              s0=0, s1=1, t_lo=0)
+        bwd = _cpu_args.dummy(
+            "backward", dtype, dims, reverse=False, reset_after=reset_after, s0=0, s1=1, t_lo=0
+        )
         bwd.lengths[:] = 1
         bwd.bounds[:] = (0, 1)
         k.backward(*bwd, 0, 1, 0, 1, sync, 1)

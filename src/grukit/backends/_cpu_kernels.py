@@ -76,13 +76,37 @@ def _gemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc):
     scal = np.empty(2, C.dtype)
     scal[0], scal[1] = 1.0, beta
     if C.itemsize == 4:  # float32
-        _sgemm(chars[0:].ctypes, chars[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes,
-               ints[2:].ctypes, scal[0:].ctypes, A.ctypes, ints[3:].ctypes, B.ctypes,
-               ints[4:].ctypes, scal[1:].ctypes, C.ctypes, ints[5:].ctypes)
+        _sgemm(
+            chars[0:].ctypes,
+            chars[1:].ctypes,
+            ints[0:].ctypes,
+            ints[1:].ctypes,
+            ints[2:].ctypes,
+            scal[0:].ctypes,
+            A.ctypes,
+            ints[3:].ctypes,
+            B.ctypes,
+            ints[4:].ctypes,
+            scal[1:].ctypes,
+            C.ctypes,
+            ints[5:].ctypes,
+        )
     else:
-        _dgemm(chars[0:].ctypes, chars[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes,
-               ints[2:].ctypes, scal[0:].ctypes, A.ctypes, ints[3:].ctypes, B.ctypes,
-               ints[4:].ctypes, scal[1:].ctypes, C.ctypes, ints[5:].ctypes)
+        _dgemm(
+            chars[0:].ctypes,
+            chars[1:].ctypes,
+            ints[0:].ctypes,
+            ints[1:].ctypes,
+            ints[2:].ctypes,
+            scal[0:].ctypes,
+            A.ctypes,
+            ints[3:].ctypes,
+            B.ctypes,
+            ints[4:].ctypes,
+            scal[1:].ctypes,
+            C.ctypes,
+            ints[5:].ctypes,
+        )
 
 
 @njit(**_JIT)
@@ -93,8 +117,9 @@ def mm_nt(A, B, C, beta):
     s = A.itemsize
     if M == 0:
         return
-    _gemm(84, 78, P, M, K, B, B.strides[0] // s, A, A.strides[0] // s, beta, C,
-          C.strides[0] // s)  # 84 = 'T', 78 = 'N'
+    _gemm(
+        84, 78, P, M, K, B, B.strides[0] // s, A, A.strides[0] // s, beta, C, C.strides[0] // s
+    )  # 84 = 'T', 78 = 'N'
 
 
 @njit(**_JIT)
@@ -122,9 +147,21 @@ def mm_nt16(A, B, C, beta):
     chars[0], chars[1] = 84, 78  # 'T', 'N'
     scal = np.empty(2, np.float32)
     scal[0], scal[1] = 1.0, beta
-    _bgemm(chars[0:].ctypes, chars[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
-           scal[0:].ctypes, B.ctypes, ints[3:].ctypes, A.ctypes, ints[4:].ctypes,
-           scal[1:].ctypes, C.ctypes, ints[5:].ctypes)
+    _bgemm(
+        chars[0:].ctypes,
+        chars[1:].ctypes,
+        ints[0:].ctypes,
+        ints[1:].ctypes,
+        ints[2:].ctypes,
+        scal[0:].ctypes,
+        B.ctypes,
+        ints[3:].ctypes,
+        A.ctypes,
+        ints[4:].ctypes,
+        scal[1:].ctypes,
+        C.ctypes,
+        ints[5:].ctypes,
+    )
 
 
 @intrinsic
@@ -169,8 +206,7 @@ def mm_nn(A, B, C, beta):
     s = A.itemsize
     if M == 0:
         return
-    _gemm(78, 78, P, M, K, B, B.strides[0] // s, A, A.strides[0] // s, beta, C,
-          C.strides[0] // s)
+    _gemm(78, 78, P, M, K, B, B.strides[0] // s, A, A.strides[0] // s, beta, C, C.strides[0] // s)
 
 
 # -- activations --------------------------------------------------------------------------------
@@ -325,14 +361,51 @@ def _norm_gates(v, gain, shift, sv, k0, j0, mean, rstd, G, hk):
     """``_norm_apply`` for the G gates of a block (``v``, ``gain``, ``shift``: (G*hk,)), their
     ``xhat`` into the saved slots ``sv[k0 + g, j0:j0+hk]``."""
     for g in range(G):
-        _norm_apply(v[g * hk : (g + 1) * hk], gain[g * hk : (g + 1) * hk],
-                    shift[g * hk : (g + 1) * hk], sv[k0 + g, j0 : j0 + hk], mean, rstd, hk)
+        _norm_apply(
+            v[g * hk : (g + 1) * hk],
+            gain[g * hk : (g + 1) * hk],
+            shift[g * hk : (g + 1) * hk],
+            sv[k0 + g, j0 : j0 + hk],
+            mean,
+            rstd,
+            hk,
+        )
 
 
 @njit(**_JIT)
-def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratch, gh, rh, ghn,
-            hin, rmask, zm, lng, lnb, stat, bounds, part, w16, h16, rh16, b0, b1, j0, j1, sync,
-            parties):
+def forward(
+    gi,
+    hbuf,
+    w,
+    b,
+    lengths,
+    reverse,
+    reset_after,
+    save,
+    out,
+    ws,
+    scratch,
+    gh,
+    rh,
+    ghn,
+    hin,
+    rmask,
+    zm,
+    lng,
+    lnb,
+    stat,
+    bounds,
+    part,
+    w16,
+    h16,
+    rh16,
+    b0,
+    b1,
+    j0,
+    j1,
+    sync,
+    parties,
+):
     """The recurrence for rows ``b0:b1`` and features ``j0:j1``. ``gi`` (T, N, 3H): input
     projections with ``b_ih`` (permuted gate rows); ``hbuf`` (2, N, H): ``hbuf[0]`` the initial
     state; after T steps ``hbuf[T % 2]`` is the final one. ``w`` (3H, H), ``b`` (3H,): ``W_hh``
@@ -390,20 +463,52 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
                 continue
             if normed:
                 mean, rstd = _norm_combine(part[b], bounds, G)
-                _norm_gates(gh[b, g0 : g0 + G * hk], lng[g0 : g0 + G * hk], lnb[g0 : g0 + G * hk],
-                            sv, kb, j0, mean, rstd, G, hk)
+                _norm_gates(
+                    gh[b, g0 : g0 + G * hk],
+                    lng[g0 : g0 + G * hk],
+                    lnb[g0 : g0 + G * hk],
+                    sv,
+                    kb,
+                    j0,
+                    mean,
+                    rstd,
+                    G,
+                    hk,
+                )
                 stat[t, b, 0] = rstd
             if reset_after:
-                _row_after(gi[t, b, g0 : g0 + 3 * hk], gh[b, g0 : g0 + 3 * hk], bk, hp[b, j0:j1],
-                           hn[b, j0:j1], out[t, b, j0:j1], sv[0, j0:j1], sv[1, j0:j1],
-                           sv[2, j0:j1], sv[3, j0:j1], sv[4, j0:j1], zrow, zmode, zp, hk)
+                _row_after(
+                    gi[t, b, g0 : g0 + 3 * hk],
+                    gh[b, g0 : g0 + 3 * hk],
+                    bk,
+                    hp[b, j0:j1],
+                    hn[b, j0:j1],
+                    out[t, b, j0:j1],
+                    sv[0, j0:j1],
+                    sv[1, j0:j1],
+                    sv[2, j0:j1],
+                    sv[3, j0:j1],
+                    sv[4, j0:j1],
+                    zrow,
+                    zmode,
+                    zp,
+                    hk,
+                )
                 if masked:
                     for j in range(j0, j1):
                         hin[1 - cur, b, j] = hn[b, j] * rmask[b, j]
             else:
                 sr, hib, rhb = sv[0, j0:j1], hi[b, j0:j1], rh[b, j0:j1]
-                _row_gates(gi[t, b, g0 : g0 + 3 * hk], gh[b, g0 : g0 + 3 * hk], bk, hp[b, j0:j1],
-                           sr, sv[1, j0:j1], sv[3, j0:j1], hk)
+                _row_gates(
+                    gi[t, b, g0 : g0 + 3 * hk],
+                    gh[b, g0 : g0 + 3 * hk],
+                    bk,
+                    hp[b, j0:j1],
+                    sr,
+                    sv[1, j0:j1],
+                    sv[3, j0:j1],
+                    hk,
+                )
                 for j in range(hk):
                     rhb[j] = sr[j] * hib[j]
         if not reset_after:
@@ -425,12 +530,30 @@ def forward(gi, hbuf, w, b, lengths, reverse, reset_after, save, out, ws, scratc
                     if normed:
                         mean, rstd = _norm_combine(part[b], bounds, 1)
                         n0 = g0 + 2 * hk  # this block's n rows
-                        _norm_apply(ghn[b, j0:j1], lng[n0 : n0 + hk], lnb[n0 : n0 + hk],
-                                    sv[kb + 2, j0:j1], mean, rstd, hk)
+                        _norm_apply(
+                            ghn[b, j0:j1],
+                            lng[n0 : n0 + hk],
+                            lnb[n0 : n0 + hk],
+                            sv[kb + 2, j0:j1],
+                            mean,
+                            rstd,
+                            hk,
+                        )
                         stat[t, b, 1] = rstd
-                    _row_before_state(gi[t, b, g0 : g0 + 3 * hk], ghn[b, j0:j1], bk,
-                                      hn[b, j0:j1], out[t, b, j0:j1], sv[1, j0:j1],
-                                      sv[2, j0:j1], sv[3, j0:j1], zrow, zmode, zp, hk)
+                    _row_before_state(
+                        gi[t, b, g0 : g0 + 3 * hk],
+                        ghn[b, j0:j1],
+                        bk,
+                        hn[b, j0:j1],
+                        out[t, b, j0:j1],
+                        sv[1, j0:j1],
+                        sv[2, j0:j1],
+                        sv[3, j0:j1],
+                        zrow,
+                        zmode,
+                        zp,
+                        hk,
+                    )
                     if masked:
                         for j in range(j0, j1):
                             hin[1 - cur, b, j] = hn[b, j] * rmask[b, j]
@@ -530,8 +653,9 @@ def _grad_norm_gate_sums(dy, gain, sv, k0, j0, acc_gain, acc_shift, G, hk):
     s2 = 0.0
     for g in range(G):
         a, e = g * hk, (g + 1) * hk
-        u1, u2 = _grad_norm_sums(dy[a:e], gain[a:e], sv[k0 + g, j0 : j0 + hk], acc_gain[a:e],
-                                 acc_shift[a:e], hk)
+        u1, u2 = _grad_norm_sums(
+            dy[a:e], gain[a:e], sv[k0 + g, j0 : j0 + hk], acc_gain[a:e], acc_shift[a:e], hk
+        )
         s1 += u1
         s2 += u2
     return s1, s2
@@ -558,9 +682,38 @@ def _grad_norm_apply(dy, gain, sv, k0, j0, rstd, part, bounds, G, dx, hk):
 
 
 @njit(**_JIT)
-def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, drh, dhd, bounds,
-             s0, s1, t_lo, rmask, zm, lng, stat, dgr, dhr, lnacc, part, b0, b1, j0, j1, sync,
-             parties):
+def backward(
+    dout,
+    dh,
+    w,
+    lengths,
+    reverse,
+    reset_after,
+    ws,
+    dgi,
+    dghn,
+    ghbuf,
+    drh,
+    dhd,
+    bounds,
+    s0,
+    s1,
+    t_lo,
+    rmask,
+    zm,
+    lng,
+    stat,
+    dgr,
+    dhr,
+    lnacc,
+    part,
+    b0,
+    b1,
+    j0,
+    j1,
+    sync,
+    parties,
+):
     """Walk steps ``s0:s1`` of the backward order (the forward's, reversed) for rows ``b0:b1`` and
     features ``j0:j1`` (layouts as in :func:`forward`), so the caller can reduce the gradients of
     one chunk of steps before the next. ``dout`` (T, N, H); ``dh`` (N, H): dL/dh at the chunk's
@@ -604,22 +757,56 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, d
                 dhd[b, j0:j1] = dh[b, j0:j1]
             elif reset_after:
                 gb = ghbuf[t % 2, b, g0 : g0 + 3 * hk]
-                _grad_row_after(dout[t, b, j0:j1], dh[b, j0:j1], sv[0, j0:j1], sv[1, j0:j1],
-                                sv[2, j0:j1], sv[3, j0:j1], sv[4, j0:j1],
-                                dgi[c, b, g0 : g0 + 3 * hk], gb,
-                                dghn[c, b, j0:j1], dhd[b, j0:j1], zrow, zoned, hk)
+                _grad_row_after(
+                    dout[t, b, j0:j1],
+                    dh[b, j0:j1],
+                    sv[0, j0:j1],
+                    sv[1, j0:j1],
+                    sv[2, j0:j1],
+                    sv[3, j0:j1],
+                    sv[4, j0:j1],
+                    dgi[c, b, g0 : g0 + 3 * hk],
+                    gb,
+                    dghn[c, b, j0:j1],
+                    dhd[b, j0:j1],
+                    zrow,
+                    zoned,
+                    hk,
+                )
                 if normed:  # the layer norm of W_hh h: this block's share of the sums
                     part[b, blk, 0], part[b, blk, 1] = _grad_norm_gate_sums(
-                        gb, lng[g0 : g0 + 3 * hk], sv, kb, j0,
-                        lnacc[0, b, g0 : g0 + 3 * hk], lnacc[1, b, g0 : g0 + 3 * hk], 3, hk)
+                        gb,
+                        lng[g0 : g0 + 3 * hk],
+                        sv,
+                        kb,
+                        j0,
+                        lnacc[0, b, g0 : g0 + 3 * hk],
+                        lnacc[1, b, g0 : g0 + 3 * hk],
+                        3,
+                        hk,
+                    )
             else:
-                _grad_row_before_state(dout[t, b, j0:j1], dh[b, j0:j1], sv[1, j0:j1],
-                                       sv[2, j0:j1], sv[3, j0:j1], dgi[c, b, g0 : g0 + 3 * hk],
-                                       dhd[b, j0:j1], zrow, zoned, hk)
+                _grad_row_before_state(
+                    dout[t, b, j0:j1],
+                    dh[b, j0:j1],
+                    sv[1, j0:j1],
+                    sv[2, j0:j1],
+                    sv[3, j0:j1],
+                    dgi[c, b, g0 : g0 + 3 * hk],
+                    dhd[b, j0:j1],
+                    zrow,
+                    zoned,
+                    hk,
+                )
                 if normed:  # the n product's normalisation: this block's share of the sums
                     part[b, blk, 0], part[b, blk, 1] = _grad_norm_sums(
-                        dgi[c, b, n0 : n0 + hk], lng[n0 : n0 + hk], sv[kb + 2, j0:j1],
-                        lnacc[0, b, n0 : n0 + hk], lnacc[1, b, n0 : n0 + hk], hk)
+                        dgi[c, b, n0 : n0 + hk],
+                        lng[n0 : n0 + hk],
+                        sv[kb + 2, j0:j1],
+                        lnacc[0, b, n0 : n0 + hk],
+                        lnacc[1, b, n0 : n0 + hk],
+                        hk,
+                    )
         barrier(sync, parties)  # every block's gate gradients of step t are in place
         if normed:  # through the layer norm, with every block's sums
             for b in range(b0, b1):
@@ -627,13 +814,34 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, d
                     sv = ws[t, b]
                     if reset_after:
                         gb = ghbuf[t % 2, b, g0 : g0 + 3 * hk]
-                        _grad_norm_apply(gb, lng[g0 : g0 + 3 * hk], sv, kb, j0, stat[t, b, 0],
-                                         part[b], bounds, 3, dgr[c, b, g0 : g0 + 3 * hk], hk)
+                        _grad_norm_apply(
+                            gb,
+                            lng[g0 : g0 + 3 * hk],
+                            sv,
+                            kb,
+                            j0,
+                            stat[t, b, 0],
+                            part[b],
+                            bounds,
+                            3,
+                            dgr[c, b, g0 : g0 + 3 * hk],
+                            hk,
+                        )
                         gb[:] = dgr[c, b, g0 : g0 + 3 * hk]
                     else:
-                        _grad_norm_apply(dgi[c, b, n0 : n0 + hk], lng[n0 : n0 + hk], sv, kb + 2,
-                                         j0, stat[t, b, 1], part[b], bounds, 1,
-                                         dgr[c, b, n0 : n0 + hk], hk)
+                        _grad_norm_apply(
+                            dgi[c, b, n0 : n0 + hk],
+                            lng[n0 : n0 + hk],
+                            sv,
+                            kb + 2,
+                            j0,
+                            stat[t, b, 1],
+                            part[b],
+                            bounds,
+                            1,
+                            dgr[c, b, n0 : n0 + hk],
+                            hk,
+                        )
             barrier(sync, parties)  # every block's share is in place
         if reset_after:
             # (n, hk) += dgh (n, 3H) @ W_hh[:, j0:j1] (3H, hk): all gate rows, own columns
@@ -645,35 +853,68 @@ def backward(dout, dh, w, lengths, reverse, reset_after, ws, dgi, dghn, ghbuf, d
             src = dgr[c] if normed else dgi[c]  # (N, 3H): what multiplies W_hh
             for m in range(bounds.shape[0] - 1):  # dL/d(r * h_prev) = dgi_n @ W_hn, block by block
                 m0, mk = 3 * bounds[m], bounds[m + 1] - bounds[m]
-                mm_nn(src[b0:b1, m0 + 2 * mk : m0 + 3 * mk], w[m0 + 2 * mk : m0 + 3 * mk, j0:j1],
-                      drh[b0:b1, j0:j1], 0.0 if m == 0 else 1.0)
+                mm_nn(
+                    src[b0:b1, m0 + 2 * mk : m0 + 3 * mk],
+                    w[m0 + 2 * mk : m0 + 3 * mk, j0:j1],
+                    drh[b0:b1, j0:j1],
+                    0.0 if m == 0 else 1.0,
+                )
             for b in range(b0, b1):
                 if t < lengths[b]:
                     sv = ws[t, b]
                     if masked:
-                        _grad_row_before_gates_masked(drh[b, j0:j1], sv[0, j0:j1], sv[3, j0:j1],
-                                                      rmask[b, j0:j1], dgi[c, b, g0 : g0 + 3 * hk],
-                                                      dhr[b, j0:j1], hk)
+                        _grad_row_before_gates_masked(
+                            drh[b, j0:j1],
+                            sv[0, j0:j1],
+                            sv[3, j0:j1],
+                            rmask[b, j0:j1],
+                            dgi[c, b, g0 : g0 + 3 * hk],
+                            dhr[b, j0:j1],
+                            hk,
+                        )
                     else:
-                        _grad_row_before_gates(drh[b, j0:j1], sv[0, j0:j1], sv[3, j0:j1],
-                                               dgi[c, b, g0 : g0 + 3 * hk], dhd[b, j0:j1], hk)
+                        _grad_row_before_gates(
+                            drh[b, j0:j1],
+                            sv[0, j0:j1],
+                            sv[3, j0:j1],
+                            dgi[c, b, g0 : g0 + 3 * hk],
+                            dhd[b, j0:j1],
+                            hk,
+                        )
                     if normed:  # the r,z product's normalisation: this block's share
                         part[b, blk, 0], part[b, blk, 1] = _grad_norm_gate_sums(
-                            dgi[c, b, g0 : g0 + 2 * hk], lng[g0 : g0 + 2 * hk], sv, kb, j0,
-                            lnacc[0, b, g0 : g0 + 2 * hk], lnacc[1, b, g0 : g0 + 2 * hk], 2, hk)
+                            dgi[c, b, g0 : g0 + 2 * hk],
+                            lng[g0 : g0 + 2 * hk],
+                            sv,
+                            kb,
+                            j0,
+                            lnacc[0, b, g0 : g0 + 2 * hk],
+                            lnacc[1, b, g0 : g0 + 2 * hk],
+                            2,
+                            hk,
+                        )
             barrier(sync, parties)  # every block's r and z gradients are in place
             if normed:
                 for b in range(b0, b1):
                     if t < lengths[b]:
-                        _grad_norm_apply(dgi[c, b, g0 : g0 + 2 * hk], lng[g0 : g0 + 2 * hk],
-                                         ws[t, b], kb, j0, stat[t, b, 0], part[b], bounds, 2,
-                                         dgr[c, b, g0 : g0 + 2 * hk], hk)
+                        _grad_norm_apply(
+                            dgi[c, b, g0 : g0 + 2 * hk],
+                            lng[g0 : g0 + 2 * hk],
+                            ws[t, b],
+                            kb,
+                            j0,
+                            stat[t, b, 0],
+                            part[b],
+                            bounds,
+                            2,
+                            dgr[c, b, g0 : g0 + 2 * hk],
+                            hk,
+                        )
                 barrier(sync, parties)
             acc = dhr if masked else dhd
             for m in range(bounds.shape[0] - 1):  # += dgi_rz @ [W_hr; W_hz]
                 m0, mk = 3 * bounds[m], bounds[m + 1] - bounds[m]
-                mm_nn(src[b0:b1, m0 : m0 + 2 * mk], w[m0 : m0 + 2 * mk, j0:j1],
-                      acc[b0:b1, j0:j1], 1.0)
+                mm_nn(src[b0:b1, m0 : m0 + 2 * mk], w[m0 : m0 + 2 * mk, j0:j1], acc[b0:b1, j0:j1], 1.0)
         if masked:  # dL/dh_prev += dL/d(h_prev * mask) * mask
             for b in range(b0, b1):
                 for j in range(j0, j1):

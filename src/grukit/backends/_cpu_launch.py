@@ -50,15 +50,20 @@ class Plan:
         """Row order of the 3H gate rows: each feature block's r, z, n rows together."""
         if self.parties == 1:
             return None
-        idx = [torch.arange(g * H + j0, g * H + j1)
-               for j0, j1 in zip(self.features, self.features[1:]) for g in range(3)]
+        idx = [
+            torch.arange(g * H + j0, g * H + j1)
+            for j0, j1 in zip(self.features, self.features[1:])
+            for g in range(3)
+        ]
         return torch.cat(idx)
 
     def gate_blocks(self) -> list[tuple[slice, slice, slice]]:
         """Per feature block ``j0:j1``: where its r,z and its n gate rows sit in the permuted
         order, and its features (contiguous, so products over them take views)."""
-        return [(slice(3 * j0, 3 * j0 + 2 * (j1 - j0)), slice(3 * j0 + 2 * (j1 - j0), 3 * j1),
-                 slice(j0, j1)) for j0, j1 in zip(self.features, self.features[1:])]
+        return [
+            (slice(3 * j0, 3 * j0 + 2 * (j1 - j0)), slice(3 * j0 + 2 * (j1 - j0), 3 * j1), slice(j0, j1))
+            for j0, j1 in zip(self.features, self.features[1:])
+        ]
 
     def gate_rows(self, H: int) -> list[tuple[slice, slice, bool]]:
         """The 3H gate rows in pieces contiguous in both orders: each piece's rows in the
@@ -67,10 +72,15 @@ class Plan:
         n); with one, r, z and n of every feature block."""
         if self.parties == 1:
             return [(slice(0, 2 * H), slice(0, 2 * H), False), (slice(2 * H, 3 * H),) * 2 + (True,)]
-        return [(slice(3 * j0 + g * (j1 - j0), 3 * j0 + (g + 1) * (j1 - j0)),
-                 slice(g * H + j0, g * H + j1), g == 2)
-                for j0, j1 in zip(self.features, self.features[1:]) for g in range(3)]
-
+        return [
+            (
+                slice(3 * j0 + g * (j1 - j0), 3 * j0 + (g + 1) * (j1 - j0)),
+                slice(g * H + j0, g * H + j1),
+                g == 2,
+            )
+            for j0, j1 in zip(self.features, self.features[1:])
+            for g in range(3)
+        ]
 
 
 def plan(T: int, N: int, H: int, itemsize: int) -> Plan:
@@ -112,8 +122,9 @@ def _mkl_threads_local(n: int) -> int:
 
 @functools.lru_cache(maxsize=None)
 def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, thread_name_prefix="grukit-cpu",
-                              initializer=_mkl_threads_local, initargs=(1,))
+    return ThreadPoolExecutor(
+        workers, thread_name_prefix="grukit-cpu", initializer=_mkl_threads_local, initargs=(1,)
+    )
 
 
 # Blocks of one call wait for each other at barriers, so all of them must run at once: calls that
@@ -150,8 +161,11 @@ def launcher() -> str:
 def launch(kernel, p: Plan, args: tuple) -> None:
     """Run ``kernel(*args, b0, b1, j0, j1, sync, parties)`` for every block of plan ``p``;
     ``args`` is the kernel's ``_cpu_args.ForwardArgs`` or ``BackwardArgs``."""
-    blocks = [(b0, b1, j0, j1, r) for r, (b0, b1) in enumerate(zip(p.rows, p.rows[1:]))
-              for j0, j1 in zip(p.features, p.features[1:])]
+    blocks = [
+        (b0, b1, j0, j1, r)
+        for r, (b0, b1) in enumerate(zip(p.rows, p.rows[1:]))
+        for j0, j1 in zip(p.features, p.features[1:])
+    ]
     sync = np.zeros((len(p.rows) - 1, 16), np.int64)  # one barrier per row block
     if len(blocks) == 1:
         kernel(*args, 0, p.rows[-1], 0, p.features[-1], sync[0], 1)
@@ -169,4 +183,3 @@ def launch(kernel, p: Plan, args: tuple) -> None:
             _mkl_threads_local(previous)
             for future in futures:
                 future.result()
-

@@ -26,7 +26,9 @@ from grukit.backends import _cpu_kernels as K
 from grukit.backends import _numba_cache
 from grukit.backends._addr import ptr as _ptr
 
-_numba_cache.refresh(__file__, "_addr", "_cpu_kernels", "_small_mm", "_cpu_args", "_sync", "_blas", "../_layer_options")
+_numba_cache.refresh(
+    __file__, "_addr", "_cpu_kernels", "_small_mm", "_cpu_args", "_sync", "_blas", "../_layer_options"
+)
 
 _GOMP_PATH = os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp.so.1")
 if not os.path.exists(_GOMP_PATH):
@@ -163,8 +165,9 @@ def _slots(value) -> list[int]:
     return [int(value)] + [0] * (SLOTS - 1)
 
 
-def run(kind: str, args: tuple, blocks: list[tuple[int, int, int, int, int]], sync: np.ndarray,
-        parties: int) -> bool:
+def run(
+    kind: str, args: tuple, blocks: list[tuple[int, int, int, int, int]], sync: np.ndarray, parties: int
+) -> bool:
     """Run ``_cpu_kernels.<kind>`` (``"forward"`` or ``"backward"``) with ``args`` (its
     ``_cpu_args.ForwardArgs`` / ``BackwardArgs``) on a team of ``len(blocks)`` OpenMP threads,
     block ``k`` on thread ``k``. Returns False, having run nothing, when OpenMP gave a smaller
@@ -173,7 +176,8 @@ def run(kind: str, args: tuple, blocks: list[tuple[int, int, int, int, int]], sy
     item = next(getattr(args, a.name).itemsize for a in spec if a.kind == "float")
     head = [0 if kind == "forward" else 1, item, len(blocks), parties, 0, sync.ctypes.data]
     record = np.array(
-        head + [v for a in spec for v in _slots(getattr(args, a.name))]
+        head
+        + [v for a in spec for v in _slots(getattr(args, a.name))]
         + [v for block in blocks for v in block],
         np.int64,
     )

@@ -47,9 +47,19 @@ def _np(dtype: torch.dtype):
     return np.float32 if dtype == torch.float32 else np.float64
 
 
-def _variants(like: Tensor, T: int, H: int, *, norm: tuple[Tensor | None, Tensor | None],
-              recurrent_mask: Tensor | None, zoneout_mask: Tensor | None, zoneout: float,
-              stat: bool, blocks: int, forward: bool) -> tuple[Variants, list[Tensor]]:
+def _variants(
+    like: Tensor,
+    T: int,
+    H: int,
+    *,
+    norm: tuple[Tensor | None, Tensor | None],
+    recurrent_mask: Tensor | None,
+    zoneout_mask: Tensor | None,
+    zoneout: float,
+    stat: bool,
+    blocks: int,
+    forward: bool,
+) -> tuple[Variants, list[Tensor]]:
     """The kernels' variant arrays (and the tensors that own their memory, kept alive); the
     layer norm's gain and shift already in the plan's gate order. ``stat``: allocate the layer
     norm's per-row statistics (the forward's output); ``blocks``: the plan's feature blocks;
@@ -120,19 +130,39 @@ def gru_recurrence_forward(
         hin[0] = h0 * recurrent_mask
     else:
         hin = hbuf
-    v, keep = _variants(gi, T, H, norm=(norm_weight, norm_bias), recurrent_mask=recurrent_mask,
-                        zoneout_mask=zoneout_mask, zoneout=zoneout, stat=normed,
-                        blocks=p.parties, forward=True)
+    v, keep = _variants(
+        gi,
+        T,
+        H,
+        norm=(norm_weight, norm_bias),
+        recurrent_mask=recurrent_mask,
+        zoneout_mask=zoneout_mask,
+        zoneout=zoneout,
+        stat=normed,
+        blocks=p.parties,
+        forward=True,
+    )
     out = gi.new_empty(T, N, H)  # (T, N, H)
     kw = saved_per_feature(reset_after, normed)
     ws = gi.new_empty(T, N, kw, H) if save else gi.new_empty(0, 0, 0, 0)
     args = _cpu_args.ForwardArgs(
-        gi=gi.numpy(), hbuf=hbuf.numpy(), w=weight_hh.detach().contiguous().numpy(),
-        b=b_hh.detach().numpy(), lengths=lengths_or_full(lengths, T, N),
-        reverse=reverse, reset_after=reset_after, save=save, out=out.numpy(), ws=ws.numpy(),
-        scratch=gi.new_empty(N, kw, H).numpy(), gh=gi.new_zeros(N, 3 * H).numpy(),
-        rh=gi.new_zeros(N, H).numpy(), ghn=gi.new_zeros(N, H).numpy(), hin=hin.numpy(),
-        bounds=np.asarray(p.features, dtype=np.int64), **v._asdict(),
+        gi=gi.numpy(),
+        hbuf=hbuf.numpy(),
+        w=weight_hh.detach().contiguous().numpy(),
+        b=b_hh.detach().numpy(),
+        lengths=lengths_or_full(lengths, T, N),
+        reverse=reverse,
+        reset_after=reset_after,
+        save=save,
+        out=out.numpy(),
+        ws=ws.numpy(),
+        scratch=gi.new_empty(N, kw, H).numpy(),
+        gh=gi.new_zeros(N, 3 * H).numpy(),
+        rh=gi.new_zeros(N, H).numpy(),
+        ghn=gi.new_zeros(N, H).numpy(),
+        hin=hin.numpy(),
+        bounds=np.asarray(p.features, dtype=np.int64),
+        **v._asdict(),
         **bf16_args(weight_hh, hin[0], matmul_bf16 and gi.dtype == torch.float32),
     )
     _cpu_launch.launch(kernels().forward, p, args)
@@ -143,8 +173,23 @@ def gru_recurrence_forward(
 
 
 @gru_recurrence_forward.register_fake
-def _(gi, h0, weight_hh, bias_hh, lengths, norm_weight, norm_bias, recurrent_mask, zoneout_mask,
-      zoneout, reset_after, reverse, save, features, matmul_bf16=False):
+def _(
+    gi,
+    h0,
+    weight_hh,
+    bias_hh,
+    lengths,
+    norm_weight,
+    norm_bias,
+    recurrent_mask,
+    zoneout_mask,
+    zoneout,
+    reset_after,
+    reverse,
+    save,
+    features,
+    matmul_bf16=False,
+):
     T, N, _ = gi.shape
     H = weight_hh.shape[1]
     normed = norm_weight is not None
@@ -180,23 +225,48 @@ def gru_recurrence_backward(
     dh = grad_hn.clone(memory_format=torch.contiguous_format)  # (N, H), becomes dh0
     kw = saved_per_feature(reset_after, normed)
     saved = ws.view(T, N, kw, H)
-    v, keep = _variants(x, T, H, norm=(norm_weight, None), recurrent_mask=recurrent_mask,
-                        zoneout_mask=zoneout_mask, zoneout=zoneout, stat=False,
-                        blocks=p.parties, forward=False)
+    v, keep = _variants(
+        x,
+        T,
+        H,
+        norm=(norm_weight, None),
+        recurrent_mask=recurrent_mask,
+        zoneout_mask=zoneout_mask,
+        zoneout=zoneout,
+        stat=False,
+        blocks=p.parties,
+        forward=False,
+    )
     dgi = x.new_empty(T, N, 3 * H)  # (T, N, 3H), block gate order
     dghn = x.new_empty(T, N, H) if reset_after else x.new_empty(0, 0, 0)  # (T, N, H)
     dgr = x.new_empty(T, N, 3 * H) if normed else x.new_empty(0, 0, 0)  # (T, N, 3H), the same
     dhr = x.new_zeros(N, H) if masked else x.new_empty(0, 0)
     lnacc = x.new_zeros(2, N, 3 * H) if normed else x.new_empty(0, 0, 0)  # (2, N, 3H)
     args = _cpu_args.BackwardArgs(
-        dout=grad_out.contiguous().numpy(), dh=dh.numpy(), w=weight_hh.detach().contiguous().numpy(),
-        lengths=lengths_or_full(lengths, T, N), reverse=reverse,
-        reset_after=reset_after, ws=saved.numpy(), dgi=dgi.numpy(), dghn=dghn.numpy(),
-        ghbuf=x.new_zeros(2, N, 3 * H).numpy(), drh=x.new_zeros(N, H).numpy(),
-        dhd=x.new_zeros(N, H).numpy(), bounds=np.asarray(p.features, dtype=np.int64),
-        s0=0, s1=T, t_lo=0, rmask=v.rmask, zm=v.zm, lng=v.lng,
-        stat=stat.contiguous().numpy() if normed else v.stat, dgr=dgr.numpy(), dhr=dhr.numpy(),
-        lnacc=lnacc.numpy(), part=v.part,
+        dout=grad_out.contiguous().numpy(),
+        dh=dh.numpy(),
+        w=weight_hh.detach().contiguous().numpy(),
+        lengths=lengths_or_full(lengths, T, N),
+        reverse=reverse,
+        reset_after=reset_after,
+        ws=saved.numpy(),
+        dgi=dgi.numpy(),
+        dghn=dghn.numpy(),
+        ghbuf=x.new_zeros(2, N, 3 * H).numpy(),
+        drh=x.new_zeros(N, H).numpy(),
+        dhd=x.new_zeros(N, H).numpy(),
+        bounds=np.asarray(p.features, dtype=np.int64),
+        s0=0,
+        s1=T,
+        t_lo=0,
+        rmask=v.rmask,
+        zm=v.zm,
+        lng=v.lng,
+        stat=stat.contiguous().numpy() if normed else v.stat,
+        dgr=dgr.numpy(),
+        dhr=dhr.numpy(),
+        lnacc=lnacc.numpy(),
+        part=v.part,
     )
     _cpu_launch.launch(kernels().backward, p, args)
     del keep
@@ -227,21 +297,54 @@ def gru_recurrence_backward(
 
 
 @gru_recurrence_backward.register_fake
-def _(grad_out, grad_hn, weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask, zoneout,
-      ws, stat, reset_after, reverse, features):
+def _(
+    grad_out,
+    grad_hn,
+    weight_hh,
+    lengths,
+    norm_weight,
+    recurrent_mask,
+    zoneout_mask,
+    zoneout,
+    ws,
+    stat,
+    reset_after,
+    reverse,
+    features,
+):
     T, N, H = grad_out.shape
     ln = 3 * H if norm_weight is not None else 0
-    return (grad_out.new_empty(T, N, 3 * H), torch.empty_like(grad_hn), torch.empty_like(weight_hh),
-            grad_out.new_empty(3 * H), grad_out.new_empty(ln), grad_out.new_empty(ln))
+    return (
+        grad_out.new_empty(T, N, 3 * H),
+        torch.empty_like(grad_hn),
+        torch.empty_like(weight_hh),
+        grad_out.new_empty(3 * H),
+        grad_out.new_empty(ln),
+        grad_out.new_empty(ln),
+    )
 
 
 def _setup_context(ctx, inputs, output):
-    (gi, h0, weight_hh, bias_hh, lengths, norm_weight, norm_bias, recurrent_mask, zoneout_mask,
-     zoneout, reset_after, reverse, save, features, *_) = inputs
+    (
+        gi,
+        h0,
+        weight_hh,
+        bias_hh,
+        lengths,
+        norm_weight,
+        norm_bias,
+        recurrent_mask,
+        zoneout_mask,
+        zoneout,
+        reset_after,
+        reverse,
+        save,
+        features,
+        *_,
+    ) = inputs
     ctx.zoneout, ctx.reset_after, ctx.reverse, ctx.features = zoneout, reset_after, reverse, features
     ctx.has_bias, ctx.normed = bias_hh is not None, norm_weight is not None
-    ctx.save_for_backward(weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask,
-                          output[2], output[3])
+    ctx.save_for_backward(weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask, output[2], output[3])
 
 
 def _backward(ctx, grad_out, grad_hn, _grad_ws, _grad_stat):
@@ -254,16 +357,28 @@ def _backward(ctx, grad_out, grad_hn, _grad_ws, _grad_stat):
         grad_out = ws.new_zeros(T, N, H)
     if grad_hn is None:
         grad_hn = ws.new_zeros(N, H)
-    args = (grad_out, grad_hn, weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask,
-            ctx.zoneout, ws, stat, ctx.reset_after, ctx.reverse, ctx.features)
+    args = (
+        grad_out,
+        grad_hn,
+        weight_hh,
+        lengths,
+        norm_weight,
+        recurrent_mask,
+        zoneout_mask,
+        ctx.zoneout,
+        ws,
+        stat,
+        ctx.reset_after,
+        ctx.reverse,
+        ctx.features,
+    )
     backward = _RecurrenceBackward.apply if functorch_active() else gru_recurrence_backward
     dgi, dh0, dw_hh, db_hh, d_gain, d_shift = backward(*args)
     if not ctx.has_bias:
         db_hh = None
     if not ctx.normed:
         d_gain = d_shift = None
-    return (dgi, dh0, dw_hh, db_hh, None, d_gain, d_shift, None, None, None, None, None, None, None,
-            None)
+    return (dgi, dh0, dw_hh, db_hh, None, d_gain, d_shift, None, None, None, None, None, None, None, None)
 
 
 gru_recurrence_forward.register_autograd(_backward, setup_context=_setup_context)
@@ -322,9 +437,21 @@ class _RecurrenceBackward(torch.autograd.Function):
     backward = staticmethod(no_double_backward)
 
 
-def layer(x: Tensor, h0: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor | None,
-          bias_hh: Tensor | None, *, reset_after: bool, reverse: bool, lengths: Tensor | None,
-          options: LayerOptions, gates: bool = False, bf16: bool = False):
+def layer(
+    x: Tensor,
+    h0: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Tensor | None,
+    bias_hh: Tensor | None,
+    *,
+    reset_after: bool,
+    reverse: bool,
+    lengths: Tensor | None,
+    options: LayerOptions,
+    gates: bool = False,
+    bf16: bool = False,
+):
     """One layer in one direction with ``options`` (the ``LayerFn`` contract of
     ``grukit.backends``); ``x`` (T, N, I), ``h0`` (N, H) in the parameters' dtype. With
     ``gates`` (no gradient), also the gate values ``(T, N, 3, H)``: r, z, n. ``bf16``: the
@@ -351,9 +478,23 @@ def layer(x: Tensor, h0: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: 
             gi = F.layer_norm(linear(x, w_ih, None), (3 * H,), gain, shift, LAYER_NORM_EPS)
     inputs = (gi, h0, weight_hh, bias_hh, norm_weight, norm_bias)
     save = gates or (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs))
-    args = (gi, h0.contiguous(), blocks(weight_hh).contiguous(), blocks(bias_hh), lengths,
-            blocks(norm_weight), blocks(norm_bias), options.recurrent_mask, options.zoneout_mask,
-            float(options.zoneout), reset_after, reverse, save, list(p.features), bf16)
+    args = (
+        gi,
+        h0.contiguous(),
+        blocks(weight_hh).contiguous(),
+        blocks(bias_hh),
+        lengths,
+        blocks(norm_weight),
+        blocks(norm_bias),
+        options.recurrent_mask,
+        options.zoneout_mask,
+        float(options.zoneout),
+        reset_after,
+        reverse,
+        save,
+        list(p.features),
+        bf16,
+    )
     if gates:
         out, h_n, ws, _ = gru_recurrence_forward(*args)
         kw = saved_per_feature(reset_after, norm_weight is not None)

@@ -46,8 +46,25 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 # size and the addresses of weight_ih (3H, I), weight_hh (3H, H), bias_ih and bias_hh (3H,). The
 # head holds what stays (the layers, the state's and scratch's addresses, the threads) and what
 # each call writes (the chunk), so a call from Python passes one record and a few numbers.
-(_L, _RESET_AFTER, _HID, _STATE, _N_STATE, _SCRATCH, _SCRATCH_LEN, _SYNC, THREADS, STATUS, _X,
- _Y, _T, _N, _ZONEOUT, _ITEM, ENTRY) = range(17)
+(
+    _L,
+    _RESET_AFTER,
+    _HID,
+    _STATE,
+    _N_STATE,
+    _SCRATCH,
+    _SCRATCH_LEN,
+    _SYNC,
+    THREADS,
+    STATUS,
+    _X,
+    _Y,
+    _T,
+    _N,
+    _ZONEOUT,
+    _ITEM,
+    ENTRY,
+) = range(17)
 _HEAD = 17
 _PER_LAYER = 5
 
@@ -66,8 +83,9 @@ def weights_record(layers, reset_after: bool) -> np.ndarray:
     return rec
 
 
-def record(weights: np.ndarray, h: np.ndarray, s: np.ndarray, sync: np.ndarray,
-           threads: int, entry: int) -> np.ndarray:
+def record(
+    weights: np.ndarray, h: np.ndarray, s: np.ndarray, sync: np.ndarray, threads: int, entry: int
+) -> np.ndarray:
     """A record for :func:`chunk` (and ``_stream_omp.run``): ``weights`` (:func:`weights_record`)
     with the state ``h`` (L, N, H), the scratch ``s`` (:func:`scratch_size`), the barrier's
     ``sync`` (int64, 16), the number of threads and the OpenMP callback's address
@@ -151,8 +169,7 @@ def _rows(a, w, b, g, g0, g1, H, j0, j1):
 
 
 @njit(**_JIT)
-def _layer(x, h, out, w_ih, w_hh, b_ih, b_hh, reset_after, zoneout, gi, gh, rh, j0, j1, sync,
-           parties, last):
+def _layer(x, h, out, w_ih, w_hh, b_ih, b_hh, reset_after, zoneout, gi, gh, rh, j0, j1, sync, parties, last):
     """T steps of one layer for units ``j0..j1``. ``x`` (T, N, I); ``h`` (N, H): the state before
     the chunk, overwritten (the block's units) with the state after it, except in the ``last``
     layer, where the caller copies it once every block is done (which saves the final barrier);
@@ -225,8 +242,25 @@ def chunk_block(rec, y, j0, j1, parties):
         w_hh = carray(ptr(rec[o + 2], dt), (3 * H, H))
         b_ih = carray(ptr(rec[o + 3], dt), (3 * H,))
         b_hh = carray(ptr(rec[o + 4], dt), (3 * H,))
-        _layer(inp, h[layer], out, w_ih, w_hh, b_ih, b_hh, reset_after, zoneout, gi, gh, rh,
-               j0, j1, sync, parties, layer == L - 1)
+        _layer(
+            inp,
+            h[layer],
+            out,
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            reset_after,
+            zoneout,
+            gi,
+            gh,
+            rh,
+            j0,
+            j1,
+            sync,
+            parties,
+            layer == L - 1,
+        )
         inp = out
 
 

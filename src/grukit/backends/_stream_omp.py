@@ -21,7 +21,17 @@ from grukit.backends import (
 from grukit.backends import _stream_kernel as S
 from grukit.backends._addr import ptr
 
-_numba_cache.refresh(__file__, "_addr", "_cpu_omp", "_stream_kernel", "_cpu_kernels", "_small_mm", "_sync", "_blas", "../_layer_options")
+_numba_cache.refresh(
+    __file__,
+    "_addr",
+    "_cpu_omp",
+    "_stream_kernel",
+    "_cpu_kernels",
+    "_small_mm",
+    "_sync",
+    "_blas",
+    "../_layer_options",
+)
 
 __all__ = ["run", "entry_address"]
 

@@ -184,19 +184,31 @@ def gru_layer_forward(
     gh, rh, ghn = np.zeros((N, 3 * H), dt), np.zeros((N, H), dt), np.zeros((N, H), dt)
     hb = hbuf.numpy()
     args = _cpu_args.ForwardArgs(
-        gi=gi.numpy(), hbuf=hb, w=weight_hh.detach().contiguous().numpy(),
-        b=b_hh.detach().numpy(), lengths=lengths_or_full(lengths, T, N),
-        reverse=reverse, reset_after=reset_after, save=save, out=out.numpy(), ws=ws.numpy(),
-        scratch=scratch, gh=gh, rh=rh, ghn=ghn, hin=hb, bounds=np.asarray(p.features, dtype=np.int64),
-        **plain(dt)._asdict(), **bf16_args(weight_hh, h0, bf),
+        gi=gi.numpy(),
+        hbuf=hb,
+        w=weight_hh.detach().contiguous().numpy(),
+        b=b_hh.detach().numpy(),
+        lengths=lengths_or_full(lengths, T, N),
+        reverse=reverse,
+        reset_after=reset_after,
+        save=save,
+        out=out.numpy(),
+        ws=ws.numpy(),
+        scratch=scratch,
+        gh=gh,
+        rh=rh,
+        ghn=ghn,
+        hin=hb,
+        bounds=np.asarray(p.features, dtype=np.int64),
+        **plain(dt)._asdict(),
+        **bf16_args(weight_hh, h0, bf),
     )
     _cpu_launch.launch(kernels().forward, p, args)
     return out, hbuf[T % 2].clone(), ws.view(T, N, kw * H) if save else x.new_empty(0, 0, 0)
 
 
 @gru_layer_forward.register_fake
-def _(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save,
-      matmul_bf16=False):
+def _(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save, matmul_bf16=False):
     T, N, _ = x.shape
     H = weight_hh.shape[1]
     ws = x.new_empty(T, N, saved_per_feature(reset_after) * H) if save else x.new_empty(0, 0, 0)
@@ -238,12 +250,23 @@ def gru_layer_backward(
     db_hn = x.new_zeros(H)  # reset_after: b_hn's gradient, which differs from b_in's
     saved = ws.view(T, N, kw, H)
     args = _cpu_args.BackwardArgs(
-        dout=grad_out.contiguous().numpy(), dh=dh.numpy(), w=w_hh.detach().contiguous().numpy(),
-        lengths=lengths_or_full(lengths, T, N), reverse=reverse,
-        reset_after=reset_after, ws=saved.numpy(), dgi=dgi.numpy(), dghn=dghn.numpy(),
-        ghbuf=x.new_zeros(2, N, 3 * H).numpy(), drh=x.new_zeros(N, H).numpy(),
-        dhd=x.new_zeros(N, H).numpy(), bounds=np.asarray(p.features, dtype=np.int64),
-        s0=0, s1=0, t_lo=0, **_plain_backward(x),
+        dout=grad_out.contiguous().numpy(),
+        dh=dh.numpy(),
+        w=w_hh.detach().contiguous().numpy(),
+        lengths=lengths_or_full(lengths, T, N),
+        reverse=reverse,
+        reset_after=reset_after,
+        ws=saved.numpy(),
+        dgi=dgi.numpy(),
+        dghn=dghn.numpy(),
+        ghbuf=x.new_zeros(2, N, 3 * H).numpy(),
+        drh=x.new_zeros(N, H).numpy(),
+        dhd=x.new_zeros(N, H).numpy(),
+        bounds=np.asarray(p.features, dtype=np.int64),
+        s0=0,
+        s1=0,
+        t_lo=0,
+        **_plain_backward(x),
     )
     for s0 in range(0, T, C):
         s1 = min(T, s0 + C)
@@ -280,16 +303,21 @@ def gru_layer_backward(
 
 def _plain_backward(x: Tensor) -> dict:
     v = plain(np.float32 if x.dtype == torch.float32 else np.float64)
-    return dict(rmask=v.rmask, zm=v.zm, lng=v.lng, stat=v.stat, dgr=v.zm, dhr=v.rmask, lnacc=v.zm,
-                part=v.part)
+    return dict(
+        rmask=v.rmask, zm=v.zm, lng=v.lng, stat=v.stat, dgr=v.zm, dhr=v.rmask, lnacc=v.zm, part=v.part
+    )
 
 
 @gru_layer_backward.register_fake
 def _(grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, reset_after, reverse):
     H3 = weight_hh.shape[0]
     return (
-        torch.empty_like(x), torch.empty_like(grad_hn), torch.empty_like(weight_ih),
-        torch.empty_like(weight_hh), x.new_empty(H3), x.new_empty(H3),
+        torch.empty_like(x),
+        torch.empty_like(grad_hn),
+        torch.empty_like(weight_ih),
+        torch.empty_like(weight_hh),
+        x.new_empty(H3),
+        x.new_empty(H3),
     )
 
 
@@ -320,9 +348,7 @@ def _backward(ctx, grad_out, grad_hn, _grad_ws):
 gru_layer_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
-gru_layer_backward.register_autograd(
-    no_double_backward, setup_context=lambda ctx, inputs, output: None
-)
+gru_layer_backward.register_autograd(no_double_backward, setup_context=lambda ctx, inputs, output: None)
 
 
 # Under autocast the ops run as autocast's float32-policy ops: floating inputs other than float64
@@ -341,10 +367,20 @@ class _Layer(torch.autograd.Function):
     ``torch.compile`` and ``torch.export`` still see the custom ops."""
 
     @staticmethod
-    def forward(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save,
-                matmul_bf16=False):
+    def forward(
+        x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save, matmul_bf16=False
+    ):
         return gru_layer_forward(
-            x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save,
+            x,
+            h0,
+            weight_ih,
+            weight_hh,
+            bias_ih,
+            bias_hh,
+            lengths,
+            reset_after,
+            reverse,
+            save,
             matmul_bf16,
         )
 
@@ -369,12 +405,22 @@ class _LayerBackward(torch.autograd.Function):
     backward = staticmethod(no_double_backward)
 
 
-def _plain_layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths,
-                 bf16=False):
+def _plain_layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths, bf16=False):
     params = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
     save = torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in params)
-    args = (x.contiguous(), h0.contiguous(), weight_ih.contiguous(), weight_hh.contiguous(),
-            bias_ih, bias_hh, lengths, reset_after, reverse, save, bf16)
+    args = (
+        x.contiguous(),
+        h0.contiguous(),
+        weight_ih.contiguous(),
+        weight_hh.contiguous(),
+        bias_ih,
+        bias_hh,
+        lengths,
+        reset_after,
+        reverse,
+        save,
+        bf16,
+    )
     # The op itself (its autograd is registered with it) except under torch.func's transforms,
     # which refuse that autograd and need the autograd.Function: its apply binds the arguments
     # through inspect.signature on every call, about 80 us, more than a small layer's whole run.
@@ -402,45 +448,83 @@ def _bf16_products(weight_ih: Tensor, options) -> bool:
     if weight_ih.dtype != torch.float32:
         return False
     asked = (options is not None and options.matmul_dtype == torch.bfloat16) or (
-        torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    )
     return asked and _bf16.enabled()
 
 
-def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths,
-           options=None):
+def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths, options=None):
     bf16 = _bf16_products(weight_ih, options)
     x, h0, out_dtype = _autocast_inputs(x, h0, weight_ih)
     if options is not None and options.any_variant:  # layer norm, zoneout or recurrent dropout
-        out, h_n = _cpu_variants.layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
-                                       reset_after=reset_after, reverse=reverse, lengths=lengths,
-                                       options=options, bf16=bf16)
+        out, h_n = _cpu_variants.layer(
+            x,
+            h0,
+            weight_ih,
+            weight_hh,
+            bias_ih,
+            bias_hh,
+            reset_after=reset_after,
+            reverse=reverse,
+            lengths=lengths,
+            options=options,
+            bf16=bf16,
+        )
     else:
-        out, h_n = _plain_layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
-                                reset_after=reset_after, reverse=reverse, lengths=lengths,
-                                bf16=bf16)
+        out, h_n = _plain_layer(
+            x,
+            h0,
+            weight_ih,
+            weight_hh,
+            bias_ih,
+            bias_hh,
+            reset_after=reset_after,
+            reverse=reverse,
+            lengths=lengths,
+            bf16=bf16,
+        )
     if out_dtype is not None:
         out, h_n = out.to(out_dtype), h_n.to(out_dtype)
     return out, h_n
 
 
 @torch.no_grad()
-def _gates(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths,
-           options=None):
+def _gates(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths, options=None):
     """The layer as ``_layer`` computes it, with its gate values ``(T, N, 3, H)`` (r, z, n; zero
     past a sequence's end): the values the kernels save for the backward."""
     bf16 = _bf16_products(weight_ih, options)
     x, h0, out_dtype = _autocast_inputs(x, h0, weight_ih)
     if options is not None and options.any_variant:
-        out, h_n, gates = _cpu_variants.layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
-                                              reset_after=reset_after, reverse=reverse,
-                                              lengths=lengths, options=options, gates=True,
-                                              bf16=bf16)
+        out, h_n, gates = _cpu_variants.layer(
+            x,
+            h0,
+            weight_ih,
+            weight_hh,
+            bias_ih,
+            bias_hh,
+            reset_after=reset_after,
+            reverse=reverse,
+            lengths=lengths,
+            options=options,
+            gates=True,
+            bf16=bf16,
+        )
     else:
         T, N, _ = x.shape
         H = weight_hh.shape[1]
-        out, h_n, ws = gru_layer_forward(x.contiguous(), h0.contiguous(), weight_ih.contiguous(),
-                                         weight_hh.contiguous(), bias_ih, bias_hh, lengths,
-                                         reset_after, reverse, True, bf16)
+        out, h_n, ws = gru_layer_forward(
+            x.contiguous(),
+            h0.contiguous(),
+            weight_ih.contiguous(),
+            weight_hh.contiguous(),
+            bias_ih,
+            bias_hh,
+            lengths,
+            reset_after,
+            reverse,
+            True,
+            bf16,
+        )
         gates = ws.view(T, N, saved_per_feature(reset_after), H)[:, :, :3]
     if out_dtype is not None:
         out, h_n = out.to(out_dtype), h_n.to(out_dtype)

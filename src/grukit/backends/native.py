@@ -48,12 +48,8 @@ def _layer(
     else:
         packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
         hx = h0.index_select(0, packed.sorted_indices).unsqueeze(0)  # (1, N, H) sorted
-        data, h_n = torch._VF.gru(
-            packed.data, packed.batch_sizes, hx, params, has_bias, 1, 0.0, train, False
-        )
-        out_packed = PackedSequence(
-            data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
-        )
+        data, h_n = torch._VF.gru(packed.data, packed.batch_sizes, hx, params, has_bias, 1, 0.0, train, False)
+        out_packed = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
         out, _ = pad_packed_sequence(out_packed, total_length=T)  # (T, N, H)
         h_n = h_n.index_select(1, packed.unsorted_indices)  # (1, N, H) caller's order
     if reverse:

@@ -131,8 +131,7 @@ def _floor(net, tokens: int) -> Callable[[], None]:
     return run
 
 
-def measure(config: GenerateConfig, on_result: Callable[[GenResult], None] | None = None
-            ) -> list[GenResult]:
+def measure(config: GenerateConfig, on_result: Callable[[GenResult], None] | None = None) -> list[GenResult]:
     """Every case: build the providers, warm each up once, then ``rounds`` interleaved rounds."""
     dtype = getattr(torch, config.dtype)
     saved = torch.get_num_threads()
@@ -186,13 +185,18 @@ def markdown(results: list[GenResult], config: GenerateConfig) -> str:
     ]
     for case, peers in _by_case(results).items():
         rate = {n: peers[n].chars_per_s(config.tokens) for n in names if n in peers}
-        g, t = (max((v for n, v in rate.items() if n.startswith(prefix)), default=None)
-                for prefix in ("grukit", "torch"))
+        g, t = (
+            max((v for n, v in rate.items() if n.startswith(prefix)), default=None)
+            for prefix in ("grukit", "torch")
+        )
         f = rate.get("floor")
         ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"  # noqa: E731
         cells = [f"{rate[n]:,.0f}" if n in rate else "-" for n in names]
-        lines.append(f"| {case.label} ({case.V}, {case.H}, {case.L}) | " + " | ".join(cells)
-                     + f" | {ratio(g, t)} | {ratio(g, f)} |")
+        lines.append(
+            f"| {case.label} ({case.V}, {case.H}, {case.L}) | "
+            + " | ".join(cells)
+            + f" | {ratio(g, t)} | {ratio(g, f)} |"
+        )
     return "\n".join(lines)
 
 
@@ -208,24 +212,42 @@ def environment() -> dict:
     return env
 
 
-def write(out: Path, config: GenerateConfig, command: str = "grukit bench --generate",
-          on_result: Callable[[GenResult], None] | None = None) -> str:
+def write(
+    out: Path,
+    config: GenerateConfig,
+    command: str = "grukit bench --generate",
+    on_result: Callable[[GenResult], None] | None = None,
+) -> str:
     """Measure, then write ``generate.md`` and ``generate.json`` into ``out``; returns the table."""
     from grukit._io import atomic_write_text
 
     results = measure(config, on_result)
     md = markdown(results, config)
-    rows = [{"case": r.case.label, **asdict(r.case), "provider": r.provider, "threads": r.threads,
-             "chars_per_s": r.chars_per_s(config.tokens), "times_s": r.times} for r in results]
-    data = {"command": command, "environment": environment(),
-            "config": {**asdict(config), "cases": [asdict(c) for c in config.cases]},
-            "results": rows}
+    rows = [
+        {
+            "case": r.case.label,
+            **asdict(r.case),
+            "provider": r.provider,
+            "threads": r.threads,
+            "chars_per_s": r.chars_per_s(config.tokens),
+            "times_s": r.times,
+        }
+        for r in results
+    ]
+    data = {
+        "command": command,
+        "environment": environment(),
+        "config": {**asdict(config), "cases": [asdict(c) for c in config.cases]},
+        "results": rows,
+    }
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "generate.json", json.dumps(data, indent=2))
     env = data["environment"]
-    machine = (f"Machine: {env.get('cpu')}, {env.get('cores')} cores "
-               f"({', '.join(env.get('vector_extensions', [])) or 'no vector extensions listed'}); "
-               f"torch {env['versions'].get('torch')}, numba {env['versions'].get('numba')}; "
-               f"sampler path {env.get('sampler_path')}. Command: `{command}`.")
+    machine = (
+        f"Machine: {env.get('cpu')}, {env.get('cores')} cores "
+        f"({', '.join(env.get('vector_extensions', [])) or 'no vector extensions listed'}); "
+        f"torch {env['versions'].get('torch')}, numba {env['versions'].get('numba')}; "
+        f"sampler path {env.get('sampler_path')}. Command: `{command}`."
+    )
     atomic_write_text(out / "generate.md", md + "\n\n" + machine + "\n")
     return md

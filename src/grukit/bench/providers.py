@@ -44,15 +44,18 @@ def _torch_run(model: torch.nn.Module, job: Job) -> Run:
     x = torch.randn(case.T, case.N, case.I, dtype=_dtype(case))  # (T, N, I)
     model.train(job.mode == "training")  # the variants' masks exist in training only
     if job.mode == "inference":
+
         def run():
             with torch.inference_mode():
                 return model(x)
+
         return run
 
     def run():
         model.zero_grad(set_to_none=True)
         out, h_n = model(x)
         out.sum().backward()
+
     return run
 
 
@@ -79,8 +82,16 @@ def _grukit(backend: str, variant: str | None = None) -> Provider:
         import grukit
 
         case = job.case
-        model = grukit.GRU(case.I, case.H, case.layers, bidirectional=case.bidirectional,
-                           dtype=_dtype(case), reset_after=job.reset_after, backend=backend, **options)
+        model = grukit.GRU(
+            case.I,
+            case.H,
+            case.layers,
+            bidirectional=case.bidirectional,
+            dtype=_dtype(case),
+            reset_after=job.reset_after,
+            backend=backend,
+            **options,
+        )
         return _torch_run(model, job)
 
     def supports(job: Job) -> str | None:
@@ -98,8 +109,7 @@ def _grukit(backend: str, variant: str | None = None) -> Provider:
 
 def _torch_build(job: Job) -> Run:
     case = job.case
-    model = torch.nn.GRU(case.I, case.H, case.layers, bidirectional=case.bidirectional,
-                         dtype=_dtype(case))
+    model = torch.nn.GRU(case.I, case.H, case.layers, bidirectional=case.bidirectional, dtype=_dtype(case))
     return _torch_run(model, job)
 
 
@@ -113,6 +123,7 @@ def _missing(*modules: str) -> Callable[[], str | None]:
             if importlib.util.find_spec(module) is None:
                 return f"{module} is not installed (pip install 'grukit[bench]')"
         return None
+
     return missing
 
 
@@ -133,8 +144,13 @@ def onnx_gru_model(case: Case, linear_before_reset: int, seed: int = 0):
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = grukit.GRU(case.I, case.H, case.layers, bidirectional=case.bidirectional,
-                           reset_after=bool(linear_before_reset))
+        model = grukit.GRU(
+            case.I,
+            case.H,
+            case.layers,
+            bidirectional=case.bidirectional,
+            reset_after=bool(linear_before_reset),
+        )
     return export_onnx(model)
 
 
@@ -155,8 +171,7 @@ def _ort_build(job: Job) -> Run:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0" if job.shared else "1")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     model = onnx_gru_model(job.case, int(job.reset_after))
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     feed = {"input": _onnx_input(job.case)}
     return lambda: session.run(None, feed)
 
@@ -167,11 +182,15 @@ def _openvino_build(job: Job) -> Run:
     core = ov.Core()
     model = core.read_model(onnx_gru_model(job.case, int(job.reset_after)).SerializeToString(), b"")
     # float32 throughout: on CPUs with AMX or AVX512-BF16 OpenVINO's default precision is bf16
-    compiled = core.compile_model(model, "CPU", {
-        "INFERENCE_PRECISION_HINT": "f32",
-        "INFERENCE_NUM_THREADS": job.threads,
-        "PERFORMANCE_HINT": "LATENCY",
-    })
+    compiled = core.compile_model(
+        model,
+        "CPU",
+        {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_NUM_THREADS": job.threads,
+            "PERFORMANCE_HINT": "LATENCY",
+        },
+    )
     request = compiled.create_infer_request()
     feed = {0: _onnx_input(job.case)}
     return lambda: request.infer(feed)
@@ -184,10 +203,18 @@ PROVIDERS = {
         _grukit("reference"),
         *(_grukit("cpu", v) for v in VARIANTS),
         Provider("torch", _torch_build, _torch_supports),
-        Provider("ort", _ort_build, lambda job: _onnx_supports(job, "ONNX Runtime"),
-                 _missing("onnx", "onnxruntime")),
-        Provider("openvino", _openvino_build, lambda job: _onnx_supports(job, "OpenVINO"),
-                 _missing("onnx", "openvino")),
+        Provider(
+            "ort",
+            _ort_build,
+            lambda job: _onnx_supports(job, "ONNX Runtime"),
+            _missing("onnx", "onnxruntime"),
+        ),
+        Provider(
+            "openvino",
+            _openvino_build,
+            lambda job: _onnx_supports(job, "OpenVINO"),
+            _missing("onnx", "openvino"),
+        ),
     )
 }
 DEFAULT = ["grukit-cpu", "torch", "ort", "openvino"]

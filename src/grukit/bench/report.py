@@ -31,8 +31,9 @@ def cpu_features() -> tuple[str, list[str]]:
     return cpu, flags
 
 
-def environment(peaks: dict[str, float] | None = None, threads: list[int] | None = None,
-                isolated: bool | None = None) -> dict:
+def environment(
+    peaks: dict[str, float] | None = None, threads: list[int] | None = None, isolated: bool | None = None
+) -> dict:
     """Machine, vector extensions, versions and thread counts, recorded with every result;
     ``peaks``: matrix-product rates measured in the same run (GFLOP/s, by dtype and threads)."""
     cpu, flags = cpu_features()
@@ -101,14 +102,26 @@ def rows(results: list[Result]) -> list[dict]:
     ratios = _ratios(results, best)
     table = []
     for r in results:
-        row = {"case": r.case.label, **r.case.as_dict(), "formulation": r.formulation,
-               "mode": r.mode, "provider": r.provider, "threads": r.threads}
+        row = {
+            "case": r.case.label,
+            **r.case.as_dict(),
+            "formulation": r.formulation,
+            "mode": r.mode,
+            "provider": r.provider,
+            "threads": r.threads,
+        }
         if r.skipped:
             row["skipped"] = r.skipped
         else:
-            row.update(median_ms=r.median * 1e3, spread=r.spread, gflops=r.gflops,
-                       rounds=len(r.times), first_call_s=r.first_call_s, peak_mb=r.peak_mb,
-                       fastest=best[_key(r) + (r.provider,)] is r)
+            row.update(
+                median_ms=r.median * 1e3,
+                spread=r.spread,
+                gflops=r.gflops,
+                rounds=len(r.times),
+                first_call_s=r.first_call_s,
+                peak_mb=r.peak_mb,
+                fastest=best[_key(r) + (r.provider,)] is r,
+            )
             row.update(ratios[id(r)])
         table.append(row)
     return table
@@ -120,9 +133,11 @@ def table(results: list[Result], peaks: dict[int, float] | None = None) -> str:
     lines = []
     variants = any(r.provider.startswith("grukit-cpu[") for r in results)
     width = 30 if variants else 16
-    head = (f"{'case':<24} {'form':<6} {'mode':<9} {'provider':<{width}} {'thr':>3} {'median ms':>10} "
-            f"{'spread':>7} {'GFLOP/s':>8} {'%peak':>6} {'vs torch':>9} {'vs ORT':>7} {'vs OV':>7} "
-            f"{'peak MB':>8}" + (f" {'vs plain':>9}" if variants else ""))
+    head = (
+        f"{'case':<24} {'form':<6} {'mode':<9} {'provider':<{width}} {'thr':>3} {'median ms':>10} "
+        f"{'spread':>7} {'GFLOP/s':>8} {'%peak':>6} {'vs torch':>9} {'vs ORT':>7} {'vs OV':>7} "
+        f"{'peak MB':>8}" + (f" {'vs plain':>9}" if variants else "")
+    )
     lines += [head, "-" * len(head)]
     for row in rows(results):
         if "skipped" in row:
@@ -154,7 +169,8 @@ def variants_markdown(results: list[Result]) -> str:
     names = list(dict.fromkeys(r.provider for r in results if r.provider.startswith("grukit-cpu[")))
     lines = [
         "| case (N, T, I, H) | form | mode | plain ms | "
-        + " | ".join(n[len("grukit-cpu[") : -1] for n in names) + " |",
+        + " | ".join(n[len("grukit-cpu[") : -1] for n in names)
+        + " |",
         "|---|---|---|---:|" + "---:|" * len(names),
     ]
     for (label, form, mode), peers in groups.items():
@@ -207,7 +223,11 @@ def markdown(results: list[Result], subject: str = "grukit-cpu") -> str:
         vs_torch = f"{torch_r.median / own.median:.2f}x" if torch_r else "-"
         mem = "-"
         if own.peak_mb is not None:
-            mem = f"{own.peak_mb:.0f} / " + (f"{torch_r.peak_mb:.0f}" if torch_r and torch_r.peak_mb is not None else "-")
-        lines.append(f"| {label} | {form} | {mode} | {ms(own)} | {ms(torch_r)} | {ms(peers.get('ort'))} | "
-                     f"{ms(peers.get('openvino'))} | {vs_torch} | {vs_best} | {mem} |")
+            mem = f"{own.peak_mb:.0f} / " + (
+                f"{torch_r.peak_mb:.0f}" if torch_r and torch_r.peak_mb is not None else "-"
+            )
+        lines.append(
+            f"| {label} | {form} | {mode} | {ms(own)} | {ms(torch_r)} | {ms(peers.get('ort'))} | "
+            f"{ms(peers.get('openvino'))} | {vs_torch} | {vs_best} | {mem} |"
+        )
     return "\n".join(lines)

@@ -78,8 +78,9 @@ def run_grid(config: GridConfig, on_result: Callable[[Result], None] | None = No
     """Every (case, formulation, mode): build each provider at each thread count, warm up, then
     ``rounds`` rounds in which every one runs once (order rotated each round). A sample repeats a
     call until it has lasted at least ``min_time`` and keeps the mean per call."""
-    entries = [(name, t) for name in config.providers for t in config.threads
-               if PROVIDERS[name].missing() is None]
+    entries = [
+        (name, t) for name in config.providers for t in config.threads if PROVIDERS[name].missing() is None
+    ]
     make = _Worker if config.isolated else _Local
     handles = {}
     try:
@@ -174,8 +175,10 @@ class _Worker:
             self._conn.send(message)
             status, value = self._conn.recv()
         except (EOFError, OSError):
-            raise RuntimeError(f"the bench worker for {self.name} at {self.threads} threads died "
-                               f"(exit code {self._proc.exitcode})") from None
+            raise RuntimeError(
+                f"the bench worker for {self.name} at {self.threads} threads died "
+                f"(exit code {self._proc.exitcode})"
+            ) from None
         if status == "error":
             raise RuntimeError(f"{self.name} at {self.threads} threads failed in its worker:\n{value}")
         return value

@@ -31,8 +31,24 @@ class UserError(Exception):
 
 # OSErrors about the user's files and disks, whatever their errno says of the file
 _FILE_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
-_FILE_ERRNOS = {getattr(errno, name) for name in ("ENOENT", "EEXIST", "EACCES", "EPERM", "EISDIR", "ENOTDIR",
-                "ENOSPC", "EDQUOT", "EROFS", "ENAMETOOLONG", "ENOTEMPTY", "EFBIG") if hasattr(errno, name)}
+_FILE_ERRNOS = {
+    getattr(errno, name)
+    for name in (
+        "ENOENT",
+        "EEXIST",
+        "EACCES",
+        "EPERM",
+        "EISDIR",
+        "ENOTDIR",
+        "ENOSPC",
+        "EDQUOT",
+        "EROFS",
+        "ENAMETOOLONG",
+        "ENOTEMPTY",
+        "EFBIG",
+    )
+    if hasattr(errno, name)
+}
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
@@ -44,8 +60,16 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from grukit.train.config import ConfigError
     from grukit.train.trainer import TrainingError
 
-    return (UserError, DataError, ConfigError, CheckpointError, TrainingError, InputError,
-            MissingDependency, *_FILE_ERRORS)
+    return (
+        UserError,
+        DataError,
+        ConfigError,
+        CheckpointError,
+        TrainingError,
+        InputError,
+        MissingDependency,
+        *_FILE_ERRORS,
+    )
 
 
 def is_user_error(exc: BaseException) -> bool:
@@ -82,12 +106,18 @@ def report(exc: BaseException, *, debug: bool) -> int:
     if debug or path is None:
         sys.stderr.write(text)
     summary = next(iter(str(exc).splitlines()), "")
-    where = (f"the traceback is in {path}" if path is not None
-             else f"the traceback is printed above (it could not be written to a file: {why_not})")
+    where = (
+        f"the traceback is in {path}"
+        if path is not None
+        else f"the traceback is printed above (it could not be written to a file: {why_not})"
+    )
     notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))
-    print(f"grukit: internal error: {type(exc).__name__}{': ' + summary if summary else ''}. This is a "
-          f"bug in grukit, not a mistake in what you asked for; {where}; please report it to "
-          f"{_report_to()} with that traceback and the command you ran.{notes}", file=sys.stderr)
+    print(
+        f"grukit: internal error: {type(exc).__name__}{': ' + summary if summary else ''}. This is a "
+        f"bug in grukit, not a mistake in what you asked for; {where}; please report it to "
+        f"{_report_to()} with that traceback and the command you ran.{notes}",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -97,8 +127,10 @@ def _write_traceback(text: str) -> tuple[str | None, str | None]:
     try:
         from grukit import __version__
 
-        head = (f"grukit {__version__}, Python {platform.python_version()}, {platform.platform()}\n"
-                f"command: {' '.join(sys.argv)}\ntime: {time.strftime('%Y-%m-%dT%H:%M:%S')}\n\n")
+        head = (
+            f"grukit {__version__}, Python {platform.python_version()}, {platform.platform()}\n"
+            f"command: {' '.join(sys.argv)}\ntime: {time.strftime('%Y-%m-%dT%H:%M:%S')}\n\n"
+        )
         fd, path = tempfile.mkstemp(prefix="grukit-traceback-", suffix=".txt")
         with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
             f.write(head + text)

@@ -22,8 +22,15 @@ from grukit.cli._errors import UserError
 __all__ = ["RUN_COMMANDS", "run_folder", "check_out", "check_output_file", "into_fresh_folder"]
 
 # the commands whose config.json marks a run folder as grukit's
-RUN_COMMANDS = ("anomaly train", "forecast train", "forecast demo", "text train", "text demo",
-                "speech train", "speech demo")
+RUN_COMMANDS = (
+    "anomaly train",
+    "forecast train",
+    "forecast demo",
+    "text train",
+    "text demo",
+    "speech train",
+    "speech demo",
+)
 
 
 @contextmanager
@@ -90,8 +97,10 @@ def check_out(out: Path, resume: bool, config: dict) -> bool:
         return False
     if out.is_dir() and _abandoned(out):
         return True
-    raise UserError(f"{out} exists and is not empty; choose a new --out (nothing is overwritten) "
-                    "or pass --resume to continue the run in it")
+    raise UserError(
+        f"{out} exists and is not empty; choose a new --out (nothing is overwritten) "
+        "or pass --resume to continue the run in it"
+    )
 
 
 def check_output_file(out: Path, force: bool) -> None:
@@ -124,6 +133,7 @@ def into_fresh_folder(out: Path, name: str, run):
 
 # -- after a failure ---------------------------------------------------------------------------
 
+
 def _abandoned(out: Path) -> bool:
     """A folder a run left before its first checkpoint: grukit's config.json, and otherwise
     only folders and hidden temporary files (a checkpoint being written when it was killed)."""
@@ -147,8 +157,11 @@ def _after_failure(out: Path, created: bool, resume: bool, exc: BaseException) -
     try:
         kept = _last_checkpoint(out)
         if kept is not None:
-            _note(exc, f"{out} keeps the checkpoint of {kept}: rerun the same command with --resume "
-                       "to continue from it")
+            _note(
+                exc,
+                f"{out} keeps the checkpoint of {kept}: rerun the same command with --resume "
+                "to continue from it",
+            )
         elif not resume:  # nothing worth keeping: leave the folder as the run found it
             if created:
                 shutil.rmtree(out)

@@ -23,13 +23,21 @@ def add_train_args(p, epochs: int = 30) -> None:
     g.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (cosine decay)")
     g.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (0: off)")
     g.add_argument("--steps-per-epoch", type=int, default=None, help="cap on batches per epoch (0: all)")
-    g.add_argument("--warmup-steps", type=int, default=0,
-                   help="linear learning-rate warm-up over this many optimizer steps (0: off)")
+    g.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=0,
+        help="linear learning-rate warm-up over this many optimizer steps (0: off)",
+    )
     g.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
     g.add_argument("--seed", type=int, default=0, help="random seed")
     g.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
-    g.add_argument("--precision", choices=("float32", "bf16"), default="float32",
-                   help="bf16: bfloat16 mixed precision (autocast; pays on CPUs with AVX512-BF16 or AMX)")
+    g.add_argument(
+        "--precision",
+        choices=("float32", "bf16"),
+        default="float32",
+        help="bf16: bfloat16 mixed precision (autocast; pays on CPUs with AVX512-BF16 or AMX)",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress output")
     g.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
 
@@ -38,10 +46,16 @@ def train_config(args):
     from grukit.train.config import TrainConfig
 
     return TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        patience=args.patience or None, steps_per_epoch=args.steps_per_epoch or None,
-        clip_grad_norm=args.clip or None, warmup_steps=args.warmup_steps, seed=args.seed,
-        deterministic=args.deterministic, progress="off" if args.quiet else "auto",
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience or None,
+        steps_per_epoch=args.steps_per_epoch or None,
+        clip_grad_norm=args.clip or None,
+        warmup_steps=args.warmup_steps,
+        seed=args.seed,
+        deterministic=args.deterministic,
+        progress="off" if args.quiet else "auto",
         precision=args.precision,
     )
 
@@ -69,5 +83,3 @@ def load_model(cls, folder: str):
         except ValueError:
             saved = {}
     return model, saved
-
-

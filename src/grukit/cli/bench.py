@@ -24,39 +24,87 @@ def add_parser(sub) -> None:
     from grukit.bench.cases import FORMULATIONS, GRIDS, MODES
     from grukit.bench.providers import DEFAULT, PROVIDERS, VARIANTS
 
-    p = sub.add_parser("bench", help="benchmark grukit against torch.nn.GRU and ONNX Runtime",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--grid", choices=sorted(GRIDS), default="standard",
-                   help="named grid of cases (default: %(default)s)")
-    p.add_argument("--case", action="append", default=[], metavar="N,T,I,H[,L][,bi]",
-                   help="a case instead of the grid (repeatable), e.g. 8,500,64,128 or 4,50,32,64,2,bi")
-    p.add_argument("--providers", nargs="+", choices=sorted(PROVIDERS), default=DEFAULT,
-                   help=f"default: {' '.join(DEFAULT)}")
-    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=[],
-                   help="also run grukit-cpu with these options of grukit.GRU (zoneout=0.1, "
-                        "recurrent_dropout=0.25, weight_dropout=0.5; all = every one), each "
-                        "beside the plain GRU: the table's 'vs plain' is its time over the plain one's")
+    p = sub.add_parser(
+        "bench",
+        help="benchmark grukit against torch.nn.GRU and ONNX Runtime",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--grid", choices=sorted(GRIDS), default="standard", help="named grid of cases (default: %(default)s)"
+    )
+    p.add_argument(
+        "--case",
+        action="append",
+        default=[],
+        metavar="N,T,I,H[,L][,bi]",
+        help="a case instead of the grid (repeatable), e.g. 8,500,64,128 or 4,50,32,64,2,bi",
+    )
+    p.add_argument(
+        "--providers",
+        nargs="+",
+        choices=sorted(PROVIDERS),
+        default=DEFAULT,
+        help=f"default: {' '.join(DEFAULT)}",
+    )
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=[],
+        help="also run grukit-cpu with these options of grukit.GRU (zoneout=0.1, "
+        "recurrent_dropout=0.25, weight_dropout=0.5; all = every one), each "
+        "beside the plain GRU: the table's 'vs plain' is its time over the plain one's",
+    )
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    p.add_argument("--formulations", nargs="+", choices=list(FORMULATIONS),
-                   default=list(FORMULATIONS), help="after = reset_after=True (PyTorch), before = the spec")
+    p.add_argument(
+        "--formulations",
+        nargs="+",
+        choices=list(FORMULATIONS),
+        default=list(FORMULATIONS),
+        help="after = reset_after=True (PyTorch), before = the spec",
+    )
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--rounds", type=int, default=7,
-                   help="rounds over all providers; each keeps its median (default: %(default)s)")
-    p.add_argument("--min-time", type=float, default=0.05, metavar="SECONDS",
-                   help="a sample repeats calls until it has lasted this long and keeps the mean "
-                        "per call (default: %(default)s)")
-    p.add_argument("--threads", nargs="+", default=["1", "all"], metavar="N|all",
-                   help="thread counts every provider runs at; its fastest is its result "
-                        "(default: 1 all; all = the cores this process may use)")
-    p.add_argument("--interleaved", action="store_true",
-                   help="run every provider in this one process instead of one process each")
-    p.add_argument("--memory", action="store_true",
-                   help="also measure training peak memory, each in a fresh process (slower)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=7,
+        help="rounds over all providers; each keeps its median (default: %(default)s)",
+    )
+    p.add_argument(
+        "--min-time",
+        type=float,
+        default=0.05,
+        metavar="SECONDS",
+        help="a sample repeats calls until it has lasted this long and keeps the mean "
+        "per call (default: %(default)s)",
+    )
+    p.add_argument(
+        "--threads",
+        nargs="+",
+        default=["1", "all"],
+        metavar="N|all",
+        help="thread counts every provider runs at; its fastest is its result "
+        "(default: 1 all; all = the cores this process may use)",
+    )
+    p.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="run every provider in this one process instead of one process each",
+    )
+    p.add_argument(
+        "--memory",
+        action="store_true",
+        help="also measure training peak memory, each in a fresh process (slower)",
+    )
     p.add_argument("--out", default="bench-results", help="folder for bench.csv / bench.json")
-    p.add_argument("--generate", action="store_true",
-                   help="instead: text generation at batch 1 in characters per second (grukit's "
-                        "sampler, torch.nn step by step, the weight-reading floor) into "
-                        "generate.md / generate.json; uses --rounds, --dtype and --out")
+    p.add_argument(
+        "--generate",
+        action="store_true",
+        help="instead: text generation at batch 1 in characters per second (grukit's "
+        "sampler, torch.nn step by step, the weight-reading floor) into "
+        "generate.md / generate.json; uses --rounds, --dtype and --out",
+    )
     p.set_defaults(func=run)
 
 
@@ -97,23 +145,40 @@ def run(args: argparse.Namespace) -> int:
     env = report.environment(peaks, threads, not args.interleaved)
     v = env["versions"]
     rates = ", ".join(f"{k} {g:.0f}" for k, g in peaks.items())
-    print(f"{env['cpu']} ({' '.join(env['vector_extensions']) or 'no vector extensions listed'}), "
-          f"{env['cores']} cores; torch {v['torch']}, onnxruntime {v['onnxruntime']}, openvino "
-          f"{v['openvino']}, numba {v['numba']}; threads {' '.join(map(str, threads))}; "
-          f"{'interleaved' if args.interleaved else 'isolated'}\n"
-          f"matrix-product peak GFLOP/s (dtype@threads): {rates}", flush=True)
+    print(
+        f"{env['cpu']} ({' '.join(env['vector_extensions']) or 'no vector extensions listed'}), "
+        f"{env['cores']} cores; torch {v['torch']}, onnxruntime {v['onnxruntime']}, openvino "
+        f"{v['openvino']}, numba {v['numba']}; threads {' '.join(map(str, threads))}; "
+        f"{'interleaved' if args.interleaved else 'isolated'}\n"
+        f"matrix-product peak GFLOP/s (dtype@threads): {rates}",
+        flush=True,
+    )
 
     def progress(r):
         if r.skipped is None:
-            print(f"  {r.case.label:<24} {r.formulation:<6} {r.mode:<9} {r.provider:<16} "
-                  f"{r.threads:>2} thr {r.median * 1e3:9.2f} ms", file=sys.stderr, flush=True)
+            print(
+                f"  {r.case.label:<24} {r.formulation:<6} {r.mode:<9} {r.provider:<16} "
+                f"{r.threads:>2} thr {r.median * 1e3:9.2f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    config = runner.GridConfig(tuple(cases), tuple(args.providers), tuple(args.modes),
-                               tuple(args.formulations), tuple(threads), rounds=args.rounds,
-                               min_time=args.min_time, memory=args.memory, isolated=not args.interleaved)
+    config = runner.GridConfig(
+        tuple(cases),
+        tuple(args.providers),
+        tuple(args.modes),
+        tuple(args.formulations),
+        tuple(threads),
+        rounds=args.rounds,
+        min_time=args.min_time,
+        memory=args.memory,
+        isolated=not args.interleaved,
+    )
     results = runner.run_grid(config, on_result=progress)
     print(report.table(results, {t: peaks[f"float32@{t}"] for t in threads}))
-    command = "grukit " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("grukit") else "grukit bench"
+    command = (
+        "grukit " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("grukit") else "grukit bench"
+    )
     atomic_write_text(out / "bench.csv", report.to_csv(results))
     atomic_write_text(out / "bench.json", report.to_json(results, env, command))
     md = report.markdown(results)
@@ -168,8 +233,11 @@ def _generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
 
     def progress(r):
-        print(f"  {r.case.label:<18} {r.provider:<10} {r.chars_per_s(config.tokens):12,.0f} chars/s",
-              file=sys.stderr, flush=True)
+        print(
+            f"  {r.case.label:<18} {r.provider:<10} {r.chars_per_s(config.tokens):12,.0f} chars/s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     try:
         md = generate.write(out, config, "grukit " + " ".join(sys.argv[1:]), progress)

@@ -19,19 +19,29 @@ from grukit.cli._errors import UserError
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "convert", help="convert GRU weights between grukit, PyTorch, ONNX and Keras files",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "convert",
+        help="convert GRU weights between grukit, PyTorch, ONNX and Keras files",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", metavar="IN", help="source file (.safetensors, .pt, .pth, .onnx, .keras)")
     p.add_argument("output", metavar="OUT", help="destination file (same extensions)")
-    p.add_argument("--reset-after", choices=["true", "false"], default=None,
-                   help="the formulation, for sources that do not record it (a bare state dict; "
-                        ".pt defaults to true, torch.nn.GRU's only formulation)")
+    p.add_argument(
+        "--reset-after",
+        choices=["true", "false"],
+        default=None,
+        help="the formulation, for sources that do not record it (a bare state dict; "
+        ".pt defaults to true, torch.nn.GRU's only formulation)",
+    )
     p.add_argument("--opset", type=int, default=None, help="ONNX opset for .onnx output")
-    p.add_argument("--sequence-lens", action="store_true",
-                   help="ONNX output: add a sequence_lens input for variable-length batches")
-    p.add_argument("--initial-state", action="store_true",
-                   help="ONNX output: add an hx input for the initial state")
+    p.add_argument(
+        "--sequence-lens",
+        action="store_true",
+        help="ONNX output: add a sequence_lens input for variable-length batches",
+    )
+    p.add_argument(
+        "--initial-state", action="store_true", help="ONNX output: add an hx input for the initial state"
+    )
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run)
 
@@ -58,9 +68,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no such folder: {dst.parent}")
     if dst.resolve() == src.resolve():
         raise UserError("IN and OUT are the same file")
-    onnx_opts = {k: v for k, v in (("opset", args.opset),
-                                   ("sequence_lens", args.sequence_lens or None),
-                                   ("initial_state", args.initial_state or None)) if v is not None}
+    onnx_opts = {
+        k: v
+        for k, v in (
+            ("opset", args.opset),
+            ("sequence_lens", args.sequence_lens or None),
+            ("initial_state", args.initial_state or None),
+        )
+        if v is not None
+    }
     if onnx_opts and out_fmt != ".onnx":
         raise UserError("--opset, --sequence-lens and --initial-state apply to .onnx output only")
     reset_after = None if args.reset_after is None else args.reset_after == "true"
@@ -82,6 +98,5 @@ def run(args: argparse.Namespace) -> int:
     finally:
         Path(tmp).unlink(missing_ok=True)
     print(f"wrote   {dst} ({FORMATS[out_fmt]})")
-    print(f"verified: outputs agree on a random batch, max |difference| {err:.2g} "
-          f"(tolerance {tol:g})")
+    print(f"verified: outputs agree on a random batch, max |difference| {err:.2g} (tolerance {tol:g})")
     return 0

@@ -45,39 +45,95 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--out", default="demo-report", help="output folder (default: %(default)s)")
     p.add_argument(
-        "--lengths", type=int, nargs="+", default=list(d.lengths), metavar="T",
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=list(d.lengths),
+        metavar="T",
         help="sequence lengths (default: %(default)s)",
     )
-    p.add_argument("--steps", type=int, default=d.steps, help="training steps per model and length (default: %(default)s)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=d.steps,
+        help="training steps per model and length (default: %(default)s)",
+    )
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
     p.add_argument("--hidden-size", type=int, default=d.hidden_size, help="default: %(default)s")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--only", choices=["adding", "forecast", "anomaly", "text", "speech"], default=None,
-                   help="run one part only (default: all)")
-    p.add_argument("--text-seconds", type=float, default=150.0, metavar="S",
-                   help="training time of the language model (default: %(default)s)")
-    p.add_argument("--speech-epochs", type=int, default=None, metavar="E",
-                   help="epochs of each speech model (default: the speech demo's)")
-    p.add_argument("--fsdd", default=None, metavar="DIR",
-                   help="where the Free Spoken Digit Dataset is (default: $GRUKIT_FSDD, else the cache)")
-    p.add_argument("--forecast-series", type=int, default=None, metavar="N",
-                   help="forecasting demo on the first N M3 monthly series only (default: all 1428)")
-    p.add_argument("--forecast-epochs", type=int, default=20, metavar="E",
-                   help="most epochs for the forecaster (default: %(default)s)")
-    p.add_argument("--anomaly-epochs", type=int, default=100, metavar="E",
-                   help="epochs for the heartbeat autoencoder (default: %(default)s)")
-    p.add_argument("--signal-epochs", type=int, default=None, metavar="E",
-                   help="epochs for the long-signal forecaster (default: 20)")
+    p.add_argument(
+        "--only",
+        choices=["adding", "forecast", "anomaly", "text", "speech"],
+        default=None,
+        help="run one part only (default: all)",
+    )
+    p.add_argument(
+        "--text-seconds",
+        type=float,
+        default=150.0,
+        metavar="S",
+        help="training time of the language model (default: %(default)s)",
+    )
+    p.add_argument(
+        "--speech-epochs",
+        type=int,
+        default=None,
+        metavar="E",
+        help="epochs of each speech model (default: the speech demo's)",
+    )
+    p.add_argument(
+        "--fsdd",
+        default=None,
+        metavar="DIR",
+        help="where the Free Spoken Digit Dataset is (default: $GRUKIT_FSDD, else the cache)",
+    )
+    p.add_argument(
+        "--forecast-series",
+        type=int,
+        default=None,
+        metavar="N",
+        help="forecasting demo on the first N M3 monthly series only (default: all 1428)",
+    )
+    p.add_argument(
+        "--forecast-epochs",
+        type=int,
+        default=20,
+        metavar="E",
+        help="most epochs for the forecaster (default: %(default)s)",
+    )
+    p.add_argument(
+        "--anomaly-epochs",
+        type=int,
+        default=100,
+        metavar="E",
+        help="epochs for the heartbeat autoencoder (default: %(default)s)",
+    )
+    p.add_argument(
+        "--signal-epochs",
+        type=int,
+        default=None,
+        metavar="E",
+        help="epochs for the long-signal forecaster (default: 20)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("steps", "batch_size", "hidden_size", "forecast_epochs", "anomaly_epochs", "signal_epochs",
-                 "speech_epochs"):
+    for name in (
+        "steps",
+        "batch_size",
+        "hidden_size",
+        "forecast_epochs",
+        "anomaly_epochs",
+        "signal_epochs",
+        "speech_epochs",
+    ):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+            raise UserError(
+                f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}"
+            )
     if args.forecast_series is not None and args.forecast_series <= 0:
         raise UserError(f"--forecast-series must be a positive integer, got {args.forecast_series}")
     if any(T < 2 for T in args.lengths):
@@ -122,8 +178,12 @@ def run(args: argparse.Namespace) -> int:
         sections.append(_speech(args, out))
     from grukit.apps.report import write_html
 
-    write_html(out / "index.html", "grukit demo", sections,
-               footer="Made by `grukit demo`; every number on this page comes from this run.")
+    write_html(
+        out / "index.html",
+        "grukit demo",
+        sections,
+        footer="Made by `grukit demo`; every number on this page comes from this run.",
+    )
     print(f"\nReport: {out / 'index.html'}")
     return 0
 
@@ -162,10 +222,14 @@ def _adding(args, out: Path):
         study = adding.gate_study(run, seed=cfg.seed)
         atomic_write(out / "adding_gates.png", lambda tmp: adding.plot_gates(study, tmp))
         sentence = adding.describe_gates(study)
-        record["gates"] = {k: getattr(study, k) for k in (
-            "length", "sequences", "top", "before", "at_first", "between", "after", "backend")}
-        paragraphs.append(sentence + " Units are rows of the heatmap, ranked from the bottom; "
-                          "the red lines are the sequence's two markers.")
+        record["gates"] = {
+            k: getattr(study, k)
+            for k in ("length", "sequences", "top", "before", "at_first", "between", "after", "backend")
+        }
+        paragraphs.append(
+            sentence + " Units are rows of the heatmap, ranked from the bottom; "
+            "the red lines are the sequence's two markers."
+        )
         images.append("adding_gates.png")
         print(f"{sentence}\nGates: {out / 'adding_gates.png'}")
     atomic_write_text(json_path, json.dumps(record, indent=2))
@@ -201,14 +265,24 @@ def _forecast(args, out: Path):
     from grukit.train.config import TrainConfig
 
     print("2. Forecasting: M3 monthly", flush=True)
-    train = TrainConfig(epochs=args.forecast_epochs, steps_per_epoch=60, patience=4, seed=args.seed,
-                        progress="off" if args.quiet else "auto")
+    train = TrainConfig(
+        epochs=args.forecast_epochs,
+        steps_per_epoch=60,
+        patience=4,
+        seed=args.seed,
+        progress="off" if args.quiet else "auto",
+    )
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
 
     def run(tmp: Path) -> dict:
-        metrics = m3_demo(tmp, train, limit=args.forecast_series,
-                          run_config={"command": "demo", "train": train.to_dict()}, log=log,
-                          shown_as=out / "forecast")
+        metrics = m3_demo(
+            tmp,
+            train,
+            limit=args.forecast_series,
+            run_config={"command": "demo", "train": train.to_dict()},
+            log=log,
+            shown_as=out / "forecast",
+        )
         shutil.rmtree(tmp / "checkpoints", ignore_errors=True)  # the demo keeps only the result
         return metrics
 
@@ -218,15 +292,20 @@ def _forecast(args, out: Path):
         rows.append([f"{name}, published (M3, 2000)", value, "", "", ""])
     sample = metrics.get("sample")
     if sample is not None:
-        rows += _forecast_rows(sample["methods"], f" ({sample['series']} of {sample['of']} series)",
-                               keep={"GRU", *sample["models"]})
+        rows += _forecast_rows(
+            sample["methods"],
+            f" ({sample['series']} of {sample['of']} series)",
+            keep={"GRU", *sample["models"]},
+        )
     g = metrics["gru_beats"]
     beats = f"The GRU beats on sMAPE: {beaten(g, 'sMAPE')}; on MASE: {beaten(g, 'MASE')}."
     if sample is not None:
         g = {n: sample["gru_beats"][n] for n in sample["models"]}
-        beats += (f" On the {sample['series']} evenly spaced series where {', '.join(sample['models'])} "
-                  f"ran (too slow for all in the demo's time; `grukit forecast benchmark --data "
-                  f"m3-monthly` runs it on all), on sMAPE: {beaten(g, 'sMAPE')}; on MASE: {beaten(g, 'MASE')}.")
+        beats += (
+            f" On the {sample['series']} evenly spaced series where {', '.join(sample['models'])} "
+            f"ran (too slow for all in the demo's time; `grukit forecast benchmark --data "
+            f"m3-monthly` runs it on all), on sMAPE: {beaten(g, 'sMAPE')}; on MASE: {beaten(g, 'MASE')}."
+        )
     skipped = "".join(f" Skipped {k}: {v}." for k, v in metrics["baselines_skipped"].items())
     n = metrics["split"]["series"]
     interval = metrics.get("interval")
@@ -243,22 +322,31 @@ def _forecast(args, out: Path):
             + ("stopped early, " if t["stopped"] == "early stopping" else "")
             + f"best weights from epoch {t['best_epoch']}), {t['seconds']:.0f} s on "
             f"{metrics['machine']['threads']} threads."
-            + (f" The {interval['nominal']:.0%} interval covers {interval['coverage']:.1%} of the "
-               "test values." if interval else ""),
+            + (
+                f" The {interval['nominal']:.0%} interval covers {interval['coverage']:.1%} of the "
+                "test values."
+                if interval
+                else ""
+            ),
         ],
         header=["method", "sMAPE", "MASE", "MAE", "RMSE"],
         rows=rows,
         highlight={0},
         images=["forecast/holdout.png", "forecast/learning_curves.png"],
-        notes=[f"Published: Makridakis & Hibon (2000), sMAPE on the 1428 monthly series: "
-               f"{', '.join(f'{k} {v}' for k, v in PUBLISHED_M3_MONTHLY.items())}."
-               + ("" if metrics["published"] else " Not shown: this run used a subset.")],
+        notes=[
+            f"Published: Makridakis & Hibon (2000), sMAPE on the 1428 monthly series: "
+            f"{', '.join(f'{k} {v}' for k, v in PUBLISHED_M3_MONTHLY.items())}."
+            + ("" if metrics["published"] else " Not shown: this run used a subset.")
+        ],
     )
 
 
 def _forecast_rows(methods: dict, suffix: str = "", keep=None) -> list[list]:
-    return [[name + suffix, r["sMAPE"], r["MASE"], r["MAE"], r["RMSE"]]
-            for name, r in methods.items() if keep is None or name in keep]
+    return [
+        [name + suffix, r["sMAPE"], r["MASE"], r["MAE"], r["RMSE"]]
+        for name, r in methods.items()
+        if keep is None or name in keep
+    ]
 
 
 def _anomaly(args, out: Path):
@@ -266,12 +354,23 @@ def _anomaly(args, out: Path):
     from grukit.apps.report import Section
 
     print("\n3. Anomaly detection: ECG5000 heartbeats", flush=True)
-    m = into_fresh_folder(out, "anomaly", lambda tmp: anomaly_demo(
-        tmp, epochs=args.anomaly_epochs, signal_epochs=args.signal_epochs, seed=args.seed,
-        quiet=args.quiet, shown_as=out / "anomaly"))
+    m = into_fresh_folder(
+        out,
+        "anomaly",
+        lambda tmp: anomaly_demo(
+            tmp,
+            epochs=args.anomaly_epochs,
+            signal_epochs=args.signal_epochs,
+            seed=args.seed,
+            quiet=args.quiet,
+            shown_as=out / "anomaly",
+        ),
+    )
     one, sig = m["one_class"], m["long_signal"]
-    rows = [[name, r["ROC-AUC"], r["PR-AUC"], r["precision"], r["recall"], r["F1"]]
-            for name, r in one["methods"].items()]
+    rows = [
+        [name, r["ROC-AUC"], r["PR-AUC"], r["precision"], r["recall"], r["F1"]]
+        for name, r in one["methods"].items()
+    ]
     e, p = sig["events"], sig["point"]
     return Section(
         "Anomaly detection: ECG5000 heartbeats",
@@ -299,9 +398,11 @@ def _discord_sentence(d: dict) -> str:
     if "events" not in d:
         return f"The matrix-profile discord baseline did not run ({d.get('skipped', 'no labels')})."
     e, p = d["events"], d["point"]
-    return (f"Baseline in the same run, the {d['model']} with the same false-alarm rate: {e['detected']} of "
-            f"{e['events']} detected, {e['false_alarms_per_1000']:.2f} false alarms per 1,000 points, point "
-            f"ROC-AUC {p['ROC-AUC']:.3f} ({d['seconds']:.0f} s).")
+    return (
+        f"Baseline in the same run, the {d['model']} with the same false-alarm rate: {e['detected']} of "
+        f"{e['events']} detected, {e['false_alarms_per_1000']:.2f} false alarms per 1,000 points, point "
+        f"ROC-AUC {p['ROC-AUC']:.3f} ({d['seconds']:.0f} s)."
+    )
 
 
 def _text(args, out: Path):
@@ -314,21 +415,36 @@ def _text(args, out: Path):
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
 
     def run(tmp: Path) -> dict:
-        m = ptb_demo(tmp, seconds=args.text_seconds, seed=args.seed,
-                     progress="off" if args.quiet else "auto", log=log, shown_as=out / "text",
-                     run_config={"command": "demo", "text_seconds": args.text_seconds})
+        m = ptb_demo(
+            tmp,
+            seconds=args.text_seconds,
+            seed=args.seed,
+            progress="off" if args.quiet else "auto",
+            log=log,
+            shown_as=out / "text",
+            run_config={"command": "demo", "text_seconds": args.text_seconds},
+        )
         shutil.rmtree(tmp / "checkpoints", ignore_errors=True)  # the demo keeps only the result
         return m
 
     m = into_fresh_folder(out, "text", run)
     b, t = m["baselines"], m["training"]
-    rows = [[f"GRU, {m['model']['parameters'] / 1e6:.2f}M parameters, {t['seconds']:.0f} s of training",
-             m["bpc"]["valid"], m["bpc"]["test"]],
-            [f"{b['ngram']['order']}-gram, modified Kneser-Ney (order chosen on valid)",
-             b["ngram"]["valid"], b["ngram"]["test"]],
-            ["unigram (add-one)", b["unigram"]["valid"], b["unigram"]["test"]]]
-    rows += [[f"{p['model']}, {p['parameters']} parameters (published)", "", p["bpc"]]
-             for p in m["published"]]
+    rows = [
+        [
+            f"GRU, {m['model']['parameters'] / 1e6:.2f}M parameters, {t['seconds']:.0f} s of training",
+            m["bpc"]["valid"],
+            m["bpc"]["test"],
+        ],
+        [
+            f"{b['ngram']['order']}-gram, modified Kneser-Ney (order chosen on valid)",
+            b["ngram"]["valid"],
+            b["ngram"]["test"],
+        ],
+        ["unigram (add-one)", b["unigram"]["valid"], b["unigram"]["test"]],
+    ]
+    rows += [
+        [f"{p['model']}, {p['parameters']} parameters (published)", "", p["bpc"]] for p in m["published"]
+    ]
     gap = m["bpc"]["test"] - b["ngram"]["test"]
     samples = {s["temperature"]: s for s in m["samples"]}
     paragraphs = [
@@ -339,16 +455,21 @@ def _text(args, out: Path):
         f"after {t['epochs_run']} epochs of about a million characters ({t['tokens_per_s']:,.0f} characters "
         "per second). Bits per character are measured over the whole validation and test texts in one "
         "pass each, the state carried; the baselines are fitted on the same training text.",
-        (f"The GRU beats the n-gram by {-gap:.3f} bits per character." if gap < 0 else
-         f"After {t['seconds']:.0f} s the GRU is {gap:.3f} bits per character behind the n-gram and "
-         f"{m['bpc']['test'] - 1.37:.2f} behind the published GRU (about 3M parameters, trained to "
-         "convergence): a few minutes on 2 cores is a small share of one pass over the corpus. "
-         "docs/text.md records longer runs (`grukit text train --dataset char-ptb --max-time ...`)."),
+        (
+            f"The GRU beats the n-gram by {-gap:.3f} bits per character."
+            if gap < 0
+            else f"After {t['seconds']:.0f} s the GRU is {gap:.3f} bits per character behind the n-gram and "
+            f"{m['bpc']['test'] - 1.37:.2f} behind the published GRU (about 3M parameters, trained to "
+            "convergence): a few minutes on 2 cores is a small share of one pass over the corpus. "
+            "docs/text.md records longer runs (`grukit text train --dataset char-ptb --max-time ...`)."
+        ),
     ]
     for temp in (0.5, 1.0):
         if temp in samples:
-            paragraphs.append(f"Sample at temperature {temp}: \u201c{samples[temp]['prompt']}"
-                              f"{samples[temp]['text'][:300]}\u201d")
+            paragraphs.append(
+                f"Sample at temperature {temp}: \u201c{samples[temp]['prompt']}"
+                f"{samples[temp]['text'][:300]}\u201d"
+            )
     images = ["text/learning_curves.png"] + (["text/gates.png"] if m.get("gates") else [])
     return Section(
         "Text generation: character-level Penn Treebank",
@@ -357,10 +478,12 @@ def _text(args, out: Path):
         rows=rows,
         highlight={0},
         images=images,
-        notes=["Published: Bai, Kolter & Koltun (2018), Table 1; Merity, Keskar & Socher (2018). "
-               "The gate figure: the bits the model spends on each character (top), then the update "
-               "gate z (the share of the previous state carried forward) and the reset gate r of the "
-               "48 units whose z varies most."],
+        notes=[
+            "Published: Bai, Kolter & Koltun (2018), Table 1; Merity, Keskar & Socher (2018). "
+            "The gate figure: the bits the model spends on each character (top), then the update "
+            "gate z (the share of the previous state carried forward) and the reset gate r of the "
+            "48 units whose z varies most."
+        ],
     )
 
 
@@ -374,8 +497,14 @@ def _speech(args, out: Path):
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
 
     def run(tmp: Path) -> dict:
-        runs = speech_demo(args.fsdd_utterances, tmp, epochs=args.speech_epochs, seed=args.seed, log=log,
-                           progress="off" if args.quiet else "auto")
+        runs = speech_demo(
+            args.fsdd_utterances,
+            tmp,
+            epochs=args.speech_epochs,
+            seed=args.seed,
+            log=log,
+            progress="off" if args.quiet else "auto",
+        )
         for sub in tmp.iterdir():  # the demo keeps only the results
             shutil.rmtree(sub / "checkpoints", ignore_errors=True)
         return runs
@@ -384,13 +513,26 @@ def _speech(args, out: Path):
     d, sp, st = runs["digits"], runs["speaker"], runs["strings"]
     held = DEMO["holdout"]
     names = list(d["baselines"])
-    rows = [[f"isolated digits, official split ({d['test_recordings']} test recordings)", d["accuracy"],
-             *(d["baselines"][n]["accuracy"] for n in names)],
-            [f"isolated digits, speaker {held} held out ({sp['test_recordings']} recordings)", sp["accuracy"],
-             *(sp["baselines"][n]["accuracy"] for n in names)]]
+    rows = [
+        [
+            f"isolated digits, official split ({d['test_recordings']} test recordings)",
+            d["accuracy"],
+            *(d["baselines"][n]["accuracy"] for n in names),
+        ],
+        [
+            f"isolated digits, speaker {held} held out ({sp['test_recordings']} recordings)",
+            sp["accuracy"],
+            *(sp["baselines"][n]["accuracy"] for n in names),
+        ],
+    ]
     for name, r in st["tests"].items():
-        rows.append([f"digit strings, {name}: word error rate / string accuracy",
-                     f"{r['beam']['wer']:.4f} / {r['beam']['sentence_accuracy']:.3f}", *[""] * len(names)])
+        rows.append(
+            [
+                f"digit strings, {name}: word error rate / string accuracy",
+                f"{r['beam']['wer']:.4f} / {r['beam']['sentence_accuracy']:.3f}",
+                *[""] * len(names),
+            ]
+        )
     paragraphs = [
         f"grukit.apps.GRUSpeechRecognizer on the Free Spoken Digit Dataset (3,000 recordings, 6 speakers, "
         f"8 kHz): 13 MFCCs computed inside the model, a 2-layer GRU of {DEMO['hidden_size']} units "
@@ -409,17 +551,29 @@ def _speech(args, out: Path):
             f"Streaming: the same model reading audio in {s_['chunk_ms']} ms chunks gave the offline "
             f"transcript for {s_['equal_to_offline_greedy']} of {s_['recordings']} strings, at a real-time "
             f"factor of {s_['real_time_factor']:.4f} (median {s_['median_chunk_ms']:.2f} ms of compute "
-            "per chunk)" + (f", after a start-up of {s_['startup_ms'] / 1000:.1f} s (the first chunk, "
-                            "which compiles the streaming kernel on a fresh install or loads it from "
-                            "Numba's cache)." if "startup_ms" in s_ else "."))
-    images = ["speech/digits/confusion.png", "speech/digits/robustness.png",
-              "speech/strings/alignment.png", "speech/digits/posterior.png"]
+            "per chunk)"
+            + (
+                f", after a start-up of {s_['startup_ms'] / 1000:.1f} s (the first chunk, "
+                "which compiles the streaming kernel on a fresh install or loads it from "
+                "Numba's cache)."
+                if "startup_ms" in s_
+                else "."
+            )
+        )
+    images = [
+        "speech/digits/confusion.png",
+        "speech/digits/robustness.png",
+        "speech/strings/alignment.png",
+        "speech/digits/posterior.png",
+    ]
     return Section(
         "Speech recognition: spoken digits (FSDD)",
         paragraphs=paragraphs,
         header=["task", "GRU", *names],
         rows=rows,
         images=[i for i in images if (out / i).is_file()],
-        notes=["Accuracy on isolated digits; word error rate (substitutions, deletions and insertions "
-               "over reference digits) and the share of strings transcribed exactly for digit strings."],
+        notes=[
+            "Accuracy on isolated digits; word error rate (substitutions, deletions and insertions "
+            "over reference digits) and the share of strings transcribed exactly for digit strings."
+        ],
     )

@@ -37,28 +37,60 @@ FILES = ("gates.png", "holds.png", "summary.json")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("inspect", help="heatmaps of a trained model's GRU gates over time",
-                       description=__doc__, formatter_class=Formatter)
-    p.add_argument("--model", required=True, metavar="DIR",
-                   help="a folder written by `forecast train` or `anomaly train`")
-    p.add_argument("--input", default=None, metavar="FILE",
-                   help="the data to read: a CSV (a forecaster: default the series it was fitted "
-                        "on), or an audio file for a speech recognizer")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for gates.png, holds.png, summary.json")
+    p = sub.add_parser(
+        "inspect",
+        help="heatmaps of a trained model's GRU gates over time",
+        description=__doc__,
+        formatter_class=Formatter,
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="DIR",
+        help="a folder written by `forecast train` or `anomaly train`",
+    )
+    p.add_argument(
+        "--input",
+        default=None,
+        metavar="FILE",
+        help="the data to read: a CSV (a forecaster: default the series it was fitted "
+        "on), or an audio file for a speech recognizer",
+    )
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for gates.png, holds.png, summary.json"
+    )
     p.add_argument("--series", default=None, metavar="ID", help="forecaster: the series (default: the first)")
-    p.add_argument("--start", type=int, default=0, metavar="ROW",
-                   help="anomaly detector: the first row shown (signals) or the row read (sequences)")
-    p.add_argument("--length", type=int, default=None, metavar="N",
-                   help="steps read: a forecaster's window (default: its input length), a signal "
-                   "forecaster's stretch (default: 400 rows or to the end)")
-    p.add_argument("--text", default=None,
-                   help="language model: the text read (default: a sentence of news text)")
-    p.add_argument("--layer", type=int, default=0, metavar="K", help="the GRU layer shown (0: the one reading the input)")
-    p.add_argument("--network", choices=["encoder", "decoder"], default="encoder",
-                   help="an autoencoder's GRU to inspect")
+    p.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        metavar="ROW",
+        help="anomaly detector: the first row shown (signals) or the row read (sequences)",
+    )
+    p.add_argument(
+        "--length",
+        type=int,
+        default=None,
+        metavar="N",
+        help="steps read: a forecaster's window (default: its input length), a signal "
+        "forecaster's stretch (default: 400 rows or to the end)",
+    )
+    p.add_argument(
+        "--text", default=None, help="language model: the text read (default: a sentence of news text)"
+    )
+    p.add_argument(
+        "--layer", type=int, default=0, metavar="K", help="the GRU layer shown (0: the one reading the input)"
+    )
+    p.add_argument(
+        "--network", choices=["encoder", "decoder"], default="encoder", help="an autoencoder's GRU to inspect"
+    )
     p.add_argument("--member", type=int, default=0, help="an ensemble's member")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="a unit holds its state at the steps where z_t exceeds this")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="a unit holds its state at the steps where z_t exceeds this",
+    )
     p.add_argument("--force", action="store_true", help="replace the files in --out")
     p.set_defaults(func=run)
 
@@ -85,9 +117,11 @@ def run(args) -> int:
     elif (folder / "speech.json").is_file():
         what = _speech(args)
     else:
-        raise UserError(f"{folder} is not a model folder written by `grukit forecast train`, "
-                        "`grukit anomaly train`, `grukit text train` or `grukit speech train` (no "
-                        "forecaster.json, detector.json, lm.json or speech.json)")
+        raise UserError(
+            f"{folder} is not a model folder written by `grukit forecast train`, "
+            "`grukit anomaly train`, `grukit text train` or `grukit speech train` (no "
+            "forecaster.json, detector.json, lm.json or speech.json)"
+        )
     gru, forward = what["gru"], what["forward"]
     if args.layer >= gru.num_layers:
         raise UserError(f"--layer must be below the GRU's {gru.num_layers} layer(s), got {args.layer}")
@@ -108,18 +142,38 @@ def run(args) -> int:
     panels = []
     for d in range(D):
         suffix = f" ({names[d]})" if D > 1 else ""
-        panels += [(f"z{suffix}, units\nby mean z", z[d][:, order]),
-                   (f"r{suffix}, units\nby mean z", r[d][:, order])]
+        panels += [
+            (f"z{suffix}, units\nby mean z", z[d][:, order]),
+            (f"r{suffix}, units\nby mean z", r[d][:, order]),
+        ]
     title = f"{what['title']}: layer {args.layer} gates, {T} steps (gates by {trace.backend})"
-    atomic_write(out / "gates.png", lambda tmp: plot_gates(
-        tmp, what["signal"], panels, units=order, title=title, signal_label=what["signal_label"],
-        channel_names=what.get("channels"), first=what.get("first", 0),
-        x_label=what.get("x_label", "time step"), tick_labels=what.get("tick_labels")))
+    atomic_write(
+        out / "gates.png",
+        lambda tmp: plot_gates(
+            tmp,
+            what["signal"],
+            panels,
+            units=order,
+            title=title,
+            signal_label=what["signal_label"],
+            channel_names=what.get("channels"),
+            first=what.get("first", 0),
+            x_label=what.get("x_label", "time step"),
+            tick_labels=what.get("tick_labels"),
+        ),
+    )
     holds = [inspect.hold_durations(torch.from_numpy(z[d]), args.threshold).length for d in range(D)]
     lengths = torch.cat(holds).numpy()
-    atomic_write(out / "holds.png", lambda tmp: plot_holds(
-        tmp, lengths, threshold=args.threshold, steps=T,
-        title=f"{what['title']}: how long the {D * H} units of layer {args.layer} hold their state"))
+    atomic_write(
+        out / "holds.png",
+        lambda tmp: plot_holds(
+            tmp,
+            lengths,
+            threshold=args.threshold,
+            steps=T,
+            title=f"{what['title']}: how long the {D * H} units of layer {args.layer} hold their state",
+        ),
+    )
     summary = _summary(what, trace, args, z, r, lengths)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     print("\n".join(_lines(summary)))
@@ -139,8 +193,12 @@ def _forecaster(args) -> dict:
     model, saved = load_model(GRUForecaster, args.model)
     series = model.series_
     if args.input is not None:
-        series = read_csv(args.input, id_col=saved.get("id_col"), time_col=saved.get("time_col"),
-                          value_col=saved.get("value_col"))
+        series = read_csv(
+            args.input,
+            id_col=saved.get("id_col"),
+            time_col=saved.get("time_col"),
+            value_col=saved.get("value_col"),
+        )
     ids = [str(i) for i in series.ids]
     if args.series is None:
         pick = 0
@@ -156,10 +214,16 @@ def _forecaster(args) -> dict:
     dtype = model.net_.head.weight.dtype
     inputs = torch.from_numpy(x).to(dtype), torch.from_numpy(mask).to(dtype)
     shown = np.where(mask[0] > 0, x[0], np.nan)[:, None]  # (L, 1): padding left blank
-    return {"title": f"forecaster, series {ids[pick]}", "kind": "forecaster", "gru": model.net_.gru,
-            "forward": lambda: model.net_(*inputs), "signal": shown,
-            "signal_label": "input / scale" + (" (deseasonalised)" if cfg.deseasonalize and cfg.season > 1 else ""),
-            "read": {"series": ids[pick], "points": L}}
+    return {
+        "title": f"forecaster, series {ids[pick]}",
+        "kind": "forecaster",
+        "gru": model.net_.gru,
+        "forward": lambda: model.net_(*inputs),
+        "signal": shown,
+        "signal_label": "input / scale"
+        + (" (deseasonalised)" if cfg.deseasonalize and cfg.season > 1 else ""),
+        "read": {"series": ids[pick], "points": L},
+    }
 
 
 def _detector(args) -> dict:
@@ -168,8 +232,9 @@ def _detector(args) -> dict:
 
     det, saved = load_model(GRUAnomalyDetector, args.model)
     if args.input is None:
-        raise UserError("--input is needed for an anomaly detector: the CSV to read (the model "
-                        "folder keeps no data)")
+        raise UserError(
+            "--input is needed for an anomaly detector: the CSV to read (the model folder keeps no data)"
+        )
     if args.member >= len(det.net_):
         raise UserError(f"--member must be below the ensemble's {len(det.net_)} member(s), got {args.member}")
     channels, values = _read_values(args.input, saved)
@@ -193,8 +258,10 @@ def _detector(args) -> dict:
     elif cfg.model == "autoencoder":
         W = cfg.window
         if start + W > n:
-            raise UserError(f"the window of {W} rows from --start {start} passes the end of the "
-                            f"signal ({n} rows); use --start {n - W} or less")
+            raise UserError(
+                f"the window of {W} rows from --start {start} passes the end of the "
+                f"signal ({n} rows); use --start {n - W} or less"
+            )
         read = torch.from_numpy(z[None, start : start + W])  # (1, W, C)
         about = {"rows": [start, start + W]}
         title = f"window autoencoder, rows {start}-{start + W - 1}"
@@ -207,17 +274,31 @@ def _detector(args) -> dict:
         window = torch.from_numpy(z[None, start:stop])  # (1, T, C)
         about = {"rows": [start, stop]}
         title = f"signal forecaster, rows {start}-{stop - 1}"
-        return {"title": title, "kind": "anomaly detector (signal, forecaster)", "gru": net.gru,
-                "forward": lambda: net(window, h), "signal": z[start:stop], "channels": channels,
-                "first": start, "x_label": "row",
-                "signal_label": "input (standardised)", "read": about}
+        return {
+            "title": title,
+            "kind": "anomaly detector (signal, forecaster)",
+            "gru": net.gru,
+            "forward": lambda: net(window, h),
+            "signal": z[start:stop],
+            "channels": channels,
+            "first": start,
+            "x_label": "row",
+            "signal_label": "input (standardised)",
+            "read": about,
+        }
     gru = net.encoder if args.network == "encoder" else net.decoder
-    return {"title": f"{title}, {args.network}", "kind": f"anomaly detector ({cfg.mode}, autoencoder)",
-            "gru": gru, "forward": lambda: net(read), "signal": read[0].numpy(),
-            "channels": channels if cfg.mode == "signal" else None,
-            "first": start if cfg.mode == "signal" else 0,
-            "x_label": "row" if cfg.mode == "signal" else "time step (column)",
-            "signal_label": "input (standardised)", "read": about | {"network": args.network}}
+    return {
+        "title": f"{title}, {args.network}",
+        "kind": f"anomaly detector ({cfg.mode}, autoencoder)",
+        "gru": gru,
+        "forward": lambda: net(read),
+        "signal": read[0].numpy(),
+        "channels": channels if cfg.mode == "signal" else None,
+        "first": start if cfg.mode == "signal" else 0,
+        "x_label": "row" if cfg.mode == "signal" else "time step (column)",
+        "signal_label": "input (standardised)",
+        "read": about | {"network": args.network},
+    }
 
 
 SENTENCE = "the company said it expects to report a loss for the third quarter"
@@ -240,14 +321,21 @@ def _language_model(args) -> dict:
         raise UserError(f"--text must hold at least 2 tokens, got {len(ids)}")
     net = lm.net_
     x = torch.from_numpy(ids)[None]  # (1, T)
-    labels = [lm.vocab_.decode(ids[t:t + 1]) if lm.vocab_.level == "char" else f"{ids[t]:02x}"
-              for t in range(len(ids))]
-    return {"title": f"language model reading {len(ids)} tokens", "kind": "language model",
-            "gru": net.gru, "forward": lambda: net(x),
-            "signal": surprisal(lm, ids)[:, None], "signal_label": "bits",
-            "x_label": "character" if lm.vocab_.level == "char" else "byte",
-            "tick_labels": [("\u2423" if c == " " else c) for c in labels],
-            "read": {"text": text}}
+    labels = [
+        lm.vocab_.decode(ids[t : t + 1]) if lm.vocab_.level == "char" else f"{ids[t]:02x}"
+        for t in range(len(ids))
+    ]
+    return {
+        "title": f"language model reading {len(ids)} tokens",
+        "kind": "language model",
+        "gru": net.gru,
+        "forward": lambda: net(x),
+        "signal": surprisal(lm, ids)[:, None],
+        "signal_label": "bits",
+        "x_label": "character" if lm.vocab_.level == "char" else "byte",
+        "tick_labels": [("\u2423" if c == " " else c) for c in labels],
+        "read": {"text": text},
+    }
 
 
 def _speech(args) -> dict:
@@ -261,8 +349,10 @@ def _speech(args) -> dict:
     rec, _ = load_model(GRUSpeechRecognizer, args.model)
     wave, _ = read_audio(args.input, rec.config.sample_rate)
     if len(wave) < rec.min_samples:
-        raise UserError(f"{args.input} is shorter than one step of the model "
-                        f"({1000 * rec.min_samples / rec.config.sample_rate:g} ms)")
+        raise UserError(
+            f"{args.input} is shorter than one step of the model "
+            f"({1000 * rec.min_samples / rec.config.sample_rate:g} ms)"
+        )
     net = rec.net_.eval()
     x = torch.from_numpy(wave)[None]  # (1, S)
     n = torch.tensor([len(wave)])
@@ -272,10 +362,16 @@ def _speech(args) -> dict:
     steps = int(counts[0]) // k
     energy = f[0, : steps * k].mean(1).reshape(steps, k).mean(1)  # (T',) log-mel, mean over bands
     seconds = k * rec.config.feature_config().hop_length / rec.config.sample_rate
-    return {"title": f"speech recognizer reading {Path(args.input).name}", "kind": "speech recognizer",
-            "gru": net.gru, "forward": lambda: net.sequence(*net.frames(x, n)),
-            "signal": energy.double().numpy()[:, None], "signal_label": "log-mel\nenergy",
-            "x_label": f"step ({1000 * seconds:g} ms)", "read": {"input": args.input}}
+    return {
+        "title": f"speech recognizer reading {Path(args.input).name}",
+        "kind": "speech recognizer",
+        "gru": net.gru,
+        "forward": lambda: net.sequence(*net.frames(x, n)),
+        "signal": energy.double().numpy()[:, None],
+        "signal_label": "log-mel\nenergy",
+        "x_label": f"step ({1000 * seconds:g} ms)",
+        "read": {"input": args.input},
+    }
 
 
 def _read_values(path: str, saved: dict):
@@ -292,8 +388,10 @@ def _read_values(path: str, saved: dict):
     if names:
         missing = [c for c in names if c not in cols]
         if missing:
-            raise DataError(f"{path}: no column {missing[0]!r} (the model's channels are "
-                            f"{', '.join(names)}); the columns are {', '.join(cols)}")
+            raise DataError(
+                f"{path}: no column {missing[0]!r} (the model's channels are "
+                f"{', '.join(names)}); the columns are {', '.join(cols)}"
+            )
     else:
         skip = {saved.get("time_col"), saved.get("label_col")}
         names = [c for c in cols if c not in skip and pd.api.types.is_numeric_dtype(df[c])]
@@ -303,7 +401,9 @@ def _read_values(path: str, saved: dict):
     bad = values.isna() & df[names].notna()
     if bad.any().any():
         row, col = [int(i) for i in np.argwhere(bad.to_numpy())[0]]
-        raise DataError(f"{path}: line {row + 2}: {names[col]}={str(df[names[col]].iloc[row])!r} is not a number")
+        raise DataError(
+            f"{path}: line {row + 2}: {names[col]}={str(df[names[col]].iloc[row])!r} is not a number"
+        )
     return names, values.to_numpy(dtype=float)
 
 
@@ -316,17 +416,31 @@ def _summary(what: dict, trace, args, z: np.ndarray, r: np.ndarray, lengths: np.
     mean_z = z.mean(1)  # (D, H)
     top = np.argsort(-mean_z.ravel(), kind="stable")[:5]
     return {
-        "model": what["kind"], "read": what["read"], "layer": args.layer, "steps": T, "units": H,
-        "directions": D, "gates_backend": trace.backend, "model_backend": trace.model_backend,
-        "reset_after": trace.reset_after, "mean_z": float(z.mean()), "mean_r": float(r.mean()),
-        "threshold": args.threshold, "held_share": float((z > args.threshold).mean()),
-        "holds": {"runs": int(len(lengths)),
-                  "median": float(np.median(lengths)) if len(lengths) else 0.0,
-                  "longest": int(lengths.max()) if len(lengths) else 0},
+        "model": what["kind"],
+        "read": what["read"],
+        "layer": args.layer,
+        "steps": T,
+        "units": H,
+        "directions": D,
+        "gates_backend": trace.backend,
+        "model_backend": trace.model_backend,
+        "reset_after": trace.reset_after,
+        "mean_z": float(z.mean()),
+        "mean_r": float(r.mean()),
+        "threshold": args.threshold,
+        "held_share": float((z > args.threshold).mean()),
+        "holds": {
+            "runs": int(len(lengths)),
+            "median": float(np.median(lengths)) if len(lengths) else 0.0,
+            "longest": int(lengths.max()) if len(lengths) else 0,
+        },
         "most_holding_units": [
-            {"unit": int(i % H), "direction": ["forward", "reverse"][i // H],
-             "mean_z": float(mean_z.ravel()[i]),
-             "time_constant": float(1 / max(1 - mean_z.ravel()[i], 1e-12))}
+            {
+                "unit": int(i % H),
+                "direction": ["forward", "reverse"][i // H],
+                "mean_z": float(mean_z.ravel()[i]),
+                "time_constant": float(1 / max(1 - mean_z.ravel()[i], 1e-12)),
+            }
             for i in top
         ],
     }
@@ -334,9 +448,11 @@ def _summary(what: dict, trace, args, z: np.ndarray, r: np.ndarray, lengths: np.
 
 def _lines(s: dict) -> list[str]:
     h = s["holds"]
-    units = ", ".join(f"{u['unit']}{' (rev)' if u['direction'] == 'reverse' else ''} "
-                      f"z {u['mean_z']:.2f} (~{u['time_constant']:.1f} steps)"
-                      for u in s["most_holding_units"][:3])
+    units = ", ".join(
+        f"{u['unit']}{' (rev)' if u['direction'] == 'reverse' else ''} "
+        f"z {u['mean_z']:.2f} (~{u['time_constant']:.1f} steps)"
+        for u in s["most_holding_units"][:3]
+    )
     return [
         f"{s['model']}, layer {s['layer']}: {s['units']} units x {s['steps']} steps"
         f"{' x 2 directions' if s['directions'] == 2 else ''}; gates by the {s['gates_backend']!r} "

@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Set GRUKIT_DEBUG=1 to print the traceback of an internal error, as --debug does.",
     )
     parser.add_argument("--version", action="version", version=f"grukit {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        help="print the traceback of any error (also a user error)")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of any error (also a user error)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo.add_parser(sub)
     forecast.add_parser(sub)

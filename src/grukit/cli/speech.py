@@ -40,23 +40,41 @@ TASKS = ("classify", "transcribe")
 
 def _add_model_args(p, hidden: int = 128) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--features", choices=["logmel", "mfcc"], default=None,
-                   help="acoustic features (default: mfcc)")
+    g.add_argument(
+        "--features", choices=["logmel", "mfcc"], default=None, help="acoustic features (default: mfcc)"
+    )
     g.add_argument("--sample-rate", type=int, default=8000, help="audio is resampled to this rate (Hz)")
     g.add_argument("--n-mels", type=int, default=40, help="mel bands")
     g.add_argument("--n-mfcc", type=int, default=13, help="cepstral coefficients kept (--features mfcc)")
     g.add_argument("--stack", type=int, default=2, help="10 ms frames per GRU step")
-    g.add_argument("--norm", choices=["utterance", "global"], default=None,
-                   help="feature normalisation (default: utterance if bidirectional, else global)")
+    g.add_argument(
+        "--norm",
+        choices=["utterance", "global"],
+        default=None,
+        help="feature normalisation (default: utterance if bidirectional, else global)",
+    )
     g.add_argument("--hidden-size", type=int, default=hidden, help="GRU hidden size")
     g.add_argument("--num-layers", type=int, default=2, help="GRU layers")
     d = g.add_mutually_exclusive_group()
-    d.add_argument("--bidirectional", dest="bidirectional", action="store_true", default=None,
-                   help="read each recording both ways (default for classify)")
-    d.add_argument("--unidirectional", dest="bidirectional", action="store_false",
-                   help="one direction: the model can stream (default for transcribe)")
-    g.add_argument("--pooling", choices=["attention", "mean", "max", "last"], default="attention",
-                   help="classify: how the steps become one vector")
+    d.add_argument(
+        "--bidirectional",
+        dest="bidirectional",
+        action="store_true",
+        default=None,
+        help="read each recording both ways (default for classify)",
+    )
+    d.add_argument(
+        "--unidirectional",
+        dest="bidirectional",
+        action="store_false",
+        help="one direction: the model can stream (default for transcribe)",
+    )
+    g.add_argument(
+        "--pooling",
+        choices=["attention", "mean", "max", "last"],
+        default="attention",
+        help="classify: how the steps become one vector",
+    )
     g.add_argument("--reset-after", action="store_true", help="PyTorch's formulation instead of the spec's")
     g.add_argument("--layer-norm", action="store_true", help="layer-normalised GRU")
     g.add_argument("--zoneout", type=float, default=0.0, help="zoneout probability")
@@ -66,16 +84,31 @@ def _add_model_args(p, hidden: int = 128) -> None:
     g.add_argument("--output-dropout", type=float, default=0.1, help="dropout before the output layer")
     a = p.add_argument_group("augmentation (training only)")
     a.add_argument("--no-spec-augment", action="store_true", help="no time and frequency masking")
-    a.add_argument("--freq-mask", type=int, default=None, metavar="F",
-                   help="widest SpecAugment frequency mask, in features (default: 8 to classify, a "
-                        "fifth of the features to transcribe)")
+    a.add_argument(
+        "--freq-mask",
+        type=int,
+        default=None,
+        metavar="F",
+        help="widest SpecAugment frequency mask, in features (default: 8 to classify, a "
+        "fifth of the features to transcribe)",
+    )
     a.add_argument("--speed-perturb", type=float, default=0.1, help="play at 1-p, 1 or 1+p speed (0: off)")
-    a.add_argument("--noise-snr", type=float, default=10.0, metavar="DB",
-                   help="add white noise to half the recordings, SNR between DB and 40 dB")
+    a.add_argument(
+        "--noise-snr",
+        type=float,
+        default=10.0,
+        metavar="DB",
+        help="add white noise to half the recordings, SNR between DB and 40 dB",
+    )
     a.add_argument("--no-noise", action="store_true", help="no added noise")
-    a.add_argument("--volume-perturb", type=float, default=None, metavar="DB",
-                   help="change each recording's level by a gain in [-DB, +DB] (0: off; default: 20 "
-                        "on global statistics, 0 on per-utterance ones)")
+    a.add_argument(
+        "--volume-perturb",
+        type=float,
+        default=None,
+        metavar="DB",
+        help="change each recording's level by a gain in [-DB, +DB] (0: off; default: 20 "
+        "on global statistics, 0 on per-utterance ones)",
+    )
 
 
 def _add_train(p, **defaults) -> None:
@@ -89,51 +122,88 @@ def _add_train(p, **defaults) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("speech", help="speech recognition: spoken words and strings of words",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "speech",
+        help="speech recognition: spoken words and strings of words",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ssub = p.add_subparsers(dest="speech_command", metavar="SUBCOMMAND", required=True)
 
-    t = ssub.add_parser("train", help="train on recordings, measure on held-out ones, save the model",
-                        description="Train a GRU speech recognizer and measure it against pooled-MFCC "
-                        "baselines on held-out recordings.", formatter_class=Formatter)
+    t = ssub.add_parser(
+        "train",
+        help="train on recordings, measure on held-out ones, save the model",
+        description="Train a GRU speech recognizer and measure it against pooled-MFCC "
+        "baselines on held-out recordings.",
+        formatter_class=Formatter,
+    )
     g = t.add_argument_group("data")
-    g.add_argument("--data", metavar="DIR|MANIFEST.csv",
-                   help="recordings: a folder or a CSV manifest (with --dataset fsdd: where FSDD is)")
-    g.add_argument("--dataset", choices=DATASETS, default=None,
-                   help="fsdd: the Free Spoken Digit Dataset from --data, $GRUKIT_FSDD or the cache "
-                        "(downloaded there when online)")
-    g.add_argument("--task", choices=TASKS, default=None,
-                   help="classify: one word per recording; transcribe: strings of words (CTC) "
-                        "(default: from the data)")
+    g.add_argument(
+        "--data",
+        metavar="DIR|MANIFEST.csv",
+        help="recordings: a folder or a CSV manifest (with --dataset fsdd: where FSDD is)",
+    )
+    g.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default=None,
+        help="fsdd: the Free Spoken Digit Dataset from --data, $GRUKIT_FSDD or the cache "
+        "(downloaded there when online)",
+    )
+    g.add_argument(
+        "--task",
+        choices=TASKS,
+        default=None,
+        help="classify: one word per recording; transcribe: strings of words (CTC) (default: from the data)",
+    )
     s = g.add_mutually_exclusive_group()
     s.add_argument("--holdout-speaker", metavar="NAME", help="test on this speaker, train on the others")
-    s.add_argument("--loso", action="store_true",
-                   help="classify: leave each speaker out in turn (one model per speaker)")
-    g.add_argument("--test-fraction", type=float, default=0.1,
-                   help="without speakers or FSDD names: this random share of the recordings is the test set")
-    g.add_argument("--strings", type=int, default=3000,
-                   help="transcribe on words: training strings of 3-7 words to make (test: a sixth as many)")
+    s.add_argument(
+        "--loso", action="store_true", help="classify: leave each speaker out in turn (one model per speaker)"
+    )
+    g.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.1,
+        help="without speakers or FSDD names: this random share of the recordings is the test set",
+    )
+    g.add_argument(
+        "--strings",
+        type=int,
+        default=3000,
+        help="transcribe on words: training strings of 3-7 words to make (test: a sixth as many)",
+    )
     _add_model_args(t)
     _add_train(t)
     t.add_argument("--out", required=True, metavar="DIR", help="folder for the model, metrics and figures")
     t.set_defaults(func=run_train)
 
-    r = ssub.add_parser("recognize", help="the word or transcript of each file (or live, with --stream)",
-                        description="Print one line per file: path, recognised text, probability.",
-                        formatter_class=Formatter)
+    r = ssub.add_parser(
+        "recognize",
+        help="the word or transcript of each file (or live, with --stream)",
+        description="Print one line per file: path, recognised text, probability.",
+        formatter_class=Formatter,
+    )
     r.add_argument("--model", required=True, metavar="DIR", help="a folder written by `speech train`")
     r.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG)")
     r.add_argument("--out", default=None, metavar="FILE.csv", help="write path,text,confidence as CSV")
     r.add_argument("--force", action="store_true", help="replace --out if it exists")
     r.add_argument("--decode", choices=["beam", "greedy"], default="beam", help="transcribe: CTC decoder")
     r.add_argument("--beam-width", type=int, default=16, help="prefix beam search width")
-    r.add_argument("--stream", action="store_true",
-                   help="read each file in chunks as if live and print words as they are recognised")
+    r.add_argument(
+        "--stream",
+        action="store_true",
+        help="read each file in chunks as if live and print words as they are recognised",
+    )
     r.add_argument("--chunk-ms", type=float, default=100.0, help="--stream: milliseconds of audio per chunk")
     r.set_defaults(func=run_recognize)
 
-    e = ssub.add_parser("evaluate", help="accuracy and confusion matrix, or word error rate",
-                        description="Score a trained model on labelled recordings.", formatter_class=Formatter)
+    e = ssub.add_parser(
+        "evaluate",
+        help="accuracy and confusion matrix, or word error rate",
+        description="Score a trained model on labelled recordings.",
+        formatter_class=Formatter,
+    )
     e.add_argument("--model", required=True, metavar="DIR", help="a folder written by `speech train`")
     e.add_argument("--data", required=True, metavar="DIR|MANIFEST.csv", help="labelled recordings")
     e.add_argument("--decode", choices=["beam", "greedy"], default="beam", help="transcribe: CTC decoder")
@@ -141,10 +211,14 @@ def add_parser(sub) -> None:
     e.add_argument("--force", action="store_true", help="replace --json if it exists")
     e.set_defaults(func=run_evaluate)
 
-    d = ssub.add_parser("demo", help="spoken digits (FSDD): words, unseen speakers, digit strings",
-                        description="Train on the Free Spoken Digit Dataset: isolated digits on the "
-                        "official split, one speaker held out, and connected digit strings; each "
-                        "beside its baseline.", formatter_class=Formatter)
+    d = ssub.add_parser(
+        "demo",
+        help="spoken digits (FSDD): words, unseen speakers, digit strings",
+        description="Train on the Free Spoken Digit Dataset: isolated digits on the "
+        "official split, one speaker held out, and connected digit strings; each "
+        "beside its baseline.",
+        formatter_class=Formatter,
+    )
     d.add_argument("--out", default="demo-report/speech", metavar="DIR", help="output folder")
     d.add_argument("--data", default=None, metavar="DIR", help="where FSDD is (else $GRUKIT_FSDD, the cache)")
     d.add_argument("--epochs", type=int, default=None, help="epochs of each model (default: the demo's)")
@@ -156,6 +230,7 @@ def add_parser(sub) -> None:
 
 # -- helpers ---------------------------------------------------------------------------------
 
+
 def recognizer(args, task: str):
     from grukit.apps.speech.estimator import TRANSCRIBE_BATCH, GRUSpeechRecognizer
 
@@ -163,14 +238,31 @@ def recognizer(args, task: str):
         args.batch_size = TRANSCRIBE_BATCH if task == "transcribe" else 64
     tc = dataclasses.replace(train_config(args), schedule="cosine")
     return GRUSpeechRecognizer(
-        train=tc, task=task, features=args.features, sample_rate=args.sample_rate, n_mels=args.n_mels,
-        n_mfcc=args.n_mfcc, stack=args.stack, norm=args.norm, hidden_size=args.hidden_size,
+        train=tc,
+        task=task,
+        features=args.features,
+        sample_rate=args.sample_rate,
+        n_mels=args.n_mels,
+        n_mfcc=args.n_mfcc,
+        stack=args.stack,
+        norm=args.norm,
+        hidden_size=args.hidden_size,
         num_layers=args.num_layers,
-        bidirectional=args.bidirectional, pooling=args.pooling, reset_after=args.reset_after,
-        layer_norm=args.layer_norm, zoneout=args.zoneout, recurrent_dropout=args.recurrent_dropout,
-        weight_dropout=args.weight_dropout, dropout=args.dropout, output_dropout=args.output_dropout,
-        spec_augment=not args.no_spec_augment, freq_mask=args.freq_mask, speed_perturb=args.speed_perturb,
-        noise_snr=None if args.no_noise else args.noise_snr, volume_perturb=args.volume_perturb)
+        bidirectional=args.bidirectional,
+        pooling=args.pooling,
+        reset_after=args.reset_after,
+        layer_norm=args.layer_norm,
+        zoneout=args.zoneout,
+        recurrent_dropout=args.recurrent_dropout,
+        weight_dropout=args.weight_dropout,
+        dropout=args.dropout,
+        output_dropout=args.output_dropout,
+        spec_augment=not args.no_spec_augment,
+        freq_mask=args.freq_mask,
+        speed_perturb=args.speed_perturb,
+        noise_snr=None if args.no_noise else args.noise_snr,
+        volume_perturb=args.volume_perturb,
+    )
 
 
 def _utterances(args):
@@ -210,6 +302,7 @@ def _split(utts, args, log):
 
 # -- subcommands -----------------------------------------------------------------------------
 
+
 def run_train(args) -> int:
     from grukit.train.distributed import context
 
@@ -229,22 +322,46 @@ def run_train(args) -> int:
     rec = recognizer(args, task)
     title = "FSDD" if args.dataset == "fsdd" else Path(args.data).name
     train_dict = rec.train_config.to_dict()
-    config = {"command": "speech train", "data": str(Path(args.data).resolve()) if args.data else None,
-              "dataset": args.dataset, "task": task, "holdout_speaker": args.holdout_speaker,
-              "loso": args.loso, "test_fraction": args.test_fraction, "strings": args.strings,
-              "speech": rec.config.resolved(), "train": train_dict, "world_size": ctx.world_size}
-    log(f"data: {len(utts):,} recordings" + (f" from {len({u.speaker for u in utts} - {None})} speakers"
-                                              if any(u.speaker for u in utts) else ""))
+    config = {
+        "command": "speech train",
+        "data": str(Path(args.data).resolve()) if args.data else None,
+        "dataset": args.dataset,
+        "task": task,
+        "holdout_speaker": args.holdout_speaker,
+        "loso": args.loso,
+        "test_fraction": args.test_fraction,
+        "strings": args.strings,
+        "speech": rec.config.resolved(),
+        "train": train_dict,
+        "world_size": ctx.world_size,
+    }
+    log(
+        f"data: {len(utts):,} recordings"
+        + (
+            f" from {len({u.speaker for u in utts} - {None})} speakers"
+            if any(u.speaker for u in utts)
+            else ""
+        )
+    )
     if args.loso:
         from grukit.apps.speech.run import speakers_run
 
         with run_folder(out, args.resume, config, ctx):
-            m = speakers_run(utts, lambda: recognizer(args, task), out, resume=args.resume, title=title,
-                             log=log, is_main=ctx.is_main)
+            m = speakers_run(
+                utts,
+                lambda: recognizer(args, task),
+                out,
+                resume=args.resume,
+                title=title,
+                log=log,
+                is_main=ctx.is_main,
+            )
         if ctx.is_main:
             g = m["summary"]["GRU"]
-            log(f"leave one speaker out: mean accuracy {g['mean']:.4f}, worst {g['worst_speaker']} "
-                f"{g['worst']:.4f}")
+            log(
+                f"leave one speaker out: mean accuracy {g['mean']:.4f}, worst {g['worst_speaker']} "
+                f"{g['worst']:.4f}"
+            )
         return 0
     train, test, how = _split(utts, args, log)
     log(f"split: {how}: {len(train):,} training and {len(test):,} test recordings")
@@ -252,8 +369,9 @@ def run_train(args) -> int:
         from grukit.apps.speech.run import classify_run
 
         with run_folder(out, args.resume, config, ctx):
-            m = classify_run(train, test, rec, out, resume=args.resume, title=title, log=log,
-                             is_main=ctx.is_main)
+            m = classify_run(
+                train, test, rec, out, resume=args.resume, title=title, log=log, is_main=ctx.is_main
+            )
         if ctx.is_main:
             base = ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in m["baselines"].items())
             log(f"test accuracy {m['accuracy']:.4f} ({m['errors']} errors in {m['test_recordings']}); {base}")
@@ -273,17 +391,23 @@ def run_train(args) -> int:
 
             train, others = official_split(train)
             tests["strings of held-out recordings"] = string_set(others, n_test, rate, args.seed + 2, log)
-        name = (f"strings of speaker {args.holdout_speaker} (held out)" if args.holdout_speaker
-                else "strings of held-out recordings")
+        name = (
+            f"strings of speaker {args.holdout_speaker} (held out)"
+            if args.holdout_speaker
+            else "strings of held-out recordings"
+        )
         tests[name] = string_set(test, n_test, rate, args.seed + 1, log)
         train_data = string_set(train, args.strings, rate, args.seed, log)
     with run_folder(out, args.resume, config, ctx):
-        m = transcribe_run(train_data, tests, rec, out, resume=args.resume, title=title, log=log,
-                           is_main=ctx.is_main)
+        m = transcribe_run(
+            train_data, tests, rec, out, resume=args.resume, title=title, log=log, is_main=ctx.is_main
+        )
     if ctx.is_main:
         for name, r in m["tests"].items():
-            log(f"{name}: word error rate {r['beam']['wer']:.4f} (beam), {r['greedy']['wer']:.4f} (greedy); "
-                f"sentence accuracy {r['beam']['sentence_accuracy']:.4f}")
+            log(
+                f"{name}: word error rate {r['beam']['wer']:.4f} (beam), {r['greedy']['wer']:.4f} (greedy); "
+                f"sentence accuracy {r['beam']['sentence_accuracy']:.4f}"
+            )
     return 0
 
 
@@ -337,7 +461,7 @@ def _stream_files(rec, args, log) -> int:
         print(f"{path}:", end="", flush=True)
         words = []
         for a in range(0, len(wave), step):
-            for w in stream.push(wave[a: a + step]):
+            for w in stream.push(wave[a : a + step]):
                 print(f" {w.text}", end="", flush=True)
                 words.append(w)
         for w in stream.finish():
@@ -357,8 +481,10 @@ def run_evaluate(args) -> int:
     rec, _ = load_model(GRUSpeechRecognizer, args.model)
     utts, task = load_utterances(args.data)
     if (task or "classify") != rec.config.task:
-        raise UserError(f"{args.data} has {'transcripts' if task == 'transcribe' else 'word labels'} "
-                        f"but the model is a {rec.config.task} model")
+        raise UserError(
+            f"{args.data} has {'transcripts' if task == 'transcribe' else 'word labels'} "
+            f"but the model is a {rec.config.task} model"
+        )
     r = rec.evaluate(utts, decode=args.decode)
     if r["task"] == "classify":
         print(f"{args.data}: accuracy {r['accuracy']:.4f} ({r['recordings']} recordings)")
@@ -369,9 +495,11 @@ def run_evaluate(args) -> int:
         for c, row in zip(classes, r["confusion"]):
             print(f"{c:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
     else:
-        print(f"{args.data}: word error rate {r['wer']:.4f} ({r['substitutions']} substitutions, "
-              f"{r['deletions']} deletions, {r['insertions']} insertions in {r['words']} words); "
-              f"sentence accuracy {r['sentence_accuracy']:.4f} ({r['recordings']} recordings)")
+        print(
+            f"{args.data}: word error rate {r['wer']:.4f} ({r['substitutions']} substitutions, "
+            f"{r['deletions']} deletions, {r['insertions']} insertions in {r['words']} words); "
+            f"sentence accuracy {r['sentence_accuracy']:.4f} ({r['recordings']} recordings)"
+        )
     if args.json:
         atomic_write_text(Path(args.json), json.dumps({"data": args.data, **r}, indent=1))
     return 0
@@ -389,6 +517,14 @@ def run_demo(args) -> int:
     utts = fsdd(args.data)  # found (or downloaded) before --out is made
     config = {"command": "speech demo", "data": args.data, "epochs": args.epochs, "seed": args.seed}
     with run_folder(out, args.resume, config, ctx):
-        speech_demo(utts, out, epochs=args.epochs, seed=args.seed, log=log, resume=args.resume,
-                    progress="off" if args.quiet else "auto", is_main=ctx.is_main)
+        speech_demo(
+            utts,
+            out,
+            epochs=args.epochs,
+            seed=args.seed,
+            log=log,
+            resume=args.resume,
+            progress="off" if args.quiet else "auto",
+            is_main=ctx.is_main,
+        )
     return 0

@@ -152,8 +152,7 @@ def assign(model: torch.nn.Module, params: Mapping[str, Tensor], *, source: str)
         value = torch.as_tensor(value)
         if tuple(value.shape) != tuple(own[name].shape):
             raise ConversionError(
-                f"{source}: expected {name} of shape {tuple(own[name].shape)}, "
-                f"got {tuple(value.shape)}"
+                f"{source}: expected {name} of shape {tuple(own[name].shape)}, got {tuple(value.shape)}"
             )
         if not value.is_floating_point():
             raise ConversionError(f"{source}: expected {name} to be floating point, got {value.dtype}")

@@ -41,15 +41,12 @@ def format_of(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise ConversionError(
-            f"{path}: unknown format {suffix or '(no extension)'!r}; expected one of "
-            + ", ".join(FORMATS)
+            f"{path}: unknown format {suffix or '(no extension)'!r}; expected one of " + ", ".join(FORMATS)
         )
     return suffix
 
 
-def read_model(
-    path: str | os.PathLike, *, reset_after: bool | None = None, backend: str = "auto"
-) -> GRU:
+def read_model(path: str | os.PathLike, *, reset_after: bool | None = None, backend: str = "auto") -> GRU:
     """A ``grukit.GRU`` from ``path``, in the format its extension names. ``reset_after`` is
     needed only where the file does not record the formulation (it defaults to True for a
     ``.pt`` state dict, the only formulation ``torch.nn.GRU`` has); where the file records it,
@@ -78,11 +75,12 @@ def read_model(
             state = state["state_dict"]
         if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise ConversionError(
-                f"{path}: expected a torch.nn.GRU state dict (names -> tensors), "
-                f"got {type(state).__name__}"
+                f"{path}: expected a torch.nn.GRU state dict (names -> tensors), got {type(state).__name__}"
             )
         return from_state_dict(
-            state, reset_after=True if reset_after is None else reset_after, source=str(path),
+            state,
+            reset_after=True if reset_after is None else reset_after,
+            source=str(path),
             backend=backend,
         )
     if fmt == ".onnx":
@@ -132,14 +130,13 @@ def _batch(model: GRU, N: int, T: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     dtype = model.weight_ih_l0.dtype
     x = torch.randn(T, N, model.input_size, generator=g, dtype=torch.float64).to(dtype)  # (T, N, I)
-    hx = torch.randn(model.num_layers * model.num_directions, N, model.hidden_size,
-                     generator=g, dtype=torch.float64).to(dtype)  # (D*L, N, H)
+    hx = torch.randn(
+        model.num_layers * model.num_directions, N, model.hidden_size, generator=g, dtype=torch.float64
+    ).to(dtype)  # (D*L, N, H)
     return x, hx
 
 
-def verify_file(
-    model: GRU, path: str | os.PathLike, *, N: int = 3, T: int = 11, seed: int = 0
-) -> float:
+def verify_file(model: GRU, path: str | os.PathLike, *, N: int = 3, T: int = 11, seed: int = 0) -> float:
     """Run ``model`` and what ``path`` holds, read back by the framework of its format (ONNX
     Runtime, or ONNX's reference evaluator without it; Keras; ``torch.nn.GRU``; grukit), on one
     random batch (with a random initial state where the format takes one), and return the
@@ -169,9 +166,7 @@ def verify_file(
         got = _run_keras(path, xin, hx, model)
     with torch.no_grad():
         want = model(xin, hx)
-    return max(
-        float((torch.as_tensor(g).double() - w.double()).abs().max()) for g, w in zip(got, want)
-    )
+    return max(float((torch.as_tensor(g).double() - w.double()).abs().max()) for g, w in zip(got, want))
 
 
 def _run_onnx(path, x: np.ndarray, hx: np.ndarray, model: GRU):

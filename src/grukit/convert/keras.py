@@ -38,8 +38,11 @@ def _keras():
 
     keras = require("keras", "keras", what="Keras support")
     if int(keras.__version__.split(".")[0]) < 3:
-        raise MissingDependency(f"grukit supports Keras 3, found keras {keras.__version__}: "
-                                "pip install 'grukit[keras]'", name="keras", extra="keras")
+        raise MissingDependency(
+            f"grukit supports Keras 3, found keras {keras.__version__}: pip install 'grukit[keras]'",
+            name="keras",
+            extra="keras",
+        )
     return keras
 
 
@@ -117,10 +120,12 @@ def _describe(keras, layers) -> list[list[dict]]:
                     f"{label}: merge_mode={layer.merge_mode!r}; grukit concatenates the two "
                     "directions (merge_mode='concat')"
                 )
-            out.append([
-                _check_gru(keras, layer.forward_layer, label + " forward"),
-                _check_gru(keras, layer.backward_layer, label + " backward", backwards=True),
-            ])
+            out.append(
+                [
+                    _check_gru(keras, layer.forward_layer, label + " forward"),
+                    _check_gru(keras, layer.backward_layer, label + " backward", backwards=True),
+                ]
+            )
         else:
             out.append([_check_gru(keras, layer, label)])
     if not out:
@@ -181,9 +186,7 @@ def from_keras(
                 params[param_name(kind, k, d)] = value
     if into is None:
         dtype = params["weight_ih_l0"].dtype
-        into = new_model(
-            {**config, "batch_first": batch_first, "dropout": 0.0}, dtype=dtype, backend=backend
-        )
+        into = new_model({**config, "batch_first": batch_first, "dropout": 0.0}, dtype=dtype, backend=backend)
     else:
         check_into(into, config, source="the Keras layers")
     assign(into, params, source="Keras")
@@ -207,19 +210,32 @@ def to_keras(model: GRU, *, into=None) -> list:
     if into is None:
         layers = []
         for k in range(L):
+
             def gru(backwards: bool = False):
                 return keras.layers.GRU(
-                    H, return_sequences=True, reset_after=model.reset_after, use_bias=model.bias,
-                    go_backwards=backwards, dtype=dtype, recurrent_dropout=model.recurrent_dropout,
+                    H,
+                    return_sequences=True,
+                    reset_after=model.reset_after,
+                    use_bias=model.bias,
+                    go_backwards=backwards,
+                    dtype=dtype,
+                    recurrent_dropout=model.recurrent_dropout,
                 )
+
             layer = keras.layers.Bidirectional(gru(), backward_layer=gru(True)) if D == 2 else gru()
             layer.build((None, None, model.input_size if k == 0 else D * H))
             layers.append(layer)
     else:
         layers = _layers_of(keras, into)
         dirs = _describe(keras, layers)
-        have = (len(dirs), len(dirs[0]), dirs[0][0]["units"], dirs[0][0]["input_size"],
-                dirs[0][0]["reset_after"], dirs[0][0]["use_bias"])
+        have = (
+            len(dirs),
+            len(dirs[0]),
+            dirs[0][0]["units"],
+            dirs[0][0]["input_size"],
+            dirs[0][0]["reset_after"],
+            dirs[0][0]["use_bias"],
+        )
         want = (L, D, H, model.input_size, model.reset_after, model.bias)
         if have != want:
             keys = "layers, directions, units, input size, reset_after, use_bias"
@@ -228,8 +244,9 @@ def to_keras(model: GRU, *, into=None) -> list:
         weights = []
         for d in range(D):
             tensors = [
-                getattr(model, param_name(kind, k, d)).detach().to("cpu") if model.bias
-                or kind.startswith("weight") else None
+                getattr(model, param_name(kind, k, d)).detach().to("cpu")
+                if model.bias or kind.startswith("weight")
+                else None
                 for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
             ]
             converted = layout.to_keras(*tensors, reset_after=model.reset_after)

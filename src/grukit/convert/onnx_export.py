@@ -107,8 +107,9 @@ def export_onnx(
     batch, time = "batch", "time"
     inputs = [
         helper.make_tensor_value_info(
-            "input", elem, [batch, time, model.input_size] if model.batch_first
-            else [time, batch, model.input_size]
+            "input",
+            elem,
+            [batch, time, model.input_size] if model.batch_first else [time, batch, model.input_size],
         )
     ]
     x = "input"
@@ -126,11 +127,14 @@ def export_onnx(
     h_last = []
     for k in range(L):
         per_dir = [
-            layout.to_onnx(*(
-                getattr(model, param_name(kind, k, d)) if model.bias or kind.startswith("weight")
-                else None
-                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-            ))
+            layout.to_onnx(
+                *(
+                    getattr(model, param_name(kind, k, d))
+                    if model.bias or kind.startswith("weight")
+                    else None
+                    for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                )
+            )
             for d in range(D)
         ]
         gru_in = [
@@ -144,16 +148,23 @@ def export_onnx(
         if initial_state:
             const(f"hx_start_l{k}", np.array([k * D], dtype=np.int64))
             const(f"hx_end_l{k}", np.array([(k + 1) * D], dtype=np.int64))
-            nodes.append(helper.make_node(
-                "Slice", ["hx", f"hx_start_l{k}", f"hx_end_l{k}", "hx_axes"], [f"hx_l{k}"]
-            ))  # (D, N, H)
+            nodes.append(
+                helper.make_node("Slice", ["hx", f"hx_start_l{k}", f"hx_end_l{k}", "hx_axes"], [f"hx_l{k}"])
+            )  # (D, N, H)
             gru_in[5] = f"hx_l{k}"
         while gru_in and gru_in[-1] == "":
             gru_in.pop()
-        nodes.append(helper.make_node(
-            "GRU", gru_in, [f"Y_l{k}", f"Y_h_l{k}"], name=f"gru_l{k}", hidden_size=H,
-            direction=direction, linear_before_reset=int(model.reset_after),
-        ))  # (T, D, N, H), (D, N, H)
+        nodes.append(
+            helper.make_node(
+                "GRU",
+                gru_in,
+                [f"Y_l{k}", f"Y_h_l{k}"],
+                name=f"gru_l{k}",
+                hidden_size=H,
+                direction=direction,
+                linear_before_reset=int(model.reset_after),
+            )
+        )  # (T, D, N, H), (D, N, H)
         nodes.append(helper.make_node("Transpose", [f"Y_l{k}"], [f"Y_t_l{k}"], perm=[0, 2, 1, 3]))
         shape = const(f"shape_l{k}", np.array([0, 0, D * H], dtype=np.int64))
         x = f"output_l{k}" if (k < L - 1 or model.batch_first) else "output"

@@ -88,9 +88,7 @@ def load_onnx(
     elif isinstance(source, onnx.ModelProto):
         proto = source
     else:
-        raise TypeError(
-            f"expected a path, bytes or onnx.ModelProto, got {type(source).__name__}"
-        )
+        raise TypeError(f"expected a path, bytes or onnx.ModelProto, got {type(source).__name__}")
     graph = proto.graph
 
     known: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -118,7 +116,8 @@ def load_onnx(
             return known[key]
         made_by = producer.get(key)
         where = (
-            f"computed by a {made_by[0].op_type} node" if made_by
+            f"computed by a {made_by[0].op_type} node"
+            if made_by
             else "a graph input; pass its value with values={" + repr(key) + ": array}"
         )
         raise ConversionError(
@@ -160,8 +159,7 @@ def load_onnx(
             acts = [s.lower() for s in a.get("activations", [])]
             if acts and acts != ["sigmoid", "tanh"] * (len(acts) // 2) or len(acts) % 2:
                 raise ConversionError(
-                    f"{label} sets activations={a['activations']}; grukit computes Sigmoid and "
-                    "Tanh only"
+                    f"{label} sets activations={a['activations']}; grukit computes Sigmoid and Tanh only"
                 )
             settings.append((label, a))
     lbr = {int(a.get("linear_before_reset", 0)) for _, a in settings}
@@ -205,8 +203,10 @@ def load_onnx(
                 )
             hidden.add(H)
             inputs_of.append(W.shape[1])
-            t = {key: torch.from_numpy(np.array(v, copy=True)) if v is not None else None
-                 for key, v in (("W", W), ("R", R), ("B", B))}
+            t = {
+                key: torch.from_numpy(np.array(v, copy=True)) if v is not None else None
+                for key, v in (("W", W), ("R", R), ("B", B))
+            }
             for kind, value in layout.from_onnx(t["W"], t["R"], t["B"]).items():
                 params[param_name(kind, k, d)] = value
     if len(hidden) > 1:

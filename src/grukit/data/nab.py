@@ -83,8 +83,10 @@ def nab_folder(path=None, *, download: bool = True) -> Path:
     if (target / WINDOWS).is_file():
         return target
     if not download:
-        raise DataError(f"NAB is not in the cache ({target}): give its folder with --data DIR or "
-                        f"${NAB_ENV}=DIR, or allow the download")
+        raise DataError(
+            f"NAB is not in the cache ({target}): give its folder with --data DIR or "
+            f"${NAB_ENV}=DIR, or allow the download"
+        )
     _fill_cache(target)
     return target
 
@@ -111,7 +113,8 @@ def _fill_cache(target: Path) -> None:
             raise DataError(
                 f"NAB is not on this machine and could not be downloaded ({exc}): give its folder "
                 f"with --data DIR, set ${NAB_ENV}=DIR, or run once on a machine online to fill "
-                f"{target}") from None
+                f"{target}"
+            ) from None
         except ValueError as exc:
             raise DataError(f"the NAB download is damaged ({exc}); run again") from None
         os.replace(stage, target)

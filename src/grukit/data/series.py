@@ -28,8 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DataError", "SeriesSet", "read_csv", "read_frame", "from_arrays", "parse_times", "check_increasing",
-           "future_times"]
+__all__ = [
+    "DataError",
+    "SeriesSet",
+    "read_csv",
+    "read_frame",
+    "from_arrays",
+    "parse_times",
+    "check_increasing",
+    "future_times",
+]
 
 ID_NAMES = ("id", "unique_id", "series", "series_id")
 TIME_NAMES = ("timestamp", "date", "time", "ds", "datetime")
@@ -147,9 +155,7 @@ def read_csv(
     bad = values.isna() & ~missing
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(
-            f"{source}: line {row + 2}: {value_c}={raw.iloc[row]!r} is not a number"
-        )
+        raise DataError(f"{source}: line {row + 2}: {value_c}={raw.iloc[row]!r} is not a number")
     if not np.isfinite(values.dropna().to_numpy(dtype=float)).all():
         row = int(np.flatnonzero(~np.isfinite(values.fillna(0).to_numpy(dtype=float)))[0])
         raise DataError(f"{source}: line {row + 2}: {value_c}={raw.iloc[row]!r} is not finite")
@@ -186,8 +192,7 @@ def parse_times(column, name: str, source: str) -> np.ndarray:
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
         mixed = " (the column mixes numbers and dates)" if numbers.notna().iloc[row] else ""
-        raise DataError(f"{source}: line {row + 2}: {name}={text.iloc[row]!r} is not a date or time"
-                        + mixed)
+        raise DataError(f"{source}: line {row + 2}: {name}={text.iloc[row]!r} is not a date or time" + mixed)
     return stamps.to_numpy()
 
 
@@ -206,11 +211,14 @@ def check_increasing(t: np.ndarray, lines: np.ndarray, source: str, name: str, s
     back = np.flatnonzero(t[1:] <= t[:-1])
     if back.size:
         i = int(back[0])
-        a, b = (str(_pandas().Timestamp(v)) if t.dtype.kind == "M" else str(v) for v in t[i:i + 2])
+        a, b = (str(_pandas().Timestamp(v)) if t.dtype.kind == "M" else str(v) for v in t[i : i + 2])
         raise DataError(
             f"{source}: lines {lines[i]} and {lines[i + 1]}: {name} goes from {a} to {b}"
-            + (f" in series {sid!r}; times must increase strictly within each series"
-               if sid is not None else "; times must increase strictly down the rows")
+            + (
+                f" in series {sid!r}; times must increase strictly within each series"
+                if sid is not None
+                else "; times must increase strictly down the rows"
+            )
         )
 
 
@@ -245,8 +253,9 @@ def _assemble(frame, source: str, time_col: str | None) -> SeriesSet:
             dup = g["time"].duplicated()
             if dup.any():
                 line = int(g["line"][dup].iloc[0])
-                raise DataError(f"{source}: line {line}: series {sid!r} repeats the timestamp "
-                                f"{g['time'][dup].iloc[0]}")
+                raise DataError(
+                    f"{source}: line {line}: series {sid!r} repeats the timestamp {g['time'][dup].iloc[0]}"
+                )
         v = g["value"].to_numpy(dtype=float, copy=True)
         ok = np.flatnonzero(~np.isnan(v))
         if len(ok) == 0:
@@ -283,15 +292,21 @@ def _assemble(frame, source: str, time_col: str | None) -> SeriesSet:
                 freqs.add(freq)
             stamps.append(t)
     if len(freqs) > 1:
-        raise DataError(f"{source}: the series have different "
-                        f"{'steps' if integer else 'frequencies'} ({', '.join(map(str, sorted(freqs)))})")
+        raise DataError(
+            f"{source}: the series have different "
+            f"{'steps' if integer else 'frequencies'} ({', '.join(map(str, sorted(freqs)))})"
+        )
     return SeriesSet(
         ids=ids,
         values=values,
         timestamps=stamps if has_time else None,
         freq=freqs.pop() if freqs else None,
-        report={"series": len(ids), "points": int(sum(len(v) for v in values)),
-                "interpolated": interpolated, "dropped_at_ends": dropped},
+        report={
+            "series": len(ids),
+            "points": int(sum(len(v) for v in values)),
+            "interpolated": interpolated,
+            "dropped_at_ends": dropped,
+        },
     )
 
 

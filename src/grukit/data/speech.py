@@ -43,9 +43,25 @@ import numpy as np
 
 from grukit.data.series import DataError
 
-__all__ = ["Utterance", "FSDD_ENV", "FSDD_SPEAKERS", "FSDD_URL", "FSDD_RECORDINGS_SHA256", "AUDIO_EXTENSIONS",
-           "cache_folder", "fsdd_folder", "recordings_digest", "fsdd", "official_split", "speaker_split",
-           "speakers", "from_folder", "from_manifest", "load_utterances", "connected_digits"]
+__all__ = [
+    "Utterance",
+    "FSDD_ENV",
+    "FSDD_SPEAKERS",
+    "FSDD_URL",
+    "FSDD_RECORDINGS_SHA256",
+    "AUDIO_EXTENSIONS",
+    "cache_folder",
+    "fsdd_folder",
+    "recordings_digest",
+    "fsdd",
+    "official_split",
+    "speaker_split",
+    "speakers",
+    "from_folder",
+    "from_manifest",
+    "load_utterances",
+    "connected_digits",
+]
 
 FSDD_ENV = "GRUKIT_FSDD"  # a folder holding FSDD (the dataset root or its recordings/ folder)
 FSDD_SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
@@ -78,6 +94,7 @@ def _sort_key(u: Utterance):
 
 
 # -- FSDD ------------------------------------------------------------------------------------
+
 
 def cache_folder() -> Path:
     """grukit's cache: ``$GRUKIT_CACHE``, else ``$XDG_CACHE_HOME/grukit``, else ``~/.cache/grukit``."""
@@ -124,8 +141,10 @@ def _fill_cache(target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         if any(target.iterdir()):
-            raise DataError(f"{target} exists but holds no recordings/*.wav: remove it and run again "
-                            f"to download FSDD there")
+            raise DataError(
+                f"{target} exists but holds no recordings/*.wav: remove it and run again "
+                f"to download FSDD there"
+            )
         target.rmdir()
     stage = Path(tempfile.mkdtemp(prefix=".fsdd-download-", dir=target.parent))
     try:
@@ -135,23 +154,32 @@ def _fill_cache(target: Path) -> None:
         except OSError as exc:
             raise DataError(
                 f"FSDD is not on this machine and could not be downloaded ({exc}): give its folder with "
-                f"--data DIR, set ${FSDD_ENV}=DIR, or run once on a machine online to fill {target}") from None
+                f"--data DIR, set ${FSDD_ENV}=DIR, or run once on a machine online to fill {target}"
+            ) from None
         recordings = stage / "fsdd" / "recordings"
         recordings.mkdir(parents=True)
         try:
             with zipfile.ZipFile(archive) as z:
                 for info in z.infolist():
                     parts = info.filename.split("/")
-                    if len(parts) >= 2 and parts[-2] == "recordings" and parts[-1].endswith(".wav") \
-                            and not info.is_dir():
+                    if (
+                        len(parts) >= 2
+                        and parts[-2] == "recordings"
+                        and parts[-1].endswith(".wav")
+                        and not info.is_dir()
+                    ):
                         (recordings / parts[-1]).write_bytes(z.read(info))
         except zipfile.BadZipFile as exc:
-            raise DataError(f"the FSDD download from {FSDD_URL} is not a zip archive ({exc}); run again") from None
+            raise DataError(
+                f"the FSDD download from {FSDD_URL} is not a zip archive ({exc}); run again"
+            ) from None
         archive.unlink()
         digest = recordings_digest(recordings)
         if digest != FSDD_RECORDINGS_SHA256:
-            raise DataError(f"the FSDD download from {FSDD_URL} does not match its checksum (expected "
-                            f"{FSDD_RECORDINGS_SHA256}, got {digest}); nothing was kept")
+            raise DataError(
+                f"the FSDD download from {FSDD_URL} does not match its checksum (expected "
+                f"{FSDD_RECORDINGS_SHA256}, got {digest}); nothing was kept"
+            )
         try:
             os.replace(stage / "fsdd", target)
         except OSError:
@@ -175,16 +203,20 @@ def fsdd_folder(path=None, *, download: bool = True) -> Path:
             raise DataError(f"no such folder: {folder} (FSDD's folder, from {what})")
         found = _recordings_in(folder)
         if found is None:
-            raise DataError(f"{folder} (from {what}) holds no FSDD recordings: expected "
-                            f"recordings/{{digit}}_{{speaker}}_{{index}}.wav or the .wav files themselves")
+            raise DataError(
+                f"{folder} (from {what}) holds no FSDD recordings: expected "
+                f"recordings/{{digit}}_{{speaker}}_{{index}}.wav or the .wav files themselves"
+            )
         return found
     target = cache_folder() / "fsdd"
     found = _recordings_in(target) if target.is_dir() else None
     if found is not None:
         return found
     if not download:
-        raise DataError(f"FSDD is not in the cache ({target}): give its folder with --data DIR or "
-                        f"${FSDD_ENV}=DIR, or allow the download")
+        raise DataError(
+            f"FSDD is not in the cache ({target}): give its folder with --data DIR or "
+            f"${FSDD_ENV}=DIR, or allow the download"
+        )
     _fill_cache(target)
     return target / "recordings"
 
@@ -202,8 +234,11 @@ def fsdd(path=None, *, download: bool = True) -> list[Utterance]:
             continue
         utts.append(Utterance(os.path.abspath(p), m.group(1), m.group(2), int(m.group(3))))
     if stray:
-        warnings.warn(f"{folder}: skipped {len(stray)} file(s) not named {{digit}}_{{speaker}}_{{index}}.wav, "
-                      f"e.g. {stray[0]}", stacklevel=2)
+        warnings.warn(
+            f"{folder}: skipped {len(stray)} file(s) not named {{digit}}_{{speaker}}_{{index}}.wav, "
+            f"e.g. {stray[0]}",
+            stacklevel=2,
+        )
     if not utts:
         raise DataError(f"{folder}: no file named {{digit}}_{{speaker}}_{{index}}.wav")
     utts.sort(key=lambda u: (u.speaker, int(u.text), u.index))
@@ -212,13 +247,16 @@ def fsdd(path=None, *, download: bool = True) -> list[Utterance]:
 
 # -- splits ----------------------------------------------------------------------------------
 
+
 def official_split(utts) -> tuple[list[Utterance], list[Utterance]]:
     """FSDD's documented split: (train = recordings with index 5 and above, test = index 0-4)."""
     utts = list(utts)
     missing = [u.path for u in utts if u.index is None]
     if missing:
-        raise DataError(f"the official split needs FSDD's recording index ({{label}}_{{speaker}}_{{index}}.wav "
-                        f"names); {len(missing)} recording(s) have none, e.g. {missing[0]}")
+        raise DataError(
+            f"the official split needs FSDD's recording index ({{label}}_{{speaker}}_{{index}}.wav "
+            f"names); {len(missing)} recording(s) have none, e.g. {missing[0]}"
+        )
     train = [u for u in utts if u.index not in FSDD_TEST_INDICES]
     test = [u for u in utts if u.index in FSDD_TEST_INDICES]
     return train, test
@@ -234,8 +272,10 @@ def speaker_split(utts, speaker: str) -> tuple[list[Utterance], list[Utterance]]
     utts = list(utts)
     present = speakers(utts)
     if not present:
-        raise DataError("a speaker split needs speakers: name files {label}_{speaker}_{index}.wav or give a "
-                        "'speaker' column in the manifest")
+        raise DataError(
+            "a speaker split needs speakers: name files {label}_{speaker}_{index}.wav or give a "
+            "'speaker' column in the manifest"
+        )
     if speaker not in present:
         raise DataError(f"expected a speaker among {', '.join(present)}, got {speaker!r}")
     train = [u for u in utts if u.speaker != speaker]
@@ -247,12 +287,15 @@ def speaker_split(utts, speaker: str) -> tuple[list[Utterance], list[Utterance]]
 
 # -- a user's recordings ---------------------------------------------------------------------
 
+
 def _is_audio(p: Path) -> bool:
     return p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
 
 
-_LAYOUTS = ("expected class subfolders DIR/<label>/*.wav or files named {label}_{speaker}_{index}.wav "
-            "(.wav, .flac or .ogg), or give a CSV manifest with columns path,label or path,transcript")
+_LAYOUTS = (
+    "expected class subfolders DIR/<label>/*.wav or files named {label}_{speaker}_{index}.wav "
+    "(.wav, .flac or .ogg), or give a CSV manifest with columns path,label or path,transcript"
+)
 
 
 def from_folder(folder) -> list[Utterance]:
@@ -273,13 +316,18 @@ def from_folder(folder) -> list[Utterance]:
     if classes:
         for label, files in classes.items():
             if label.split() != [label]:
-                raise DataError(f"{folder / label}: expected a class folder named with one word, got {label!r}")
+                raise DataError(
+                    f"{folder / label}: expected a class folder named with one word, got {label!r}"
+                )
             for p in files:
                 m = _STYLE_NAME.match(p.stem)
                 utts.append(Utterance(os.path.abspath(p), label, m and m.group(2), m and int(m.group(3))))
         if top:
-            warnings.warn(f"{folder}: {len(top)} audio file(s) beside the class subfolders were left out, "
-                          f"e.g. {top[0].name}", stacklevel=2)
+            warnings.warn(
+                f"{folder}: {len(top)} audio file(s) beside the class subfolders were left out, "
+                f"e.g. {top[0].name}",
+                stacklevel=2,
+            )
     else:
         if not top:
             raise DataError(f"{folder}: no audio files (.wav, .flac, .ogg) in it or its subfolders")
@@ -293,8 +341,11 @@ def from_folder(folder) -> list[Utterance]:
         if not utts:
             raise DataError(f"{folder}: the audio files have no labels (e.g. {stray[0]}): {_LAYOUTS}")
         if stray:
-            warnings.warn(f"{folder}: skipped {len(stray)} file(s) not named {{label}}_{{speaker}}_{{index}}, "
-                          f"e.g. {stray[0]}", stacklevel=2)
+            warnings.warn(
+                f"{folder}: skipped {len(stray)} file(s) not named {{label}}_{{speaker}}_{{index}}, "
+                f"e.g. {stray[0]}",
+                stacklevel=2,
+            )
     utts.sort(key=_sort_key)
     return utts
 
@@ -313,15 +364,19 @@ def from_manifest(csv_path) -> tuple[list[Utterance], str]:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
-            raise DataError(f"{csv_path}: empty file; expected a header line with path and label or transcript")
+            raise DataError(
+                f"{csv_path}: empty file; expected a header line with path and label or transcript"
+            )
         columns = [h.strip().lower() for h in header]
         if "path" not in columns:
             raise DataError(f"{csv_path} line 1: expected a 'path' column, got columns {columns}")
         kinds = [c for c in ("label", "transcript") if c in columns]
         if len(kinds) != 1:
             got = "both" if kinds else "neither"
-            raise DataError(f"{csv_path} line 1: expected a 'label' column (classification) or a 'transcript' "
-                            f"column (strings of words), got {got}")
+            raise DataError(
+                f"{csv_path} line 1: expected a 'label' column (classification) or a 'transcript' "
+                f"column (strings of words), got {got}"
+            )
         kind = kinds[0]
         col = {name: columns.index(name) for name in ("path", kind, "speaker") if name in columns}
         utts = []
@@ -342,8 +397,10 @@ def from_manifest(csv_path) -> tuple[list[Utterance], str]:
             if not p.is_file():
                 raise DataError(f"{csv_path} line {line}, column 'path': no such file: {p}")
             if kind == "label" and len(text.split()) != 1:
-                raise DataError(f"{csv_path} line {line}, column 'label': expected one word, got {text!r} "
-                                f"(strings of words go in a 'transcript' column)")
+                raise DataError(
+                    f"{csv_path} line {line}, column 'label': expected one word, got {text!r} "
+                    f"(strings of words go in a 'transcript' column)"
+                )
             speaker = cell("speaker", required=False) if "speaker" in col else None
             utts.append(Utterance(os.path.abspath(p), " ".join(text.split()), speaker))
     if not utts:
@@ -365,21 +422,34 @@ def load_utterances(source) -> tuple[list[Utterance], str | None]:
 
 # -- connected digits ------------------------------------------------------------------------
 
+
 def _interval(value, name: str, integer: bool = False) -> tuple:
     ok = isinstance(value, (tuple, list)) and len(value) == 2
     if ok:
         kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-        ok = all(isinstance(v, kinds) and not isinstance(v, bool) and math.isfinite(v) for v in value) \
+        ok = (
+            all(isinstance(v, kinds) and not isinstance(v, bool) and math.isfinite(v) for v in value)
             and 0 <= value[0] <= value[1]
+        )
     if not ok or (integer and value[0] < 1):
         least = "1 <= lo" if integer else "0 <= lo"
         raise DataError(f"expected {name}=(lo, hi) with {least} <= hi, got {value!r}")
     return (int(value[0]), int(value[1])) if integer else (float(value[0]), float(value[1]))
 
 
-def connected_digits(clips: list[np.ndarray], labels: list[str], *, count: int, rate: int, lengths=(3, 7),
-                     pause=(0.05, 0.4), edge=(0.05, 0.2), snr_db: float | None = None,
-                     seed: int = 0, segments: bool = False) -> list[tuple]:
+def connected_digits(
+    clips: list[np.ndarray],
+    labels: list[str],
+    *,
+    count: int,
+    rate: int,
+    lengths=(3, 7),
+    pause=(0.05, 0.4),
+    edge=(0.05, 0.2),
+    snr_db: float | None = None,
+    seed: int = 0,
+    segments: bool = False,
+) -> list[tuple]:
     """``count`` strings of words (see the module docstring): [(wave float32 (S,), transcript)].
     Each has a length drawn uniformly from ``lengths`` (inclusive), that many clips drawn with
     replacement from ``clips`` (1-D waves at ``rate`` Hz), silences of U[pause] seconds between
@@ -408,8 +478,11 @@ def connected_digits(clips: list[np.ndarray], labels: list[str], *, count: int, 
             raise DataError(f"expected {name} a positive integer, got {v!r}")
     lo, hi = _interval(lengths, "lengths", integer=True)
     pause, edge = _interval(pause, "pause"), _interval(edge, "edge")
-    if snr_db is not None and (isinstance(snr_db, bool) or not isinstance(snr_db, (int, float, np.number))
-                               or not math.isfinite(snr_db)):
+    if snr_db is not None and (
+        isinstance(snr_db, bool)
+        or not isinstance(snr_db, (int, float, np.number))
+        or not math.isfinite(snr_db)
+    ):
         raise DataError(f"expected snr_db a finite number or None, got {snr_db!r}")
     if snr_db is not None:
         from grukit.data.audio import add_noise

@@ -76,8 +76,10 @@ class Vocabulary:
         character, when given) at the char level; all 256 bytes at the byte level."""
         if _check_level(level) == "byte":
             if unknown is not None:
-                raise DataError(f"unknown= is for level='char' (at the byte level every text can be encoded), "
-                                f"got unknown={unknown!r}")
+                raise DataError(
+                    f"unknown= is for level='char' (at the byte level every text can be encoded), "
+                    f"got unknown={unknown!r}"
+                )
             return cls.bytes()
         if not isinstance(text, str):
             raise DataError(f"expected the training text as str, got {type(text).__name__}")
@@ -111,13 +113,20 @@ class Vocabulary:
         allowed = {"level"} if level == "byte" else {"level", "symbols", "unknown"}
         extra = sorted(set(d) - allowed)
         if extra:
-            raise DataError(f"expected a {level}-level vocabulary with keys {sorted(allowed)}, got also {extra}")
+            raise DataError(
+                f"expected a {level}-level vocabulary with keys {sorted(allowed)}, got also {extra}"
+            )
         if level == "byte":
             return cls.bytes()
         symbols, unknown = d.get("symbols"), d.get("unknown")
-        if not isinstance(symbols, list) or not symbols \
-                or not all(isinstance(s, str) and len(s) == 1 for s in symbols):
-            raise DataError(f"expected 'symbols' to be a non-empty list of single characters, got {symbols!r:.80}")
+        if (
+            not isinstance(symbols, list)
+            or not symbols
+            or not all(isinstance(s, str) and len(s) == 1 for s in symbols)
+        ):
+            raise DataError(
+                f"expected 'symbols' to be a non-empty list of single characters, got {symbols!r:.80}"
+            )
         if any(a >= b for a, b in zip(symbols, symbols[1:])):
             raise DataError("expected 'symbols' distinct and sorted by code point, got them out of order")
         if unknown is not None and unknown not in symbols:
@@ -152,16 +161,22 @@ class Vocabulary:
                 try:
                     data = text.encode("utf-8")
                 except UnicodeEncodeError as exc:
-                    raise DataError(f"{what}: {_describe(text[exc.start])} at {_where(text, exc.start)} "
-                                    "is a lone surrogate, which has no UTF-8 encoding") from None
+                    raise DataError(
+                        f"{what}: {_describe(text[exc.start])} at {_where(text, exc.start)} "
+                        "is a lone surrogate, which has no UTF-8 encoding"
+                    ) from None
             else:
                 raise DataError(f"{what}: expected str or bytes, got {type(text).__name__}")
             return np.frombuffer(data, np.uint8).astype(np.int64)  # (M,)
         if not isinstance(text, str):
-            raise DataError(f"{what}: expected str at level='char', got {type(text).__name__}"
-                            + ("; use level='byte' for raw bytes" if isinstance(text, (bytes, bytearray)) else ""))
+            raise DataError(
+                f"{what}: expected str at level='char', got {type(text).__name__}"
+                + ("; use level='byte' for raw bytes" if isinstance(text, (bytes, bytearray)) else "")
+            )
         codes = _code_points(text)  # (M,)
-        ids = self._table()[np.minimum(codes, len(self._table()) - 1)]  # (M,) int64; -1: not in the vocabulary
+        ids = self._table()[
+            np.minimum(codes, len(self._table()) - 1)
+        ]  # (M,) int64; -1: not in the vocabulary
         known = ids >= 0  # (M,)
         if known.all():
             return ids
@@ -175,7 +190,8 @@ class Vocabulary:
         raise DataError(
             f"{what}: character {_describe(text[pos])} at {_where(text, pos)} is not in the vocabulary of "
             f"{self.size} characters{more}; train with unknown= (--unknown CHAR) so that unseen characters "
-            f"map to it, or use level='byte' (--level byte)")
+            f"map to it, or use level='byte' (--level byte)"
+        )
 
     def _table(self) -> np.ndarray:
         """id of each code point up to the largest symbol's, -1 for the others (one more entry,
@@ -216,7 +232,9 @@ class TextDecoder:
 
     def __init__(self, vocab: Vocabulary) -> None:
         self.vocab = vocab
-        self._bytes = codecs.getincrementaldecoder("utf-8")(errors="replace") if vocab.level == "byte" else None
+        self._bytes = (
+            codecs.getincrementaldecoder("utf-8")(errors="replace") if vocab.level == "byte" else None
+        )
 
     def decode(self, ids) -> str:
         if self._bytes is None:
@@ -259,16 +277,20 @@ def read_text(path: str | os.PathLike, *, level: str):
         return data
     nul = data.find(b"\0")
     if nul >= 0:
-        raise DataError(f"{path}: a NUL byte at byte {nul} (line {_line_of(data, nul)}): this looks "
-                        "like a binary file, not text; a byte-level model reads any file: level='byte' "
-                        "(--level byte)")
+        raise DataError(
+            f"{path}: a NUL byte at byte {nul} (line {_line_of(data, nul)}): this looks "
+            "like a binary file, not text; a byte-level model reads any file: level='byte' "
+            "(--level byte)"
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         bad = exc.start
-        raise DataError(f"{path}: not UTF-8 text: byte 0x{data[bad]:02X} at byte {bad} (line "
-                        f"{_line_of(data, bad)}) {exc.reason}; convert the file to UTF-8, or use "
-                        "level='byte' (--level byte), which reads any file") from None
+        raise DataError(
+            f"{path}: not UTF-8 text: byte 0x{data[bad]:02X} at byte {bad} (line "
+            f"{_line_of(data, bad)}) {exc.reason}; convert the file to UTF-8, or use "
+            "level='byte' (--level byte), which reads any file"
+        ) from None
 
 
 def _line_of(data: bytes, pos: int) -> int:
@@ -294,12 +316,16 @@ def char_ptb(path: str | os.PathLike | None = None) -> dict[str, str]:
         folder = Path(folder)
         source = f"{folder}" + ("" if path is not None else f" (from ${PTB_ENV})")
         if not folder.is_dir():
-            raise DataError(f"{source}: expected a folder holding {', '.join(PTB_FILES.values())}, got "
-                            f"{'a file' if folder.exists() else 'nothing there'}")
+            raise DataError(
+                f"{source}: expected a folder holding {', '.join(PTB_FILES.values())}, got "
+                f"{'a file' if folder.exists() else 'nothing there'}"
+            )
         missing = [f for f in PTB_FILES.values() if not (folder / f).is_file()]
         if missing:
-            raise DataError(f"{source}: expected the word-level PTB files {', '.join(PTB_FILES.values())}, "
-                            f"missing {', '.join(missing)}")
+            raise DataError(
+                f"{source}: expected the word-level PTB files {', '.join(PTB_FILES.values())}, "
+                f"missing {', '.join(missing)}"
+            )
         words = {k: read_text(folder / f, level="char") for k, f in PTB_FILES.items()}
     else:
         from grukit._extras import require

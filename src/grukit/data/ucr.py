@@ -24,5 +24,9 @@ def load_ucr(name: str = "ECG5000") -> tuple[np.ndarray, np.ndarray, np.ndarray,
     except (FileNotFoundError, OSError):
         raise DataError(f"no UCR dataset named {name!r} in {UCR_PACKAGE}") from None
     x_tr, y_tr, x_te, y_te = data[name]
-    return (np.asarray(x_tr, np.float64), np.asarray(y_tr).astype(int),
-            np.asarray(x_te, np.float64), np.asarray(y_te).astype(int))
+    return (
+        np.asarray(x_tr, np.float64),
+        np.asarray(y_tr).astype(int),
+        np.asarray(x_te, np.float64),
+        np.asarray(y_te).astype(int),
+    )

@@ -58,8 +58,14 @@ class WindowDataset(Dataset):
     """Windows ``(series, end)`` over ``series``; a batch is ``(x, mask, y, scale)`` tensors
     (B, L), (B, L), (B, h), (B,), fetched in one vectorised step."""
 
-    def __init__(self, series: list[np.ndarray], windows: np.ndarray, L: int, h: int,
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        series: list[np.ndarray],
+        windows: np.ndarray,
+        L: int,
+        h: int,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         self.series = series
         self.windows = windows
         self.L, self.h, self.dtype = L, h, dtype

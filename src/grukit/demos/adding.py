@@ -53,9 +53,7 @@ def default_models() -> dict[str, Callable[[int], nn.Module]]:
     """Model name -> constructor taking the hidden size; all batch-first, 2 inputs."""
     return {
         "grukit.GRU reset_after=False (spec)": lambda H: grukit.GRU(2, H, batch_first=True),
-        "grukit.GRU reset_after=True (torch)": lambda H: grukit.GRU(
-            2, H, batch_first=True, reset_after=True
-        ),
+        "grukit.GRU reset_after=True (torch)": lambda H: grukit.GRU(2, H, batch_first=True, reset_after=True),
         "torch.nn.RNN (tanh)": lambda H: nn.RNN(2, H, batch_first=True),
     }
 
@@ -277,8 +275,10 @@ def gate_study(run: RunResult, sequences: int = 256, top: int = 4, seed: int = 0
     second = T - 1 - markers.flip(0).float().argmax(0)  # (N,) the second's
     steps = torch.arange(T)[:, None]  # (T, 1)
     parts = {
-        "before": steps < first, "at_first": steps == first,
-        "between": (steps > first) & (steps < second), "after": steps > second,
+        "before": steps < first,
+        "at_first": steps == first,
+        "between": (steps > first) & (steps < second),
+        "after": steps > second,
     }  # each (T, N)
 
     def mean_z(part: Tensor) -> Tensor:  # (T, N) -> (H,): each unit's mean z over those steps
@@ -288,8 +288,16 @@ def gate_study(run: RunResult, sequences: int = 256, top: int = 4, seed: int = 0
     units = mean_z(parts["between"]).argsort(descending=True)  # (H,)
     means = {k: float(mean_z(v)[units[:top]].mean()) for k, v in parts.items()}
     return GateStudy(
-        length=T, z=z[:, 0], x=x[0], first=int(first[0]), second=int(second[0]), units=units,
-        top=top, sequences=sequences, backend=trace.backend, **means,
+        length=T,
+        z=z[:, 0],
+        x=x[0],
+        first=int(first[0]),
+        second=int(second[0]),
+        units=units,
+        top=top,
+        sequences=sequences,
+        backend=trace.backend,
+        **means,
     )
 
 
@@ -313,7 +321,14 @@ def plot_gates(study: GateStudy, path) -> None:
 
     order = study.units.numpy()
     panel = ("z, units by mean z\nbetween the markers", study.z.numpy()[:, order])  # (T, H)
-    title = (f"adding problem, T = {study.length}: the update gate z of every unit "
-             f"(gates by {study.backend})")
-    draw(path, study.x.numpy(), [panel], units=order, title=title, signal_label="value / marker",
-         channel_names=["value", "marker"], markers=[study.first, study.second])
+    title = f"adding problem, T = {study.length}: the update gate z of every unit (gates by {study.backend})"
+    draw(
+        path,
+        study.x.numpy(),
+        [panel],
+        units=order,
+        title=title,
+        signal_label="value / marker",
+        channel_names=["value", "marker"],
+        markers=[study.first, study.second],
+    )

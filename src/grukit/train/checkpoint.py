@@ -103,7 +103,9 @@ def _prune(root: Path) -> None:
             except (ValueError, KeyError):
                 return  # never delete anything while a pointer is unreadable
     for child in root.iterdir():
-        if child.is_dir() and child.name not in keep and (
-            child.name.startswith("epoch-") or child.name.startswith(".")
+        if (
+            child.is_dir()
+            and child.name not in keep
+            and (child.name.startswith("epoch-") or child.name.startswith("."))
         ):
             shutil.rmtree(child, ignore_errors=True)

@@ -82,18 +82,29 @@ class TrainConfig:
         integer("warmup_steps", allow_zero=True)
         for name, allow_zero in (("lr", False), ("weight_decay", True)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or v < 0 or (v == 0 and not allow_zero):
-                raise ConfigError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} "
-                                  f"number, got {v!r}")
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or v < 0
+                or (v == 0 and not allow_zero)
+            ):
+                raise ConfigError(
+                    f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {v!r}"
+                )
         if self.clip_grad_norm is not None and (
-            isinstance(self.clip_grad_norm, bool) or not isinstance(self.clip_grad_norm, (int, float))
+            isinstance(self.clip_grad_norm, bool)
+            or not isinstance(self.clip_grad_norm, (int, float))
             or not self.clip_grad_norm > 0
         ):
-            raise ConfigError(f"clip_grad_norm must be a positive number or None, got {self.clip_grad_norm!r}")
+            raise ConfigError(
+                f"clip_grad_norm must be a positive number or None, got {self.clip_grad_norm!r}"
+            )
         if self.max_time is not None and (
-            isinstance(self.max_time, bool) or not isinstance(self.max_time, (int, float))
-            or not math.isfinite(self.max_time) or not self.max_time > 0
+            isinstance(self.max_time, bool)
+            or not isinstance(self.max_time, (int, float))
+            or not math.isfinite(self.max_time)
+            or not self.max_time > 0
         ):
             raise ConfigError(f"max_time must be a positive number of seconds or None, got {self.max_time!r}")
         if self.schedule not in SCHEDULES:
@@ -129,6 +140,7 @@ def from_dict(cls, data: dict):
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}; "
-                          f"known: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"unknown {cls.__name__} option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     return cls(**data)

@@ -52,8 +52,7 @@ def all_reduce_sum(values: list[float], ctx: Context) -> list[float]:
     """Sums ``values`` over all processes (identity in a single process)."""
     if not ctx.distributed:
         return list(values)
-    t = torch.tensor(values, dtype=torch.float64,
-                     device=ctx.device if ctx.device.type == "cuda" else "cpu")
+    t = torch.tensor(values, dtype=torch.float64, device=ctx.device if ctx.device.type == "cuda" else "cpu")
     dist.all_reduce(t)
     return t.tolist()
 
@@ -62,8 +61,9 @@ def broadcast_flag(flag: bool, ctx: Context) -> bool:
     """Rank 0's ``flag`` on every process (so all stop together)."""
     if not ctx.distributed:
         return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int64,
-                     device=ctx.device if ctx.device.type == "cuda" else "cpu")
+    t = torch.tensor(
+        [1 if flag else 0], dtype=torch.int64, device=ctx.device if ctx.device.type == "cuda" else "cpu"
+    )
     dist.broadcast(t, 0)
     return bool(t.item())
 

@@ -30,14 +30,17 @@ def learning_curves(history: list[dict], path: str | os.PathLike, title: str = "
     learning rate, as a PNG written atomically."""
     plt = pyplot()
     epochs = [h["epoch"] for h in history]
-    fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(6.4, 5.2), sharex=True,
-                                    gridspec_kw={"height_ratios": [3, 1]})
+    fig, (ax, ax_lr) = plt.subplots(
+        2, 1, figsize=(6.4, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
     ax.plot(epochs, [h["train_loss"] for h in history], marker=".", label="train")
     if any(h.get("val_loss") is not None for h in history):
         ax.plot(epochs, [h.get("val_loss") for h in history], marker=".", label="validation")
         best = min((h for h in history if h.get("val_loss") is not None), key=lambda h: h["val_loss"])
         ax.axvline(best["epoch"], color="grey", lw=0.8, ls=":", label=f"best (epoch {best['epoch']})")
-    losses = [h["train_loss"] for h in history] + [h["val_loss"] for h in history if h.get("val_loss") is not None]
+    losses = [h["train_loss"] for h in history] + [
+        h["val_loss"] for h in history if h.get("val_loss") is not None
+    ]
     if losses and min(losses) > 0:
         ax.set_yscale("log")
     ax.set_ylabel("loss")

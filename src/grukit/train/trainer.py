@@ -97,8 +97,12 @@ class Trainer:
         if getattr(data, "ordered", False):
             if train and hasattr(data, "set_epoch"):
                 data.set_epoch(epoch)
-            return DataLoader(data, batch_size=None, sampler=SequentialSampler(data),
-                              collate_fn=getattr(data, "collate", None))
+            return DataLoader(
+                data,
+                batch_size=None,
+                sampler=SequentialSampler(data),
+                collate_fn=getattr(data, "collate", None),
+            )
         if train and ctx.distributed:
             from torch.utils.data.distributed import DistributedSampler
 
@@ -169,13 +173,15 @@ class Trainer:
                 if best is not None:
                     best_state = best[0]
                 more_time = state.get("stopped") == "time budget" and (
-                    c.max_time is None or c.max_time > spent)
+                    c.max_time is None or c.max_time > spent
+                )
                 if state.get("finished") and not more_time:
                     if best_state is not None:
                         self._restore(model, best_state, "best")
                     self.log(f"resume: the run in {self.out_dir} is already complete")
-                    return TrainResult(len(history), best_epoch, _finite(best_val),
-                                       "already complete", 0.0, history)
+                    return TrainResult(
+                        len(history), best_epoch, _finite(best_val), "already complete", 0.0, history
+                    )
                 self.log(f"resume: continuing after epoch {meta['epoch']} from {ckpt_dir / meta_name(meta)}")
 
         stopped = "epochs"
@@ -186,8 +192,7 @@ class Trainer:
                 stopped = "time budget"
                 self.log(f"time budget: {c.max_time:g} s spent before epoch {epoch}")
                 break
-            train_loss, seen, out_of_time = self._train_epoch(net, model, optimizer, train, epoch,
-                                                              deadline)
+            train_loss, seen, out_of_time = self._train_epoch(net, model, optimizer, train, epoch, deadline)
             val_loss = self._evaluate(model, val) if val is not None and len(val) else None
             lr = optimizer.param_groups[0]["lr"]
             if scheduler is not None:
@@ -203,17 +208,37 @@ class Trainer:
             else:
                 bad_epochs += 1
             seconds = time.perf_counter() - e0
-            history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
-                            "seconds": round(seconds, 3), "samples": seen,
-                            "samples_per_s": round(seen / seconds, 1)})
-            done = epoch == c.epochs or (c.patience is not None and bad_epochs >= c.patience) \
-                or out_of_time
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "lr": lr,
+                    "seconds": round(seconds, 3),
+                    "samples": seen,
+                    "samples_per_s": round(seen / seconds, 1),
+                }
+            )
+            done = epoch == c.epochs or (c.patience is not None and bad_epochs >= c.patience) or out_of_time
             if out_of_time:
                 stopped = "time budget"
             elif done and epoch < c.epochs:
                 stopped = "early stopping"
-            self._save(ckpt_dir, epoch, model, optimizer, scheduler, history, best_val, best_epoch,
-                       bad_epochs, improved, done, stopped, spent + time.perf_counter() - t0)
+            self._save(
+                ckpt_dir,
+                epoch,
+                model,
+                optimizer,
+                scheduler,
+                history,
+                best_val,
+                best_epoch,
+                bad_epochs,
+                improved,
+                done,
+                stopped,
+                spent + time.perf_counter() - t0,
+            )
             eta = (c.epochs - epoch) * (time.perf_counter() - t0) / (epoch - start + 1)
             if deadline is not None:
                 eta = min(eta, max(deadline - time.perf_counter(), 0.0))
@@ -229,12 +254,14 @@ class Trainer:
         if best_state is not None and val is not None:
             self._restore(model, best_state, "best")
         if stopped == "early stopping":
-            self.log(f"early stopping: no better validation loss for {c.patience} epochs; "
-                     f"best epoch {best_epoch}")
+            self.log(
+                f"early stopping: no better validation loss for {c.patience} epochs; best epoch {best_epoch}"
+            )
         elif stopped == "time budget":
             self.log(f"time budget of {c.max_time:g} s reached; best epoch {best_epoch}")
-        return TrainResult(len(history), best_epoch, _finite(best_val), stopped,
-                           time.perf_counter() - t0, history)
+        return TrainResult(
+            len(history), best_epoch, _finite(best_val), stopped, time.perf_counter() - t0, history
+        )
 
     def _autocast(self):
         """``precision="bf16"``: bfloat16 autocast around one step's forward pass and loss, and
@@ -242,8 +269,9 @@ class Trainer:
         outside). In an exploratory run (not kept as a script), one autocast region around a
         whole ``fit`` of the character language model gave a validation loss inside the run far
         below what the same weights scored after it; per-step regions agreed."""
-        return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16,
-                              enabled=self.config.precision == "bf16")
+        return torch.autocast(
+            self.ctx.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"
+        )
 
     def _begin_pass(self, training: bool) -> None:
         hook = getattr(self.loss_fn, "begin_pass", None)
@@ -260,8 +288,14 @@ class Trainer:
             from grukit._extras import require
 
             tqdm = require("tqdm.auto", "apps", what="progress bars (progress='on')").tqdm
-            bar = tqdm(total=steps, desc=f"epoch {epoch}/{c.epochs}", unit="batch", leave=False,
-                       file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(
+                total=steps,
+                desc=f"epoch {epoch}/{c.epochs}",
+                unit="batch",
+                leave=False,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
         net.train()
         self._begin_pass(True)
         done = (epoch - 1) * steps  # optimizer steps before this epoch: the warm-up's clock
@@ -287,8 +321,9 @@ class Trainer:
                 count += n
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{total / count:.4f}",
-                                    rate=f"{count / (time.perf_counter() - t):,.0f}/s")
+                    bar.set_postfix(
+                        loss=f"{total / count:.4f}", rate=f"{count / (time.perf_counter() - t):,.0f}/s"
+                    )
                 if deadline is not None and step + 1 < steps:
                     # every process stops after the same step (rank 0's clock decides)
                     out_of_time = broadcast_flag(time.perf_counter() >= deadline, ctx)
@@ -313,8 +348,22 @@ class Trainer:
             count += n
         return total / max(count, 1)
 
-    def _save(self, ckpt_dir, epoch, model, optimizer, scheduler, history, best_val, best_epoch,
-              bad_epochs, improved, finished, stopped, elapsed) -> None:
+    def _save(
+        self,
+        ckpt_dir,
+        epoch,
+        model,
+        optimizer,
+        scheduler,
+        history,
+        best_val,
+        best_epoch,
+        bad_epochs,
+        improved,
+        finished,
+        stopped,
+        elapsed,
+    ) -> None:
         if ckpt_dir is None or not self.ctx.is_main:
             return
         state = {
@@ -329,8 +378,12 @@ class Trainer:
             "stopped": stopped,
             "elapsed": elapsed,
         }
-        meta = {"epoch": epoch, "train_loss": history[-1]["train_loss"],
-                "val_loss": history[-1]["val_loss"], "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        meta = {
+            "epoch": epoch,
+            "train_loss": history[-1]["train_loss"],
+            "val_loss": history[-1]["val_loss"],
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         checkpoint.save(ckpt_dir, epoch=epoch, model=model, trainer_state=state, meta=meta, best=improved)
         atomic_write_text(self.out_dir / "history.json", json.dumps(history, indent=1))
         from grukit._extras import MissingDependency

@@ -48,8 +48,18 @@ import torch
 
 from grukit.data.series import DataError
 
-__all__ = ["pooled_mfcc", "mfcc_frames", "fit_baselines", "Baselines", "dtw_distance", "dtw_1nn",
-           "BASELINE_NAMES", "DTW_NAME", "C_GRID", "N_MFCC"]
+__all__ = [
+    "pooled_mfcc",
+    "mfcc_frames",
+    "fit_baselines",
+    "Baselines",
+    "dtw_distance",
+    "dtw_1nn",
+    "BASELINE_NAMES",
+    "DTW_NAME",
+    "C_GRID",
+    "N_MFCC",
+]
 
 N_MFCC = 13  # the FeatureConfig default, the usual count for speech
 BASELINE_NAMES = ("pooled MFCC + logistic regression", "pooled MFCC + 1-NN")
@@ -60,6 +70,7 @@ CV_FOLDS = 5
 
 # -- features ------------------------------------------------------------------------------------
 
+
 def _check_rate(rate) -> int:
     if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
         raise DataError(f"rate: expected a positive integer sample rate in Hz, got {rate!r}")
@@ -68,13 +79,17 @@ def _check_rate(rate) -> int:
 
 def _check_waves(waves, what: str) -> list[np.ndarray]:
     if isinstance(waves, np.ndarray) or not hasattr(waves, "__len__"):
-        raise DataError(f"{what}: expected a list of 1-D arrays (one per recording), got {type(waves).__name__}")
+        raise DataError(
+            f"{what}: expected a list of 1-D arrays (one per recording), got {type(waves).__name__}"
+        )
     out = []
     for i, w in enumerate(waves):
         w = np.asarray(w)
         if w.ndim != 1 or w.dtype.kind != "f":
-            raise DataError(f"{what}[{i}]: expected a 1-D float array of samples (as read_audio gives), "
-                            f"got {w.ndim}-D {w.dtype}")
+            raise DataError(
+                f"{what}[{i}]: expected a 1-D float array of samples (as read_audio gives), "
+                f"got {w.ndim}-D {w.dtype}"
+            )
         if not np.isfinite(w).all():
             raise DataError(f"{what}[{i}]: expected finite samples, got NaN or inf")
         out.append(w.astype(np.float32, copy=False))
@@ -93,13 +108,15 @@ def _mfcc_batches(waves: list[np.ndarray], rate: int, batch: int, what: str):
     short = np.flatnonzero(lengths < config.win_length)
     if short.size:
         i = int(short[0])
-        raise DataError(f"{what}[{i}]: expected at least one {config.win_ms:g} ms frame "
-                        f"({config.win_length} samples at {rate} Hz), got {lengths[i]} samples")
+        raise DataError(
+            f"{what}[{i}]: expected at least one {config.win_ms:g} ms frame "
+            f"({config.win_length} samples at {rate} Hz), got {lengths[i]} samples"
+        )
     features = Features(config).eval()
     order = np.argsort(lengths, kind="stable")
     with torch.no_grad():
         for a in range(0, len(order), batch):
-            idx = order[a: a + batch]
+            idx = order[a : a + batch]
             longest = int(lengths[idx].max())
             wave = torch.zeros(len(idx), longest, dtype=torch.float32)  # (B, S)
             for row, i in enumerate(idx):
@@ -151,6 +168,7 @@ def pooled_mfcc(waves, rate: int, batch: int = 256) -> np.ndarray:
 
 # -- classifiers ---------------------------------------------------------------------------------
 
+
 @dataclass
 class Baselines:
     """Fitted baselines (see :func:`fit_baselines`): ``models[name]`` is a scikit-learn pipeline
@@ -171,8 +189,11 @@ class Baselines:
 
         X = pooled_mfcc(waves, self.rate)  # (N, 4F)
         with threadpool_limits(1):  # as in fitting
-            out = {name: [str(p) for p in self.models[name].predict(X)] for name in self.names
-                   if name in self.models}
+            out = {
+                name: [str(p) for p in self.models[name].predict(X)]
+                for name in self.names
+                if name in self.models
+            }
         if DTW_NAME in self.names:
             seqs = [(c - self.frame_mean) / self.frame_std for c in mfcc_frames(waves, self.rate)]
             out[DTW_NAME] = dtw_1nn(self.dtw_train, self.dtw_labels, seqs)
@@ -181,8 +202,10 @@ class Baselines:
     def accuracy(self, waves, labels) -> dict[str, float]:
         """Per baseline, the fraction of recordings whose predicted label equals ``labels``."""
         labels = _check_labels(labels, len(waves))
-        return {name: float(np.mean([p == t for p, t in zip(pred, labels)]))
-                for name, pred in self.predict(waves).items()}
+        return {
+            name: float(np.mean([p == t for p, t in zip(pred, labels)]))
+            for name, pred in self.predict(waves).items()
+        }
 
 
 def _check_labels(labels, n: int) -> list[str]:
@@ -223,8 +246,13 @@ def fit_baselines(train_waves, train_labels, rate: int, seed: int = 0, *, dtw: b
     # a core made FSDD's cross-validation take 90 s instead of 3 beside other jobs on 2 cores
     with threadpool_limits(1):
         if folds >= 2:
-            search = GridSearchCV(logistic, {"logisticregression__C": list(C_GRID)}, scoring="accuracy",
-                                  cv=StratifiedKFold(folds, shuffle=True, random_state=seed), n_jobs=1)
+            search = GridSearchCV(
+                logistic,
+                {"logisticregression__C": list(C_GRID)},
+                scoring="accuracy",
+                cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+                n_jobs=1,
+            )
             search.fit(X, y)
             C = float(search.best_params_["logisticregression__C"])
             logistic = search.best_estimator_
@@ -291,10 +319,10 @@ def _kernels():
             prev, cur = np.empty(longest), np.empty(longest)
             out = np.empty(Q, dtype=np.int64)
             for q in range(Q):
-                a = test[test_off[q]: test_off[q + 1]]
+                a = test[test_off[q] : test_off[q + 1]]
                 best, arg = np.inf, 0
                 for r in range(R):
-                    c = cost(a, train[train_off[r]: train_off[r + 1]], best, prev, cur)
+                    c = cost(a, train[train_off[r] : train_off[r + 1]], best, prev, cur)
                     if c < best:
                         best, arg = c, r
                 out[q] = arg

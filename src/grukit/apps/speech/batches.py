@@ -37,8 +37,17 @@ class Recordings(Dataset):
     """Recordings with their targets (class ids, or word-id arrays for CTC); ``augment`` turns
     on the training-time perturbations of the module docstring."""
 
-    def __init__(self, waves: list[np.ndarray], targets: list, *, task: str, augment: bool = False,
-                 speed: float = 0.0, noise_snr: float | None = None, volume: float = 0.0) -> None:
+    def __init__(
+        self,
+        waves: list[np.ndarray],
+        targets: list,
+        *,
+        task: str,
+        augment: bool = False,
+        speed: float = 0.0,
+        noise_snr: float | None = None,
+        volume: float = 0.0,
+    ) -> None:
         self.waves, self.targets, self.task = waves, targets, task
         self.augment, self.speed, self.noise_snr, self.volume = augment, speed, noise_snr, volume
 
@@ -91,8 +100,15 @@ class SpeechLoss:
             return F.cross_entropy(logits, targets.to(device)), n
         labels, label_lengths = targets
         logp = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T', N, V)
-        loss = F.ctc_loss(logp, labels.to(device), steps, label_lengths.to(device), blank=0,
-                          reduction="sum", zero_infinity=True)
+        loss = F.ctc_loss(
+            logp,
+            labels.to(device),
+            steps,
+            label_lengths.to(device),
+            blank=0,
+            reduction="sum",
+            zero_infinity=True,
+        )
         return loss / n, n
 
 

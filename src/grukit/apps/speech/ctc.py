@@ -45,14 +45,16 @@ def _log_probs(log_probs, length, what: str = "log_probs") -> np.ndarray:
         log_probs = log_probs.detach().cpu().double().numpy()
     lp = np.asarray(log_probs, dtype=np.float64)
     if lp.ndim != 2:
-        raise DataError(f"{what}: expected a (T, V) array of per-frame log probabilities, got shape {lp.shape}")
+        raise DataError(
+            f"{what}: expected a (T, V) array of per-frame log probabilities, got shape {lp.shape}"
+        )
     T, V = lp.shape
     if V < 2:
         raise DataError(f"{what}: expected at least 2 tokens (the blank and one label), got V={V}")
     if length is not None:
         if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or not 0 <= length <= T:
             raise DataError(f"{what}: expected length an integer in [0, {T}], got {length!r}")
-        lp = lp[:int(length)]  # (T, V)
+        lp = lp[: int(length)]  # (T, V)
     if np.isnan(lp).any() or (lp == np.inf).any():
         t = int(np.argwhere(np.isnan(lp) | (lp == np.inf))[0, 0])
         raise DataError(f"{what}: expected log probabilities (finite or -inf), got NaN or +inf at frame {t}")
@@ -149,8 +151,10 @@ def error_rates(references: list[str], hypotheses: list[str]) -> dict:
     if not references:
         raise DataError("expected at least one reference transcript, got none")
     if len(references) != len(hypotheses):
-        raise DataError(f"expected one hypothesis per reference, got {len(references)} references and "
-                        f"{len(hypotheses)} hypotheses")
+        raise DataError(
+            f"expected one hypothesis per reference, got {len(references)} references and "
+            f"{len(hypotheses)} hypotheses"
+        )
     for what, texts in (("reference", references), ("hypothesis", hypotheses)):
         for i, s in enumerate(texts):
             if not isinstance(s, str):
@@ -163,6 +167,13 @@ def error_rates(references: list[str], hypotheses: list[str]) -> dict:
     jiwer = require("jiwer", "speech", what="word error rate")
     out = jiwer.process_words([" ".join(r) for r in refs], [" ".join(h) for h in hyps])
     words = sum(len(r) for r in refs)
-    return {"wer": float(out.wer), "substitutions": int(out.substitutions), "deletions": int(out.deletions),
-            "insertions": int(out.insertions), "hits": int(out.hits), "words": int(words),
-            "sentences": len(refs), "sentence_accuracy": sum(r == h for r, h in zip(refs, hyps)) / len(refs)}
+    return {
+        "wer": float(out.wer),
+        "substitutions": int(out.substitutions),
+        "deletions": int(out.deletions),
+        "insertions": int(out.insertions),
+        "hits": int(out.hits),
+        "words": int(words),
+        "sentences": len(refs),
+        "sentence_accuracy": sum(r == h for r, h in zip(refs, hyps)) / len(refs),
+    }

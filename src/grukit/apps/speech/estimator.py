@@ -37,8 +37,14 @@ __all__ = ["GRUSpeechRecognizer", "Recognition", "SPEECH_TRAIN_DEFAULTS", "TRANS
 FORMAT = "grukit.speech/1"
 # 64 recordings per batch, Adam at 3e-3 on a cosine schedule over 40 epochs, early stopping
 # after 12 flat epochs (the validation loss of a 10% share of FSDD is noisy: 8 stopped too soon)
-SPEECH_TRAIN_DEFAULTS = {"epochs": 40, "batch_size": 64, "lr": 3e-3, "schedule": "cosine",
-                         "clip_grad_norm": 1.0, "patience": 12}
+SPEECH_TRAIN_DEFAULTS = {
+    "epochs": 40,
+    "batch_size": 64,
+    "lr": 3e-3,
+    "schedule": "cosine",
+    "clip_grad_norm": 1.0,
+    "patience": 12,
+}
 DECODERS = ("greedy", "beam")
 INFER_BATCH = 64  # recordings per forward call at inference (sorted by length: little padding)
 
@@ -88,9 +94,12 @@ class GRUSpeechRecognizer:
         from grukit.data.speech import Utterance
 
         if isinstance(audio, (str, os.PathLike, np.ndarray)) and not (
-                isinstance(audio, np.ndarray) and audio.ndim == 2):
-            raise DataError(f"{what}: expected a sequence of recordings (arrays or file paths), got "
-                            f"{type(audio).__name__}; wrap one recording in a list")
+            isinstance(audio, np.ndarray) and audio.ndim == 2
+        ):
+            raise DataError(
+                f"{what}: expected a sequence of recordings (arrays or file paths), got "
+                f"{type(audio).__name__}; wrap one recording in a list"
+            )
         items = list(audio)
         if not items:
             raise DataError(f"{what}: no recordings")
@@ -116,8 +125,10 @@ class GRUSpeechRecognizer:
                     raise DataError(f"{what}: mixes file paths and arrays (recording {i}); pass one kind")
                 w = np.asarray(a, dtype=np.float32)
                 if w.ndim != 1:
-                    raise DataError(f"{what}: recording {i} has shape {w.shape}; expected 1-D samples "
-                                    f"at {self.config.sample_rate} Hz (mix stereo to mono first)")
+                    raise DataError(
+                        f"{what}: recording {i} has shape {w.shape}; expected 1-D samples "
+                        f"at {self.config.sample_rate} Hz (mix stereo to mono first)"
+                    )
                 if not np.isfinite(w).all():
                     raise DataError(f"{what}: recording {i} has non-finite samples")
                 waves.append(w)
@@ -127,8 +138,10 @@ class GRUSpeechRecognizer:
             ms = 1000 * need / self.config.sample_rate
             if not skip_short:
                 i = short[0]
-                raise DataError(f"{what}: recording {i} has {len(waves[i])} samples, fewer than the "
-                                f"{need} ({ms:g} ms) one step of the model reads")
+                raise DataError(
+                    f"{what}: recording {i} has {len(waves[i])} samples, fewer than the "
+                    f"{need} ({ms:g} ms) one step of the model reads"
+                )
             skipped += [(f"recording {i}", f"shorter than {ms:g} ms") for i in short]
             keep = [i for i in range(len(waves)) if len(waves[i]) >= need]
             waves = [waves[i] for i in keep]
@@ -146,15 +159,19 @@ class GRUSpeechRecognizer:
                 raise DataError(f"{what}: label {k} is {type(label).__name__}, expected str")
             if self.config.task == "classify":
                 if label not in index:
-                    raise DataError(f"{what}: label {label!r} (recording {k}) is not one of the "
-                                    f"{len(index)} training classes")
+                    raise DataError(
+                        f"{what}: label {label!r} (recording {k}) is not one of the "
+                        f"{len(index)} training classes"
+                    )
                 out.append(index[label])
             else:
                 ids = []
                 for word in label.split():
                     if word not in index:
-                        raise DataError(f"{what}: the word {word!r} (recording {k}) is not in the "
-                                        f"training transcripts' {len(index)} words")
+                        raise DataError(
+                            f"{what}: the word {word!r} (recording {k}) is not in the "
+                            f"training transcripts' {len(index)} words"
+                        )
                     ids.append(index[word] + 1)
                 if not ids:
                     raise DataError(f"{what}: recording {k} has an empty transcript")
@@ -163,8 +180,17 @@ class GRUSpeechRecognizer:
 
     # -- fitting -------------------------------------------------------------------------------
 
-    def fit(self, audio, labels=None, *, valid=None, valid_fraction: float = 0.1,
-            out_dir: str | os.PathLike | None = None, resume: bool = False, log=None) -> GRUSpeechRecognizer:
+    def fit(
+        self,
+        audio,
+        labels=None,
+        *,
+        valid=None,
+        valid_fraction: float = 0.1,
+        out_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        log=None,
+    ) -> GRUSpeechRecognizer:
         """Train on recordings and their labels (words for classify, transcripts for transcribe).
         Validation (early stopping, the best epoch) uses ``valid`` (recordings and labels as a
         pair, or Utterances), else a random ``valid_fraction`` of the training recordings."""
@@ -172,16 +198,20 @@ class GRUSpeechRecognizer:
         from grukit.train.trainer import Trainer
 
         cfg, tc = self.config, self.train_config
-        if isinstance(valid_fraction, bool) or not isinstance(valid_fraction, (int, float)) \
-                or not 0 <= valid_fraction < 1:
+        if (
+            isinstance(valid_fraction, bool)
+            or not isinstance(valid_fraction, (int, float))
+            or not 0 <= valid_fraction < 1
+        ):
             raise ConfigError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
         waves, labels, skipped = self._audio(audio, labels, "the training recordings", log, skip_short=True)
         if labels is None:
             raise DataError("the training recordings have no labels: pass labels= or Utterances")
         if valid is not None:
             v_audio, v_labels = (valid, None) if not isinstance(valid, tuple) else valid
-            v_waves, v_labels, v_skipped = self._audio(v_audio, v_labels, "the validation recordings", log,
-                                                       skip_short=True)
+            v_waves, v_labels, v_skipped = self._audio(
+                v_audio, v_labels, "the validation recordings", log, skip_short=True
+            )
             skipped += v_skipped
         elif valid_fraction > 0 and len(waves) >= 2:
             order = np.random.default_rng(tc.seed).permutation(len(waves))
@@ -195,8 +225,9 @@ class GRUSpeechRecognizer:
             self.labels_ = sorted(set(labels))
             if len(self.labels_) < 2:
                 del self.labels_
-                raise DataError(f"classify needs at least 2 classes, the training labels have "
-                                f"{len(set(labels))}")
+                raise DataError(
+                    f"classify needs at least 2 classes, the training labels have {len(set(labels))}"
+                )
         else:
             self.labels_ = sorted({w for t in labels for w in str(t).split()})
         targets = self._targets(labels, "the training labels")
@@ -207,15 +238,24 @@ class GRUSpeechRecognizer:
             for k, (w, t) in enumerate(zip(waves, targets)):
                 steps = cfg.steps(len(w))
                 if steps < ctc_min_steps(t):
-                    raise DataError(f"training recording {k} gives {steps} steps, too few for its "
-                                    f"{len(t)} words; use a smaller stack or longer recordings")
+                    raise DataError(
+                        f"training recording {k} gives {steps} steps, too few for its "
+                        f"{len(t)} words; use a smaller stack or longer recordings"
+                    )
         if cfg.norm_kind == "global":
             mean, std = self._statistics(net, waves)
             net.feat_mean.copy_(mean)
             net.feat_std.copy_(std)
         self.net_, self.skipped_ = net, skipped
-        train = Recordings(waves, targets, task=cfg.task, augment=True, speed=cfg.speed_perturb,
-                           noise_snr=cfg.noise_snr, volume=cfg.volume_db)
+        train = Recordings(
+            waves,
+            targets,
+            task=cfg.task,
+            augment=True,
+            speed=cfg.speed_perturb,
+            noise_snr=cfg.noise_snr,
+            volume=cfg.volume_db,
+        )
         val = Recordings(v_waves, v_targets, task=cfg.task) if v_waves else None
         trainer = Trainer(net, tc, SpeechLoss(cfg.task), out_dir=out_dir, resume=resume, log=log)
         self.result_ = trainer.fit(train, val)
@@ -230,7 +270,7 @@ class GRUSpeechRecognizer:
         total = total2 = None
         count = 0
         for a in range(0, len(waves), INFER_BATCH):
-            wave, lengths = pad(waves[a: a + INFER_BATCH])
+            wave, lengths = pad(waves[a : a + INFER_BATCH])
             f, n = net.features(wave, lengths)  # (N, T, F); 0 past each end
             f = f.double()
             s, s2 = f.sum((0, 1)), (f * f).sum((0, 1))
@@ -262,7 +302,7 @@ class GRUSpeechRecognizer:
         order = np.argsort([len(w) for w in waves], kind="stable")
         out = [None] * len(waves)
         for a in range(0, len(order), INFER_BATCH):
-            idx = order[a: a + INFER_BATCH]
+            idx = order[a : a + INFER_BATCH]
             wave, lengths = pad([waves[i] for i in idx])
             logits, steps = net(wave, lengths)
             for j, i in enumerate(idx):
@@ -329,8 +369,10 @@ class GRUSpeechRecognizer:
         """classify: class probabilities (N, C) in ``labels_`` order."""
         self._check_fitted()
         if self.config.task != "classify":
-            raise ConfigError("predict_proba is for task='classify'; transcribe models give "
-                              "recognize(...).confidence and frame_posteriors()")
+            raise ConfigError(
+                "predict_proba is for task='classify'; transcribe models give "
+                "recognize(...).confidence and frame_posteriors()"
+            )
         waves, _, _ = self._audio(audio, None, "the recordings")
         return np.stack([torch.softmax(o, -1).numpy() for o in self._forward(waves)])
 
@@ -348,7 +390,7 @@ class GRUSpeechRecognizer:
         ends = [self.config.step_end(s) for s in range(self.config.steps(len(w)))]
         rows = []
         for a in range(0, len(ends), INFER_BATCH):
-            wave, lengths = pad([w[:e] for e in ends[a: a + INFER_BATCH]])
+            wave, lengths = pad([w[:e] for e in ends[a : a + INFER_BATCH]])
             logits, _ = self.net_.eval()(wave, lengths)
             rows.append(torch.softmax(logits.double(), -1))
         return torch.cat(rows).numpy()
@@ -373,15 +415,25 @@ class GRUSpeechRecognizer:
             confusion = np.zeros((C, C), dtype=np.int64)
             for t, p in zip(labels, preds):
                 confusion[index[t], index[p]] += 1
-            return {"task": "classify", "accuracy": float(np.trace(confusion) / len(labels)),
-                    "recordings": len(labels), "classes": list(self.labels_),
-                    "confusion": confusion.tolist(), "predictions": preds,
-                    "confidences": [r.confidence for r in results]}
+            return {
+                "task": "classify",
+                "accuracy": float(np.trace(confusion) / len(labels)),
+                "recordings": len(labels),
+                "classes": list(self.labels_),
+                "confusion": confusion.tolist(),
+                "predictions": preds,
+                "confidences": [r.confidence for r in results],
+            }
         from grukit.apps.speech.ctc import error_rates
 
         rates = error_rates([" ".join(t.split()) for t in labels], preds)
-        return {"task": "transcribe", **rates, "recordings": len(labels), "predictions": preds,
-                "confidences": [r.confidence for r in results]}
+        return {
+            "task": "transcribe",
+            **rates,
+            "recordings": len(labels),
+            "predictions": preds,
+            "confidences": [r.confidence for r in results],
+        }
 
     def score(self, audio, labels=None) -> float:
         """Accuracy (classify) or word accuracy, 1 - WER (transcribe): higher is better."""
@@ -403,8 +455,13 @@ class GRUSpeechRecognizer:
     def save(self, path: str | os.PathLike) -> None:
         """Write ``path/model.safetensors`` and ``path/speech.json`` in one step."""
         self._check_fitted()
-        meta = {"format": FORMAT, "grukit": grukit.__version__, "speech": self.config.resolved(),
-                "train": self.train_config.to_dict(), "labels": list(self.labels_)}
+        meta = {
+            "format": FORMAT,
+            "grukit": grukit.__version__,
+            "speech": self.config.resolved(),
+            "train": self.train_config.to_dict(),
+            "labels": list(self.labels_),
+        }
         model_folder.write(path, self.net_, "speech.json", meta)
 
     @classmethod
@@ -429,6 +486,13 @@ def transcript_probability(logp: torch.Tensor, ids: list[int]) -> float:
     T = logp.shape[0]
     if not ids:  # only the all-blank path
         return float(logp[:, 0].sum().exp())
-    nll = F.ctc_loss(logp[:, None], torch.tensor([ids]), torch.tensor([T]), torch.tensor([len(ids)]),
-                     blank=0, reduction="sum", zero_infinity=False)
+    nll = F.ctc_loss(
+        logp[:, None],
+        torch.tensor([ids]),
+        torch.tensor([T]),
+        torch.tensor([len(ids)]),
+        blank=0,
+        reduction="sum",
+        zero_infinity=False,
+    )
     return float(torch.exp(-nll))

@@ -41,8 +41,21 @@ from torch import Tensor, nn
 from grukit.data.series import DataError
 from grukit.train.config import ConfigError
 
-__all__ = ["LOG_EPS", "AMIN", "KINDS", "FeatureConfig", "num_frames", "hz_to_mel", "mel_to_hz",
-           "mel_filterbank", "dct_matrix", "Features", "utterance_norm", "SpecAugment", "FeatureStream"]
+__all__ = [
+    "LOG_EPS",
+    "AMIN",
+    "KINDS",
+    "FeatureConfig",
+    "num_frames",
+    "hz_to_mel",
+    "mel_to_hz",
+    "mel_filterbank",
+    "dct_matrix",
+    "Features",
+    "utterance_norm",
+    "SpecAugment",
+    "FeatureStream",
+]
 
 LOG_EPS = 1e-6  # log-mel floor: about 60 dB below a full-scale tone's band energy; keeps silence finite
 AMIN = 1e-10  # the MFCC's power floor (librosa.power_to_db's amin): -100 dB
@@ -54,7 +67,9 @@ def _is_int(v) -> bool:
 
 
 def _is_real(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+    return (
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+    )
 
 
 @dataclass(frozen=True)
@@ -95,18 +110,25 @@ class FeatureConfig:
             if not _is_real(v) or v <= 0:
                 raise bad(name, "a positive number of milliseconds", v)
         if self.win_length < 2:
-            raise bad("win_ms", f"a window of at least 2 samples ({2000 / self.sample_rate:g} ms at "
-                      f"{self.sample_rate} Hz)", self.win_ms)
+            raise bad(
+                "win_ms",
+                f"a window of at least 2 samples ({2000 / self.sample_rate:g} ms at {self.sample_rate} Hz)",
+                self.win_ms,
+            )
         if self.hop_length < 1:
-            raise bad("hop_ms", f"a step of at least 1 sample ({1000 / self.sample_rate:g} ms at "
-                      f"{self.sample_rate} Hz)", self.hop_ms)
+            raise bad(
+                "hop_ms",
+                f"a step of at least 1 sample ({1000 / self.sample_rate:g} ms at {self.sample_rate} Hz)",
+                self.hop_ms,
+            )
         for name in ("n_mels", "n_mfcc"):
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
                 raise bad(name, "a positive integer", v)
         if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
-            raise bad("n_mfcc", f"at most n_mels = {self.n_mels} (the cepstrum of {self.n_mels} bands)",
-                      self.n_mfcc)
+            raise bad(
+                "n_mfcc", f"at most n_mels = {self.n_mels} (the cepstrum of {self.n_mels} bands)", self.n_mfcc
+            )
         nyquist = self.sample_rate / 2
         if not _is_real(self.fmin) or not 0 <= self.fmin < nyquist:
             raise bad("fmin", f"a frequency in [0, {nyquist:g}) Hz", self.fmin)
@@ -144,8 +166,9 @@ def num_frames(samples, cfg: FeatureConfig):
     An int for an int; elementwise for a tensor or array of lengths (same type back)."""
     W, hop = cfg.win_length, cfg.hop_length
     if isinstance(samples, Tensor):
-        return torch.where(samples < W, torch.zeros_like(samples),
-                           1 + torch.div(samples - W, hop, rounding_mode="floor"))
+        return torch.where(
+            samples < W, torch.zeros_like(samples), 1 + torch.div(samples - W, hop, rounding_mode="floor")
+        )
     if isinstance(samples, np.ndarray):
         return np.where(samples < W, 0, 1 + (samples - W) // hop)
     samples = int(samples)
@@ -163,8 +186,11 @@ _LOGSTEP = math.log(6.4) / 27.0  # ln(Hz ratio) per mel above 1 kHz
 def hz_to_mel(f) -> np.ndarray:
     """Slaney mel of frequencies ``f`` (Hz), float64 array."""
     f = np.asarray(f, dtype=np.float64)
-    return np.where(f >= _MIN_LOG_HZ, _MIN_LOG_MEL + np.log(np.maximum(f, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP,
-                    f / _F_SP)
+    return np.where(
+        f >= _MIN_LOG_HZ,
+        _MIN_LOG_MEL + np.log(np.maximum(f, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP,
+        f / _F_SP,
+    )
 
 
 def mel_to_hz(m) -> np.ndarray:
@@ -205,15 +231,26 @@ def _window(cfg: FeatureConfig) -> np.ndarray:
 
 
 def _check_lengths(lengths, N: int, limit: int, what: str, device) -> Tensor:
-    if not isinstance(lengths, Tensor) or lengths.dim() != 1 or lengths.shape[0] != N \
-            or lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
-        got = (f"{tuple(lengths.shape)} {lengths.dtype}" if isinstance(lengths, Tensor)
-               else type(lengths).__name__)
+    if (
+        not isinstance(lengths, Tensor)
+        or lengths.dim() != 1
+        or lengths.shape[0] != N
+        or lengths.dtype.is_floating_point
+        or lengths.dtype.is_complex
+        or lengths.dtype == torch.bool
+    ):
+        got = (
+            f"{tuple(lengths.shape)} {lengths.dtype}"
+            if isinstance(lengths, Tensor)
+            else type(lengths).__name__
+        )
         raise DataError(f"lengths: expected an integer tensor of shape ({N},), got {got}")
     lengths = lengths.to(device=device, dtype=torch.long)
     if N and (int(lengths.min()) < 0 or int(lengths.max()) > limit):
-        raise DataError(f"lengths: expected values in [0, {limit}] ({what}), got "
-                        f"[{int(lengths.min())}, {int(lengths.max())}]")
+        raise DataError(
+            f"lengths: expected values in [0, {limit}] ({what}), got "
+            f"[{int(lengths.min())}, {int(lengths.max())}]"
+        )
     return lengths
 
 
@@ -223,6 +260,7 @@ def _valid(lengths: Tensor, T: int) -> Tensor:
 
 
 # -- the module ---------------------------------------------------------------------------------
+
 
 class Features(nn.Module):
     """Log-mel or MFCC features of a batch of waves (module docstring), differentiable.
@@ -246,8 +284,10 @@ class Features(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.cfg
-        return (f"kind={c.kind!r}, sample_rate={c.sample_rate}, win_length={c.win_length}, "
-                f"hop_length={c.hop_length}, n_fft={c.n_fft}, dim={c.dim}")
+        return (
+            f"kind={c.kind!r}, sample_rate={c.sample_rate}, win_length={c.win_length}, "
+            f"hop_length={c.hop_length}, n_fft={c.n_fft}, dim={c.dim}"
+        )
 
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         cfg = self.cfg
@@ -257,17 +297,23 @@ class Features(nn.Module):
         N, S = wave.shape
         W, hop, n_fft = cfg.win_length, cfg.hop_length, cfg.n_fft
         if S < W:
-            raise DataError(f"wave: expected at least one window of win_length = {W} samples "
-                            f"({cfg.win_ms:g} ms at {cfg.sample_rate} Hz), got {S} samples")
-        lengths = (torch.full((N,), S, dtype=torch.long, device=wave.device) if lengths is None
-                   else _check_lengths(lengths, N, S, "samples in wave", wave.device))
+            raise DataError(
+                f"wave: expected at least one window of win_length = {W} samples "
+                f"({cfg.win_ms:g} ms at {cfg.sample_rate} Hz), got {S} samples"
+            )
+        lengths = (
+            torch.full((N,), S, dtype=torch.long, device=wave.device)
+            if lengths is None
+            else _check_lengths(lengths, N, S, "samples in wave", wave.device)
+        )
         dtype = torch.float64 if wave.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=wave.device.type, enabled=False):
             x = wave.to(dtype)
             a = (n_fft - W) // 2
             x = F_.pad(x, (a, n_fft - W - a))  # (N, S + n_fft - W): frame t's window on s[t hop:t hop + W]
-            X = torch.stft(x, n_fft, hop_length=hop, window=self.window.to(dtype), center=False,
-                           return_complex=True)  # (N, K, T)
+            X = torch.stft(
+                x, n_fft, hop_length=hop, window=self.window.to(dtype), center=False, return_complex=True
+            )  # (N, K, T)
             P = X.real.square() + X.imag.square()  # (N, K, T) power
             E = P.transpose(1, 2) @ self.mel.to(dtype)  # (N, T, M)
             if cfg.kind == "logmel":
@@ -310,21 +356,25 @@ class SpecAugment(nn.Module):
     ``forward(feats (N, T, F), lengths (N,))`` -> (N, T, F).
     """
 
-    def __init__(self, freq_masks: int = 2, freq_width: int = 8, time_masks: int = 2,
-                 time_width: float = 0.05) -> None:
+    def __init__(
+        self, freq_masks: int = 2, freq_width: int = 8, time_masks: int = 2, time_width: float = 0.05
+    ) -> None:
         super().__init__()
         for name, v in (("freq_masks", freq_masks), ("freq_width", freq_width), ("time_masks", time_masks)):
             if not _is_int(v) or v < 0:
                 raise ConfigError(f"SpecAugment.{name}: expected a non-negative integer, got {v!r}")
         if not _is_real(time_width) or not 0 <= time_width <= 1:
-            raise ConfigError(f"SpecAugment.time_width: expected a fraction of the frames in [0, 1], "
-                              f"got {time_width!r}")
+            raise ConfigError(
+                f"SpecAugment.time_width: expected a fraction of the frames in [0, 1], got {time_width!r}"
+            )
         self.freq_masks, self.freq_width = int(freq_masks), int(freq_width)
         self.time_masks, self.time_width = int(time_masks), float(time_width)
 
     def extra_repr(self) -> str:
-        return (f"freq_masks={self.freq_masks}, freq_width={self.freq_width}, "
-                f"time_masks={self.time_masks}, time_width={self.time_width:g}")
+        return (
+            f"freq_masks={self.freq_masks}, freq_width={self.freq_width}, "
+            f"time_masks={self.time_masks}, time_width={self.time_width:g}"
+        )
 
     def forward(self, feats: Tensor, lengths: Tensor) -> Tensor:
         if not isinstance(feats, Tensor) or feats.dim() != 3:
@@ -377,7 +427,11 @@ class FeatureStream:
     def push(self, chunk) -> Tensor:
         """Read ``chunk`` (S_chunk,) (numpy or torch, any length including 0); the frames it
         completes, (T_new, F)."""
-        x = chunk.detach() if isinstance(chunk, Tensor) else torch.from_numpy(np.asarray(chunk, dtype=np.float32))
+        x = (
+            chunk.detach()
+            if isinstance(chunk, Tensor)
+            else torch.from_numpy(np.asarray(chunk, dtype=np.float32))
+        )
         if x.dim() != 1:
             raise DataError(f"chunk: expected 1-D samples (S_chunk,), got shape {tuple(x.shape)}")
         x = x.to(device=self._held.device, dtype=torch.float32)
@@ -391,6 +445,6 @@ class FeatureStream:
             self._held = held
             return held.new_zeros(0, cfg.dim)
         f, _ = self.features(held[None, : (n - 1) * cfg.hop_length + cfg.win_length])  # (1, n, F)
-        self._held = held[n * cfg.hop_length:].clone()
+        self._held = held[n * cfg.hop_length :].clone()
         self._skip = max(0, n * cfg.hop_length - len(held))
         return f[0]

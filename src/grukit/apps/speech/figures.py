@@ -26,8 +26,13 @@ import numpy as np
 
 from grukit.data.series import DataError
 
-__all__ = ["confusion_figure", "per_speaker_figure", "alignment_figure", "posterior_figure",
-           "robustness_figure"]
+__all__ = [
+    "confusion_figure",
+    "per_speaker_figure",
+    "alignment_figure",
+    "posterior_figure",
+    "robustness_figure",
+]
 
 TOP_CLASSES = 3  # classes named in the posterior figure's legend (the highest peaks)
 
@@ -47,6 +52,7 @@ def _save(fig, path) -> Path:
 
 
 # -- checks ----------------------------------------------------------------------------------------
+
 
 def _array(x, ndim: int, what: str, expected: str) -> np.ndarray:
     x = np.asarray(x)
@@ -105,13 +111,20 @@ def _draw_audio(axes, wave, rate, logmel) -> float:
     ax_w.plot(np.arange(len(wave)) / rate, wave, lw=0.5, color="tab:blue")  # (S,)
     ax_w.set_ylabel("waveform")
     ax_w.set_xlim(0, duration)
-    ax_s.imshow(logmel.T, origin="lower", aspect="auto", cmap="magma",  # (F, T)
-                extent=(0, duration, 0, logmel.shape[1]), interpolation="nearest")
+    ax_s.imshow(
+        logmel.T,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",  # (F, T)
+        extent=(0, duration, 0, logmel.shape[1]),
+        interpolation="nearest",
+    )
     ax_s.set_ylabel("log-mel band")
     return duration
 
 
 # -- figures ---------------------------------------------------------------------------------------
+
 
 def confusion_figure(confusion, classes, path: str | os.PathLike, title: str = "") -> Path:
     """The (C, C) ``confusion`` counts (rows: truth, columns: prediction, in ``classes`` order)
@@ -121,8 +134,10 @@ def confusion_figure(confusion, classes, path: str | os.PathLike, title: str = "
     if m.shape[0] != m.shape[1]:
         raise DataError(f"confusion: expected a square (C, C) matrix, got shape {m.shape}")
     if m.shape[0] != len(classes):
-        raise DataError(f"confusion: expected ({len(classes)}, {len(classes)}) for the {len(classes)} classes, "
-                        f"got {m.shape}")
+        raise DataError(
+            f"confusion: expected ({len(classes)}, {len(classes)}) for the {len(classes)} classes, "
+            f"got {m.shape}"
+        )
     if (m < 0).any() or m.sum() <= 0:
         raise DataError("confusion: expected non-negative counts with a positive total")
     C = len(classes)
@@ -140,8 +155,15 @@ def confusion_figure(confusion, classes, path: str | os.PathLike, title: str = "
     for i in range(C):
         for j in range(C):
             if m[i, j]:
-                ax.text(j, i, f"{m[i, j]:g}", ha="center", va="center", fontsize=8 if C <= 20 else 5,
-                        color="white" if m[i, j] > half else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{m[i, j]:g}",
+                    ha="center",
+                    va="center",
+                    fontsize=8 if C <= 20 else 5,
+                    color="white" if m[i, j] > half else "black",
+                )
     head = f"accuracy {correct / total:.4f} ({correct:g}/{total:g})"
     ax.set_title(f"{title}\n{head}" if title else head)
     return _save(fig, path)
@@ -167,9 +189,16 @@ def per_speaker_figure(accuracy, path: str | os.PathLike, title: str = "") -> Pa
         if k == 0:
             bars[speakers.index(worst)].set(edgecolor="tab:red", linewidth=2)
     w = speakers.index(worst)
-    ax.annotate(f"worst for {models[0]}: {worst} {first[worst]:.3f}", xy=(x[w] - 0.4 + 0.5 * width, first[worst]),
-                xytext=(0, 14), textcoords="offset points", ha="center", fontsize=8,
-                arrowprops=dict(arrowstyle="->", color="tab:red"), color="tab:red")
+    ax.annotate(
+        f"worst for {models[0]}: {worst} {first[worst]:.3f}",
+        xy=(x[w] - 0.4 + 0.5 * width, first[worst]),
+        xytext=(0, 14),
+        textcoords="offset points",
+        ha="center",
+        fontsize=8,
+        arrowprops=dict(arrowstyle="->", color="tab:red"),
+        color="tab:red",
+    )
     ax.set_xticks(x, speakers, rotation=30 if len(speakers) > 8 else 0)
     ax.set_xlabel("speaker")
     ax.set_ylabel("accuracy")
@@ -194,15 +223,25 @@ def _emitted(posteriors: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-def alignment_figure(wave, rate: int, logmel, posteriors, symbols, step_seconds: float,
-                     path: str | os.PathLike, title: str = "") -> Path:
+def alignment_figure(
+    wave,
+    rate: int,
+    logmel,
+    posteriors,
+    symbols,
+    step_seconds: float,
+    path: str | os.PathLike,
+    title: str = "",
+) -> Path:
     """Three panels sharing time: ``wave`` (S,) at ``rate``, ``logmel`` (T, F), and the CTC
     ``posteriors`` (T2, V) of blank (index 0, dashed grey) and of each of the V - 1 ``symbols``,
     one step every ``step_seconds``; each word of the best path is written at its peak."""
     wave, logmel, post, symbols, step = _time_panels(wave, rate, logmel, posteriors, symbols, step_seconds)
     if post.shape[1] != len(symbols) + 1:
-        raise DataError(f"posteriors: expected {len(symbols) + 1} columns (blank, then the {len(symbols)} "
-                        f"symbols), got {post.shape[1]}")
+        raise DataError(
+            f"posteriors: expected {len(symbols) + 1} columns (blank, then the {len(symbols)} "
+            f"symbols), got {post.shape[1]}"
+        )
     plt = _plt()
     fig, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True, gridspec_kw={"height_ratios": [1, 1.4, 1.6]})
     _draw_audio(axes[:2], wave, rate, logmel)
@@ -218,9 +257,17 @@ def alignment_figure(wave, rate: int, logmel, posteriors, symbols, step_seconds:
         else:
             ax.plot(t, post[:, v], lw=0.6, color="0.75")
     for v, k in emitted:
-        ax.annotate(symbols[v - 1], (t[k], post[k, v]), xytext=(0, 4), textcoords="offset points",
-                    ha="center", va="bottom", fontsize=9, fontweight="bold",
-                    color=colors(shown.index(v) % colors.N))
+        ax.annotate(
+            symbols[v - 1],
+            (t[k], post[k, v]),
+            xytext=(0, 4),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            fontweight="bold",
+            color=colors(shown.index(v) % colors.N),
+        )
     ax.set_ylim(0, 1.15)
     ax.set_ylabel("posterior")
     ax.set_xlabel("time (s)")
@@ -229,8 +276,16 @@ def alignment_figure(wave, rate: int, logmel, posteriors, symbols, step_seconds:
     return _save(fig, path)
 
 
-def posterior_figure(wave, rate: int, logmel, posteriors, classes, step_seconds: float,
-                     path: str | os.PathLike, title: str = "") -> Path:
+def posterior_figure(
+    wave,
+    rate: int,
+    logmel,
+    posteriors,
+    classes,
+    step_seconds: float,
+    path: str | os.PathLike,
+    title: str = "",
+) -> Path:
     """Three panels sharing time: ``wave`` (S,) at ``rate``, ``logmel`` (T, F), and the class
     ``posteriors`` (T2, C) over time, one step every ``step_seconds``; the classes with the highest
     peaks are named, the others drawn thin and grey."""
@@ -271,8 +326,16 @@ def robustness_figure(curves, path: str | os.PathLike, title: str = "", ylabel: 
         ax.plot(x, values, marker="o", color=f"C{k}", label=name)
         for xi, v in zip(x, values):
             if np.isfinite(v):
-                ax.annotate(f"{v:.3g}", (xi, v), xytext=(0, 5 if k % 2 == 0 else -6), textcoords="offset points",
-                            ha="center", va="bottom" if k % 2 == 0 else "top", fontsize=7, color=f"C{k}")
+                ax.annotate(
+                    f"{v:.3g}",
+                    (xi, v),
+                    xytext=(0, 5 if k % 2 == 0 else -6),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom" if k % 2 == 0 else "top",
+                    fontsize=7,
+                    color=f"C{k}",
+                )
     everything = [v for row in table.values() for v in row.values()]
     if min(everything) >= 0 and max(everything) <= 1:
         ax.set_ylim(_lower_bound(everything), 1.0 + 0.06)

@@ -119,7 +119,9 @@ class SpeechConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.features is not None and self.features not in FEATURES:
-            raise ConfigError(f"features must be one of {', '.join(FEATURES)} (or None), got {self.features!r}")
+            raise ConfigError(
+                f"features must be one of {', '.join(FEATURES)} (or None), got {self.features!r}"
+            )
         if self.norm is not None and self.norm not in NORMS:
             raise ConfigError(f"norm must be one of {', '.join(NORMS)} (or None), got {self.norm!r}")
         for name in ("sample_rate", "n_mels", "n_mfcc", "stack", "hidden_size", "num_layers"):
@@ -128,19 +130,27 @@ class SpeechConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         for name in ("zoneout", "recurrent_dropout", "weight_dropout", "dropout", "output_dropout"):
             _probability(name, getattr(self, name))
-        if not isinstance(self.speed_perturb, (int, float)) or isinstance(self.speed_perturb, bool) \
-                or not 0 <= self.speed_perturb < 0.5:
+        if (
+            not isinstance(self.speed_perturb, (int, float))
+            or isinstance(self.speed_perturb, bool)
+            or not 0 <= self.speed_perturb < 0.5
+        ):
             raise ConfigError(f"speed_perturb must be in [0, 0.5), got {self.speed_perturb!r}")
         if self.volume_perturb is not None and (
-                isinstance(self.volume_perturb, bool) or not isinstance(self.volume_perturb, (int, float))
-                or not 0 <= self.volume_perturb <= 40):
+            isinstance(self.volume_perturb, bool)
+            or not isinstance(self.volume_perturb, (int, float))
+            or not 0 <= self.volume_perturb <= 40
+        ):
             raise ConfigError(f"volume_perturb must be None or in [0, 40] dB, got {self.volume_perturb!r}")
-        if self.noise_snr is not None and (isinstance(self.noise_snr, bool)
-                                           or not isinstance(self.noise_snr, (int, float))
-                                           or not -10 <= self.noise_snr <= 40):
+        if self.noise_snr is not None and (
+            isinstance(self.noise_snr, bool)
+            or not isinstance(self.noise_snr, (int, float))
+            or not -10 <= self.noise_snr <= 40
+        ):
             raise ConfigError(f"noise_snr must be None or in [-10, 40] dB, got {self.noise_snr!r}")
-        if self.freq_mask is not None and (isinstance(self.freq_mask, bool)
-                                           or not isinstance(self.freq_mask, int) or self.freq_mask < 0):
+        if self.freq_mask is not None and (
+            isinstance(self.freq_mask, bool) or not isinstance(self.freq_mask, int) or self.freq_mask < 0
+        ):
             raise ConfigError(f"freq_mask must be None or a non-negative integer, got {self.freq_mask!r}")
         for name in ("reset_after", "layer_norm", "spec_augment"):
             if not isinstance(getattr(self, name), bool):
@@ -181,9 +191,14 @@ class SpeechConfig:
         """Every field, with the defaults that follow the task or the normalisation resolved:
         what a saved model or a run's metrics record, so that a later version's defaults cannot
         change their meaning."""
-        return dict(self.__dict__, features=self.feature_kind, norm=self.norm_kind,
-                    bidirectional=self.directions, volume_perturb=self.volume_db,
-                    freq_mask=self.freq_mask_width)
+        return dict(
+            self.__dict__,
+            features=self.feature_kind,
+            norm=self.norm_kind,
+            bidirectional=self.directions,
+            volume_perturb=self.volume_db,
+            freq_mask=self.freq_mask_width,
+        )
 
     @property
     def volume_db(self) -> float:
@@ -200,8 +215,9 @@ class SpeechConfig:
     def feature_config(self):
         from grukit.apps.speech.features import FeatureConfig
 
-        return FeatureConfig(kind=self.feature_kind, sample_rate=self.sample_rate, n_mels=self.n_mels,
-                             n_mfcc=self.n_mfcc)
+        return FeatureConfig(
+            kind=self.feature_kind, sample_rate=self.sample_rate, n_mels=self.n_mels, n_mfcc=self.n_mfcc
+        )
 
     def steps(self, samples: int) -> int:
         """GRU steps of a recording of ``samples`` samples: its whole groups of ``stack`` frames."""
@@ -253,10 +269,19 @@ class SpeechNet(nn.Module):
         self.augment = SpecAugment(freq_width=cfg.freq_mask_width) if cfg.spec_augment else None
         D = 2 if cfg.directions else 1
         H = cfg.hidden_size
-        self.gru = GRU(cfg.stack * F, H, num_layers=cfg.num_layers, batch_first=True,
-                       bidirectional=cfg.directions, dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
-                       reset_after=cfg.reset_after, layer_norm=cfg.layer_norm, zoneout=cfg.zoneout,
-                       recurrent_dropout=cfg.recurrent_dropout, weight_dropout=cfg.weight_dropout)
+        self.gru = GRU(
+            cfg.stack * F,
+            H,
+            num_layers=cfg.num_layers,
+            batch_first=True,
+            bidirectional=cfg.directions,
+            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+            reset_after=cfg.reset_after,
+            layer_norm=cfg.layer_norm,
+            zoneout=cfg.zoneout,
+            recurrent_dropout=cfg.recurrent_dropout,
+            weight_dropout=cfg.weight_dropout,
+        )
         if cfg.task == "classify" and cfg.pooling == "attention":
             self.att = nn.Sequential(nn.Linear(D * H, H), nn.Tanh(), nn.Linear(H, 1, bias=False))
         else:

@@ -23,8 +23,18 @@ import torch
 
 from grukit._io import atomic_write_text
 
-__all__ = ["classify_run", "speakers_run", "transcribe_run", "speech_demo", "machine", "NOISE_SNRS",
-           "SPEEDS", "string_set", "transcript_set", "DEMO"]
+__all__ = [
+    "classify_run",
+    "speakers_run",
+    "transcribe_run",
+    "speech_demo",
+    "machine",
+    "NOISE_SNRS",
+    "SPEEDS",
+    "string_set",
+    "transcript_set",
+    "DEMO",
+]
 
 NOISE_SNRS = (20.0, 10.0, 5.0)
 SPEEDS = (0.9, 1.1)
@@ -37,8 +47,13 @@ def machine() -> dict:
     from grukit.bench.report import environment
 
     env = environment(None)
-    return {"cpu": env["cpu"], "cores": env["cores"], "torch_threads": env["torch_threads"],
-            "versions": env["versions"], "python": env["python"]}
+    return {
+        "cpu": env["cpu"],
+        "cores": env["cores"],
+        "torch_threads": env["torch_threads"],
+        "versions": env["versions"],
+        "python": env["python"],
+    }
 
 
 def _write_metrics(out: Path, metrics: dict) -> None:
@@ -59,9 +74,19 @@ def _by_speaker(utts, correct) -> dict[str, float]:
     return {s: float(np.mean(v)) for s, v in sorted(out.items())}
 
 
-def classify_run(train, test, rec, out: Path, *, resume: bool = False, title: str = "speech",
-                 robustness: bool = True, dtw_robustness: bool = True, log=print,
-                 is_main: bool = True) -> dict:
+def classify_run(
+    train,
+    test,
+    rec,
+    out: Path,
+    *,
+    resume: bool = False,
+    title: str = "speech",
+    robustness: bool = True,
+    dtw_robustness: bool = True,
+    log=print,
+    is_main: bool = True,
+) -> dict:
     """Train ``rec`` (classify) on the Utterances ``train``, measure on ``test`` (module
     docstring); returns the metrics. ``dtw_robustness=False`` leaves the DTW baseline (about
     10 s per condition on FSDD) out of the noise and speed conditions."""
@@ -78,25 +103,43 @@ def classify_run(train, test, rec, out: Path, *, resume: bool = False, title: st
     labels = [u.text for u in test]
     ours = rec.evaluate(test_waves, labels)
     correct = [p == t for p, t in zip(ours["predictions"], labels)]
-    log("baselines: pooled MFCC statistics with logistic regression and 1-nearest-neighbour; "
-        "MFCC frames with dynamic-time-warping 1-nearest-neighbour")
+    log(
+        "baselines: pooled MFCC statistics with logistic regression and 1-nearest-neighbour; "
+        "MFCC frames with dynamic-time-warping 1-nearest-neighbour"
+    )
     b0 = time.perf_counter()
     base = fit_baselines(waves, [u.text for u in train], rate, seed=rec.train_config.seed, dtw=True)
     base_pred = base.predict(test_waves)
     base_seconds = time.perf_counter() - b0
-    baselines = {name: {"accuracy": float(np.mean([p == t for p, t in zip(pred, labels)])),
-                        "per_speaker": _by_speaker(test, [p == t for p, t in zip(pred, labels)])}
-                 for name, pred in base_pred.items()}
+    baselines = {
+        name: {
+            "accuracy": float(np.mean([p == t for p, t in zip(pred, labels)])),
+            "per_speaker": _by_speaker(test, [p == t for p, t in zip(pred, labels)]),
+        }
+        for name, pred in base_pred.items()
+    }
     per_speaker = _by_speaker(test, correct)
     metrics = {
-        "title": title, "task": "classify", "train_recordings": len(train), "test_recordings": len(test),
+        "title": title,
+        "task": "classify",
+        "train_recordings": len(train),
+        "test_recordings": len(test),
         "skipped_files": [list(s) for s in skipped + test_skipped],
-        "classes": ours["classes"], "accuracy": ours["accuracy"], "errors": int(len(labels) - sum(correct)),
-        "per_speaker": per_speaker, "confusion": ours["confusion"], "baselines": baselines,
-        "parameters": rec.num_parameters, "model": rec.config.resolved(),
-        "train": rec.train_config.to_dict(), "epochs": rec.result_.epochs_run, "best_epoch": rec.result_.best_epoch,
-        "stopped": rec.result_.stopped, "fit_seconds": round(fit_seconds, 1),
-        "baseline_seconds": round(base_seconds, 1), "machine": machine(),
+        "classes": ours["classes"],
+        "accuracy": ours["accuracy"],
+        "errors": int(len(labels) - sum(correct)),
+        "per_speaker": per_speaker,
+        "confusion": ours["confusion"],
+        "baselines": baselines,
+        "parameters": rec.num_parameters,
+        "model": rec.config.resolved(),
+        "train": rec.train_config.to_dict(),
+        "epochs": rec.result_.epochs_run,
+        "best_epoch": rec.result_.best_epoch,
+        "stopped": rec.result_.stopped,
+        "fit_seconds": round(fit_seconds, 1),
+        "baseline_seconds": round(base_seconds, 1),
+        "machine": machine(),
     }
     if robustness:
         from dataclasses import replace
@@ -106,8 +149,9 @@ def classify_run(train, test, rec, out: Path, *, resume: bool = False, title: st
         shown = base if dtw_robustness else replace(base, names=BASELINE_NAMES)
         metrics["robustness"] = _robustness(rec, shown, test_waves, labels, rate)
     rec.save(out)
-    _classify_figures(rec, out, ours, per_speaker, baselines, metrics.get("robustness"), test_waves, test,
-                      title)
+    _classify_figures(
+        rec, out, ours, per_speaker, baselines, metrics.get("robustness"), test_waves, test, title
+    )
     _write_metrics(out, metrics)
     return metrics
 
@@ -135,11 +179,18 @@ def _robustness(rec, base, waves, labels, rate: int) -> dict:
 def _classify_figures(rec, out, ours, per_speaker, baselines, robustness, waves, test, title) -> None:
     from grukit.apps.speech import figures
 
-    figures.confusion_figure(np.array(ours["confusion"]), ours["classes"], out / "confusion.png",
-                             title=f"{title}: GRU on the test recordings")
+    figures.confusion_figure(
+        np.array(ours["confusion"]),
+        ours["classes"],
+        out / "confusion.png",
+        title=f"{title}: GRU on the test recordings",
+    )
     if len(per_speaker) > 1 or "?" not in per_speaker:
-        figures.per_speaker_figure({"GRU": per_speaker, **{k: v["per_speaker"] for k, v in baselines.items()}},
-                                   out / "per_speaker.png", title=f"{title}: accuracy per speaker")
+        figures.per_speaker_figure(
+            {"GRU": per_speaker, **{k: v["per_speaker"] for k, v in baselines.items()}},
+            out / "per_speaker.png",
+            title=f"{title}: accuracy per speaker",
+        )
     if robustness:
         figures.robustness_figure(robustness, out / "robustness.png", title=f"{title}: noise and speed")
     _posterior_example(rec, waves[0], out / "posterior.png", f"{title}: {Path(test[0].path).name}")
@@ -163,12 +214,21 @@ def _step_seconds(rec) -> float:
 def _posterior_example(rec, wave, path: Path, title: str) -> None:
     from grukit.apps.speech import figures
 
-    figures.posterior_figure(wave, rec.config.sample_rate, _logmel(rec, wave), rec.frame_posteriors(wave),
-                             list(rec.labels_), _step_seconds(rec), path, title=title)
+    figures.posterior_figure(
+        wave,
+        rec.config.sample_rate,
+        _logmel(rec, wave),
+        rec.frame_posteriors(wave),
+        list(rec.labels_),
+        _step_seconds(rec),
+        path,
+        title=title,
+    )
 
 
-def speakers_run(utts, make, out: Path, *, resume: bool = False, title: str = "speech", log=print,
-                 is_main: bool = True) -> dict:
+def speakers_run(
+    utts, make, out: Path, *, resume: bool = False, title: str = "speech", log=print, is_main: bool = True
+) -> dict:
     """Leave-one-speaker-out: for each speaker, ``make()`` (a fresh recognizer) trained on the
     others and tested on that speaker, beside the baselines; each fold in ``out/<speaker>/``
     (a finished fold is kept when resuming). Returns the metrics."""
@@ -185,22 +245,45 @@ def speakers_run(utts, make, out: Path, *, resume: bool = False, title: str = "s
         log(f"fold {s}: train on the other speakers, test on {s}")
         train, test = speaker_split(utts, s)
         fold_dir.mkdir(parents=True, exist_ok=True)
-        folds[s] = classify_run(train, test, make(), fold_dir, resume=resume and fold_dir.exists(),
-                                title=f"{title}, {s} held out", robustness=False, log=log, is_main=is_main)
+        folds[s] = classify_run(
+            train,
+            test,
+            make(),
+            fold_dir,
+            resume=resume and fold_dir.exists(),
+            title=f"{title}, {s} held out",
+            robustness=False,
+            log=log,
+            is_main=is_main,
+        )
     if not is_main:
         return {}
     names = list(next(iter(folds.values()))["baselines"])
     acc = {"GRU": {s: f["accuracy"] for s, f in folds.items()}}
     for n in names:
         acc[n] = {s: f["baselines"][n]["accuracy"] for s, f in folds.items()}
-    summary = {m: {"mean": float(np.mean(list(v.values()))), "worst_speaker": min(v, key=v.get),
-                   "worst": float(min(v.values())), "per_speaker": v} for m, v in acc.items()}
-    metrics = {"title": title, "task": "classify", "protocol": "leave one speaker out",
-               "folds": len(folds), "summary": summary, "machine": machine()}
+    summary = {
+        m: {
+            "mean": float(np.mean(list(v.values()))),
+            "worst_speaker": min(v, key=v.get),
+            "worst": float(min(v.values())),
+            "per_speaker": v,
+        }
+        for m, v in acc.items()
+    }
+    metrics = {
+        "title": title,
+        "task": "classify",
+        "protocol": "leave one speaker out",
+        "folds": len(folds),
+        "summary": summary,
+        "machine": machine(),
+    }
     from grukit.apps.speech import figures
 
-    figures.per_speaker_figure(acc, out / "per_speaker.png",
-                               title=f"{title}: each speaker held out of training")
+    figures.per_speaker_figure(
+        acc, out / "per_speaker.png", title=f"{title}: each speaker held out of training"
+    )
     _write_metrics(out, metrics)
     return metrics
 
@@ -222,8 +305,17 @@ def transcript_set(utts, rate: int, log=print) -> tuple[list, list, None]:
     return waves, [u.text for u in utts], None
 
 
-def transcribe_run(train: tuple, tests: dict, rec, out: Path, *, resume: bool = False,
-                   title: str = "speech", log=print, is_main: bool = True) -> dict:
+def transcribe_run(
+    train: tuple,
+    tests: dict,
+    rec,
+    out: Path,
+    *,
+    resume: bool = False,
+    title: str = "speech",
+    log=print,
+    is_main: bool = True,
+) -> dict:
     """Train ``rec`` (transcribe) on ``train`` = (recordings, transcripts, ...); measure on each
     of ``tests`` = {name: (recordings, transcripts, word positions or None)}; returns the metrics."""
     waves, texts = train[0], train[1]
@@ -237,21 +329,38 @@ def transcribe_run(train: tuple, tests: dict, rec, out: Path, *, resume: bool = 
         greedy = rec.evaluate(tw, tt, decode="greedy")
         beam = rec.evaluate(tw, tt, decode="beam")
         results[name] = {
-            "recordings": len(tw), "words": beam["words"],
-            "greedy": {k: greedy[k] for k in ("wer", "sentence_accuracy", "substitutions", "deletions", "insertions")},
-            "beam": {k: beam[k] for k in ("wer", "sentence_accuracy", "substitutions", "deletions", "insertions")},
-            "examples": [{"truth": t, "greedy": g, "beam": b}
-                         for t, g, b in list(zip(tt, greedy["predictions"], beam["predictions"]))[:5]],
+            "recordings": len(tw),
+            "words": beam["words"],
+            "greedy": {
+                k: greedy[k] for k in ("wer", "sentence_accuracy", "substitutions", "deletions", "insertions")
+            },
+            "beam": {
+                k: beam[k] for k in ("wer", "sentence_accuracy", "substitutions", "deletions", "insertions")
+            },
+            "examples": [
+                {"truth": t, "greedy": g, "beam": b}
+                for t, g, b in list(zip(tt, greedy["predictions"], beam["predictions"]))[:5]
+            ],
         }
-    metrics = {"title": title, "task": "transcribe", "train_recordings": len(waves), "tests": results,
-               "parameters": rec.num_parameters, "model": rec.config.resolved(),
-               "train": rec.train_config.to_dict(), "epochs": rec.result_.epochs_run,
-               "best_epoch": rec.result_.best_epoch, "stopped": rec.result_.stopped,
-               "fit_seconds": round(fit_seconds, 1), "machine": machine()}
+    metrics = {
+        "title": title,
+        "task": "transcribe",
+        "train_recordings": len(waves),
+        "tests": results,
+        "parameters": rec.num_parameters,
+        "model": rec.config.resolved(),
+        "train": rec.train_config.to_dict(),
+        "epochs": rec.result_.epochs_run,
+        "best_epoch": rec.result_.best_epoch,
+        "stopped": rec.result_.stopped,
+        "fit_seconds": round(fit_seconds, 1),
+        "machine": machine(),
+    }
     first = next(iter(tests.values()))
     if rec.config.streamable:
-        metrics["streaming"] = streaming_measure(rec, first[0][:STREAMED], first[1][:STREAMED],
-                                                 first[2][:STREAMED] if first[2] else None)
+        metrics["streaming"] = streaming_measure(
+            rec, first[0][:STREAMED], first[1][:STREAMED], first[2][:STREAMED] if first[2] else None
+        )
     rec.save(out)
     _alignment_example(rec, first[0][0], first[1][0], out / "alignment.png", title)
     _write_metrics(out, metrics)
@@ -281,7 +390,7 @@ def streaming_measure(rec, waves, texts, where=None) -> dict:
         words, emitted = [], []
         for a in range(0, len(w), step):
             c0 = time.perf_counter()
-            got = stream.push(w[a: a + step])
+            got = stream.push(w[a : a + step])
             dt = time.perf_counter() - c0
             per_chunk.append(dt)
             compute += dt
@@ -293,21 +402,37 @@ def streaming_measure(rec, waves, texts, where=None) -> dict:
         same += said == ref
         if where is not None and said == texts[k]:
             delays += [e - end / rate for e, (_, end) in zip(emitted, where[k])]
-    out = {"chunk_ms": CHUNK_MS, "recordings": len(waves), "equal_to_offline_greedy": same,
-           "real_time_factor": compute / audio, "median_chunk_ms": 1000 * float(np.median(per_chunk)),
-           "p95_chunk_ms": 1000 * float(np.percentile(per_chunk, 95)), "startup_ms": 1000 * startup}
+    out = {
+        "chunk_ms": CHUNK_MS,
+        "recordings": len(waves),
+        "equal_to_offline_greedy": same,
+        "real_time_factor": compute / audio,
+        "median_chunk_ms": 1000 * float(np.median(per_chunk)),
+        "p95_chunk_ms": 1000 * float(np.percentile(per_chunk, 95)),
+        "startup_ms": 1000 * startup,
+    }
     if delays:
-        out.update(words_timed=len(delays), median_delay_ms=1000 * float(np.median(delays)),
-                   p90_delay_ms=1000 * float(np.percentile(delays, 90)))
+        out.update(
+            words_timed=len(delays),
+            median_delay_ms=1000 * float(np.median(delays)),
+            p90_delay_ms=1000 * float(np.percentile(delays, 90)),
+        )
     return out
 
 
 def _alignment_example(rec, wave, truth: str, path: Path, title: str) -> None:
     from grukit.apps.speech import figures
 
-    figures.alignment_figure(wave, rec.config.sample_rate, _logmel(rec, wave), rec.frame_posteriors(wave),
-                             list(rec.labels_), _step_seconds(rec), path,
-                             title=f"{title}: \"{truth}\" -> \"{rec.predict([wave])[0]}\"")
+    figures.alignment_figure(
+        wave,
+        rec.config.sample_rate,
+        _logmel(rec, wave),
+        rec.frame_posteriors(wave),
+        list(rec.labels_),
+        _step_seconds(rec),
+        path,
+        title=f'{title}: "{truth}" -> "{rec.predict([wave])[0]}"',
+    )
 
 
 # The demo's models and data (a few minutes on 2 cores in all): isolated digits on FSDD's
@@ -317,12 +442,27 @@ def _alignment_example(rec, wave, truth: str, path: Path, title: str) -> None:
 # the end (log-mel with SpecAugment, noise and speed perturbation: 93% digit errors; MFCC with
 # them and volume perturbation, or with no augmentation: validation loss 12.4), where log-mels
 # without augmentation left it at epoch 7; the full runs left it after 500-1,100 updates.
-DEMO = {"hidden_size": 96, "epochs": 10, "strings_epochs": 16, "holdout": "theo", "strings": 1000,
-        "test_strings": 200}
+DEMO = {
+    "hidden_size": 96,
+    "epochs": 10,
+    "strings_epochs": 16,
+    "holdout": "theo",
+    "strings": 1000,
+    "test_strings": 200,
+}
 
 
-def speech_demo(utts, out: Path, *, epochs: int | None = None, seed: int = 0, log=print,
-                progress: str = "auto", resume: bool = False, is_main: bool = True) -> dict:
+def speech_demo(
+    utts,
+    out: Path,
+    *,
+    epochs: int | None = None,
+    seed: int = 0,
+    log=print,
+    progress: str = "auto",
+    resume: bool = False,
+    is_main: bool = True,
+) -> dict:
     """FSDD three ways into ``out/digits``, ``out/speaker-<name>`` and ``out/strings``, with a
     summary in ``out/metrics.json``; returns the three runs' metrics."""
     from grukit.apps.speech.estimator import GRUSpeechRecognizer
@@ -334,33 +474,76 @@ def speech_demo(utts, out: Path, *, epochs: int | None = None, seed: int = 0, lo
         if task == "classify":
             return GRUSpeechRecognizer(task=task, train=train_cfg, hidden_size=DEMO["hidden_size"])
         tc = train_cfg if epochs else {**train_cfg, "epochs": DEMO["strings_epochs"]}
-        return GRUSpeechRecognizer(task=task, train=tc, hidden_size=DEMO["hidden_size"], spec_augment=False,
-                                   noise_snr=None, speed_perturb=0.0, volume_perturb=0.0, features="logmel")
+        return GRUSpeechRecognizer(
+            task=task,
+            train=tc,
+            hidden_size=DEMO["hidden_size"],
+            spec_augment=False,
+            noise_snr=None,
+            speed_perturb=0.0,
+            volume_perturb=0.0,
+            features="logmel",
+        )
 
     held = DEMO["holdout"]
     runs = {}
-    log("speech 1/3: isolated digits, FSDD's official split (recordings 0-4 of each speaker are the test set)")
+    log(
+        "speech 1/3: isolated digits, FSDD's official split (recordings 0-4 of each speaker are the test set)"
+    )
     train, test = official_split(utts)
-    runs["digits"] = classify_run(train, test, make("classify"), _sub(out / "digits", is_main), resume=resume,
-                                  title="FSDD digits", dtw_robustness=False, log=log, is_main=is_main)
+    runs["digits"] = classify_run(
+        train,
+        test,
+        make("classify"),
+        _sub(out / "digits", is_main),
+        resume=resume,
+        title="FSDD digits",
+        dtw_robustness=False,
+        log=log,
+        is_main=is_main,
+    )
     log(f"speech 2/3: isolated digits, speaker {held} never heard in training")
     train, test = speaker_split(utts, held)
-    runs["speaker"] = classify_run(train, test, make("classify"), _sub(out / f"speaker-{held}", is_main),
-                                   resume=resume, title=f"FSDD digits, {held} held out", robustness=False, log=log,
-                                   is_main=is_main)
+    runs["speaker"] = classify_run(
+        train,
+        test,
+        make("classify"),
+        _sub(out / f"speaker-{held}", is_main),
+        resume=resume,
+        title=f"FSDD digits, {held} held out",
+        robustness=False,
+        log=log,
+        is_main=is_main,
+    )
     log("speech 3/3: strings of 3-7 digits, CTC")
     rate = 8000
     train, test = official_split([u for u in utts if u.speaker != held])
     others = [u for u in utts if u.speaker == held]
-    tests = {"held-out recordings": string_set(test, DEMO["test_strings"], rate, seed + 1, log),
-             f"speaker {held} (held out)": string_set(others, DEMO["test_strings"], rate, seed + 2, log)}
-    runs["strings"] = transcribe_run(string_set(train, DEMO["strings"], rate, seed, log), tests,
-                                     make("transcribe"), _sub(out / "strings", is_main), resume=resume,
-                                     title="FSDD digit strings", log=log, is_main=is_main)
+    tests = {
+        "held-out recordings": string_set(test, DEMO["test_strings"], rate, seed + 1, log),
+        f"speaker {held} (held out)": string_set(others, DEMO["test_strings"], rate, seed + 2, log),
+    }
+    runs["strings"] = transcribe_run(
+        string_set(train, DEMO["strings"], rate, seed, log),
+        tests,
+        make("transcribe"),
+        _sub(out / "strings", is_main),
+        resume=resume,
+        title="FSDD digit strings",
+        log=log,
+        is_main=is_main,
+    )
     if is_main:
-        _write_metrics(out, {"digits": _brief(runs["digits"]), "speaker": _brief(runs["speaker"]),
-                             "strings": {k: v["beam"] for k, v in runs["strings"]["tests"].items()},
-                             "streaming": runs["strings"].get("streaming"), "machine": machine()})
+        _write_metrics(
+            out,
+            {
+                "digits": _brief(runs["digits"]),
+                "speaker": _brief(runs["speaker"]),
+                "strings": {k: v["beam"] for k, v in runs["strings"]["tests"].items()},
+                "streaming": runs["strings"].get("streaming"),
+                "machine": machine(),
+            },
+        )
     return runs
 
 
@@ -371,5 +554,9 @@ def _sub(path: Path, is_main: bool) -> Path:
 
 
 def _brief(m: dict) -> dict:
-    return {"accuracy": m["accuracy"], "errors": m["errors"], "test_recordings": m["test_recordings"],
-            "baselines": {k: v["accuracy"] for k, v in m["baselines"].items()}}
+    return {
+        "accuracy": m["accuracy"],
+        "errors": m["errors"],
+        "test_recordings": m["test_recordings"],
+        "baselines": {k: v["accuracy"] for k, v in m["baselines"].items()},
+    }

@@ -53,8 +53,10 @@ class SpeechStream:
         cfg = recognizer.config
         if not cfg.streamable:
             why = "it is bidirectional" if cfg.directions else "it normalises each whole recording"
-            raise ConfigError(f"this model cannot stream: {why}; train with bidirectional=False and "
-                              "norm='global' (the default for a unidirectional model)")
+            raise ConfigError(
+                f"this model cannot stream: {why}; train with bidirectional=False and "
+                "norm='global' (the default for a unidirectional model)"
+            )
         self.rec, self.cfg = recognizer, cfg
         self.net = recognizer.net_.eval()
         self.fc = cfg.feature_config()
@@ -97,7 +99,7 @@ class SpeechStream:
         frames = torch.cat([self._frames, f]) if len(self._frames) else f
         k = self.cfg.stack
         n = len(frames) // k
-        self._frames = frames[n * k:]
+        self._frames = frames[n * k :]
         if not n:
             return []
         u = frames[: n * k].reshape(n, k * self.fc.dim)  # (T', kF)

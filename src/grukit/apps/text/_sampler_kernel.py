@@ -34,7 +34,9 @@ from grukit.backends._cpu_kernels import act_sigmoid, act_tanh
 from grukit.backends._cpu_kernels import mm_small as _mm
 from grukit.backends._stream_kernel import _new_state
 
-_numba_cache.refresh(__file__, "_cpu_kernels", "_small_mm", "_stream_kernel", "_sync", "_blas", "../_layer_options")
+_numba_cache.refresh(
+    __file__, "_cpu_kernels", "_small_mm", "_stream_kernel", "_sync", "_blas", "../_layer_options"
+)
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 _INLINE = dict(_JIT, inline="always")
@@ -193,9 +195,36 @@ def sample_row(logits, u, temperature, top_k, top_p, order, w):
 
 
 @njit(**_JIT)
-def run_steps(table, w_ih, w_hh, b_ih, b_hh, g_ih, c_ih, g_hh, c_hh, proj, head, head_b,
-              reset_after, zoneout, temperature, top_k, top_p, tokens, uniforms, h, out,
-              gi, gh, rh, pj, logits, order, w):
+def run_steps(
+    table,
+    w_ih,
+    w_hh,
+    b_ih,
+    b_hh,
+    g_ih,
+    c_ih,
+    g_hh,
+    c_hh,
+    proj,
+    head,
+    head_b,
+    reset_after,
+    zoneout,
+    temperature,
+    top_k,
+    top_p,
+    tokens,
+    uniforms,
+    h,
+    out,
+    gi,
+    gh,
+    rh,
+    pj,
+    logits,
+    order,
+    w,
+):
     """S steps for N rows. Weights: ``table`` (V, 3H); ``w_ih`` (L-1, 3H, H); ``w_hh`` (L, 3H, H);
     ``b_ih``, ``b_hh`` (L, 3H); layer-norm gains and shifts ``g_ih``, ``c_ih``, ``g_hh``, ``c_hh``
     (L, 3H), or (L, 0) without layer norm; ``proj`` (E, H) or (0, 0); ``head`` (V, E) or (V, H);
@@ -212,10 +241,22 @@ def run_steps(table, w_ih, w_hh, b_ih, b_hh, g_ih, c_ih, g_hh, c_hh, proj, head,
             gi[b, :] = table[tokens[b]]  # (3H,)
         for layer in range(L):
             if layer > 0:
-                _project(h[layer - 1], w_ih[layer - 1], b_ih[layer], g_ih[layer], c_ih[layer],
-                         normed, gi)  # (N, 3H)
-            _layer_step(gi, h[layer], w_hh[layer], b_hh[layer], g_hh[layer], c_hh[layer], normed,
-                        reset_after, zoneout, gh, rh)
+                _project(
+                    h[layer - 1], w_ih[layer - 1], b_ih[layer], g_ih[layer], c_ih[layer], normed, gi
+                )  # (N, 3H)
+            _layer_step(
+                gi,
+                h[layer],
+                w_hh[layer],
+                b_hh[layer],
+                g_hh[layer],
+                c_hh[layer],
+                normed,
+                reset_after,
+                zoneout,
+                gh,
+                rh,
+            )
         y = h[L - 1]  # (N, H)
         if projected:
             _mm(y, proj, pj, 0.0)  # (N, E)
@@ -225,5 +266,4 @@ def run_steps(table, w_ih, w_hh, b_ih, b_hh, g_ih, c_ih, g_hh, c_hh, proj, head,
             _fill_rows(logits, head_b)
             _mm(y, head, logits, 1.0)  # (N, V)
         for b in range(N):
-            tokens[b] = out[s, b] = sample_row(logits[b], uniforms[s, b], temperature, top_k,
-                                               top_p, order, w)
+            tokens[b] = out[s, b] = sample_row(logits[b], uniforms[s, b], temperature, top_k, top_p, order, w)

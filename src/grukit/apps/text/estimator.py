@@ -43,8 +43,14 @@ FORMAT = "grukit.lm/1"
 # Training defaults for language models (the TrainConfig fields not named keep theirs): 64
 # streams of 128 steps, Adam at 2e-3 halved on plateaus, clipping at 0.25 as char-rnn/AWD-LSTM
 # do; an epoch is one pass or about a million tokens, whichever is smaller.
-LM_TRAIN_DEFAULTS = {"epochs": 100, "batch_size": 64, "lr": 2e-3, "schedule": "plateau",
-                     "clip_grad_norm": 0.25, "patience": 6}
+LM_TRAIN_DEFAULTS = {
+    "epochs": 100,
+    "batch_size": 64,
+    "lr": 2e-3,
+    "schedule": "plateau",
+    "clip_grad_norm": 0.25,
+    "patience": 6,
+}
 EPOCH_TOKENS = 1_000_000
 EVAL_WINDOW = 2048  # steps per forward call when evaluating (memory only; the state is carried)
 CHUNK = 32  # tokens sampled per compiled call while generating (then yielded)
@@ -75,8 +81,9 @@ class GRULanguageModel:
         vocab = self.vocab_
         if isinstance(text, (bytes, bytearray, memoryview)):
             if vocab.level != "byte":
-                raise DataError(f"{what}: bytes are for level='byte'; this model has level={vocab.level!r} "
-                                "(pass str)")
+                raise DataError(
+                    f"{what}: bytes are for level='byte'; this model has level={vocab.level!r} (pass str)"
+                )
             return np.frombuffer(bytes(text), dtype=np.uint8).astype(np.int64)
         if not isinstance(text, str):
             raise DataError(f"{what}: expected str (or bytes with level='byte'), got {type(text).__name__}")
@@ -84,8 +91,17 @@ class GRULanguageModel:
 
     # -- fitting -------------------------------------------------------------------------------
 
-    def fit(self, text, *, valid=None, valid_fraction: float = 0.1, also=(),
-            out_dir: str | os.PathLike | None = None, resume: bool = False, log=None) -> GRULanguageModel:
+    def fit(
+        self,
+        text,
+        *,
+        valid=None,
+        valid_fraction: float = 0.1,
+        also=(),
+        out_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        log=None,
+    ) -> GRULanguageModel:
         """Train on ``text`` (str; bytes with ``level="byte"``). Validation (early stopping, the
         best epoch) uses ``valid``, else the last ``valid_fraction`` of ``text`` (0: none). In char
         mode the vocabulary is the characters of ``text``, ``valid`` and the texts in ``also``
@@ -97,8 +113,11 @@ class GRULanguageModel:
         from grukit.train.trainer import Trainer
 
         cfg, tc = self.config, self.train_config
-        if isinstance(valid_fraction, bool) or not isinstance(valid_fraction, (int, float)) \
-                or not 0 <= valid_fraction < 1:
+        if (
+            isinstance(valid_fraction, bool)
+            or not isinstance(valid_fraction, (int, float))
+            or not 0 <= valid_fraction < 1
+        ):
             raise ConfigError(f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
         if not len(text):
             raise DataError("the training text is empty")
@@ -109,8 +128,9 @@ class GRULanguageModel:
             vocab = Vocabulary.bytes()
         else:
             if not isinstance(text, str):
-                raise DataError(f"level='char' trains on str, got {type(text).__name__}; "
-                                "use level='byte' for raw bytes")
+                raise DataError(
+                    f"level='char' trains on str, got {type(text).__name__}; use level='byte' for raw bytes"
+                )
             others = [t for t in (valid, *also) if isinstance(t, str) and t]
             vocab = Vocabulary.from_text("".join([text, *others]), "char", unknown=cfg.unknown)
         self.vocab_ = vocab
@@ -118,8 +138,10 @@ class GRULanguageModel:
         need = cfg.bptt + 1
         if len(train_ids) < need:
             del self.vocab_
-            raise DataError(f"the training text has {len(train_ids)} tokens, fewer than one training "
-                            f"window (bptt + 1 = {need}); use a longer text or a smaller --bptt")
+            raise DataError(
+                f"the training text has {len(train_ids)} tokens, fewer than one training "
+                f"window (bptt + 1 = {need}); use a longer text or a smaller --bptt"
+            )
         from grukit.train.distributed import context
 
         # batch_size streams per process: under torchrun each process trains on its share
@@ -168,7 +190,7 @@ class GRULanguageModel:
             b = min(a + EVAL_WINDOW, len(ids) - 1)
             logits, h = net(x[:, a:b], h)  # (1, T, V)
             logp = torch.log_softmax(logits[0].double(), dim=-1)  # (T, V)
-            bits -= logp.gather(1, x[0, a + 1: b + 1, None]).sum().item() / math.log(2)
+            bits -= logp.gather(1, x[0, a + 1 : b + 1, None]).sum().item() / math.log(2)
         scored = self.vocab_.decode(ids[1:]) if self.vocab_.level == "char" else None
         if self.vocab_.level == "byte":
             n_bytes = len(ids) - 1
@@ -177,9 +199,15 @@ class GRULanguageModel:
         else:
             n_chars = len(ids) - 1
             n_bytes = len(scored.encode("utf-8"))
-        return {"bits": bits, "tokens": len(ids) - 1, "characters": n_chars, "bytes": n_bytes,
-                "bpc": bits / max(n_chars, 1), "bits_per_byte": bits / max(n_bytes, 1),
-                "level": self.vocab_.level}
+        return {
+            "bits": bits,
+            "tokens": len(ids) - 1,
+            "characters": n_chars,
+            "bytes": n_bytes,
+            "bpc": bits / max(n_chars, 1),
+            "bits_per_byte": bits / max(n_bytes, 1),
+            "level": self.vocab_.level,
+        }
 
     @torch.no_grad()
     def next_token_probs(self, prompt) -> np.ndarray:
@@ -209,9 +237,18 @@ class GRULanguageModel:
         return 0
 
     @torch.no_grad()
-    def generate(self, prompt="", length: int = 200, *, temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 1.0, seed: int | None = None, stop: str | list[str] | None = None,
-                 samples: int = 1) -> Iterator:
+    def generate(
+        self,
+        prompt="",
+        length: int = 200,
+        *,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: str | list[str] | None = None,
+        samples: int = 1,
+    ) -> Iterator:
         """Yield generated text as it is sampled: ``str`` pieces, or with ``samples`` > 1 lists of
         ``samples`` pieces (one per sample). At most ``length`` tokens per sample; a sample ends
         early at the first occurrence of a ``stop`` string (not included). The same ``seed`` gives
@@ -222,16 +259,25 @@ class GRULanguageModel:
         check_sampling(temperature=temperature, top_k=top_k, top_p=top_p)
         for name, v in (("length", length), ("samples", samples)):
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "length" else 1):
-                raise ConfigError(f"{name} must be a {'non-negative' if name == 'length' else 'positive'} "
-                                  f"integer, got {v!r}")
+                raise ConfigError(
+                    f"{name} must be a {'non-negative' if name == 'length' else 'positive'} "
+                    f"integer, got {v!r}"
+                )
         stops = [stop] if isinstance(stop, str) else list(stop or [])
         if any(not isinstance(s, str) or not s for s in stops):
             raise ConfigError(f"stop must be a non-empty string or a list of them, got {stop!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}")
         ids = self._prompt(prompt)
-        return self._generate(ids, length, dict(temperature=temperature, top_k=top_k, top_p=top_p),
-                              np.random.default_rng(seed), stops, samples, Sampler)
+        return self._generate(
+            ids,
+            length,
+            dict(temperature=temperature, top_k=top_k, top_p=top_p),
+            np.random.default_rng(seed),
+            stops,
+            samples,
+            Sampler,
+        )
 
     def _generate(self, ids, length, rule, rng, stops, samples, Sampler):
         net = self.net_.eval()
@@ -264,7 +310,7 @@ class GRULanguageModel:
                 if cut >= 0:
                     live[k], text, pending[k] = False, text[:cut], ""
                 elif hold and not final:
-                    text, pending[k] = text[: len(text) - hold], text[len(text) - hold:]
+                    text, pending[k] = text[: len(text) - hold], text[len(text) - hold :]
                 pieces.append(text)
             if samples == 1:
                 if pieces[0]:
@@ -287,8 +333,13 @@ class GRULanguageModel:
         """Write ``path/model.safetensors`` and ``path/lm.json`` (configuration, vocabulary) in
         one step; ``path``'s other entries stay."""
         self._check_fitted()
-        meta = {"format": FORMAT, "grukit": grukit.__version__, "lm": dict(self.config.__dict__),
-                "train": self.train_config.to_dict(), "vocab": self.vocab_.to_dict()}
+        meta = {
+            "format": FORMAT,
+            "grukit": grukit.__version__,
+            "lm": dict(self.config.__dict__),
+            "train": self.train_config.to_dict(),
+            "vocab": self.vocab_.to_dict(),
+        }
         model_folder.write(path, self.net_, "lm.json", meta)
 
     @classmethod

@@ -76,38 +76,51 @@ def export_onnx(lm, path: str | os.PathLike, *, opset: int | None = None):
     require("onnxscript", "onnx", what="torch.onnx.export (the exporter of a model holding a GRU)")
     ort = require("onnxruntime", "onnx", what="checking the ONNX export with ONNX Runtime")
     newest = onnx.defs.onnx_opset_version()
-    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int)
-                              or not MIN_OPSET <= opset <= newest):
-        raise ConversionError(f"export_onnx: expected opset to be an int from {MIN_OPSET} to {newest} "
-                              f"(the installed onnx's newest), got {opset!r}")
+    if opset is not None and (
+        isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest
+    ):
+        raise ConversionError(
+            f"export_onnx: expected opset to be an int from {MIN_OPSET} to {newest} "
+            f"(the installed onnx's newest), got {opset!r}"
+        )
     gru = lm.net_.gru
     on = [key for key in _UNEXPRESSIBLE if getattr(gru, key)]
     if on:  # the dropouts are identity in evaluation; these two change the function
         what = "; ".join(f"{key}={getattr(gru, key)!r}: {_WHY[key]}" for key in on)
         raise ConversionError(
             f"export_onnx: this language model cannot be exported to ONNX: ONNX's GRU node has no "
-            f"counterpart for {what}; train one without {' or '.join(on)} to deploy it with ONNX")
+            f"counterpart for {what}; train one without {' or '.join(on)} to deploy it with ONNX"
+        )
     dtype = lm.net_.embedding.weight.dtype
     if dtype != torch.float32:
-        raise ConversionError(f"export_onnx: expected a float32 model, got {dtype}; the graph's "
-                              "state is float32 (call lm.net_.float() first)")
+        raise ConversionError(
+            f"export_onnx: expected a float32 model, got {dtype}; the graph's "
+            "state is float32 (call lm.net_.float() first)"
+        )
     path = Path(path)
     net = copy.deepcopy(lm.net_).to("cpu").eval()  # the caller's model keeps its device and mode
 
     proto = _export(net, opset)
     wrote = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     if opset is not None and wrote != opset:
-        raise ConversionError(f"export_onnx: the exporter could not write opset {opset} (it wrote "
-                              f"{wrote}); pass an opset from 18, or none")
+        raise ConversionError(
+            f"export_onnx: the exporter could not write opset {opset} (it wrote "
+            f"{wrote}); pass an opset from 18, or none"
+        )
     vocab = lm.vocab_.to_dict()
-    onnx.helper.set_model_props(proto, {
-        **{p.key: p.value for p in proto.metadata_props},
-        "grukit.vocab": json.dumps(vocab, ensure_ascii=False),
-        "grukit.lm": json.dumps(dict(lm.config.__dict__)),
-        "grukit.version": grukit.__version__,
-    })
-    proto.doc_string = ("grukit language model: tokens (N, T) int64, state (L, N, H) float32 -> "
-                        "logits (N, T, V), state_out (L, N, H)")
+    onnx.helper.set_model_props(
+        proto,
+        {
+            **{p.key: p.value for p in proto.metadata_props},
+            "grukit.vocab": json.dumps(vocab, ensure_ascii=False),
+            "grukit.lm": json.dumps(dict(lm.config.__dict__)),
+            "grukit.version": grukit.__version__,
+        },
+    )
+    proto.doc_string = (
+        "grukit language model: tokens (N, T) int64, state (L, N, H) float32 -> "
+        "logits (N, T, V), state_out (L, N, H)"
+    )
 
     def write(tmp: str) -> None:
         onnx.save_model(proto, tmp)
@@ -143,8 +156,14 @@ def _export(net, opset: int | None):
     batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
     with _quiet():
         program = torch.onnx.export(
-            net, (tokens, state), None, dynamo=True, verbose=False, opset_version=opset,
-            input_names=["tokens", "state"], output_names=["logits", "state_out"],
+            net,
+            (tokens, state),
+            None,
+            dynamo=True,
+            verbose=False,
+            opset_version=opset,
+            input_names=["tokens", "state"],
+            output_names=["logits", "state_out"],
             dynamic_shapes=({0: batch, 1: time}, {1: batch}),
         )
     return program.model_proto
@@ -161,18 +180,26 @@ def _verify(ort, file: str, net, path: Path) -> None:
         session = ort.InferenceSession(file, providers=["CPUExecutionProvider"])
         logits, state_out = session.run(None, {"tokens": tokens.numpy(), "state": state.numpy()})
     except Exception as exc:  # ONNX Runtime's own error types: an opset it lacks, say
-        raise ConversionError(f"export_onnx: ONNX Runtime cannot run the exported graph "
-                              f"({type(exc).__name__}: {str(exc).strip()[:300]}); {path} not written") from None
+        raise ConversionError(
+            f"export_onnx: ONNX Runtime cannot run the exported graph "
+            f"({type(exc).__name__}: {str(exc).strip()[:300]}); {path} not written"
+        ) from None
     with torch.no_grad():
         want_logits, want_state = net(tokens, state)  # (N, T, V), (L, N, H)
     if logits.shape != tuple(want_logits.shape) or state_out.shape != tuple(want_state.shape):
-        raise ConversionError(f"export_onnx: verification failed: ONNX Runtime gave shapes {logits.shape} "
-                              f"and {state_out.shape}, expected {tuple(want_logits.shape)} and "
-                              f"{tuple(want_state.shape)}; {path} not written")
+        raise ConversionError(
+            f"export_onnx: verification failed: ONNX Runtime gave shapes {logits.shape} "
+            f"and {state_out.shape}, expected {tuple(want_logits.shape)} and "
+            f"{tuple(want_state.shape)}; {path} not written"
+        )
     logp = torch.log_softmax(torch.from_numpy(logits).double(), -1)  # (N, T, V)
     want_logp = torch.log_softmax(want_logits.double(), -1)
-    err = max((logp - want_logp).abs().max().item(),
-              (torch.from_numpy(state_out).double() - want_state.double()).abs().max().item())
+    err = max(
+        (logp - want_logp).abs().max().item(),
+        (torch.from_numpy(state_out).double() - want_state.double()).abs().max().item(),
+    )
     if not err <= TOLERANCE:  # also catches NaN
-        raise ConversionError(f"export_onnx: verification failed: ONNX Runtime differs from the model by "
-                              f"{err:.3g} (tolerance {TOLERANCE:g}); {path} not written")
+        raise ConversionError(
+            f"export_onnx: verification failed: ONNX Runtime differs from the model by "
+            f"{err:.3g} (tolerance {TOLERANCE:g}); {path} not written"
+        )

@@ -40,10 +40,18 @@ def gate_figure(lm, text: str, path, *, units: int = 48) -> dict:
     keep = np.sort(np.argsort(-z.std(0), kind="stable")[:units])  # (U,) the most varying units
     order = keep[unit_order(z[:, keep])]
     chars = [("\u2423" if c == " " else c) for c in text] if len(text) == len(ids) else None
-    atomic_write(path, lambda tmp: plot_gates(
-        tmp, surprisal(lm, ids)[:, None],
-        [("z, units\nby mean z", z[:, order]), ("r, units\nby mean z", r[:, order])],
-        units=order, title=f"the update gate z and reset gate r of {len(order)} of {z.shape[1]} "
-        "units (the most varying) while the model reads a sentence", signal_label="bits",
-        x_label="character", tick_labels=chars))
+    atomic_write(
+        path,
+        lambda tmp: plot_gates(
+            tmp,
+            surprisal(lm, ids)[:, None],
+            [("z, units\nby mean z", z[:, order]), ("r, units\nby mean z", r[:, order])],
+            units=order,
+            title=f"the update gate z and reset gate r of {len(order)} of {z.shape[1]} "
+            "units (the most varying) while the model reads a sentence",
+            signal_label="bits",
+            x_label="character",
+            tick_labels=chars,
+        ),
+    )
     return {"mean_z": float(z.mean()), "mean_r": float(r.mean()), "units": order.tolist()}

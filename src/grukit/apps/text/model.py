@@ -67,14 +67,27 @@ class LMConfig:
             raise ConfigError(f"level must be one of {', '.join(LEVELS)}, got {self.level!r}")
         for name in ("hidden_size", "num_layers", "bptt"):
             _positive_int(name, getattr(self, name))
-        if isinstance(self.embedding_size, bool) or not isinstance(self.embedding_size, int) \
-                or self.embedding_size < 0:
+        if (
+            isinstance(self.embedding_size, bool)
+            or not isinstance(self.embedding_size, int)
+            or self.embedding_size < 0
+        ):
             raise ConfigError(f"embedding_size must be a non-negative integer, got {self.embedding_size!r}")
-        for name in ("zoneout", "recurrent_dropout", "weight_dropout", "dropout", "embed_dropout",
-                     "output_dropout"):
+        for name in (
+            "zoneout",
+            "recurrent_dropout",
+            "weight_dropout",
+            "dropout",
+            "embed_dropout",
+            "output_dropout",
+        ):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or not 0 <= v < 1:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or not 0 <= v < 1
+            ):
                 raise ConfigError(f"{name} must be a probability in [0, 1), got {v!r}")
         for name in ("reset_after", "layer_norm", "tie_weights"):
             if not isinstance(getattr(self, name), bool):
@@ -103,9 +116,18 @@ class LMNet(nn.Module):
         E, H = cfg.embed, cfg.hidden_size
         self.cfg = cfg
         self.embedding = nn.Embedding(vocab_size, E)
-        self.gru = GRU(E, H, num_layers=cfg.num_layers, batch_first=True, dropout=cfg.dropout,
-                       reset_after=cfg.reset_after, layer_norm=cfg.layer_norm, zoneout=cfg.zoneout,
-                       recurrent_dropout=cfg.recurrent_dropout, weight_dropout=cfg.weight_dropout)
+        self.gru = GRU(
+            E,
+            H,
+            num_layers=cfg.num_layers,
+            batch_first=True,
+            dropout=cfg.dropout,
+            reset_after=cfg.reset_after,
+            layer_norm=cfg.layer_norm,
+            zoneout=cfg.zoneout,
+            recurrent_dropout=cfg.recurrent_dropout,
+            weight_dropout=cfg.weight_dropout,
+        )
         self.proj = nn.Linear(H, E, bias=False) if cfg.tie_weights and E != H else None
         self.head = nn.Linear(E if cfg.tie_weights else H, vocab_size)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)

@@ -102,19 +102,21 @@ def _count(ids: np.ndarray, V: int, N: int, *, raw_orders) -> tuple[list, list, 
         if len(P) < m:
             key_m, ids_m = np.zeros(0, np.int64), np.full(len(P), -1, np.int64)
         else:
-            key = P[m - 1:] if m == 1 else prev[m - 2:-1] * base + P[m - 1:]  # (M + 2 - m,)
+            key = P[m - 1 :] if m == 1 else prev[m - 2 : -1] * base + P[m - 1 :]  # (M + 2 - m,)
             key_m, inverse = np.unique(key, return_inverse=True)  # (K_m,)
             ids_m = np.full(len(P), -1, np.int64)  # (M + 1,)
-            ids_m[m - 1:] = inverse.reshape(-1)
+            ids_m[m - 1 :] = inverse.reshape(-1)
         if m > 1:
             # the (m-1)-grams' continuation counts: how many distinct m-grams (the one starting
             # with the start symbol included) end with each
             suffix = np.zeros(len(key_m), np.int64)  # (K_m,)
-            suffix[ids_m[m - 1:]] = prev[m - 1:]
+            suffix[ids_m[m - 1 :]] = prev[m - 1 :]
             cont.append(np.bincount(suffix, minlength=len(keys[-1])))
         if m in raw_orders:
             # the real m-grams: those ending at position m or later, after the start symbol
-            raw[m] = np.bincount(ids_m[m:], minlength=len(key_m)) if len(P) > m else np.zeros(len(key_m), np.int64)
+            raw[m] = (
+                np.bincount(ids_m[m:], minlength=len(key_m)) if len(P) > m else np.zeros(len(key_m), np.int64)
+            )
         keys.append(key_m)
         prev = ids_m
     return keys, cont, raw
@@ -161,9 +163,11 @@ class NGramModel:
     def _set(self, keys: list, cont: list, top: np.ndarray) -> NGramModel:
         """The tables from counts: continuation counts below the order, ``top`` raw counts."""
         N, base = self.order, self.vocab_size + 1
-        counts = cont[:N - 1] + [top]
-        self.orders_ = [_Order(keys[m - 1], counts[m - 1], 1 if m == 1 else len(keys[m - 2]), base)
-                        for m in range(1, N + 1)]
+        counts = cont[: N - 1] + [top]
+        self.orders_ = [
+            _Order(keys[m - 1], counts[m - 1], 1 if m == 1 else len(keys[m - 2]), base)
+            for m in range(1, N + 1)
+        ]
         return self
 
     def log2_probs(self, ids, *, context=None) -> np.ndarray:
@@ -173,7 +177,7 @@ class NGramModel:
             raise DataError("this n-gram model is not fitted: call fit(ids) first")
         ids = _check_ids(ids, V, "the scored tokens")
         before = np.zeros(0, np.int64) if context is None else _check_ids(context, V, "the context")
-        x = np.concatenate((before[len(before) - min(len(before), self.order - 1):], ids))  # (L,)
+        x = np.concatenate((before[len(before) - min(len(before), self.order - 1) :], ids))  # (L,)
         start = len(x) - len(ids)
         p = np.full(len(x), 1.0 / V)  # (L,) p_0
         g = np.zeros(len(x), np.int64)  # (L,) id of the (m-1)-gram ending at each position, -1: unseen
@@ -181,7 +185,7 @@ class NGramModel:
             if not len(o.keys):
                 break  # no m-grams in the training text, nor longer ones
             h = np.full(len(x), -1, np.int64)  # (L,) the context's id
-            h[m - 1:] = g[m - 2:len(x) - 1] if m > 1 else 0
+            h[m - 1 :] = g[m - 2 : len(x) - 1] if m > 1 else 0
             has = h >= 0
             hc = np.where(has, h, 0)
             key = hc * (V + 1) + x  # (L,)
@@ -203,8 +207,12 @@ class NGramModel:
 
     def distribution(self, context=()) -> np.ndarray:
         """(V,) ``p(w | context)`` for every token ``w``."""
-        return np.array([2.0 ** self.log2_probs([w], context=np.asarray(context, np.int64))[0]
-                         for w in range(self.vocab_size)])
+        return np.array(
+            [
+                2.0 ** self.log2_probs([w], context=np.asarray(context, np.int64))[0]
+                for w in range(self.vocab_size)
+            ]
+        )
 
 
 def select_order(train_ids, valid_ids, vocab_size: int, orders=range(1, 11)) -> tuple[int, dict[int, float]]:
@@ -214,15 +222,18 @@ def select_order(train_ids, valid_ids, vocab_size: int, orders=range(1, 11)) -> 
     return model.order, scores
 
 
-def select_model(train_ids, valid_ids, vocab_size: int, orders=range(1, 11)) -> tuple[NGramModel, dict[int, float]]:
+def select_model(
+    train_ids, valid_ids, vocab_size: int, orders=range(1, 11)
+) -> tuple[NGramModel, dict[int, float]]:
     """``(model, {order: bits per token of valid_ids})``: the model of ``train_ids`` whose order
     scores ``valid_ids`` best (the smaller order on a tie), fitted. The text is counted once, for
     the largest order; each order's model reuses those counts (on char-PTB, counting again for the
     chosen order took 16 s of the baseline's 41)."""
     V = _check_size(vocab_size)
     orders = sorted(set(orders))
-    if not orders or any(isinstance(o, bool) or not isinstance(o, (int, np.integer)) or not 1 <= o <= MAX_ORDER
-                         for o in orders):
+    if not orders or any(
+        isinstance(o, bool) or not isinstance(o, (int, np.integer)) or not 1 <= o <= MAX_ORDER for o in orders
+    ):
         raise DataError(f"expected n-gram orders in [1, {MAX_ORDER}], got {orders!r}")
     train = _check_ids(train_ids, V, "the training tokens")
     valid = _check_ids(valid_ids, V, "the validation tokens")

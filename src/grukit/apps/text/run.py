@@ -18,8 +18,16 @@ import grukit
 from grukit._io import atomic_write_text
 from grukit.apps.text.estimator import GRULanguageModel
 
-__all__ = ["text_run", "ptb_demo", "PUBLISHED_CHAR_PTB", "SAMPLE_TEMPERATURES", "format_table",
-           "DEMO_HIDDEN", "DEMO_SECONDS", "SENTENCE"]
+__all__ = [
+    "text_run",
+    "ptb_demo",
+    "PUBLISHED_CHAR_PTB",
+    "SAMPLE_TEMPERATURES",
+    "format_table",
+    "DEMO_HIDDEN",
+    "DEMO_SECONDS",
+    "SENTENCE",
+]
 
 # Test bits per character on character-level Penn Treebank (the TCN paper's preparation):
 # Bai, Kolter & Koltun (2018), "An Empirical Evaluation of Generic Convolutional and Recurrent
@@ -47,18 +55,37 @@ def _tail(text, n: int):
     return text[-n:] if len(text) > n else text
 
 
-def text_run(splits: dict, lm: GRULanguageModel, out: Path, *, resume: bool = False,
-             run_config: dict | None = None, published: list | None = None, title: str = "text",
-             prompt: str = "", sample_length: int = 400, gate_text: str | None = None, log=print,
-             is_main: bool = True, shown_as: Path | None = None) -> dict:
+def text_run(
+    splits: dict,
+    lm: GRULanguageModel,
+    out: Path,
+    *,
+    resume: bool = False,
+    run_config: dict | None = None,
+    published: list | None = None,
+    title: str = "text",
+    prompt: str = "",
+    sample_length: int = 400,
+    gate_text: str | None = None,
+    log=print,
+    is_main: bool = True,
+    shown_as: Path | None = None,
+) -> dict:
     """Train ``lm`` on ``splits["train"]`` (validated on ``splits["valid"]``), evaluate, run the
     baselines, write everything; returns the metrics. ``splits["test"]`` may be absent. With
     ``gate_text``, ``gates.png`` shows the first layer's gates while the model reads it."""
     from grukit.apps.text.ngram import select_model, unigram_bits
 
     t0 = time.perf_counter()
-    lm.fit(splits["train"], valid=splits.get("valid"), valid_fraction=0.0,
-           also=[splits["test"]] if splits.get("test") else [], out_dir=out, resume=resume, log=log)
+    lm.fit(
+        splits["train"],
+        valid=splits.get("valid"),
+        valid_fraction=0.0,
+        also=[splits["test"]] if splits.get("test") else [],
+        out_dir=out,
+        resume=resume,
+        log=log,
+    )
     fit_seconds = time.perf_counter() - t0
     if not is_main:
         return {}
@@ -77,8 +104,10 @@ def text_run(splits: dict, lm: GRULanguageModel, out: Path, *, resume: bool = Fa
     if "valid" in ids:
         model, by_order = select_model(ids["train"], ids["valid"], V, orders=NGRAM_ORDERS)
         order = model.order
-        baselines["ngram"] = {"order": order,
-                              "valid_by_order": {str(o): b * per_char["valid"] for o, b in by_order.items()}}
+        baselines["ngram"] = {
+            "order": order,
+            "valid_by_order": {str(o): b * per_char["valid"] for o, b in by_order.items()},
+        }
         baselines["ngram"]["valid"] = by_order[order] * per_char["valid"]
         if "test" in ids:
             baselines["ngram"]["test"] = model.bits(ids["test"]) * per_char["test"]
@@ -100,47 +129,83 @@ def text_run(splits: dict, lm: GRULanguageModel, out: Path, *, resume: bool = Fa
         "level": lm.config.level,
         "bpc": {k: v["bpc"] for k, v in ours.items()},
         "bits_per_byte": {k: v["bits_per_byte"] for k, v in ours.items()},
-        "scored": {k: {"tokens": v["tokens"], "characters": v["characters"], "bytes": v["bytes"]}
-                   for k, v in ours.items()},
+        "scored": {
+            k: {"tokens": v["tokens"], "characters": v["characters"], "bytes": v["bytes"]}
+            for k, v in ours.items()
+        },
         "baselines": baselines,
         "published": published or [],
         "model": {"parameters": lm.num_parameters, "vocabulary": V, "config": dict(lm.config.__dict__)},
         "split": {k: len(v) for k, v in ids.items()},
-        "training": {"epochs_run": r.epochs_run, "best_epoch": r.best_epoch, "stopped": r.stopped,
-                     "best_valid_bits_per_token": r.best_val_loss, "seconds": round(fit_seconds, 1),
-                     "tokens_per_s": _rate(r.history)},
+        "training": {
+            "epochs_run": r.epochs_run,
+            "best_epoch": r.best_epoch,
+            "stopped": r.stopped,
+            "best_valid_bits_per_token": r.best_val_loss,
+            "seconds": round(fit_seconds, 1),
+            "tokens_per_s": _rate(r.history),
+        },
         "samples": samples,
         "gates": gates,
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "grukit": grukit.__version__, "threads": torch.get_num_threads(),
-                    "platform": platform.platform(), "cpu": _cpu()},
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "grukit": grukit.__version__,
+            "threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "cpu": _cpu(),
+        },
         "config": run_config or {},
     }
     lm.save(out)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1, ensure_ascii=False, default=float))
-    atomic_write_text(out / "samples.txt", "".join(
-        f"--- temperature {s['temperature']} ---\n{s['prompt']}{s['text']}\n\n" for s in samples))
+    atomic_write_text(
+        out / "samples.txt",
+        "".join(f"--- temperature {s['temperature']} ---\n{s['prompt']}{s['text']}\n\n" for s in samples),
+    )
     log("")
     log(format_table(metrics))
     log(f"wrote {shown_as or out}/: model, metrics.json, samples.txt, learning_curves.png")
     return metrics
 
 
-def ptb_demo(out: Path, *, seconds: float = DEMO_SECONDS, hidden_size: int = DEMO_HIDDEN, seed: int = 0,
-             progress: str = "auto", run_config: dict | None = None, log=print,
-             shown_as: Path | None = None) -> dict:
+def ptb_demo(
+    out: Path,
+    *,
+    seconds: float = DEMO_SECONDS,
+    hidden_size: int = DEMO_HIDDEN,
+    seed: int = 0,
+    progress: str = "auto",
+    run_config: dict | None = None,
+    log=print,
+    shown_as: Path | None = None,
+) -> dict:
     """Character-level Penn Treebank in a few minutes: a small GRU trained for ``seconds`` on
     the official split, beside the baselines and the published results."""
     from grukit.data.text import char_ptb
 
     splits = char_ptb()
-    lm = GRULanguageModel(hidden_size=hidden_size, bptt=DEMO_BPTT,
-                          train={"max_time": seconds, "seed": seed, "lr": DEMO_LR, "progress": progress})
-    log(f"character-level Penn Treebank: {', '.join(f'{k} {len(v):,}' for k, v in splits.items())} "
-        f"characters; a GRU of {hidden_size} units trained for {seconds:g} s")
-    return text_run(splits, lm, out, run_config=run_config, published=PUBLISHED_CHAR_PTB,
-                    title="character-level Penn Treebank", prompt="the ", gate_text=SENTENCE,
-                    log=log, shown_as=shown_as)
+    lm = GRULanguageModel(
+        hidden_size=hidden_size,
+        bptt=DEMO_BPTT,
+        train={"max_time": seconds, "seed": seed, "lr": DEMO_LR, "progress": progress},
+    )
+    log(
+        f"character-level Penn Treebank: {', '.join(f'{k} {len(v):,}' for k, v in splits.items())} "
+        f"characters; a GRU of {hidden_size} units trained for {seconds:g} s"
+    )
+    return text_run(
+        splits,
+        lm,
+        out,
+        run_config=run_config,
+        published=PUBLISHED_CHAR_PTB,
+        title="character-level Penn Treebank",
+        prompt="the ",
+        gate_text=SENTENCE,
+        log=log,
+        shown_as=shown_as,
+    )
 
 
 def _rate(history: list[dict]) -> float | None:
@@ -161,8 +226,9 @@ def _cpu() -> str:
 def format_table(metrics: dict) -> str:
     """The bpc table: the GRU, the baselines on the same split, the published numbers."""
     cols = [k for k in ("valid", "test") if k in metrics["bpc"]]
-    rows = [(f"GRU ({metrics['model']['parameters'] / 1e6:.2f}M parameters)",
-             [metrics["bpc"][k] for k in cols])]
+    rows = [
+        (f"GRU ({metrics['model']['parameters'] / 1e6:.2f}M parameters)", [metrics["bpc"][k] for k in cols])
+    ]
     b = metrics["baselines"]
     if b.get("ngram"):
         rows.append((f"{b['ngram']['order']}-gram (modified Kneser-Ney)", [b["ngram"].get(k) for k in cols]))
@@ -172,5 +238,7 @@ def format_table(metrics: dict) -> str:
     width = max(len(r[0]) for r in rows)
     lines = [f"{'bits per character':<{width}}  " + "  ".join(f"{c:>7}" for c in cols)]
     for name, vals in rows:
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{v:7.3f}" if v is not None else f"{'':>7}" for v in vals))
+        lines.append(
+            f"{name:<{width}}  " + "  ".join(f"{v:7.3f}" if v is not None else f"{'':>7}" for v in vals)
+        )
     return "\n".join(lines)

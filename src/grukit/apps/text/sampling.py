@@ -51,8 +51,12 @@ class SamplingRule:
 
 def check_sampling(*, temperature=1.0, top_k=0, top_p=1.0) -> SamplingRule:
     """The rule, validated: temperature a finite number >= 0, top_k an integer >= 0, top_p in (0, 1]."""
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
-            or not math.isfinite(temperature) or temperature < 0:
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, numbers.Real)
+        or not math.isfinite(temperature)
+        or temperature < 0
+    ):
         raise ConfigError(f"temperature must be a finite number >= 0, got {temperature!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 0:
         raise ConfigError(f"top_k must be an integer >= 0 (0: off), got {top_k!r}")
@@ -61,8 +65,7 @@ def check_sampling(*, temperature=1.0, top_k=0, top_p=1.0) -> SamplingRule:
     return SamplingRule(float(temperature), int(top_k), float(top_p))
 
 
-def sample_reference(logits, u, temperature: float = 1.0, top_k: int = 0,
-                     top_p: float = 1.0) -> np.ndarray:
+def sample_reference(logits, u, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> np.ndarray:
     """``logits`` (N, V), ``u`` (N,) uniforms in [0, 1) -> ids (N,) int64, by the module's rule.
     Plain NumPy, a row at a time: the oracle of the kernel and the fallback's sampler."""
     rule = check_sampling(temperature=temperature, top_k=top_k, top_p=top_p)
@@ -145,21 +148,24 @@ class _Weights:
 
         x = F.linear(net.embedding.weight, g.weight_ih_l0)  # (V, 3H), as the GRU's input side
         if g.layer_norm:
-            x = F.layer_norm(x, (3 * H,), g.layer_norm_ih_weight_l0, g.layer_norm_ih_bias_l0,
-                             LAYER_NORM_EPS)
+            x = F.layer_norm(x, (3 * H,), g.layer_norm_ih_weight_l0, g.layer_norm_ih_bias_l0, LAYER_NORM_EPS)
         w_ih = per_layer("weight_ih", range(1, L))
-        head_b = net.head.bias if net.head.bias is not None else torch.zeros(net.head.out_features,
-                                                                            dtype=dtype)
+        head_b = (
+            net.head.bias if net.head.bias is not None else torch.zeros(net.head.out_features, dtype=dtype)
+        )
         tensors = dict(
             table=x + per_layer("bias_ih", range(1))[0],  # (V, 3H)
             w_ih=torch.stack(w_ih) if w_ih else torch.zeros(0, 3 * H, H, dtype=dtype),
             w_hh=torch.stack(per_layer("weight_hh", range(L))),  # (L, 3H, H)
             b_ih=torch.stack(per_layer("bias_ih", range(L))),  # (L, 3H)
             b_hh=torch.stack(per_layer("bias_hh", range(L))),  # (L, 3H)
-            g_ih=norm("layer_norm_ih_weight"), c_ih=norm("layer_norm_ih_bias"),
-            g_hh=norm("layer_norm_hh_weight"), c_hh=norm("layer_norm_hh_bias"),
+            g_ih=norm("layer_norm_ih_weight"),
+            c_ih=norm("layer_norm_ih_bias"),
+            g_hh=norm("layer_norm_hh_weight"),
+            c_hh=norm("layer_norm_hh_bias"),
             proj=net.proj.weight if net.proj is not None else torch.zeros(0, 0, dtype=dtype),
-            head=net.head.weight, head_b=head_b,
+            head=net.head.weight,
+            head_b=head_b,
         )
         return cls(**{k: t.detach().contiguous().numpy().copy() for k, t in tensors.items()})
 
@@ -180,16 +186,25 @@ class Sampler:
     time; where Numba or the BLAS binding is unavailable, or with ``fast=False``).
     """
 
-    def __init__(self, net: LMNet, rows: int = 1, *, temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 1.0, fast: bool = True) -> None:
+    def __init__(
+        self,
+        net: LMNet,
+        rows: int = 1,
+        *,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        fast: bool = True,
+    ) -> None:
         if not isinstance(net, LMNet):
             raise TypeError(f"Sampler: expected an LMNet, got {type(net).__name__}")
         w = net.embedding.weight
         if net.training:
             raise InputError("Sampler: expected the network in eval mode, got training mode; call net.eval()")
         if w.device.type != "cpu" or w.dtype not in (torch.float32, torch.float64):
-            raise InputError(f"Sampler: expected a float32 or float64 network on the CPU, got "
-                             f"{w.dtype} on {w.device}")
+            raise InputError(
+                f"Sampler: expected a float32 or float64 network on the CPU, got {w.dtype} on {w.device}"
+            )
         self.net = net
         self.rows = check_size("rows", rows)
         self.rule = check_sampling(temperature=temperature, top_k=top_k, top_p=top_p)
@@ -206,9 +221,15 @@ class Sampler:
     def _make_scratch(self, H: int, E: int) -> tuple[np.ndarray, ...]:
         """gi, gh (N, 3H), rh (N, H), pj (N, E), logits (N, V), order (V,) int64, w (V,) float64."""
         N, V, dt = self.rows, self.vocab_size, self._h.numpy().dtype
-        return (np.empty((N, 3 * H), dt), np.empty((N, 3 * H), dt), np.empty((N, H), dt),
-                np.empty((N, E), dt), np.empty((N, V), dt), np.empty(V, np.int64),
-                np.empty(V, np.float64))
+        return (
+            np.empty((N, 3 * H), dt),
+            np.empty((N, 3 * H), dt),
+            np.empty((N, H), dt),
+            np.empty((N, E), dt),
+            np.empty((N, V), dt),
+            np.empty(V, np.int64),
+            np.empty(V, np.float64),
+        )
 
     @property
     def state(self) -> Tensor:
@@ -219,8 +240,10 @@ class Sampler:
         if not isinstance(value, Tensor):
             raise TypeError(f"Sampler: expected state to be a torch.Tensor, got {type(value).__name__}")
         if tuple(value.shape) != tuple(self._h.shape) or value.dtype != self._h.dtype:
-            raise InputError(f"Sampler: expected a state (L, N, H) = {tuple(self._h.shape)} of "
-                             f"{self._h.dtype}, got {tuple(value.shape)} of {value.dtype}")
+            raise InputError(
+                f"Sampler: expected a state (L, N, H) = {tuple(self._h.shape)} of "
+                f"{self._h.dtype}, got {tuple(value.shape)} of {value.dtype}"
+            )
         self._h.copy_(value.detach())
 
     def run(self, first_tokens, steps: int, uniforms) -> np.ndarray:
@@ -229,9 +252,19 @@ class Sampler:
         if self.path == "compiled":
             out = np.empty(u.shape, np.int64)  # (S, N)
             r = self.rule
-            self._kernel(*self._weights, self.net.gru.reset_after, float(self.net.gru.zoneout),
-                         r.temperature, r.top_k, r.top_p, tokens, u, self._h.numpy(), out,
-                         *self._scratch)
+            self._kernel(
+                *self._weights,
+                self.net.gru.reset_after,
+                float(self.net.gru.zoneout),
+                r.temperature,
+                r.top_k,
+                r.top_p,
+                tokens,
+                u,
+                self._h.numpy(),
+                out,
+                *self._scratch,
+            )
             return out
         return self._run_torch(tokens, u)
 
@@ -254,14 +287,18 @@ class Sampler:
             raise InputError(f"Sampler.run: expected steps to be an integer >= 0, got {steps!r}")
         t = first_tokens.numpy() if isinstance(first_tokens, Tensor) else np.asarray(first_tokens)
         if t.shape != (N,) or t.dtype.kind not in "iu":
-            raise InputError(f"Sampler.run: expected first_tokens of integer ids of shape ({N},), "
-                             f"got {t.dtype} of shape {t.shape}")
+            raise InputError(
+                f"Sampler.run: expected first_tokens of integer ids of shape ({N},), "
+                f"got {t.dtype} of shape {t.shape}"
+            )
         if N and (t.min() < 0 or t.max() >= V):
             raise InputError(f"Sampler.run: expected token ids in [0, {V}), got {t.min()}..{t.max()}")
         u = np.asarray(uniforms)
         if u.shape != (steps, N) or u.dtype.kind != "f":
-            raise InputError(f"Sampler.run: expected uniforms of floats of shape ({steps}, {N}), "
-                             f"got {u.dtype} of shape {u.shape}")
+            raise InputError(
+                f"Sampler.run: expected uniforms of floats of shape ({steps}, {N}), "
+                f"got {u.dtype} of shape {u.shape}"
+            )
         if u.size and not (np.all(u >= 0) and np.all(u < 1)):
             raise InputError("Sampler.run: expected uniforms in [0, 1), got values outside")
         return t.astype(np.int64), np.ascontiguousarray(u, dtype=np.float64)

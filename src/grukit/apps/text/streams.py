@@ -60,8 +60,12 @@ class StreamBatches(Dataset):
             raise ValueError(f"{self.streams} streams cannot be shared by {world_size} processes")
         part = StreamBatches.__new__(StreamBatches)
         part._rows = self._rows[rank::world_size]
-        part.bptt, part.windows, part.windows_per_epoch, part._epoch = \
-            self.bptt, self.windows, self.windows_per_epoch, self._epoch
+        part.bptt, part.windows, part.windows_per_epoch, part._epoch = (
+            self.bptt,
+            self.windows,
+            self.windows_per_epoch,
+            self._epoch,
+        )
         return part
 
     def __len__(self) -> int:
@@ -70,12 +74,15 @@ class StreamBatches(Dataset):
     def __getitem__(self, i: int):
         if not 0 <= i < len(self):
             raise IndexError(i)
-        w = i if self.windows_per_epoch is None else \
-            ((self._epoch - 1) * self.windows_per_epoch + i) % self.windows
+        w = (
+            i
+            if self.windows_per_epoch is None
+            else ((self._epoch - 1) * self.windows_per_epoch + i) % self.windows
+        )
         a = w * self.bptt
         b = min(a + self.bptt, self._rows.shape[1] - 1)
         x = torch.from_numpy(self._rows[:, a:b].copy())  # (S, T)
-        y = torch.from_numpy(self._rows[:, a + 1: b + 1].copy())  # (S, T)
+        y = torch.from_numpy(self._rows[:, a + 1 : b + 1].copy())  # (S, T)
         return x, y, w == 0 or i == 0
 
 
