@@ -205,26 +205,19 @@ def discord_baseline(normal: np.ndarray, signal: np.ndarray, labels: np.ndarray 
     """The matrix-profile discord baseline (``anomaly.discord``) fitted on the same normal data
     and scored on the same signal as the GRU: its point and event measures (labels given), or
     the reason it did not run."""
-    import time
+    from grukit.apps.anomaly.discord import run_baseline
 
-    from grukit._extras import MissingDependency
-    from grukit.apps.anomaly.discord import DiscordDetector
-
-    t = time.perf_counter()
-    try:
-        det = DiscordDetector(window, false_alarm_rate=false_alarm_rate).fit(normal)
-        s = det.score(signal)
-    except MissingDependency as exc:
-        log(f"discord baseline skipped: {exc}")
-        return {"skipped": str(exc)}
-    flags = s > det.threshold_
+    run = run_baseline(normal, signal, window=window, false_alarm_rate=false_alarm_rate)
+    if run.skipped is not None:
+        log(f"discord baseline skipped: {run.skipped}")
+        return {"skipped": run.skipped}
     out = {"model": f"matrix-profile discord (stumpy): z-normalised windows of {window} points against "
-                    "the normal data", "window": window, "seconds": round(time.perf_counter() - t, 1),
-           "flagged": int(flags.sum())}
+                    "the normal data", "window": window, "seconds": run.seconds,
+           "flagged": int(run.flags.sum())}
     if labels is not None:
-        out["point"] = measures(labels, s, flags)
-        out["events"] = events(labels, flags, tolerance=tolerance, min_gap=max(1, window // 2))
-    log(f"discord baseline: {out['seconds']}s")
+        out["point"] = measures(labels, run.scores, run.flags)
+        out["events"] = events(labels, run.flags, tolerance=tolerance, min_gap=max(1, window // 2))
+    log(f"discord baseline: {run.seconds}s")
     return out
 
 

@@ -301,27 +301,19 @@ def _discord(x, fit_rows, k, labels, det, log) -> dict:
     """The discord baseline (``apps.anomaly.discord``) fitted on the GRU's training rows with the
     GRU's window and false-alarm rate; its scores and flags, its measures on the rows after the
     training part (labels given), or why it did not run."""
-    import time
-
-    from grukit._extras import MissingDependency
-    from grukit.apps.anomaly.discord import DiscordDetector
+    from grukit.apps.anomaly.discord import run_baseline
     from grukit.apps.anomaly_metrics import events, measures
-    from grukit.data.series import DataError
 
     W = det.config.window
-    t = time.perf_counter()
-    try:
-        d = DiscordDetector(W, false_alarm_rate=det.config.false_alarm_rate).fit(x[fit_rows])
-        scores = d.score(x)
-    except (MissingDependency, DataError) as exc:
-        log(f"discord baseline skipped: {exc}")
-        return {"skipped": str(exc)}
-    flags = scores > d.threshold_
-    out = {"window": W, "threshold": d.threshold_, "seconds": round(time.perf_counter() - t, 1),
-           "flagged_after_training_part": int(flags[k:].sum()), "scores": scores, "flags": flags}
+    run = run_baseline(x[fit_rows], x, window=W, false_alarm_rate=det.config.false_alarm_rate)
+    if run.skipped is not None:
+        log(f"discord baseline skipped: {run.skipped}")
+        return {"skipped": run.skipped}
+    out = {"window": W, "threshold": run.threshold, "seconds": run.seconds,
+           "flagged_after_training_part": int(run.flags[k:].sum()), "scores": run.scores, "flags": run.flags}
     if labels is not None:
-        out["scored_part"] = measures(labels[k:], scores[k:], flags[k:])
-        out["events"] = events(labels[k:], flags[k:], tolerance=W)
+        out["scored_part"] = measures(labels[k:], run.scores[k:], run.flags[k:])
+        out["events"] = events(labels[k:], run.flags[k:], tolerance=W)
     return out
 
 

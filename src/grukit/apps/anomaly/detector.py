@@ -28,13 +28,26 @@ from grukit.train.config import TrainConfig
 __all__ = ["GRUAnomalyDetector"]
 
 
-def _signal_minimums(cfg: DetectorConfig) -> tuple[int, int]:
+def _signal_minimums(model: str, window: int, horizon: int) -> tuple[int, int]:
     """The fewest points a signal model trains on (one window; the forecaster's warm-up, scored
     span and horizon) and calibrates its threshold on (two windows; the forecaster's stretch)."""
-    if cfg.model == "forecaster":
-        need = 2 * cfg.window + cfg.steps_ahead
+    if model == "forecaster":
+        need = 2 * window + horizon
         return need, need
-    return cfg.window, 2 * cfg.window
+    return window, 2 * window
+
+
+def _largest_window(model: str, horizon: int | None, n: int) -> int:
+    """The largest window whose training and calibration minimums (``_signal_minimums``; the
+    forecaster's horizon ``horizon``, or the window when None) fit in ``n`` points; 0 if none."""
+    lo, hi = 0, n
+    while lo < hi:  # the minimums grow with the window: bisect
+        mid = (lo + hi + 1) // 2
+        if sum(_signal_minimums(model, mid, horizon or mid)) <= n:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 class GRUAnomalyDetector:
@@ -114,7 +127,7 @@ class GRUAnomalyDetector:
                 self.config = cfg = self._choose_window(z)
             forecast = cfg.model == "forecaster"
             W, Hz = cfg.window, cfg.steps_ahead
-            need, cal_min = _signal_minimums(cfg)
+            need, cal_min = _signal_minimums(cfg.model, W, Hz)
             n_cal = max(int(round(n * cfg.calibration_share)), cal_min)
             n_fit = n - n_cal
             if n_fit < need:
@@ -187,11 +200,8 @@ class GRUAnomalyDetector:
         from the standardised training signal ``z`` (n, C): see ``period``."""
         cfg = self.config
         self.period_ = dominant_period(z)
-        n, fixed = len(z), cfg.horizon
-        if cfg.model == "forecaster":  # 2W + Hz to train on and as much to calibrate on
-            limit = n // 6 if fixed is None else (n // 2 - fixed) // 2
-        else:  # W to train on, 2W to calibrate on
-            limit = n // 3
+        fixed = cfg.horizon
+        limit = _largest_window(cfg.model, fixed, len(z))
         W = max(window_from_period(self.period_, max(limit, 8)), fixed or 1)  # 8: too short data say so
         if cfg.model == "forecaster":
             return replace(cfg, window=W, horizon=fixed or W)

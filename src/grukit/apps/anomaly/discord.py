@@ -24,7 +24,9 @@ Shapes: a signal (n,) or (n, C); ``m`` points per window.
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,7 +34,7 @@ from grukit._extras import require
 from grukit.apps.anomaly.scoring import over_windows
 from grukit.data.series import DataError
 
-__all__ = ["matrix_profile", "discord_scores", "DiscordDetector", "quiet_stumpy"]
+__all__ = ["matrix_profile", "discord_scores", "DiscordDetector", "BaselineRun", "run_baseline", "quiet_stumpy"]
 
 
 @contextlib.contextmanager
@@ -125,3 +127,31 @@ class DiscordDetector:
 
     def predict(self, X) -> np.ndarray:
         return self.score(X) > self.threshold_
+
+
+@dataclass
+class BaselineRun:
+    """One run of the discord baseline beside a GRU: what it scored, or why it did not run."""
+
+    window: int
+    skipped: str | None = None  # the reason (stumpy missing, too little normal data), else None
+    threshold: float = float("nan")
+    scores: np.ndarray | None = None  # (n,)
+    flags: np.ndarray | None = None  # (n,) bool: scores above the threshold
+    seconds: float = 0.0
+
+
+def run_baseline(normal, signal, *, window: int, false_alarm_rate: float) -> BaselineRun:
+    """Fit the discord baseline on ``normal`` and score ``signal``, timed; a missing ``stumpy`` or
+    too little normal data is reported in ``skipped`` rather than raised (the GRU's results stand
+    without the baseline). The one core of the CLI's and the demo's baseline."""
+    from grukit._extras import MissingDependency
+
+    t = time.perf_counter()
+    try:
+        det = DiscordDetector(window, false_alarm_rate=false_alarm_rate).fit(normal)
+        scores = det.score(signal)
+    except (MissingDependency, DataError) as exc:
+        return BaselineRun(window, skipped=str(exc))
+    return BaselineRun(window, threshold=det.threshold_, scores=scores, flags=scores > det.threshold_,
+                       seconds=round(time.perf_counter() - t, 1))
