@@ -4,12 +4,15 @@
 #   make test-slow  the end-to-end checks left out of the default suite (marked slow)
 #   make bench  the speed comparison with torch.nn.GRU, ONNX Runtime and OpenVINO (ARGS="--memory" etc.)
 #   make nab    the Numenta Anomaly Benchmark: grukit's detectors beside the published scoreboard
+#   make lint       ruff: lint and format check          make typecheck  mypy on the package
+#   make docs       the MkDocs site, warnings as errors   make wheel-check  build, install, smoke-test
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # torch's CPU build pinned for development and CI; a local wheel folder is used when present
-PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
-          $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+PIP_OPTS := --quiet --disable-pip-version-check -c constraints.txt \
+            $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+PIP    := $(BIN)/python -m pip install $(PIP_OPTS)
 
 # the Free Spoken Digit Dataset beside this checkout, when it is there: the speech demo reads it
 # offline ($GRUKIT_FSDD, when set, wins; without either the demo downloads it into its cache)
@@ -19,7 +22,7 @@ FSDD_ENV := $(if $(FSDD),GRUKIT_FSDD="$${GRUKIT_FSDD:-$(FSDD)}",)
 NAB    := $(abspath $(firstword $(wildcard ../shared/data/nab)))
 NAB_ENV := $(if $(NAB),GRUKIT_NAB="$${GRUKIT_NAB:-$(NAB)}",)
 
-.PHONY: demo test test-slow install bench nab clean
+.PHONY: demo test test-slow install bench nab lint typecheck docs wheel-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,5 +50,33 @@ nab: $(BIN)/python
 	$(PIP) -e '.[apps]'
 	$(NAB_ENV) $(BIN)/grukit anomaly nab $(ARGS)
 
+# the development and release checks (.ci/run runs them after `make test`)
+lint: $(BIN)/python
+	$(PIP) -e '.[dev]'
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/python
+	$(PIP) -e '.[dev]'
+	$(BIN)/mypy
+
+docs: $(BIN)/python
+	$(PIP) -e '.[dev]'
+	$(BIN)/mkdocs build --strict --quiet
+
+# the wheel and sdist as a stranger gets them: built (the wheel from the sdist) with the pinned
+# setuptools, the wheel installed with only its base dependencies into a fresh environment, and
+# scripts/wheel_smoke.py run there from outside the source tree
+WHEEL_VENV := build/wheel-venv
+wheel-check: $(BIN)/python
+	$(PIP) -e '.[dev]'
+	rm -rf dist $(WHEEL_VENV)
+	$(BIN)/python -m build --no-isolation --outdir dist . >/dev/null
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install $(PIP_OPTS) dist/grukit-*.whl
+	cd "$$(mktemp -d)" && $(abspath $(WHEEL_VENV))/bin/python $(abspath scripts/wheel_smoke.py) \
+	    --wheel $(CURDIR)/dist/*.whl --sdist $(CURDIR)/dist/*.tar.gz \
+	    --source $(abspath src/grukit)
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache demo-report
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache demo-report
