@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from grukit.convert._common import (
     param_name,
 )
 from grukit.modules import GRU
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["load_onnx"]
 
@@ -46,7 +50,7 @@ def _attrs(onnx, node) -> dict:
 
 
 def load_onnx(
-    source,
+    source: str | os.PathLike | bytes | bytearray | onnx.ModelProto,
     *,
     values: Mapping[str, object] | None = None,
     into: GRU | None = None,
