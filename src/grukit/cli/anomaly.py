@@ -147,12 +147,24 @@ def add_parser(sub) -> None:
 def _read(path, value_cols, time_col, label_col):
     """(values (n, C), labels (n,) or None, times or None, channel names) from a CSV."""
     import numpy as np
+
+    from grukit.data.series import check_increasing, read_frame
+
+    df = read_frame(path)
+    values, labels, times, value_cols = _frame(df, Path(path), value_cols, time_col, label_col)
+    if times is not None:  # dates and times, or whole period numbers; either increasing
+        check_increasing(times, np.arange(len(times)) + 2, str(path), time_col)
+    return values, labels, times, value_cols
+
+
+def _frame(df, path: Path, value_cols, time_col, label_col, first_line: int = 2):
+    """The checked columns of a frame whose row ``i`` is line ``i + first_line`` of ``path``:
+    (values (m, C), labels (m,) or None, times (m,) or None, channel names)."""
+    import numpy as np
     import pandas as pd
 
-    from grukit.data.series import DataError, check_increasing, parse_times, read_frame
+    from grukit.data.series import DataError, parse_times
 
-    path = Path(path)
-    df = read_frame(path)
     cols = [str(c) for c in df.columns]
     for name, col in (("label", label_col), ("time", time_col)):
         if col is not None and col not in cols:
@@ -170,7 +182,7 @@ def _read(path, value_cols, time_col, label_col):
     bad = values.isna() & df[value_cols].notna()
     if bad.any().any():
         row, col = np.argwhere(bad.to_numpy())[0]
-        raise DataError(f"{path}: line {row + 2}: {value_cols[col]}={str(df[value_cols[col]].iloc[row])!r} "
+        raise DataError(f"{path}: line {row + first_line}: {value_cols[col]}={str(df[value_cols[col]].iloc[row])!r} "
                         "is not a number")
     labels = None
     if label_col is not None:
@@ -178,14 +190,38 @@ def _read(path, value_cols, time_col, label_col):
         ok = lab.isin([0, 1])
         if not ok.all():
             row = int(np.flatnonzero(~ok.to_numpy())[0])
-            raise DataError(f"{path}: line {row + 2}: {label_col}={df[label_col].iloc[row]}; labels "
+            raise DataError(f"{path}: line {row + first_line}: {label_col}={df[label_col].iloc[row]}; labels "
                             "must be 0 (normal) or 1 (anomaly)")
         labels = lab.to_numpy().astype(int)
-    times = None
-    if time_col is not None:  # dates and times, or whole period numbers; either increasing
-        times = parse_times(df[time_col], time_col, str(path))
-        check_increasing(times, np.arange(len(times)) + 2, str(path), time_col)
+    times = None if time_col is None else parse_times(df[time_col], time_col, str(path), first_line)
     return values.to_numpy(dtype=float), labels, times, value_cols
+
+
+def _read_chunks(path, value_cols, time_col, label_col, rows: int):
+    """``_read`` in pieces of ``rows`` rows: yields (values (m, C), labels (m,) or None), the
+    channels fixed by the first piece, times checked to increase across pieces."""
+    import numpy as np
+    import pandas as pd
+
+    from grukit.data.series import DataError, check_increasing, read_frame
+
+    path = Path(path)
+    read_frame(path, nrows=1)  # a missing or empty file, or a header without rows: its message
+    line, last = 2, None
+    try:
+        for df in pd.read_csv(path, chunksize=rows):
+            values, labels, times, value_cols = _frame(df, path, value_cols, time_col, label_col, line)
+            if times is not None:
+                lines = np.arange(len(times)) + line
+                if last is not None:
+                    times, lines = np.concatenate([[last[0]], times]), np.r_[last[1], lines]
+                check_increasing(times, lines, str(path), time_col)
+                last = (times[-1], lines[-1])
+            line += len(df)
+            yield values, labels
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: line {line} or after: not a readable CSV file "
+                        f"({str(exc).splitlines()[0]})") from None
 
 
 def _split(n, train_until, times, path) -> int:
@@ -317,6 +353,60 @@ def _discord(x, fit_rows, k, labels, det, log) -> dict:
     return out
 
 
+def _score_streamed(det, args, value_cols, time_col, out: Path):
+    """Score a signal CSV ``--chunk`` rows at a time (``SignalStream``), writing the scores as
+    they come: memory bounded by the chunk. What ``--label-col`` and ``--plot`` need is kept
+    (the values, scores and labels: 8 bytes a channel, 8 and 1 a point); else nothing is:
+    (values (n, C) or None, scores (n,) or None, labels (n,) or None)."""
+    import numpy as np
+    import pandas as pd
+
+    from grukit._io import atomic_write
+    from grukit.apps.anomaly.scoring import _scoring_bar
+    from grukit.apps.anomaly.stream import SignalStream
+
+    keep = args.label_col is not None or args.plot is not None
+    kept = {"x": [], "scores": [], "labels": []}
+    count = {"rows": 0, "scored": 0, "flagged": 0}
+
+    def write(tmp):
+        stream = SignalStream(det, chunk=args.chunk)
+        waiting = np.empty(0, dtype=np.int8)  # labels of rows read but not yet scored
+
+        def put(f, s):
+            nonlocal waiting
+            if not len(s):
+                return
+            i = count["scored"]
+            frame = pd.DataFrame({"row": np.arange(i, i + len(s)), "score": s, "flag": (s > det.threshold_).astype(int)})
+            if args.label_col is not None:
+                frame["label"], waiting = waiting[:len(s)].astype(int), waiting[len(s):]
+            frame.to_csv(f, index=False, header=i == 0)
+            count["scored"] += len(s)
+            count["flagged"] += int(frame["flag"].sum())
+            if keep:
+                kept["scores"].append(s)
+
+        with open(tmp, "w", newline="") as f, _scoring_bar(sys.stderr.isatty(), unit="point", unit_scale=True) as bar:
+            for x, lab in _read_chunks(args.data, value_cols, time_col, args.label_col, args.chunk):
+                count["rows"] += len(x)
+                if lab is not None:
+                    waiting = np.r_[waiting, lab.astype(np.int8)]
+                    kept["labels"].append(lab.astype(np.int8))
+                if keep:
+                    kept["x"].append(x)
+                put(f, stream.feed(x))
+                bar.update(len(x))
+            put(f, stream.finish())
+
+    atomic_write(out, write)
+    print(f"wrote {out}: {count['rows']} rows, {count['flagged']} flagged (threshold {det.threshold_:.3g})")
+    if not keep:
+        return None, None, None
+    labels = np.concatenate(kept["labels"]).astype(int) if kept["labels"] else None
+    return np.concatenate(kept["x"]), np.concatenate(kept["scores"]), labels
+
+
 def _window_line(det, given) -> str:
     c = det.config
     what = f"window {c.window}" + (f", horizon {c.steps_ahead}" if c.model == "forecaster" else "")
@@ -341,14 +431,20 @@ def run_score(args) -> int:
     value_cols = saved.get("value_cols")
     if args.label_col is not None and value_cols and args.label_col in value_cols:
         raise UserError(f"--label-col {args.label_col!r} is one of the model's channels")
-    x, labels, _, _ = _read(args.data, value_cols, saved.get("time_col"), args.label_col)
-    scores = det.score(x, chunk=args.chunk, progress=sys.stderr.isatty())
-    flags = scores > det.threshold_
-    frame = pd.DataFrame({"row": np.arange(len(x)), "score": scores, "flag": flags.astype(int)})
-    if labels is not None:
-        frame["label"] = labels
-    atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
-    print(f"wrote {out}: {len(x)} rows, {int(flags.sum())} flagged (threshold {det.threshold_:.3g})")
+    if args.chunk < 1:
+        raise UserError(f"--chunk must be a positive number of points; got {args.chunk}")
+    if det.config.mode == "signal":
+        x, scores, labels = _score_streamed(det, args, value_cols, saved.get("time_col"), out)
+        flags = None if scores is None else scores > det.threshold_
+    else:
+        x, labels, _, _ = _read(args.data, value_cols, saved.get("time_col"), args.label_col)
+        scores = det.score(x, chunk=args.chunk, progress=sys.stderr.isatty())
+        flags = scores > det.threshold_
+        frame = pd.DataFrame({"row": np.arange(len(x)), "score": scores, "flag": flags.astype(int)})
+        if labels is not None:
+            frame["label"] = labels
+        atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+        print(f"wrote {out}: {len(x)} rows, {int(flags.sum())} flagged (threshold {det.threshold_:.3g})")
     if labels is not None:
         from grukit.apps.anomaly_metrics import events, measures
 

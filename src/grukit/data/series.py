@@ -167,15 +167,15 @@ def read_csv(
     return _assemble(frame, source, time_c)
 
 
-def parse_times(column, name: str, source: str) -> np.ndarray:
-    """A time column (a pandas Series, row ``i`` on line ``i + 2``) as (n,) int64 period numbers
-    when every cell is a whole number, else as (n,) datetime64 dates and times."""
+def parse_times(column, name: str, source: str, first_line: int = 2) -> np.ndarray:
+    """A time column (a pandas Series, row ``i`` on line ``i + first_line``) as (n,) int64 period
+    numbers when every cell is a whole number, else as (n,) datetime64 dates and times."""
     pd = _pandas()
     text = column.astype(str).str.strip()
     empty = column.isna().to_numpy() | (text == "").to_numpy()
     if empty.any():
         row = int(np.flatnonzero(empty)[0])
-        raise DataError(f"{source}: line {row + 2}: {name} is empty; every row needs a time")
+        raise DataError(f"{source}: line {row + first_line}: {name} is empty; every row needs a time")
     numbers = pd.to_numeric(text, errors="coerce")
     if numbers.notna().all():  # integer time
         x = numbers.to_numpy()
@@ -184,7 +184,7 @@ def parse_times(column, name: str, source: str) -> np.ndarray:
             if not whole.all():
                 row = int(np.flatnonzero(~whole)[0])
                 raise DataError(
-                    f"{source}: line {row + 2}: {name}={text.iloc[row]!r} is not a whole number; "
+                    f"{source}: line {row + first_line}: {name}={text.iloc[row]!r} is not a whole number; "
                     "a numeric time column holds period numbers (1, 2, 3, ...)"
                 )
         return x.astype(np.int64)
@@ -192,7 +192,7 @@ def parse_times(column, name: str, source: str) -> np.ndarray:
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
         mixed = " (the column mixes numbers and dates)" if numbers.notna().iloc[row] else ""
-        raise DataError(f"{source}: line {row + 2}: {name}={text.iloc[row]!r} is not a date or time" + mixed)
+        raise DataError(f"{source}: line {row + first_line}: {name}={text.iloc[row]!r} is not a date or time" + mixed)
     return stamps.to_numpy()
 
 

@@ -226,6 +226,21 @@ class GRUAnomalyDetector:
         s = (combine(errors, self.member_center_, self.member_spread_) - self.center_) / self.spread_
         return np.nan_to_num(s, nan=0.0)  # the forecaster's warm-up: not scored
 
+    def score_chunks(self, chunks, *, chunk: int = 65536):
+        """Scores of one signal read in consecutive chunks ((m, C) or (m,) arrays), yielded as they
+        become final, in memory bounded by the chunk: concatenated, ``score`` of the whole signal
+        (``stream.SignalStream``; signal mode only)."""
+        from grukit.apps.anomaly.stream import SignalStream
+
+        stream = SignalStream(self, chunk=chunk)
+        for part in chunks:
+            s = stream.feed(part)
+            if len(s):
+                yield s
+        s = stream.finish()
+        if len(s):
+            yield s
+
     def predict(self, X, **kw) -> np.ndarray:
         """Flags: score above the calibrated threshold."""
         return self.score(X, **kw) > self.threshold_

@@ -23,7 +23,8 @@ from torch import nn
 from grukit.apps.anomaly.config import DetectorConfig
 from grukit.data.series import DataError
 
-__all__ = ["member_errors", "sequence_errors", "window_errors", "over_windows", "forecast_errors", "causal_smooth"]
+__all__ = ["member_errors", "sequence_errors", "window_errors", "over_windows", "forecast_errors", "ForecastErrors",
+           "forecast_step", "causal_smooth"]
 
 
 class _NoBar:
@@ -137,35 +138,58 @@ def over_windows(means: np.ndarray, starts: np.ndarray, n: int, W: int, stride: 
     return out if aggregate == "min" else out / (b - a + 1)
 
 
-@torch.no_grad()
+class ForecastErrors:
+    """One forecaster's point errors, fed a (n, C) standardised signal chunk by chunk: ``feed``
+    returns the errors of the chunk's points (``forecast_errors`` defines them), carrying the GRU's
+    state and the last ``Hz`` steps' predictions to the next chunk."""
+
+    def __init__(self, net: nn.Module, W: int, Hz: int, C: int) -> None:
+        self.net, self.W, self.Hz = net, W, Hz
+        self.h, self.prev = None, torch.empty(0, Hz, C)  # prev: predictions made at the last chunk's end
+        self.seen = 0  # points fed so far
+
+    @torch.no_grad()
+    def feed(self, z: np.ndarray) -> np.ndarray:
+        """(m, C) float32 -> (m,) float64: NaN where fewer than ``Hz`` post-warm-up predictions reach."""
+        W, Hz, i = self.W, self.Hz, self.seen
+        m = len(z)
+        stop = i + m
+        zt = torch.from_numpy(z)
+        total, count = np.zeros(m), np.zeros(m)
+        pred, self.h = self.net(zt[None], self.h)  # (1, m, Hz, C)
+        P = torch.cat([self.prev, pred[0]])  # predictions made at points base .. stop - 1
+        base = i - len(self.prev)
+        for j in range(1, Hz + 1):  # the predictions j steps ahead of targets u in [lo, stop)
+            lo = max(i, base + j, W + j)
+            if lo < stop:
+                e = ((P[lo - j - base:stop - j - base, j - 1] - zt[lo - i:]) ** 2).mean(-1)  # (stop-lo,)
+                total[lo - i:] += e.double().numpy()
+                count[lo - i:] += 1
+        self.prev, self.seen = P[-Hz:], stop
+        return np.where(count == Hz, total / Hz, np.nan)
+
+
 def forecast_errors(net: nn.Module, z: np.ndarray, W: int, Hz: int, chunk: int, progress: bool) -> np.ndarray:
     """One forecaster's point errors over a (n, C) standardised signal: ``err[u]`` is the mean
     over ``j = 1 .. Hz`` (those made after the warm-up of ``W`` points) of the squared error of
     the prediction of ``x[u]`` made at ``u - j``; NaN for the first ``W + Hz`` points, which not all
     ``Hz`` predictions made after the warm-up reach (a mean of fewer strays further: the highest
     errors of a clean signal would gather right after the warm-up). The GRU reads
-    the signal in chunks, carrying its state, and keeps the last ``Hz`` steps' predictions for
-    the next chunk: memory beyond the output is bounded by the chunk."""
+    the signal in chunks (``ForecastErrors``), carrying its state, and keeps the last ``Hz`` steps'
+    predictions for the next chunk: memory beyond the output is bounded by the chunk."""
     n, C = z.shape
-    step = max(1, min(chunk, (1 << 22) // (Hz * C)))  # points per chunk: <= 4M predicted values
-    zt = torch.from_numpy(z)
-    total, count = np.zeros(n), np.zeros(n)
-    h, prev = None, torch.empty(0, Hz, C)  # prev: the predictions made at the previous chunk's end
+    step = forecast_step(chunk, Hz, C)
+    fe, out = ForecastErrors(net, W, Hz, C), np.empty(n)
     with _scoring_bar(progress, total=n, unit="point", unit_scale=True) as bar:
         for i in range(0, n, step):
-            stop = min(n, i + step)
-            pred, h = net(zt[None, i:stop], h)  # (1, m, Hz, C)
-            P = torch.cat([prev, pred[0]])  # predictions made at points base .. stop - 1
-            base = i - len(prev)
-            for j in range(1, Hz + 1):  # the predictions j steps ahead of targets u in [lo, stop)
-                lo = max(i, base + j, W + j)
-                if lo < stop:
-                    e = ((P[lo - j - base:stop - j - base, j - 1] - zt[lo:stop]) ** 2).mean(-1)  # (stop-lo,)
-                    total[lo:stop] += e.double().numpy()
-                    count[lo:stop] += 1
-            prev = P[-Hz:]
-            bar.update(stop - i)
-    return np.where(count == Hz, total / Hz, np.nan)  # (n,)
+            out[i:i + step] = fe.feed(z[i:i + step])
+            bar.update(min(step, n - i))
+    return out  # (n,)
+
+
+def forecast_step(chunk: int, Hz: int, C: int) -> int:
+    """Points per forecaster call: ``chunk``, at most 4M predicted values."""
+    return max(1, min(chunk, (1 << 22) // (Hz * C)))
 
 
 def causal_smooth(err: np.ndarray, m: int) -> np.ndarray:
