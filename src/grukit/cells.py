@@ -43,6 +43,12 @@ class GRUCell(nn.Module):
     sequence, which a cell does not see: use them on :class:`grukit.GRU`.
     """
 
+    # registered in __init__ (setattr) when layer_norm is on; declared here for type checkers
+    layer_norm_ih_weight: Tensor  # (3H,)
+    layer_norm_ih_bias: Tensor  # (3H,)
+    layer_norm_hh_weight: Tensor  # (3H,)
+    layer_norm_hh_bias: Tensor  # (3H,)
+
     def __init__(
         self,
         input_size: int,

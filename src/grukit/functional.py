@@ -35,6 +35,8 @@ Nothing here validates its arguments: the modules do that once, at the public bo
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -208,7 +210,7 @@ def gru_layer_gates(
         options=options,
         keep_gates=True,
     )
-    return output, h_n, gates  # (T, N, H), (N, H), (T, N, 3, H)
+    return output, h_n, cast(Tensor, gates)  # (T, N, H), (N, H), (T, N, 3, H): keep_gates
 
 
 def _layer(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, cast
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from grukit._validate import InputError
+from grukit.backends import Backend
 from grukit.modules import _RECORDING, GRU, _GateRecorder
 
 __all__ = [
@@ -160,7 +161,7 @@ def _trace(gru: GRU, recorder: _GateRecorder, input, output: tuple) -> GateTrace
         lengths=_lengths(input) if packed else None,
         output=output[0],
         h_n=output[1],
-        backend=recorder.backend.name,
+        backend=cast(Backend, recorder.backend).name,  # set by the forward pass just run
         model_backend=gru.backend_for(input),
         reset_after=gru.reset_after,
     )

@@ -9,6 +9,7 @@ import math
 import warnings
 from contextvars import ContextVar
 from dataclasses import replace
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +71,7 @@ def _bf16_products(module: GRU, backend: backends.Backend) -> bool:
     cannot be honoured (another backend, float64 parameters, a CPU without bfloat16 products)
     the products stay in the parameters' dtype, with one warning per process."""
     global _bf16_warned
-    dtype = module._parameters["weight_ih_l0"].dtype
+    dtype = cast(Tensor, module._parameters["weight_ih_l0"]).dtype
     if "matmul_dtype" not in backend.variants:
         reason = f"the {backend.name!r} backend computes its products in the parameters' dtype"
     elif dtype != torch.float32:
@@ -173,6 +174,11 @@ class GRU(nn.Module):
     Outputs: ``output`` (T, N, D*H) (batch-first or packed like the input) and ``h_n`` (D*L, N, H).
     """
 
+    # registered by name in __init__ (setattr), declared here for type checkers; the others
+    # (``weight_ih_l{k}[_reverse]``, ...) are read with getattr or through ``_parameters``
+    weight_ih_l0: Tensor  # (3H, I)
+    weight_hh_l0: Tensor  # (3H, H)
+
     def __init__(
         self,
         input_size: int,
@@ -228,7 +234,10 @@ class GRU(nn.Module):
             layer_input = self.input_size if layer == 0 else H * D
             for direction in range(D):
                 suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                shapes = {"weight_ih": (3 * H, layer_input), "weight_hh": (3 * H, H)}
+                shapes: dict[str, tuple[int, ...]] = {
+                    "weight_ih": (3 * H, layer_input),
+                    "weight_hh": (3 * H, H),
+                }
                 if self.bias:
                     shapes.update({"bias_ih": (3 * H,), "bias_hh": (3 * H,)})
                 for kind, shape in shapes.items():
@@ -323,7 +332,7 @@ class GRU(nn.Module):
     def backend_for(self, input: Tensor | PackedSequence) -> str:
         """The name of the backend a forward pass on ``input`` would use, without running it."""
         packed = isinstance(input, PackedSequence)
-        x = input.data if packed else input
+        x = input.data if isinstance(input, PackedSequence) else input
         return backends.select(self.backend, self._request(x, packed)).name
 
     def stream(self, batch_size: int | None = None, *, fast: bool = True):
@@ -347,7 +356,7 @@ class GRU(nn.Module):
                 "alone with grukit.convert.export_onnx(model, sequence_lens=True), whose "
                 "sequence_lens input takes each sequence's length"
             )
-        if packed:
+        if isinstance(input, PackedSequence):
             check_tensor("input", input.data, w)
             self._check_features(input.data)
             x, lengths, t_idx, b_idx = unpack(input)  # (T, N, I), (N,)
@@ -378,7 +387,7 @@ class GRU(nn.Module):
             output, hidden = short  # (T, N, H), (L, N, H)
         else:
             output, hidden = self._layers(x, h0, lengths, onnx_export, hx)  # (T, N, D*H), (D*L, N, H)
-        if packed:
+        if isinstance(input, PackedSequence):
             return repack(output, input, t_idx, b_idx), hidden
         if not batched:
             return output.squeeze(1), hidden.squeeze(1)  # (T, D*H), (D*L, H)
@@ -431,7 +440,8 @@ class GRU(nn.Module):
                     # registered by a user, say) keeps the plain LayerFn signature.
                     extra = {} if options is None else {"options": options}
                     # under grukit.inspect, the same call to the backend's gates function
-                    run = backend.layer if recorder is None else backend.gates
+                    # (recorder.use chose a backend that has gates)
+                    run = backend.layer if recorder is None else cast(backends.GatesFn, backend.gates)
                     out, h_last, *gates = run(
                         layer_in,
                         h0[layer * D + d],
@@ -479,7 +489,7 @@ class GRU(nn.Module):
             return None
         if self.training and streaming._stochastic(self):
             return None
-        w = self._parameters["weight_ih_l0"]  # (Module.__getattr__ costs about a microsecond)
+        w = cast(Tensor, self._parameters["weight_ih_l0"])  # (Module.__getattr__ costs ~1 us)
         if not (
             type(x) is Tensor
             and type(h0) is Tensor
@@ -488,7 +498,7 @@ class GRU(nn.Module):
             and w.dtype in (torch.float32, torch.float64)
         ):
             return None
-        params = [self._parameters[n] for n in self._flat_weights_names]
+        params = [cast(Tensor, self._parameters[n]) for n in self._flat_weights_names]
         if torch.is_grad_enabled() and (
             x.requires_grad or h0.requires_grad or any(p.requires_grad for p in params)
         ):

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import threading
 import weakref
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from grukit._validate import InputError, check_size, check_tensor
+
+if TYPE_CHECKING:
+    from grukit.modules import GRU
 
 __all__ = ["GRUStream", "FAST_MAX_STEPS_ROWS"]
 
@@ -34,8 +38,8 @@ FAST_MAX_STEPS_ROWS = 256
 SPLIT_MIN_BYTES = 512 * 1024
 SPLIT_MIN_UNITS = 128
 
-_kernel_module: object = None  # the loaded kernel module, False if it cannot load
-_omp_module: object = None  # its launch on PyTorch's OpenMP threads, None where that cannot load
+_kernel_module: Any = None  # the loaded kernel module, False if it cannot load
+_omp_module: Any = None  # its launch on PyTorch's OpenMP threads, None where that cannot load
 
 
 def _kernel():
@@ -84,7 +88,7 @@ class GRUStream:
     comparisons).
     """
 
-    def __init__(self, gru: nn.Module, batch_size: int | None = None, *, fast: bool = True):
+    def __init__(self, gru: GRU, batch_size: int | None = None, *, fast: bool = True):
         if getattr(gru, "bidirectional", False):
             raise ValueError(
                 "GRU.stream: expected a unidirectional GRU, got bidirectional=True; the reverse "
@@ -197,12 +201,13 @@ class GRUStream:
     # -- running ----------------------------------------------------------------------------
 
     def __call__(self, chunk: Tensor) -> Tensor:
-        if self._lane is not None:
-            y = self._call_lane(chunk)
+        lane = self._lane
+        if lane is not None:
+            y = self._call_lane(lane, chunk)
             if y is not None:
                 return y
         g = self.gru
-        w = g._parameters["weight_ih_l0"]  # (not g.weight_ih_l0: Module.__getattr__ costs ~1 us)
+        w = _params(g)["weight_ih_l0"]  # (not g.weight_ih_l0: Module.__getattr__ costs ~1 us)
         x = check_tensor("chunk", chunk, w)
         if x.dim() not in (2, 3):
             raise InputError(
@@ -258,12 +263,11 @@ class GRUStream:
             return y.squeeze(1)  # (T, H)
         return y.transpose(0, 1) if g.batch_first else y  # (N, T, H) or (T, N, H)
 
-    def _call_lane(self, chunk) -> Tensor | None:
-        """The fast path for a chunk like the last one that took it (same layout, dtype, batch
-        size; contiguous; unchanged parameters; evaluation mode), with the checks that guarantee
-        that and nothing else: at batch 1 and H = 64 the general path's conversions and
+    def _call_lane(self, lane: _Lane, chunk: Tensor) -> Tensor | None:
+        """The fast path for a chunk like the last one that took it (``lane``: same layout, dtype,
+        batch size; contiguous; unchanged parameters; evaluation mode), with the checks that
+        guarantee that and nothing else: at batch 1 and H = 64 the general path's conversions and
         validation cost more than the step. None: take the general path."""
-        lane = self._lane
         if not (
             type(chunk) is Tensor and chunk.dtype is lane.dtype and chunk.is_cpu and chunk.dim() == lane.dim
         ):
@@ -272,7 +276,7 @@ class GRUStream:
         H = lane.H
         if lane.dim == 2:
             T, N = shape[0], 1
-            out = (T, H)  # (T, I) -> (T, H)
+            out: tuple[int, ...] = (T, H)  # (T, I) -> (T, H)
         elif lane.batch_first:
             N, T = shape[0], shape[1]  # (N, T, I): (T, N, I) in memory when N or T is 1
             if N != 1 and T != 1:
@@ -308,7 +312,7 @@ class GRUStream:
         L, H = g.num_layers, g.hidden_size
         hv = self._h_np
         if hv is None:
-            hv = self._h_np = self._h.numpy()  # (L, N, H), shares memory with _h
+            hv = self._h_np = cast(Tensor, self._h).numpy()  # (L, N, H), shares memory with _h
         N = hv.shape[1]
         s = self._scratch
         size = _kernel_module.scratch_size(max(1, FAST_MAX_STEPS_ROWS // N), N, H, L)
@@ -326,7 +330,7 @@ class GRUStream:
         norm, no Numba). Rebuilt only when a parameter's storage changed (replaced, moved, cast):
         the record points at the parameters' own memory, so in-place updates need nothing."""
         g = self.gru
-        params = g._parameters
+        params = _params(g)
         names = g._flat_weights_names
         key = _weights_key(g)
         if key == self._weights_key:
@@ -380,7 +384,7 @@ class _Lane:
     def __init__(
         self,
         x: Tensor,
-        g: nn.Module,
+        g: GRU,
         weights: np.ndarray,
         key,
         hv: np.ndarray,
@@ -408,7 +412,7 @@ class _Lane:
 _SHORT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def short_call(gru: nn.Module, x: Tensor, h0: Tensor) -> tuple[Tensor, Tensor] | None:
+def short_call(gru: GRU, x: Tensor, h0: Tensor) -> tuple[Tensor, Tensor] | None:
     """``gru``'s forward pass over ``x`` (T, N, I) from ``h0`` (L, N, H), as ``(output (T, N, H),
     h_n (L, N, H))``, through the fast path's kernel; None where that cannot take the module's
     parameters (``GRUStream._weights``). For ``grukit.GRU.forward``'s short inference calls,
@@ -444,7 +448,12 @@ def short_call(gru: nn.Module, x: Tensor, h0: Tensor) -> tuple[Tensor, Tensor] |
     xc = x.resolve_neg().contiguous()  # (T, N, I), the kernel's layout
     y = np.empty((T, N, gru.hidden_size), lane.dtype_np)  # (T, N, H)
     lane.run(lane.rec, xc.data_ptr(), y, T, N, float(getattr(gru, "zoneout", 0.0)))
-    return torch.from_numpy(y), stream._h.clone()
+    return torch.from_numpy(y), cast(Tensor, stream._h).clone()  # (set above)
+
+
+def _params(g: GRU) -> dict[str, Tensor]:
+    """``g._parameters``, typed as what a GRU holds (no None entries)."""
+    return cast("dict[str, Tensor]", g._parameters)
 
 
 def _split_threads(H: int, I: int, itemsize: int, torch_threads: int) -> int:
@@ -456,17 +465,17 @@ def _split_threads(H: int, I: int, itemsize: int, torch_threads: int) -> int:
     return max(1, min(torch_threads, H // SPLIT_MIN_UNITS))
 
 
-def _weights_key(g: nn.Module) -> list:
+def _weights_key(g: GRU) -> list:
     """What the fast path's record of ``g``'s weights depends on: every parameter's ``data_ptr``
     (a replaced, cast or moved parameter changes it; an in-place update does not need to) and
     ``reset_after``."""
-    params = g._parameters
+    params = _params(g)
     key = [params[n].data_ptr() for n in g._flat_weights_names]
     key.append(g.reset_after)
     return key
 
 
-def _stochastic(g: nn.Module) -> bool:
+def _stochastic(g: GRU) -> bool:
     """Whether the module's forward draws random masks in training mode."""
     return (
         (g.dropout > 0 and g.num_layers > 1)
