@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 
 import torch
 
@@ -43,6 +44,27 @@ def require_safe_torch_load() -> None:
 
 
 def load_tensors(path: str | os.PathLike):
-    """``torch.load(path, weights_only=True)`` on the CPU, after the version check above."""
+    """``torch.load(path, weights_only=True)`` on the CPU, after the version check above.
+
+    Only the zip format ``torch.save`` has written since PyTorch 1.6 is read: there every tensor's
+    bytes are a record of the archive, so what is allocated is bounded by the file's size. The
+    legacy format allocates each storage at the size its pickle declares before reading it (a
+    file of a kilobyte can ask for gigabytes), so it is refused with a ``ValueError``."""
     require_safe_torch_load()
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path}: expected a torch.save file (a zip archive, PyTorch >= 1.6), got "
+            f"{_what_it_is(path)}; the legacy format is not read because it declares its sizes "
+            "before its data: load it with torch.load and save it again"
+        )
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _what_it_is(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        return "an empty file"
+    if head[:2] == b"\x80\x02":  # a pickle, protocol 2: what the legacy format starts with
+        return "a pickle (the legacy format, PyTorch < 1.6)"
+    return f"a file starting with {head!r}"

@@ -107,8 +107,22 @@ def config_from_state_dict(state: Mapping[str, Tensor], *, source: str) -> dict:
     if "weight_ih_l0" not in state or "weight_hh_l0" not in state:
         raise ConversionError(f"{source}: expected 'weight_ih_l0' and 'weight_hh_l0', not found")
     num_layers = max(layers) + 1
+    if layers != set(range(num_layers)):  # the names alone would otherwise size the model
+        gaps = sorted(set(range(num_layers)) - layers)
+        raise ConversionError(
+            f"{source}: expected parameters of layers 0 to {num_layers - 1}, none found for layer "
+            f"{gaps[0]}{' and others' if len(gaps) > 1 else ''}"
+        )
     w_ih, w_hh = state["weight_ih_l0"], state["weight_hh_l0"]
-    if w_hh.dim() != 2 or w_hh.shape[0] != 3 * w_hh.shape[1] or w_ih.dim() != 2:
+    # every size comes from these two tensors' shapes, so both must hold data: (3H, H), (3H, I)
+    if (
+        w_hh.dim() != 2
+        or w_hh.shape[0] != 3 * w_hh.shape[1]
+        or w_ih.dim() != 2
+        or w_ih.shape[0] != w_hh.shape[0]
+        or w_hh.numel() == 0
+        or w_ih.numel() == 0
+    ):
         raise ConversionError(
             f"{source}: expected weight_hh_l0 of shape (3H, H) and weight_ih_l0 of shape (3H, I), "
             f"got {tuple(w_hh.shape)} and {tuple(w_ih.shape)}; is it a GRU's state dict?"

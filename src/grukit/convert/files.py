@@ -65,11 +65,12 @@ def read_model(path: str | os.PathLike, *, reset_after: bool | None = None, back
         require_safe_torch_load()  # outside the try: an unsafe torch is not a bad file
         try:
             state = load_tensors(path)
-        except Exception as exc:  # pickle errors, zip errors, refused globals
+        except Exception as exc:  # pickle errors, zip errors, refused globals, legacy files
+            why = next(iter(str(exc).splitlines()), "")[:300]
             raise ConversionError(
                 f"{path}: not a state dict of tensors that torch.load(weights_only=True) can "
-                f"read ({type(exc).__name__}); pickled modules and other objects are refused "
-                "for safety: save module.state_dict() instead"
+                f"read ({type(exc).__name__}: {why}); pickled modules and other objects are "
+                "refused for safety: save module.state_dict() instead"
             ) from None
         if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
             state = state["state_dict"]

@@ -10,8 +10,10 @@ not imported yet, ``KERAS_BACKEND`` defaults to ``torch``.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import zipfile
 
 import numpy as np
 import torch
@@ -271,8 +273,99 @@ def load_keras(path: str | os.PathLike, *, batch_first: bool = True, backend: st
     keras = _keras()
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
+    _check_archive(path)
     try:
         kmodel = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors...
         raise ConversionError(f"{path}: not a loadable .keras model ({exc})") from None
     return from_keras(kmodel, batch_first=batch_first, backend=backend)
+
+
+# What a .keras archive may hold before Keras reads it: its config.json is parsed into memory, and
+# a layer's weights are allocated from the sizes it declares before the weights file is read.
+_MAX_CONFIG_BYTES = 1 << 24
+_LAYERS = ("InputLayer", "GRU", "Bidirectional")
+_DEFLATE_MAX_RATIO = 1032  # the most a deflated byte can expand to
+
+
+def _check_archive(path: str | os.PathLike) -> None:
+    """Refuse a ``.keras`` file that is not a zip archive, has layers other than GRU ones, or
+    declares GRU layers with more weights than its weights file can hold, before Keras builds
+    (allocates) anything: a few bytes of JSON can declare ``units=10**9``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("config.json")
+            weights = archive.getinfo("model.weights.h5")
+            if info.file_size > _MAX_CONFIG_BYTES:
+                raise ConversionError(
+                    f"config.json declares {info.file_size} bytes, more than a model of GRU layers needs"
+                )
+            with archive.open(info) as f:
+                config = json.loads(f.read(_MAX_CONFIG_BYTES + 1))
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError, ValueError, RuntimeError) as exc:
+        # zlib.error is not an OSError; RuntimeError: an encrypted member
+        raise ConversionError(
+            f"{path}: not a loadable .keras model (expected a zip archive holding config.json and "
+            f"model.weights.h5; {type(exc).__name__}: {exc})"
+        ) from None
+    layers = config.get("config", {}).get("layers", []) if isinstance(config, dict) else None
+    if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+        raise ConversionError(f"{path}: config.json does not describe a Keras model of layers")
+    for layer in layers:
+        if layer.get("class_name") not in _LAYERS:
+            raise ConversionError(
+                f"{path}: the Keras model has a {layer.get('class_name')!r} layer; grukit converts models "
+                "made of GRU and Bidirectional(GRU) layers only"
+            )
+    widest = max(_last_dims(config), default=1)
+    declared = sum(_gru_weights(layer, widest, path) for layer in _gru_layers(config))
+    size = os.path.getsize(path)
+    ratio = 1 if weights.compress_type == zipfile.ZIP_STORED else _DEFLATE_MAX_RATIO
+    holds = min(weights.file_size, min(weights.compress_size, size) * ratio)
+    if 2 * declared > holds:  # 2 bytes: the narrowest float a weight can be stored in
+        raise ConversionError(
+            f"{path}: config.json declares GRU layers with {declared:,} weights, but its weights file "
+            f"model.weights.h5 can hold at most {holds:,} bytes; the file is damaged"
+        )
+
+
+def _gru_layers(node):
+    """Every GRU layer's description (a dict with class_name "GRU") anywhere in ``node``."""
+    if isinstance(node, dict):
+        if node.get("class_name") == "GRU" and isinstance(node.get("config"), dict):
+            yield node
+        for value in node.values():
+            yield from _gru_layers(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _gru_layers(value)
+
+
+def _last_dims(node):
+    """The last entry of every shape (feature sizes) in ``node``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if (
+                key in ("batch_shape", "input_shape", "build_input_shape")
+                and isinstance(value, list)
+                and value
+            ):
+                if isinstance(value[-1], int):
+                    yield value[-1]
+            yield from _last_dims(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _last_dims(value)
+
+
+def _gru_weights(layer: dict, widest: int, path) -> int:
+    """The weights a GRU layer's description declares: kernel (I, 3H) and recurrent kernel (H, 3H),
+    I from its own build_config where given, else the widest feature size in the model."""
+    units = layer["config"].get("units")
+    shape = (layer.get("build_config") or {}).get("input_shape")
+    I = shape[-1] if isinstance(shape, list) and shape and isinstance(shape[-1], int) else widest
+    if isinstance(units, bool) or not isinstance(units, int) or units <= 0 or I <= 0:
+        raise ConversionError(
+            f"{path}: expected a GRU layer's units and input size to be positive integers, got {units!r}, {I!r}"
+        )
+    return 3 * units * (I + units)

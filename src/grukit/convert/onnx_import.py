@@ -88,14 +88,26 @@ def load_onnx(
         except Exception as exc:  # onnx raises DecodeError and others for damaged files
             raise ConversionError(f"{source}: not a readable ONNX model ({exc})") from None
     elif isinstance(source, (bytes, bytearray)):
-        proto = onnx.load_from_string(bytes(source))
+        try:
+            proto = onnx.load_from_string(bytes(source))
+        except Exception as exc:
+            raise ConversionError(f"not a readable ONNX model ({exc})") from None
     elif isinstance(source, onnx.ModelProto):
         proto = source
     else:
         raise TypeError(f"expected a path, bytes or onnx.ModelProto, got {type(source).__name__}")
     graph = proto.graph
 
-    known: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    def array(t) -> np.ndarray:
+        """A stored tensor's values; a damaged one (data shorter than its dims, an unknown data
+        type) is refused naming it. numpy_helper checks the data's size before allocating."""
+        try:
+            return numpy_helper.to_array(t)
+        except Exception as exc:  # ValueError, TypeError, KeyError, whatever onnx raises
+            why = next(iter(str(exc).splitlines()), type(exc).__name__)
+            raise ConversionError(f"{name}: the stored tensor {t.name!r} is damaged ({why})") from None
+
+    known: dict[str, np.ndarray] = {t.name: array(t) for t in graph.initializer}
     producer: dict[str, tuple] = {}
     for node in graph.node:
         for i, out in enumerate(node.output):
@@ -103,7 +115,7 @@ def load_onnx(
         if node.op_type == "Constant":
             attrs = {a.name: a for a in node.attribute}
             if "value" in attrs:
-                known[node.output[0]] = numpy_helper.to_array(attrs["value"].t)
+                known[node.output[0]] = array(attrs["value"].t)
     for key, value in (values or {}).items():
         known[key] = np.asarray(value)
 
@@ -187,6 +199,12 @@ def load_onnx(
             B = tensor(node, 3, "B")
             if W is None or R is None:
                 raise ConversionError(f"{name}: GRU node {node.name!r} lacks W or R")
+            for what, value, dims in (("W", W, 3), ("R", R, 3), ("B", B, 2)):
+                if value is not None and (value.ndim != dims or not np.issubdtype(value.dtype, np.floating)):
+                    raise ConversionError(
+                        f"{name}: GRU node {node.name!r}: expected {what} to be a {dims}-D floating-point "
+                        f"tensor, got {value.ndim}-D of {value.dtype}"
+                    )
             nd = W.shape[0]
             per_dir += [(W[d], R[d], None if B is None else B[d]) for d in range(nd)]
             has_bias.append(B is not None)

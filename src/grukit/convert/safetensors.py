@@ -9,7 +9,14 @@ import os
 from pathlib import Path
 
 from grukit._io import save_weights
-from grukit.convert._common import ConversionError, assign, config_of, new_model
+from grukit.convert._common import (
+    CONFIG_KEYS,
+    ConversionError,
+    assign,
+    config_from_state_dict,
+    config_of,
+    new_model,
+)
 from grukit.convert.torch import from_state_dict
 from grukit.modules import GRU
 
@@ -61,19 +68,21 @@ def load(
     except (SafetensorError, OSError, ValueError) as exc:
         raise ConversionError(f"{path}: not a readable safetensors file ({exc})") from None
     if meta.get("format") == FORMAT:
-        try:
-            config = json.loads(meta["config"])
-        except (KeyError, json.JSONDecodeError) as exc:
-            raise ConversionError(
-                f"{path}: the grukit configuration in the metadata is damaged ({exc})"
-            ) from None
+        config = _config(meta, state, path)
         if reset_after is not None and reset_after != config["reset_after"]:
             raise ConversionError(
                 f"{path} holds a reset_after={config['reset_after']} model; "
                 f"reset_after={reset_after} was asked for"
             )
-        dtype = state["weight_ih_l0"].dtype if "weight_ih_l0" in state else None
-        model = new_model(config, dtype=dtype, backend=backend)
+        dtype = state["weight_ih_l0"].dtype
+        if not dtype.is_floating_point:
+            raise ConversionError(f"{path}: expected floating-point weights, got {dtype}")
+        try:
+            model = new_model(config, dtype=dtype, backend=backend)
+        except (TypeError, ValueError) as exc:  # a value of the wrong type or range
+            raise ConversionError(
+                f"{path}: the grukit configuration in the metadata is damaged ({exc})"
+            ) from None
         assign(model, state, source=str(path))
     else:
         if reset_after is None:
@@ -83,3 +92,28 @@ def load(
             )
         model = from_state_dict(state, reset_after=reset_after, source=str(path), backend=backend)
     return model.to(device) if device is not None else model
+
+
+def _config(meta: dict[str, str], state: dict, path: Path) -> dict:
+    """The configuration in ``meta``, checked against the tensors in ``state`` before anything is
+    built: the sizes it declares are the file's word only, and a model of that size is allocated."""
+    try:
+        config = json.loads(meta["config"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise ConversionError(
+            f"{path}: the grukit configuration in the metadata is damaged ({exc})"
+        ) from None
+    if not isinstance(config, dict) or sorted(config) != sorted(CONFIG_KEYS):
+        got = sorted(config) if isinstance(config, dict) else type(config).__name__
+        raise ConversionError(
+            f"{path}: the grukit configuration in the metadata is damaged: expected the keys "
+            f"{', '.join(CONFIG_KEYS)}, got {got}"
+        )
+    plain = {k: v for k, v in state.items() if not k.startswith("layer_norm_")}
+    sizes = config_from_state_dict(plain, source=str(path))
+    wrong = [f"{k}={config[k]!r} (its tensors say {v!r})" for k, v in sizes.items() if config[k] != v]
+    if wrong:
+        raise ConversionError(
+            f"{path}: the configuration in the metadata does not fit the tensors: " + ", ".join(wrong)
+        )
+    return config
