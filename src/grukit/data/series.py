@@ -192,7 +192,9 @@ def parse_times(column, name: str, source: str, first_line: int = 2) -> np.ndarr
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
         mixed = " (the column mixes numbers and dates)" if numbers.notna().iloc[row] else ""
-        raise DataError(f"{source}: line {row + first_line}: {name}={text.iloc[row]!r} is not a date or time" + mixed)
+        raise DataError(
+            f"{source}: line {row + first_line}: {name}={text.iloc[row]!r} is not a date or time" + mixed
+        )
     return stamps.to_numpy()
 
 
