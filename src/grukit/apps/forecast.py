@@ -341,8 +341,7 @@ class GRUForecaster:
             hyper = dict(meta["forecaster"])
             self = cls(hyper.pop("horizon"), hyper.pop("season"), train=meta["train"], **hyper)
             self.config_ = self.config  # saved with the min_input chosen at fit time
-            self.net_ = ForecastNet(self.config)
-            self.net_.load_state_dict(weights())
+            self.net_ = model_folder.build(path, lambda: ForecastNet(self.config))
             self.net_.eval()
             saved = meta["series"]
             periods = saved.get("periods", False)  # absent in folders from before integer time

@@ -13,13 +13,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterator
+
+import torch
 
 from grukit._io import save_weights, updating_folder
 from grukit.data.series import DataError
 
-__all__ = ["write", "reading", "WEIGHTS"]
+__all__ = ["write", "reading", "build", "WEIGHTS"]
 
 WEIGHTS = "model.safetensors"
 
@@ -44,6 +47,7 @@ def reading(
     description, its ``format`` checked, and ``weights()``, the state dict in the folder. A
     folder without ``meta_file`` is a ``FileNotFoundError``; anything unreadable inside the
     block (a missing key, a wrong type, weights that do not fit) a ``DataError``."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -56,5 +60,39 @@ def reading(
             found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
             raise DataError(f"format {found!r}, expected {fmt!r}")
         yield meta, lambda: load_file(str(path / WEIGHTS))
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        SafetensorError,
+    ) as exc:
+        # EOFError and BadZipFile: a damaged .npz beside the weights; SafetensorError: damaged weights
         raise DataError(f"{path}: not a readable {what} ({type(exc).__name__}: {exc})") from None
+
+
+def build(path: str | os.PathLike, factory: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """``factory()`` holding the weights in ``path``, its sizes checked first: the module is built
+    on the meta device (no memory) and every parameter's shape compared with the tensor the
+    weights file holds, so a description that declares sizes the file does not hold (a damaged
+    ``hidden_size=10**9``) is a ``ValueError`` before anything of that size is allocated. Call it
+    inside :func:`reading`, which turns the error into a ``DataError`` naming the folder."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    weights = str(Path(path) / WEIGHTS)
+    with torch.device("meta"):
+        want = {k: tuple(v.shape) for k, v in factory().state_dict().items()}
+    with safe_open(weights, framework="pt") as f:
+        held = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    for name, shape in want.items():
+        if held.get(name, shape) != shape:
+            raise ValueError(
+                f"the description asks for {name} of shape {shape}, {WEIGHTS} holds {held[name]}"
+            )
+    net = factory()
+    net.load_state_dict(load_file(weights))
+    return net

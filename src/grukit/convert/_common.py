@@ -107,11 +107,10 @@ def config_from_state_dict(state: Mapping[str, Tensor], *, source: str) -> dict:
     if "weight_ih_l0" not in state or "weight_hh_l0" not in state:
         raise ConversionError(f"{source}: expected 'weight_ih_l0' and 'weight_hh_l0', not found")
     num_layers = max(layers) + 1
-    if layers != set(range(num_layers)):  # the names alone would otherwise size the model
-        gaps = sorted(set(range(num_layers)) - layers)
+    if len(layers) != num_layers:  # a gap: the names alone would otherwise size the model
+        gap = next(k for k in range(num_layers) if k not in layers)
         raise ConversionError(
-            f"{source}: expected parameters of layers 0 to {num_layers - 1}, none found for layer "
-            f"{gaps[0]}{' and others' if len(gaps) > 1 else ''}"
+            f"{source}: expected parameters of layers 0 to {num_layers - 1}, none found for layer {gap}"
         )
     w_ih, w_hh = state["weight_ih_l0"], state["weight_hh_l0"]
     # every size comes from these two tensors' shapes, so both must hold data: (3H, H), (3H, I)

@@ -471,8 +471,7 @@ class GRUSpeechRecognizer:
             self = cls(train=meta["train"], **meta["speech"])
             self.labels_ = list(meta["labels"])
             outputs = len(self.labels_) + (self.config.task == "transcribe")
-            self.net_ = SpeechNet(self.config, outputs)
-            self.net_.load_state_dict(weights())
+            self.net_ = model_folder.build(path, lambda: SpeechNet(self.config, outputs))
             self.net_.eval()
             self.skipped_ = []
         return self

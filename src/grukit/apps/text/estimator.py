@@ -350,7 +350,6 @@ class GRULanguageModel:
         with model_folder.reading(path, "lm.json", FORMAT, "language model") as (meta, weights):
             self = cls(train=meta["train"], **meta["lm"])
             self.vocab_ = Vocabulary.from_dict(meta["vocab"])
-            self.net_ = LMNet(self.config, self.vocab_.size)
-            self.net_.load_state_dict(weights())
+            self.net_ = model_folder.build(path, lambda: LMNet(self.config, self.vocab_.size))
             self.net_.eval()
         return self
