@@ -81,6 +81,14 @@ def _read_series(path: Path):
     return read_csv(path)
 
 
+def _read_signal(path: Path):
+    """The anomaly command's CSV readers, whole and in chunks (``grukit anomaly score``)."""
+    from grukit.cli import anomaly
+
+    anomaly._read(path, None, "time", "label")
+    return list(anomaly._read_chunks(path, None, "time", "label", 50))
+
+
 def _read_text(path: Path):
     from grukit.data.text import read_text
 
@@ -97,6 +105,9 @@ def _read_wav(path: Path):
 FILES = {
     "csv": (".csv", lambda p: p.write_text("id,time,value\n" + "".join(
         f"s{i % 2},2020-{1 + i // 2:02d}-01,{i * 1.5}\n" for i in range(24))), _read_series),
+    "signal": (".csv", lambda p: p.write_text("time,value,label\n" + "".join(
+        f"2020-01-01 00:{i // 60:02d}:{i % 60:02d},{(i % 7) * 0.3},{int(i % 50 == 0)}\n" for i in range(120))),
+        _read_signal),
     "text": (".txt", lambda p: p.write_text("the quick brown fox, über alles\n" * 20), _read_text),
     "wav": (".wav", _wav, _read_wav),
     "safetensors": (".safetensors", lambda p: grukit.save(grukit.GRU(2, 3, 2), p), grukit.load),
@@ -203,6 +214,16 @@ def test_fuzzing_in_process_stays_within_memory():
     resident memory is still far below any size a damaged file might declare."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # bytes on Linux
     assert peak < 4 * 2**30, f"peak resident memory {peak / 2**30:.1f} GiB"
+
+
+def test_a_time_column_mixing_time_zones_is_a_data_error(tmp_path):
+    """Found by the fuzzer: one flipped bit made a '+' in a date, and pandas raised ValueError."""
+    from grukit.data.series import DataError, read_csv
+
+    path = tmp_path / "tz.csv"
+    path.write_text("time,value\n2020-01-01 00:00:00,1\n2020-01-01 00:00:01+01:00,2\n2020-01-01 00:00:02,3\n")
+    with pytest.raises(DataError, match="tz.csv: the time column cannot be read as dates and times: Mixed"):
+        read_csv(path)
 
 
 # -- enormous headers, under a memory limit -----------------------------------------------------

@@ -188,7 +188,11 @@ def parse_times(column, name: str, source: str, first_line: int = 2) -> np.ndarr
                     "a numeric time column holds period numbers (1, 2, 3, ...)"
                 )
         return x.astype(np.int64)
-    stamps = pd.to_datetime(text, errors="coerce", format="mixed")
+    try:
+        stamps = pd.to_datetime(text, errors="coerce", format="mixed")
+    except (ValueError, OverflowError) as exc:  # what coercing cannot fix, as time zones mixed
+        why = next(iter(str(exc).splitlines()), type(exc).__name__)
+        raise DataError(f"{source}: the {name} column cannot be read as dates and times: {why}") from None
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
         mixed = " (the column mixes numbers and dates)" if numbers.notna().iloc[row] else ""
