@@ -2,6 +2,7 @@
 #   make demo   creates .venv, installs grukit with its demo extras, runs `grukit demo`
 #   make test   creates/reuses .venv, installs the test extras, runs the default test suite
 #   make test-slow  the end-to-end checks left out of the default suite (marked slow)
+#   make fuzz   the property-based and fuzz tests with many examples (FUZZ_EXAMPLES=1000 per test)
 #   make bench  the speed comparison with torch.nn.GRU, ONNX Runtime and OpenVINO (ARGS="--memory" etc.)
 #   make nab    the Numenta Anomaly Benchmark: grukit's detectors beside the published scoreboard
 #   make lint       ruff: lint and format check          make typecheck  mypy on the package
@@ -22,7 +23,7 @@ FSDD_ENV := $(if $(FSDD),GRUKIT_FSDD="$${GRUKIT_FSDD:-$(FSDD)}",)
 NAB    := $(abspath $(firstword $(wildcard ../shared/data/nab)))
 NAB_ENV := $(if $(NAB),GRUKIT_NAB="$${GRUKIT_NAB:-$(NAB)}",)
 
-.PHONY: demo test test-slow install bench nab lint typecheck docs wheel-check clean
+.PHONY: demo test test-slow fuzz install bench nab lint typecheck docs wheel-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +46,11 @@ test: $(BIN)/python
 test-slow: $(BIN)/python
 	$(PIP) -e '.[test]'
 	$(FSDD_ENV) $(NAB_ENV) $(BIN)/python -m pytest -q -m slow $(ARGS)
+
+fuzz: $(BIN)/python
+	$(PIP) -e '.[test]'
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q --hypothesis-show-statistics --durations=10 \
+	    tests/test_hypothesis_*.py tests/test_fuzz_*.py $(ARGS)
 
 nab: $(BIN)/python
 	$(PIP) -e '.[apps]'
