@@ -9,18 +9,23 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 # hypothesis (tests/test_hypothesis_*.py, tests/test_fuzz_*.py): "default" is derandomized and small,
 # the same examples every run and well under a minute in all; `make fuzz` selects "fuzz"
+# (FUZZ_EXAMPLES examples per test, 1000 unless set).
 # the autouse seed fixture is function-scoped: each example seeds torch itself where it draws
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
 settings.register_profile(
     "default",
     derandomize=True,
-    max_examples=10,
+    max_examples=20,
     deadline=None,
     database=None,
     suppress_health_check=_SUPPRESS,
 )
 settings.register_profile(
-    "fuzz", max_examples=300, deadline=None, database=None, suppress_health_check=_SUPPRESS
+    "fuzz",
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "1000")),
+    deadline=None,
+    database=None,
+    suppress_health_check=_SUPPRESS,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 

@@ -103,18 +103,34 @@ def _read_wav(path: Path):
 
 # name: (suffix, writer of the seed, reader)
 FILES = {
-    "csv": (".csv", lambda p: p.write_text("id,time,value\n" + "".join(
-        f"s{i % 2},2020-{1 + i // 2:02d}-01,{i * 1.5}\n" for i in range(24))), _read_series),
-    "signal": (".csv", lambda p: p.write_text("time,value,label\n" + "".join(
-        f"2020-01-01 00:{i // 60:02d}:{i % 60:02d},{(i % 7) * 0.3},{int(i % 50 == 0)}\n" for i in range(120))),
-        _read_signal),
+    "csv": (
+        ".csv",
+        lambda p: p.write_text(
+            "id,time,value\n" + "".join(f"s{i % 2},2020-{1 + i // 2:02d}-01,{i * 1.5}\n" for i in range(24))
+        ),
+        _read_series,
+    ),
+    "signal": (
+        ".csv",
+        lambda p: p.write_text(
+            "time,value,label\n"
+            + "".join(
+                f"2020-01-01 00:{i // 60:02d}:{i % 60:02d},{(i % 7) * 0.3},{int(i % 50 == 0)}\n"
+                for i in range(120)
+            )
+        ),
+        _read_signal,
+    ),
     "text": (".txt", lambda p: p.write_text("the quick brown fox, über alles\n" * 20), _read_text),
     "wav": (".wav", _wav, _read_wav),
     "safetensors": (".safetensors", lambda p: grukit.save(grukit.GRU(2, 3, 2), p), grukit.load),
     "pt": (".pt", lambda p: torch.save(torch.nn.GRU(2, 3).state_dict(), p), grukit.convert.read_model),
     "onnx": (".onnx", _onnx, grukit.convert.read_model),
-    "keras": (".keras", lambda p: grukit.convert.save_keras(grukit.GRU(2, 3, reset_after=True), p),
-              grukit.convert.read_model),
+    "keras": (
+        ".keras",
+        lambda p: grukit.convert.save_keras(grukit.GRU(2, 3, reset_after=True), p),
+        grukit.convert.read_model,
+    ),
 }
 # name: (writer of the seed folder, reader)
 FOLDERS = {"forecaster": (_forecaster, _read_forecaster), "checkpoint": (_checkpoint, _read_checkpoint)}
@@ -141,9 +157,13 @@ def seeds(tmp_path_factory):
 
 MUTATIONS = st.one_of(
     st.tuples(st.just("truncate"), st.floats(0, 1)),
-    st.tuples(st.just("flip"), st.lists(st.tuples(st.floats(0, 1), st.integers(0, 7)), min_size=1, max_size=6)),
-    st.tuples(st.just("flip_head"), st.lists(st.tuples(st.integers(0, 255), st.integers(0, 7)), min_size=1,
-                                             max_size=4)),
+    st.tuples(
+        st.just("flip"), st.lists(st.tuples(st.floats(0, 1), st.integers(0, 7)), min_size=1, max_size=6)
+    ),
+    st.tuples(
+        st.just("flip_head"),
+        st.lists(st.tuples(st.integers(0, 255), st.integers(0, 7)), min_size=1, max_size=4),
+    ),
     st.tuples(st.just("overwrite"), st.floats(0, 1), st.binary(min_size=1, max_size=32)),
     st.tuples(st.just("empty")),
     st.tuples(st.just("png")),
@@ -195,8 +215,9 @@ def test_a_damaged_file_reads_or_gives_a_clear_error(seeds, tmp_path_factory, na
 
 
 @given(name=st.sampled_from(sorted(FOLDERS)), pick=st.integers(0, 99), mutation=MUTATIONS)
-def test_a_damaged_model_folder_or_checkpoint_reads_or_gives_a_clear_error(seeds, tmp_path_factory, name,
-                                                                            pick, mutation):
+def test_a_damaged_model_folder_or_checkpoint_reads_or_gives_a_clear_error(
+    seeds, tmp_path_factory, name, pick, mutation
+):
     folder = tmp_path_factory.getbasetemp() / f"fuzz-{next(_names)}"
     shutil.copytree(seeds[name], folder)
     try:
@@ -228,7 +249,7 @@ def test_a_time_column_mixing_time_zones_is_a_data_error(tmp_path):
 
 # -- enormous headers, under a memory limit -----------------------------------------------------
 
-_ENORMOUS = r'''
+_ENORMOUS = r"""
 import json, os, resource, struct, sys, zipfile
 os.environ.setdefault("KERAS_BACKEND", "torch")
 from pathlib import Path
@@ -355,7 +376,7 @@ for name, f in cases.items():
     except BaseException as exc:
         results[name] = [type(exc).__name__ if not is_user_error(exc) else "user error", one_line(exc)]
 print(json.dumps(results))
-'''
+"""
 
 LIMIT_MB = 512  # above the memory in use once everything is imported
 
@@ -369,8 +390,13 @@ def test_enormous_declared_sizes_are_refused_before_allocation(tmp_path):
     LIMIT_MB more than it had: no reader allocated what the file merely declared."""
     script = tmp_path / "enormous.py"
     script.write_text(_ENORMOUS)
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path), str(LIMIT_MB)], capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ, KERAS_BACKEND="torch", OMP_NUM_THREADS="1"))
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), str(LIMIT_MB)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, KERAS_BACKEND="torch", OMP_NUM_THREADS="1"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(results) == 8
@@ -390,8 +416,12 @@ def test_enormous_declared_sizes_are_refused_before_allocation(tmp_path):
 def test_the_cli_reports_a_corrupt_file_in_one_line_with_status_2(seeds, tmp_path, name):
     bad = tmp_path / f"bad{seeds[name].suffix}"
     bad.write_bytes(seeds[name].read_bytes()[:200])  # truncated
-    proc = subprocess.run([sys.executable, "-m", "grukit", "convert", str(bad), str(tmp_path / "out.pt")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grukit", "convert", str(bad), str(tmp_path / "out.pt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("grukit: error: ") and str(bad) in lines[0], proc.stderr

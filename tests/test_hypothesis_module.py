@@ -98,8 +98,13 @@ def test_accepts_what_torch_accepts_and_agrees(cfg, dtype, backend, data):
     _close(got_h, want_h, dtype)
 
 
-@given(cfg=configs(variants=True), dtype=FLOAT, reset_after=st.booleans(),
-       backend=st.sampled_from(["auto", "cpu"]), data=st.data())
+@given(
+    cfg=configs(variants=True),
+    dtype=FLOAT,
+    reset_after=st.booleans(),
+    backend=st.sampled_from(["auto", "cpu"]),
+    data=st.data(),
+)
 def test_variants_in_eval_agree_with_the_reference_backend(cfg, dtype, reset_after, backend, data):
     """Every option in evaluation mode, both formulations, batched, unbatched and packed input:
     the fast backends compute what ``reference`` (``grukit.functional``) computes."""
@@ -130,8 +135,11 @@ def test_dropouts_are_the_identity_in_eval(cfg, dtype, reset_after, data):
     (zoneout and layer norm are not no-ops in evaluation, so they stay as drawn)."""
     torch.manual_seed(0)
     ours = grukit.GRU(**cfg, dtype=dtype, reset_after=reset_after).eval()
-    plain = grukit.GRU(**(cfg | dict(dropout=0.0, recurrent_dropout=0.0, weight_dropout=0.0)),
-                       dtype=dtype, reset_after=reset_after).eval()
+    plain = grukit.GRU(
+        **(cfg | dict(dropout=0.0, recurrent_dropout=0.0, weight_dropout=0.0)),
+        dtype=dtype,
+        reset_after=reset_after,
+    ).eval()
     plain.load_state_dict(ours.state_dict(), strict=True)
     x, hx = data.draw(inputs(cfg, dtype))
     with torch.no_grad():
@@ -179,12 +187,15 @@ def test_rejects_what_torch_rejects_naming_the_argument(cfg, pdtype, mistake, da
         hx_shape, give_hx = ((DL, 1, N, H) if batched else (DL * H,)), True
     elif mistake == "hx_shape":
         k = data.draw(st.integers(0, len(hx_shape) - 1))
-        hx_shape = hx_shape[:k] + (hx_shape[k] + data.draw(st.integers(1, 2)),) + hx_shape[k + 1:]
+        hx_shape = hx_shape[:k] + (hx_shape[k] + data.draw(st.integers(1, 2)),) + hx_shape[k + 1 :]
         give_hx = True
     elif mistake == "dtype":
         dtype = data.draw(st.sampled_from([t for t in (F32, F64, torch.float16, torch.int64) if t != pdtype]))
     elif mistake == "hx_dtype":
-        hx_dtype, give_hx = data.draw(st.sampled_from([t for t in (F32, F64, torch.float16) if t != pdtype])), True
+        hx_dtype, give_hx = (
+            data.draw(st.sampled_from([t for t in (F32, F64, torch.float16) if t != pdtype])),
+            True,
+        )
     x = torch.randn(shape, dtype=F64).to(dtype)
     hx = torch.randn(hx_shape, dtype=F64).to(hx_dtype) if give_hx else None
     note(f"input {tuple(x.shape)} {x.dtype}, hx {None if hx is None else (tuple(hx.shape), hx.dtype)}")
@@ -201,16 +212,34 @@ def test_rejects_what_torch_rejects_naming_the_argument(cfg, pdtype, mistake, da
         _close(got[1], want[1], pdtype)
 
 
-_BAD_CONSTRUCTOR = st.sampled_from([
-    ("input_size", 0), ("input_size", -2), ("hidden_size", 0), ("hidden_size", 2.5),
-    ("hidden_size", "4"), ("num_layers", 0), ("num_layers", 1.0), ("dropout", -0.5),
-    ("dropout", 1.5), ("dropout", float("nan")), ("dropout", "0.1"),
-])
-_BAD_VARIANT = st.sampled_from([
-    ("zoneout", 1.0), ("zoneout", -0.1), ("recurrent_dropout", 1.0), ("weight_dropout", 2),
-    ("zoneout", float("nan")), ("layer_norm", 1), ("reset_after", None), ("backend", "gpu"),
-    ("recurrent_dropout", "0.2"),
-])
+_BAD_CONSTRUCTOR = st.sampled_from(
+    [
+        ("input_size", 0),
+        ("input_size", -2),
+        ("hidden_size", 0),
+        ("hidden_size", 2.5),
+        ("hidden_size", "4"),
+        ("num_layers", 0),
+        ("num_layers", 1.0),
+        ("dropout", -0.5),
+        ("dropout", 1.5),
+        ("dropout", float("nan")),
+        ("dropout", "0.1"),
+    ]
+)
+_BAD_VARIANT = st.sampled_from(
+    [
+        ("zoneout", 1.0),
+        ("zoneout", -0.1),
+        ("recurrent_dropout", 1.0),
+        ("weight_dropout", 2),
+        ("zoneout", float("nan")),
+        ("layer_norm", 1),
+        ("reset_after", None),
+        ("backend", "gpu"),
+        ("recurrent_dropout", "0.2"),
+    ]
+)
 
 
 @given(cfg=configs(), bad=_BAD_CONSTRUCTOR)
@@ -235,8 +264,15 @@ def test_constructor_rejects_bad_options_naming_them(cfg, bad):
 # -- GRUCell and streaming ----------------------------------------------------------------------
 
 
-@given(I=st.integers(1, 5), H=st.integers(1, 6), bias=st.booleans(), dtype=FLOAT,
-       N=st.one_of(st.none(), st.integers(1, 4)), give_hx=st.booleans(), seed=st.integers(0, 2**16))
+@given(
+    I=st.integers(1, 5),
+    H=st.integers(1, 6),
+    bias=st.booleans(),
+    dtype=FLOAT,
+    N=st.one_of(st.none(), st.integers(1, 4)),
+    give_hx=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_cell_agrees_with_torch_cell(I, H, bias, dtype, N, give_hx, seed):
     torch.manual_seed(seed)
     theirs = torch.nn.GRUCell(I, H, bias=bias, dtype=dtype)
@@ -254,8 +290,7 @@ def test_cell_agrees_with_torch_cell(I, H, bias, dtype, N, give_hx, seed):
     assert "input" in str(info.value) or "Expected" in str(info.value)
 
 
-@given(cfg=configs(variants=True), dtype=FLOAT, reset_after=st.booleans(), fast=st.booleans(),
-       data=st.data())
+@given(cfg=configs(variants=True), dtype=FLOAT, reset_after=st.booleans(), fast=st.booleans(), data=st.data())
 def test_stream_in_chunks_equals_one_pass(cfg, dtype, reset_after, fast, data):
     cfg = cfg | dict(bidirectional=False)  # a stream refuses a bidirectional GRU
     torch.manual_seed(0)

@@ -29,16 +29,23 @@ def _pair(backend: str, dtype: torch.dtype, *, reset_after: bool = True, **varia
     if reset_after and not variants:
         oracle = torch.nn.GRU(2, 4, dtype=dtype)
     else:
-        oracle = grukit.GRU(2, 4, dtype=dtype, reset_after=reset_after, backend="reference",
-                            **variants).eval()
+        oracle = grukit.GRU(
+            2, 4, dtype=dtype, reset_after=reset_after, backend="reference", **variants
+        ).eval()
     oracle.load_state_dict(ours.state_dict(), strict=True)
     return ours, oracle
 
 
 @pytest.mark.parametrize(
     "backend, variants",
-    [("auto", {}), ("torch", {}), ("reference", {}), ("cpu", dict(reset_after=False)),
-     ("cpu", dict(layer_norm=True, zoneout=0.1)), ("reference", dict(layer_norm=True, zoneout=0.1))],
+    [
+        ("auto", {}),
+        ("torch", {}),
+        ("reference", {}),
+        ("cpu", dict(reset_after=False)),
+        ("cpu", dict(layer_norm=True, zoneout=0.1)),
+        ("reference", dict(layer_norm=True, zoneout=0.1)),
+    ],
     ids=lambda v: v if isinstance(v, str) else "+".join(v) or "plain",
 )
 def test_long_sequence_is_finite_and_agrees(backend, variants):
@@ -77,12 +84,19 @@ KINDS = st.sampled_from(["zeros", "constant", "subnormal", "signs", "random"])
 SCALES = st.sampled_from([1e-3, 1.0, 30.0, 1e3, 1e4, -1e4])
 
 
-@given(kind=KINDS, scale=SCALES, hx_kind=st.sampled_from(["none", "zeros", "subnormal", "random"]),
-       dtype=st.sampled_from([F32, F64]), reset_after=st.booleans(),
-       backend=st.sampled_from(["auto", "cpu", "reference", "torch"]),
-       variants=st.sampled_from([{}, {"layer_norm": True}, {"zoneout": 0.3},
-                                 {"layer_norm": True, "zoneout": 0.1}]),
-       T=st.integers(1, 300), seed=st.integers(0, 2**16))
+@given(
+    kind=KINDS,
+    scale=SCALES,
+    hx_kind=st.sampled_from(["none", "zeros", "subnormal", "random"]),
+    dtype=st.sampled_from([F32, F64]),
+    reset_after=st.booleans(),
+    backend=st.sampled_from(["auto", "cpu", "reference", "torch"]),
+    variants=st.sampled_from(
+        [{}, {"layer_norm": True}, {"zoneout": 0.3}, {"layer_norm": True, "zoneout": 0.1}]
+    ),
+    T=st.integers(1, 300),
+    seed=st.integers(0, 2**16),
+)
 def test_extreme_inputs_stay_finite(kind, scale, hx_kind, dtype, reset_after, backend, variants, T, seed):
     if backend == "torch":  # PyTorch's kernel: the plain reset_after=True GRU only
         reset_after, variants = True, {}
