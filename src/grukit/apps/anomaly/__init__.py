@@ -55,5 +55,15 @@ from grukit.apps.anomaly.detector import GRUAnomalyDetector
 from grukit.apps.anomaly.forecaster import SignalForecaster
 from grukit.apps.anomaly.persistence import FORMAT, FORMATS
 
-__all__ = ["GRUAnomalyDetector", "DetectorConfig", "SeqAutoencoder", "SignalForecaster", "clock",
-           "AGGREGATES", "MODELS", "MODES", "FORMAT", "FORMATS"]
+__all__ = [
+    "GRUAnomalyDetector",
+    "DetectorConfig",
+    "SeqAutoencoder",
+    "SignalForecaster",
+    "clock",
+    "AGGREGATES",
+    "MODELS",
+    "MODES",
+    "FORMAT",
+    "FORMATS",
+]

@@ -18,7 +18,9 @@ __all__ = ["SeqAutoencoder", "clock"]
 
 def clock(T: int, k: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(T, 2k): ``sin`` then ``cos`` of ``2 pi j t / T`` for ``j = 1 .. k`` at steps ``t = 0 .. T-1``."""
-    angle = torch.arange(T, dtype=torch.float64)[:, None] * torch.arange(1, k + 1, dtype=torch.float64)[None, :]
+    angle = (
+        torch.arange(T, dtype=torch.float64)[:, None] * torch.arange(1, k + 1, dtype=torch.float64)[None, :]
+    )
     angle = angle * (2 * torch.pi / T)  # (T, k)
     return torch.cat([torch.sin(angle), torch.cos(angle)], 1).to(dtype)
 
@@ -36,11 +38,22 @@ class SeqAutoencoder(nn.Module):
         H = cfg.hidden_size
         D = 2 if cfg.bidirectional else 1
         self.time_features = cfg.time_features
-        self.encoder = grukit.GRU(C, H, cfg.num_layers, batch_first=True, reset_after=cfg.reset_after,
-                                  bidirectional=cfg.bidirectional)
+        self.encoder = grukit.GRU(
+            C,
+            H,
+            cfg.num_layers,
+            batch_first=True,
+            reset_after=cfg.reset_after,
+            bidirectional=cfg.bidirectional,
+        )
         self.to_latent = nn.Linear(D * H, cfg.latent_size)
-        self.decoder = grukit.GRU(cfg.latent_size + 2 * self.time_features, H, cfg.num_layers, batch_first=True,
-                                  reset_after=cfg.reset_after)
+        self.decoder = grukit.GRU(
+            cfg.latent_size + 2 * self.time_features,
+            H,
+            cfg.num_layers,
+            batch_first=True,
+            reset_after=cfg.reset_after,
+        )
         self.head = nn.Linear(H, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,6 +63,8 @@ class SeqAutoencoder(nn.Module):
         z = torch.tanh(self.to_latent(last))  # (N, d)
         inp = z[:, None, :].expand(-1, T, -1)  # (N, T, d)
         if self.time_features:
-            inp = torch.cat([inp, clock(T, self.time_features, x.dtype)[None].expand(N, -1, -1)], 2)  # (N, T, d + 2k)
+            inp = torch.cat(
+                [inp, clock(T, self.time_features, x.dtype)[None].expand(N, -1, -1)], 2
+            )  # (N, T, d + 2k)
         out, _ = self.decoder(inp)  # (N, T, H)
         return self.head(out)  # (N, T, C)

@@ -97,8 +97,10 @@ class DetectorConfig:
 
     def _window(self) -> int:
         if self.window is None:
-            raise ValueError("the window is chosen from the data when the detector is fitted (bug: "
-                             "a config with window=None was used before fitting)")
+            raise ValueError(
+                "the window is chosen from the data when the detector is fitted (bug: "
+                "a config with window=None was used before fitting)"
+            )
         return self.window
 
     def __post_init__(self) -> None:
@@ -117,12 +119,17 @@ class DetectorConfig:
         if self.model == "forecaster":
             if self.mode != "signal":
                 raise ConfigError("model 'forecaster' is for the signal mode; sequences use the autoencoder")
-            for name, default in (("aggregate", "window"), ("stride", None), ("bidirectional", False),
-                                  ("time_features", None)):
+            for name, default in (
+                ("aggregate", "window"),
+                ("stride", None),
+                ("bidirectional", False),
+                ("time_features", None),
+            ):
                 if getattr(self, name) != default:
-                    raise ConfigError(f"{name} applies to the autoencoder, not to model 'forecaster'"
-                                      + (" (the signal mode's default: pass model='autoencoder')"
-                                         if default_model else ""))
+                    raise ConfigError(
+                        f"{name} applies to the autoencoder, not to model 'forecaster'"
+                        + (" (the signal mode's default: pass model='autoencoder')" if default_model else "")
+                    )
         else:
             if self.horizon is not None:
                 raise ConfigError("horizon applies to model 'forecaster', not to the autoencoder")
@@ -133,17 +140,24 @@ class DetectorConfig:
             if name == "window" and v is None:
                 continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be a positive integer{' or None' if name == 'window' else ''}, "
-                                  f"got {v!r}")
+                raise ConfigError(
+                    f"{name} must be a positive integer{' or None' if name == 'window' else ''}, got {v!r}"
+                )
         for name in ("stride", "horizon"):  # with window None, bounded when the window is chosen
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int)
-                                  or not 1 <= v <= (self.window or v)):
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= (self.window or v)
+            ):
                 where = f"window ({self.window})" if self.window else "the window"
                 raise ConfigError(f"{name} must be an integer from 1 to {where} or None, got {v!r}")
-        if self.time_features is not None and (isinstance(self.time_features, bool)
-                                               or not isinstance(self.time_features, int) or self.time_features < 0):
-            raise ConfigError(f"time_features must be a non-negative integer or None, got {self.time_features!r}")
+        if self.time_features is not None and (
+            isinstance(self.time_features, bool)
+            or not isinstance(self.time_features, int)
+            or self.time_features < 0
+        ):
+            raise ConfigError(
+                f"time_features must be a non-negative integer or None, got {self.time_features!r}"
+            )
         for name, lo, hi in (("false_alarm_rate", 0.0, 0.5), ("calibration_share", 0.05, 0.5)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo < v <= hi:

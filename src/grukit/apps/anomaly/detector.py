@@ -115,8 +115,9 @@ class GRUAnomalyDetector:
         mean, std = flat.mean(0), flat.std(0)
         const = np.flatnonzero(std == 0)
         if len(const):
-            raise DataError(f"channel {int(const[0])} is constant in the training data: nothing to learn "
-                            "from it; drop it")
+            raise DataError(
+                f"channel {int(const[0])} is constant in the training data: nothing to learn from it; drop it"
+            )
         self.channels_ = C
         self.mean_, self.std_ = mean, std
         self.period_ = None
@@ -135,18 +136,27 @@ class GRUAnomalyDetector:
                 raise DataError(
                     f"the training stretch has {n} points; {what} at least {need + cal_min} ({need} to "
                     f"train on, {cal_min} to calibrate the threshold on): give a longer normal stretch "
-                    "or a smaller window" + ("" if self.period_ is None else
-                                             f" (chosen from the data's period of {self.period_} points)"))
+                    "or a smaller window"
+                    + (
+                        ""
+                        if self.period_ is None
+                        else f" (chosen from the data's period of {self.period_} points)"
+                    )
+                )
             train = WindowDataset(z[:n_fit], np.arange(n_fit - need + 1), need)
-            val = WindowDataset(z[n_fit:], np.arange(0, n_cal - need + 1, W if forecast else cfg.window_stride), need)
+            val = WindowDataset(
+                z[n_fit:], np.arange(0, n_cal - need + 1, W if forecast else cfg.window_stride), need
+            )
 
             if forecast:
+
                 def loss_fn(net, batch):
                     (w,) = batch  # (B, 2W + Hz, C)
                     pred, _ = net(w)  # (B, 2W + Hz, Hz, C): pred[:, t, j - 1] predicts w[:, t + j]
                     target = w.unfold(1, Hz, 1).transpose(2, 3)  # (B, W + Hz + 1, Hz, C) = w[:, t:t + Hz]
-                    return ((pred[:, W:2 * W] - target[:, W + 1:2 * W + 1]) ** 2).mean(), w.shape[0]
+                    return ((pred[:, W : 2 * W] - target[:, W + 1 : 2 * W + 1]) ** 2).mean(), w.shape[0]
             else:
+
                 def loss_fn(net, batch):
                     (w,) = batch  # (B, W, C)
                     return ((net(w) - w) ** 2).mean(), w.shape[0]
@@ -175,7 +185,9 @@ class GRUAnomalyDetector:
                     log(f"autoencoder {k + 1} of {K} (seed {seed})")
                 where = None if out_dir is None else Path(out_dir) / f"member-{k}"
             tc = replace(self.train_config, seed=seed)
-            self.results_.append(Trainer(net, tc, loss_fn, out_dir=where, resume=resume, log=log).fit(train, val))
+            self.results_.append(
+                Trainer(net, tc, loss_fn, out_dir=where, resume=resume, log=log).fit(train, val)
+            )
             nets.append(net.eval())
         self.net_ = nn.ModuleList(nets)
         self.result_ = self.results_[0]

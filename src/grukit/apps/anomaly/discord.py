@@ -34,7 +34,14 @@ from grukit._extras import require
 from grukit.apps.anomaly.scoring import over_windows
 from grukit.data.series import DataError
 
-__all__ = ["matrix_profile", "discord_scores", "DiscordDetector", "BaselineRun", "run_baseline", "quiet_stumpy"]
+__all__ = [
+    "matrix_profile",
+    "discord_scores",
+    "DiscordDetector",
+    "BaselineRun",
+    "run_baseline",
+    "quiet_stumpy",
+]
 
 
 @contextlib.contextmanager
@@ -73,8 +80,10 @@ def matrix_profile(x, m: int, reference=None) -> np.ndarray:
         raise DataError(f"the discord window must be an integer of at least 3 points, got {m!r}")
     shortest = len(x) if ref is None else min(len(x), len(ref))
     if shortest < (2 * m if ref is None else m):
-        raise DataError(f"a discord window of {m} points needs at least {2 * m if ref is None else m} points "
-                        f"in the signal{'' if ref is None else ' and the reference'}; got {shortest}")
+        raise DataError(
+            f"a discord window of {m} points needs at least {2 * m if ref is None else m} points "
+            f"in the signal{'' if ref is None else ' and the reference'}; got {shortest}"
+        )
     profiles = []
     for c in range(x.shape[1]):
         with quiet_stumpy():
@@ -109,8 +118,10 @@ class DiscordDetector:
         x = _as_signal(X, "normal data")
         m = self.window
         if len(x) < 4 * m:
-            raise DataError(f"the discord baseline with a window of {m} needs at least {4 * m} points of "
-                            f"normal data; got {len(x)}")
+            raise DataError(
+                f"the discord baseline with a window of {m} needs at least {4 * m} points of "
+                f"normal data; got {len(x)}"
+            )
         self.reference_ = x
         normal = discord_scores(x, m)  # each normal window against the others: a self-join
         self.threshold_ = float(np.quantile(normal, 1 - self.false_alarm_rate))
@@ -153,5 +164,10 @@ def run_baseline(normal, signal, *, window: int, false_alarm_rate: float) -> Bas
         scores = det.score(signal)
     except (MissingDependency, DataError) as exc:
         return BaselineRun(window, skipped=str(exc))
-    return BaselineRun(window, threshold=det.threshold_, scores=scores, flags=scores > det.threshold_,
-                       seconds=round(time.perf_counter() - t, 1))
+    return BaselineRun(
+        window,
+        threshold=det.threshold_,
+        scores=scores,
+        flags=scores > det.threshold_,
+        seconds=round(time.perf_counter() - t, 1),
+    )

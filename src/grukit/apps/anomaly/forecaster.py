@@ -21,7 +21,9 @@ class SignalForecaster(nn.Module):
     def __init__(self, C: int, cfg: DetectorConfig) -> None:
         super().__init__()
         self.horizon = cfg.steps_ahead
-        self.gru = grukit.GRU(C, cfg.hidden_size, cfg.num_layers, batch_first=True, reset_after=cfg.reset_after)
+        self.gru = grukit.GRU(
+            C, cfg.hidden_size, cfg.num_layers, batch_first=True, reset_after=cfg.reset_after
+        )
         self.head = nn.Linear(cfg.hidden_size, self.horizon * C)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

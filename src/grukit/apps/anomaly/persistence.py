@@ -40,12 +40,19 @@ def save_detector(det, path: str | os.PathLike) -> None:
     from safetensors.torch import save_file
 
     meta = {
-        "format": FORMAT, "grukit": grukit.__version__, "detector": asdict(det.config),
-        "train": det.train_config.to_dict(), "channels": det.channels_,
+        "format": FORMAT,
+        "grukit": grukit.__version__,
+        "detector": asdict(det.config),
+        "train": det.train_config.to_dict(),
+        "channels": det.channels_,
         "period": det.period_,
-        "mean": det.mean_.tolist(), "std": det.std_.tolist(), "center": det.center_,
-        "spread": det.spread_, "threshold": det.threshold_,
-        "member_center": det.member_center_.tolist(), "member_spread": det.member_spread_.tolist(),
+        "mean": det.mean_.tolist(),
+        "std": det.std_.tolist(),
+        "center": det.center_,
+        "spread": det.spread_,
+        "threshold": det.threshold_,
+        "member_center": det.member_center_.tolist(),
+        "member_spread": det.member_spread_.tolist(),
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in det.net_.state_dict().items()}
     with updating_folder(path) as stage:
@@ -72,7 +79,9 @@ def load_detector(cls, path: str | os.PathLike):
         hyper.setdefault("model", "autoencoder")  # saved before the forecaster: the only model then
         self = cls(hyper.pop("mode"), train=meta["train"], **hyper)
         self.channels_ = int(meta["channels"])
-        self.net_ = nn.ModuleList(build_network(self.channels_, self.config) for _ in range(self.config.ensemble))
+        self.net_ = nn.ModuleList(
+            build_network(self.channels_, self.config) for _ in range(self.config.ensemble)
+        )
         weights = load_file(str(path / "model.safetensors"))
         if fmt == FORMATS[0]:  # one autoencoder, its own keys, errors normalised once
             weights = {f"0.{k}": v for k, v in weights.items()}
@@ -84,8 +93,10 @@ def load_detector(cls, path: str | os.PathLike):
         self.member_spread_ = np.array(meta["member_spread"], dtype=float)
         K = self.config.ensemble
         if self.member_center_.shape != (K,) or self.member_spread_.shape != (K,):
-            raise ValueError(f"member_center/member_spread must hold {K} numbers, got "
-                             f"{self.member_center_.shape} and {self.member_spread_.shape}")
+            raise ValueError(
+                f"member_center/member_spread must hold {K} numbers, got "
+                f"{self.member_center_.shape} and {self.member_spread_.shape}"
+            )
         self.center_, self.spread_ = float(meta["center"]), float(meta["spread"])
         self.threshold_ = float(meta["threshold"])
         self.period_ = meta.get("period")  # the data's period when the window was chosen; None before

@@ -23,8 +23,16 @@ from torch import nn
 from grukit.apps.anomaly.config import DetectorConfig
 from grukit.data.series import DataError
 
-__all__ = ["member_errors", "sequence_errors", "window_errors", "over_windows", "forecast_errors", "ForecastErrors",
-           "forecast_step", "causal_smooth"]
+__all__ = [
+    "member_errors",
+    "sequence_errors",
+    "window_errors",
+    "over_windows",
+    "forecast_errors",
+    "ForecastErrors",
+    "forecast_step",
+    "causal_smooth",
+]
 
 
 class _NoBar:
@@ -48,8 +56,9 @@ def _scoring_bar(progress: bool, **kw):
 
 
 @torch.no_grad()
-def member_errors(nets: nn.ModuleList, cfg: DetectorConfig, z: np.ndarray, chunk: int = 65536,
-                  progress: bool = False) -> np.ndarray:
+def member_errors(
+    nets: nn.ModuleList, cfg: DetectorConfig, z: np.ndarray, chunk: int = 65536, progress: bool = False
+) -> np.ndarray:
     """Each network's errors on standardised float32 data: (K, n points) for a (n, C) signal,
     (K, N) for (N, T, C) sequences."""
     if cfg.mode == "sequences":
@@ -69,14 +78,15 @@ def sequence_errors(nets: nn.ModuleList, z: np.ndarray, batch: int = 512) -> np.
     """(N, T, C) -> (K, N): each sequence's mean squared reconstruction error, ``batch`` at a time."""
     out = []
     for i in range(0, len(z), batch):
-        s = torch.from_numpy(z[i:i + batch])  # (B, T, C)
+        s = torch.from_numpy(z[i : i + batch])  # (B, T, C)
         out.append(np.stack([((net(s) - s) ** 2).mean((1, 2)).double().numpy() for net in nets]))  # (K, B)
     return np.concatenate(out, axis=1)
 
 
 @torch.no_grad()
-def window_errors(nets: nn.ModuleList, z: np.ndarray, W: int, stride: int, aggregate: str, chunk: int,
-                  progress: bool) -> np.ndarray:
+def window_errors(
+    nets: nn.ModuleList, z: np.ndarray, W: int, stride: int, aggregate: str, chunk: int, progress: bool
+) -> np.ndarray:
     """(n, C) -> (K, n): windows starting every ``stride`` points (and one ending at the end)
     reconstructed, about ``chunk`` points at a time; each point gets the mean over its covering
     windows of the window's mean error ("window") or of its own error ("point"), or the smallest
@@ -99,7 +109,7 @@ def window_errors(nets: nn.ModuleList, z: np.ndarray, W: int, stride: int, aggre
         means = np.zeros((K, len(starts)))  # each window's mean error
     with _scoring_bar(progress, total=len(starts), unit="window") as bar:
         for i in range(0, len(starts), per_chunk):
-            s = torch.from_numpy(starts[i:i + per_chunk])
+            s = torch.from_numpy(starts[i : i + per_chunk])
             pos = s[:, None] + torch.arange(W)[None, :]  # (B, W)
             w, idx = zt[pos], pos.numpy()  # (B, W, C), (B, W)
             for k, net in enumerate(nets):
@@ -107,7 +117,7 @@ def window_errors(nets: nn.ModuleList, z: np.ndarray, W: int, stride: int, aggre
                 if aggregate == "point":
                     np.add.at(total[k], idx, e)
                 else:
-                    means[k, i:i + len(s)] = e.mean(1)
+                    means[k, i : i + len(s)] = e.mean(1)
             if aggregate == "point":
                 np.add.at(count, idx, 1.0)
             bar.update(len(s))
@@ -116,7 +126,9 @@ def window_errors(nets: nn.ModuleList, z: np.ndarray, W: int, stride: int, aggre
     return over_windows(means, starts, n, W, stride, aggregate)
 
 
-def over_windows(means: np.ndarray, starts: np.ndarray, n: int, W: int, stride: int, aggregate: str) -> np.ndarray:
+def over_windows(
+    means: np.ndarray, starts: np.ndarray, n: int, W: int, stride: int, aggregate: str
+) -> np.ndarray:
     """(K, L) window mean errors -> (K, n): each point's mean or minimum over its windows (the
     covering ones, widened at the signal's ends to ``W // stride``: ``window_errors``)."""
     L = len(starts)
@@ -162,9 +174,9 @@ class ForecastErrors:
         for j in range(1, Hz + 1):  # the predictions j steps ahead of targets u in [lo, stop)
             lo = max(i, base + j, W + j)
             if lo < stop:
-                e = ((P[lo - j - base:stop - j - base, j - 1] - zt[lo - i:]) ** 2).mean(-1)  # (stop-lo,)
-                total[lo - i:] += e.double().numpy()
-                count[lo - i:] += 1
+                e = ((P[lo - j - base : stop - j - base, j - 1] - zt[lo - i :]) ** 2).mean(-1)  # (stop-lo,)
+                total[lo - i :] += e.double().numpy()
+                count[lo - i :] += 1
         self.prev, self.seen = P[-Hz:], stop
         return np.where(count == Hz, total / Hz, np.nan)
 
@@ -182,7 +194,7 @@ def forecast_errors(net: nn.Module, z: np.ndarray, W: int, Hz: int, chunk: int, 
     fe, out = ForecastErrors(net, W, Hz, C), np.empty(n)
     with _scoring_bar(progress, total=n, unit="point", unit_scale=True) as bar:
         for i in range(0, n, step):
-            out[i:i + step] = fe.feed(z[i:i + step])
+            out[i : i + step] = fe.feed(z[i : i + step])
             bar.update(min(step, n - i))
     return out  # (n,)
 

@@ -86,8 +86,8 @@ class _Smooth:
         if self.m <= 1:
             return err
         e = np.concatenate([self.tail, err], axis=1)
-        self.tail = e[:, max(0, e.shape[1] - (self.m - 1)):]
-        return causal_smooth(e, self.m)[:, e.shape[1] - err.shape[1]:]
+        self.tail = e[:, max(0, e.shape[1] - (self.m - 1)) :]
+        return causal_smooth(e, self.m)[:, e.shape[1] - err.shape[1] :]
 
 
 class _WindowStream:
@@ -111,12 +111,14 @@ class _WindowStream:
             if upto - self.done < self.chunk or g1 <= 2 * W:  # the signal's first points: its first
                 # W // stride windows (at most 2W points), which they take at the start, all read
                 return np.empty((len(self.nets), 0))
-        err = window_errors(self.nets, self.buf, W, self.stride, self.aggregate, self.chunk, False)  # (K, len)
-        out = err[:, self.done - self.g0:upto - self.g0]
+        err = window_errors(
+            self.nets, self.buf, W, self.stride, self.aggregate, self.chunk, False
+        )  # (K, len)
+        out = err[:, self.done - self.g0 : upto - self.g0]
         self.done = upto
         # the next stretch starts on the grid at least W before the first point it must score
         g0 = max(0, (self.done - W) // self.stride * self.stride)
-        self.buf, self.g0 = self.buf[g0 - self.g0:], g0
+        self.buf, self.g0 = self.buf[g0 - self.g0 :], g0
         return out
 
 
@@ -172,8 +174,12 @@ class SignalStream:
             return self.windows.feed(z, last)
         if not len(z):
             return np.empty((len(self.members), 0))
-        return np.stack([np.concatenate([m.feed(z[i:i + self.step]) for i in range(0, len(z), self.step)])
-                         for m in self.members])
+        return np.stack(
+            [
+                np.concatenate([m.feed(z[i : i + self.step]) for i in range(0, len(z), self.step)])
+                for m in self.members
+            ]
+        )
 
     def _scores(self, err: np.ndarray) -> np.ndarray:
         d = self.det
@@ -197,6 +203,9 @@ class SignalStream:
             raise RuntimeError("this SignalStream is finished already")
         self.finished = True
         if self.count < self.cfg.window:
-            raise DataError(f"the signal has {self.count} points; scoring needs at least one window of "
-                            f"{self.cfg.window}")
-        return self._scores(self._errors(self.fill.feed(np.empty((0, self.det.channels_)), last=True), last=True))
+            raise DataError(
+                f"the signal has {self.count} points; scoring needs at least one window of {self.cfg.window}"
+            )
+        return self._scores(
+            self._errors(self.fill.feed(np.empty((0, self.det.channels_)), last=True), last=True)
+        )

@@ -21,8 +21,17 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["OnlineDetector", "FileState", "NullDetector", "WindowedGaussian", "ErrorScorer", "Persistence",
-           "run_online", "as_written", "SIMPLE"]
+__all__ = [
+    "OnlineDetector",
+    "FileState",
+    "NullDetector",
+    "WindowedGaussian",
+    "ErrorScorer",
+    "Persistence",
+    "run_online",
+    "as_written",
+    "SIMPLE",
+]
 
 
 class FileState(Protocol):
@@ -134,8 +143,14 @@ class ErrorScorer:
     rewards only a window's earliest detection and charges every other alarm as a false
     positive)."""
 
-    def __init__(self, short: int = 1, history: int = 8640, quiet: int = 100,
-                 seed: list[float] | None = None, method: str = "rank") -> None:
+    def __init__(
+        self,
+        short: int = 1,
+        history: int = 8640,
+        quiet: int = 100,
+        seed: list[float] | None = None,
+        method: str = "rank",
+    ) -> None:
         if method not in ("rank", "gaussian"):
             raise ValueError(f"method must be 'rank' or 'gaussian', got {method!r}")
         self.short, self.history, self.quiet, self.method = short, history, quiet, method

@@ -65,9 +65,9 @@ class Discord:
         if n < 2 * m:
             return out
         err = np.full(n, np.nan)
-        err[m - 1:] = left_profile(v, m)  # err[t]: the subsequence ending at record t
+        err[m - 1 :] = left_profile(v, m)  # err[t]: the subsequence ending at record t
         err[~np.isfinite(err)] = np.nan
-        seed = err[P // 2:P]  # the first windows have little before them: their distances are no norm
+        seed = err[P // 2 : P]  # the first windows have little before them: their distances are no norm
         scorer = ErrorScorer(seed=list(seed[~np.isnan(seed)]))
         for t in range(P, n):
             out[t] = scorer.update(0.0 if np.isnan(err[t]) else float(err[t]))

@@ -148,8 +148,13 @@ class _State:
             z = (v - self.mean) / self.scale
             self._build()
             self._train(z, self.cfg.train_steps)
-            self.scorer = ErrorScorer(self.cfg.short, self.cfg.history, self.cfg.quiet,
-                                      seed=list(self._prime(z)), method=self.cfg.score)
+            self.scorer = ErrorScorer(
+                self.cfg.short,
+                self.cfg.history,
+                self.cfg.quiet,
+                seed=list(self._prime(z)),
+                method=self.cfg.score,
+            )
             return 0.0
         zt = (value - self.mean) / self.scale
         score = self.scorer.update(abs(zt - self.mu) / self.sigma)

@@ -31,9 +31,13 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def detector_scores(corpus: NABCorpus, detector: OnlineDetector,
-                    progress: Callable[[int, int, str], None] | None = None, *,
-                    workers: int = 1) -> list[np.ndarray]:
+def detector_scores(
+    corpus: NABCorpus,
+    detector: OnlineDetector,
+    progress: Callable[[int, int, str], None] | None = None,
+    *,
+    workers: int = 1,
+) -> list[np.ndarray]:
     """Every file's scores, (n,) each, in ``corpus.files`` order; ``progress(k, total, name)``
     as files finish. ``workers`` > 1 scores files in that many processes at once (the files
     are independent; each process runs torch on one thread, so the scores do not depend on

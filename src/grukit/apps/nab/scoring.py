@@ -27,8 +27,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Profile", "PROFILES", "probation_length", "record_scores", "Sweep", "sweep",
-           "CorpusScore", "score_corpus", "null_raw"]
+__all__ = [
+    "Profile",
+    "PROFILES",
+    "probation_length",
+    "record_scores",
+    "Sweep",
+    "sweep",
+    "CorpusScore",
+    "score_corpus",
+    "null_raw",
+]
 
 PROBATION = 0.15  # the share of each file for learning, never scored
 PROBATION_CAP = PROBATION * 5000  # 750 records at most
@@ -113,8 +122,7 @@ def _records(files, anomaly_scores, profile: Profile) -> list[tuple[np.ndarray, 
     out = []
     for f, a in zip(files, anomaly_scores, strict=True):
         n = len(f.values)
-        out.append((_check_scores(getattr(f, "name", "a file"), a, n),
-                    *record_scores(n, f.windows, profile)))
+        out.append((_check_scores(getattr(f, "name", "a file"), a, n), *record_scores(n, f.windows, profile)))
     return out
 
 
