@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, note
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import grukit
@@ -203,6 +203,11 @@ def _check_outcome(read, target: Path, named: Path) -> None:
         assert line and (named.name in line or str(named) in line), line
 
 
+# a damaged file is read in milliseconds: five times the profile's examples
+MORE = settings(max_examples=5 * settings().max_examples)
+
+
+@MORE
 @given(name=st.sampled_from(sorted(FILES)), mutation=MUTATIONS)
 def test_a_damaged_file_reads_or_gives_a_clear_error(seeds, tmp_path_factory, name, mutation):
     seed = seeds[name]
@@ -214,6 +219,7 @@ def test_a_damaged_file_reads_or_gives_a_clear_error(seeds, tmp_path_factory, na
         target.unlink()
 
 
+@MORE
 @given(name=st.sampled_from(sorted(FOLDERS)), pick=st.integers(0, 99), mutation=MUTATIONS)
 def test_a_damaged_model_folder_or_checkpoint_reads_or_gives_a_clear_error(
     seeds, tmp_path_factory, name, pick, mutation
