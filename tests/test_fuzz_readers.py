@@ -11,10 +11,8 @@ import json
 import os
 import resource
 import shutil
-import struct
 import subprocess
 import sys
-import zipfile
 from itertools import count
 from pathlib import Path
 

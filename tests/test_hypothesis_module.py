@@ -9,11 +9,12 @@ D directions.
 
 import pytest
 import torch
-from hypothesis import assume, given, note
+from hypothesis import given, note
 from hypothesis import strategies as st
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import grukit
+
 from conftest import tols
 
 F32, F64 = torch.float32, torch.float64
