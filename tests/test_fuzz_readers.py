@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, note, settings
+from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 
 import grukit
@@ -190,11 +190,14 @@ def mutate(data: bytes, mutation: tuple) -> bytes:
 _names = count()
 
 
-def _check_outcome(read, target: Path, named: Path) -> None:
-    """``read(target)`` succeeds or raises a user error, on one line, naming ``named``."""
+def _check_outcome(read, target: Path, named: Path, what: str) -> None:
+    """``read(target)`` succeeds or raises a user error, on one line, naming ``named``. The
+    outcome is counted (``--hypothesis-show-statistics`` lists the counts per reader)."""
     try:
         read(target)
+        event(f"{what}: read")
     except Exception as exc:  # noqa: BLE001 - the kind of exception is what is tested
+        event(f"{what}: {type(exc).__name__}")
         note(f"{type(exc).__name__}: {exc}")
         assert is_user_error(exc), f"{type(exc).__name__} is not a user error: {exc}"
         line = one_line(exc)
@@ -212,7 +215,7 @@ def test_a_damaged_file_reads_or_gives_a_clear_error(seeds, tmp_path_factory, na
     target = tmp_path_factory.getbasetemp() / f"fuzz-{next(_names)}{seed.suffix}"
     target.write_bytes(mutate(seed.read_bytes(), mutation))
     try:
-        _check_outcome(FILES[name][2], target, target)
+        _check_outcome(FILES[name][2], target, target, name)
     finally:
         target.unlink()
 
@@ -229,7 +232,7 @@ def test_a_damaged_model_folder_or_checkpoint_reads_or_gives_a_clear_error(
         victim = files[pick % len(files)]
         note(f"mutated {victim.relative_to(folder)}")
         victim.write_bytes(mutate(victim.read_bytes(), mutation))
-        _check_outcome(FOLDERS[name][1], folder, folder)
+        _check_outcome(FOLDERS[name][1], folder, folder, f"{name} {victim.relative_to(folder)}")
     finally:
         shutil.rmtree(folder)
 
