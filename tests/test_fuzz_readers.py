@@ -141,9 +141,9 @@ def seeds(tmp_path_factory):
     root = tmp_path_factory.mktemp("seeds")
     out = {}
     for name, (suffix, write, read) in FILES.items():
-        write(root / f"seed{suffix}")
-        read(root / f"seed{suffix}")  # the seed itself reads
-        out[name] = root / f"seed{suffix}"
+        out[name] = root / f"{name}{suffix}"
+        write(out[name])
+        read(out[name])  # the seed itself reads
     for name, (write, read) in FOLDERS.items():
         write(root / name)
         read(root / name)
@@ -252,6 +252,27 @@ def test_a_time_column_mixing_time_zones_is_a_data_error(tmp_path):
     path.write_text("time,value\n2020-01-01 00:00:00,1\n2020-01-01 00:00:01+01:00,2\n2020-01-01 00:00:02,3\n")
     with pytest.raises(DataError, match="tz.csv: the time column cannot be read as dates and times: Mixed"):
         read_csv(path)
+
+
+@pytest.mark.parametrize(
+    "direction, match",
+    [(b"forw\xe1rd", "attribute 'direction' is damaged"), (b"sideways", "expected direction 'forward'")],
+)
+def test_an_onnx_gru_attribute_damaged_is_a_conversion_error(seeds, tmp_path, direction, match):
+    """Found by the fuzzer: one flipped bit in "forward" made a string that is not UTF-8, and its
+    UnicodeDecodeError escaped load_onnx."""
+    import onnx
+
+    from grukit.convert import ConversionError, read_model
+
+    proto = onnx.load(str(seeds["onnx"]))
+    node = next(n for n in proto.graph.node if n.op_type == "GRU")
+    node.attribute.append(onnx.helper.make_attribute("direction", "forward"))
+    node.attribute[-1].s = direction
+    path = tmp_path / "damaged.onnx"
+    path.write_bytes(proto.SerializeToString())
+    with pytest.raises(ConversionError, match=f"damaged.onnx: GRU node .*{match}"):
+        read_model(path)
 
 
 # -- enormous headers, under a memory limit -----------------------------------------------------

@@ -37,15 +37,28 @@ __all__ = ["load_onnx"]
 _PASS_THROUGH = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Flatten"}
 
 
-def _attrs(onnx, node) -> dict:
+def _attrs(onnx, name: str, node) -> dict:
+    """A node's attributes, strings decoded; a string that is not UTF-8 (a damaged file) or a
+    ``direction`` ONNX does not define is a ``ConversionError`` naming ``name`` (the model)."""
     out = {}
     for a in node.attribute:
-        v = onnx.helper.get_attribute_value(a)
-        if isinstance(v, bytes):
-            v = v.decode()
-        elif isinstance(v, list):
-            v = [s.decode() if isinstance(s, bytes) else s for s in v]
+        try:
+            v = onnx.helper.get_attribute_value(a)
+            if isinstance(v, bytes):
+                v = v.decode()
+            elif isinstance(v, list):
+                v = [s.decode() if isinstance(s, bytes) else s for s in v]
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ConversionError(
+                f"{name}: {node.op_type} node {node.name or '(unnamed)'!r}: attribute {a.name!r} is damaged ({exc})"
+            ) from None
         out[a.name] = v
+    direction = out.get("direction", "forward")
+    if node.op_type == "GRU" and direction not in ("forward", "reverse", "bidirectional"):
+        raise ConversionError(
+            f"{name}: GRU node {node.name or '(unnamed)'!r}: expected direction 'forward', 'reverse' or "
+            f"'bidirectional', got {direction!r}"
+        )
     return out
 
 
@@ -146,11 +159,11 @@ def load_onnx(
     layers: list[list] = []
     i = 0
     while i < len(grus):
-        node, a = grus[i], _attrs(onnx, grus[i])
+        node, a = grus[i], _attrs(onnx, name, grus[i])
         direction = a.get("direction", "forward")
         if direction == "forward" and i + 1 < len(grus):
             nxt = grus[i + 1]
-            if _attrs(onnx, nxt).get("direction") == "reverse" and nxt.input[0] == node.input[0]:
+            if _attrs(onnx, name, nxt).get("direction") == "reverse" and nxt.input[0] == node.input[0]:
                 layers.append([node, nxt])
                 i += 2
                 continue
@@ -167,7 +180,7 @@ def load_onnx(
     settings = []
     for nodes in layers:
         for node in nodes:
-            a = _attrs(onnx, node)
+            a = _attrs(onnx, name, node)
             label = f"{name}: GRU node {node.name or '(unnamed)'!r}"
             for bad in ("clip", "activation_alpha", "activation_beta"):
                 if bad in a:
@@ -178,12 +191,19 @@ def load_onnx(
                     f"{label} sets activations={a['activations']}; grukit computes Sigmoid and Tanh only"
                 )
             settings.append((label, a))
+    for label, a in settings:
+        for key in ("linear_before_reset", "layout"):
+            if a.get(key, 0) not in (0, 1):
+                raise ConversionError(f"{label}: expected {key} 0 or 1, got {a[key]!r}")
     lbr = {int(a.get("linear_before_reset", 0)) for _, a in settings}
     lay = {int(a.get("layout", 0)) for _, a in settings}
     if len(lbr) > 1 or len(lay) > 1:
         what = "linear_before_reset" if len(lbr) > 1 else "layout"
         raise ConversionError(f"{name}: the GRU nodes disagree on '{what}'; grukit needs one value")
-    D = {2 if (len(n) == 2 or _attrs(onnx, n[0]).get("direction") == "bidirectional") else 1 for n in layers}
+    D = {
+        2 if (len(n) == 2 or _attrs(onnx, name, n[0]).get("direction") == "bidirectional") else 1
+        for n in layers
+    }
     if len(D) > 1:
         raise ConversionError(f"{name}: some GRU layers are bidirectional and some are not")
     D = D.pop()
@@ -208,7 +228,7 @@ def load_onnx(
             nd = W.shape[0]
             per_dir += [(W[d], R[d], None if B is None else B[d]) for d in range(nd)]
             has_bias.append(B is not None)
-            a = _attrs(onnx, node)
+            a = _attrs(onnx, name, node)
             if "hidden_size" in a and a["hidden_size"] != R.shape[-1]:
                 raise ConversionError(
                     f"{name}: GRU node {node.name!r} has hidden_size={a['hidden_size']} but R of "
