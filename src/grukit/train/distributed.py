@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Context", "context", "all_reduce_sum", "broadcast_flag", "barrier"]
+__all__ = ["Context", "context", "all_reduce_sum", "broadcast_flag", "barrier", "lost_peer"]
 
 
 @dataclass(frozen=True)
@@ -72,3 +72,16 @@ def barrier(ctx: Context) -> None:
     """Wait until every process gets here (no-op in a single process)."""
     if ctx.distributed:
         dist.barrier()
+
+
+# what gloo's and the c10d store's errors say when another process of the job is gone
+_PEER_GONE = ("gloo/transport", "Connection reset by peer", "Connection closed by peer", "Broken pipe")
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """Whether ``exc``, raised in a distributed job, says a collective failed because another
+    process stopped (killed, crashed) or lost its connection."""
+    dist_error = getattr(dist, "DistError", None)  # torch >= 2.1: NCCL's and the store's errors
+    if dist_error is not None and isinstance(exc, dist_error):
+        return True
+    return isinstance(exc, RuntimeError) and any(s in str(exc) for s in _PEER_GONE)
