@@ -399,6 +399,18 @@ def forecaster_folder_declares_hidden_size_1e9():
     GRUForecaster.load(d / "fc")
 
 
+@case
+def anomaly_folder_declares_hidden_size_1e9():
+    from grukit.apps.anomaly import GRUAnomalyDetector
+    train = {"epochs": 1, "batch_size": 16, "steps_per_epoch": 1, "progress": "off", "patience": None}
+    signal = np.sin(np.arange(600) / 3)
+    GRUAnomalyDetector("signal", window=20, hidden_size=4, train=train).fit(signal).save(d / "det")
+    meta = json.loads((d / "det" / "detector.json").read_text())
+    meta["detector"]["hidden_size"] = 10**9
+    (d / "det" / "detector.json").write_text(json.dumps(meta))
+    GRUAnomalyDetector.load(d / "det")
+
+
 def vm_bytes():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize"))
@@ -424,8 +436,8 @@ LIMIT_MB = 512  # above the memory in use once everything is imported
 def test_enormous_declared_sizes_are_refused_before_allocation(tmp_path):
     """A safetensors header claiming a 100 GB tensor, a configuration or an ONNX graph declaring
     hidden_size=10**9, a state dict's names declaring 10**7 layers, a WAV header claiming 2**31
-    frames, a legacy .pt storage of 4 GB, a .keras config of 10**9 units, a forecaster folder's
-    description of hidden_size=10**9: each is refused with a
+    frames, a legacy .pt storage of 4 GB, a .keras config of 10**9 units, a forecaster's or an
+    anomaly detector's folder describing hidden_size=10**9: each is refused with a
     user error (or, the WAV, read as what it holds) while the process may allocate at most
     LIMIT_MB more than it had: no reader allocated what the file merely declared."""
     script = tmp_path / "enormous.py"
@@ -439,7 +451,7 @@ def test_enormous_declared_sizes_are_refused_before_allocation(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(results) == 8
+    assert len(results) == 9
     for name, (outcome, message) in results.items():
         if name.startswith("wav"):
             assert outcome == "read", (name, outcome, message)

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 import grukit
@@ -60,6 +61,30 @@ def save_detector(det, path: str | os.PathLike) -> None:
         write_json(stage / "detector.json", meta)
 
 
+def _check_sizes(weights: Path, channels: int, cfg, fmt: str) -> None:
+    """Refuse a ``detector.json`` whose sizes (channels, hidden size, ensemble, ...) the weights
+    file does not hold, before anything of those sizes is allocated: the networks are built on
+    the meta device and their shapes compared with the file's (``ValueError``)."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:
+        held = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    if fmt == FORMATS[0]:
+        held = {f"0.{k}": v for k, v in held.items()}
+    members = {k.split(".", 1)[0] for k in held}
+    if cfg.ensemble != len(members):
+        raise ValueError(
+            f"the description declares {cfg.ensemble} networks, the weights file holds {len(members)}"
+        )
+    with torch.device("meta"):
+        want = nn.ModuleList(build_network(channels, cfg) for _ in range(cfg.ensemble)).state_dict()
+    for name, t in want.items():
+        if held.get(name, tuple(t.shape)) != tuple(t.shape):
+            raise ValueError(
+                f"the description asks for {name} of shape {tuple(t.shape)}, the weights file holds {held[name]}"
+            )
+
+
 def load_detector(cls, path: str | os.PathLike):
     """A fitted ``cls`` (``GRUAnomalyDetector``) from a folder written by ``save_detector``.
     Raises FileNotFoundError without ``detector.json``, DataError for a folder it cannot read."""
@@ -79,6 +104,7 @@ def load_detector(cls, path: str | os.PathLike):
         hyper.setdefault("model", "autoencoder")  # saved before the forecaster: the only model then
         self = cls(hyper.pop("mode"), train=meta["train"], **hyper)
         self.channels_ = int(meta["channels"])
+        _check_sizes(path / "model.safetensors", self.channels_, self.config, fmt)
         self.net_ = nn.ModuleList(
             build_network(self.channels_, self.config) for _ in range(self.config.ensemble)
         )
