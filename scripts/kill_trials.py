@@ -393,8 +393,9 @@ def torchrun(args: list[str]) -> list[str]:
 def ddp_trial(app: str, data: Path, out: Path, ref: dict, rng: random.Random, tally: dict) -> None:
     """Two processes under torchrun; after the first checkpoint one rank (chosen at random) is
     killed with SIGKILL. The job must end within a minute, the other rank must say what happened
-    in one line, the checkpoints must load, and a torchrun ``--resume`` must finish with the
-    uninterrupted two-process run's weights."""
+    in one line (a failed collective, or torchrun's SIGTERM when that comes first), the
+    checkpoints must load, and a torchrun ``--resume`` must finish with the uninterrupted
+    two-process run's weights."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = train_args(app, data, out)
     proc = subprocess.Popen(
@@ -423,7 +424,11 @@ def ddp_trial(app: str, data: Path, out: Path, ref: dict, rng: random.Random, ta
             f"{app} ddp: the job still ran a minute after rank {victim} was killed (a hang)"
         )
         return
-    said = [line for line in err.splitlines() if line.startswith("grukit: error: process")]
+    said = [
+        line
+        for line in err.splitlines()
+        if line.startswith(("grukit: error: process", "grukit: stopped by SIGTERM"))
+    ]
     if said:
         tally["clear_errors"] += 1
         tally["messages"].append(f"{app} ddp, rank {victim} killed: {said[0]}")
