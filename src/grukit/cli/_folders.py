@@ -54,6 +54,8 @@ def run_folder(out: Path, resume: bool, config: dict, ctx):
     except BaseException as exc:
         if ctx.is_main:
             _after_failure(out, created, resume, exc)
+        elif not any("keeps the checkpoint" in n for n in getattr(exc, "__notes__", ())):
+            _name_checkpoint(out, exc)  # another rank: rank 0 owns the folder; say what it holds
         raise
 
 
@@ -169,6 +171,19 @@ def _after_failure(out: Path, created: bool, resume: bool, exc: BaseException) -
                 _empty(out)
     except OSError as err:
         _note(exc, f"{out} could not be cleaned up ({err})")
+
+
+def _name_checkpoint(out: Path, exc: BaseException) -> None:
+    """Note on ``exc`` the checkpoint ``out`` keeps, if any; never raises."""
+    try:
+        kept = _last_checkpoint(out)
+    except OSError:
+        return
+    if kept is not None:
+        _note(
+            exc,
+            f"{out} keeps the checkpoint of {kept}: rerun the same command with --resume to continue from it",
+        )
 
 
 def _last_checkpoint(out: Path) -> str | None:

@@ -10,7 +10,15 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Context", "context", "all_reduce_sum", "broadcast_flag", "barrier", "lost_peer"]
+__all__ = [
+    "Context",
+    "context",
+    "all_reduce_sum",
+    "broadcast_flag",
+    "barrier",
+    "lost_peer",
+    "peer_loss_reason",
+]
 
 
 @dataclass(frozen=True)
@@ -85,3 +93,14 @@ def lost_peer(exc: BaseException) -> bool:
     if dist_error is not None and isinstance(exc, dist_error):
         return True
     return isinstance(exc, RuntimeError) and any(s in str(exc) for s in _PEER_GONE)
+
+
+def peer_loss_reason(exc: BaseException) -> str:
+    """What a ``lost_peer`` error says happened, in a few words: the socket's complaint, else
+    its first line (at most 160 characters)."""
+    text = str(exc)
+    for sign in _PEER_GONE[1:]:
+        if sign in text:
+            return sign
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return first[:160]

@@ -42,7 +42,14 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampl
 from grukit._io import atomic_write_text
 from grukit.train import checkpoint
 from grukit.train.config import TrainConfig
-from grukit.train.distributed import Context, all_reduce_sum, broadcast_flag, context, lost_peer
+from grukit.train.distributed import (
+    Context,
+    all_reduce_sum,
+    broadcast_flag,
+    context,
+    lost_peer,
+    peer_loss_reason,
+)
 
 __all__ = ["Trainer", "TrainResult", "TrainingError"]
 
@@ -134,35 +141,10 @@ class Trainer:
         except RuntimeError as exc:
             if not self.ctx.distributed or isinstance(exc, TrainingError) or not lost_peer(exc):
                 raise
-            text = str(exc)
-            why = next(
-                (
-                    sign
-                    for sign in ("Connection reset by peer", "Connection closed by peer", "Broken pipe")
-                    if sign in text
-                ),
-                None,
-            )
-            why = (
-                why
-                or next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)[
-                    :160
-                ]
-            )
-            hint = ""
-            if not self.ctx.is_main and self.out_dir is not None:  # rank 0 says what its folder keeps
-                try:
-                    last = checkpoint.load_pointer(self.out_dir / "checkpoints", "last")
-                except checkpoint.CheckpointError:
-                    last = None
-                if last is not None:
-                    hint = (
-                        f"; {self.out_dir} keeps the checkpoint of epoch {last['epoch']}: rerun the same "
-                        "command with --resume to continue from it"
-                    )
+            why = peer_loss_reason(exc)
             raise TrainingError(
                 f"process {self.ctx.rank} of this {self.ctx.world_size}-process torchrun job lost another "
-                f"process (stopped, killed or disconnected: {why}); the job cannot go on without it{hint}"
+                f"process (stopped, killed or disconnected: {why}); the job cannot go on without it"
             ) from None
 
     def _fit(self, train: Dataset, val: Dataset | None) -> TrainResult:
