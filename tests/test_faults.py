@@ -101,31 +101,39 @@ def test_a_disk_fault_after_the_first_checkpoint_keeps_it_and_resume_finishes_th
         np.testing.assert_array_equal(got[k], whole[k], err_msg=k)
 
 
-def test_sigterm_ends_a_training_run_like_ctrl_c_keeping_its_checkpoint(
-    reference, tmp_path, monkeypatch, capsys
-):
-    """``kill PID`` (and torchrun stopping a job's survivors): one line, exit status 143, the
-    checkpoint kept and named; the handler is the one before afterwards."""
+def test_sigterm_ends_a_training_run_like_ctrl_c_keeping_its_checkpoint(reference, tmp_path):
+    """``kill PID`` on a training run (torchrun stops a job's survivors the same way): one line,
+    exit status 143, the checkpoint kept and named. (In a child process: a SIGTERM sent to the
+    test process itself once crashed it in the full suite; see docs/reliability.md.)"""
     import signal
+    import subprocess
+    import sys
+    import time
 
     data, _ = reference
     out = tmp_path / "run"
-    real = checkpoint.save
+    args = [*_args(data, out), "--epochs", "200"]
+    proc = subprocess.Popen([sys.executable, "-m", "grukit", *args], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "last.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"grukit: stopped by SIGTERM; {out} keeps the checkpoint of epoch "
+    )
+    assert lines[0].endswith(": rerun the same command with --resume to continue from it")
+    assert checkpoint.load(out / "checkpoints") is not None
 
-    def save_then_terminated(*a, **kw):
-        path = real(*a, **kw)
-        os.kill(os.getpid(), signal.SIGTERM)  # arrives while training goes on
-        return path
+
+def test_the_cli_restores_the_sigterm_handler_it_found(tmp_path):
+    import signal
 
     before = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(checkpoint, "save", save_then_terminated)
-    assert main(_args(data, out)) == 143
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [
-        f"grukit: stopped by SIGTERM; {out} keeps the checkpoint of epoch 1: rerun the same command with "
-        "--resume to continue from it"
-    ]
-    assert checkpoint.load(out / "checkpoints")[2]["epoch"] == 1
+    assert main(["anomaly", "score", "--model", str(tmp_path), "--data", "x.csv", "--out", "y.csv"]) == 2
     assert signal.getsignal(signal.SIGTERM) is before
 
 
