@@ -526,14 +526,12 @@ def run_app(app: str, args, work: Path, mounter) -> dict:
     return tally
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def _cpu() -> str:
+    """The CPU model and its vector extensions, as `grukit bench` records them."""
+    from grukit.bench.report import cpu_features
+
+    cpu, flags = cpu_features()
+    return f"{cpu} ({', '.join(flags)})"
 
 
 def main() -> int:
@@ -570,7 +568,7 @@ def main() -> int:
     import torch
 
     print(
-        f"CPU {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}; "
+        f"CPU {_cpu()}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}; "
         f"seed {args.seed}, {args.trials} trials per application, 1 to {args.kills} kills each\n"
     )
     cols = [

@@ -14,7 +14,6 @@ that imports grukit's CLI and pandas, for scale.
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 import sys
 import tempfile
@@ -22,16 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def write_csv(path: Path, n: int, seed: int = 0) -> None:
@@ -67,6 +56,14 @@ def child(args: list[str]) -> tuple[float, float, int]:
     return time.perf_counter() - t, int(proc.stdout.split()[-1]) / 1024, proc.returncode
 
 
+def _cpu() -> str:
+    """The CPU model and its vector extensions, as `grukit bench` records them."""
+    from grukit.bench.report import cpu_features
+
+    cpu, flags = cpu_features()
+    return f"{cpu} ({', '.join(flags)})"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--points", type=int, default=10_000_000)
@@ -96,7 +93,7 @@ def main() -> None:
         det.save(tmp / "model")
         (tmp / "model" / "config.json").write_text('{"value_cols": ["value"]}')
         print(
-            f"model: {args.model}, window {det.config.window}, hidden size 32; CPU {cpu_model()}, "
+            f"model: {args.model}, window {det.config.window}, hidden size 32; CPU {_cpu()}, "
             f"torch {torch.__version__}, {torch.get_num_threads()} threads"
         )
         base = [
