@@ -20,24 +20,13 @@ GEMM binding the kernels use), timed in a compiled loop of ``--calls`` steps, pe
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import torch
 
 import grukit
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from grukit.bench.report import cpu_features
 
 
 def providers(H: int):
@@ -141,9 +130,10 @@ def main(argv=None) -> None:
     if args.quick:
         args.rounds, args.calls = 2, 20
     counts = args.threads or sorted({1, torch.get_num_threads()})
+    cpu, flags = cpu_features()
 
     print(
-        f"CPU: {cpu_model()}; torch {torch.__version__}; thread counts {counts}; "
+        f"CPU: {cpu} ({', '.join(flags)}); torch {torch.__version__}; thread counts {counts}; "
         f"grukit {grukit.__version__}; float32, batch 1, input size = H; "
         f"{args.rounds} interleaved rounds x {args.calls} calls per provider and thread count, "
         "median per call; each provider at its best thread count"
