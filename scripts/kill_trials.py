@@ -181,6 +181,19 @@ def weights(out: Path) -> dict:
     return load_file(str(out / "model.safetensors"))
 
 
+def compare_result(tally: dict, label: str, out: Path, ref: dict) -> None:
+    """Count a finished resumed run in ``out``: the same result as the uninterrupted run's
+    (``ref``, its weights) bit for bit, or a failure saying what differs."""
+    diff = same(weights(out), ref)
+    tally["resumed_runs"] += 1
+    if diff:
+        tally["failures"].append(
+            f"{label}: the resumed run's result differs from the uninterrupted run's: {diff}"
+        )
+    else:
+        tally["same_result"] += 1
+
+
 def same(a: dict, b: dict) -> str | None:
     """None when ``a`` and ``b`` hold the same tensors bit for bit, else what differs."""
     if a.keys() != b.keys():
@@ -256,14 +269,7 @@ def kill_trial(
                 f"{app}: the rerun after a kill ended with {r.returncode}: {r.stderr[-500:]}"
             )
             return
-    diff = same(weights(out), ref)
-    tally["resumed_runs"] += 1
-    if diff:
-        tally["failures"].append(
-            f"{app}: a resumed run's result differs from the uninterrupted run's: {diff}"
-        )
-    else:
-        tally["same_result"] += 1
+    compare_result(tally, app, out, ref)
 
 
 def _mounter() -> list[str] | None:
@@ -348,12 +354,7 @@ def fault_trial(app: str, data: Path, work: Path, ref: dict, fault: str, tally: 
                     f"{app} {fault}: --resume ended with {r.returncode}: {r.stderr[-500:]}"
                 )
                 return
-        diff = same(weights(out), ref)
-        tally["resumed_runs"] += 1
-        if diff:
-            tally["failures"].append(f"{app} {fault}: the resumed run's result differs: {diff}")
-        else:
-            tally["same_result"] += 1
+        compare_result(tally, f"{app} {fault}", out, ref)
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
 
@@ -446,14 +447,7 @@ def ddp_trial(app: str, data: Path, out: Path, ref: dict, rng: random.Random, ta
     if r.returncode != 0:
         tally["failures"].append(f"{app} ddp: --resume ended with {r.returncode}: {r.stderr[-800:]}")
         return
-    diff = same(weights(out), ref)
-    tally["resumed_runs"] += 1
-    if diff:
-        tally["failures"].append(
-            f"{app} ddp: the resumed run's result differs from the uninterrupted one's: {diff}"
-        )
-    else:
-        tally["same_result"] += 1
+    compare_result(tally, f"{app} ddp", out, ref)
 
 
 def new_tally() -> dict:
