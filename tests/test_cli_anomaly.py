@@ -134,12 +134,21 @@ def test_train_then_score_a_two_channel_signal(tmp_path, capsys):
     )
     text = capsys.readouterr().out
     frame = pd.read_csv(labelled)
-    assert list(frame.columns) == ["row", "score", "flag", "label"] and frame["label"].sum() == 20
+    assert list(frame.columns) == ["row", "score", "flag", "label", "discord_score", "discord_flag"]
+    assert frame["label"].sum() == 20
     from sklearn.metrics import roc_auc_score
 
     assert f"ROC-AUC {roc_auc_score(frame['label'], frame['score']):.4f}" in text
     assert "events: " in text and " of 1 detected" in text
     assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"
+    # with labels the discord baseline that train saved runs beside the GRU by default: the same
+    # reference and window as in training, so the same scores, and its own measures printed
+    assert (out / "discord.safetensors").is_file()
+    np.testing.assert_allclose(frame["discord_score"], trained["discord_score"], rtol=1e-9)
+    np.testing.assert_array_equal(frame["discord_flag"], trained["discord_flag"])
+    line = next(l for l in text.splitlines() if l.startswith("discord baseline (window 30"))
+    assert f"ROC-AUC {roc_auc_score(frame['label'], frame['discord_score']):.4f}" in line
+    assert "events: 1 of 1 detected" in line
     assert (
         main(
             [
@@ -158,6 +167,67 @@ def test_train_then_score_a_two_channel_signal(tmp_path, capsys):
         == 2
     )
     assert "'a' is one of the model's channels" in capsys.readouterr().err
+
+
+def _score(model, data, out, *extra):
+    return main(["anomaly", "score", "--model", str(model), "--data", str(data), "--out", str(out), *extra])
+
+
+def test_score_runs_the_saved_discord_baseline_on_request(tmp_path, capsys, monkeypatch):
+    import pandas as pd
+
+    data = _signal_csv(tmp_path / "s.csv")  # a spike at rows 1500-1519
+    out = tmp_path / "run"
+    args = ["anomaly", "train", "--data", str(data), "--value-cols", "a", "--out", str(out), *TINY]
+    assert main([*args, "--train-until", "1000"]) == 0
+    # --discord without labels: the columns; --no-discord with labels: none
+    assert _score(out, data, tmp_path / "d.csv", "--discord") == 0
+    frame = pd.read_csv(tmp_path / "d.csv")
+    assert list(frame.columns) == ["row", "score", "flag", "discord_score", "discord_flag"]
+    assert frame["discord_score"].notna().all() and frame["discord_flag"][1490:1540].any()
+    capsys.readouterr()
+    assert _score(out, data, tmp_path / "n.csv", "--label-col", "label", "--no-discord") == 0
+    assert "discord_score" not in pd.read_csv(tmp_path / "n.csv").columns
+    assert "discord baseline" not in capsys.readouterr().out
+    # a join too large for the command is skipped with the reason, the GRU's scores stand
+    from grukit.apps.anomaly import discord
+
+    monkeypatch.setattr(discord, "MAX_PAIRS", 1000)
+    assert _score(out, data, tmp_path / "big.csv", "--discord") == 0
+    assert "discord baseline skipped: 2,000 points against a reference of 1,000" in capsys.readouterr().out
+    assert list(pd.read_csv(tmp_path / "big.csv").columns) == ["row", "score", "flag"]
+    # a damaged file, or none: one line, exit 2 (without --discord and labels nothing is read)
+    saved = out / "discord.safetensors"
+    saved.write_bytes(saved.read_bytes()[:100])
+    assert _score(out, data, tmp_path / "e.csv", "--discord") == 2
+    assert "cannot read the discord baseline" in capsys.readouterr().err
+    saved.unlink()
+    assert _score(out, data, tmp_path / "e.csv", "--discord") == 2
+    assert "holds no discord baseline (discord.safetensors" in capsys.readouterr().err
+    assert _score(out, data, tmp_path / "e.csv", "--label-col", "label") == 0
+    assert "discord_score" not in pd.read_csv(tmp_path / "e.csv").columns
+
+
+def test_a_saved_discord_detector_loads_equal_and_refuses_foreign_files(tmp_path):
+    from grukit.apps.anomaly.discord import DiscordDetector
+    from grukit.data.series import DataError
+
+    pytest.importorskip("stumpy")
+    rng = np.random.default_rng(1)
+    x = np.sin(np.arange(400) / 4.0)[:, None] + 0.01 * rng.standard_normal((400, 1))
+    det = DiscordDetector(20, false_alarm_rate=0.05).fit(x)
+    det.save(tmp_path / "d.safetensors")
+    back = DiscordDetector.load(tmp_path / "d.safetensors")
+    assert (back.window, back.false_alarm_rate, back.threshold_) == (20, 0.05, det.threshold_)
+    np.testing.assert_array_equal(back.reference_, x)
+    import grukit
+
+    grukit.save(grukit.GRU(2, 3), tmp_path / "gru.safetensors")  # a safetensors file, not ours
+    with pytest.raises(DataError, match="not a discord baseline written by grukit"):
+        DiscordDetector.load(tmp_path / "gru.safetensors")
+    (tmp_path / "e.safetensors").write_bytes(b"")
+    with pytest.raises(DataError, match="cannot read the discord baseline"):
+        DiscordDetector.load(tmp_path / "e.safetensors")
 
 
 def test_train_and_score_with_the_forecaster(tmp_path, capsys):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import event, given, note, settings
+from hypothesis import event, example, given, note, settings
 from hypothesis import strategies as st
 
 import grukit
@@ -99,6 +99,20 @@ def _read_wav(path: Path):
     return read_audio(path)
 
 
+def _discord(path: Path) -> None:
+    from grukit.apps.anomaly.discord import DiscordDetector
+
+    det = DiscordDetector(20, false_alarm_rate=0.01)  # as fit() leaves it, without stumpy
+    det.reference_, det.threshold_ = np.sin(np.arange(200) / 3.0)[:, None], 1.5
+    det.save(path)
+
+
+def _read_discord(path: Path):
+    from grukit.apps.anomaly.discord import DiscordDetector
+
+    return DiscordDetector.load(path)
+
+
 # name: (suffix, writer of the seed, reader)
 FILES = {
     "csv": (
@@ -129,6 +143,7 @@ FILES = {
         lambda p: grukit.convert.save_keras(grukit.GRU(2, 3, reset_after=True), p),
         grukit.convert.read_model,
     ),
+    "discord": (".safetensors", _discord, _read_discord),
 }
 # name: (writer of the seed folder, reader)
 FOLDERS = {"forecaster": (_forecaster, _read_forecaster), "checkpoint": (_checkpoint, _read_checkpoint)}
@@ -219,6 +234,7 @@ MORE = settings(max_examples=5 * settings().max_examples)
 
 @MORE
 @given(name=st.sampled_from(sorted(FILES)), mutation=MUTATIONS)
+@example(name="onnx", mutation=("flip", [(0.296875, 7)]))  # an op_type no longer UTF-8 (was a TypeError)
 def test_a_damaged_file_reads_or_gives_a_clear_error(seeds, tmp_path_factory, name, mutation):
     seed = seeds[name]
     target = tmp_path_factory.getbasetemp() / f"fuzz-{next(_names)}{seed.suffix}"
@@ -411,6 +427,17 @@ def anomaly_folder_declares_hidden_size_1e9():
     GRUAnomalyDetector.load(d / "det")
 
 
+@case
+def discord_reference_claims_100_GB():
+    from grukit.apps.anomaly.discord import FORMAT, DiscordDetector
+    meta = {"format": FORMAT, "window": "20", "false_alarm_rate": "0.01", "threshold": "1.5"}
+    header = json.dumps({"__metadata__": meta, "reference": {"dtype": "F64", "shape": [12_500_000_000, 1],
+                                                              "data_offsets": [0, 100_000_000_000]}}).encode()
+    p = d / "discord.safetensors"
+    p.write_bytes(struct.pack("<Q", len(header)) + header + bytes(64))
+    DiscordDetector.load(p)
+
+
 def vm_bytes():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize"))
@@ -437,7 +464,8 @@ def test_enormous_declared_sizes_are_refused_before_allocation(tmp_path):
     """A safetensors header claiming a 100 GB tensor, a configuration or an ONNX graph declaring
     hidden_size=10**9, a state dict's names declaring 10**7 layers, a WAV header claiming 2**31
     frames, a legacy .pt storage of 4 GB, a .keras config of 10**9 units, a forecaster's or an
-    anomaly detector's folder describing hidden_size=10**9: each is refused with a
+    anomaly detector's folder describing hidden_size=10**9, a discord baseline's reference
+    claiming 100 GB: each is refused with a
     user error (or, the WAV, read as what it holds) while the process may allocate at most
     LIMIT_MB more than it had: no reader allocated what the file merely declared."""
     script = tmp_path / "enormous.py"
@@ -451,7 +479,7 @@ def test_enormous_declared_sizes_are_refused_before_allocation(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(results) == 9
+    assert len(results) == 10
     for name, (outcome, message) in results.items():
         if name.startswith("wav"):
             assert outcome == "read", (name, outcome, message)

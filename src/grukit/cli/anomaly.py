@@ -1,7 +1,7 @@
 """``grukit anomaly``: find where a signal misbehaves, or which sequences are abnormal.
 
   grukit anomaly train --data FILE.csv [--value-cols A B ...] [--train-until ROW|TIME] --out DIR
-  grukit anomaly score --model DIR --data FILE.csv --out FILE.csv
+  grukit anomaly score --model DIR --data FILE.csv --out FILE.csv [--label-col L] [--discord]
   grukit anomaly demo  [--out DIR]
   grukit anomaly nab   [--data DIR] [--detector NAME ...] [--out DIR]
 
@@ -147,6 +147,14 @@ def add_parser(sub) -> None:
         help="0/1 labels: report precision, recall, F1, ROC-AUC, PR-AUC (and events for signals)",
     )
     s.add_argument("--chunk", type=int, default=65536, help="points per chunk when streaming a signal")
+    s.add_argument(
+        "--discord",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="signal mode: also run the matrix-profile discord baseline that `anomaly train` saved "
+        "(discord.safetensors): its scores as columns of --out and, with --label-col, its measures "
+        "beside the GRU's (default: on with --label-col when the model folder has it)",
+    )
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.set_defaults(func=run_score)
 
@@ -440,7 +448,7 @@ def run_train(args) -> int:
         )
         discord = None
         if args.mode == "signal" and args.discord:
-            discord = _discord(x, fit_rows, k, labels, det, log)
+            discord = _discord(x, fit_rows, k, labels, det, log, out)
             if "scores" in discord:
                 frame["discord_score"] = discord.pop("scores")
                 frame["discord_flag"] = discord.pop("flags").astype(int)
@@ -494,15 +502,18 @@ def run_train(args) -> int:
     return 0
 
 
-def _discord(x, fit_rows, k, labels, det, log) -> dict:
+def _discord(x, fit_rows, k, labels, det, log, out: Path) -> dict:
     """The discord baseline (``apps.anomaly.discord``) fitted on the GRU's training rows with the
-    GRU's window and false-alarm rate; its scores and flags, its measures on the rows after the
-    training part (labels given), or why it did not run."""
+    GRU's window and false-alarm rate, saved as ``out/discord.safetensors`` for ``anomaly
+    score``; its scores and flags, its measures on the rows after the training part (labels
+    given), or why it did not run."""
     from grukit.apps.anomaly.discord import run_baseline
     from grukit.apps.anomaly_metrics import events, measures
 
     W = det.config.window
     run = run_baseline(x[fit_rows], x, window=W, false_alarm_rate=det.config.false_alarm_rate)
+    if run.detector is not None:
+        run.detector.save(out / DISCORD_FILE)
     if run.skipped is not None:
         log(f"discord baseline skipped: {run.skipped}")
         return {"skipped": run.skipped}
@@ -520,7 +531,56 @@ def _discord(x, fit_rows, k, labels, det, log) -> dict:
     return out
 
 
-def _score_streamed(det, args, value_cols, time_col, out: Path):
+DISCORD_FILE = "discord.safetensors"  # the discord baseline beside the GRU in a model folder
+
+
+def _score_discord(args):
+    """The discord baseline ``anomaly score`` runs (``--discord``, or by default with
+    ``--label-col`` when the model folder has one), or None."""
+    from grukit.apps.anomaly.discord import DiscordDetector
+
+    path = Path(args.model) / DISCORD_FILE
+    if args.discord is None:
+        if args.label_col is None or not path.is_file():
+            return None
+    elif not args.discord:
+        return None
+    elif not path.is_file():
+        raise UserError(
+            f"--discord: {args.model} holds no discord baseline ({DISCORD_FILE}: the model was "
+            "trained with --no-discord, on sequences, or by a grukit that did not save it); "
+            "retrain it with `grukit anomaly train`"
+        )
+    return DiscordDetector.load(path)
+
+
+def _report_discord(det_d, x, labels, out: Path, tolerance: int) -> None:
+    """Run the discord baseline over the scored signal ``x`` (n, C), add its scores and flags
+    to the CSV at ``out`` (rewritten atomically), and print its measures beside the GRU's."""
+    import pandas as pd
+
+    from grukit._io import atomic_write
+    from grukit.apps.anomaly.discord import score_baseline
+    from grukit.apps.anomaly_metrics import events, measures
+
+    run = score_baseline(det_d, x)
+    if run.skipped is not None:
+        print(f"discord baseline skipped: {run.skipped}")
+        return
+    assert run.scores is not None and run.flags is not None
+    frame = pd.read_csv(out)
+    frame["discord_score"], frame["discord_flag"] = run.scores, run.flags.astype(int)
+    atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+    line = f"discord baseline (window {run.window}, {run.seconds} s): {int(run.flags.sum())} flagged"
+    if labels is not None:
+        m = measures(labels, run.scores, run.flags)
+        e = events(labels, run.flags, tolerance=tolerance)
+        line += "; " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items())
+        line += f"; events: {e['detected']} of {e['events']} detected"
+    print(line)
+
+
+def _score_streamed(det, args, value_cols, time_col, out: Path, discord: bool = False):
     """Score a signal CSV ``--chunk`` rows at a time (``SignalStream``), writing the scores as
     they come: memory bounded by the chunk. What ``--label-col`` and ``--plot`` need is kept
     (the values, scores and labels: 8 bytes a channel, 8 and 1 a point); else nothing is:
@@ -532,7 +592,7 @@ def _score_streamed(det, args, value_cols, time_col, out: Path):
     from grukit.apps.anomaly.scoring import _scoring_bar
     from grukit.apps.anomaly.stream import SignalStream
 
-    keep = args.label_col is not None or args.plot is not None
+    keep = args.label_col is not None or args.plot is not None or discord
     kept = {"x": [], "scores": [], "labels": []}
     count = {"rows": 0, "scored": 0, "flagged": 0}
 
@@ -605,8 +665,13 @@ def run_score(args) -> int:
         raise UserError(f"--label-col {args.label_col!r} is one of the model's channels")
     if args.chunk < 1:
         raise UserError(f"--chunk must be a positive number of points; got {args.chunk}")
+    if det.config.mode != "signal" and args.discord:
+        raise UserError("--discord: the discord baseline is for signals; this model scores sequences")
+    det_d = _score_discord(args) if det.config.mode == "signal" else None
     if det.config.mode == "signal":
-        x, scores, labels = _score_streamed(det, args, value_cols, saved.get("time_col"), out)
+        x, scores, labels = _score_streamed(
+            det, args, value_cols, saved.get("time_col"), out, det_d is not None
+        )
         flags = None if scores is None else scores > det.threshold_
     else:
         x, labels, _, _ = _read(args.data, value_cols, saved.get("time_col"), args.label_col)
@@ -629,6 +694,8 @@ def run_score(args) -> int:
                 f"{e['false_alarm_segments']} false-alarm segments = {e['false_alarms_per_1000']:.3f} per "
                 "1,000 points"
             )
+    if det_d is not None:
+        _report_discord(det_d, x, labels, out, det.config.window)
     if args.plot:
         if det.config.mode == "signal":
             plot_signal(args.plot, x, scores, det.threshold_, flags, labels, title=Path(args.data).name)

@@ -134,7 +134,8 @@ def load_onnx(
 
     grus = [n for n in graph.node if n.op_type == "GRU" and n.domain in ("", "ai.onnx")]
     if not grus:
-        ops = sorted({n.op_type for n in graph.node})
+        # a damaged name that is not UTF-8 comes back from protobuf as bytes: show it, do not sort it with str
+        ops = sorted({n.op_type if isinstance(n.op_type, str) else repr(n.op_type) for n in graph.node})
         raise ConversionError(f"{name}: expected GRU nodes, found none (ops: {', '.join(ops)})")
 
     def tensor(node, index: int, what: str) -> np.ndarray | None:
