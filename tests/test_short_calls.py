@@ -18,7 +18,8 @@ from grukit import streaming
 
 @pytest.fixture
 def taken(monkeypatch):
-    """A list that records, per short-call attempt, whether the streaming kernel ran it."""
+    """A list that records, per short-call attempt, whether the streaming kernel ran it (through
+    ``short_call``, or through the lane that repeats a call like the last short one)."""
     seen = []
     real = streaming.short_call
 
@@ -28,6 +29,15 @@ def taken(monkeypatch):
         return result
 
     monkeypatch.setattr(streaming, "short_call", spy)
+    real_lane = streaming.CallLane.run
+
+    def spy_lane(self, *args):  # a call like the last short one skips short_call: count it
+        result = real_lane(self, *args)
+        if result is not None:
+            seen.append(True)
+        return result
+
+    monkeypatch.setattr(streaming.CallLane, "run", spy_lane)
     return seen
 
 
@@ -230,3 +240,133 @@ def test_thread_count_change_between_calls(taken):
         torch.set_num_threads(previous)
     assert taken == [True, True]
     torch.testing.assert_close(one, two, rtol=1e-5, atol=1e-6)
+
+
+# -- the lane: a call like the last short one skips the forward's validation ---------------------
+
+
+def _lane_runs(monkeypatch):
+    """A list of the lane's outcomes, call by call: True where it ran the call, False where it
+    returned None (the full forward then ran)."""
+    seen = []
+    real = streaming.CallLane.run
+
+    def spy(self, *args):
+        result = real(self, *args)
+        seen.append(result is not None)
+        return result
+
+    monkeypatch.setattr(streaming.CallLane, "run", spy)
+    return seen
+
+
+LAYOUTS = [
+    ("batched, hx", lambda: (torch.randn(1, 1, 3), torch.randn(2, 1, 5)), {}),
+    ("batched, no hx", lambda: (torch.randn(1, 2, 3), None), {}),
+    ("unbatched, hx", lambda: (torch.randn(2, 3), torch.randn(2, 5)), {}),
+    ("unbatched, no hx", lambda: (torch.randn(1, 3), None), {}),
+    ("batch_first, one row", lambda: (torch.randn(1, 4, 3), torch.randn(2, 1, 5)), {"batch_first": True}),
+    ("batch_first, one step", lambda: (torch.randn(3, 1, 3), None), {"batch_first": True}),
+]
+
+
+@pytest.mark.parametrize("name, make, kw", LAYOUTS, ids=[c[0] for c in LAYOUTS])
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_repeated_calls_take_the_lane_and_equal_the_reference(monkeypatch, name, make, kw, reset_after):
+    torch.manual_seed(3)
+    gru = grukit.GRU(3, 5, 2, reset_after=reset_after, zoneout=0.25, **kw).eval()
+    twin = _reference_twin(gru)
+    runs = _lane_runs(monkeypatch)
+    with torch.no_grad():
+        for _ in range(4):  # new values each call, the same form: the lane from the second on
+            x, hx = make()
+            y, h_n = gru(x, hx)
+            y_ref, h_ref = twin(x, hx)
+            assert y.shape == y_ref.shape and h_n.shape == h_ref.shape
+            torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(h_n, h_ref, rtol=1e-5, atol=1e-6)
+    assert runs == [True] * 3
+    y2, h2 = gru(x, hx)  # outputs are fresh tensors, not views of the lane's memory
+    assert not torch.equal(y2, torch.zeros_like(y2)) and y2.data_ptr() != y.data_ptr()
+    assert h2.data_ptr() != h_n.data_ptr()
+
+
+def test_what_a_lane_does_not_take_runs_the_full_forward(monkeypatch):
+    torch.manual_seed(4)
+    gru = grukit.GRU(3, 5, zoneout=0.3).eval()
+    x, hx = torch.randn(1, 1, 3), torch.randn(1, 1, 5)
+    runs = _lane_runs(monkeypatch)
+
+    def check(y, x, hx):
+        torch.testing.assert_close(y, _reference_twin(gru)(x, hx)[0], rtol=1e-5, atol=1e-6)
+
+    with torch.no_grad():
+        gru(x, hx)  # builds the lane
+        gru.weight_hh_l0.mul_(0.5)  # in place: the lane reads the parameters' own memory
+        y, _ = gru(x, hx)
+        check(y, x, hx)
+        assert runs == [True]
+        gru.weight_hh_l0 = nn.Parameter(torch.randn(15, 5))  # replaced: the full forward
+        check(gru(x, hx)[0], x, hx)
+        gru.bias_ih_l0.data = torch.randn(15)  # storage swapped through .data
+        check(gru(x, hx)[0], x, hx)
+        assert runs == [True, False, False]
+        check(gru(x, hx.clone())[0], x, hx)  # another tensor of the same form: the lane again
+        hx_strided = torch.randn(1, 1, 10)[..., ::2]  # not contiguous: the full forward
+        check(gru(x, hx_strided)[0], x, hx_strided)
+        x2 = torch.randn(2, 1, 3)  # another shape
+        check(gru(x2, None)[0], x2, None)
+        assert runs[3:] == [True, False]  # (after a call no lane can take, none is kept)
+        gru.train()  # zoneout draws masks in training: never the lane
+        gru(x2)
+        torch.manual_seed(0)
+        a, _ = gru(x2)
+        torch.manual_seed(1)
+        b, _ = gru(x2)
+        assert not torch.equal(a, b)
+        gru.eval()
+    with torch.no_grad():
+        gru(x2)
+        gru.batch_first = True  # the same tensor now means (N=2, T=1): the full forward
+        y, _ = gru(x2)
+        assert y.shape == (2, 1, 5)
+        gru.batch_first = False
+        # a wrong input after the lane was built gets the forward's own error
+        with pytest.raises(ValueError, match="dtype"):
+            gru(x2.double())
+        with pytest.raises(ValueError, match="hidden size"):
+            gru(x2, torch.randn(1, 3, 5))
+    y, _ = gru(x2)  # gradients enabled: the fused op, which autograd records
+    assert y.grad_fn is not None
+
+
+def test_a_lane_survives_no_copy_and_a_parametrization(monkeypatch):
+    from torch.nn.utils import parametrize
+
+    gru = grukit.GRU(3, 4).eval()
+    x = torch.randn(3, 2, 3)  # three steps: W_hh matters from the second
+    with torch.no_grad():
+        before, _ = gru(x)
+        gru(x)
+        twin = copy.deepcopy(gru)  # the lane is not the module's: the copy builds its own
+        with torch.no_grad():
+            twin.weight_hh_l0.zero_()
+        assert not torch.equal(twin(x)[0], before) and torch.equal(gru(x)[0], before)
+
+        class Double(nn.Module):
+            def forward(self, w):
+                return 2 * w
+
+        parametrize.register_parametrization(gru, "weight_hh_l0", Double())
+        y, _ = gru(x)  # the weight is computed now: the full forward, with the doubled weight
+        assert not torch.allclose(y, before)
+        plain = grukit.GRU(3, 4).eval()
+        plain.load_state_dict(
+            {
+                k.replace("parametrizations.", "").replace(".original", ""): v
+                for k, v in gru.state_dict().items()
+            }
+        )
+        with torch.no_grad():
+            plain.weight_hh_l0.mul_(2)
+        torch.testing.assert_close(y, plain(x)[0], rtol=1e-5, atol=1e-6)

@@ -6,7 +6,9 @@ Shapes: T time steps, N batch, I input features, H hidden features, L layers, D 
 from __future__ import annotations
 
 import math
+import threading
 import warnings
+import weakref
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import cast
@@ -96,6 +98,9 @@ def _bf16_products(module: GRU, backend: backends.Backend) -> bool:
 
 
 _PLAIN = (nn.Parameter, Tensor)  # parameter types a short call takes (not fake, functional, ...)
+# module -> {thread id: streaming.CallLane}: calls like the last short one (GRU._lane_call); weak,
+# so a module's lanes go with it, and outside the module, so a copy or pickle never carries one
+_LANES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 # Short inference calls (``GRU._short_call``) have T * N <= streaming.FAST_MAX_STEPS_ROWS and, at
 # H above SHORT_CALL_ANY_STEPS_H, at most SHORT_CALL_MAX_STEPS steps: past that the fused path's
@@ -345,6 +350,13 @@ class GRU(nn.Module):
     def forward(
         self, input: Tensor | PackedSequence, hx: Tensor | None = None
     ) -> tuple[Tensor | PackedSequence, Tensor]:
+        lanes = _LANES.get(self)
+        if lanes is not None:  # a call like the last short one: see streaming.CallLane
+            lane = lanes.get(threading.get_ident())
+            if lane is not None:
+                result = self._lane_call(lane, input, hx)
+                if result is not None:
+                    return result
         w = self.weight_ih_l0
         packed = isinstance(input, PackedSequence)
         onnx_export = _onnx_nodes.exporting()  # torch.onnx.export is running: write GRU nodes
@@ -385,6 +397,7 @@ class GRU(nn.Module):
         short = None if packed or onnx_export else self._short_call(x, h0)
         if short is not None:
             output, hidden = short  # (T, N, H), (L, N, H)
+            self._keep_lane(input, hx)
         else:
             output, hidden = self._layers(x, h0, lengths, onnx_export, hx)  # (T, N, D*H), (D*L, N, H)
         if isinstance(input, PackedSequence):
@@ -498,7 +511,10 @@ class GRU(nn.Module):
             and w.dtype in (torch.float32, torch.float64)
         ):
             return None
-        params = [cast(Tensor, self._parameters[n]) for n in self._flat_weights_names]
+        found = [self._parameters.get(n) for n in self._flat_weights_names]
+        if any(p is None for p in found):  # a parametrization computes a weight on each access
+            return None
+        params = cast("list[Tensor]", found)
         if torch.is_grad_enabled() and (
             x.requires_grad or h0.requires_grad or any(p.requires_grad for p in params)
         ):
@@ -518,6 +534,47 @@ class GRU(nn.Module):
         if result is not None and self.backend_used != "cpu":
             self.backend_used = "cpu"
         return result
+
+    def _lane_call(self, lane, input, hx) -> tuple[Tensor, Tensor] | None:
+        """``lane.run`` (``streaming.CallLane``) where the modes still allow the streaming
+        kernel: what ``_short_call`` checks that a lane cannot (no gradient, the auto backend, no
+        bfloat16 products, no tracing, export, transform, autocast or gate recording; the lane
+        checks for random masks in training). None: take the full forward."""
+        if (
+            torch.is_grad_enabled()
+            or self.backend != "auto"
+            or self.matmul_dtype is not None
+            or self.layer_norm
+            or torch.is_autocast_enabled("cpu")
+            or torch.compiler.is_compiling()
+            or torch.jit.is_tracing()
+            or torch._C._len_torch_dispatch_stack() > 0
+            or functorch_active()
+            or torch.autograd.forward_ad._current_level >= 0
+            or _RECORDING.get() is not None
+            or _onnx_nodes.exporting()
+        ):
+            return None
+        result = lane.run(self, input, hx)
+        if result is not None and self.backend_used != "cpu":
+            self.backend_used = "cpu"
+        return result
+
+    def _keep_lane(self, input, hx) -> None:
+        """After a short call in a mode a lane serves (see ``_lane_call``), keep a lane for calls
+        like it on this thread (``streaming.CallLane.build``; none where it cannot take them)."""
+        if torch.is_grad_enabled() or self.matmul_dtype is not None:
+            return
+        from grukit.streaming import CallLane
+
+        lane = CallLane.build(self, input, hx)
+        lanes = _LANES.get(self)
+        if lanes is None:
+            lanes = _LANES[self] = {}
+        if lane is None:
+            lanes.pop(threading.get_ident(), None)
+        else:
+            lanes[threading.get_ident()] = lane
 
     def _weights(self, layer: int, direction: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         """``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` (None without bias) of one layer

@@ -207,7 +207,9 @@ class GRUStream:
             if y is not None:
                 return y
         g = self.gru
-        w = _params(g)["weight_ih_l0"]  # (not g.weight_ih_l0: Module.__getattr__ costs ~1 us)
+        w = _params(g).get("weight_ih_l0")  # (not g.weight_ih_l0: Module.__getattr__ costs ~1 us)
+        if w is None:  # a parametrization computes it
+            w = g.weight_ih_l0
         x = check_tensor("chunk", chunk, w)
         if x.dim() not in (2, 3):
             raise InputError(
@@ -335,9 +337,11 @@ class GRUStream:
         key = _weights_key(g)
         if key == self._weights_key:
             return self._weights_rec
-        w = params[names[0]]
+        w = params.get(names[0])
         eligible = (
-            w.device.type == "cpu"
+            None not in key  # no parametrization (which computes a weight on every access)
+            and w is not None
+            and w.device.type == "cpu"
             and w.dtype in (torch.float32, torch.float64)
             and not getattr(g, "layer_norm", False)
             and _kernel() is not None
@@ -451,6 +455,102 @@ def short_call(gru: GRU, x: Tensor, h0: Tensor) -> tuple[Tensor, Tensor] | None:
     return torch.from_numpy(y), cast(Tensor, stream._h).clone()  # (set above)
 
 
+class CallLane:
+    """``GRU.forward`` for calls like the last short one (``short_call``) that took the streaming
+    kernel: the same input shape, dtype and layout (batched or not, ``batch_first``), ``hx``
+    absent or of the same shape, contiguous, unchanged parameters, the same thread count. Such a
+    call needs none of the forward's validation, which at N = 1, H = 64 costs several times the
+    step (``scripts/step_costs.py``): ``run`` checks only what could differ from the call that
+    built the lane and returns None where anything does (a random mask in training included).
+    The caller (``GRU._lane_call``) checks the modes (no gradient, no tracing, transform,
+    autocast or gate recording).
+    Private to its module and calling thread, like the stream it runs on."""
+
+    __slots__ = ("lane", "shape", "batch_first", "hx_shape", "T", "N", "out_shape", "hn_shape")
+
+    def __init__(self, stream: GRUStream, x: Tensor, hx: Tensor | None, T: int, N: int):
+        g = stream.gru
+        lane = stream._lane
+        assert lane is not None and stream._h is not None
+        self.lane = lane  # its record points at the stream's state (L, N, H), which each call sets
+        self.shape, self.batch_first = x.shape, g.batch_first
+        self.hx_shape = None if hx is None else hx.shape
+        self.T, self.N = T, N
+        H = g.hidden_size
+        self.out_shape: tuple[int, ...]
+        self.hn_shape: tuple[int, ...]
+        if x.dim() == 2:
+            self.out_shape, self.hn_shape = (T, H), (g.num_layers, H)  # unbatched
+        else:
+            self.out_shape = (N, T, H) if g.batch_first else (T, N, H)
+            self.hn_shape = (g.num_layers, N, H)
+
+    @classmethod
+    def build(cls, gru: GRU, x: Tensor, hx: Tensor | None) -> CallLane | None:
+        """The lane for calls like ``gru(x, hx)``, which has just run through ``short_call`` on
+        this thread; None where such calls cannot take one (non-contiguous, or batch-first with
+        more than one row and step, whose memory is not the kernel's (T, N, I))."""
+        streams = _SHORT.get(gru)
+        stream = None if streams is None else streams.get(threading.get_ident())
+        if stream is None or stream._lane is None or stream._h is None:
+            return None
+        if type(x) is not Tensor or not x.is_contiguous() or x.is_neg():
+            return None
+        if hx is not None and (
+            type(hx) is not Tensor or hx.requires_grad or not hx.is_contiguous() or hx.is_neg()
+        ):
+            return None
+        if x.dim() == 2:
+            T, N = x.shape[0], 1
+        elif gru.batch_first:
+            N, T = x.shape[0], x.shape[1]
+            if N != 1 and T != 1:
+                return None
+        else:
+            T, N = x.shape[0], x.shape[1]
+        if stream._lane.N != N or T * N > FAST_MAX_STEPS_ROWS:
+            return None
+        return cls(stream, x, hx, T, N)
+
+    def run(self, g: GRU, x, hx) -> tuple[Tensor, Tensor] | None:
+        """``g(x, hx)`` as ``(output, h_n)``, or None where the call is not like the lane's."""
+        lane = self.lane
+        if not (
+            type(x) is Tensor
+            and x.dtype is lane.dtype
+            and x.shape == self.shape
+            and x.is_cpu
+            and g.batch_first is self.batch_first
+            and x.is_contiguous()
+            and not x.is_neg()
+        ):
+            return None
+        if hx is None:
+            if self.hx_shape is not None:
+                return None
+        elif not (
+            type(hx) is Tensor
+            and hx.shape == self.hx_shape
+            and hx.dtype is lane.dtype
+            and hx.is_cpu
+            and not hx.requires_grad
+            and hx.is_contiguous()
+            and not hx.is_neg()
+        ):
+            return None
+        if _weights_key(g) != lane.key:  # (None for a weight a parametrization now computes)
+            return None
+        if torch.get_num_threads() != lane.torch_threads or (g.training and _stochastic(g)):
+            return None
+        k = _kernel_module
+        hn = np.empty(self.hn_shape, lane.dtype_np)  # (L, N, H) or (L, H)
+        k.set_state(lane.rec, 0 if hx is None else hx.data_ptr(), hn)  # h0 or zeros into the state
+        y = np.empty(self.out_shape, lane.dtype_np)
+        lane.run(lane.rec, x.data_ptr(), y, self.T, self.N, float(getattr(g, "zoneout", 0.0)))
+        k.get_state(lane.rec, hn)
+        return torch.from_numpy(y), torch.from_numpy(hn)
+
+
 def _params(g: GRU) -> dict[str, Tensor]:
     """``g._parameters``, typed as what a GRU holds (no None entries)."""
     return cast("dict[str, Tensor]", g._parameters)
@@ -470,7 +570,7 @@ def _weights_key(g: GRU) -> list:
     (a replaced, cast or moved parameter changes it; an in-place update does not need to) and
     ``reset_after``."""
     params = _params(g)
-    key = [params[n].data_ptr() for n in g._flat_weights_names]
+    key = [None if p is None else p.data_ptr() for p in map(params.get, g._flat_weights_names)]
     key.append(g.reset_after)
     return key
 

@@ -274,6 +274,26 @@ def start(rec, x_addr, y, T, N, zoneout):
 
 
 @njit(**_JIT)
+def set_state(rec, h0_addr, hn):
+    """Before a call: the state (L, N, H) from the array at ``h0_addr`` (C-contiguous, the
+    state's dtype, L * N * H values), or zeros where ``h0_addr`` is 0. ``hn``: an array of the
+    state's size, which receives nothing here (it fixes the dtype); see :func:`get_state`."""
+    L, H, N = rec[_L], rec[_HID], rec[_N_STATE]
+    h = carray(ptr(rec[_STATE], hn.dtype), (L * N * H,))
+    if h0_addr == 0:
+        h[:] = 0.0
+    else:
+        h[:] = carray(ptr(h0_addr, hn.dtype), (L * N * H,))
+
+
+@njit(**_JIT)
+def get_state(rec, hn):
+    """After a call: the state (L, N, H) copied into ``hn`` (L * N * H values, any shape)."""
+    L, H, N = rec[_L], rec[_HID], rec[_N_STATE]
+    hn.reshape(L * N * H)[:] = carray(ptr(rec[_STATE], hn.dtype), (L * N * H,))
+
+
+@njit(**_JIT)
 def finish(rec, y):
     """The last layer's new state: the chunk's last output."""
     L, H, T, N = rec[_L], rec[_HID], rec[_T], rec[_N]
