@@ -47,6 +47,7 @@ def test_a_flawed_backend_fails_the_suite(monkeypatch, flaw):
         check_backend("flawed", gradcheck=False)
 
 
+@pytest.mark.slow  # two subprocesses running the reference suite: 20 s of the default suite's 15 min
 def test_suite_inputs_do_not_depend_on_the_hash_seed():
     """The inputs (and so any failure) are the same in every process, whatever PYTHONHASHSEED."""
     import os
