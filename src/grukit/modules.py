@@ -98,6 +98,23 @@ def _bf16_products(module: GRU, backend: backends.Backend) -> bool:
 
 
 _PLAIN = (nn.Parameter, Tensor)  # parameter types a short call takes (not fake, functional, ...)
+
+
+def _kernel_call_excluded() -> bool:
+    """Whether a mode is on that the streaming kernel's direct calls (``GRU._short_call``,
+    ``GRU._lane_call``) must leave to the backends: compiling, tracing, a dispatch mode, a
+    ``torch.func`` transform, forward-mode AD, autocast or gate recording."""
+    return (
+        torch.compiler.is_compiling()
+        or torch.jit.is_tracing()
+        or torch._C._len_torch_dispatch_stack() > 0
+        or functorch_active()
+        or torch.autograd.forward_ad._current_level >= 0
+        or torch.is_autocast_enabled("cpu")
+        or _RECORDING.get() is not None
+    )
+
+
 # module -> {thread id: streaming.CallLane}: calls like the last short one (GRU._lane_call); weak,
 # so a module's lanes go with it, and outside the module, so a copy or pickle never carries one
 _LANES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -519,16 +536,7 @@ class GRU(nn.Module):
             x.requires_grad or h0.requires_grad or any(p.requires_grad for p in params)
         ):
             return None
-        if (
-            torch.compiler.is_compiling()
-            or torch.jit.is_tracing()
-            or torch._C._len_torch_dispatch_stack() > 0
-            or functorch_active()
-            or torch.autograd.forward_ad._current_level >= 0
-            or torch.is_autocast_enabled("cpu")
-            or _RECORDING.get() is not None
-            or not all(type(p) in _PLAIN for p in params)
-        ):
+        if _kernel_call_excluded() or not all(type(p) in _PLAIN for p in params):
             return None
         result = streaming.short_call(self, x, h0)
         if result is not None and self.backend_used != "cpu":
@@ -545,13 +553,7 @@ class GRU(nn.Module):
             or self.backend != "auto"
             or self.matmul_dtype is not None
             or self.layer_norm
-            or torch.is_autocast_enabled("cpu")
-            or torch.compiler.is_compiling()
-            or torch.jit.is_tracing()
-            or torch._C._len_torch_dispatch_stack() > 0
-            or functorch_active()
-            or torch.autograd.forward_ad._current_level >= 0
-            or _RECORDING.get() is not None
+            or _kernel_call_excluded()
             or _onnx_nodes.exporting()
         ):
             return None

@@ -531,6 +531,11 @@ def _discord(x, fit_rows, k, labels, det, log, out: Path) -> dict:
     return out
 
 
+def _measures_line(m: dict) -> str:
+    """``anomaly_metrics.measures`` on one line, as ``anomaly score`` prints them."""
+    return "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items())
+
+
 DISCORD_FILE = "discord.safetensors"  # the discord baseline beside the GRU in a model folder
 
 
@@ -575,7 +580,7 @@ def _report_discord(det_d, x, labels, out: Path, tolerance: int) -> None:
     if labels is not None:
         m = measures(labels, run.scores, run.flags)
         e = events(labels, run.flags, tolerance=tolerance)
-        line += "; " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items())
+        line += "; " + _measures_line(m)
         line += f"; events: {e['detected']} of {e['events']} detected"
     print(line)
 
@@ -686,7 +691,7 @@ def run_score(args) -> int:
         from grukit.apps.anomaly_metrics import events, measures
 
         m = measures(labels, scores, flags)
-        print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()))
+        print(_measures_line(m))
         if det.config.mode == "signal":
             e = events(labels, flags, tolerance=det.config.window)
             print(
