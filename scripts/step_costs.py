@@ -6,7 +6,8 @@ Prints, as medians of interleaved rounds:
    one-element ``torch.add``): what every per-call overhead is made of;
 2. a one-step call (T = 1, N = 1) of ``grukit.GRU`` (``backend="auto"``, which sends it through
    the streaming kernel, and ``backend="cpu"``, the fused op) and of ``torch.nn.GRU`` at H = 64
-   and 256, under ``torch.inference_mode``;
+   and 256, under ``torch.inference_mode``, and the streaming kernel's step alone (called from a
+   compiled loop: no Python, no dispatch), so that a call's overhead is its time minus that;
 3. the recurrent product of one step at N = 1 (``h (1, H) @ W_hh^T (H, 3H)``) as the kernels
    compute it (``_small_mm.rows_nt``, dot products over the rows of ``W_hh``) and in the
    "axpy" form over a transposed copy of ``W_hh`` (each input times a contiguous row of
@@ -26,6 +27,7 @@ import torch
 from numba import njit
 
 import grukit
+from grukit.backends import _stream_kernel
 from grukit.backends._small_mm import rows_nt
 
 _FLAGS = dict(cache=False, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
@@ -49,6 +51,12 @@ def _axpy(A, Bt, C):
 def _repeat_axpy(A, Bt, C, n):
     for _ in range(n):
         _axpy(A, Bt, C)
+
+
+@njit(**_FLAGS)
+def _repeat_step(rec, x_addr, y, n):
+    for _ in range(n):
+        _stream_kernel.chunk(rec, x_addr, y, 1, 1, 0.0)
 
 
 @njit(**_FLAGS)
@@ -85,6 +93,16 @@ def measure(rounds: int) -> dict[str, float]:
         entries[f"grukit.GRU one step, H={H}"] = (_loop(lambda m=ours, x=x: m(x)), 1000)
         entries[f"grukit.GRU backend='cpu' one step, H={H}"] = (_loop(lambda m=fused, x=x: m(x)), 1000)
         entries[f"torch.nn.GRU one step, H={H}"] = (_loop(lambda m=theirs, x=x: m(x)), 1000)
+        ours.eval()  # (a stream keeps its fast lane only in evaluation mode)
+        stream = ours.stream()
+        stream(x)
+        lane = stream._lane  # the one-thread kernel (1 thread: see main)
+        assert lane is not None and lane.threads == 1
+        y = np.empty((1, 1, H), np.float32)
+        entries[f"its streaming kernel's step alone, H={H}"] = (
+            lambda calls, lane=lane, x=x, y=y: _repeat_step(lane.rec, x.data_ptr(), y, calls),
+            20_000,
+        )
         rng = np.random.default_rng(0)
         h = rng.standard_normal((1, H), dtype=np.float32)  # (1, H)
         w = rng.standard_normal((3 * H, H), dtype=np.float32)  # (3H, H)

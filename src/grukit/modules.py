@@ -29,7 +29,6 @@ from grukit._validate import (
     check_tensor,
 )
 from grukit.backends import _bf16
-from grukit.backends._cpu_base import functorch_active
 from grukit.packing import repack, unpack
 
 __all__ = ["GRU", "VARIANT_KEYS", "LAYER_NORM_KINDS"]
@@ -102,15 +101,18 @@ _PLAIN = (nn.Parameter, Tensor)  # parameter types a short call takes (not fake,
 
 def _kernel_call_excluded() -> bool:
     """Whether a mode is on that the streaming kernel's direct calls (``GRU._short_call``,
-    ``GRU._lane_call``) must leave to the backends: compiling, tracing, a dispatch mode, a
-    ``torch.func`` transform, forward-mode AD, autocast or gate recording."""
+    ``GRU._lane_call``) must leave to the backends: tracing, compiling, a dispatch mode, a
+    ``torch.func`` transform, forward-mode AD, autocast (on any device) or gate recording. Asked
+    on every one-step call, so it reads torch's flags directly (``torch._C``: about half the
+    cost of the public wrappers, which also check TorchScript, where this never runs)."""
+    C = torch._C
     return (
-        torch.compiler.is_compiling()
-        or torch.jit.is_tracing()
-        or torch._C._len_torch_dispatch_stack() > 0
-        or functorch_active()
+        C._is_tracing()
+        or torch.compiler.is_compiling()
+        or C._len_torch_dispatch_stack() > 0
+        or C._are_functorch_transforms_active()
         or torch.autograd.forward_ad._current_level >= 0
-        or torch.is_autocast_enabled("cpu")
+        or C._is_any_autocast_enabled()
         or _RECORDING.get() is not None
     )
 

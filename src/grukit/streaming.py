@@ -299,7 +299,11 @@ class GRUStream:
             or torch.is_autocast_enabled("cpu")
         ):
             return None
-        if _weights_key(g) != lane.key or torch.get_num_threads() != lane.torch_threads:
+        if (
+            _fast_key(g) != lane.fast_key
+            or g.reset_after != lane.reset_after
+            or torch.get_num_threads() != lane.torch_threads
+        ):
             return None
         y = np.empty(out, lane.dtype_np)
         lane.run(lane.rec, chunk.data_ptr(), y, T, N, float(getattr(g, "zoneout", 0.0)))
@@ -380,8 +384,11 @@ class _Lane:
         "key",
         "threads",
         "torch_threads",
+        "fast_key",
+        "reset_after",
         "rec",
         "run",
+        "call",
         "alive",
     )
 
@@ -400,14 +407,18 @@ class _Lane:
         self.dim, self.batch_first = x.dim(), g.batch_first
         self.I, self.N, self.H = g.input_size, hv.shape[1], g.hidden_size
         self.key, self.threads, self.torch_threads = key, threads, torch_threads
+        # what a call checks instead of ``key`` (``_fast_key``); None where ``key`` is (no match)
+        self.fast_key = None if key is None else _fast_key(g)
+        self.reset_after = g.reset_after
         sync = np.zeros(16, np.int64)
-        # the kernel: run(rec, x_addr, y, T, N, zoneout)
+        # the kernel: run(rec, x_addr, y, T, N, zoneout); a whole forward call in one dispatch:
+        # call(rec, x_addr, h0_addr, y, hn, T, N, zoneout)
         if threads > 1:
             self.rec = _kernel_module.record(weights, hv, s, sync, threads, _omp_module.entry_address())
-            self.run = _omp_module.run
+            self.run, self.call = _omp_module.run, _omp_module.run_from
         else:
             self.rec = _kernel_module.record(weights, hv, s, sync, 1, 0)
-            self.run = _kernel_module.chunk
+            self.run, self.call = _kernel_module.chunk, _kernel_module.chunk_from
         self.alive = (hv, s, sync)  # the record points at them
 
 
@@ -538,16 +549,17 @@ class CallLane:
             and not hx.is_neg()
         ):
             return None
-        if _weights_key(g) != lane.key:  # (None for a weight a parametrization now computes)
+        if (
+            _fast_key(g) != lane.fast_key  # (a parametrization takes a weight out of _parameters)
+            or g.reset_after != lane.reset_after
+            or torch.get_num_threads() != lane.torch_threads
+            or (g.training and _stochastic(g))
+        ):
             return None
-        if torch.get_num_threads() != lane.torch_threads or (g.training and _stochastic(g)):
-            return None
-        k = _kernel_module
         hn = np.empty(self.hn_shape, lane.dtype_np)  # (L, N, H) or (L, H)
-        k.set_state(lane.rec, 0 if hx is None else hx.data_ptr(), hn)  # h0 or zeros into the state
         y = np.empty(self.out_shape, lane.dtype_np)
-        lane.run(lane.rec, x.data_ptr(), y, self.T, self.N, float(getattr(g, "zoneout", 0.0)))
-        k.get_state(lane.rec, hn)
+        h0 = 0 if hx is None else hx.data_ptr()  # 0: zeros
+        lane.call(lane.rec, x.data_ptr(), h0, y, hn, self.T, self.N, float(getattr(g, "zoneout", 0.0)))
         return torch.from_numpy(y), torch.from_numpy(hn)
 
 
@@ -573,6 +585,21 @@ def _weights_key(g: GRU) -> list:
     key = [None if p is None else p.data_ptr() for p in map(params.get, g._flat_weights_names)]
     key.append(g.reset_after)
     return key
+
+
+_data_ptr = Tensor.data_ptr
+
+
+def _fast_key(g: GRU) -> tuple | None:
+    """Every registered parameter's ``data_ptr``, in order: what a lane (``_Lane``) checks on
+    each call instead of :func:`_weights_key` (half its cost), since the parameters in
+    ``_parameters`` at the lane's creation were exactly the record's: a replaced, moved, cast or
+    ``.data``-swapped parameter changes its entry, a parametrization removes it. None where an
+    entry is None (never a lane's key)."""
+    try:
+        return tuple(map(_data_ptr, g._parameters.values()))  # type: ignore[arg-type]
+    except TypeError:  # a parameter set to None
+        return None
 
 
 def _stochastic(g: GRU) -> bool:

@@ -274,21 +274,20 @@ def start(rec, x_addr, y, T, N, zoneout):
 
 
 @njit(**_JIT)
-def set_state(rec, h0_addr, hn):
-    """Before a call: the state (L, N, H) from the array at ``h0_addr`` (C-contiguous, the
-    state's dtype, L * N * H values), or zeros where ``h0_addr`` is 0. ``hn``: an array of the
-    state's size, which receives nothing here (it fixes the dtype); see :func:`get_state`."""
+def _load_state(rec, h0_addr, dt):
+    """The state (L, N, H) from the array at ``h0_addr`` (C-contiguous, dtype ``dt``, L * N * H
+    values), or zeros where ``h0_addr`` is 0."""
     L, H, N = rec[_L], rec[_HID], rec[_N_STATE]
-    h = carray(ptr(rec[_STATE], hn.dtype), (L * N * H,))
+    h = carray(ptr(rec[_STATE], dt), (L * N * H,))
     if h0_addr == 0:
         h[:] = 0.0
     else:
-        h[:] = carray(ptr(h0_addr, hn.dtype), (L * N * H,))
+        h[:] = carray(ptr(h0_addr, dt), (L * N * H,))
 
 
 @njit(**_JIT)
 def get_state(rec, hn):
-    """After a call: the state (L, N, H) copied into ``hn`` (L * N * H values, any shape)."""
+    """The state (L, N, H) copied into ``hn`` (L * N * H values, any shape)."""
     L, H, N = rec[_L], rec[_HID], rec[_N_STATE]
     hn.reshape(L * N * H)[:] = carray(ptr(rec[_STATE], hn.dtype), (L * N * H,))
 
@@ -308,3 +307,12 @@ def chunk(rec, x_addr, y, T, N, zoneout):
     start(rec, x_addr, y, T, N, zoneout)
     chunk_block(rec, y, 0, rec[_HID], 1)
     finish(rec, y)
+
+
+@njit(**_JIT)
+def chunk_from(rec, x_addr, h0_addr, y, hn, T, N, zoneout):
+    """A whole forward call in one dispatch: the state from ``h0_addr`` (zeros where 0), then
+    :func:`chunk`, then the state copied into ``hn`` (the call's ``h_n``, of the state's size)."""
+    _load_state(rec, h0_addr, y.dtype)
+    chunk(rec, x_addr, y, T, N, zoneout)
+    get_state(rec, hn)

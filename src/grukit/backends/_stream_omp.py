@@ -33,7 +33,7 @@ _numba_cache.refresh(
     "../_layer_options",
 )
 
-__all__ = ["run", "entry_address"]
+__all__ = ["run", "run_from", "entry_address"]
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 _gomp_parallel = types.ExternalFunction(
@@ -92,4 +92,14 @@ def run(rec, x_addr, y, T, N, zoneout):
         S.chunk_block(rec, y, 0, rec[S._HID], 1)
         threads = 1
     S.finish(rec, y)
+    return threads
+
+
+@njit(**_JIT)
+def run_from(rec, x_addr, h0_addr, y, hn, T, N, zoneout):
+    """:func:`run` as a whole forward call (``_stream_kernel.chunk_from``): the state from
+    ``h0_addr`` (zeros where 0) before, copied into ``hn`` after."""
+    S._load_state(rec, h0_addr, y.dtype)
+    threads = run(rec, x_addr, y, T, N, zoneout)
+    S.get_state(rec, hn)
     return threads
