@@ -5,6 +5,7 @@ through $GRUKIT_NAB or ../shared/data/nab), the loader, the online contract, the
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -167,12 +168,84 @@ def test_error_scorer_by_hand():
     assert rank.update(2.0) == pytest.approx(0.9 * math.log(5 / 6) / math.log(1 / 6))  # 2, 3, 4, 5 >= 2
     assert rank.update(3.5) == pytest.approx(0.9 * math.log(3 / 7) / math.log(1 / 7))  # 4, 5 >= 3.5
     assert rank.update(0.5) == 0.0  # every earlier error is larger: p = 1
+    empty = D.ErrorScorer(quiet=0)  # no seed: the errors themselves build the ranking
+    assert empty.update(1.0) == 0.0 and empty.update(2.0) == pytest.approx(0.9 + 0.1 * (1 - 1 / 2))
     with pytest.raises(ValueError, match="method must be 'rank' or 'gaussian', got 'mad'"):
         D.ErrorScorer(method="mad")
     quiet = D.ErrorScorer(short=1, history=100, quiet=3, seed=[1.0] * 50)
     shown = [quiet.update(e) for e in (9.0, 9.5, 1.0, 1.0, 1.0, 9.0)]
     assert shown[0] > 0 and shown[1] == 0.0  # a second alarm right after the first is silent
     assert shown[5] > 0  # three quiet records later it speaks again
+
+
+def _brute_left_distances(v: np.ndarray, m: int) -> np.ndarray:
+    """Per window (by its last value), the smallest Euclidean distance to a window starting at
+    least ceil(m / 4) + 1 records earlier; NaN where there is none (written from the definition:
+    every pair, one at a time)."""
+    exclude = -(-m // 4)
+    out = np.full(len(v) - m + 1, np.nan)
+    for i in range(len(out)):
+        best = math.inf
+        for j in range(i - exclude):
+            best = min(best, math.sqrt(sum((v[i + k] - v[j + k]) ** 2 for k in range(m))))
+        if best < math.inf:
+            out[i] = best
+    return out
+
+
+def test_window_novelty_against_its_definition():
+    rng = np.random.default_rng(0)
+    for m in (1, 3, 4, 9):
+        v = rng.standard_normal(120).cumsum()
+        v[80:85] += 4.0  # a level never seen
+        wn = D.WindowNovelty(m)
+        got = np.array([wn.update(x) for x in v])[m - 1 :]  # one per window, by its last value
+        want = _brute_left_distances(v, m)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got[~np.isnan(got)], want[~np.isnan(want)], rtol=1e-12, atol=1e-12)
+    wn = D.WindowNovelty(1)
+    assert math.isnan(wn.update(1.0)) and math.isnan(wn.update(2.0))  # nothing far enough back yet
+    assert wn.update(1.5) == 0.5 and wn.update(7.0) == 5.0  # to 1.0, then to 2.0
+    with pytest.raises(ValueError, match="expected a window m >= 1, got 0"):
+        D.WindowNovelty(0)
+
+
+@pytest.mark.slow  # compiling stumpy's aamp takes about 30 s
+def test_window_novelty_against_stumpy_left_profile():
+    """``WindowNovelty`` equals the distance to the left nearest neighbour of stumpy's
+    non-normalised matrix profile (``aamp``, its own exclusion zone), window by window."""
+    stumpy = pytest.importorskip("stumpy")
+    rng = np.random.default_rng(0)
+    for m in (3, 4, 9):
+        v = rng.standard_normal(300).cumsum()
+        v[200:205] += 4.0
+        wn = D.WindowNovelty(m)
+        got = np.array([wn.update(x) for x in v])[m - 1 :]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            left = stumpy.aamp(v, m)[:, 2].astype(np.int64)
+        w = np.lib.stride_tricks.sliding_window_view(v, m)
+        want = np.full(len(w), np.nan)
+        want[left >= 0] = np.sqrt(((w[left >= 0] - w[left[left >= 0]]) ** 2).sum(1))
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got[~np.isnan(got)], want[~np.isnan(want)], rtol=1e-12, atol=1e-12)
+
+
+def test_quiet_passes_the_first_alarm_of_a_burst():
+    q = D.Quiet(2)
+    assert [q(s) for s in (0.5, 0.7, 0.6, 0.65, 0.1, 0.2, 0.3)] == [0.5, 0.7, 0.0, 0.0, 0.0, 0.0, 0.3]
+    assert [D.Quiet(0)(s) for s in (0.5, 0.4)] == [0.5, 0.4]
+
+
+def test_novelty_detector_scores_a_new_level_and_is_online():
+    x = np.tile([0.0, 1.0, 2.0, 1.0], 150)  # 600 records, probation 90
+    x[400:410] = 5.0
+    y = x.copy()
+    y[450:] = -3.0
+    a, b = (D.run_online(D.Novelty((4,)), v) for v in (x, y))
+    np.testing.assert_array_equal(a[:450], b[:450])
+    assert a[: S.probation_length(600)].max() == 0.0
+    assert 400 <= int(np.argmax(a)) <= 403  # the first windows reaching the new level
 
 
 def test_gru_detector_is_online_and_finds_a_spike():
@@ -188,6 +261,8 @@ def test_gru_detector_is_online_and_finds_a_spike():
     assert not np.array_equal(a[450:], b[450:])
     assert a[: S.probation_length(700)].max() == 0.0  # the probationary period is not scored
     assert int(np.argmax(a)) == 500
+    plain = D.run_online(GRUDetector(det.config, novelty=()), x)  # the error's score alone
+    assert int(np.argmax(plain)) == 500 and not np.array_equal(plain, a)
 
 
 def test_discord_detector_is_online_and_finds_a_changed_cycle():
@@ -297,7 +372,7 @@ def test_cli_runs_and_writes(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "windowedGaussian" in text and "someone" in text and "gru" in text
     res = json.loads((out / "results.json").read_text())
-    assert set(res["nab"]) == {"gru", "persistence", "windowedGaussian", "null"}
+    assert set(res["nab"]) == {"gru", "persistence", "novelty", "windowedGaussian", "null"}
     assert res["nab"]["null"]["standard"]["score"] == 0.0
     for name in ("windowedGaussian", "gru"):
         scores = pd.read_csv(out / "scores" / name / "realA" / "one.csv")

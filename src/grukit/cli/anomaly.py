@@ -745,8 +745,15 @@ def run_demo(args) -> int:
     return 0
 
 
-NAB_DETECTORS = ("gru", "persistence", "windowedGaussian", "null", "discord")  # (apps.nab.run.DETECTORS)
-NAB_DEFAULT = NAB_DETECTORS[:4]  # the discord on request: 2 minutes more for 11.0 (docs/anomaly.md)
+NAB_DETECTORS = (
+    "gru",
+    "persistence",
+    "novelty",
+    "windowedGaussian",
+    "null",
+    "discord",
+)  # (apps.nab.run.DETECTORS)
+NAB_DEFAULT = NAB_DETECTORS[:5]  # the discord on request: 2 minutes more for 11.0 (docs/anomaly.md)
 
 
 def run_nab(args) -> int:

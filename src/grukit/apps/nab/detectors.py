@@ -27,7 +27,12 @@ __all__ = [
     "NullDetector",
     "WindowedGaussian",
     "ErrorScorer",
+    "Quiet",
+    "WindowNovelty",
     "Persistence",
+    "Novelty",
+    "NoveltyScores",
+    "NOVELTY",
     "run_online",
     "as_written",
     "SIMPLE",
@@ -124,6 +129,55 @@ class WindowedGaussian:
 RANK_SHARE = 0.9  # the rank method's scores below the largest earlier error: [0, 0.9)
 
 
+class Quiet:
+    """The first alarm of a burst speaks for it: a score is passed on only where it exceeds every
+    one of the ``size`` scores before it, else 0 (NAB rewards only a window's earliest detection
+    and charges every other alarm as a false positive). ``size`` 0 passes every score."""
+
+    def __init__(self, size: int = 100) -> None:
+        self.size = size
+        self.scores: deque[float] = deque(maxlen=size)  # the last ``size`` scores
+
+    def __call__(self, score: float) -> float:
+        if not self.size:
+            return score
+        shown = score if score > max(self.scores, default=0.0) else 0.0
+        self.scores.append(score)
+        return shown
+
+
+class WindowNovelty:
+    """How new the last ``m`` values are: the Euclidean distance from the window of the last
+    ``m`` values to the nearest window of ``m`` earlier values, without normalising either (a
+    level or a scale never seen counts, unlike the z-normalised matrix profile), windows
+    overlapping the current one by more than ``m - 1 - exclude`` values left out, where
+    ``exclude = ceil(m / 4)`` as in stumpy's left matrix profile. ``update(x)`` takes the next
+    value and returns the distance, NaN until there are two windows far enough apart. One
+    record costs one pass over the earlier windows (O(t m))."""
+
+    def __init__(self, m: int = 4) -> None:
+        if m < 1:
+            raise ValueError(f"WindowNovelty: expected a window m >= 1, got {m}")
+        self.m, self.exclude = m, -(-m // 4)
+        self.values = np.empty(1024)
+        self.n = 0
+
+    def update(self, x: float) -> float:
+        if self.n == len(self.values):
+            self.values = np.concatenate((self.values, np.empty(len(self.values))))
+        self.values[self.n] = x
+        self.n += 1
+        m = self.m
+        last = self.n - m  # the current window starts here
+        earlier = last - self.exclude  # windows starting before this are compared
+        if earlier <= 0:
+            return math.nan
+        v = self.values[: last + m]
+        windows = np.lib.stride_tricks.sliding_window_view(v[: earlier - 1 + m], m)  # (earlier, m)
+        d2 = ((windows - v[last:]) ** 2).sum(1)  # (earlier,)
+        return math.sqrt(float(d2.min()))
+
+
 class ErrorScorer:
     """Scores a stream of prediction errors (one per record), each against the errors before it.
 
@@ -156,7 +210,7 @@ class ErrorScorer:
         self.short, self.history, self.quiet, self.method = short, history, quiet, method
         seed = list(seed or ())
         self.recent: deque[float] = deque(seed[-short:], maxlen=short)
-        self.scores: deque[float] = deque(maxlen=quiet)  # the last ``quiet`` scores
+        self.quieten = Quiet(quiet)
         # rank: every earlier error, sorted; gaussian: the last ``history`` and their sums
         self.ranked: list[float] = sorted(seed) if method == "rank" else []
         self.errors: deque[float] = deque()
@@ -190,7 +244,8 @@ class ErrorScorer:
 
     def _rank(self, e: float) -> float:
         n = len(self.ranked)
-        if n == 0:
+        if n == 0:  # nothing to rank against yet (an empty seed): the first error starts the list
+            bisect.insort(self.ranked, e)
             return 0.0
         v = sum(self.recent) / len(self.recent)
         above = n - bisect.bisect_left(self.ranked, v)  # earlier errors at least this large
@@ -208,11 +263,7 @@ class ErrorScorer:
         else:
             self._add(error)
             score = self._gaussian()
-        if not self.quiet:
-            return score
-        shown = score if score > max(self.scores, default=0.0) else 0.0
-        self.scores.append(score)
-        return shown
+        return self.quieten(score)
 
 
 class _PersistenceState:
@@ -244,4 +295,71 @@ class Persistence:
         return _PersistenceState(n)
 
 
-SIMPLE = {"null": NullDetector, "windowedGaussian": WindowedGaussian, "persistence": Persistence}
+NOVELTY = (1, 4)  # the default windows of the novelty scores (docs/anomaly.md)
+
+
+class NoveltyScores:
+    """The novelty scores of one file's standardised records (:class:`WindowNovelty`), one per
+    window length in ``windows``, each ranked by its own scorer, ``scorer(seed)`` (an
+    :class:`ErrorScorer` without quieting: the caller quietens the combined score), seeded by
+    the second half of ``probation`` (the first windows have little before them, so their
+    distances are no norm)."""
+
+    def __init__(self, windows, probation: np.ndarray, scorer) -> None:
+        self.parts = []
+        for m in windows:
+            novelty = WindowNovelty(m)
+            seen = np.array([novelty.update(x) for x in probation.tolist()])[len(probation) // 2 :]
+            self.parts.append((novelty, scorer(list(seen[~np.isnan(seen)]))))
+
+    def total(self, z: float) -> float:
+        """The next record's scores, summed."""
+        total = 0.0
+        for novelty, scorer in self.parts:
+            d = novelty.update(z)
+            total += scorer.update(0.0 if math.isnan(d) else d)
+        return total
+
+
+class _NoveltyState:
+    def __init__(self, n: int, windows: tuple[int, ...]) -> None:
+        from grukit.apps.nab.scoring import probation_length
+
+        self.P, self.windows, self.values, self.scores = probation_length(n), windows, [], None
+        self.quiet = Quiet()
+
+    def step(self, value: float) -> float:
+        self.values.append(value)
+        t = len(self.values)
+        if t < self.P or t < max(self.windows) + 2:
+            return 0.0
+        if self.scores is None:  # the probationary period is complete
+            v = np.asarray(self.values)
+            self.mean, self.scale = float(v.mean()), float(v.std()) or 1.0
+            z = (v - self.mean) / self.scale
+            self.scores = NoveltyScores(self.windows, z, lambda seed: ErrorScorer(quiet=0, seed=seed))
+            return 0.0
+        z = (value - self.mean) / self.scale
+        return self.quiet(self.scores.total(z) / len(self.windows))
+
+
+class Novelty:
+    """The GRU detector's novelty scores alone (:class:`WindowNovelty`
+    of the last m standardised values for each window length m, ranked, averaged and quietened
+    as the GRU detector does: :class:`NoveltyScores`): what the GRU's predictions add to them."""
+
+    name = "novelty"
+
+    def __init__(self, windows: tuple[int, ...] | None = None) -> None:
+        self.windows = tuple(windows or NOVELTY)
+
+    def start(self, n: int) -> FileState:
+        return _NoveltyState(n, self.windows)
+
+
+SIMPLE = {
+    "null": NullDetector,
+    "windowedGaussian": WindowedGaussian,
+    "persistence": Persistence,
+    "novelty": Novelty,
+}

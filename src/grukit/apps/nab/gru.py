@@ -13,7 +13,13 @@ Per file of n records, P = the probationary length (``scoring.probation_length(n
    the record's error is ``|x_t - mu_t| / sigma_t``.
 3. The errors are scored by ``detectors.ErrorScorer``: each error's rank among all earlier ones
    (the model's errors on the probationary records seed them) as a conformal p-value on a log
-   scale; only the first alarm of a burst is reported.
+   scale. With ``novelty`` = m > 0 (the default, 4), the record is also scored by how new the
+   last m standardised values are (``detectors.WindowNovelty``: the distance to the nearest
+   earlier window, not normalised), ranked the same way (seeded by the probationary records'
+   second half: the first windows have little before them); the record's score is the mean of
+   the two, i.e. the geometric mean of the two p-values on the same log scale, so a record must
+   be both badly predicted and new to score high. Only the first alarm of a burst is reported
+   (``detectors.Quiet``).
 4. Every ``adapt_every`` records the GRU takes ``adapt_steps`` more training steps on the last
    ``recent`` records (NAB allows a detector to keep learning), and its state is rebuilt over
    the last ``window`` records with the new weights.
@@ -28,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grukit.apps.nab.detectors import ErrorScorer
+from grukit.apps.nab.detectors import NOVELTY, ErrorScorer, NoveltyScores, Quiet
 from grukit.apps.nab.scoring import probation_length
 
 __all__ = ["GRUConfig", "GRUDetector"]
@@ -51,6 +57,9 @@ class GRUConfig:
     # predict each record's spread too, errors in units of it: measured worse over NAB
     # (standard 33.3 against 49.3 without: docs/anomaly.md)
     spread: bool = False
+    # the windows of the novelty scores averaged with the error's (empty: the error's alone);
+    # measured over NAB (docs/anomaly.md)
+    novelty: tuple[int, ...] = NOVELTY
     seed: int = 0
 
 
@@ -135,6 +144,10 @@ class _State:
             h = self.stream(torch.tensor([[[zt]]], dtype=torch.float32))[0, 0].numpy()
         self.mu, self.sigma = self._moments(h.astype(np.float64) @ self.w_head + self.b_head)
 
+    def _scorer(self, seed: list[float]) -> ErrorScorer:
+        """A scorer of the novelty scores: the errors' method, no quieting (of the sum only)."""
+        return ErrorScorer(self.cfg.short, self.cfg.history, 0, seed=seed, method=self.cfg.score)
+
     # -- the detector --------------------------------------------------------------------------
 
     def step(self, value: float) -> float:
@@ -148,16 +161,21 @@ class _State:
             z = (v - self.mean) / self.scale
             self._build()
             self._train(z, self.cfg.train_steps)
+            windows = self.cfg.novelty
             self.scorer = ErrorScorer(
                 self.cfg.short,
                 self.cfg.history,
-                self.cfg.quiet,
+                0 if windows else self.cfg.quiet,
                 seed=list(self._prime(z)),
                 method=self.cfg.score,
             )
+            self.novelty = NoveltyScores(windows, z, self._scorer) if windows else None
+            self.quiet = Quiet(self.cfg.quiet)
             return 0.0
         zt = (value - self.mean) / self.scale
         score = self.scorer.update(abs(zt - self.mu) / self.sigma)
+        if self.novelty is not None:  # the mean of the error's and the novelties' scores
+            score = self.quiet((score + self.novelty.total(zt)) / (1 + len(self.novelty.parts)))
         if (t - self.P) % self.cfg.adapt_every == 0 and self.cfg.adapt_steps:
             recent = (np.asarray(self.values[-self.cfg.recent :]) - self.mean) / self.scale
             self._train(recent, self.cfg.adapt_steps)
