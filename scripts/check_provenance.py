@@ -26,6 +26,7 @@ table:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import shlex
@@ -137,9 +138,11 @@ def _is_command(s: str) -> bool:
     return re.sub(r"^([A-Z_][A-Z0-9_]*=\S*\s+)+", "", s).startswith(LAUNCHERS)
 
 
-def _make_targets(root: Path) -> set[str]:
+@functools.lru_cache(maxsize=None)
+def _make_targets(root: Path) -> frozenset[str]:
+    """The Makefile's targets (read once per root)."""
     text = (root / "Makefile").read_text()
-    return set(re.findall(r"^([A-Za-z0-9_.-]+):", text, flags=re.M))
+    return frozenset(re.findall(r"^([A-Za-z0-9_.-]+):", text, flags=re.M))
 
 
 def check_command(cmd: str, root: Path, parser: argparse.ArgumentParser | None) -> str | None:
@@ -167,7 +170,8 @@ def check_command(cmd: str, root: Path, parser: argparse.ArgumentParser | None) 
         return None if parser is None else _check_grukit(words[1:], parser)
     if head == "make":
         targets = [w for w in words[1:] if "=" not in w and not w.startswith("-")]
-        missing = [t for t in targets if t not in _make_targets(root)]
+        known = _make_targets(root)
+        missing = [t for t in targets if t not in known]
         return f"make target {missing[0]!r} is not in the Makefile" if missing else None
     if head.startswith("scripts/") and head.endswith(".py") and not (root / head).is_file():
         return f"{head} does not exist"

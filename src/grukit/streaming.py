@@ -275,18 +275,10 @@ class GRUStream:
         ):
             return None
         shape = chunk.shape
-        H = lane.H
-        if lane.dim == 2:
-            T, N = shape[0], 1
-            out: tuple[int, ...] = (T, H)  # (T, I) -> (T, H)
-        elif lane.batch_first:
-            N, T = shape[0], shape[1]  # (N, T, I): (T, N, I) in memory when N or T is 1
-            if N != 1 and T != 1:
-                return None
-            out = (N, T, H)
-        else:
-            T, N = shape[0], shape[1]
-            out = (T, N, H)  # (T, N, I) -> (T, N, H)
+        layout = _layout(shape, lane.dim, lane.batch_first, lane.H)
+        if layout is None:
+            return None
+        T, N, out = layout
         g = self.gru
         if (
             shape[-1] != lane.I
@@ -488,13 +480,10 @@ class CallLane:
         self.hx_shape = None if hx is None else hx.shape
         self.T, self.N = T, N
         H = g.hidden_size
-        self.out_shape: tuple[int, ...]
-        self.hn_shape: tuple[int, ...]
-        if x.dim() == 2:
-            self.out_shape, self.hn_shape = (T, H), (g.num_layers, H)  # unbatched
-        else:
-            self.out_shape = (N, T, H) if g.batch_first else (T, N, H)
-            self.hn_shape = (g.num_layers, N, H)
+        layout = _layout(x.shape, x.dim(), g.batch_first, H)
+        assert layout is not None  # (build checked it)
+        self.out_shape: tuple[int, ...] = layout[2]
+        self.hn_shape = (g.num_layers, H) if x.dim() == 2 else (g.num_layers, N, H)  # unbatched or not
 
     @classmethod
     def build(cls, gru: GRU, x: Tensor, hx: Tensor | None) -> CallLane | None:
@@ -511,14 +500,10 @@ class CallLane:
             type(hx) is not Tensor or hx.requires_grad or not hx.is_contiguous() or hx.is_neg()
         ):
             return None
-        if x.dim() == 2:
-            T, N = x.shape[0], 1
-        elif gru.batch_first:
-            N, T = x.shape[0], x.shape[1]
-            if N != 1 and T != 1:
-                return None
-        else:
-            T, N = x.shape[0], x.shape[1]
+        layout = _layout(x.shape, x.dim(), gru.batch_first, gru.hidden_size)
+        if layout is None:
+            return None
+        T, N, _ = layout
         if stream._lane.N != N or T * N > FAST_MAX_STEPS_ROWS:
             return None
         return cls(stream, x, hx, T, N)
@@ -561,6 +546,18 @@ class CallLane:
         h0 = 0 if hx is None else hx.data_ptr()  # 0: zeros
         lane.call(lane.rec, x.data_ptr(), h0, y, hn, self.T, self.N, float(getattr(g, "zoneout", 0.0)))
         return torch.from_numpy(y), torch.from_numpy(hn)
+
+
+def _layout(shape, dim: int, batch_first: bool, H: int) -> tuple[int, int, tuple[int, ...]] | None:
+    """``(T, N, output shape)`` of a chunk or call input of ``shape`` and ``dim`` (2: unbatched
+    (T, I); 3: (T, N, I), or (N, T, I) with ``batch_first``), or None where its memory is not
+    the kernel's (T, N, I): batch-first with more than one row and step."""
+    if dim == 2:
+        return shape[0], 1, (shape[0], H)  # (T, I) -> (T, H)
+    if batch_first:
+        N, T = shape[0], shape[1]  # (N, T, I): (T, N, I) in memory when N or T is 1
+        return None if N != 1 and T != 1 else (T, N, (N, T, H))
+    return shape[0], shape[1], (shape[0], shape[1], H)  # (T, N, I) -> (T, N, H)
 
 
 def _params(g: GRU) -> dict[str, Tensor]:
