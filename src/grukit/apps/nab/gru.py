@@ -13,13 +13,14 @@ Per file of n records, P = the probationary length (``scoring.probation_length(n
    the record's error is ``|x_t - mu_t| / sigma_t``.
 3. The errors are scored by ``detectors.ErrorScorer``: each error's rank among all earlier ones
    (the model's errors on the probationary records seed them) as a conformal p-value on a log
-   scale. With ``novelty`` = m > 0 (the default, 4), the record is also scored by how new the
-   last m standardised values are (``detectors.WindowNovelty``: the distance to the nearest
-   earlier window, not normalised), ranked the same way (seeded by the probationary records'
-   second half: the first windows have little before them); the record's score is the mean of
-   the two, i.e. the geometric mean of the two p-values on the same log scale, so a record must
-   be both badly predicted and new to score high. Only the first alarm of a burst is reported
-   (``detectors.Quiet``).
+   scale. For each window length m in ``novelty`` (default (1, 4); empty: the error alone) the
+   record is also scored by how new the last m standardised values are
+   (``detectors.WindowNovelty``: the distance to the nearest earlier window, not normalised),
+   ranked the same way (``detectors.NoveltyScores``, seeded by the probationary records' second
+   half: the first windows have little before them); the record's score is the mean of these
+   ranks, i.e. the geometric mean of the p-values on the same log scale. Only the first alarm of
+   a burst is reported (``detectors.Quiet``). Over NAB the novelty scores alone do better than
+   this mean (docs/anomaly.md).
 4. Every ``adapt_every`` records the GRU takes ``adapt_steps`` more training steps on the last
    ``recent`` records (NAB allows a detector to keep learning), and its state is rebuilt over
    the last ``window`` records with the new weights.
