@@ -146,7 +146,8 @@ class _State:
         self.mu, self.sigma = self._moments(h.astype(np.float64) @ self.w_head + self.b_head)
 
     def _scorer(self, seed: list[float]) -> ErrorScorer:
-        """A scorer of the novelty scores: the errors' method, no quieting (of the sum only)."""
+        """A scorer of the errors or of one novelty score, without quieting: ``step`` quietens
+        the record's combined score (``Quiet`` after a scorer equals the scorer's own)."""
         return ErrorScorer(self.cfg.short, self.cfg.history, 0, seed=seed, method=self.cfg.score)
 
     # -- the detector --------------------------------------------------------------------------
@@ -163,20 +164,15 @@ class _State:
             self._build()
             self._train(z, self.cfg.train_steps)
             windows = self.cfg.novelty
-            self.scorer = ErrorScorer(
-                self.cfg.short,
-                self.cfg.history,
-                0 if windows else self.cfg.quiet,
-                seed=list(self._prime(z)),
-                method=self.cfg.score,
-            )
+            self.scorer = self._scorer(list(self._prime(z)))
             self.novelty = NoveltyScores(windows, z, self._scorer) if windows else None
             self.quiet = Quiet(self.cfg.quiet)
             return 0.0
         zt = (value - self.mean) / self.scale
         score = self.scorer.update(abs(zt - self.mu) / self.sigma)
         if self.novelty is not None:  # the mean of the error's and the novelties' scores
-            score = self.quiet((score + self.novelty.total(zt)) / (1 + len(self.novelty.parts)))
+            score = (score + self.novelty.total(zt)) / (1 + len(self.novelty.parts))
+        score = self.quiet(score)
         if (t - self.P) % self.cfg.adapt_every == 0 and self.cfg.adapt_steps:
             recent = (np.asarray(self.values[-self.cfg.recent :]) - self.mean) / self.scale
             self._train(recent, self.cfg.adapt_steps)
