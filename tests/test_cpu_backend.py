@@ -225,3 +225,28 @@ def test_a_smaller_openmp_team_falls_back_to_our_threads(tmp_path):
         GRUKIT_CPU_SPLIT="features",
     )
     assert out == "ok"
+
+
+def test_a_float32_inference_compiles_no_backward_and_no_float64(tmp_path):
+    """Each kernel is compiled (or read from Numba's cache) the first time a call needs it: an
+    inference in float32, short (the stream kernel) or long (the fused forward on two OpenMP
+    threads), loads no backward kernel and no float64 specialisation. (A fresh machine compiles
+    everything it loads, so each one skipped saves seconds of a first run.)"""
+    out = run_script(
+        tmp_path / "lazy.py",
+        "import torch, grukit\n"
+        "from grukit.backends import _cpu_kernels as K, _cpu_omp\n"
+        "torch.set_num_threads(2)\n"
+        "m = grukit.GRU(3, 64, backend='cpu')\n"
+        "with torch.no_grad():\n"
+        "    m(torch.randn(2, 1, 3))\n"
+        "    m(torch.randn(50, 64, 3))\n"
+        "assert m.backend_used == 'cpu', m.backend_used\n"
+        "dtypes = {str(a.dtype) for sig in K.forward.signatures for a in sig[:1]}\n"
+        "assert dtypes == {'float32'}, dtypes\n"
+        "assert not K.backward.signatures, K.backward.signatures\n"
+        "assert list(_cpu_omp._COMPILED) == [('forward', 4)], _cpu_omp._COMPILED\n"
+        "print('ok')\n",
+        GRUKIT_CPU_SPLIT="features",
+    )
+    assert out == "ok"

@@ -95,11 +95,11 @@ def test_a_smaller_openmp_team_runs_on_the_calling_thread(tmp_path):
         "omp = streaming._omp_module\n"
         "assert omp is not None\n"
         "ran = []\n"
-        "real = omp.run\n"
+        "real = omp.run_from\n"
         "def spy(*a):\n"
         "    ran.append(real(*a))\n"
         "    return ran[-1]\n"
-        "omp.run = spy\n"
+        "omp.run_from = spy\n"
         "gru = grukit.GRU(3, 40, dtype=torch.float64).eval()\n"
         "x = torch.randn(5, 2, 3, dtype=torch.float64)\n"
         "s = gru.stream()\n"
@@ -181,6 +181,13 @@ def test_the_kernel_refuses_an_output_that_does_not_fit():
     rec = S.record(w, h, s, sync, 1, 0)
     x = np.zeros((1, 2, 3))
     with pytest.raises(ValueError, match="does not fit"):
-        S.chunk(rec, x.ctypes.data, np.zeros((1, 1, 4)), 1, 2, 0.0)  # 4 outputs for 8
+        S.chunk(rec, x.ctypes.data, np.zeros(4), 1, 2, 0.0)  # 4 outputs for 8
     with pytest.raises(ValueError, match="does not fit"):
-        S.chunk(rec, x.ctypes.data, np.zeros((1, 3, 4)), 1, 3, 0.0)  # batch 3 for a state of 2
+        S.chunk(rec, x.ctypes.data, np.zeros(12), 1, 3, 0.0)  # batch 3 for a state of 2
+
+
+def test_the_keep_marker_is_the_kernels():
+    from grukit import streaming
+    from grukit.backends import _stream_kernel as S
+
+    assert streaming._KEEP == S.KEEP

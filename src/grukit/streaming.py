@@ -38,6 +38,7 @@ FAST_MAX_STEPS_ROWS = 256
 SPLIT_MIN_BYTES = 512 * 1024
 SPLIT_MIN_UNITS = 128
 
+_KEEP = -1  # _stream_kernel.KEEP (that module loads Numba, so it is imported only when needed)
 _kernel_module: Any = None  # the loaded kernel module, False if it cannot load
 _omp_module: Any = None  # its launch on PyTorch's OpenMP threads, None where that cannot load
 
@@ -249,7 +250,7 @@ class GRUStream:
             lane = self._make_lane(x, rec)
             x3c = x3.resolve_neg().contiguous()  # (T, N, I), the kernel's layout
             y_np = np.empty((T, N, g.hidden_size), lane.dtype_np)  # (T, N, H)
-            lane.run(lane.rec, x3c.data_ptr(), y_np, T, N, float(getattr(g, "zoneout", 0.0)))
+            lane.chunk(x3c.data_ptr(), y_np, T, N, float(getattr(g, "zoneout", 0.0)))
             y = torch.from_numpy(y_np)
             self.path_used = "fast"
             self._lane = None if g.training else lane
@@ -298,7 +299,7 @@ class GRUStream:
         ):
             return None
         y = np.empty(out, lane.dtype_np)
-        lane.run(lane.rec, chunk.data_ptr(), y, T, N, float(getattr(g, "zoneout", 0.0)))
+        lane.chunk(chunk.data_ptr(), y, T, N, float(getattr(g, "zoneout", 0.0)))
         self.path_used = "fast"
         return torch.from_numpy(y)
 
@@ -379,8 +380,8 @@ class _Lane:
         "fast_key",
         "reset_after",
         "rec",
-        "run",
         "call",
+        "no_state",
         "alive",
     )
 
@@ -403,15 +404,24 @@ class _Lane:
         self.fast_key = None if key is None else _fast_key(g)
         self.reset_after = g.reset_after
         sync = np.zeros(16, np.int64)
-        # the kernel: run(rec, x_addr, y, T, N, zoneout); a whole forward call in one dispatch:
-        # call(rec, x_addr, h0_addr, y, hn, T, N, zoneout)
+        # the kernel, one entry for every use (each entry compiles the whole kernel again):
+        # call(rec, x_addr, h0_addr, y, hn, T, N, zoneout), h0_addr = _KEEP to go on from the
+        # record's state and hn = no_state to leave it there
+        self.no_state = np.empty(0, self.dtype_np)
         if threads > 1:
-            self.rec = _kernel_module.record(weights, hv, s, sync, threads, _omp_module.entry_address())
-            self.run, self.call = _omp_module.run, _omp_module.run_from
+            self.rec = _kernel_module.record(
+                weights, hv, s, sync, threads, _omp_module.entry_address(hv.itemsize)
+            )
+            self.call = _omp_module.run_from
         else:
             self.rec = _kernel_module.record(weights, hv, s, sync, 1, 0)
-            self.run, self.call = _kernel_module.chunk, _kernel_module.chunk_from
+            self.call = _kernel_module.chunk_from
         self.alive = (hv, s, sync)  # the record points at them
+
+    def chunk(self, x_addr: int, y: np.ndarray, T: int, N: int, zoneout: float) -> None:
+        """T steps from the record's state, which they advance: the input at ``x_addr`` ((T, N, I)
+        in memory), the output into ``y`` (C-contiguous, T * N * H values, any shape)."""
+        self.call(self.rec, x_addr, _KEEP, y.reshape(-1), self.no_state, T, N, zoneout)
 
 
 # module -> {thread id: GRUStream}: the streams that run short module calls (``short_call``);
@@ -454,7 +464,7 @@ def short_call(gru: GRU, x: Tensor, h0: Tensor) -> tuple[Tensor, Tensor] | None:
         lane = stream._lane = stream._make_lane(x, rec)
     xc = x.resolve_neg().contiguous()  # (T, N, I), the kernel's layout
     y = np.empty((T, N, gru.hidden_size), lane.dtype_np)  # (T, N, H)
-    lane.run(lane.rec, xc.data_ptr(), y, T, N, float(getattr(gru, "zoneout", 0.0)))
+    lane.chunk(xc.data_ptr(), y, T, N, float(getattr(gru, "zoneout", 0.0)))
     return torch.from_numpy(y), cast(Tensor, stream._h).clone()  # (set above)
 
 
@@ -544,7 +554,16 @@ class CallLane:
         hn = np.empty(self.hn_shape, lane.dtype_np)  # (L, N, H) or (L, H)
         y = np.empty(self.out_shape, lane.dtype_np)
         h0 = 0 if hx is None else hx.data_ptr()  # 0: zeros
-        lane.call(lane.rec, x.data_ptr(), h0, y, hn, self.T, self.N, float(getattr(g, "zoneout", 0.0)))
+        lane.call(
+            lane.rec,
+            x.data_ptr(),
+            h0,
+            y.reshape(-1),
+            hn.reshape(-1),
+            self.T,
+            self.N,
+            float(getattr(g, "zoneout", 0.0)),
+        )
         return torch.from_numpy(y), torch.from_numpy(hn)
 
 

@@ -96,25 +96,40 @@ def bf16_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return out
 
 
+def probe() -> None:
+    """Compile (or load from Numba's cache) one small kernel that calls the BLAS binding, and
+    check its result: proves Numba and the binding work without compiling the large kernels,
+    which :func:`warm_up` compiles for the dtype and pass that needs them."""
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    c = np.zeros((2, 2), np.float32)
+    kernels().mm_nt(a, a, c, 0.0)
+    if not np.allclose(c, a @ a.T):
+        raise RuntimeError(f"the BLAS binding computed {c.tolist()} for {(a @ a.T).tolist()}")
+
+
 @functools.lru_cache(maxsize=None)
-def warm_up(dtype) -> None:
-    """Compile (or load from Numba's cache) every kernel specialisation for ``dtype`` on one
-    thread, before any multi-threaded launch needs it. (The variants are arguments of the same
-    specialisations: compiling with them on compiles them off too.)"""
+def warm_up(dtype, kind: str = "forward") -> None:
+    """Compile (or load from Numba's cache) the ``kind`` kernel (``"forward"``/``"backward"``)
+    for ``dtype`` on one thread, before any multi-threaded launch needs it; each is compiled the
+    first time a call needs it (a float32 inference compiles neither a backward pass nor a
+    float64 kernel). The variants are arguments of the same specialisation: compiling with
+    them on compiles them off too."""
     k = kernels()
     sync = np.zeros(16, np.int64)
     for reset_after in (False, True):
         dims = dict(T=1, N=1, H=1, C=1, B=2, kw=saved_per_feature(reset_after, True))
-        fwd = _cpu_args.dummy("forward", dtype, dims, reverse=False, reset_after=reset_after, save=True)
-        fwd.lengths[:] = 1
-        fwd.bounds[:] = (0, 1)
-        k.forward(*fwd, 0, 1, 0, 1, sync, 1)
-        bwd = _cpu_args.dummy(
-            "backward", dtype, dims, reverse=False, reset_after=reset_after, s0=0, s1=1, t_lo=0
-        )
-        bwd.lengths[:] = 1
-        bwd.bounds[:] = (0, 1)
-        k.backward(*bwd, 0, 1, 0, 1, sync, 1)
+        if kind == "forward":
+            fwd = _cpu_args.dummy("forward", dtype, dims, reverse=False, reset_after=reset_after, save=True)
+            fwd.lengths[:] = 1
+            fwd.bounds[:] = (0, 1)
+            k.forward(*fwd, 0, 1, 0, 1, sync, 1)
+        else:
+            bwd = _cpu_args.dummy(
+                "backward", dtype, dims, reverse=False, reset_after=reset_after, s0=0, s1=1, t_lo=0
+            )
+            bwd.lengths[:] = 1
+            bwd.bounds[:] = (0, 1)
+            k.backward(*bwd, 0, 1, 0, 1, sync, 1)
 
 
 def functorch_active() -> bool:

@@ -134,26 +134,62 @@ def _backward_block(m, k, dt):
     K.backward(*(_backward_args(m, dt) + block))
 
 
-@cfunc(types.void(types.voidptr), **_JIT)
-def _entry(record):
-    """Run on every thread of the team: block ``omp_get_thread_num()`` of the record's kernel."""
+@njit(**_JIT)
+def _rank(record, blocks_at):
+    """This thread's block of the record's kernel, and the record as int64 (``blocks_at``: where
+    its blocks start); -1 (the status set, nothing else touched) when OpenMP gave a team of
+    another size than the record's blocks, which would wait for each other forever (a nested
+    region, a thread limit)."""
     head = carray(record, HEAD, np.int64)
-    if _team_size() != head[_NBLK]:  # a smaller team (nested region, thread limit): the blocks
-        head[_STATUS] = 1  # would wait for each other forever; touch nothing, report
-        return
-    k = _thread_num()
-    if head[_KIND] == 0:
-        m = carray(record, _FORWARD_BLOCKS + 5 * head[_NBLK], np.int64)
-        if m[_ITEM] == 4:
-            _forward_block(m, k, np.float32)
-        else:
-            _forward_block(m, k, np.float64)
-    else:
-        m = carray(record, _BACKWARD_BLOCKS + 5 * head[_NBLK], np.int64)
-        if m[_ITEM] == 4:
-            _backward_block(m, k, np.float32)
-        else:
-            _backward_block(m, k, np.float64)
+    m = carray(record, blocks_at + 5 * head[_NBLK], np.int64)
+    if _team_size() != head[_NBLK]:
+        head[_STATUS] = 1
+        return -1, m
+    return _thread_num(), m
+
+
+# One callback per kernel and float type, each compiled (or read from Numba's cache) the first
+# time it runs: a float32 inference never compiles a backward pass or a float64 kernel.
+def _forward_f32(record):
+    k, m = _rank(record, _FORWARD_BLOCKS)
+    if k >= 0:
+        _forward_block(m, k, np.float32)
+
+
+def _forward_f64(record):
+    k, m = _rank(record, _FORWARD_BLOCKS)
+    if k >= 0:
+        _forward_block(m, k, np.float64)
+
+
+def _backward_f32(record):
+    k, m = _rank(record, _BACKWARD_BLOCKS)
+    if k >= 0:
+        _backward_block(m, k, np.float32)
+
+
+def _backward_f64(record):
+    k, m = _rank(record, _BACKWARD_BLOCKS)
+    if k >= 0:
+        _backward_block(m, k, np.float64)
+
+
+_CALLBACKS = {
+    ("forward", 4): _forward_f32,
+    ("forward", 8): _forward_f64,
+    ("backward", 4): _backward_f32,
+    ("backward", 8): _backward_f64,
+}
+_COMPILED: dict = {}  # (kind, item size) -> the compiled cfunc (kept alive: GOMP calls it)
+
+
+def entry(kind: str, item: int):
+    """The compiled callback for ``kind`` (``"forward"``/``"backward"``) on floats of ``item``
+    bytes (4 or 8)."""
+    f = _COMPILED.get((kind, item))
+    if f is None:
+        f = _COMPILED[kind, item] = cfunc(types.void(types.voidptr), **_JIT)(_CALLBACKS[kind, item])
+    return f
 
 
 def _slots(value) -> list[int]:
@@ -181,5 +217,5 @@ def run(
         + [v for block in blocks for v in block],
         np.int64,
     )
-    _GOMP_parallel(_entry.address, record.ctypes.data, len(blocks), 0)
+    _GOMP_parallel(entry(kind, item).address, record.ctypes.data, len(blocks), 0)
     return record[_STATUS] == 0

@@ -268,6 +268,7 @@ def gru_recurrence_backward(
         lnacc=lnacc.numpy(),
         part=v.part,
     )
+    warm_up(_np(x.dtype), "backward")
     _cpu_launch.launch(kernels().backward, p, args)
     del keep
     n = T * N

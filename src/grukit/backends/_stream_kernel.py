@@ -219,8 +219,8 @@ def chunk_block(rec, y, j0, j1, parties):
     and ``_ZONEOUT`` filled in) for the hidden units ``j0..j1``, on ``parties`` threads that each
     run a block (one block: ``j0, j1 = 0, H`` and ``parties = 1``), except the last layer's new
     state (:func:`finish`). The input at ``_X``: C-contiguous (T, N, I) of ``y``'s dtype; ``y``:
-    the output, C-contiguous and laid out as (T, N, H) in memory, in any shape ((T, H), (1, T, H),
-    ...: the caller's). The state (L, N, H) is overwritten; the scratch is shared by the blocks
+    the output, (T, N, H) flattened to one dimension (the callers pass a flat view of whatever
+    shape they return, so one compiled version serves every shape). The state (L, N, H) is overwritten; the scratch is shared by the blocks
     (each writes only its units)."""
     L, H, T, N = rec[_L], rec[_HID], rec[_T], rec[_N]
     dt = y.dtype
@@ -273,23 +273,28 @@ def start(rec, x_addr, y, T, N, zoneout):
     rec[_ZONEOUT : _ZONEOUT + 1].view(np.float64)[0] = zoneout
 
 
+KEEP = -1  # ``chunk_from``'s h0_addr: start from the state the record holds
+
+
 @njit(**_JIT)
 def _load_state(rec, h0_addr, dt):
     """The state (L, N, H) from the array at ``h0_addr`` (C-contiguous, dtype ``dt``, L * N * H
-    values), or zeros where ``h0_addr`` is 0."""
+    values), zeros where ``h0_addr`` is 0, unchanged where it is ``KEEP``."""
     L, H, N = rec[_L], rec[_HID], rec[_N_STATE]
     h = carray(ptr(rec[_STATE], dt), (L * N * H,))
     if h0_addr == 0:
         h[:] = 0.0
-    else:
+    elif h0_addr != KEEP:
         h[:] = carray(ptr(h0_addr, dt), (L * N * H,))
 
 
 @njit(**_JIT)
 def get_state(rec, hn):
-    """The state (L, N, H) copied into ``hn`` (L * N * H values, any shape)."""
+    """The state (L, N, H) copied into ``hn`` (L * N * H values, any shape); nothing where ``hn``
+    is empty."""
     L, H, N = rec[_L], rec[_HID], rec[_N_STATE]
-    hn.reshape(L * N * H)[:] = carray(ptr(rec[_STATE], hn.dtype), (L * N * H,))
+    if hn.size != 0:
+        hn.reshape(L * N * H)[:] = carray(ptr(rec[_STATE], hn.dtype), (L * N * H,))
 
 
 @njit(**_JIT)
@@ -305,14 +310,18 @@ def chunk(rec, x_addr, y, T, N, zoneout):
     """T steps of every layer on the calling thread: ``rec`` (:func:`record`), the input at
     ``x_addr`` ((T, N, I) in memory), the output ``y`` (see :func:`chunk_block`)."""
     start(rec, x_addr, y, T, N, zoneout)
-    chunk_block(rec, y, 0, rec[_HID], 1)
+    # np.int64: literal 0 and 1 would compile a second specialisation beside the threads' one
+    chunk_block(rec, y, np.int64(0), rec[_HID], np.int64(1))
     finish(rec, y)
 
 
 @njit(**_JIT)
 def chunk_from(rec, x_addr, h0_addr, y, hn, T, N, zoneout):
-    """A whole forward call in one dispatch: the state from ``h0_addr`` (zeros where 0), then
-    :func:`chunk`, then the state copied into ``hn`` (the call's ``h_n``, of the state's size)."""
+    """A whole forward call in one dispatch: the state from ``h0_addr`` (zeros where 0, the
+    record's own where ``KEEP``), then :func:`chunk`, then the state copied into ``hn`` (the
+    call's ``h_n``, of the state's size; empty: not copied). The callers use this entry only, so
+    a process compiles one specialisation per dtype (each entry links and optimises the whole
+    kernel again: seconds on a first run)."""
     _load_state(rec, h0_addr, y.dtype)
     chunk(rec, x_addr, y, T, N, zoneout)
     get_state(rec, hn)

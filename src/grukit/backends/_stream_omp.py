@@ -56,23 +56,41 @@ def _block(m, y_addr, k, dt):
     S.chunk_block(m, y, j0, j1, nb)
 
 
-@cfunc(types.void(types.voidptr), **_JIT)
-def _entry(record):
-    """Run on every thread of the team: block ``omp_get_thread_num()``."""
+@njit(**_JIT)
+def _rank(record):
+    """This thread's block and the record; -1 (the status set, nothing else touched) when the
+    team is smaller than the record's blocks, which would wait for each other forever."""
     m = carray(record, S._HEAD, np.int64)
-    if _team_size() != m[S.THREADS]:  # a smaller team: the blocks would wait forever
+    if _team_size() != m[S.THREADS]:
         m[S.STATUS] = 1
-        return
-    m = carray(record, S._HEAD + S._PER_LAYER * m[S._L], np.int64)
-    if m[S._ITEM] == 4:
-        _block(m, m[S._Y], _thread_num(), np.float32)
-    else:
-        _block(m, m[S._Y], _thread_num(), np.float64)
+        return -1, m
+    return _thread_num(), carray(record, S._HEAD + S._PER_LAYER * m[S._L], np.int64)
 
 
-def entry_address() -> int:
-    """The callback's address, for ``_stream_kernel.record``."""
-    return _entry.address
+# One callback per float type, compiled (or read from Numba's cache) the first time it runs.
+def _entry_f32(record):
+    k, m = _rank(record)
+    if k >= 0:
+        _block(m, m[S._Y], k, np.float32)
+
+
+def _entry_f64(record):
+    k, m = _rank(record)
+    if k >= 0:
+        _block(m, m[S._Y], k, np.float64)
+
+
+_CALLBACKS = {4: _entry_f32, 8: _entry_f64}
+_COMPILED: dict = {}  # item size -> the compiled cfunc (kept alive: GOMP calls it)
+
+
+def entry_address(item: int) -> int:
+    """The callback's address for floats of ``item`` bytes (4 or 8), for
+    ``_stream_kernel.record``."""
+    f = _COMPILED.get(item)
+    if f is None:
+        f = _COMPILED[item] = cfunc(types.void(types.voidptr), **_JIT)(_CALLBACKS[item])
+    return f.address
 
 
 @njit(**_JIT)
@@ -89,7 +107,7 @@ def run(rec, x_addr, y, T, N, zoneout):
     else:
         rec[S.STATUS] = 1
     if rec[S.STATUS] != 0:
-        S.chunk_block(rec, y, 0, rec[S._HID], 1)
+        S.chunk_block(rec, y, np.int64(0), rec[S._HID], np.int64(1))  # (not literals: see chunk)
         threads = 1
     S.finish(rec, y)
     return threads
@@ -97,8 +115,9 @@ def run(rec, x_addr, y, T, N, zoneout):
 
 @njit(**_JIT)
 def run_from(rec, x_addr, h0_addr, y, hn, T, N, zoneout):
-    """:func:`run` as a whole forward call (``_stream_kernel.chunk_from``): the state from
-    ``h0_addr`` (zeros where 0) before, copied into ``hn`` after."""
+    """:func:`run` as a whole forward call (``_stream_kernel.chunk_from``, the same arguments):
+    the state from ``h0_addr`` (zeros where 0, kept where ``KEEP``) before, copied into ``hn``
+    (unless empty) after."""
     S._load_state(rec, h0_addr, y.dtype)
     threads = run(rec, x_addr, y, T, N, zoneout)
     S.get_state(rec, hn)

@@ -49,6 +49,7 @@ from grukit.backends._cpu_base import (
     lengths_or_full,
     no_double_backward,
     plain,
+    probe,
     saved_per_feature,
     warm_up,
 )
@@ -98,7 +99,7 @@ def kernels_available() -> str | None:
     if _availability is _UNKNOWN:
         try:
             with _real_builtins():
-                warm_up(np.float32)  # compiles (or loads from Numba's cache), proves it works
+                probe()  # compiles (or loads from Numba's cache) a small kernel, proves it works
             _availability = None
         except ImportError as exc:
             _availability = f"Numba is not installed ({exc}); pip install numba"
@@ -268,6 +269,7 @@ def gru_layer_backward(
         t_lo=0,
         **_plain_backward(x),
     )
+    warm_up(np.float32 if x.dtype == torch.float32 else np.float64, "backward")
     for s0 in range(0, T, C):
         s1 = min(T, s0 + C)
         t_lo, t_hi = (s0, s1) if reverse else (T - s1, T - s0)

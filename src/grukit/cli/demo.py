@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from grukit._extras import require
@@ -165,19 +166,39 @@ def run(args: argparse.Namespace) -> int:
 
         fsdd = load_fsdd(args.fsdd)
     args.fsdd_utterances = fsdd
-    sections = []
-    if args.only in (None, "adding"):
-        sections.append(_adding(args, out))
-    if args.only in (None, "forecast"):
-        sections.append(_forecast(args, out))
-    if args.only in (None, "anomaly"):
-        sections.append(_anomaly(args, out))
-    if args.only in (None, "text"):
-        sections.append(_text(args, out))
-    if args.only in (None, "speech"):
-        sections.append(_speech(args, out))
-    from grukit.apps.report import write_html
+    import torch
 
+    from grukit.apps.report import Section, write_html
+
+    sections = []
+    timings = []  # (section title, wall-clock seconds): printed and shown in the report
+    for name, build in (
+        ("adding", _adding),
+        ("forecast", _forecast),
+        ("anomaly", _anomaly),
+        ("text", _text),
+        ("speech", _speech),
+    ):
+        if args.only in (None, name):
+            start = time.perf_counter()
+            section = build(args, out)
+            seconds = time.perf_counter() - start
+            sections.append(section)
+            timings.append((section.title, seconds))
+            print(f"[{name}: {_minutes(seconds)}]")
+    total = sum(s for _, s in timings)
+    sections.append(
+        Section(
+            "Time taken",
+            paragraphs=[
+                f"Wall-clock time of each section of this run, {_minutes(total)} in all, on "
+                f"{torch.get_num_threads()} threads (the first run on a machine also compiles "
+                "grukit's Numba kernels, which later runs read from Numba's cache)."
+            ],
+            header=["section", "seconds"],
+            rows=[[title, round(s, 1)] for title, s in timings],
+        )
+    )
     write_html(
         out / "index.html",
         "grukit demo",
@@ -186,6 +207,10 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"\nReport: {out / 'index.html'}")
     return 0
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s" if seconds >= 60 else f"{seconds:.1f} s"
 
 
 def _adding(args, out: Path):
