@@ -3,6 +3,7 @@ resume that continues exactly where a run stopped."""
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -38,7 +39,8 @@ def _cfg(**kw):
     [
         (dict(epochs=0), "epochs must be a positive integer"),
         (dict(lr=-1.0), "lr must be a positive number"),
-        (dict(schedule="linear"), "schedule must be one of cosine, plateau, constant"),
+        (dict(schedule="linear"), "schedule must be one of cosine, plateau, constant, budget"),
+        (dict(schedule="budget"), "schedule 'budget' decays the learning rate over max_time: set max_time"),
         (dict(clip_grad_norm=0), "clip_grad_norm must be a positive number or None"),
         (dict(progress="loud"), "progress must be one of"),
         (dict(patience=0), "patience must be a positive integer"),
@@ -395,3 +397,37 @@ def test_ordered_datasets_are_read_in_order_whole_batches_with_pass_hooks():
     Trainer(trained, cfg, _PassLoss()).fit(_Ordered(), _data(10))
     for a, b in zip(model.parameters(), trained.parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_the_budget_schedule_scales_each_step_by_the_share_of_time_left(tmp_path, monkeypatch):
+    """With a clock that moves one second per training batch, a budget of 20 s and 8 batches an
+    epoch, the k-th step of the run (1-based) has k seconds behind it: its rate is lr * (20 - k) / 20
+    (Li, Yumer & Ramanan 2020: linear to 0 at the end of the budget), the epoch's logged rate is
+    the last step's, and the run ends at the budget, after step 20 of 24."""
+    from types import SimpleNamespace
+
+    from grukit.train import trainer as trainer_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(
+        trainer_module, "time", SimpleNamespace(perf_counter=lambda: clock[0], strftime=time.strftime)
+    )
+    scales = []
+    real_step = trainer_module._step
+
+    def recording_step(optimizer, scale):
+        scales.append(scale)
+        real_step(optimizer, scale)
+
+    monkeypatch.setattr(trainer_module, "_step", recording_step)
+
+    def loss(model, batch):
+        if model.training:
+            clock[0] += 1.0
+        return _loss(model, batch)
+
+    cfg = _cfg(epochs=3, schedule="budget", max_time=20.0, patience=None)
+    result = Trainer(_model(), cfg, loss, out_dir=tmp_path).fit(_data(), _data(64, 1))
+    assert scales == pytest.approx([(20 - k) / 20 for k in range(1, 21)], abs=1e-12)
+    assert [h["lr"] for h in result.history] == pytest.approx([0.05 * 12 / 20, 0.05 * 4 / 20, 0.0])
+    assert result.stopped == "time budget"

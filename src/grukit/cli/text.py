@@ -73,6 +73,13 @@ def _add_train(p, **defaults) -> None:
         metavar="SECONDS",
         help="wall-clock budget for training, resumes included; ends at a checkpoint",
     )
+    g.add_argument(
+        "--schedule",
+        choices=("plateau", "budget"),
+        default="plateau",
+        help="learning rate: plateau halves it when the validation bpc stalls for two epochs; "
+        "budget falls linearly from --lr to 0 over --max-time (needs it; best for short runs)",
+    )
     g.add_argument("--prompt", default="", help="prompt of the samples written after training")
     p.set_defaults(batch_size=64, lr=2e-3, clip=0.25, patience=6, **defaults)
     for action in p._actions:  # the help of the shared options names what a batch is here
@@ -81,7 +88,7 @@ def _add_train(p, **defaults) -> None:
         if action.dest == "steps_per_epoch":
             action.help = "windows per epoch (0: one pass or about a million tokens, whichever is smaller)"
         if action.dest == "lr":
-            action.help = "Adam learning rate (halved when the validation bpc stalls)"
+            action.help = "Adam learning rate (its peak under --schedule budget)"
 
 
 def add_parser(sub) -> None:
@@ -194,7 +201,8 @@ def add_parser(sub) -> None:
     d.add_argument("--out", default="demo-report/text", metavar="DIR", help="output folder")
     _add_model_args(d, hidden=DEMO_HIDDEN)
     _add_train(d, epochs=100, max_time=DEMO_SECONDS)
-    d.set_defaults(func=run_demo, prompt="the ", bptt=64, lr=3e-3)  # run.py's DEMO_BPTT, DEMO_LR
+    # run.py's DEMO_BPTT, DEMO_LR, DEMO_SCHEDULE
+    d.set_defaults(func=run_demo, prompt="the ", bptt=64, lr=1e-2, schedule="budget")
 
 
 DEMO_HIDDEN = 256  # apps.text.run's DEMO_HIDDEN and DEMO_SECONDS (not imported: cheap --help)
@@ -207,7 +215,9 @@ DEMO_SECONDS = 150.0
 def _lm(args):
     from grukit.apps.text.estimator import GRULanguageModel
 
-    tc = dataclasses.replace(train_config(args), schedule="plateau", max_time=args.max_time)
+    if args.schedule == "budget" and args.max_time is None:
+        raise UserError("--schedule budget decays the learning rate over --max-time: give --max-time")
+    tc = dataclasses.replace(train_config(args), schedule=args.schedule, max_time=args.max_time)
     return GRULanguageModel(
         train=tc,
         level=args.level,

@@ -13,7 +13,7 @@ class ConfigError(ValueError):
     """A configuration value out of range or an unknown option."""
 
 
-SCHEDULES = ("cosine", "plateau", "constant")
+SCHEDULES = ("cosine", "plateau", "constant", "budget")
 PROGRESS = ("auto", "on", "off")
 PRECISIONS = ("float32", "bf16")
 
@@ -28,8 +28,11 @@ class TrainConfig:
         lr: Adam's step size; 3e-3 trains small GRUs fast without diverging.
         weight_decay: decoupled (AdamW); 0 because early stopping already regularises.
         schedule: "cosine" (decay to 5% of lr over ``epochs``), "plateau" (halve when a third
-            epoch in a row brings no better validation loss: 2 flat epochs are tolerated) or
-            "constant".
+            epoch in a row brings no better validation loss: 2 flat epochs are tolerated),
+            "constant", or "budget" (needs ``max_time``: the learning rate falls linearly with
+            the time spent, from ``lr`` to 0 when the budget runs out, the budget-aware schedule
+            of Li, Yumer & Ramanan 2020; each step's rate follows the clock, so it suits a run
+            that is given minutes rather than epochs).
         warmup_steps: the learning rate rises linearly from ``lr / warmup_steps`` to the
             schedule's value over the first this-many optimizer steps (0: no warm-up). Early
             full-size Adam steps can drive a recurrent net into a flat region it does not
@@ -109,6 +112,8 @@ class TrainConfig:
             raise ConfigError(f"max_time must be a positive number of seconds or None, got {self.max_time!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.schedule == "budget" and self.max_time is None:
+            raise ConfigError("schedule 'budget' decays the learning rate over max_time: set max_time")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.progress not in PROGRESS:

@@ -15,6 +15,7 @@ __all__ = [
     "context",
     "all_reduce_sum",
     "broadcast_flag",
+    "broadcast_value",
     "barrier",
     "lost_peer",
     "peer_loss_reason",
@@ -74,6 +75,15 @@ def broadcast_flag(flag: bool, ctx: Context) -> bool:
     )
     dist.broadcast(t, 0)
     return bool(t.item())
+
+
+def broadcast_value(value: float, ctx: Context) -> float:
+    """Rank 0's ``value`` on every process (a clock-driven quantity all must share)."""
+    if not ctx.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=ctx.device if ctx.device.type == "cuda" else "cpu")
+    dist.broadcast(t, 0)
+    return float(t.item())
 
 
 def barrier(ctx: Context) -> None:

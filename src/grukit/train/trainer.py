@@ -46,6 +46,7 @@ from grukit.train.distributed import (
     Context,
     all_reduce_sum,
     broadcast_flag,
+    broadcast_value,
     context,
     lost_peer,
     peer_loss_reason,
@@ -213,7 +214,7 @@ class Trainer:
                 break
             train_loss, seen, out_of_time = self._train_epoch(net, model, optimizer, train, epoch, deadline)
             val_loss = self._evaluate(model, val) if val is not None and len(val) else None
-            lr = optimizer.param_groups[0]["lr"]
+            lr = optimizer.param_groups[0]["lr"] * _budget_scale(c, deadline)  # the last step's
             if scheduler is not None:
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(val_loss if val_loss is not None else train_loss)
@@ -335,7 +336,11 @@ class Trainer:
                 loss.backward()
                 if c.clip_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip_grad_norm)
-                _step(optimizer, min(1.0, (done + step + 1) / c.warmup_steps) if c.warmup_steps else 1.0)
+                warm = min(1.0, (done + step + 1) / c.warmup_steps) if c.warmup_steps else 1.0
+                budget = _budget_scale(c, deadline)
+                if c.schedule == "budget":  # rank 0's clock: every process steps at one rate
+                    budget = broadcast_value(budget, ctx)
+                _step(optimizer, warm * budget)
                 total += loss.item() * n
                 count += n
                 if bar is not None:
@@ -428,6 +433,14 @@ def meta_name(meta: dict) -> str:
 
 def _finite(x: float) -> float | None:
     return None if not math.isfinite(x) else float(x)
+
+
+def _budget_scale(c, deadline: float | None) -> float:
+    """The "budget" schedule's factor on the learning rate now: the share of ``max_time`` still
+    left (1 at the start of the run, resumes included, 0 when it runs out); 1 for the others."""
+    if c.schedule != "budget" or deadline is None:
+        return 1.0
+    return min(1.0, max(0.0, (deadline - time.perf_counter()) / c.max_time))
 
 
 def _step(optimizer, scale: float) -> None:
