@@ -91,7 +91,11 @@ def test_generate_streams_the_same_text_for_the_same_seed(trained):
         (b"\x00\x01\x02binary\xff\xfe" * 100, [], "--level byte"),
         (TEXT.encode(), ["--valid-fraction", "1.5"], "--valid-fraction must be in [0, 1)"),
         (TEXT.encode(), ["--zoneout", "1.5"], "zoneout must be a probability"),
-        (TEXT.encode(), ["--schedule", "budget"], "--schedule budget decays the learning rate over --max-time"),
+        (
+            TEXT.encode(),
+            ["--schedule", "budget"],
+            "--schedule budget decays the learning rate over --max-time",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, content, extra, message):
