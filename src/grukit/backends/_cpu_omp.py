@@ -149,7 +149,9 @@ def _rank(record, blocks_at):
 
 
 # One callback per kernel and float type, each compiled (or read from Numba's cache) the first
-# time it runs: a float32 inference never compiles a backward pass or a float64 kernel.
+# time it runs: a float32 inference never compiles a backward pass or a float64 kernel. Written
+# out rather than made by a factory: Numba caches a module-level function by its name and line,
+# and a closure per (kind, dtype) would share one cache entry or none.
 def _forward_f32(record):
     k, m = _rank(record, _FORWARD_BLOCKS)
     if k >= 0:
