@@ -34,8 +34,17 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("how", ["export", "compile"])
-@pytest.mark.parametrize("reset_after", [False, True])
+# each case is a fresh process (8-16 s on 2 cores); the default suite runs each tracer once and
+# each formulation once, the slow suite the other two pairings
+@pytest.mark.parametrize(
+    "how, reset_after",
+    [
+        ("compile", False),
+        ("export", True),
+        pytest.param("compile", True, marks=pytest.mark.slow),
+        pytest.param("export", False, marks=pytest.mark.slow),
+    ],
+)
 def test_tracing_before_any_eager_call_keeps_the_cpu_backend(how, reset_after):
     proc = subprocess.run(
         [sys.executable, "-c", CODE.format(how=how, ra=reset_after)],
