@@ -26,6 +26,11 @@ def kernels():
     return _cpu_kernels
 
 
+def np_float(dtype: torch.dtype):
+    """The NumPy float type the kernels run in for a float32 or float64 tensor's ``dtype``."""
+    return np.float32 if dtype == torch.float32 else np.float64
+
+
 def saved_per_feature(reset_after: bool, normed: bool = False) -> int:
     """Values the forward saves per step and feature: r, z, n, h_prev (+ W_hn h + b_hn for
     ``reset_after``), then with layer norm the normalised recurrent products of r, z, n."""

@@ -36,15 +36,12 @@ from grukit.backends._cpu_base import (
     kernels,
     lengths_or_full,
     no_double_backward,
+    np_float,
     saved_per_feature,
     warm_up,
 )
 
 __all__ = ["layer", "gru_recurrence_forward", "gru_recurrence_backward"]
-
-
-def _np(dtype: torch.dtype):
-    return np.float32 if dtype == torch.float32 else np.float64
 
 
 def _variants(
@@ -119,7 +116,7 @@ def gru_recurrence_forward(
     T, N, _ = gi.shape
     H = weight_hh.shape[1]
     normed = norm_weight is not None
-    warm_up(_np(gi.dtype))
+    warm_up(np_float(gi.dtype))
     p = _cpu_launch.plan_for(features, T, N, H, gi.element_size())
     gi = gi.contiguous()  # (T, N, 3H), block gate order
     b_hh = bias_hh.contiguous() if bias_hh is not None else gi.new_zeros(3 * H)  # (3H,)
@@ -268,7 +265,7 @@ def gru_recurrence_backward(
         lnacc=lnacc.numpy(),
         part=v.part,
     )
-    warm_up(_np(x.dtype), "backward")
+    warm_up(np_float(x.dtype), "backward")
     _cpu_launch.launch(kernels().backward, p, args)
     del keep
     n = T * N

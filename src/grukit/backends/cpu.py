@@ -48,6 +48,7 @@ from grukit.backends._cpu_base import (
     kernels,
     lengths_or_full,
     no_double_backward,
+    np_float,
     plain,
     probe,
     saved_per_feature,
@@ -156,7 +157,7 @@ def gru_layer_forward(
     accumulating in float32 (``_bf16``)."""
     T, N, I = x.shape
     H = weight_hh.shape[1]
-    dt = np.float32 if x.dtype == torch.float32 else np.float64
+    dt = np_float(x.dtype)
     warm_up(dt)
     p = _cpu_launch.plan(T, N, H, x.element_size())
     perm = p.gate_permutation(H)  # each feature block's gate rows together
@@ -269,7 +270,7 @@ def gru_layer_backward(
         t_lo=0,
         **_plain_backward(x),
     )
-    warm_up(np.float32 if x.dtype == torch.float32 else np.float64, "backward")
+    warm_up(np_float(x.dtype), "backward")
     for s0 in range(0, T, C):
         s1 = min(T, s0 + C)
         t_lo, t_hi = (s0, s1) if reverse else (T - s1, T - s0)
@@ -304,7 +305,7 @@ def gru_layer_backward(
 
 
 def _plain_backward(x: Tensor) -> dict:
-    v = plain(np.float32 if x.dtype == torch.float32 else np.float64)
+    v = plain(np_float(x.dtype))
     return dict(
         rmask=v.rmask, zm=v.zm, lng=v.lng, stat=v.stat, dgr=v.zm, dhr=v.rmask, lnacc=v.zm, part=v.part
     )
