@@ -46,8 +46,9 @@ _team_size = types.ExternalFunction("omp_get_num_threads", types.int32())
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 # the record: a head, then SLOTS int64 per kernel argument in ``_cpu_args`` order (an array's
 # address and its dimensions, or a scalar's value), then 5 per block: b0, b1, j0, j1, row block
-_KIND, _ITEM, _NBLK, _PARTIES, _STATUS, _SYNC = range(6)
-HEAD = 6
+# (the kernel and its float type are not in it: each has its own callback, ``entry``)
+_NBLK, _PARTIES, _STATUS, _SYNC = range(4)
+HEAD = 4
 SLOTS = 5
 _FORWARD_BLOCKS = HEAD + SLOTS * len(A.FORWARD)
 _BACKWARD_BLOCKS = HEAD + SLOTS * len(A.BACKWARD)
@@ -212,7 +213,7 @@ def run(
     team."""
     spec, _ = A.SPECS[kind]
     item = next(getattr(args, a.name).itemsize for a in spec if a.kind == "float")
-    head = [0 if kind == "forward" else 1, item, len(blocks), parties, 0, sync.ctypes.data]
+    head = [len(blocks), parties, 0, sync.ctypes.data]
     record = np.array(
         head
         + [v for a in spec for v in _slots(getattr(args, a.name))]
