@@ -3,6 +3,7 @@ export see, its fallback rules, and its behaviour beside other torch work and th
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -250,3 +251,47 @@ def test_a_float32_inference_compiles_no_backward_and_no_float64(tmp_path):
         GRUKIT_CPU_SPLIT="features",
     )
     assert out == "ok"
+
+
+@pytest.mark.parametrize("packed", ["packed", "plain"])
+@pytest.mark.parametrize("split", ["none", "rows", "features"])
+def test_float32_products_packed_or_not_match_the_float64_reference(split, packed, monkeypatch):
+    """Float32 calls multiply by ``W_hh`` through MKL's packed GEMM (``W_hh`` packed once per call
+    and block) or, with ``GRUKIT_CPU_PACKED=0`` or without MKL, through plain sgemm / dot
+    products: either, in every thread split, both formulations, with padding, agrees with the
+    reference backend in float64 on the same weights to float32 rounding."""
+    from torch.nn.utils.rnn import pack_sequence
+
+    from grukit.backends import _blas, _cpu_base
+
+    monkeypatch.setenv("GRUKIT_CPU_SPLIT", split)
+    if packed == "plain":
+        monkeypatch.setenv(_cpu_base.PACKED_ENV, "0")
+        assert not _cpu_base.packed_products(np.float32)
+    elif not _blas.has_packed_gemm():
+        pytest.skip("no MKL packed GEMM in PyTorch's library")
+    else:
+        assert _cpu_base.packed_products(np.float32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for reset_after in (False, True):
+            ref = grukit.GRU(
+                3, 40, 2, bidirectional=True, dtype=F64, reset_after=reset_after, backend="reference"
+            )
+            fused = grukit.GRU(3, 40, 2, bidirectional=True, reset_after=reset_after, backend="cpu")
+            fused.load_state_dict({k: v.float() for k, v in ref.state_dict().items()})
+            lengths = (7, 9, 1, 8, 5, 9, 9, 3, 9)
+            seqs = [torch.randn(n, 3, dtype=F64) for n in lengths]
+            hx = torch.randn(4, len(lengths), 40, dtype=F64)
+            results = []
+            for m, dt in ((ref, F64), (fused, torch.float32)):
+                out, h_n = m(pack_sequence([s.to(dt) for s in seqs], enforce_sorted=False), hx.to(dt))
+                loss = (out.data**2).sum() + (h_n**3).sum()
+                results.append([out.data, h_n, *torch.autograd.grad(loss, list(m.parameters()))])
+            for a, b in zip(*results):
+                torch.testing.assert_close(
+                    b.double(), a, rtol=2e-4, atol=2e-5 * max(1.0, a.abs().max().item())
+                )
+    finally:
+        torch.set_num_threads(threads)

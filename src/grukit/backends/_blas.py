@@ -10,6 +10,12 @@ MKL also exports ``gemm_bf16bf16f32_``: bfloat16 operands, float32 accumulation 
 AVX512-BF16 or AMX in hardware; elsewhere MKL converts and runs at about its float32 rate). The
 kernels name it too, so a library without it gets a stand-in that is never called
 (:func:`has_bf16_gemm` says False and nothing asks for bfloat16 products).
+
+And MKL's packed float32 GEMM (``cblas_sgemm_pack_get_size``, ``cblas_sgemm_pack``,
+``cblas_sgemm_compute``): a time loop multiplies by the same ``W_hh`` at every step, so the
+kernels pack it once per call into MKL's internal layout and each step's product skips the
+repacking a plain ``sgemm`` does (measured 1.3-2.2x faster per step, ``docs/performance.md``).
+Missing symbols get stand-ins too, and :func:`has_packed_gemm` says False.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ import ctypes
 import functools
 import os
 
-__all__ = ["load", "BlasUnavailable", "has_bf16_gemm"]
+__all__ = ["load", "BlasUnavailable", "has_bf16_gemm", "has_packed_gemm"]
 
 SYMBOLS = ("sgemm_", "dgemm_")
 BF16 = "gemm_bf16bf16f32_"
+PACKED = ("cblas_sgemm_pack_get_size", "cblas_sgemm_pack", "cblas_sgemm_compute")
 
 # the stand-in for a missing BF16 symbol, kept alive for as long as LLVM may call it
 _STAND_IN = ctypes.CFUNCTYPE(None)(lambda: None)
@@ -45,8 +52,9 @@ def load() -> str:
         lib = ctypes.CDLL(path)
         if all(hasattr(lib, s) for s in SYMBOLS):
             llvm.load_library_permanently(path)
-            if not hasattr(lib, BF16):
-                llvm.add_symbol(BF16, ctypes.cast(_STAND_IN, ctypes.c_void_p).value)
+            for name in (BF16, *PACKED):
+                if not hasattr(lib, name):
+                    llvm.add_symbol(name, ctypes.cast(_STAND_IN, ctypes.c_void_p).value)
             return path
     raise BlasUnavailable(
         f"PyTorch's libraries in {lib_dir} export no {'/'.join(SYMBOLS)} (a build without MKL "
@@ -58,3 +66,11 @@ def load() -> str:
 def has_bf16_gemm() -> bool:
     """Whether PyTorch's library exports MKL's bfloat16 GEMM (``load`` must have succeeded)."""
     return hasattr(ctypes.CDLL(load()), BF16)
+
+
+@functools.lru_cache(maxsize=None)
+def has_packed_gemm() -> bool:
+    """Whether PyTorch's library exports MKL's packed float32 GEMM (``load`` must have
+    succeeded)."""
+    lib = ctypes.CDLL(load())
+    return all(hasattr(lib, name) for name in PACKED)

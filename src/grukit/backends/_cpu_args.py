@@ -49,6 +49,7 @@ FORWARD = (
     Arg("reverse", "bool"),
     Arg("reset_after", "bool"),
     Arg("save", "bool"),  # keep r, z, n, h_prev (+ W_hn h + b_hn) per step for the backward
+    Arg("packed", "bool"),  # float32: the recurrent products through MKL's packed GEMM
     Arg("out", "float", "T N H"),
     Arg("ws", "float", "T N kw H"),  # the saved values; (0, 0, 0, 0) when not save
     Arg("scratch", "float", "N kw H"),  # one step's values when not saving

@@ -10,6 +10,7 @@ the other. Shapes as in ``_cpu_kernels``: T steps, N batch, H hidden.
 from __future__ import annotations
 
 import functools
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -29,6 +30,19 @@ def kernels():
 def np_float(dtype: torch.dtype):
     """The NumPy float type the kernels run in for a float32 or float64 tensor's ``dtype``."""
     return np.float32 if dtype == torch.float32 else np.float64
+
+
+PACKED_ENV = "GRUKIT_CPU_PACKED"  # "0": the recurrent products through plain sgemm, for measuring
+
+
+def packed_products(dtype) -> bool:
+    """Whether the kernels' recurrent products run through MKL's packed GEMM (``_blas``): float32
+    calls where PyTorch's library exports it, unless ``GRUKIT_CPU_PACKED=0``."""
+    if dtype != np.float32 or os.environ.get(PACKED_ENV) == "0":
+        return False
+    from grukit.backends import _blas
+
+    return _blas.has_packed_gemm()
 
 
 def saved_per_feature(reset_after: bool, normed: bool = False) -> int:
@@ -124,7 +138,9 @@ def warm_up(dtype, kind: str = "forward") -> None:
     for reset_after in (False, True):
         dims = dict(T=1, N=1, H=1, C=1, B=2, kw=saved_per_feature(reset_after, True))
         if kind == "forward":
-            fwd = _cpu_args.dummy("forward", dtype, dims, reverse=False, reset_after=reset_after, save=True)
+            fwd = _cpu_args.dummy(
+                "forward", dtype, dims, reverse=False, reset_after=reset_after, save=True, packed=False
+            )
             fwd.lengths[:] = 1
             fwd.bounds[:] = (0, 1)
             k.forward(*fwd, 0, 1, 0, 1, sync, 1)

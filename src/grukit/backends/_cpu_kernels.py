@@ -209,6 +209,68 @@ def mm_nn(A, B, C, beta):
     _gemm(78, 78, P, M, K, B, B.strides[0] // s, A, A.strides[0] // s, beta, C, C.strides[0] // s)
 
 
+# MKL's packed float32 GEMM (``_blas.PACKED``): ``W_hh`` is packed once per call, and each
+# step's product reads the packed copy (no repacking per step, which a plain sgemm does)
+_i32, _f32 = types.int32, types.float32
+_pack_size = types.ExternalFunction(_blas.PACKED[0], types.uintp(_i32, _i32, _i32, _i32))
+_pack = types.ExternalFunction(
+    _blas.PACKED[1], types.void(_i32, _i32, _i32, _i32, _i32, _i32, _f32, _vp, _i32, _vp)
+)
+_compute = types.ExternalFunction(
+    _blas.PACKED[2], types.void(_i32, _i32, _i32, _i32, _i32, _i32, _vp, _i32, _vp, _i32, _f32, _vp, _i32)
+)
+_ROW_MAJOR, _NO_TRANS, _TRANS, _PACKED_OP, _B_MATRIX = 101, 111, 112, 151, 162
+
+
+@njit(**_JIT)
+def pack_nt(B, M):
+    """``B`` (P, K), float32, packed in MKL's layout as the right operand ``B^T`` of products
+    with ``M`` rows (:func:`mm_packed`); 64-byte aligned."""
+    P, K = B.shape
+    size = _pack_size(_B_MATRIX, np.int32(M), np.int32(P), np.int32(K))
+    buf = np.empty(size // 4 + 16, np.float32)
+    off = ((64 - buf.ctypes.data % 64) % 64) // 4
+    packed = buf[off:]
+    if M > 0 and P > 0:
+        _pack(
+            _ROW_MAJOR,
+            _B_MATRIX,
+            _TRANS,
+            np.int32(M),
+            np.int32(P),
+            np.int32(K),
+            np.float32(1.0),
+            B.ctypes,
+            np.int32(B.strides[0] // 4),
+            packed.ctypes,
+        )
+    return packed
+
+
+@njit(**_JIT)
+def mm_packed(A, Bp, P, C, beta):
+    """``C (M, P) = A (M, K) @ B^T + beta C`` with ``Bp = pack_nt(B, M)``, float32; row strides
+    taken from views."""
+    M, K = A.shape
+    if M == 0 or P == 0:
+        return
+    _compute(
+        _ROW_MAJOR,
+        _NO_TRANS,
+        _PACKED_OP,
+        np.int32(M),
+        np.int32(P),
+        np.int32(K),
+        A.ctypes,
+        np.int32(A.strides[0] // 4),
+        Bp.ctypes,
+        np.int32(0),
+        np.float32(beta),
+        C.ctypes,
+        np.int32(C.strides[0] // 4),
+    )
+
+
 # -- activations --------------------------------------------------------------------------------
 
 _CLAMP = 7.90531110763549805
@@ -382,6 +444,7 @@ def forward(
     reverse,
     reset_after,
     save,
+    packed,
     out,
     ws,
     scratch,
@@ -429,6 +492,11 @@ def forward(
     wk, bk = w[g0 : g0 + 3 * hk], b[g0 : g0 + 3 * hk]  # this block's gate rows
     wk16 = w16[g0 : g0 + 3 * hk]
     masked, normed, bf = rmask.shape[0] > 0, lng.shape[0] > 0, w16.shape[0] > 0
+    # the products of this block's gate rows, packed once for all steps (float32, MKL)
+    pk = packed and not bf and b1 > b0
+    nrz = 3 * hk if reset_after else 2 * hk  # rows of the product on h_prev
+    wpa = pack_nt(wk[:nrz], b1 - b0) if pk else np.empty(0, np.float32)
+    wpb = pack_nt(wk[2 * hk :], b1 - b0) if pk and not reset_after else np.empty(0, np.float32)
     zt, zb = zm.shape[0] > 1, zm.shape[1] > 1  # a mask per step and row
     # zoneout: 0 off, 1 a mask (T, N, H), 2 evaluation's constant p, given as (1, 1, 1)
     zmode = 0 if zm.shape[0] == 0 else (2 if zm.shape[0] * zm.shape[1] * zm.shape[2] == 1 else 1)
@@ -445,6 +513,8 @@ def forward(
         if bf:
             ng = 3 * hk if reset_after else 2 * hk
             mm_nt16(h16[cur, b0:b1], wk16[:ng], gh[b0:b1, g0 : g0 + ng], 0.0)
+        elif pk:
+            mm_packed(hi[b0:b1], wpa, nrz, gh[b0:b1, g0 : g0 + nrz], 0.0)  # (n, nrz)
         elif reset_after:
             mm_small(hi[b0:b1], wk, gh[b0:b1, g0 : g0 + 3 * hk], 0.0)  # (n, 3hk) = h W_hh^T
         else:
@@ -517,6 +587,8 @@ def forward(
             barrier(sync, parties)  # every block's r * h_prev is in place
             if bf:
                 mm_nt16(rh16[b0:b1], wk16[2 * hk :], ghn[b0:b1, j0:j1], 0.0)
+            elif pk:
+                mm_packed(rh[b0:b1], wpb, hk, ghn[b0:b1, j0:j1], 0.0)
             else:
                 mm_small(rh[b0:b1], wk[2 * hk :], ghn[b0:b1, j0:j1], 0.0)  # (n, hk) = (r*h) W_hn^T
             if normed:  # the n product's own statistics

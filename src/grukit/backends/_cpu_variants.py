@@ -37,6 +37,7 @@ from grukit.backends._cpu_base import (
     lengths_or_full,
     no_double_backward,
     np_float,
+    packed_products,
     saved_per_feature,
     warm_up,
 )
@@ -151,6 +152,7 @@ def gru_recurrence_forward(
         reverse=reverse,
         reset_after=reset_after,
         save=save,
+        packed=packed_products(np_float(gi.dtype)) and not (matmul_bf16 and gi.dtype == torch.float32),
         out=out.numpy(),
         ws=ws.numpy(),
         scratch=gi.new_empty(N, kw, H).numpy(),
