@@ -492,8 +492,10 @@ def forward(
     wk, bk = w[g0 : g0 + 3 * hk], b[g0 : g0 + 3 * hk]  # this block's gate rows
     wk16 = w16[g0 : g0 + 3 * hk]
     masked, normed, bf = rmask.shape[0] > 0, lng.shape[0] > 0, w16.shape[0] > 0
-    # the products of this block's gate rows, packed once for all steps (float32, MKL)
-    pk = packed and not bf and b1 > b0
+    # the products of this block's gate rows, packed once for all steps (float32, MKL); not for
+    # one row in a feature split, where MKL's packed product ran 0.84-0.96x the dot products
+    # (docs/performance.md)
+    pk = packed and not bf and (b1 - b0 >= 2 or (parties == 1 and b1 > b0))
     nrz = 3 * hk if reset_after else 2 * hk  # rows of the product on h_prev
     wpa = pack_nt(wk[:nrz], b1 - b0) if pk else np.empty(0, np.float32)
     wpb = pack_nt(wk[2 * hk :], b1 - b0) if pk and not reset_after else np.empty(0, np.float32)
