@@ -295,3 +295,52 @@ def test_float32_products_packed_or_not_match_the_float64_reference(split, packe
                 )
     finally:
         torch.set_num_threads(threads)
+
+
+def test_packed_products_split_small_batches_by_rows():
+    """With packed products a batch of a few rows per thread is split by rows (measured faster,
+    docs/performance.md), without them by features; and a layer whose forward fixed one of the
+    two finds it again (``plan_for``), whichever kind of product its backward asks about."""
+    from grukit.backends import _cpu_launch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        packed = _cpu_launch.plan(500, 8, 128, 4, packed=True)
+        plain = _cpu_launch.plan(500, 8, 128, 4, packed=False)
+        assert (packed.rows, packed.features) == ((0, 4, 8), (0, 128))
+        assert (plain.rows, plain.features) == ((0, 8), (0, 64, 128))
+        assert _cpu_launch.plan(500, 2, 256, 4, packed=True).features == (0, 128, 256)  # 1 row per thread
+        assert _cpu_launch.plan(100, 16, 1024, 4, packed=True).features == (0, 512, 1024)  # W_hh 12 MiB
+        for asked in (False, True):
+            assert _cpu_launch.plan_for((0, 128), 500, 8, 128, 4, asked) == packed
+            assert _cpu_launch.plan_for((0, 64, 128), 500, 8, 128, 4, asked) == plain
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_float32_variants_on_packed_row_blocks_match_the_float64_reference(reset_after):
+    """The variant kernels (layer norm, zoneout) on a small batch split by rows with packed
+    products: outputs and gradients against the reference backend in float64."""
+    from grukit.backends import _blas
+
+    if not _blas.has_packed_gemm():
+        pytest.skip("no MKL packed GEMM in PyTorch's library")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        kw = dict(layer_norm=True, zoneout=0.25, reset_after=reset_after)
+        ref = grukit.GRU(5, 64, dtype=F64, backend="reference", **kw).eval()
+        fused = grukit.GRU(5, 64, backend="cpu", **kw).eval()
+        fused.load_state_dict({k: v.float() for k, v in ref.state_dict().items()})
+        x = torch.randn(100, 8, 5, dtype=F64)
+        results = []
+        for m, dt in ((ref, F64), (fused, torch.float32)):
+            out, h_n = m(x.to(dt))
+            loss = (out**2).sum() + h_n.sum()
+            results.append([out, h_n, *torch.autograd.grad(loss, list(m.parameters()))])
+        for a, b in zip(*results):
+            torch.testing.assert_close(b.double(), a, rtol=2e-4, atol=2e-5 * max(1.0, a.abs().max().item()))
+    finally:
+        torch.set_num_threads(threads)

@@ -35,6 +35,11 @@ PARALLEL_MIN_MACS = 1_000_000
 # rows are split only with at least this many rows per thread, and a W_hh below this size
 ROWS_PER_THREAD_MIN = 32
 ROW_SPLIT_MAX_BYTES = 2 * 1024 * 1024
+# with MKL's packed products (``_cpu_kernels.mm_packed``) a product of a few rows costs little
+# more than one of a single row, so a smaller batch is worth splitting by rows already: at least
+# this many rows per thread and a W_hh up to this size (measured, docs/performance.md)
+ROWS_PER_THREAD_MIN_PACKED = 2
+ROW_SPLIT_MAX_BYTES_PACKED = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -83,13 +88,17 @@ class Plan:
         ]
 
 
-def plan(T: int, N: int, H: int, itemsize: int) -> Plan:
+def plan(T: int, N: int, H: int, itemsize: int, packed: bool = False) -> Plan:
+    """How a layer call of T steps, N rows and H features is spread over PyTorch's threads;
+    ``packed``: the forward's recurrent products go through MKL's packed GEMM."""
     override = os.environ.get("GRUKIT_CPU_SPLIT")  # "rows" | "features" | "none", for measuring
     threads = torch.get_num_threads()
     if override == "none" or threads == 1 or (override is None and T * N * 3 * H * H < PARALLEL_MIN_MACS):
         return Plan((0, N), (0, H))
     weights = 3 * H * H * itemsize
-    rows_fit = N >= ROWS_PER_THREAD_MIN * threads and weights < ROW_SPLIT_MAX_BYTES
+    rows_fit = (N >= ROWS_PER_THREAD_MIN * threads and weights < ROW_SPLIT_MAX_BYTES) or (
+        packed and N >= ROWS_PER_THREAD_MIN_PACKED * threads and weights <= ROW_SPLIT_MAX_BYTES_PACKED
+    )
     if override is None and not rows_fit and H < 16:
         return Plan((0, N), (0, H))  # too narrow to split features in blocks of 8
     if override == "rows" or (override is None and rows_fit):
@@ -101,12 +110,16 @@ def plan(T: int, N: int, H: int, itemsize: int) -> Plan:
     return Plan((0, N), tuple(cuts))
 
 
-def plan_for(features, T: int, N: int, H: int, itemsize: int) -> Plan:
+def plan_for(features, T: int, N: int, H: int, itemsize: int, packed: bool = False) -> Plan:
     """The plan for feature blocks ``features`` fixed earlier (data already in their gate order):
-    :func:`plan`'s when its blocks are the same (the usual case), else those blocks alone on
-    every row (the thread count changed in between)."""
-    p = plan(T, N, H, itemsize)
-    return p if p.features == tuple(features) else Plan((0, N), tuple(features))
+    :func:`plan`'s (for ``packed`` products, else for the other kind) when its blocks are the
+    same (the usual case), else those blocks alone on every row (the thread count changed in
+    between)."""
+    for pk in (packed, not packed):
+        p = plan(T, N, H, itemsize, pk)
+        if p.features == tuple(features):
+            return p
+    return Plan((0, N), tuple(features))
 
 
 def _mkl_threads_local(n: int) -> int:

@@ -118,7 +118,8 @@ def gru_recurrence_forward(
     H = weight_hh.shape[1]
     normed = norm_weight is not None
     warm_up(np_float(gi.dtype))
-    p = _cpu_launch.plan_for(features, T, N, H, gi.element_size())
+    packed = packed_products(np_float(gi.dtype)) and not (matmul_bf16 and gi.dtype == torch.float32)
+    p = _cpu_launch.plan_for(features, T, N, H, gi.element_size(), packed)
     gi = gi.contiguous()  # (T, N, 3H), block gate order
     b_hh = bias_hh.contiguous() if bias_hh is not None else gi.new_zeros(3 * H)  # (3H,)
     hbuf = gi.new_empty(2, N, H)  # (2, N, H): the state, double-buffered
@@ -152,7 +153,7 @@ def gru_recurrence_forward(
         reverse=reverse,
         reset_after=reset_after,
         save=save,
-        packed=packed_products(np_float(gi.dtype)) and not (matmul_bf16 and gi.dtype == torch.float32),
+        packed=packed,
         out=out.numpy(),
         ws=ws.numpy(),
         scratch=gi.new_empty(N, kw, H).numpy(),
@@ -219,7 +220,9 @@ def gru_recurrence_backward(
     T, N, H = grad_out.shape
     normed = norm_weight is not None
     masked = recurrent_mask is not None
-    p = _cpu_launch.plan_for(features, T, N, H, grad_out.element_size())
+    p = _cpu_launch.plan_for(
+        features, T, N, H, grad_out.element_size(), packed_products(np_float(grad_out.dtype))
+    )
     x = grad_out  # (T, N, H), whose dtype the buffers take
     dh = grad_hn.clone(memory_format=torch.contiguous_format)  # (N, H), becomes dh0
     kw = saved_per_feature(reset_after, normed)
@@ -458,7 +461,8 @@ def layer(
     products take bfloat16 operands (``_bf16``)."""
     T, N, _ = x.shape
     H = weight_hh.shape[1]
-    p = _cpu_launch.plan(T, N, H, x.element_size())
+    packed = packed_products(np_float(x.dtype)) and not (bf16 and x.dtype == torch.float32)
+    p = _cpu_launch.plan(T, N, H, x.element_size(), packed)
     perm = p.gate_permutation(H)  # None with one feature block
 
     def blocks(t: Tensor | None) -> Tensor | None:  # a 3H parameter in the kernels' gate order

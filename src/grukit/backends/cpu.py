@@ -127,7 +127,9 @@ def thread_plan(T: int, N: int, H: int, dtype: torch.dtype = torch.float32) -> T
     """The plan the cpu backend uses for one layer of ``T`` steps, batch ``N`` and ``H`` hidden
     features at the current ``torch.get_num_threads()``. Loads the multi-threaded launcher, so a
     later launch pays nothing for it."""
-    p = _cpu_launch.plan(T, N, H, torch.empty(0, dtype=dtype).element_size())
+    p = _cpu_launch.plan(
+        T, N, H, torch.empty(0, dtype=dtype).element_size(), packed_products(np_float(dtype))
+    )
     return ThreadPlan(len(p.rows) - 1, p.parties, _cpu_launch.launcher())
 
 
@@ -160,14 +162,15 @@ def gru_layer_forward(
     H = weight_hh.shape[1]
     dt = np_float(x.dtype)
     warm_up(dt)
-    p = _cpu_launch.plan(T, N, H, x.element_size())
+    bf = matmul_bf16 and x.dtype == torch.float32
+    packed = packed_products(dt) and not bf
+    p = _cpu_launch.plan(T, N, H, x.element_size(), packed)
     perm = p.gate_permutation(H)  # each feature block's gate rows together
     if perm is not None:
         weight_ih, weight_hh = weight_ih[perm], weight_hh[perm]
         bias_ih = bias_ih[perm] if bias_ih is not None else None
         bias_hh = bias_hh[perm] if bias_hh is not None else None
     x2 = x.reshape(T * N, I)  # (T*N, I)
-    bf = matmul_bf16 and x.dtype == torch.float32
     if bf:
         gi = bf16_linear(x2, weight_ih, bias_ih)  # (T*N, 3H)
     elif bias_ih is None:
@@ -195,7 +198,7 @@ def gru_layer_forward(
         reverse=reverse,
         reset_after=reset_after,
         save=save,
-        packed=packed_products(dt) and not bf,
+        packed=packed,
         out=out.numpy(),
         ws=ws.numpy(),
         scratch=scratch,
