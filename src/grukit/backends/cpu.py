@@ -237,7 +237,8 @@ def gru_layer_backward(
     """``(dx, dh0, dW_ih, dW_hh, db_ih, db_hh)``."""
     T, N, I = x.shape
     H = weight_hh.shape[1]
-    p = _cpu_launch.plan(T, N, H, x.element_size())
+    # the forward's plan (the same rows-or-features choice; its products need not be packed)
+    p = _cpu_launch.plan(T, N, H, x.element_size(), packed_products(np_float(x.dtype)))
     perm = p.gate_permutation(H)
     w_hh = weight_hh[perm] if perm is not None else weight_hh
     dh = grad_hn.clone(memory_format=torch.contiguous_format)  # (N, H), becomes dh0
