@@ -98,18 +98,29 @@ def test_fallback_where_kernels_unavailable(monkeypatch):
 
 
 @compiled
+@pytest.mark.parametrize("layer_norm", [False, True])
+@pytest.mark.parametrize("packed", ["packed", "plain"])
 @pytest.mark.parametrize("reset_after", [False, True])
-def test_float32_state_close_to_network(reset_after):
+def test_float32_state_close_to_network(reset_after, packed, layer_norm, monkeypatch):
+    """Float32 sampling, its products through MKL's packed GEMM (weights packed once per
+    sampler) or not (``GRUKIT_CPU_PACKED=0``), against the network's own forward pass."""
+    from grukit.backends import _blas, _cpu_base
+
+    if packed == "plain":
+        monkeypatch.setenv(_cpu_base.PACKED_ENV, "0")
+    elif not _blas.has_packed_gemm():
+        pytest.skip("no MKL packed GEMM in PyTorch's library")
     net = _net(
         dtype=torch.float32,
         hidden_size=32,
         num_layers=2,
         embedding_size=16,
         reset_after=reset_after,
-        layer_norm=True,
+        layer_norm=layer_norm,
         zoneout=0.1,
     )
     s = Sampler(net, rows=3)
+    assert (s._weights[-1].shape[2] > 0) == (packed == "packed")  # the kernel's packed weights
     first = np.array([1, 5, 7])
     ids = s.run(first, 6, np.random.default_rng(3).random((6, 3)))  # (6, 3)
     x = torch.from_numpy(np.concatenate([first[None], ids[:-1]]).T.copy())  # (3, 6) inputs read
@@ -278,7 +289,15 @@ def test_generate_bench_writes_its_table_and_record(tmp_path, monkeypatch, capsy
     assert main(["bench", "--generate", "--rounds", "2", "--out", str(tmp_path)]) == 0
     md = (tmp_path / "generate.md").read_text().splitlines()
     header = next(line for line in md if line.startswith("| model"))
-    for name in ("grukit-1t", "grukit-2t", "torch-1t", "torch-2t", "floor", "grukit / best torch"):
+    for name in (
+        "grukit-1t",
+        "grukit-2t",
+        "torch-1t",
+        "torch-2t",
+        "floor-1t",
+        "floor-2t",
+        "grukit / best torch",
+    ):
         assert name in header
     assert any(line.startswith("| tiny (11, 8, 2) |") for line in md)
     data = json.loads((tmp_path / "generate.json").read_text())
@@ -288,7 +307,8 @@ def test_generate_bench_writes_its_table_and_record(tmp_path, monkeypatch, capsy
         "grukit-2t",
         "torch-1t",
         "torch-2t",
-        "floor",
+        "floor-1t",
+        "floor-2t",
     }
     assert all(len(r["times_s"]) == 2 and r["chars_per_s"] > 0 for r in data["results"])
     env = data["environment"]

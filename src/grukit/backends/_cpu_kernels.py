@@ -223,14 +223,26 @@ _ROW_MAJOR, _NO_TRANS, _TRANS, _PACKED_OP, _B_MATRIX = 101, 111, 112, 151, 162
 
 
 @njit(**_JIT)
-def pack_nt(B, M):
-    """``B`` (P, K), float32, packed in MKL's layout as the right operand ``B^T`` of products
-    with ``M`` rows (:func:`mm_packed`); 64-byte aligned."""
+def packed_floats(M, P, K):
+    """float32 elements a buffer needs to hold ``B`` (P, K) packed for products with ``M`` rows
+    (:func:`pack_nt_into`), with room to align it to 64 bytes."""
+    return _pack_size(_B_MATRIX, np.int32(M), np.int32(P), np.int32(K)) // 4 + 16
+
+
+@njit(**_INLINE)
+def packed_view(dest):
+    """The part of a buffer ``dest`` that holds (or will hold) a packed matrix: from its first
+    64-byte boundary (:func:`pack_nt_into`)."""
+    return dest[((64 - dest.ctypes.data % 64) % 64) // 4 :]
+
+
+@njit(**_JIT)
+def pack_nt_into(B, M, dest):
+    """``B`` (P, K), float32, packed in MKL's layout as the right operand ``B^T`` of products with
+    ``M`` rows, into ``dest`` (1-D float32 of :func:`packed_floats` elements); returns the packed
+    part of ``dest`` (from its first 64-byte boundary), which :func:`mm_packed` reads."""
     P, K = B.shape
-    size = _pack_size(_B_MATRIX, np.int32(M), np.int32(P), np.int32(K))
-    buf = np.empty(size // 4 + 16, np.float32)
-    off = ((64 - buf.ctypes.data % 64) % 64) // 4
-    packed = buf[off:]
+    packed = packed_view(dest)
     if M > 0 and P > 0:
         _pack(
             _ROW_MAJOR,
@@ -245,6 +257,12 @@ def pack_nt(B, M):
             packed.ctypes,
         )
     return packed
+
+
+@njit(**_JIT)
+def pack_nt(B, M):
+    """:func:`pack_nt_into` a new buffer."""
+    return pack_nt_into(B, M, np.empty(packed_floats(M, B.shape[0], B.shape[1]), np.float32))
 
 
 @njit(**_JIT)

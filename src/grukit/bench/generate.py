@@ -6,10 +6,11 @@ For each case (an LM of L layers of H units over V tokens, tied embedding, rando
     grukit-Kt   ``grukit.apps.text.sampling.Sampler``: S steps and draws in one compiled call
     torch-Kt    ``nn.Embedding`` -> ``nn.GRU`` -> ``nn.Linear`` -> softmax -> ``torch.multinomial``,
                 one token per Python iteration under ``torch.inference_mode``
-    floor       every weight array the step reads (``W_hh`` of each layer, ``W_ih`` of layers >= 1,
-                the output matrix), summed once per token with ``torch.sum`` (one thread; faster
-                than NumPy's sum or a copy on the machine this was written on): the time to
-                stream the weights from memory or cache, which a step can hardly beat (the
+    floor-Kt    every weight array the step reads (``W_hh`` of each layer, ``W_ih`` of layers >= 1,
+                the output matrix), summed once per token with ``torch.sum`` (faster than
+                NumPy's sum or a copy on the machine this was written on; on K threads, since a
+                product on two cores streams its weights through both): the time to stream the
+                weights from memory or cache, which a step can hardly beat (the
                 embedding row is one lookup, not counted; the per-call overhead of a few
                 microseconds per array is included, so at small sizes the floor is loose)
 
@@ -145,7 +146,8 @@ def measure(config: GenerateConfig, on_result: Callable[[GenResult], None] | Non
                 runs.append((GenResult(case, f"grukit-{k}t", k), _grukit(net, config.tokens, rng)))
             for k in config.threads:
                 runs.append((GenResult(case, f"torch-{k}t", k), _torch(peer, config.tokens)))
-            runs.append((GenResult(case, "floor", 1), _floor(net, config.tokens)))
+            for k in config.threads:
+                runs.append((GenResult(case, f"floor-{k}t", k), _floor(net, config.tokens)))
             for r, run in runs:  # warm-up: compilation, lazy initialisation
                 torch.set_num_threads(r.threads)
                 run()
@@ -174,7 +176,7 @@ def _by_case(results: list[GenResult]) -> dict[GenCase, dict[str, GenResult]]:
 
 def markdown(results: list[GenResult], config: GenerateConfig) -> str:
     """One row per case: characters per second of each provider, grukit's best over torch's best,
-    and grukit's best as a share of the floor's rate."""
+    and grukit's best as a share of the floor's best rate."""
     names = list(dict.fromkeys(r.provider for r in results))
     lines = [
         f"Characters per second at batch 1 ({config.dtype}, {config.tokens} tokens per "
@@ -185,11 +187,10 @@ def markdown(results: list[GenResult], config: GenerateConfig) -> str:
     ]
     for case, peers in _by_case(results).items():
         rate = {n: peers[n].chars_per_s(config.tokens) for n in names if n in peers}
-        g, t = (
+        g, t, f = (
             max((v for n, v in rate.items() if n.startswith(prefix)), default=None)
-            for prefix in ("grukit", "torch")
+            for prefix in ("grukit", "torch", "floor")
         )
-        f = rate.get("floor")
         ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"  # noqa: E731
         cells = [f"{rate[n]:,.0f}" if n in rate else "-" for n in names]
         lines.append(

@@ -19,7 +19,9 @@ C-contiguous float32 or float64 (one dtype per call), token ids int64. Per step,
 
 Layer norm statistics are taken in float64 (as the ``cpu`` backend's kernels); the sampling
 arithmetic is float64 whatever the dtype. Products are ``_cpu_kernels.mm_small`` (dot products for
-a few rows, PyTorch's GEMM for more); activations are the ``cpu`` backend's.
+a few rows, PyTorch's GEMM for more), or in float32, where the sampler packed the recurrent and
+inner-layer weights once (``packed``), MKL's packed GEMM (``_cpu_kernels.mm_packed``);
+activations are the ``cpu`` backend's.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from numba import njit
 
 from grukit._layer_options import LAYER_NORM_EPS as _LN_EPS
 from grukit.backends import _numba_cache
-from grukit.backends._cpu_kernels import act_sigmoid, act_tanh
+from grukit.backends._cpu_kernels import act_sigmoid, act_tanh, mm_packed, packed_view
 from grukit.backends._cpu_kernels import mm_small as _mm
 from grukit.backends._stream_kernel import _new_state
 
@@ -72,24 +74,36 @@ def _norm_rows(v, gain, shift, bias):
 
 
 @njit(**_JIT)
-def _project(x, w, b, gain, shift, normed, out):
-    """``out (N, K) = LN(x W^T) + b`` (``gain``, ``shift``, ``b`` (K,)), or ``x W^T + b``."""
-    if normed:
-        _mm(x, w, out, 0.0)
-        _norm_rows(out, gain, shift, b)
+def _product(x, w, wp, out, beta):
+    """``out = x w^T + beta out``; through ``wp``, ``w`` packed for x's rows, unless it is
+    empty."""
+    if wp.shape[0] > 0:
+        mm_packed(x, packed_view(wp), w.shape[0], out, beta)
     else:
-        _fill_rows(out, b)
-        _mm(x, w, out, 1.0)
+        _mm(x, w, out, beta)
 
 
 @njit(**_JIT)
-def _layer_step(gi, h, w_hh, b_hh, g_hh, c_hh, normed, reset_after, zoneout, gh, rh):
+def _project(x, w, wp, b, gain, shift, normed, out):
+    """``out (N, K) = LN(x W^T) + b`` (``gain``, ``shift``, ``b`` (K,)), or ``x W^T + b``; ``wp``:
+    ``W`` packed, or empty."""
+    if normed:
+        _product(x, w, wp, out, 0.0)
+        _norm_rows(out, gain, shift, b)
+    else:
+        _fill_rows(out, b)
+        _product(x, w, wp, out, 1.0)
+
+
+@njit(**_JIT)
+def _layer_step(gi, h, w_hh, wp, b_hh, g_hh, c_hh, normed, reset_after, zoneout, gh, rh):
     """One step of one layer, ``h`` (N, H) overwritten with ``h_t``. ``gi`` (N, 3H): the input
-    side, biases and norm included; ``w_hh`` (3H, H); ``b_hh``, ``g_hh``, ``c_hh`` (3H,).
-    Scratch ``gh`` (N, 3H), ``rh`` (N, H)."""
+    side, biases and norm included; ``w_hh`` (3H, H); ``b_hh``, ``g_hh``, ``c_hh`` (3H,); ``wp``
+    (3, S): ``w_hh`` packed (``reset_after``; else its r,z rows) in ``wp[1]``, its n rows
+    (``reset_after=False``) in ``wp[2]``, or (3, 0). Scratch ``gh`` (N, 3H), ``rh`` (N, H)."""
     N, H = h.shape
     if reset_after:
-        _project(h, w_hh, b_hh, g_hh, c_hh, normed, gh)  # (N, 3H)
+        _project(h, w_hh, wp[1], b_hh, g_hh, c_hh, normed, gh)  # (N, 3H)
         for b in range(N):
             for j in range(H):
                 r = act_sigmoid(gi[b, j] + gh[b, j])
@@ -98,13 +112,13 @@ def _layer_step(gi, h, w_hh, b_hh, g_hh, c_hh, normed, reset_after, zoneout, gh,
                 h[b, j] = _new_state(h[b, j], z, n, zoneout)
         return
     ghrz, ghn = gh[:, : 2 * H], gh[:, 2 * H :]  # (N, 2H), (N, H)
-    _project(h, w_hh[: 2 * H], b_hh[: 2 * H], g_hh[: 2 * H], c_hh[: 2 * H], normed, ghrz)
+    _project(h, w_hh[: 2 * H], wp[1], b_hh[: 2 * H], g_hh[: 2 * H], c_hh[: 2 * H], normed, ghrz)
     for b in range(N):
         for j in range(H):
             r = act_sigmoid(gi[b, j] + gh[b, j])
             gh[b, H + j] = act_sigmoid(gi[b, H + j] + gh[b, H + j])  # z, kept for later
             rh[b, j] = r * h[b, j]
-    _project(rh, w_hh[2 * H :], b_hh[2 * H :], g_hh[2 * H :], c_hh[2 * H :], normed, ghn)
+    _project(rh, w_hh[2 * H :], wp[2], b_hh[2 * H :], g_hh[2 * H :], c_hh[2 * H :], normed, ghn)
     for b in range(N):
         for j in range(H):
             n = act_tanh(gi[b, 2 * H + j] + gh[b, 2 * H + j])
@@ -208,6 +222,7 @@ def run_steps(
     proj,
     head,
     head_b,
+    packed,
     reset_after,
     zoneout,
     temperature,
@@ -228,7 +243,9 @@ def run_steps(
     """S steps for N rows. Weights: ``table`` (V, 3H); ``w_ih`` (L-1, 3H, H); ``w_hh`` (L, 3H, H);
     ``b_ih``, ``b_hh`` (L, 3H); layer-norm gains and shifts ``g_ih``, ``c_ih``, ``g_hh``, ``c_hh``
     (L, 3H), or (L, 0) without layer norm; ``proj`` (E, H) or (0, 0); ``head`` (V, E) or (V, H);
-    ``head_b`` (V,). ``tokens`` (N,) int64: the inputs of the first step, overwritten with the
+    ``head_b`` (V,); ``packed`` (L, 3, S) float32: per layer ``w_ih[layer - 1]`` and ``w_hh``'s
+    product rows packed for N rows (``_layer_step``; ``sampling.packed_weights``), or (L, 3, 0).
+    ``tokens`` (N,) int64: the inputs of the first step, overwritten with the
     last sampled ids; ``uniforms`` (S, N) float64 in [0, 1); ``h`` (L, N, H): the state, read and
     overwritten; ``out`` (S, N) int64 receives the sampled ids. Scratch: ``gi``, ``gh`` (N, 3H),
     ``rh`` (N, H), ``pj`` (N, E), ``logits`` (N, V), ``order`` (V,) int64, ``w`` (V,) float64."""
@@ -242,12 +259,20 @@ def run_steps(
         for layer in range(L):
             if layer > 0:
                 _project(
-                    h[layer - 1], w_ih[layer - 1], b_ih[layer], g_ih[layer], c_ih[layer], normed, gi
+                    h[layer - 1],
+                    w_ih[layer - 1],
+                    packed[layer, 0],
+                    b_ih[layer],
+                    g_ih[layer],
+                    c_ih[layer],
+                    normed,
+                    gi,
                 )  # (N, 3H)
             _layer_step(
                 gi,
                 h[layer],
                 w_hh[layer],
+                packed[layer],
                 b_hh[layer],
                 g_hh[layer],
                 c_hh[layer],

@@ -173,6 +173,33 @@ class _Weights:
         return tuple(getattr(self, f.name) for f in fields(self))
 
 
+def packed_weights(w: _Weights, rows: int, reset_after: bool) -> np.ndarray:
+    """``packed`` of ``_sampler_kernel.run_steps``: per layer (slot 0) ``w_ih[layer - 1]`` and
+    (slot 1) ``w_hh`` (``reset_after``; else its r,z rows, and its n rows in slot 2), each packed
+    once by MKL for products with ``rows`` rows, (L, 3, S) float32; (L, 3, 0) where the products
+    are not packed (float64, no MKL, ``GRUKIT_CPU_PACKED=0``)."""
+    from grukit.backends._cpu_base import packed_products
+
+    L, H = w.w_hh.shape[0], w.w_hh.shape[2]
+    if w.w_hh.dtype != np.float32 or not packed_products(np.float32):
+        return np.zeros((L, 3, 0), np.float32)
+    from grukit.backends import _cpu_kernels
+
+    mats = {}
+    for layer in range(L):
+        if layer > 0:
+            mats[layer, 0] = w.w_ih[layer - 1]  # (3H, H)
+        if reset_after:
+            mats[layer, 1] = w.w_hh[layer]  # (3H, H)
+        else:
+            mats[layer, 1], mats[layer, 2] = w.w_hh[layer, : 2 * H], w.w_hh[layer, 2 * H :]
+    size = max(_cpu_kernels.packed_floats(rows, *m.shape) for m in mats.values())
+    packed = np.zeros((L, 3, size), np.float32)
+    for (layer, slot), m in mats.items():
+        _cpu_kernels.pack_nt_into(np.ascontiguousarray(m), rows, packed[layer, slot])
+    return packed
+
+
 class Sampler:
     """S sampling steps of an :class:`LMNet` for ``rows`` independent rows per call, the state
     carried from call to call.
@@ -215,7 +242,8 @@ class Sampler:
         self.path = "compiled" if kernel is not None else "torch"
         if kernel is not None:
             self._kernel = kernel
-            self._weights = _Weights.of(net).arrays()
+            weights = _Weights.of(net)
+            self._weights = weights.arrays() + (packed_weights(weights, self.rows, g.reset_after),)
             self._scratch = self._make_scratch(g.hidden_size, net.head.in_features)
 
     def _make_scratch(self, H: int, E: int) -> tuple[np.ndarray, ...]:
