@@ -254,12 +254,25 @@ def _peak_child(provider: str, job: Job, queue) -> None:
     measure the first call at the real size: what it adds to the resident set at its peak."""
     case = job.case
     torch.set_num_threads(job.threads)
-    tiny = replace(case, N=2, T=3, I=min(case.I, 4), H=min(case.H, 8))
-    PROVIDERS[provider].build(replace(job, case=tiny))()
+    tiny = replace(case, N=4, T=3, I=min(case.I, 4), H=min(case.H, 16))
+    split = None
     if provider.startswith("grukit"):  # the multi-threaded launcher loads on its first use
         from grukit.backends import cpu
 
-        cpu.thread_plan(case.T, case.N, case.H, getattr(torch, case.dtype))
+        plan = cpu.thread_plan(case.T, case.N, case.H, getattr(torch, case.dtype))
+        # the warm-up runs the real size's kind of plan, so that the threads' compiled
+        # callbacks (loaded on their first launch) are not counted as the call's memory
+        split = "features" if plan.feature_blocks > 1 else "rows" if plan.row_blocks > 1 else "none"
+    saved = os.environ.get("GRUKIT_CPU_SPLIT")
+    if split is not None:
+        os.environ["GRUKIT_CPU_SPLIT"] = split
+    try:
+        PROVIDERS[provider].build(replace(job, case=tiny))()
+    finally:
+        if saved is None:
+            os.environ.pop("GRUKIT_CPU_SPLIT", None)
+        else:
+            os.environ["GRUKIT_CPU_SPLIT"] = saved
     run = PROVIDERS[provider].build(job)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak (VmHWM) to the current resident size
