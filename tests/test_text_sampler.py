@@ -289,27 +289,13 @@ def test_generate_bench_writes_its_table_and_record(tmp_path, monkeypatch, capsy
     assert main(["bench", "--generate", "--rounds", "2", "--out", str(tmp_path)]) == 0
     md = (tmp_path / "generate.md").read_text().splitlines()
     header = next(line for line in md if line.startswith("| model"))
-    for name in (
-        "grukit-1t",
-        "grukit-2t",
-        "torch-1t",
-        "torch-2t",
-        "floor-1t",
-        "floor-2t",
-        "grukit / best torch",
-    ):
+    providers = {f"{kind}-{k}t" for kind in ("grukit", "torch", "floor") for k in (1, 2)}
+    for name in (*providers, "grukit / best torch"):
         assert name in header
     assert any(line.startswith("| tiny (11, 8, 2) |") for line in md)
     data = json.loads((tmp_path / "generate.json").read_text())
     assert data["config"]["rounds"] == 2 and data["config"]["tokens"] == 20
-    assert {r["provider"] for r in data["results"]} == {
-        "grukit-1t",
-        "grukit-2t",
-        "torch-1t",
-        "torch-2t",
-        "floor-1t",
-        "floor-2t",
-    }
+    assert {r["provider"] for r in data["results"]} == providers
     assert all(len(r["times_s"]) == 2 and r["chars_per_s"] > 0 for r in data["results"])
     env = data["environment"]
     assert env["cpu"] and env["versions"]["torch"] and "vector_extensions" in env
