@@ -503,7 +503,11 @@ def forward(
     bfloat16 products (off when ``w16`` is empty): ``w16`` (3H, H) is ``W_hh`` in bfloat16
     (permuted rows), ``h16`` (2, N, H) the state the products see in bfloat16, double-buffered
     like ``hin`` (``h16[0]`` given), ``rh16`` (N, H) ``r * h_prev`` (``reset_after=False``); each
-    block converts its own features as it writes them, before the barrier that publishes them."""
+    block converts its own features as it writes them, before the barrier that publishes them.
+
+    ``packed`` (float32 only, ignored with bfloat16 products): the block packs its gate rows of
+    ``w`` once (MKL's layout, :func:`pack_nt`) and every step's product reads the packed copy
+    (:func:`mm_packed`); otherwise the products go through :func:`mm_small`."""
     T = gi.shape[0]
     hk = j1 - j0
     g0 = 3 * j0
