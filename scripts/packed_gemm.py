@@ -32,18 +32,10 @@ from numba import njit
 import grukit
 from grukit.backends import _blas, _cpu_base
 from grukit.backends._cpu_kernels import mm_nn, mm_nt, mm_packed, mm_small, pack_nt
+from grukit.bench.cases import STANDARD
 from grukit.bench.report import cpu_features
 
 PRODUCTS = [(1, 64), (1, 256), (4, 128), (8, 128), (8, 256), (32, 256), (64, 512), (16, 1024)]
-GRID = [
-    (1, 1000, 32, 64),
-    (1, 200, 128, 256),
-    (8, 500, 64, 128),
-    (32, 100, 64, 256),
-    (64, 200, 256, 512),
-    (256, 50, 128, 128),
-    (16, 100, 1024, 1024),
-]
 
 
 @njit(nogil=True)
@@ -132,7 +124,8 @@ def grid(rounds: int) -> None:
     print("\n## Whole calls, packed products on and off (ms per call; x = off / on)\n")
     print("| case (N, T, I, H) | threads | inference on | off | x | training on | off | x |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for N, T, I, H in GRID:
+    for case in STANDARD:  # the standard grid of `grukit bench`
+        N, T, I, H = case.N, case.T, case.I, case.H
         gru = grukit.GRU(I, H, backend="cpu")
         x = torch.randn(T, N, I)
 

@@ -35,10 +35,11 @@ def np_float(dtype: torch.dtype):
 PACKED_ENV = "GRUKIT_CPU_PACKED"  # "0": the recurrent products through plain sgemm, for measuring
 
 
-def packed_products(dtype) -> bool:
+def packed_products(dtype, bf16: bool = False) -> bool:
     """Whether the kernels' recurrent products run through MKL's packed GEMM (``_blas``): float32
-    calls where PyTorch's library exports it, unless ``GRUKIT_CPU_PACKED=0``."""
-    if dtype != np.float32 or os.environ.get(PACKED_ENV) == "0":
+    calls where PyTorch's library exports it, unless ``GRUKIT_CPU_PACKED=0`` or the call asks for
+    bfloat16 products (``bf16``), which take their own path."""
+    if dtype != np.float32 or bf16 or os.environ.get(PACKED_ENV) == "0":
         return False
     from grukit.backends import _blas
 

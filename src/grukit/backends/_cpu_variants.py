@@ -118,7 +118,7 @@ def gru_recurrence_forward(
     H = weight_hh.shape[1]
     normed = norm_weight is not None
     warm_up(np_float(gi.dtype))
-    packed = packed_products(np_float(gi.dtype)) and not (matmul_bf16 and gi.dtype == torch.float32)
+    packed = packed_products(np_float(gi.dtype), matmul_bf16)
     p = _cpu_launch.plan_for(features, T, N, H, gi.element_size(), packed)
     gi = gi.contiguous()  # (T, N, 3H), block gate order
     b_hh = bias_hh.contiguous() if bias_hh is not None else gi.new_zeros(3 * H)  # (3H,)
@@ -461,7 +461,7 @@ def layer(
     products take bfloat16 operands (``_bf16``)."""
     T, N, _ = x.shape
     H = weight_hh.shape[1]
-    packed = packed_products(np_float(x.dtype)) and not (bf16 and x.dtype == torch.float32)
+    packed = packed_products(np_float(x.dtype), bf16)
     p = _cpu_launch.plan(T, N, H, x.element_size(), packed)
     perm = p.gate_permutation(H)  # None with one feature block
 

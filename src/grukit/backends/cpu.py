@@ -163,7 +163,7 @@ def gru_layer_forward(
     dt = np_float(x.dtype)
     warm_up(dt)
     bf = matmul_bf16 and x.dtype == torch.float32
-    packed = packed_products(dt) and not bf
+    packed = packed_products(dt, bf)
     p = _cpu_launch.plan(T, N, H, x.element_size(), packed)
     perm = p.gate_permutation(H)  # each feature block's gate rows together
     if perm is not None:

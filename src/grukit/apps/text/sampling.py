@@ -196,7 +196,7 @@ def packed_weights(w: _Weights, rows: int, reset_after: bool) -> np.ndarray:
     size = max(_cpu_kernels.packed_floats(rows, *m.shape) for m in mats.values())
     packed = np.zeros((L, 3, size), np.float32)
     for (layer, slot), m in mats.items():
-        _cpu_kernels.pack_nt_into(np.ascontiguousarray(m), rows, packed[layer, slot])
+        _cpu_kernels.pack_nt_into(m, rows, packed[layer, slot])  # row slices: contiguous
     return packed
 
 
