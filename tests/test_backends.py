@@ -266,14 +266,22 @@ def test_the_cpu_backend_passes_the_shapes_cpu_args_documents(reset_after, varia
             kw=kw,
             B=len(args.bounds),
             C=args.dgi.shape[0] if kernel.__name__ == "backward" else 0,
+            I=3,
+            G=args.gi.shape[0] if kernel.__name__ == "forward" else 0,
         )
+        if kernel.__name__ == "forward":
+            # the plain layer projects its input in the kernel (gi a chunk's buffer); the
+            # variants' recurrence is given every step's projection
+            assert (args.xin.size == 0) == variants
+            assert args.gi.shape[0] == 5 if variants else 1 <= args.gi.shape[0] <= 5
         for a in spec:
             value = getattr(args, a.name)
             if a.kind in ("float", "int64"):
                 expected = _cpu_args.shape_of(a, dims)
-                optional = ("ws", "dghn", "rmask", "zm", "lng", "lnb", "stat", "dgr", "dhr", "lnacc", "part")
+                optional = ("ws", "dghn", "xin", "wih", "bih")
+                optional += ("rmask", "zm", "lng", "lnb", "stat", "dgr", "dhr", "lnacc", "part")
                 empty = a.name in optional and value.size == 0 and value.ndim == a.ndim  # off
-                if variants and a.name in optional[2:]:  # on in training; zoneout p in eval
+                if variants and a.name in optional[5:]:  # on in training; zoneout p in eval
                     evaluation = not torch.is_grad_enabled()  # no recurrent mask; zoneout's p
                     empty = evaluation and (
                         value.shape == (1, 1, 1) if a.name == "zm" else a.name == "rmask" and value.size == 0

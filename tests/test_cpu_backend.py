@@ -159,16 +159,24 @@ def test_thread_count_does_not_change_results_beyond_rounding():
 @pytest.mark.parametrize("split", ["none", "rows", "features"])
 def test_every_thread_split_matches_the_reference(split, threads, chunked, monkeypatch):
     """The plan picks a split by size; force each one, on PyTorch's OpenMP threads and on our own,
-    with the backward in one chunk or one chunk per step, on a small case with padding, both
-    directions, both formulations, float64, outputs and all gradients."""
+    with the backward in one chunk or one chunk per step and the forward's input projection made
+    whole first or by the kernel in chunks of 2 steps (the last one shorter; a row block a step
+    at a time), on a small case with padding, both directions, both formulations, float64,
+    outputs and all gradients, the input's included."""
     from torch.nn.utils.rnn import pack_sequence
 
-    from grukit.backends import _cpu_launch
+    from grukit.backends import _cpu_base, _cpu_launch
 
     monkeypatch.setenv("GRUKIT_CPU_SPLIT", split)
     if chunked:
         monkeypatch.setattr(cpu, "_CHUNK_BYTES", 1)
         monkeypatch.setattr(cpu, "_CHUNK_ROWS", 1)
+        monkeypatch.setattr(_cpu_base, "PROJECT_ROWS", 12)  # 2 steps of 6 rows
+        monkeypatch.setattr(_cpu_base, "PROJECT_BLOCK_ROWS", 1)
+        assert _cpu_base.projection_chunk(9, 6, 3, 1000) == 2
+    else:
+        monkeypatch.setenv(_cpu_base.PROJECT_ENV, "0")
+        assert _cpu_base.projection_chunk(9, 6, 3, 1000) == 0
     if threads == "python":
         monkeypatch.setenv("GRUKIT_CPU_THREADS", "python")
     else:
@@ -188,13 +196,13 @@ def test_every_thread_split_matches_the_reference(split, threads, chunked, monke
                 3, 40, 2, bidirectional=True, dtype=F64, reset_after=reset_after, backend="cpu"
             )
             fused.load_state_dict(ref.state_dict())
-            seqs = [torch.randn(n, 3, dtype=F64) for n in (7, 9, 1, 8, 5, 9)]
+            seqs = [torch.randn(n, 3, dtype=F64, requires_grad=True) for n in (7, 9, 1, 8, 5, 9)]
             hx = torch.randn(4, 6, 40, dtype=F64)
             results = []
             for m in (ref, fused):
                 out, h_n = m(pack_sequence(seqs, enforce_sorted=False), hx)
                 loss = (out.data**2).sum() + (h_n**3).sum()
-                results.append([out.data, h_n, *torch.autograd.grad(loss, list(m.parameters()))])
+                results.append([out.data, h_n, *torch.autograd.grad(loss, [*m.parameters(), *seqs])])
             for a, b in zip(*results):
                 torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
     finally:

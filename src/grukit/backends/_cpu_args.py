@@ -10,7 +10,8 @@ signatures are exactly these fields followed by ``BLOCK``.
 
 Shapes are written in the symbols of ``_cpu_kernels``: T steps, N batch, H hidden, kw values
 saved per feature (5 for ``reset_after``, else 4, plus 3 with layer norm), C steps per backward
-chunk, B feature-block bounds (blocks + 1). Gate rows (the ``3H`` dimension) are permuted by
+chunk, B feature-block bounds (blocks + 1), I input features, G the steps ``gi`` holds (T, or
+the projection chunk's length when the forward projects its input itself). Gate rows (the ``3H`` dimension) are permuted by
 feature block.
 
 The GRU variants (``docs/variants.md``) are arguments too, each switched off by an empty array
@@ -41,7 +42,12 @@ class Arg(NamedTuple):
 
 
 FORWARD = (
-    Arg("gi", "float", "T N 3H"),  # input projections, b_ih included
+    Arg("gi", "float", "G N 3H"),  # input projections, b_ih included: all T steps, or a chunk's
+    # the input, when the kernel projects it itself G steps at a time into ``gi`` ((0, 0, 0):
+    # ``gi`` holds every step's projection)
+    Arg("xin", "float", "T N I"),
+    Arg("wih", "float", "3H I"),  # W_ih, with xin
+    Arg("bih", "float", "3H"),  # b_ih (zeros without bias), with xin
     Arg("hbuf", "float", "2 N H"),  # the state, double-buffered; hbuf[0] the initial one
     Arg("w", "float", "3H H"),  # W_hh
     Arg("b", "float", "3H"),  # b_hh (zeros without bias)

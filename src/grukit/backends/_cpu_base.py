@@ -46,6 +46,40 @@ def packed_products(dtype, bf16: bool = False) -> bool:
     return _blas.has_packed_gemm()
 
 
+PROJECT_ENV = "GRUKIT_CPU_PROJECT"  # "0": the whole input projection first, for measuring
+# The forward kernel projects its input in chunks of about this many rows (steps x batch), at
+# least one step: enough rows for MKL's GEMM to run near its peak (150-165 GFLOP/s of 161 on one
+# Intel core from 128-256 rows up), few enough for the chunk to stay in cache. Measured against
+# projecting every step first (docs/performance.md): a row block of fewer than
+# PROJECT_BLOCK_ROWS rows (a step's product each) and a W_ih above PROJECT_MAX_WEIGHT_BYTES
+# (read again by every chunk: H = 1024 ran 4-8% slower) project the whole input first.
+PROJECT_ROWS = 256
+PROJECT_BLOCK_ROWS = 64
+PROJECT_MAX_WEIGHT_BYTES = 4 * 1024 * 1024
+
+
+def projection_chunk(T: int, N: int, rows: int, weight_bytes: int, bf16: bool = False) -> int:
+    """Steps per chunk of the input projection that the forward kernel computes itself, for a
+    plan whose smallest row block has ``rows`` rows (0: the caller projects all T steps first):
+    float32 and float64 calls without bfloat16 products, unless ``GRUKIT_CPU_PROJECT=0``. A
+    block with only some of the rows projects them a step at a time, which pays only with at
+    least ``PROJECT_BLOCK_ROWS`` rows; and a ``W_ih`` of ``weight_bytes`` above
+    ``PROJECT_MAX_WEIGHT_BYTES``, which each chunk would read again, is projected whole."""
+    if bf16 or os.environ.get(PROJECT_ENV) == "0" or T == 0 or N == 0:
+        return 0
+    if weight_bytes > PROJECT_MAX_WEIGHT_BYTES:
+        return 0
+    if rows < N and rows < PROJECT_BLOCK_ROWS:
+        return 0
+    return min(T, max(1, -(-PROJECT_ROWS // N)))
+
+
+@functools.lru_cache(maxsize=None)
+def no_projection(dtype) -> dict[str, np.ndarray]:
+    """The forward kernel's projection arguments when ``gi`` holds every step's projection."""
+    return dict(xin=np.empty((0, 0, 0), dtype), wih=np.empty((0, 0), dtype), bih=np.empty(0, dtype))
+
+
 def saved_per_feature(reset_after: bool, normed: bool = False) -> int:
     """Values the forward saves per step and feature: r, z, n, h_prev (+ W_hn h + b_hn for
     ``reset_after``), then with layer norm the normalised recurrent products of r, z, n."""
@@ -137,7 +171,7 @@ def warm_up(dtype, kind: str = "forward") -> None:
     k = kernels()
     sync = np.zeros(16, np.int64)
     for reset_after in (False, True):
-        dims = dict(T=1, N=1, H=1, C=1, B=2, kw=saved_per_feature(reset_after, True))
+        dims = dict(T=1, N=1, H=1, C=1, B=2, I=1, G=1, kw=saved_per_feature(reset_after, True))
         if kind == "forward":
             fwd = _cpu_args.dummy(
                 "forward", dtype, dims, reverse=False, reset_after=reset_after, save=True, packed=False

@@ -266,6 +266,27 @@ def pack_nt(B, M):
 
 
 @njit(**_JIT)
+def _project(x, wih, bih, gi, tlo, n, b0, b1, g0, gk):
+    """Rows ``b0:b1`` and gate rows ``g0:g0+gk`` of steps ``tlo:tlo+n``'s input projections,
+    ``x W_ih^T + b_ih``, into ``gi[0:n]``: one product over the chunk's steps when the block has
+    every row (``x`` and ``gi`` are contiguous, so the steps' rows are too), else one a step."""
+    N, K = x.shape[1], x.shape[2]
+    for tl in range(n):
+        for b in range(b0, b1):
+            gi[tl, b, g0 : g0 + gk] = bih[g0 : g0 + gk]
+    if K == 0:
+        return
+    wk = wih[g0 : g0 + gk]  # (gk, I)
+    if b0 == 0 and b1 == N:
+        x2 = x.reshape(x.shape[0] * N, K)[tlo * N : (tlo + n) * N]  # (n*N, I)
+        g2 = gi.reshape(gi.shape[0] * N, gi.shape[2])[0 : n * N, g0 : g0 + gk]  # (n*N, gk)
+        mm_nt(x2, wk, g2, 1.0)
+    else:
+        for tl in range(n):
+            mm_nt(x[tlo + tl, b0:b1], wk, gi[tl, b0:b1, g0 : g0 + gk], 1.0)
+
+
+@njit(**_JIT)
 def mm_packed(A, Bp, P, C, beta):
     """``C (M, P) = A (M, K) @ B^T + beta C`` with ``Bp = pack_nt(B, M)``, float32; row strides
     taken from views."""
@@ -455,6 +476,9 @@ def _norm_gates(v, gain, shift, sv, k0, j0, mean, rstd, G, hk):
 @njit(**_JIT)
 def forward(
     gi,
+    xin,
+    wih,
+    bih,
     hbuf,
     w,
     b,
@@ -488,7 +512,11 @@ def forward(
     parties,
 ):
     """The recurrence for rows ``b0:b1`` and features ``j0:j1``. ``gi`` (T, N, 3H): input
-    projections with ``b_ih`` (permuted gate rows); ``hbuf`` (2, N, H): ``hbuf[0]`` the initial
+    projections with ``b_ih`` (permuted gate rows); or, when ``xin`` (T, N, I) is given (not
+    empty), a buffer (G, N, 3H) that the block fills with its own share of the projections
+    ``xin W_ih^T + b_ih`` (``wih`` (3H, I), ``bih`` (3H,), permuted gate rows) G steps at a time
+    (:func:`_project`), so that no (T, N, 3H) array is ever made and each chunk is read back
+    from cache; ``hbuf`` (2, N, H): ``hbuf[0]`` the initial
     state; after T steps ``hbuf[T % 2]`` is the final one. ``w`` (3H, H), ``b`` (3H,): ``W_hh``
     and ``b_hh`` with permuted rows. ``out`` (T, N, H); ``ws`` (T, N, kw, H) written only if
     ``save``. Scratch: ``scratch`` (N, kw, H), ``gh`` (N, 3H), ``rh`` and ``ghn`` (N, H).
@@ -508,7 +536,8 @@ def forward(
     ``packed`` (float32 only, ignored with bfloat16 products): the block packs its gate rows of
     ``w`` once (MKL's layout, :func:`pack_nt`) and every step's product reads the packed copy
     (:func:`mm_packed`); otherwise the products go through :func:`mm_small`."""
-    T = gi.shape[0]
+    own = xin.shape[0] > 0  # the block projects its input itself, a chunk at a time
+    T = xin.shape[0] if own else gi.shape[0]
     hk = j1 - j0
     g0 = 3 * j0
     wk, bk = w[g0 : g0 + 3 * hk], b[g0 : g0 + 3 * hk]  # this block's gate rows
@@ -530,9 +559,15 @@ def forward(
     while bounds[blk] != j0:
         blk += 1
     G = 3 if reset_after else 2  # gates normalised together with W_hh h
+    chunk, tlo = gi.shape[0], 0
     cur = 0
     for s in range(T):
         t = T - 1 - s if reverse else s
+        if own and s % chunk == 0:
+            n = min(chunk, T - s)
+            tlo = T - s - n if reverse else s
+            _project(xin, wih, bih, gi, tlo, n, b0, b1, g0, 3 * hk)
+        tg = t - tlo  # the step's row of gi
         hp, hn, hi = hbuf[cur], hbuf[1 - cur], hin[cur]
         if bf:
             ng = 3 * hk if reset_after else 2 * hk
@@ -572,7 +607,7 @@ def forward(
                 stat[t, b, 0] = rstd
             if reset_after:
                 _row_after(
-                    gi[t, b, g0 : g0 + 3 * hk],
+                    gi[tg, b, g0 : g0 + 3 * hk],
                     gh[b, g0 : g0 + 3 * hk],
                     bk,
                     hp[b, j0:j1],
@@ -594,7 +629,7 @@ def forward(
             else:
                 sr, hib, rhb = sv[0, j0:j1], hi[b, j0:j1], rh[b, j0:j1]
                 _row_gates(
-                    gi[t, b, g0 : g0 + 3 * hk],
+                    gi[tg, b, g0 : g0 + 3 * hk],
                     gh[b, g0 : g0 + 3 * hk],
                     bk,
                     hp[b, j0:j1],
@@ -637,7 +672,7 @@ def forward(
                         )
                         stat[t, b, 1] = rstd
                     _row_before_state(
-                        gi[t, b, g0 : g0 + 3 * hk],
+                        gi[tg, b, g0 : g0 + 3 * hk],
                         ghn[b, j0:j1],
                         bk,
                         hn[b, j0:j1],

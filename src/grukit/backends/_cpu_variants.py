@@ -36,6 +36,7 @@ from grukit.backends._cpu_base import (
     kernels,
     lengths_or_full,
     no_double_backward,
+    no_projection,
     np_float,
     packed_products,
     saved_per_feature,
@@ -146,6 +147,7 @@ def gru_recurrence_forward(
     ws = gi.new_empty(T, N, kw, H) if save else gi.new_empty(0, 0, 0, 0)
     args = _cpu_args.ForwardArgs(
         gi=gi.numpy(),
+        **no_projection(np_float(gi.dtype)),
         hbuf=hbuf.numpy(),
         w=weight_hh.detach().contiguous().numpy(),
         b=b_hh.detach().numpy(),

@@ -48,10 +48,12 @@ from grukit.backends._cpu_base import (
     kernels,
     lengths_or_full,
     no_double_backward,
+    no_projection,
     np_float,
     packed_products,
     plain,
     probe,
+    projection_chunk,
     saved_per_feature,
     warm_up,
 )
@@ -170,14 +172,26 @@ def gru_layer_forward(
         weight_ih, weight_hh = weight_ih[perm], weight_hh[perm]
         bias_ih = bias_ih[perm] if bias_ih is not None else None
         bias_hh = bias_hh[perm] if bias_hh is not None else None
-    x2 = x.reshape(T * N, I)  # (T*N, I)
-    if bf:
-        gi = bf16_linear(x2, weight_ih, bias_ih)  # (T*N, 3H)
-    elif bias_ih is None:
-        gi = torch.mm(x2, weight_ih.t())  # (T*N, 3H)
+    rows = min(b - a for a, b in zip(p.rows, p.rows[1:]))  # the smallest row block
+    chunk = projection_chunk(T, N, rows, weight_ih.numel() * x.element_size(), bf)
+    if chunk:  # the kernel projects the input itself, chunk by chunk, into this buffer
+        gi = x.new_empty(chunk, N, 3 * H)  # (chunk, N, 3H)
+        b_ih = bias_ih.detach().contiguous() if bias_ih is not None else x.new_zeros(3 * H)  # (3H,)
+        projection = dict(
+            xin=x.detach().contiguous().numpy(),
+            wih=weight_ih.detach().contiguous().numpy(),
+            bih=b_ih.numpy(),
+        )
     else:
-        gi = torch.addmm(bias_ih, x2, weight_ih.t())  # (T*N, 3H)
-    gi = gi.view(T, N, 3 * H)
+        x2 = x.reshape(T * N, I)  # (T*N, I)
+        if bf:
+            gi = bf16_linear(x2, weight_ih, bias_ih)  # (T*N, 3H)
+        elif bias_ih is None:
+            gi = torch.mm(x2, weight_ih.t())  # (T*N, 3H)
+        else:
+            gi = torch.addmm(bias_ih, x2, weight_ih.t())  # (T*N, 3H)
+        gi = gi.view(T, N, 3 * H)
+        projection = no_projection(dt)
     b_hh = bias_hh.contiguous() if bias_hh is not None else x.new_zeros(3 * H)  # (3H,)
     hbuf = x.new_empty(2, N, H)  # (2, N, H): the state, double-buffered
     hbuf[0] = h0
@@ -191,6 +205,7 @@ def gru_layer_forward(
     hb = hbuf.numpy()
     args = _cpu_args.ForwardArgs(
         gi=gi.numpy(),
+        **projection,
         hbuf=hb,
         w=weight_hh.detach().contiguous().numpy(),
         b=b_hh.detach().numpy(),
@@ -233,8 +248,10 @@ def gru_layer_backward(
     ws: Tensor,
     reset_after: bool,
     reverse: bool,
+    input_grad: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """``(dx, dh0, dW_ih, dW_hh, db_ih, db_hh)``."""
+    """``(dx, dh0, dW_ih, dW_hh, db_ih, db_hh)``; ``dx`` empty (0, 0, 0) without ``input_grad``
+    (the layer's input needs none: a network's data), which saves its product and memory."""
     T, N, I = x.shape
     H = weight_hh.shape[1]
     # the forward's plan (the same rows-or-features choice; its products need not be packed)
@@ -248,7 +265,7 @@ def gru_layer_backward(
     C = max(1, min(T, max(_CHUNK_BYTES // max(1, N * 4 * H * x.element_size()), -(-_CHUNK_ROWS // N))))
     dgi = x.new_empty(C, N, 3 * H)  # (C, N, 3H), permuted gate rows
     dghn = x.new_empty(C, N, H) if reset_after else x.new_empty(0, 0, 0)  # (C, N, H)
-    dx = x.new_empty(T, N, I)
+    dx = x.new_empty(T, N, I) if input_grad else x.new_empty(0, 0, 0)
     # The weight gradients accumulate in the parameters' own row order: each feature block's
     # gate columns of ``dgi`` go straight to their rows, so no permuted copy of W_ih and no
     # permuted accumulators (each 3H x I or 3H x H) exist beside the results (``Plan.gate_rows``)
@@ -286,14 +303,15 @@ def gru_layer_backward(
         chunk = saved[t_lo:t_hi].view(n, kw, H)
         h_prev = chunk[:, 3]  # (n, H), a strided view of the workspace
         x_c = x[t_lo:t_hi].reshape(n, I)  # (n, I)
-        dx_c = dx[t_lo:t_hi].view(n, I)
         rh = None if reset_after else chunk[:, 0] * h_prev  # (n, H) = r * h_prev
         for k, (cols, nat, n_rows) in enumerate(rows):
             g_k = g[:, cols]  # (n, rows of this piece)
-            if k == 0:
-                torch.mm(g_k, weight_ih[nat], out=dx_c)
-            else:
-                dx_c.addmm_(g_k, weight_ih[nat])
+            if input_grad:
+                dx_c = dx[t_lo:t_hi].view(n, I)
+                if k == 0:
+                    torch.mm(g_k, weight_ih[nat], out=dx_c)
+                else:
+                    dx_c.addmm_(g_k, weight_ih[nat])
             dw_ih[nat].addmm_(g_k.t(), x_c)
             db_ih[nat] += g_k.sum(0)
             if not n_rows:
@@ -318,10 +336,10 @@ def _plain_backward(x: Tensor) -> dict:
 
 
 @gru_layer_backward.register_fake
-def _(grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, reset_after, reverse):
+def _(grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, reset_after, reverse, input_grad=True):
     H3 = weight_hh.shape[0]
     return (
-        torch.empty_like(x),
+        torch.empty_like(x) if input_grad else x.new_empty(0, 0, 0),
         torch.empty_like(grad_hn),
         torch.empty_like(weight_ih),
         torch.empty_like(weight_hh),
@@ -344,12 +362,15 @@ def _backward(ctx, grad_out, grad_hn, _grad_ws):
         grad_out = x.new_zeros(x.shape[0], x.shape[1], weight_hh.shape[1])
     if grad_hn is None:
         grad_hn = x.new_zeros(x.shape[1], weight_hh.shape[1])
-    args = (grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, ctx.reset_after, ctx.reverse)
+    input_grad = ctx.needs_input_grad[0]
+    args = (grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, ctx.reset_after, ctx.reverse, input_grad)
     # as in the forward (``_layer``): the autograd.Function only where torch.func needs it
     backward = _LayerBackward.apply if functorch_active() else gru_layer_backward
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = backward(*args)
     if not ctx.has_bias:
         db_ih = db_hh = None
+    if not input_grad:
+        dx = None
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None, None, None
 
 
@@ -402,9 +423,11 @@ class _LayerBackward(torch.autograd.Function):
     form ``torch.func`` accepts (see ``_Layer``)."""
 
     @staticmethod
-    def forward(grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, reset_after, reverse):
+    def forward(
+        grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, reset_after, reverse, input_grad=True
+    ):
         return gru_layer_backward(
-            grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, reset_after, reverse
+            grad_out, grad_hn, x, weight_ih, weight_hh, lengths, ws, reset_after, reverse, input_grad
         )
 
     @staticmethod
