@@ -48,8 +48,8 @@ def packed_products(dtype, bf16: bool = False) -> bool:
 
 PROJECT_ENV = "GRUKIT_CPU_PROJECT"  # "0": the whole input projection first, for measuring
 # The forward kernel projects its input in chunks of about this many rows (steps x batch), at
-# least one step: enough rows for MKL's GEMM to run near its peak (150-165 GFLOP/s of 161 on one
-# Intel core from 128-256 rows up), few enough for the chunk to stay in cache. Measured against
+# least one step: enough rows for MKL's GEMM to run near its peak (in one-off measurements on an
+# Intel core, from 128-256 rows up), few enough for the chunk to stay in cache. Measured against
 # projecting every step first (docs/performance.md): a row block of fewer than
 # PROJECT_BLOCK_ROWS rows (a step's product each) and a W_ih above PROJECT_MAX_WEIGHT_BYTES
 # (read again by every chunk: H = 1024 ran 4-8% slower) project the whole input first.

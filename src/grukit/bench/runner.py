@@ -72,6 +72,11 @@ class GridConfig:
     min_time: float = 0.02  # a sample repeats calls until it has lasted this long (seconds)
     memory: bool = False  # training peak memory, each in a fresh process
     isolated: bool = True  # each (provider, threads) in its own process
+    # isolated: the pause before each sample, so that the previous process's OpenMP workers,
+    # which spin for a while after their last parallel region, are asleep before the next
+    # provider starts (docs/performance.md: without it grukit's training, whose threads meet
+    # at a barrier every step, ran 15-40% slower right after torch.nn.GRU's)
+    settle: float = 0.1
 
 
 def run_grid(config: GridConfig, on_result: Callable[[Result], None] | None = None) -> list[Result]:
@@ -119,6 +124,8 @@ def _measure(job: Job, formulation: str, handles: dict, config: GridConfig) -> l
     for round_ in range(config.rounds):
         k = round_ % max(len(live), 1)
         for handle, result in live[k:] + live[:k]:
+            if config.isolated and config.settle > 0:
+                time.sleep(config.settle)
             result.times.append(handle.sample())
     return results
 
