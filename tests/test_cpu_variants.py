@@ -238,3 +238,32 @@ def test_the_variant_ops_pass_torch_library_opcheck():
     for reset_after in (False, True):
         args = (gi, h0, w, b, None, g, c, rm, zm, 0.2, reset_after, False, True, [0, H])
         torch.library.opcheck(torch.ops.grukit.gru_recurrence_forward.default, args)
+
+
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_evaluation_zoneout_without_a_gradient_runs_the_plain_op(reset_after, monkeypatch):
+    """In evaluation zoneout is a fixed blend, ``h_t = p h_{t-1} + (1 - p) h'_t``, which the plain
+    op runs (with its input projection in the kernel, across chunks: T = 300 at N = 3) when no
+    gradient is needed; it must equal the reference, padded sequences and both directions
+    included, and a call that needs a gradient must still take the variants' op."""
+    from torch.nn.utils.rnn import pack_sequence
+
+    from grukit.backends import _cpu_variants
+
+    calls = []
+    real = _cpu_variants.layer
+    monkeypatch.setattr(_cpu_variants, "layer", lambda *a, **k: calls.append(1) or real(*a, **k))
+    kw = dict(bidirectional=True, zoneout=0.3, reset_after=reset_after, dtype=torch.float64)
+    ref = grukit.GRU(5, 24, 2, backend="reference", **kw).eval()
+    fused = grukit.GRU(5, 24, 2, backend="cpu", **kw).eval()
+    fused.load_state_dict(ref.state_dict())
+    seqs = [torch.randn(n, 5, dtype=torch.float64) for n in (300, 171, 299)]
+    with torch.no_grad():
+        want, want_h = ref(pack_sequence(seqs, enforce_sorted=False))
+        got, got_h = fused(pack_sequence(seqs, enforce_sorted=False))
+    assert calls == []
+    torch.testing.assert_close(got.data, want.data, **F64)
+    torch.testing.assert_close(got_h, want_h, **F64)
+    out, _ = fused(pack_sequence(seqs, enforce_sorted=False))  # parameters need a gradient
+    assert len(calls) == 4  # 2 layers x 2 directions
+    torch.testing.assert_close(out.data, want.data, **F64)

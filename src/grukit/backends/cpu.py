@@ -156,10 +156,15 @@ def gru_layer_forward(
     reverse: bool,
     save: bool,
     matmul_bf16: bool = False,
+    zoneout: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(output (T, N, H), h_n (N, H), workspace (T, N, K) or empty)``. ``matmul_bf16``
     (float32 only): the input projection and the recurrent products take bfloat16 operands,
-    accumulating in float32 (``_bf16``)."""
+    accumulating in float32 (``_bf16``). ``zoneout``: evaluation's zoneout,
+    ``h_t = p h_{t-1} + (1 - p) h'_t``, for calls that save nothing (this op's backward has no
+    zoneout; training and gradients take ``_cpu_variants``)."""
+    if zoneout and save:
+        raise RuntimeError("grukit bug: gru_layer_forward's zoneout is for calls without a gradient")
     T, N, I = x.shape
     H = weight_hh.shape[1]
     dt = np_float(x.dtype)
@@ -222,15 +227,22 @@ def gru_layer_forward(
         ghn=ghn,
         hin=hb,
         bounds=np.asarray(p.features, dtype=np.int64),
-        **plain(dt)._asdict(),
+        **_with_zoneout(plain(dt), zoneout)._asdict(),
         **bf16_args(weight_hh, h0, bf),
     )
     _cpu_launch.launch(kernels().forward, p, args)
     return out, hbuf[T % 2].clone(), ws.view(T, N, kw * H) if save else x.new_empty(0, 0, 0)
 
 
+def _with_zoneout(v, zoneout: float):
+    """The variant arguments ``v`` with evaluation's zoneout p, (1, 1, 1), when p > 0."""
+    return v if not zoneout else v._replace(zm=np.full((1, 1, 1), zoneout, v.zm.dtype))
+
+
 @gru_layer_forward.register_fake
-def _(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save, matmul_bf16=False):
+def _(
+    x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save, matmul_bf16=False, zoneout=0.0
+):
     T, N, _ = x.shape
     H = weight_hh.shape[1]
     ws = x.new_empty(T, N, saved_per_feature(reset_after) * H) if save else x.new_empty(0, 0, 0)
@@ -463,6 +475,20 @@ def _plain_layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, 
     return out, h_n
 
 
+def _evaluation_zoneout(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, options) -> float:
+    """Evaluation's zoneout p where it is the call's only variant and nothing needs a gradient:
+    the plain op runs it (with its input projection in the kernel) instead of the variants'
+    op; else 0."""
+    if options is None or not options.zoneout or options.zoneout_mask is not None:
+        return 0.0
+    if options.norm_ih is not None or options.norm_hh is not None or options.recurrent_mask is not None:
+        return 0.0
+    params = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
+    if torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in params):
+        return 0.0
+    return float(options.zoneout)
+
+
 def _autocast_inputs(x, h0, weight_ih):
     """Under autocast the kernels, which have no bfloat16 or float16 variant, run in the
     parameters' dtype; the outputs take the dtype torch.nn.GRU's take there (its state update
@@ -488,7 +514,23 @@ def _bf16_products(weight_ih: Tensor, options) -> bool:
 def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths, options=None):
     bf16 = _bf16_products(weight_ih, options)
     x, h0, out_dtype = _autocast_inputs(x, h0, weight_ih)
-    if options is not None and options.any_variant:  # layer norm, zoneout or recurrent dropout
+    zoneout = _evaluation_zoneout(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, options)
+    if zoneout:  # evaluation's zoneout alone, no gradient: the plain op has it
+        out, h_n, _ = gru_layer_forward(
+            x.contiguous(),
+            h0.contiguous(),
+            weight_ih.contiguous(),
+            weight_hh.contiguous(),
+            bias_ih,
+            bias_hh,
+            lengths,
+            reset_after,
+            reverse,
+            False,
+            bf16,
+            zoneout,
+        )
+    elif options is not None and options.any_variant:  # layer norm, zoneout or recurrent dropout
         out, h_n = _cpu_variants.layer(
             x,
             h0,
