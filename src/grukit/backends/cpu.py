@@ -241,7 +241,18 @@ def _with_zoneout(v, zoneout: float):
 
 @gru_layer_forward.register_fake
 def _(
-    x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save, matmul_bf16=False, zoneout=0.0
+    x,
+    h0,
+    weight_ih,
+    weight_hh,
+    bias_ih,
+    bias_hh,
+    lengths,
+    reset_after,
+    reverse,
+    save,
+    matmul_bf16=False,
+    zoneout=0.0,
 ):
     T, N, _ = x.shape
     H = weight_hh.shape[1]
