@@ -240,20 +240,7 @@ def _with_zoneout(v, zoneout: float):
 
 
 @gru_layer_forward.register_fake
-def _(
-    x,
-    h0,
-    weight_ih,
-    weight_hh,
-    bias_ih,
-    bias_hh,
-    lengths,
-    reset_after,
-    reverse,
-    save,
-    matmul_bf16=False,
-    zoneout=0.0,
-):
+def _(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save, *_products_zoneout):
     T, N, _ = x.shape
     H = weight_hh.shape[1]
     ws = x.new_empty(T, N, saved_per_feature(reset_after) * H) if save else x.new_empty(0, 0, 0)
@@ -394,7 +381,7 @@ def _backward(ctx, grad_out, grad_hn, _grad_ws):
         db_ih = db_hh = None
     if not input_grad:
         dx = None
-    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None, None, None
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None, None, None, None
 
 
 # for direct calls of torch.ops.grukit.gru_layer_forward
@@ -420,22 +407,8 @@ class _Layer(torch.autograd.Function):
     ``torch.compile`` and ``torch.export`` still see the custom ops."""
 
     @staticmethod
-    def forward(
-        x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, save, matmul_bf16=False
-    ):
-        return gru_layer_forward(
-            x,
-            h0,
-            weight_ih,
-            weight_hh,
-            bias_ih,
-            bias_hh,
-            lengths,
-            reset_after,
-            reverse,
-            save,
-            matmul_bf16,
-        )
+    def forward(*args):  # gru_layer_forward's arguments
+        return gru_layer_forward(*args)
 
     setup_context = staticmethod(_setup_context)
     backward = staticmethod(_backward)
@@ -460,7 +433,9 @@ class _LayerBackward(torch.autograd.Function):
     backward = staticmethod(no_double_backward)
 
 
-def _plain_layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths, bf16=False):
+def _plain_layer(
+    x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths, bf16=False, zoneout=0.0
+):
     params = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
     save = torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in params)
     args = (
@@ -475,6 +450,7 @@ def _plain_layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, 
         reverse,
         save,
         bf16,
+        zoneout,
     )
     # The op itself (its autograd is registered with it) except under torch.func's transforms,
     # which refuse that autograd and need the autograd.Function: its apply binds the arguments
@@ -525,23 +501,9 @@ def _bf16_products(weight_ih: Tensor, options) -> bool:
 def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths, options=None):
     bf16 = _bf16_products(weight_ih, options)
     x, h0, out_dtype = _autocast_inputs(x, h0, weight_ih)
+    # evaluation's zoneout alone, with no gradient to compute, runs in the plain op
     zoneout = _evaluation_zoneout(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, options)
-    if zoneout:  # evaluation's zoneout alone, no gradient: the plain op has it
-        out, h_n, _ = gru_layer_forward(
-            x.contiguous(),
-            h0.contiguous(),
-            weight_ih.contiguous(),
-            weight_hh.contiguous(),
-            bias_ih,
-            bias_hh,
-            lengths,
-            reset_after,
-            reverse,
-            False,
-            bf16,
-            zoneout,
-        )
-    elif options is not None and options.any_variant:  # layer norm, zoneout or recurrent dropout
+    if not zoneout and options is not None and options.any_variant:  # layer norm, zoneout, dropout
         out, h_n = _cpu_variants.layer(
             x,
             h0,
@@ -567,6 +529,7 @@ def _layer(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, revers
             reverse=reverse,
             lengths=lengths,
             bf16=bf16,
+            zoneout=zoneout,
         )
     if out_dtype is not None:
         out, h_n = out.to(out_dtype), h_n.to(out_dtype)
