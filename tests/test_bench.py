@@ -153,6 +153,25 @@ def test_runner_keeps_the_median_of_interleaved_rounds(monkeypatch):
     assert rounds[:4] == ["a", "a", "a", "b"] and rounds[4:8] == ["b", "a", "a", "a"]
 
 
+@pytest.mark.parametrize("isolated", [True, False])
+def test_isolated_samples_start_after_a_pause(monkeypatch, isolated):
+    """In isolated mode each sample starts after ``settle`` seconds, so the previous provider's
+    process has let its spinning threads sleep (they slowed the next provider's barrier-bound
+    training by 15-40%); in one process (interleaved) there is nothing to wait for."""
+    from grukit.bench import runner
+    from grukit.bench.providers import Provider
+
+    sleeps = []
+    monkeypatch.setattr(runner.time, "sleep", sleeps.append)
+    monkeypatch.setattr(runner, "_Worker", runner._Local)  # the same protocol, no processes
+    noop = Provider("a", lambda job: (lambda: None), lambda job: None)
+    monkeypatch.setattr(runner, "PROVIDERS", {"a": noop, "b": noop})
+    config = runner.GridConfig((Case(1, 2, 3, 4),), ("a", "b"), rounds=3, min_time=0.0, isolated=isolated)
+    runner.run_grid(config)
+    assert sleeps == ([config.settle] * 6 if isolated else [])
+    assert config.settle == 0.1
+
+
 def test_case_parsing():
     assert parse_case("8,500,64,128") == Case(8, 500, 64, 128)
     assert parse_case("4, 50, 32, 64, 2, bi") == Case(4, 50, 32, 64, layers=2, bidirectional=True)
