@@ -164,7 +164,7 @@ def test_isolated_samples_start_after_a_pause(monkeypatch, isolated):
     sleeps = []
     monkeypatch.setattr(runner.time, "sleep", sleeps.append)
     monkeypatch.setattr(runner, "_Worker", runner._Local)  # the same protocol, no processes
-    noop = Provider("a", lambda job: (lambda: None), lambda job: None)
+    noop = Provider("a", lambda job: lambda: None, lambda job: None)
     monkeypatch.setattr(runner, "PROVIDERS", {"a": noop, "b": noop})
     config = runner.GridConfig((Case(1, 2, 3, 4),), ("a", "b"), rounds=3, min_time=0.0, isolated=isolated)
     runner.run_grid(config)
