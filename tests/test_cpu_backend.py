@@ -38,26 +38,36 @@ def test_inference_stores_nothing_for_backward(reset_after):
 
 
 def test_module_saves_only_when_a_gradient_is_needed(monkeypatch):
-    seen = []
-    real = cpu.gru_layer_forward
+    """The forward saves for the backward only when a gradient is needed; eager inference calls
+    the op's body directly (no op dispatch), everything else goes through the op."""
+    seen, ops = [], []
+    real_impl, real_op = cpu._forward_impl, cpu.gru_layer_forward
 
-    def spy(*args):
-        seen.append(args[9])  # the `save` flag (then matmul_bf16)
-        return real(*args)
+    def impl(*args):
+        seen.append(args[9])  # the `save` flag (then matmul_bf16, zoneout)
+        return real_impl(*args)
 
-    monkeypatch.setattr(cpu, "gru_layer_forward", spy)
+    def op(*args):
+        ops.append(args[9])
+        return real_op(*args)
+
+    monkeypatch.setattr(cpu, "_forward_impl", impl)
+    monkeypatch.setattr(cpu, "gru_layer_forward", op)
     gru = grukit.GRU(3, 4, 2, backend="cpu")  # named: auto runs short inference calls elsewhere
     x = torch.randn(5, 2, 3)
     with torch.no_grad():
         gru(x)
     with torch.inference_mode():
         gru(x)
-    assert seen == [False] * 4
+    assert seen == [False] * 4 and ops == []
     gru(x)
-    assert seen[4:] == [True, True]
+    assert seen[4:] == [True, True] and ops == [True, True]
     gru.requires_grad_(False)
     gru(x)  # nothing requires grad
-    assert seen[6:] == [False, False]
+    assert seen[6:] == [False, False] and ops == [True, True]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        gru(x)  # autocast's policy is the op's: through the op
+    assert ops[2:] == [False, False]
 
 
 def test_second_order_gradient_raises_clearly():

@@ -20,6 +20,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from grukit import _onnx_nodes, backends
 from grukit._layer_options import LayerOptions
+from grukit._modes import torch_modes_active
 from grukit._validate import (
     InputError,
     check_dropout,
@@ -100,21 +101,10 @@ _PLAIN = (nn.Parameter, Tensor)  # parameter types a short call takes (not fake,
 
 
 def _kernel_call_excluded() -> bool:
-    """Whether a mode is on that the streaming kernel's direct calls (``GRU._short_call``,
-    ``GRU._lane_call``) must leave to the backends: tracing, compiling, a dispatch mode, a
-    ``torch.func`` transform, forward-mode AD, autocast (on any device) or gate recording. Asked
-    on every one-step call, so it reads torch's flags directly (``torch._C``: about half the
-    cost of the public wrappers, which also check TorchScript, where this never runs)."""
-    C = torch._C
-    return (
-        C._is_tracing()
-        or torch.compiler.is_compiling()
-        or C._len_torch_dispatch_stack() > 0
-        or C._are_functorch_transforms_active()
-        or torch.autograd.forward_ad._current_level >= 0
-        or C._is_any_autocast_enabled()
-        or _RECORDING.get() is not None
-    )
+    """Whether the streaming kernel's direct calls (``GRU._short_call``, ``GRU._lane_call``) must
+    leave the call to the backends: a torch mode that must see the ops (``_modes``) or gate
+    recording."""
+    return torch_modes_active() or _RECORDING.get() is not None
 
 
 # module -> {thread id: streaming.CallLane}: calls like the last short one (GRU._lane_call); weak,
