@@ -80,6 +80,12 @@ def no_projection(dtype) -> dict[str, np.ndarray]:
     return dict(xin=np.empty((0, 0, 0), dtype), wih=np.empty((0, 0), dtype), bih=np.empty(0, dtype))
 
 
+def needs_grad(tensors) -> bool:
+    """Whether autograd will want a gradient through a call on ``tensors`` (``None`` skipped):
+    then the forward saves for the backward."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def saved_per_feature(reset_after: bool, normed: bool = False) -> int:
     """Values the forward saves per step and feature: r, z, n, h_prev (+ W_hn h + b_hn for
     ``reset_after``), then with layer norm the normalised recurrent products of r, z, n."""

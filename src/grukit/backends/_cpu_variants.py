@@ -35,6 +35,7 @@ from grukit.backends._cpu_base import (
     functorch_active,
     kernels,
     lengths_or_full,
+    needs_grad,
     no_double_backward,
     no_projection,
     np_float,
@@ -483,7 +484,7 @@ def layer(
             shift = shift if b_ih is None else shift + b_ih  # (3H,)
             gi = F.layer_norm(linear(x, w_ih, None), (3 * H,), gain, shift, LAYER_NORM_EPS)
     inputs = (gi, h0, weight_hh, bias_hh, norm_weight, norm_bias)
-    save = gates or (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs))
+    save = gates or needs_grad(inputs)
     args = (
         gi,
         h0.contiguous(),

@@ -48,6 +48,7 @@ from grukit.backends._cpu_base import (
     functorch_active,
     kernels,
     lengths_or_full,
+    needs_grad,
     no_double_backward,
     no_projection,
     np_float,
@@ -447,8 +448,7 @@ class _LayerBackward(torch.autograd.Function):
 def _plain_layer(
     x, h0, weight_ih, weight_hh, bias_ih, bias_hh, *, reset_after, reverse, lengths, bf16=False, zoneout=0.0
 ):
-    params = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
-    save = torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in params)
+    save = needs_grad((x, h0, weight_ih, weight_hh, bias_ih, bias_hh))
     args = (
         x.contiguous(),
         h0.contiguous(),
@@ -483,8 +483,7 @@ def _evaluation_zoneout(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, options) 
         return 0.0
     if options.norm_ih is not None or options.norm_hh is not None or options.recurrent_mask is not None:
         return 0.0
-    params = (x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
-    if torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in params):
+    if needs_grad((x, h0, weight_ih, weight_hh, bias_ih, bias_hh)):
         return 0.0
     return float(options.zoneout)
 
