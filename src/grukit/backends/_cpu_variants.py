@@ -38,6 +38,7 @@ from grukit.backends._cpu_base import (
     needs_grad,
     no_double_backward,
     no_projection,
+    no_zero_grads,
     np_float,
     packed_products,
     saved_per_feature,
@@ -351,6 +352,7 @@ def _setup_context(ctx, inputs, output):
     ctx.zoneout, ctx.reset_after, ctx.reverse, ctx.features = zoneout, reset_after, reverse, features
     ctx.has_bias, ctx.normed = bias_hh is not None, norm_weight is not None
     ctx.save_for_backward(weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask, output[2], output[3])
+    no_zero_grads(ctx, output[2], output[3])
 
 
 def _backward(ctx, grad_out, grad_hn, _grad_ws, _grad_stat):

@@ -51,6 +51,7 @@ from grukit.backends._cpu_base import (
     needs_grad,
     no_double_backward,
     no_projection,
+    no_zero_grads,
     np_float,
     packed_products,
     plain,
@@ -374,6 +375,7 @@ def _setup_context(ctx, inputs, output):
     x, h0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reset_after, reverse, *_ = inputs
     ctx.reset_after, ctx.reverse, ctx.has_bias = reset_after, reverse, bias_ih is not None
     ctx.save_for_backward(x, weight_ih, weight_hh, lengths, output[2])
+    no_zero_grads(ctx, output[2])
 
 
 def _backward(ctx, grad_out, grad_hn, _grad_ws):
