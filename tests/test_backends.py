@@ -279,13 +279,26 @@ def test_the_cpu_backend_passes_the_shapes_cpu_args_documents(reset_after, varia
             if a.kind in ("float", "int64"):
                 expected = _cpu_args.shape_of(a, dims)
                 optional = ("ws", "dghn", "xin", "wih", "bih")
-                optional += ("rmask", "zm", "lng", "lnb", "stat", "dgr", "dhr", "lnacc", "part")
+                optional += (
+                    "rmask",
+                    "zm",
+                    "zkey",
+                    "zbuf",
+                    "lng",
+                    "lnb",
+                    "stat",
+                    "dgr",
+                    "dhr",
+                    "lnacc",
+                    "part",
+                )
                 empty = a.name in optional and value.size == 0 and value.ndim == a.ndim  # off
                 if variants and a.name in optional[5:]:  # on in training; zoneout p in eval
-                    evaluation = not torch.is_grad_enabled()  # no recurrent mask; zoneout's p
-                    empty = evaluation and (
-                        value.shape == (1, 1, 1) if a.name == "zm" else a.name == "rmask" and value.size == 0
-                    )
+                    evaluation = kernel.__name__ == "forward" and not gru.training  # zoneout: p
+                    if a.name == "zm":  # p in evaluation; in training the key instead
+                        empty = value.shape == (1, 1, 1) if evaluation else value.size == 0
+                    else:
+                        empty = evaluation and a.name in ("rmask", "zkey", "zbuf") and value.size == 0
                 assert value.shape == expected or empty, (kernel.__name__, a.name, value.shape, expected)
         seen.append(kernel.__name__)
         return real(kernel, plan, args)

@@ -22,9 +22,9 @@ from grukit.backends import _cpu_launch, cpu
 
 F64 = dict(rtol=1e-9, atol=1e-10)
 F32 = dict(rtol=2e-4, atol=2e-5)
-COMBOS = [  # (layer_norm, zoneout: 0 off / 1 evaluation / 2 training mask, recurrent dropout)
-    c for c in itertools.product([False, True], [0, 1, 2], [False, True]) if any(c)
-]
+# (layer_norm, zoneout: 0 off / 1 evaluation / 2 training mask / 3 training Philox key,
+# recurrent dropout)
+COMBOS = [c for c in itertools.product([False, True], [0, 1, 2, 3], [False, True]) if any(c)]
 
 
 def _case(seed, dtype, T, N, I, H, layer_norm, zoneout, dropout):
@@ -46,6 +46,10 @@ def _case(seed, dtype, T, N, I, H, layer_norm, zoneout, dropout):
         norms = [(torch.rand(3 * H, generator=g, dtype=dtype) + 0.5).requires_grad_(), rnd(3 * H)]
         norms += [(torch.rand(3 * H, generator=g, dtype=dtype) + 0.5).requires_grad_(), rnd(3 * H)]
     zoneout_mask = (torch.rand(T, N, H, generator=g) < 0.3).to(dtype) if zoneout == 2 else None
+    zoneout_key = None
+    if zoneout == 3:  # the kernels compute the mask from the key; the reference materialises it
+        k0, k1 = torch.randint(0, 2**32, (2,), generator=g).tolist()
+        zoneout_key = torch.tensor([k0, k1, round(0.3 * 2**32)])
     recurrent_mask = None
     if dropout:
         recurrent_mask = (torch.rand(N, H, generator=g) < 0.7).to(dtype) / 0.7
@@ -54,6 +58,7 @@ def _case(seed, dtype, T, N, I, H, layer_norm, zoneout, dropout):
         norm_hh=tuple(norms[2:]) if norms else None,
         zoneout=0.3 if zoneout else 0.0,
         zoneout_mask=zoneout_mask,
+        zoneout_key=zoneout_key,
         recurrent_mask=recurrent_mask,
     )
     leaves = list(params.values()) + (norms or [])
@@ -116,7 +121,7 @@ def test_fused_variants_in_float32_stay_within_float32_rounding(reset_after):
 
 
 @pytest.mark.parametrize(
-    "option", ["layer_norm", "zoneout_eval", "zoneout_train", "recurrent_dropout", "all"]
+    "option", ["layer_norm", "zoneout_eval", "zoneout_train", "zoneout_key", "recurrent_dropout", "all"]
 )
 @pytest.mark.parametrize("reset_after", [False, True], ids=["reset_before", "reset_after"])
 def test_gradcheck_of_each_variant_through_the_fused_backend(reset_after, option):
@@ -124,6 +129,7 @@ def test_gradcheck_of_each_variant_through_the_fused_backend(reset_after, option
         layer_norm=(True, 0, False),
         zoneout_eval=(False, 1, False),
         zoneout_train=(False, 2, False),
+        zoneout_key=(False, 3, False),
         recurrent_dropout=(False, 0, True),
         all=(True, 2, True),
     )
@@ -141,6 +147,7 @@ def test_gradcheck_of_each_variant_through_the_fused_backend(reset_after, option
                 norm_hh=tuple(norms[2:]),
                 zoneout=o.zoneout,
                 zoneout_mask=o.zoneout_mask,
+                zoneout_key=o.zoneout_key,
                 recurrent_mask=o.recurrent_mask,
             )
         return cpu._layer(
@@ -235,9 +242,11 @@ def test_the_variant_ops_pass_torch_library_opcheck():
     c = torch.randn(3 * H, dtype=torch.float64, requires_grad=True)
     rm = torch.ones(N, H, dtype=torch.float64)
     zm = (torch.rand(T, N, H) < 0.5).double()
+    key = torch.tensor([12345, 67890, round(0.5 * 2**32)])
     for reset_after in (False, True):
-        args = (gi, h0, w, b, None, g, c, rm, zm, 0.2, reset_after, False, True, [0, H])
-        torch.library.opcheck(torch.ops.grukit.gru_recurrence_forward.default, args)
+        for mask, k in ((zm, None), (None, key)):
+            args = (gi, h0, w, b, None, g, c, rm, mask, k, 0.2, reset_after, False, True, [0, H])
+            torch.library.opcheck(torch.ops.grukit.gru_recurrence_forward.default, args)
 
 
 @pytest.mark.parametrize("reset_after", [False, True])

@@ -4,8 +4,8 @@ The oracle is written here from the papers' equations, one sequence and one step
 the layer normalisation spelled out (mean, biased variance, eps 1e-5): haste's ``LayerNormGRU``
 for ``reset_after=True``, docs/variants.md for ``reset_after=False``; Krueger et al. (zoneout);
 Gal & Ghahramani (one recurrent-dropout mask per sequence); Wan et al. (DropConnect on W_hh).
-The masks the module draws are recorded (by wrapping ``grukit.modules._bernoulli``) and handed
-to the oracle, so training-mode forward passes and gradients are compared exactly.
+The masks the module draws are recorded (by wrapping ``grukit.modules._bernoulli``, and
+``_zoneout_key`` whose Philox key defines the zoneout mask) and handed to the oracle, so training-mode forward passes and gradients are compared exactly.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import grukit
 from grukit import backends, modules
+from grukit.backends import _philox
 from grukit.convert import ConversionError, export_onnx, to_torch
 
 F64 = dict(rtol=1e-9, atol=1e-11)
@@ -145,7 +146,14 @@ def recorded(monkeypatch):
         draws.append(m.clone())
         return m
 
+    def record_key(shape, p):
+        key = real_key(shape, p)
+        draws.append(torch.from_numpy(_philox.mask(key.numpy(), *shape)))  # float64, (T, N, H)
+        return key
+
+    real_key = modules._zoneout_key
     monkeypatch.setattr(modules, "_bernoulli", record)
+    monkeypatch.setattr(modules, "_zoneout_key", record_key)
     return draws
 
 

@@ -13,9 +13,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["LayerOptions", "LAYER_NORM_EPS"]
+__all__ = ["LayerOptions", "LAYER_NORM_EPS", "draw_zoneout_key"]
 
 LAYER_NORM_EPS = 1e-5  # haste's and torch.nn.LayerNorm's default
+
+
+def draw_zoneout_key(p: float) -> Tensor:
+    """A training step's zoneout key record, int64 (3,): two 32-bit Philox key words drawn from
+    torch's global CPU generator (``torch.manual_seed`` reproduces them) and the threshold
+    ``round(p * 2**32)`` below which an output keeps its unit (``grukit.backends._philox``)."""
+    k0, k1 = torch.randint(0, 2**32, (2,), dtype=torch.int64).tolist()
+    return torch.tensor([k0, k1, min(round(p * 2**32), 2**32 - 1)], dtype=torch.int64)
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,9 @@ class LayerOptions:
             ``h_t = p * h_{t-1} + (1 - p) * h'_t``.
         zoneout_mask: (T, N, H) of 0/1 (training): ``h_t = m * h_{t-1} + (1 - m) * h'_t``,
             row ``t`` for time step ``t`` whatever the direction.
+        zoneout_key: int64 (3,), instead of ``zoneout_mask`` (training): the Philox key
+            ``(k0, k1, thr)`` that defines the mask (``grukit.backends._philox``); the fused
+            kernels compute it where they need it, :meth:`resolved_zoneout_mask` materialises it.
         recurrent_mask: (N, H) of 0 or 1/(1-p) (training): multiplies the ``h`` that enters the
             recurrent product, the same at every step; the state update uses the unmasked ``h``.
         matmul_dtype: ``torch.bfloat16``: the layer's matrix products may take bfloat16 operands
@@ -43,6 +54,7 @@ class LayerOptions:
     norm_hh: tuple[Tensor, Tensor] | None = None
     zoneout: float = 0.0
     zoneout_mask: Tensor | None = None
+    zoneout_key: Tensor | None = None
     recurrent_mask: Tensor | None = None
     matmul_dtype: torch.dtype | None = None
 
@@ -54,5 +66,16 @@ class LayerOptions:
             or self.norm_hh is not None
             or self.zoneout > 0
             or self.zoneout_mask is not None
+            or self.zoneout_key is not None
             or self.recurrent_mask is not None
         )
+
+    def resolved_zoneout_mask(self, T: int, N: int, H: int, like: Tensor) -> Tensor | None:
+        """The training zoneout mask (T, N, H) in ``like``'s dtype and device: ``zoneout_mask``,
+        or the one ``zoneout_key`` defines; None in evaluation or without zoneout."""
+        if self.zoneout_mask is not None or self.zoneout_key is None:
+            return self.zoneout_mask
+        from grukit.backends import _philox  # Numba: imported only when a key is given
+
+        m = _philox.mask(self.zoneout_key.numpy(), T, N, H)  # (T, N, H) float64
+        return torch.from_numpy(m).to(device=like.device, dtype=like.dtype)

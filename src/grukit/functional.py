@@ -231,12 +231,13 @@ def _layer(
     T = x.shape[0]
     o = options or LayerOptions()
     gi = _project(x, weight_ih, bias_ih, o.norm_ih)  # (T, N, 3H), every step's at once
+    zoneout_mask = o.resolved_zoneout_mask(T, h0.shape[0], h0.shape[1], h0)  # (T, N, H) or None
     h = h0  # (N, H)
     outputs: list[Tensor] = [h0] * T
     kept: list[Tensor] = [h0] * T
     for t in reversed(range(T)) if reverse else range(T):
         r, z, n = _gates(gi[t], h, weight_hh, bias_hh, reset_after, o.norm_hh, o.recurrent_mask)
-        mask = o.zoneout_mask[t] if o.zoneout_mask is not None else None  # (N, H)
+        mask = zoneout_mask[t] if zoneout_mask is not None else None  # (N, H)
         h_new = _zoneout(h, (1 - z) * n + z * h, mask, o.zoneout)  # (N, H)
         if keep_gates:
             kept[t] = torch.stack([r, z, n], 1)  # (N, 3, H)

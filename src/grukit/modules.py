@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from grukit import _onnx_nodes, backends
-from grukit._layer_options import LayerOptions
+from grukit._layer_options import LayerOptions, draw_zoneout_key
 from grukit._modes import torch_modes_active
 from grukit._validate import (
     InputError,
@@ -125,6 +125,13 @@ def _bernoulli(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
     """A 0/1 tensor with P(1) = p, from torch's global generator, on ``like``'s device and dtype.
     Every mask of the variants is drawn here (tests wrap it to record the masks)."""
     return torch.empty(shape, device=like.device, dtype=like.dtype).bernoulli_(p)
+
+
+def _zoneout_key(shape: tuple[int, int, int], p: float) -> Tensor:
+    """Zoneout's mask of ``shape`` (T, N, H) with P(1) = p, as the Philox key record that defines it
+    (``LayerOptions.zoneout_key``), drawn from torch's global generator (tests wrap it to record
+    the masks)."""
+    return draw_zoneout_key(p)
 
 
 class GRU(nn.Module):
@@ -593,17 +600,17 @@ class GRU(nn.Module):
             norm_ih, norm_hh = (g_ih, c_ih), (g_hh, c_hh)
         w = self.weight_hh_l0
         H = self.hidden_size
-        recurrent_mask = zoneout_mask = None
+        recurrent_mask = zoneout_key = None
         if self.recurrent_dropout and self.training:
             keep = 1 - self.recurrent_dropout
             recurrent_mask = _bernoulli((N, H), keep, w) / keep  # (N, H), the same every step
         if self.zoneout and self.training:
-            zoneout_mask = _bernoulli((T, N, H), self.zoneout, w)  # (T, N, H), 1 keeps h_{t-1}
+            zoneout_key = _zoneout_key((T, N, H), self.zoneout)  # defines (T, N, H), 1 keeps h_{t-1}
         return LayerOptions(
             norm_ih=norm_ih,
             norm_hh=norm_hh,
             zoneout=self.zoneout,
-            zoneout_mask=zoneout_mask,
+            zoneout_key=zoneout_key,
             recurrent_mask=recurrent_mask,
         )
 

@@ -16,7 +16,7 @@ feature block.
 
 The GRU variants (``docs/variants.md``) are arguments too, each switched off by an empty array
 (a first dimension of 0), so one compiled kernel serves every combination: ``rmask`` (recurrent
-dropout), ``zm`` (zoneout), ``lng``/``lnb`` (the recurrent product's layer norm, which needs the
+dropout), ``zm`` or ``zkey`` (zoneout), ``lng``/``lnb`` (the recurrent product's layer norm, which needs the
 row's statistics over all feature blocks, exchanged in ``part`` at a barrier).
 """
 
@@ -66,6 +66,10 @@ FORWARD = (
     Arg("hin", "float", "2 N H"),  # h * rmask, what the recurrent products see (hbuf itself when off)
     Arg("rmask", "float", "N H"),  # recurrent dropout: 0 or 1/(1-p), the same every step
     Arg("zm", "float", "T N H"),  # zoneout: 1 keeps h_prev; (1, 1, 1) holding p in evaluation
+    # zoneout in training from a Philox key (k0, k1, thr) (``_philox``), instead of ``zm``: the
+    # kernel computes each row's mask into ``zbuf`` (N, H)
+    Arg("zkey", "int64", "3"),
+    Arg("zbuf", "float", "N H"),
     Arg("lng", "float", "3H"),  # layer norm of W_hh h: gain (permuted gate rows)
     Arg("lnb", "float", "3H"),  # and shift
     Arg("stat", "float", "T N 2"),  # layer norm: 1/std of each row and step (r,z part; n part)
@@ -97,6 +101,8 @@ BACKWARD = (
     # the variants, as in FORWARD; off when empty
     Arg("rmask", "float", "N H"),
     Arg("zm", "float", "T N H"),  # as FORWARD's, but (1, 1, H) of p in evaluation
+    Arg("zkey", "int64", "3"),  # as FORWARD's
+    Arg("zbuf", "float", "N H"),
     Arg("lng", "float", "3H"),
     Arg("stat", "float", "T N 2"),
     Arg("dgr", "float", "C N 3H"),  # layer norm: dL/d(W_hh h) of the chunk's steps

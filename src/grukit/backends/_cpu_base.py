@@ -104,6 +104,8 @@ class Variants(NamedTuple):
 
     rmask: np.ndarray  # (N, H) or (0, 0)
     zm: np.ndarray  # (T, N, H), (1, 1, H) or (0, 0, 0)
+    zkey: np.ndarray  # int64 (3,) (k0, k1, thr: zoneout's Philox key, ``_philox``) or (0,)
+    zbuf: np.ndarray  # (N, H) with ``zkey``, else (0, 0)
     lng: np.ndarray  # (3H,) or (0,)
     lnb: np.ndarray  # (3H,) or (0,)
     stat: np.ndarray  # (T, N, 2) or (0, 0, 0)
@@ -116,6 +118,8 @@ def plain(dtype) -> Variants:
     return Variants(
         np.empty((0, 0), dtype),
         np.empty((0, 0, 0), dtype),
+        np.empty(0, np.int64),
+        np.empty((0, 0), dtype),
         np.empty(0, dtype),
         np.empty(0, dtype),
         np.empty((0, 0, 0), dtype),

@@ -44,10 +44,11 @@ from numba.extending import intrinsic, overload
 
 from grukit._layer_options import LAYER_NORM_EPS as _LN_EPS
 from grukit.backends import _blas, _numba_cache
+from grukit.backends._philox import mask_row
 from grukit.backends._small_mm import FEW_ROWS, rows_nt
 from grukit.backends._sync import barrier
 
-_numba_cache.refresh(__file__, "_small_mm", "_sync", "_blas", "../_layer_options")
+_numba_cache.refresh(__file__, "_small_mm", "_sync", "_blas", "_philox", "../_layer_options")
 _blas.load()
 _vp = types.voidptr
 _sig = types.void(_vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp, _vp)
@@ -496,6 +497,8 @@ def forward(
     hin,
     rmask,
     zm,
+    zkey,
+    zbuf,
     lng,
     lnb,
     stat,
@@ -551,8 +554,13 @@ def forward(
     wpa = pack_nt(wk[:nrz], b1 - b0) if pk else np.empty(0, np.float32)
     wpb = pack_nt(wk[2 * hk :], b1 - b0) if pk and not reset_after else np.empty(0, np.float32)
     zt, zb = zm.shape[0] > 1, zm.shape[1] > 1  # a mask per step and row
-    # zoneout: 0 off, 1 a mask (T, N, H), 2 evaluation's constant p, given as (1, 1, 1)
+    # zoneout: 0 off, 1 a mask (T, N, H), 2 evaluation's constant p, given as (1, 1, 1), 3 a mask
+    # from the Philox key ``zkey``, each row computed into ``zbuf`` when it is needed
     zmode = 0 if zm.shape[0] == 0 else (2 if zm.shape[0] * zm.shape[1] * zm.shape[2] == 1 else 1)
+    if zkey.shape[0] > 0:
+        zmode = 3
+    zrm = 1 if zmode == 3 else zmode  # how the rows apply it: a mask either way
+    H = w.shape[1]
     zp = zm[0, 0, 0] if zmode == 2 else 0.0
     kb = 5 if reset_after else 4  # the first layer-norm slot of the saved values
     blk = 0  # this feature block's index
@@ -590,6 +598,9 @@ def forward(
                 if masked:
                     hin[1 - cur, b, j0:j1] = hi[b, j0:j1]
                 continue
+            if zmode == 3:
+                zrow = zbuf[b, j0:j1]
+                mask_row(zkey, t, b, j0, j1, H, zrow)
             if normed:
                 mean, rstd = _norm_combine(part[b], bounds, G)
                 _norm_gates(
@@ -619,7 +630,7 @@ def forward(
                     sv[3, j0:j1],
                     sv[4, j0:j1],
                     zrow,
-                    zmode,
+                    zrm,
                     zp,
                     hk,
                 )
@@ -658,6 +669,8 @@ def forward(
                 if t < lengths[b]:
                     sv = ws[t, b] if save else scratch[b]
                     zrow = zm[t if zt else 0, b if zb else 0, j0:j1] if zmode == 1 else out[t, b, j0:j1]
+                    if zmode == 3:  # computed in the first half of the step
+                        zrow = zbuf[b, j0:j1]
                     if normed:
                         mean, rstd = _norm_combine(part[b], bounds, 1)
                         n0 = g0 + 2 * hk  # this block's n rows
@@ -681,7 +694,7 @@ def forward(
                         sv[2, j0:j1],
                         sv[3, j0:j1],
                         zrow,
-                        zmode,
+                        zrm,
                         zp,
                         hk,
                     )
@@ -832,6 +845,8 @@ def backward(
     t_lo,
     rmask,
     zm,
+    zkey,
+    zbuf,
     lng,
     stat,
     dgr,
@@ -863,8 +878,11 @@ def backward(
     T = ws.shape[0]
     hk = j1 - j0
     g0 = 3 * j0
-    masked, zoned, normed = rmask.shape[0] > 0, zm.shape[0] > 0, lng.shape[0] > 0
+    masked, normed = rmask.shape[0] > 0, lng.shape[0] > 0
+    keyed = zkey.shape[0] > 0  # zoneout's mask from its Philox key, a row at a time into zbuf
+    zoned = zm.shape[0] > 0 or keyed
     zt, zb = zm.shape[0] > 1, zm.shape[1] > 1
+    H = w.shape[1]
     kb = 5 if reset_after else 4
     blk = 0  # this feature block's index
     while bounds[blk] != j0:
@@ -875,7 +893,10 @@ def backward(
         c = t - t_lo  # row of the chunk buffers
         for b in range(b0, b1):
             sv = ws[t, b]
-            zrow = zm[t if zt else 0, b if zb else 0, j0:j1] if zoned else dout[t, b, j0:j1]
+            zrow = zm[t if zt else 0, b if zb else 0, j0:j1] if zoned and not keyed else dout[t, b, j0:j1]
+            if keyed and t < lengths[b]:
+                zrow = zbuf[b, j0:j1]
+                mask_row(zkey, t, b, j0, j1, H, zrow)
             if t >= lengths[b]:
                 dgi[c, b, g0 : g0 + 3 * hk] = 0.0
                 if reset_after:

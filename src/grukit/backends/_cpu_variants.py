@@ -56,6 +56,7 @@ def _variants(
     norm: tuple[Tensor | None, Tensor | None],
     recurrent_mask: Tensor | None,
     zoneout_mask: Tensor | None,
+    zoneout_key: Tensor | None,
     zoneout: float,
     stat: bool,
     blocks: int,
@@ -74,9 +75,10 @@ def _variants(
         return t.numpy()
 
     empty = {k: like.new_empty((0,) * d) for k, d in (("rmask", 2), ("zm", 3), ("ln", 1), ("stat", 3))}
+    keyed = zoneout_key is not None
     if zoneout_mask is not None:
         zm = zoneout_mask  # (T, N, H)
-    elif zoneout:  # evaluation: the forward takes p alone, the backward one p per feature
+    elif zoneout and not keyed:  # evaluation: the forward takes p alone, the backward one p per feature
         zm = like.new_full((1, 1, 1 if forward else H), zoneout)
     else:
         zm = empty["zm"]
@@ -84,6 +86,8 @@ def _variants(
     v = Variants(
         rmask=arr(recurrent_mask if recurrent_mask is not None else empty["rmask"]),
         zm=arr(zm),
+        zkey=zoneout_key.numpy() if keyed else np.empty(0, np.int64),
+        zbuf=arr(like.new_empty(N, H) if keyed else empty["rmask"]),
         lng=arr(g if g is not None else empty["ln"]),
         lnb=arr(c if c is not None else empty["ln"]),
         stat=arr(like.new_zeros(T, N, 2) if stat else empty["stat"]),  # defined everywhere
@@ -103,6 +107,7 @@ def gru_recurrence_forward(
     norm_bias: Tensor | None,
     recurrent_mask: Tensor | None,
     zoneout_mask: Tensor | None,
+    zoneout_key: Tensor | None,
     zoneout: float,
     reset_after: bool,
     reverse: bool,
@@ -115,7 +120,8 @@ def gru_recurrence_forward(
     blocks ``features`` (``_cpu_launch.Plan.gate_permutation``): the caller permutes its small
     parameters so that nothing of size T*N*3H is ever permuted. Returns ``(output (T, N, H),
     h_n (N, H), workspace (T, N, kw*H) or empty, layer-norm 1/std (T, N, 2) or empty)``, states
-    in the natural order. ``matmul_bf16`` (float32 only): the recurrent products take bfloat16
+    in the natural order. Zoneout in training: ``zoneout_mask`` (T, N, H), or the
+    ``zoneout_key`` int64 (3,) from which the kernels compute it (``_philox``). ``matmul_bf16`` (float32 only): the recurrent products take bfloat16
     operands, accumulating in float32."""
     T, N, _ = gi.shape
     H = weight_hh.shape[1]
@@ -139,6 +145,7 @@ def gru_recurrence_forward(
         norm=(norm_weight, norm_bias),
         recurrent_mask=recurrent_mask,
         zoneout_mask=zoneout_mask,
+        zoneout_key=zoneout_key,
         zoneout=zoneout,
         stat=normed,
         blocks=p.parties,
@@ -187,6 +194,7 @@ def _(
     norm_bias,
     recurrent_mask,
     zoneout_mask,
+    zoneout_key,
     zoneout,
     reset_after,
     reverse,
@@ -212,6 +220,7 @@ def gru_recurrence_backward(
     norm_weight: Tensor | None,
     recurrent_mask: Tensor | None,
     zoneout_mask: Tensor | None,
+    zoneout_key: Tensor | None,
     zoneout: float,
     ws: Tensor,
     stat: Tensor,
@@ -238,6 +247,7 @@ def gru_recurrence_backward(
         norm=(norm_weight, None),
         recurrent_mask=recurrent_mask,
         zoneout_mask=zoneout_mask,
+        zoneout_key=zoneout_key,
         zoneout=zoneout,
         stat=False,
         blocks=p.parties,
@@ -267,6 +277,8 @@ def gru_recurrence_backward(
         t_lo=0,
         rmask=v.rmask,
         zm=v.zm,
+        zkey=v.zkey,
+        zbuf=v.zbuf,
         lng=v.lng,
         stat=stat.contiguous().numpy() if normed else v.stat,
         dgr=dgr.numpy(),
@@ -312,6 +324,7 @@ def _(
     norm_weight,
     recurrent_mask,
     zoneout_mask,
+    zoneout_key,
     zoneout,
     ws,
     stat,
@@ -342,6 +355,7 @@ def _setup_context(ctx, inputs, output):
         norm_bias,
         recurrent_mask,
         zoneout_mask,
+        zoneout_key,
         zoneout,
         reset_after,
         reverse,
@@ -351,12 +365,13 @@ def _setup_context(ctx, inputs, output):
     ) = inputs
     ctx.zoneout, ctx.reset_after, ctx.reverse, ctx.features = zoneout, reset_after, reverse, features
     ctx.has_bias, ctx.normed = bias_hh is not None, norm_weight is not None
-    ctx.save_for_backward(weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask, output[2], output[3])
+    saved = (weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask, zoneout_key)
+    ctx.save_for_backward(*saved, output[2], output[3])
     no_zero_grads(ctx, output[2], output[3])
 
 
 def _backward(ctx, grad_out, grad_hn, _grad_ws, _grad_stat):
-    weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask, ws, stat = ctx.saved_tensors
+    weight_hh, lengths, norm_weight, recurrent_mask, zoneout_mask, zoneout_key, ws, stat = ctx.saved_tensors
     if ws.numel() == 0:
         raise RuntimeError("grukit cpu backend: the forward pass ran without saving for backward")
     T, N = ws.shape[0], ws.shape[1]
@@ -373,6 +388,7 @@ def _backward(ctx, grad_out, grad_hn, _grad_ws, _grad_stat):
         norm_weight,
         recurrent_mask,
         zoneout_mask,
+        zoneout_key,
         ctx.zoneout,
         ws,
         stat,
@@ -386,7 +402,7 @@ def _backward(ctx, grad_out, grad_hn, _grad_ws, _grad_stat):
         db_hh = None
     if not ctx.normed:
         d_gain = d_shift = None
-    return (dgi, dh0, dw_hh, db_hh, None, d_gain, d_shift, None, None, None, None, None, None, None, None)
+    return (dgi, dh0, dw_hh, db_hh, None, d_gain, d_shift, *([None] * 9))
 
 
 gru_recurrence_forward.register_autograd(_backward, setup_context=_setup_context)
@@ -497,6 +513,7 @@ def layer(
         blocks(norm_bias),
         options.recurrent_mask,
         options.zoneout_mask,
+        options.zoneout_key,
         float(options.zoneout),
         reset_after,
         reverse,

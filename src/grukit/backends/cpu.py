@@ -354,7 +354,16 @@ def gru_layer_backward(
 def _plain_backward(x: Tensor) -> dict:
     v = plain(np_float(x.dtype))
     return dict(
-        rmask=v.rmask, zm=v.zm, lng=v.lng, stat=v.stat, dgr=v.zm, dhr=v.rmask, lnacc=v.zm, part=v.part
+        rmask=v.rmask,
+        zm=v.zm,
+        zkey=v.zkey,
+        zbuf=v.zbuf,
+        lng=v.lng,
+        stat=v.stat,
+        dgr=v.zm,
+        dhr=v.rmask,
+        lnacc=v.zm,
+        part=v.part,
     )
 
 
@@ -481,7 +490,9 @@ def _evaluation_zoneout(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, options) 
     """Evaluation's zoneout p where it is the call's only variant and nothing needs a gradient:
     the plain op runs it (with its input projection in the kernel) instead of the variants'
     op; else 0."""
-    if options is None or not options.zoneout or options.zoneout_mask is not None:
+    if options is None or not options.zoneout:
+        return 0.0
+    if options.zoneout_mask is not None or options.zoneout_key is not None:
         return 0.0
     if options.norm_ih is not None or options.norm_hh is not None or options.recurrent_mask is not None:
         return 0.0
