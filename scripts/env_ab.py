@@ -11,6 +11,10 @@ machine touches both alike. It prints each value's median and the median of the 
 
     .venv/bin/python scripts/env_ab.py                                  # GRUKIT_CPU_PROJECT 0 vs 1
     .venv/bin/python scripts/env_ab.py --var GRUKIT_CPU_PACKED --threads 1 --modes inference
+    .venv/bin/python scripts/env_ab.py --var GRUKIT_CPU_POOL --modes training --variants plain layer_norm
+
+``--variants``: also (or instead) with ``layer_norm=True`` or ``zoneout=0.1`` (in training, its
+masks drawn per call).
 """
 
 from __future__ import annotations
@@ -26,10 +30,14 @@ import grukit
 from grukit.bench.cases import STANDARD
 from grukit.bench.report import cpu_features
 
+VARIANTS = {"plain": {}, "layer_norm": {"layer_norm": True}, "zoneout": {"zoneout": 0.1}}
 
-def measure(case, reset_after: bool, mode: str, var: str, values: tuple[str, str], rounds: int) -> dict:
+
+def measure(
+    case, reset_after: bool, mode: str, var: str, values: tuple[str, str], rounds: int, variant: str = "plain"
+) -> dict:
     torch.manual_seed(0)
-    model = grukit.GRU(case.I, case.H, reset_after=reset_after, backend="cpu")
+    model = grukit.GRU(case.I, case.H, reset_after=reset_after, backend="cpu", **VARIANTS[variant])
     x = torch.randn(case.T, case.N, case.I)  # (T, N, I)
 
     def run():
@@ -68,6 +76,7 @@ def main() -> None:
     ap.add_argument(
         "--modes", nargs="+", default=["inference", "training"], choices=["inference", "training"]
     )
+    ap.add_argument("--variants", nargs="+", default=["plain"], choices=list(VARIANTS))
     ap.add_argument(
         "--rounds", type=int, default=11, help="rounds on small cases (a third, at least 5, on large)"
     )
@@ -79,15 +88,15 @@ def main() -> None:
     try:
         for threads in args.threads:
             torch.set_num_threads(threads)
-            for mode in args.modes:
-                print(f"\n## {mode}, {threads} thread(s)\n")
+            for mode, variant in ((m, v) for m in args.modes for v in args.variants):
+                print(f"\n## {mode}, {variant}, {threads} thread(s)\n")
                 print(f"| case (N, T, I, H) | form | {a} (ms) | {b} (ms) | {a} / {b} |")
                 print("|---|---|---:|---:|---:|")
                 for case in STANDARD:
                     large = case.N * case.T * case.H >= 3_000_000
                     rounds = max(5, args.rounds // 3) if large else args.rounds
                     for reset_after in (True, False):
-                        m = measure(case, reset_after, mode, args.var, (a, b), rounds)
+                        m = measure(case, reset_after, mode, args.var, (a, b), rounds, variant)
                         form = "after" if reset_after else "before"
                         print(
                             f"| {case.N}, {case.T}, {case.I}, {case.H} | {form} | {m['ms'][a]:.2f} | "

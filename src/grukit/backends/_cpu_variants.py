@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from grukit._layer_options import LAYER_NORM_EPS, LayerOptions
-from grukit.backends import _cpu_args, _cpu_launch
+from grukit.backends import _cpu_args, _cpu_launch, _cpu_pool
 from grukit.backends._cpu_base import (
     Variants,
     bf16_args,
@@ -153,7 +153,7 @@ def gru_recurrence_forward(
     )
     out = gi.new_empty(T, N, H)  # (T, N, H)
     kw = saved_per_feature(reset_after, normed)
-    ws = gi.new_empty(T, N, kw, H) if save else gi.new_empty(0, 0, 0, 0)
+    ws = _cpu_pool.empty((T, N, kw, H), gi.dtype) if save else gi.new_empty(0, 0, 0, 0)
     args = _cpu_args.ForwardArgs(
         gi=gi.numpy(),
         **no_projection(np_float(gi.dtype)),
@@ -253,9 +253,9 @@ def gru_recurrence_backward(
         blocks=p.parties,
         forward=False,
     )
-    dgi = x.new_empty(T, N, 3 * H)  # (T, N, 3H), block gate order
+    dgi = _cpu_pool.empty((T, N, 3 * H), x.dtype)  # (T, N, 3H), block gate order
     dghn = x.new_empty(T, N, H) if reset_after else x.new_empty(0, 0, 0)  # (T, N, H)
-    dgr = x.new_empty(T, N, 3 * H) if normed else x.new_empty(0, 0, 0)  # (T, N, 3H), the same
+    dgr = _cpu_pool.empty((T, N, 3 * H), x.dtype) if normed else x.new_empty(0, 0, 0)  # (T, N, 3H), the same
     dhr = x.new_zeros(N, H) if masked else x.new_empty(0, 0)
     lnacc = x.new_zeros(2, N, 3 * H) if normed else x.new_empty(0, 0, 0)  # (2, N, 3H)
     args = _cpu_args.BackwardArgs(

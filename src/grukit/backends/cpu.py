@@ -37,6 +37,7 @@ from grukit.backends import (
     _bf16,
     _cpu_args,
     _cpu_launch,
+    _cpu_pool,
     _cpu_variants,
     get,
     names,
@@ -61,7 +62,14 @@ from grukit.backends._cpu_base import (
     warm_up,
 )
 
-__all__ = ["kernels_available", "thread_plan", "ThreadPlan", "gru_layer_forward", "gru_layer_backward"]
+__all__ = [
+    "kernels_available",
+    "thread_plan",
+    "ThreadPlan",
+    "gru_layer_forward",
+    "gru_layer_backward",
+    "empty_cache",
+]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -215,7 +223,7 @@ def _forward_impl(
     hbuf[0] = h0
     out = x.new_empty(T, N, H)  # (T, N, H)
     kw = saved_per_feature(reset_after)
-    ws = x.new_empty(T, N, kw, H) if save else x.new_empty(0, 0, 0, 0)
+    ws = _cpu_pool.empty((T, N, kw, H), x.dtype) if save else x.new_empty(0, 0, 0, 0)
     # the kernel's own scratch never becomes a tensor: NumPy allocates it for a fraction of what
     # a tensor and its .numpy() view cost, which a one-step call pays five times
     scratch = np.empty((N, kw, H), dt)  # per-row gate values when nothing is saved
@@ -646,3 +654,10 @@ BACKEND = register(
         gates=_gates,
     )
 )
+
+
+def empty_cache() -> None:
+    """Free the training workspaces' memory this backend keeps for reuse (``_cpu_pool``: arrays
+    over 32 MiB, which glibc would otherwise map and page-fault in afresh at every call); blocks
+    still in use come back to the pool when their tensors go."""
+    _cpu_pool.release()
