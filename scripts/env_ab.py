@@ -11,7 +11,8 @@ machine touches both alike. It prints each value's median and the median of the 
 
     .venv/bin/python scripts/env_ab.py                                  # GRUKIT_CPU_PROJECT 0 vs 1
     .venv/bin/python scripts/env_ab.py --var GRUKIT_CPU_PACKED --threads 1 --modes inference
-    .venv/bin/python scripts/env_ab.py --var GRUKIT_CPU_POOL --modes training --variants plain layer_norm
+    .venv/bin/python scripts/env_ab.py --var GRUKIT_CPU_POOL --modes training --threads 2 \
+        --case 64,200,256,512 --variants plain layer_norm zoneout
 
 ``--variants``: also (or instead) with ``layer_norm=True`` or ``zoneout=0.1`` (in training, its
 masks drawn per call).
@@ -27,7 +28,7 @@ import time
 import torch
 
 import grukit
-from grukit.bench.cases import STANDARD
+from grukit.bench.cases import STANDARD, parse_case
 from grukit.bench.report import cpu_features
 
 VARIANTS = {"plain": {}, "layer_norm": {"layer_norm": True}, "zoneout": {"zoneout": 0.1}}
@@ -76,6 +77,9 @@ def main() -> None:
     ap.add_argument(
         "--modes", nargs="+", default=["inference", "training"], choices=["inference", "training"]
     )
+    ap.add_argument(
+        "--case", action="append", type=parse_case, help="N,T,I,H instead of the standard grid (repeatable)"
+    )
     ap.add_argument("--variants", nargs="+", default=["plain"], choices=list(VARIANTS))
     ap.add_argument(
         "--rounds", type=int, default=11, help="rounds on small cases (a third, at least 5, on large)"
@@ -92,7 +96,7 @@ def main() -> None:
                 print(f"\n## {mode}, {variant}, {threads} thread(s)\n")
                 print(f"| case (N, T, I, H) | form | {a} (ms) | {b} (ms) | {a} / {b} |")
                 print("|---|---|---:|---:|---:|")
-                for case in STANDARD:
+                for case in args.case or STANDARD:
                     large = case.N * case.T * case.H >= 3_000_000
                     rounds = max(5, args.rounds // 3) if large else args.rounds
                     for reset_after in (True, False):

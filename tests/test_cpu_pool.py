@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import grukit
-from grukit.backends import _cpu_pool
+from grukit.backends import _cpu_pool, _cpu_variants
 
 
 @pytest.fixture
@@ -69,10 +69,17 @@ def test_off_switch_and_small_arrays_get_fresh_tensors(monkeypatch):
     assert _cpu_pool.free_bytes() == 0
 
 
-@pytest.mark.parametrize("options", [{}, {"layer_norm": True, "zoneout": 0.2}])
-def test_training_through_pooled_workspaces_matches_the_reference(small_pool, options):
-    """Two training steps through pooled workspaces (the second reusing the first's blocks)
-    give the reference's outputs and gradients."""
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"layer_norm": True, "zoneout": 0.2}, {"zoneout": 0.2}, {"layer_norm": True, "bias": False}],
+)
+def test_training_through_pooled_workspaces_matches_the_reference(small_pool, options, monkeypatch):
+    """Two training steps through pooled workspaces (the second reusing the first's blocks; with
+    a variant also the pooled input side, ``_cpu_variants._PooledInputSide``, whose second layer
+    computes the input's gradient) give the reference's outputs and gradients."""
+    calls = []
+    real = _cpu_variants._PooledInputSide.apply
+    monkeypatch.setattr(_cpu_variants._PooledInputSide, "apply", lambda *a: calls.append(1) or real(*a))
     torch.manual_seed(0)
     gru = grukit.GRU(3, 6, 2, bidirectional=True, dtype=torch.float64, backend="cpu", **options)
     ref = grukit.GRU(3, 6, 2, bidirectional=True, dtype=torch.float64, backend="reference", **options)
@@ -90,3 +97,4 @@ def test_training_through_pooled_workspaces_matches_the_reference(small_pool, op
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
         gc.collect()
         assert _cpu_pool.free_bytes() > 0  # the workspaces came back
+    assert len(calls) == (8 if options else 0)  # 2 steps x 2 layers x 2 directions

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from grukit._layer_options import LAYER_NORM_EPS, LayerOptions
+from grukit._modes import torch_modes_active
 from grukit.backends import _cpu_args, _cpu_launch, _cpu_pool
 from grukit.backends._cpu_base import (
     Variants,
@@ -437,6 +438,68 @@ class _BF16Linear(torch.autograd.Function):
         return dx, dw, db
 
 
+class _PooledInputSide(torch.autograd.Function):
+    """The input side of eager training calls, ``gi = x W_ih^T + b_ih`` or ``LN(x W_ih^T; g, c)``
+    (``c`` with ``b_ih`` already added), with its (T*N, 3H) arrays (the product, the normalised
+    output, in the backward the product's gradient) from ``_cpu_pool``: at N=64, T=200, H=512
+    each is 79 MB, which torch would map and page-fault in afresh at every call. The same ATen
+    kernels as ``F.linear`` and ``F.layer_norm``, through their ``out=`` forms. (Eager only:
+    ``layer`` uses it outside tracing, compiling and ``torch.func``.)"""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, gain, shift):
+        T, N, I = x.shape
+        P = weight.shape[0]
+        x2 = x.reshape(T * N, I)  # (T*N, I)
+        v = _cpu_pool.empty((T * N, P), x.dtype)  # (T*N, 3H)
+        if bias is None:
+            torch.mm(x2, weight.t(), out=v)
+        else:
+            torch.addmm(bias, x2, weight.t(), out=v)
+        ctx.normed, ctx.has_bias = gain is not None, bias is not None
+        if gain is None:
+            ctx.save_for_backward(x, weight)
+            return v.view(T, N, P)
+        gi = _cpu_pool.empty((T * N, P), x.dtype)  # (T*N, 3H)
+        mean, rstd = x.new_empty(T * N, 1), x.new_empty(T * N, 1)
+        torch.ops.aten.native_layer_norm.out(
+            v, [P], gain, shift, LAYER_NORM_EPS, out0=gi, out1=mean, out2=rstd
+        )
+        ctx.save_for_backward(x, weight, gain, shift, mean, rstd, v)
+        return gi.view(T, N, P)
+
+    @staticmethod
+    def backward(ctx, dgi):  # (T, N, 3H)
+        x, weight, *norm = ctx.saved_tensors
+        T, N, I = x.shape
+        P = weight.shape[0]
+        g2 = dgi.reshape(T * N, P)  # (T*N, 3H)
+        dgain = dshift = None
+        if ctx.normed:
+            gain, shift, mean, rstd, v = norm
+            dv = _cpu_pool.empty((T * N, P), x.dtype)  # dL/d(x W^T), (T*N, 3H)
+            dgain, dshift = gain.new_empty(P), gain.new_empty(P)
+            torch.ops.aten.native_layer_norm_backward.out(
+                g2.contiguous(),
+                v,
+                [P],
+                mean,
+                rstd,
+                gain,
+                shift,
+                [True, True, True],
+                out0=dv,
+                out1=dgain,
+                out2=dshift,
+            )
+        else:
+            dv = g2
+        dx = (dv @ weight).view(T, N, I) if ctx.needs_input_grad[0] else None
+        dw = dv.t() @ x.reshape(T * N, I) if ctx.needs_input_grad[1] else None
+        db = dv.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db, dgain, dshift
+
+
 class _Recurrence(torch.autograd.Function):
     """The op with its backward in the form ``torch.func`` transforms accept (see
     ``cpu._Layer``)."""
@@ -494,12 +557,18 @@ def layer(
     with torch.autocast("cpu", enabled=False):  # the input side in the parameters' dtype
         w_ih, b_ih = blocks(weight_ih), blocks(bias_ih)
         linear = _BF16Linear.apply if bf16 else F.linear
-        if norm_ih[0] is None:
-            gi = linear(x, w_ih, b_ih)  # (T, N, 3H), block gate order
-        else:
+        gain = shift = None
+        if norm_ih[0] is not None:
             # LN(v; g, c) + b_ih = LN(v; g, c + b_ih): the bias joins the shift, saving a pass
             gain, shift = blocks(norm_ih[0]), blocks(norm_ih[1])
             shift = shift if b_ih is None else shift + b_ih  # (3H,)
+        big = T * N * 3 * H * x.element_size() >= _cpu_pool.MIN_BYTES  # else F.linear's own memory
+        pooled = big and not bf16 and not functorch_active() and not torch_modes_active()
+        if pooled and needs_grad((x, weight_ih, bias_ih, gain, shift)):
+            gi = _PooledInputSide.apply(x, w_ih, b_ih if gain is None else None, gain, shift)
+        elif gain is None:
+            gi = linear(x, w_ih, b_ih)  # (T, N, 3H), block gate order
+        else:
             gi = F.layer_norm(linear(x, w_ih, None), (3 * H,), gain, shift, LAYER_NORM_EPS)
     inputs = (gi, h0, weight_hh, bias_hh, norm_weight, norm_bias)
     save = gates or needs_grad(inputs)
