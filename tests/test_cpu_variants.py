@@ -276,3 +276,28 @@ def test_evaluation_zoneout_without_a_gradient_runs_the_plain_op(reset_after, mo
     out, _ = fused(pack_sequence(seqs, enforce_sorted=False))  # parameters need a gradient
     assert len(calls) == 4  # 2 layers x 2 directions
     torch.testing.assert_close(out.data, want.data, **F64)
+
+
+@pytest.mark.parametrize(
+    "options, dynamic",
+    [(dict(layer_norm=True), False), (dict(zoneout=0.2, recurrent_dropout=0.3), True)],
+)
+def test_torch_compile_fullgraph_of_the_variants_matches_eager(options, dynamic):
+    """The variants' layer traces in one graph, with static or symbolic shapes (under compile
+    its thread plan has one feature block; the zoneout key is drawn with tensor ops) and, with
+    the same seed, trains exactly as eager; each call draws new masks."""
+    torch.manual_seed(0)
+    model = grukit.GRU(3, 8, 2, backend="cpu", dtype=torch.float64, **options)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager", dynamic=dynamic)
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    results = []
+    for run in (compiled, model):
+        model.zero_grad()
+        torch.manual_seed(1)
+        out, h_n = run(x)
+        (out.sum() + h_n.square().sum()).backward()
+        results.append([out, h_n, *(p.grad.clone() for p in model.parameters())])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    if options.get("zoneout"):
+        assert not torch.equal(compiled(x)[0], compiled(x)[0])

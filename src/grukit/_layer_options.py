@@ -22,8 +22,8 @@ def draw_zoneout_key(p: float) -> Tensor:
     """A training step's zoneout key record, int64 (3,): two 32-bit Philox key words drawn from
     torch's global CPU generator (``torch.manual_seed`` reproduces them) and the threshold
     ``round(p * 2**32)`` below which an output keeps its unit (``grukit.backends._philox``)."""
-    k0, k1 = torch.randint(0, 2**32, (2,), dtype=torch.int64).tolist()
-    return torch.tensor([k0, k1, min(round(p * 2**32), 2**32 - 1)], dtype=torch.int64)
+    words = torch.randint(0, 2**32, (2,), dtype=torch.int64)  # tensor ops only: torch.compile traces them
+    return torch.cat([words, torch.full((1,), min(round(p * 2**32), 2**32 - 1), dtype=torch.int64)])
 
 
 @dataclass(frozen=True)

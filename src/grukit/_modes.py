@@ -18,8 +18,8 @@ __all__ = ["torch_modes_active"]
 def torch_modes_active() -> bool:
     C = torch._C
     return (
-        C._is_tracing()
-        or torch.compiler.is_compiling()
+        torch.compiler.is_compiling()  # first: under dynamo it is a constant, and the rest untraceable
+        or C._is_tracing()
         or C._len_torch_dispatch_stack() > 0
         or C._len_torch_function_stack() > 0
         or C._are_functorch_transforms_active()
