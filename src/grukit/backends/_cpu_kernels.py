@@ -979,7 +979,6 @@ def backward(
                             dgr[c, b, g0 : g0 + 3 * hk],
                             hk,
                         )
-                        gb[:] = dgr[c, b, g0 : g0 + 3 * hk]
                     else:
                         _grad_norm_apply(
                             dgi[c, b, n0 : n0 + hk],
@@ -996,11 +995,13 @@ def backward(
                         )
             barrier(sync, parties)  # every block's share is in place
         if reset_after:
-            # (n, hk) += dgh (n, 3H) @ W_hh[:, j0:j1] (3H, hk): all gate rows, own columns
+            # (n, hk) += dgh (n, 3H) @ W_hh[:, j0:j1] (3H, hk): all gate rows, own columns; with
+            # layer norm dgh is the normalisation's input gradient, which dgr holds for the step
+            gsrc = dgr[c] if normed else ghbuf[t % 2]
             if masked:
-                mm_nn(ghbuf[t % 2, b0:b1], w[:, j0:j1], dhr[b0:b1, j0:j1], 0.0)
+                mm_nn(gsrc[b0:b1], w[:, j0:j1], dhr[b0:b1, j0:j1], 0.0)
             else:
-                mm_nn(ghbuf[t % 2, b0:b1], w[:, j0:j1], dhd[b0:b1, j0:j1], 1.0)
+                mm_nn(gsrc[b0:b1], w[:, j0:j1], dhd[b0:b1, j0:j1], 1.0)
         else:
             src = dgr[c] if normed else dgi[c]  # (N, 3H): what multiplies W_hh
             for m in range(bounds.shape[0] - 1):  # dL/d(r * h_prev) = dgi_n @ W_hn, block by block
