@@ -198,15 +198,6 @@ def warm_up(dtype, kind: str = "forward") -> None:
             k.backward(*bwd, 0, 1, 0, 1, sync, 1)
 
 
-def assume_constant_result(fn):
-    """``torch.compiler.assume_constant_result`` without its cost: dynamo runs ``fn`` at trace
-    time and keeps the answer instead of tracing into it. The public decorator imports all of
-    ``torch._dynamo`` (1.4 s, nearly half of ``import grukit`` on a 2-core AMD EPYC) just to set
-    this attribute; ``tests/test_imports.py`` checks that it still sets exactly this one."""
-    fn._dynamo_marked_constant = True
-    return fn
-
-
 def functorch_active() -> bool:
     """Whether a torch.func transform (grad, vjp, vmap, ...) is running."""
     return torch._C._are_functorch_transforms_active()

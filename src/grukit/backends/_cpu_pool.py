@@ -76,9 +76,11 @@ def _take(nbytes: int) -> np.ndarray:
 def empty(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
     """An uninitialised tensor of ``shape`` and ``dtype`` (float32 or float64), from the pool when
     it is at least :data:`MIN_BYTES` (else a fresh one). Its storage cannot be resized."""
+    if dtype not in (torch.float32, torch.float64) or not _on():
+        return torch.empty(shape, dtype=dtype)
     np_dtype = np.dtype(np.float32 if dtype == torch.float32 else np.float64)
     nbytes = int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize
-    if nbytes < MIN_BYTES or dtype not in (torch.float32, torch.float64) or not _on():
+    if nbytes < MIN_BYTES:
         return torch.empty(shape, dtype=dtype)
     return torch.from_numpy(np.asarray(_Lease(_take(nbytes), tuple(shape), np_dtype)))
 

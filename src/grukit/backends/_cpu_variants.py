@@ -524,15 +524,15 @@ class _RecurrenceBackward(torch.autograd.Function):
     backward = staticmethod(no_double_backward)
 
 
-def _features(T: int, N: int, H: int, dtype: torch.dtype, bf16: bool) -> tuple[int, ...]:
+def _features(T: int, N: int, H: int, x: Tensor, bf16: bool) -> tuple[int, ...]:
     """The feature blocks of the layer's thread plan. Under ``torch.compile`` one block (the
     plan consults NumPy dtypes and the environment, which dynamo cannot trace, and with dynamic
     shapes T and N are symbols): the op then splits rows only, and a batch the plan would split
     by features runs on one thread."""
     if torch.compiler.is_compiling():
         return (0, H)
-    packed = packed_products(np_float(dtype), bf16)
-    return tuple(_cpu_launch.plan(T, N, H, torch.empty(0, dtype=dtype).element_size(), packed).features)
+    packed = packed_products(np_float(x.dtype), bf16)
+    return tuple(_cpu_launch.plan(T, N, H, x.element_size(), packed).features)
 
 
 def layer(
@@ -556,7 +556,7 @@ def layer(
     products take bfloat16 operands (``_bf16``)."""
     T, N, _ = x.shape
     H = weight_hh.shape[1]
-    features = _features(T, N, H, x.dtype, bf16)
+    features = _features(T, N, H, x, bf16)
     perm = _cpu_launch.Plan((0, N), features).gate_permutation(H)  # None with one feature block
 
     def blocks(t: Tensor | None) -> Tensor | None:  # a 3H parameter in the kernels' gate order

@@ -44,7 +44,6 @@ from grukit.backends import (
     register,
 )
 from grukit.backends._cpu_base import (
-    assume_constant_result,
     bf16_args,
     bf16_linear,
     functorch_active,
@@ -95,6 +94,15 @@ def _real_builtins():
         yield
     finally:
         builtins.max, builtins.min, math.pow = now
+
+
+def assume_constant_result(fn):
+    """``torch.compiler.assume_constant_result`` without its cost: dynamo runs ``fn`` at trace
+    time and keeps the answer instead of tracing into it. The public decorator imports all of
+    ``torch._dynamo`` (1.4 s, nearly half of ``import grukit`` on a 2-core AMD EPYC) just to set
+    this attribute; ``tests/test_imports.py`` checks that it still sets exactly this one."""
+    fn._dynamo_marked_constant = True
+    return fn
 
 
 # dynamo runs it at trace time and keeps the answer, instead of tracing into Numba
