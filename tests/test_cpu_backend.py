@@ -337,6 +337,26 @@ def test_packed_products_split_small_batches_by_rows():
         torch.set_num_threads(threads)
 
 
+def test_features_are_split_only_in_blocks_of_at_least_64(monkeypatch):
+    """A feature split pays from two blocks of 64 features on (measured, docs/performance.md):
+    at H = 64 one thread runs the loop, at H = 128 two blocks of 64; with four threads H = 256
+    gets four blocks, H = 128 still two. A forced split still cuts small H finely (the tests')."""
+    from grukit.backends import _cpu_launch
+
+    monkeypatch.delenv("GRUKIT_CPU_SPLIT", raising=False)
+    for threads, H, features in [
+        (2, 64, (0, 64)),
+        (2, 128, (0, 64, 128)),
+        (4, 128, (0, 64, 128)),
+        (4, 256, (0, 64, 128, 192, 256)),
+    ]:
+        monkeypatch.setattr(torch, "get_num_threads", lambda t=threads: t)
+        assert _cpu_launch.plan(1000, 1, H, 4).features == features, (threads, H)
+    monkeypatch.setenv("GRUKIT_CPU_SPLIT", "features")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert _cpu_launch.plan(1000, 1, 64, 4).features == (0, 32, 64)
+
+
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_float32_variants_on_packed_row_blocks_match_the_float64_reference(reset_after):
     """The variant kernels (layer norm, zoneout) on a small batch split by rows with packed

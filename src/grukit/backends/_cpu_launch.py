@@ -40,6 +40,11 @@ ROW_SPLIT_MAX_BYTES = 2 * 1024 * 1024
 # this many rows per thread and a W_hh up to this size (measured, docs/performance.md)
 ROWS_PER_THREAD_MIN_PACKED = 2
 ROW_SPLIT_MAX_BYTES_PACKED = 1024 * 1024
+# features are split only from this width on (blocks of at least 64 features): at H = 64 a
+# step takes about 2 us, which the split's barriers cost and more (N = 1, T = 1000, H = 64 on one
+# thread against two feature blocks: inference 1.6 against 2.6 ms, training 5.4 against 6.0 on
+# the Intel Xeon, 1.8 / 5.6 against 2.5 / 8.6 on the AMD EPYC; docs/performance.md)
+FEATURE_SPLIT_MIN_H = 128
 
 
 @dataclass(frozen=True)
@@ -99,12 +104,13 @@ def plan(T: int, N: int, H: int, itemsize: int, packed: bool = False) -> Plan:
     rows_fit = (N >= ROWS_PER_THREAD_MIN * threads and weights < ROW_SPLIT_MAX_BYTES) or (
         packed and N >= ROWS_PER_THREAD_MIN_PACKED * threads and weights <= ROW_SPLIT_MAX_BYTES_PACKED
     )
-    if override is None and not rows_fit and H < 16:
-        return Plan((0, N), (0, H))  # too narrow to split features in blocks of 8
+    if override is None and not rows_fit and H < FEATURE_SPLIT_MIN_H:
+        return Plan((0, N), (0, H))  # too narrow for a feature split to pay
     if override == "rows" or (override is None and rows_fit):
         k = max(1, min(threads, N))
         return Plan(tuple(i * N // k for i in range(k + 1)), (0, H))
-    k = max(1, min(threads, H // 8))
+    # blocks of at least 64 features (8 when a feature split is forced, for the tests' small H)
+    k = max(1, min(threads, H // (8 if override == "features" else FEATURE_SPLIT_MIN_H // 2)))
     # feature blocks in multiples of 8, so every block's vector loops run full width
     cuts = [0] + [int(round(i * H / k / 8)) * 8 for i in range(1, k)] + [H]
     return Plan((0, N), tuple(cuts))
