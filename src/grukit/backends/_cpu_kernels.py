@@ -777,8 +777,8 @@ def _grad_norm_sums(dy, gain, xhat, acc_gain, acc_shift, hk):
     """One gate's share of a row's layer-norm backward: with ``d = gain * dy`` (``dy`` (hk,) =
     dL/d(gain * xhat + shift)), returns the sums of ``d`` and ``d * xhat``; adds ``dy * xhat``
     and ``dy`` to the row's gain and shift gradients ``acc_gain``, ``acc_shift`` (hk,)."""
-    s1 = 0.0
-    s2 = 0.0
+    s1 = dy.dtype.type(0.0)  # in the rows' dtype: float32 sums run at twice float64's width
+    s2 = dy.dtype.type(0.0)
     for j in range(hk):
         x = xhat[j]
         acc_gain[j] += dy[j] * x
@@ -792,7 +792,10 @@ def _grad_norm_sums(dy, gain, xhat, acc_gain, acc_shift, hk):
 @njit(**_INLINE)
 def _grad_norm_gate_sums(dy, gain, sv, k0, j0, acc_gain, acc_shift, G, hk):
     """``_grad_norm_sums`` over the G gates of a block (``dy`` etc. (G*hk,), ``xhat`` in the saved
-    slots ``sv[k0 + g, j0:j0+hk]``)."""
+    slots ``sv[k0 + g, j0:j0+hk]``): in one pass where those slots are contiguous (one block)."""
+    if hk == sv.shape[1]:
+        xhat = sv.reshape(sv.shape[0] * hk)[k0 * hk : (k0 + G) * hk]
+        return _grad_norm_sums(dy, gain, xhat, acc_gain, acc_shift, G * hk)
     s1 = 0.0
     s2 = 0.0
     for g in range(G):
