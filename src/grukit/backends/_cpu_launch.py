@@ -42,8 +42,9 @@ ROWS_PER_THREAD_MIN_PACKED = 2
 ROW_SPLIT_MAX_BYTES_PACKED = 1024 * 1024
 # features are split only from this width on (blocks of at least 64 features): at H = 64 a
 # step takes about 2 us, which the split's barriers cost and more (N = 1, T = 1000, H = 64 on one
-# thread against two feature blocks: inference 1.6 against 2.6 ms, training 5.4 against 6.0 on
-# the Intel Xeon, 1.8 / 5.6 against 2.5 / 8.6 on the AMD EPYC; docs/performance.md)
+# thread against two feature blocks: inference 1.43 against 2.28 ms, training 5.22 against 5.68
+# on the Intel Xeon, ``scripts/env_ab.py --var GRUKIT_CPU_SPLIT``; 1.8 / 5.6 against 2.5 / 8.6
+# on the AMD EPYC; docs/performance.md)
 FEATURE_SPLIT_MIN_H = 128
 
 
