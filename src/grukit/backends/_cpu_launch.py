@@ -58,15 +58,11 @@ class Plan:
         return len(self.features) - 1
 
     def gate_permutation(self, H: int) -> torch.Tensor | None:
-        """Row order of the 3H gate rows: each feature block's r, z, n rows together."""
-        if self.parties == 1:
-            return None
-        idx = [
-            torch.arange(g * H + j0, g * H + j1)
-            for j0, j1 in zip(self.features, self.features[1:])
-            for g in range(3)
-        ]
-        return torch.cat(idx)
+        """Row order of the 3H gate rows: each feature block's r, z, n rows together (None with
+        one feature block). ``H`` is the last feature bound."""
+        assert H == self.features[-1], (H, self.features)
+        order = gate_order(self.features)
+        return None if order is None else order[0]
 
     def gate_blocks(self) -> list[tuple[slice, slice, slice]]:
         """Per feature block ``j0:j1``: where its r,z and its n gate rows sit in the permuted
@@ -92,6 +88,20 @@ class Plan:
             for j0, j1 in zip(self.features, self.features[1:])
             for g in range(3)
         ]
+
+
+@functools.lru_cache(maxsize=64)
+def gate_order(features: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """For feature blocks ``features`` (bounds, last = H): the permutation that puts each
+    block's r, z, n gate rows together, and its inverse; None with one block. Kept per split, so
+    calls do not rebuild them."""
+    if len(features) <= 2:
+        return None
+    H = features[-1]
+    perm = torch.cat(
+        [torch.arange(g * H + j0, g * H + j1) for j0, j1 in zip(features, features[1:]) for g in range(3)]
+    )
+    return perm, torch.argsort(perm)
 
 
 def plan(T: int, N: int, H: int, itemsize: int, packed: bool = False) -> Plan:

@@ -21,8 +21,6 @@ Shapes: T steps, N batch, I input features, H hidden.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -502,15 +500,6 @@ class _PooledInputSide(torch.autograd.Function):
         return dx, dw, db, dgain, dshift
 
 
-@functools.lru_cache(maxsize=64)
-def _gate_order(features: tuple[int, ...]) -> tuple[Tensor, Tensor]:
-    """The feature blocks' gate order of 3H rows (``_cpu_launch.Plan.gate_permutation``) and its
-    inverse."""
-    perm = _cpu_launch.Plan((0, 1), features).gate_permutation(features[-1])
-    assert perm is not None  # more than one block
-    return perm, torch.argsort(perm)
-
-
 class _GateOrder(torch.autograd.Function):
     """A 3H parameter's rows in the feature blocks' gate order, and its gradient gathered back
     into the parameter's own order by the inverse permutation. ``t[perm]`` did the same, but its
@@ -588,7 +577,7 @@ def layer(
     T, N, _ = x.shape
     H = weight_hh.shape[1]
     features = _features(T, N, H, x, bf16)
-    order = _gate_order(features) if len(features) > 2 else None  # None: the parameters' own
+    order = _cpu_launch.gate_order(features)  # None: one block, the parameters' own order
 
     def blocks(t: Tensor | None) -> Tensor | None:  # a 3H parameter in the kernels' gate order
         return t if t is None or order is None else _GateOrder.apply(t, *order)

@@ -195,9 +195,9 @@ def _forward_impl(
     p = _cpu_launch.plan(T, N, H, x.element_size(), packed)
     perm = p.gate_permutation(H)  # each feature block's gate rows together
     if perm is not None:
-        weight_ih, weight_hh = weight_ih[perm], weight_hh[perm]
-        bias_ih = bias_ih[perm] if bias_ih is not None else None
-        bias_hh = bias_hh[perm] if bias_hh is not None else None
+        weight_ih, weight_hh = weight_ih.index_select(0, perm), weight_hh.index_select(0, perm)
+        bias_ih = bias_ih.index_select(0, perm) if bias_ih is not None else None
+        bias_hh = bias_hh.index_select(0, perm) if bias_hh is not None else None
     rows = min(b - a for a, b in zip(p.rows, p.rows[1:]))  # the smallest row block
     chunk = projection_chunk(T, N, rows, weight_ih.numel() * x.element_size(), bf)
     if chunk:  # the kernel projects the input itself, chunk by chunk, into this buffer
@@ -288,7 +288,7 @@ def gru_layer_backward(
     # the forward's plan (the same rows-or-features choice; its products need not be packed)
     p = _cpu_launch.plan(T, N, H, x.element_size(), packed_products(np_float(x.dtype)))
     perm = p.gate_permutation(H)
-    w_hh = weight_hh[perm] if perm is not None else weight_hh
+    w_hh = weight_hh.index_select(0, perm) if perm is not None else weight_hh
     dh = grad_hn.clone(memory_format=torch.contiguous_format)  # (N, H), becomes dh0
     kw = saved_per_feature(reset_after)
     # the loop runs in chunks of C steps; after each, the chunk's gradients are reduced into the
