@@ -357,6 +357,35 @@ def test_features_are_split_only_in_blocks_of_at_least_64(monkeypatch):
     assert _cpu_launch.plan(1000, 1, 64, 4).features == (0, 32, 64)
 
 
+def test_a_small_batch_on_the_calling_thread_runs_mkl_sequentially_and_restores_it():
+    """A one-block launch of at most SEQUENTIAL_STEP_ROWS rows sets this thread's MKL thread count
+    to 1 for the kernel (whose per-step products are too small for a team) and puts the old
+    setting back afterwards, also when the kernel raises; larger batches keep MKL's team. The
+    setting is read back from MKL itself (``mkl_set_num_threads_local`` returns the previous one)."""
+    from grukit.backends import _cpu_launch
+
+    if _cpu_launch._mkl_local_setter() is None:
+        pytest.skip("PyTorch's BLAS is not MKL")
+    seen = []
+
+    def kernel(*args):
+        now = _cpu_launch._mkl_threads_local(0)  # 0: no thread-local setting
+        _cpu_launch._mkl_threads_local(now)
+        seen.append(now)
+        if args[0] == "raise":
+            raise ValueError("kernel failed")
+
+    small = _cpu_launch.Plan(rows=(0, _cpu_launch.SEQUENTIAL_STEP_ROWS), features=(0, 64))
+    large = _cpu_launch.Plan(rows=(0, _cpu_launch.SEQUENTIAL_STEP_ROWS + 1), features=(0, 64))
+    _cpu_launch._mkl_threads_local(0)
+    _cpu_launch.launch(kernel, small, ("ok",))
+    _cpu_launch.launch(kernel, large, ("ok",))
+    with pytest.raises(ValueError, match="kernel failed"):
+        _cpu_launch.launch(kernel, small, ("raise",))
+    assert seen == [1, 0, 1]
+    assert _cpu_launch._mkl_threads_local(0) == 0  # nothing left behind on this thread
+
+
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_float32_variants_on_packed_row_blocks_match_the_float64_reference(reset_after):
     """The variant kernels (layer norm, zoneout) on a small batch split by rows with packed

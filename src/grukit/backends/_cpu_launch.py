@@ -46,6 +46,11 @@ ROW_SPLIT_MAX_BYTES_PACKED = 1024 * 1024
 # on the Intel Xeon, ``scripts/env_ab.py --var GRUKIT_CPU_SPLIT``; 1.8 / 5.6 against 2.5 / 8.6
 # on the AMD EPYC; docs/performance.md)
 FEATURE_SPLIT_MIN_H = 128
+# a kernel on the calling thread with at most this many batch rows runs MKL's products
+# sequentially: the backward's per-step sgemm (dh = dgates W_hh) then skips waking MKL's team
+# at every step, which at N = 1, T = 1000, H = 64 on 2 threads cost 1.2 ms of a 3.6 ms backward
+# (0.82x the training time, Intel Xeon, interleaved one-off runs; docs/performance.md)
+SEQUENTIAL_STEP_ROWS = 4
 
 
 @dataclass(frozen=True)
@@ -141,13 +146,20 @@ def plan_for(features, T: int, N: int, H: int, itemsize: int, packed: bool = Fal
 
 def _mkl_threads_local(n: int) -> int:
     """Set this thread's MKL thread count (0: back to the global setting); returns the old one."""
+    setter = _mkl_local_setter()
+    if setter is None:
+        return 0
+    return setter(ctypes.byref(ctypes.c_int(n)))
+
+
+@functools.lru_cache(maxsize=None)
+def _mkl_local_setter():
     from grukit.backends import _blas
 
     setter = getattr(ctypes.CDLL(_blas.load()), "mkl_set_num_threads_local_", None)
-    if setter is None:
-        return 0
-    setter.restype = ctypes.c_int
-    return setter(ctypes.byref(ctypes.c_int(n)))
+    if setter is not None:
+        setter.restype = ctypes.c_int
+    return setter
 
 
 @functools.lru_cache(maxsize=None)
@@ -197,8 +209,15 @@ def launch(kernel, p: Plan, args: tuple) -> None:
         for j0, j1 in zip(p.features, p.features[1:])
     ]
     sync = np.zeros((len(p.rows) - 1, 16), np.int64)  # one barrier per row block
-    if len(blocks) == 1:
-        kernel(*args, 0, p.rows[-1], 0, p.features[-1], sync[0], 1)
+    if len(blocks) == 1:  # on the calling thread
+        if p.rows[-1] > SEQUENTIAL_STEP_ROWS:
+            kernel(*args, 0, p.rows[-1], 0, p.features[-1], sync[0], 1)
+            return
+        previous = _mkl_threads_local(1)
+        try:
+            kernel(*args, 0, p.rows[-1], 0, p.features[-1], sync[0], 1)
+        finally:
+            _mkl_threads_local(previous)
         return
     omp = _omp() if launcher() == "openmp" else None
     with _LAUNCH:
