@@ -13,7 +13,7 @@ import pytest
 
 from grukit.cli.main import main
 
-pytest.importorskip("pandas")
+pd = pytest.importorskip("pandas")
 
 TINY = [
     "--horizon",
@@ -179,6 +179,36 @@ def test_empty_file_missing_file_and_bad_model_folder(tmp_path, capsys):
         == 2
     )
     assert "cannot read the model" in capsys.readouterr().err
+
+
+def test_train_an_ensemble_over_input_lengths_then_predict_and_inspect_a_member(tmp_path, capsys):
+    """`forecast train --input-lens` saves an ensemble (one member per length); `predict` reads it
+    back and forecasts the median of its members; `inspect` draws the member asked for."""
+    from grukit.apps.forecast_ensemble import ForecasterEnsemble
+
+    data = _long_csv(tmp_path / "sales.csv")
+    out = tmp_path / "run"
+    assert (
+        main(["forecast", "train", "--data", str(data), "--out", str(out), *TINY, "--input-lens", "8,12"])
+        == 0
+    )
+    assert json.loads((out / "config.json").read_text())["input_lens"] == [8, 12]
+    ens = ForecasterEnsemble.load(out)
+    assert [m.config_.input_len for m in ens.members] == [8, 12]
+    pred = tmp_path / "pred.csv"
+    assert main(["forecast", "predict", "--model", str(out), "--data", str(data), "--out", str(pred)]) == 0
+    frame = pd.read_csv(pred)
+    from grukit.data.series import read_csv
+
+    expected = ens.predict(None, read_csv(data)).point  # (series, horizon)
+    np.testing.assert_allclose(frame.groupby("id")["forecast"].apply(list).tolist(), expected, rtol=1e-6)
+    figs = tmp_path / "gates"
+    assert main(["inspect", "--model", str(out), "--member", "1", "--out", str(figs)]) == 0
+    summary = json.loads((figs / "summary.json").read_text())
+    assert summary["read"] == {"series": "s0", "points": 12, "member": 1} and summary["steps"] == 12
+    capsys.readouterr()
+    assert main(["inspect", "--model", str(out), "--member", "2", "--out", str(tmp_path / "g2")]) == 2
+    assert "--member must be below the ensemble's 2 member(s), got 2" in capsys.readouterr().err
 
 
 def test_predict_refuses_a_horizon_the_model_was_not_trained_for(tmp_path, capsys):

@@ -75,11 +75,15 @@ def load_model(cls, folder: str):
         if not is_user_error(exc):
             raise
         raise UserError(f"cannot read the model: {one_line(exc)}") from None
-    saved = {}
+    return model, read_config(folder)
+
+
+def read_config(folder: str | Path) -> dict:
+    """A run folder's saved ``config.json`` (empty when absent or unreadable)."""
     path = Path(folder) / "config.json"
     if path.is_file():
         try:
-            saved = json.loads(path.read_text())
+            return json.loads(path.read_text())
         except ValueError:
-            saved = {}
-    return model, saved
+            return {}
+    return {}

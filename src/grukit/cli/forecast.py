@@ -61,6 +61,43 @@ def _add_model_args(p) -> None:
     )
 
 
+def _add_ensemble_args(p) -> None:
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        metavar="K",
+        help="train K forecasters (seeds --seed, --seed + 1, ...) and take the median of "
+        "their forecasts; K times the training time",
+    )
+    p.add_argument(
+        "--input-lens",
+        default=None,
+        metavar="N,N,...",
+        help="an ensemble whose members read these numbers of points, cycled over the members "
+        "(as N-BEATS varies its lookback, e.g. 2 to 7 horizons); --ensemble defaults to one "
+        "member per length",
+    )
+
+
+def _ensemble_args(args) -> tuple[int, list[int] | None]:
+    """``(members, input_lens)`` from ``--ensemble`` and ``--input-lens``, checked."""
+    from grukit.cli._errors import UserError
+
+    members = getattr(args, "ensemble", 1)
+    if members < 1:
+        raise UserError(f"--ensemble must be a positive integer, got {members}")
+    input_lens = _input_lens(getattr(args, "input_lens", None))
+    if input_lens is not None:
+        if getattr(args, "input_len", None) is not None:
+            raise UserError("give --input-len or --input-lens, not both")
+        if members == 1:
+            members = len(input_lens)
+        if members < 2:
+            raise UserError(f"--input-lens needs an ensemble of at least 2 members, got {members}")
+    return members, input_lens
+
+
 def _add_data_args(p) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, metavar="FILE.csv", help="one series or many (long format)")
@@ -92,6 +129,7 @@ def add_parser(sub) -> None:
     )
     _add_data_args(t)
     _add_model_args(t)
+    _add_ensemble_args(t)
     add_train_args(t)
     _add_baseline_args(t, arima_series=None)
     t.add_argument("--out", required=True, metavar="DIR", help="folder for the model, metrics and plots")
@@ -152,21 +190,7 @@ def add_parser(sub) -> None:
         default=None,
         help="points the GRU reads (default: max(3 seasons, 2 horizons, 8))",
     )
-    b.add_argument(
-        "--ensemble",
-        type=int,
-        default=1,
-        metavar="K",
-        help="train K forecasters (seeds --seed, --seed + 1, ...) and take the median of "
-        "their forecasts; K times the training time",
-    )
-    b.add_argument(
-        "--input-lens",
-        default=None,
-        metavar="N,N,...",
-        help="an ensemble whose members read these numbers of points, cycled over the members "
-        "(as N-BEATS varies its lookback); --ensemble defaults to one member per length",
-    )
+    _add_ensemble_args(b)
     b.add_argument("--num-layers", type=int, default=1, help="GRU layers")
     b.add_argument(
         "--no-deseasonalize",
@@ -243,12 +267,10 @@ def run_train(args) -> int:
     train_cfg = train_config(args)
     plan = baseline_plan(args)
     series = read_csv(args.data, id_col=args.id_col, time_col=args.time_col, value_col=args.value_col)
+    members, input_lens = _ensemble_args(args)
     season = args.season if args.season is not None else season_of(series.freq)
-    forecaster = GRUForecaster(
-        args.horizon,
-        season,
+    hyper = dict(
         train=train_cfg,
-        input_len=args.input_len,
         min_input=args.min_input,
         hidden_size=args.hidden_size,
         num_layers=args.num_layers,
@@ -256,6 +278,19 @@ def run_train(args) -> int:
         reset_after=args.reset_after,
         deseasonalize=not args.no_deseasonalize,
     )
+    if members > 1:
+        from grukit.apps.forecast_ensemble import ForecasterEnsemble
+
+        forecaster = ForecasterEnsemble(
+            args.horizon,
+            season,
+            members=members,
+            input_lens=input_lens,
+            **({} if input_lens else {"input_len": args.input_len}),
+            **hyper,
+        )
+    else:
+        forecaster = GRUForecaster(args.horizon, season, input_len=args.input_len, **hyper)
     config = {
         "command": "forecast train",
         "data": str(Path(args.data).resolve()),
@@ -263,6 +298,8 @@ def run_train(args) -> int:
         "time_col": args.time_col,
         "value_col": args.value_col,
         "forecaster": dict(forecaster.config.__dict__),
+        "ensemble": members,
+        "input_lens": input_lens,
         "train": train_cfg.to_dict(),
         "arima_series": args.arima_series,
         "baseline_jobs": args.baseline_jobs,
@@ -313,7 +350,10 @@ def run_predict(args) -> int:
 
     out = Path(args.out)
     check_output_file(out, args.force)
-    model, saved = load_model(GRUForecaster, args.model)
+    from grukit.apps.forecast_ensemble import ForecasterEnsemble
+
+    kind = ForecasterEnsemble if (Path(args.model) / "ensemble.json").is_file() else GRUForecaster
+    model, saved = load_model(kind, args.model)
     series = read_csv(
         args.data,
         id_col=args.id_col or saved.get("id_col"),
@@ -349,24 +389,13 @@ def run_benchmark(args) -> int:
 
 def _run_benchmark(args, name: str, out: Path, command: str) -> int:
     from grukit.apps.forecast_run import benchmark_run
-    from grukit.cli._errors import UserError
     from grukit.train.distributed import context
 
     ctx = context()
     train_cfg = train_config(args)
     plan = baseline_plan(args)
     input_len = getattr(args, "input_len", None)  # `demo` keeps the default
-    members = getattr(args, "ensemble", 1)
-    if members < 1:
-        raise UserError(f"--ensemble must be a positive integer, got {members}")
-    input_lens = _input_lens(getattr(args, "input_lens", None))
-    if input_lens is not None:
-        if input_len is not None:
-            raise UserError("give --input-len or --input-lens, not both")
-        if members == 1:
-            members = len(input_lens)
-        if members < 2:
-            raise UserError(f"--input-lens needs an ensemble of at least 2 members, got {members}")
+    members, input_lens = _ensemble_args(args)
     config = {
         "command": command,
         "data": name,

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from grukit.cli._errors import UserError
-from grukit.cli._runs import Formatter, load_model
+from grukit.cli._runs import Formatter, load_model, read_config
 
 FILES = ("gates.png", "holds.png", "summary.json")
 
@@ -108,7 +108,7 @@ def run(args) -> int:
     if not 0 <= args.threshold < 1:
         raise UserError(f"--threshold must be in [0, 1), got {args.threshold}")
     folder = Path(args.model)
-    if (folder / "forecaster.json").is_file():
+    if (folder / "forecaster.json").is_file() or (folder / "member0" / "forecaster.json").is_file():
         what = _forecaster(args)
     elif (folder / "detector.json").is_file():
         what = _detector(args)
@@ -190,7 +190,17 @@ def _forecaster(args) -> dict:
     from grukit.data.series import read_csv
     from grukit.data.windows import make_inputs
 
-    model, saved = load_model(GRUForecaster, args.model)
+    folder = Path(args.model)
+    if (folder / "ensemble.json").is_file():  # one member of a ForecasterEnsemble
+        members = sum(1 for _ in folder.glob("member*/forecaster.json"))
+        if args.member >= members:
+            raise UserError(f"--member must be below the ensemble's {members} member(s), got {args.member}")
+        model, _ = load_model(GRUForecaster, str(folder / f"member{args.member}"))
+        about = {"member": args.member}
+    else:
+        model, _ = load_model(GRUForecaster, args.model)
+        about = {}
+    saved = read_config(folder)
     series = model.series_
     if args.input is not None:
         series = read_csv(
@@ -222,7 +232,7 @@ def _forecaster(args) -> dict:
         "signal": shown,
         "signal_label": "input / scale"
         + (" (deseasonalised)" if cfg.deseasonalize and cfg.season > 1 else ""),
-        "read": {"series": ids[pick], "points": L},
+        "read": {"series": ids[pick], "points": L} | about,
     }
 
 
