@@ -138,6 +138,9 @@ def test_nothing_in_out_is_overwritten(tmp_path, capsys):
         ("", [], "irregularly spaced timestamps"),
         (None, ["--lr", "-1"], "lr must be a positive number"),
         (None, ["--warmup-steps", "-5"], "warmup_steps must be a non-negative integer, got -5"),
+        (None, ["--input-lens", "8"], "--input-lens needs an ensemble of at least 2 members, got 1"),
+        (None, ["--input-lens", "8,12", "--input-len", "8"], "give --input-len or --input-lens, not both"),
+        (None, ["--ensemble", "0"], "--ensemble must be a positive integer, got 0"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, bad, extra, message):

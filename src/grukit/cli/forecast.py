@@ -266,8 +266,8 @@ def run_train(args) -> int:
     ctx = context()
     train_cfg = train_config(args)
     plan = baseline_plan(args)
+    members, input_lens = _ensemble_args(args)  # before reading the data: a mistake fails at once
     series = read_csv(args.data, id_col=args.id_col, time_col=args.time_col, value_col=args.value_col)
-    members, input_lens = _ensemble_args(args)
     season = args.season if args.season is not None else season_of(series.freq)
     hyper = dict(
         train=train_cfg,
