@@ -18,6 +18,7 @@ take the work.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import importlib
@@ -152,6 +153,16 @@ def _mkl_threads_local(n: int) -> int:
     return setter(ctypes.byref(ctypes.c_int(n)))
 
 
+@contextlib.contextmanager
+def _mkl_sequential():
+    """MKL on one thread for the calling thread inside the block, its old setting afterwards."""
+    previous = _mkl_threads_local(1)
+    try:
+        yield
+    finally:
+        _mkl_threads_local(previous)
+
+
 @functools.lru_cache(maxsize=None)
 def _mkl_local_setter():
     from grukit.backends import _blas
@@ -210,14 +221,9 @@ def launch(kernel, p: Plan, args: tuple) -> None:
     ]
     sync = np.zeros((len(p.rows) - 1, 16), np.int64)  # one barrier per row block
     if len(blocks) == 1:  # on the calling thread
-        if p.rows[-1] > SEQUENTIAL_STEP_ROWS:
+        small = p.rows[-1] <= SEQUENTIAL_STEP_ROWS
+        with _mkl_sequential() if small else contextlib.nullcontext():
             kernel(*args, 0, p.rows[-1], 0, p.features[-1], sync[0], 1)
-            return
-        previous = _mkl_threads_local(1)
-        try:
-            kernel(*args, 0, p.rows[-1], 0, p.features[-1], sync[0], 1)
-        finally:
-            _mkl_threads_local(previous)
         return
     omp = _omp() if launcher() == "openmp" else None
     with _LAUNCH:
@@ -225,10 +231,9 @@ def launch(kernel, p: Plan, args: tuple) -> None:
             return
         calls = [(*args, b0, b1, j0, j1, sync[r], p.parties) for b0, b1, j0, j1, r in blocks]
         futures = [_pool(len(calls) - 1).submit(kernel, *c) for c in calls[1:]]
-        previous = _mkl_threads_local(1)  # the calling thread runs the first block
         try:
-            kernel(*calls[0])
+            with _mkl_sequential():  # the calling thread runs the first block
+                kernel(*calls[0])
         finally:
-            _mkl_threads_local(previous)
             for future in futures:
                 future.result()
