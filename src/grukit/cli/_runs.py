@@ -75,15 +75,11 @@ def load_model(cls, folder: str):
         if not is_user_error(exc):
             raise
         raise UserError(f"cannot read the model: {one_line(exc)}") from None
-    return model, read_config(folder)
-
-
-def read_config(folder: str | Path) -> dict:
-    """A run folder's saved ``config.json`` (empty when absent or unreadable)."""
+    saved = {}
     path = Path(folder) / "config.json"
     if path.is_file():
         try:
-            return json.loads(path.read_text())
+            saved = json.loads(path.read_text())
         except ValueError:
-            return {}
-    return {}
+            saved = {}
+    return model, saved

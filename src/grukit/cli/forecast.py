@@ -271,6 +271,7 @@ def run_train(args) -> int:
     season = args.season if args.season is not None else season_of(series.freq)
     hyper = dict(
         train=train_cfg,
+        input_len=args.input_len,  # None with --input-lens (_ensemble_args refuses both)
         min_input=args.min_input,
         hidden_size=args.hidden_size,
         num_layers=args.num_layers,
@@ -281,16 +282,9 @@ def run_train(args) -> int:
     if members > 1:
         from grukit.apps.forecast_ensemble import ForecasterEnsemble
 
-        forecaster = ForecasterEnsemble(
-            args.horizon,
-            season,
-            members=members,
-            input_lens=input_lens,
-            **({} if input_lens else {"input_len": args.input_len}),
-            **hyper,
-        )
+        forecaster = ForecasterEnsemble(args.horizon, season, members=members, input_lens=input_lens, **hyper)
     else:
-        forecaster = GRUForecaster(args.horizon, season, input_len=args.input_len, **hyper)
+        forecaster = GRUForecaster(args.horizon, season, **hyper)
     config = {
         "command": "forecast train",
         "data": str(Path(args.data).resolve()),

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from grukit.cli._errors import UserError
-from grukit.cli._runs import Formatter, load_model, read_config
+from grukit.cli._runs import Formatter, load_model
 
 FILES = ("gates.png", "holds.png", "summary.json")
 
@@ -108,7 +108,7 @@ def run(args) -> int:
     if not 0 <= args.threshold < 1:
         raise UserError(f"--threshold must be in [0, 1), got {args.threshold}")
     folder = Path(args.model)
-    if (folder / "forecaster.json").is_file() or (folder / "member0" / "forecaster.json").is_file():
+    if (folder / "forecaster.json").is_file() or (folder / "ensemble.json").is_file():
         what = _forecaster(args)
     elif (folder / "detector.json").is_file():
         what = _detector(args)
@@ -190,17 +190,17 @@ def _forecaster(args) -> dict:
     from grukit.data.series import read_csv
     from grukit.data.windows import make_inputs
 
-    folder = Path(args.model)
-    if (folder / "ensemble.json").is_file():  # one member of a ForecasterEnsemble
-        members = sum(1 for _ in folder.glob("member*/forecaster.json"))
+    about = {}
+    if (Path(args.model) / "ensemble.json").is_file():  # one member of a ForecasterEnsemble
+        from grukit.apps.forecast_ensemble import ForecasterEnsemble
+
+        ensemble, saved = load_model(ForecasterEnsemble, args.model)
+        members = len(ensemble.members)
         if args.member >= members:
             raise UserError(f"--member must be below the ensemble's {members} member(s), got {args.member}")
-        model, _ = load_model(GRUForecaster, str(folder / f"member{args.member}"))
-        about = {"member": args.member}
+        model, about = ensemble.members[args.member], {"member": args.member}
     else:
-        model, _ = load_model(GRUForecaster, args.model)
-        about = {}
-    saved = read_config(folder)
+        model, saved = load_model(GRUForecaster, args.model)
     series = model.series_
     if args.input is not None:
         series = read_csv(
