@@ -49,8 +49,8 @@ ROW_SPLIT_MAX_BYTES_PACKED = 1024 * 1024
 FEATURE_SPLIT_MIN_H = 128
 # a kernel on the calling thread with at most this many batch rows runs MKL's products
 # sequentially: the backward's per-step sgemm (dh = dgates W_hh) then skips waking MKL's team
-# at every step, which at N = 1, T = 1000, H = 64 on 2 threads cost 1.2 ms of a 3.6 ms backward
-# (0.82x the training time, Intel Xeon, interleaved one-off runs; docs/performance.md)
+# at every step (N = 1, T = 1000, H = 64 training on 2 threads 5.0-6.0 -> 4.1-4.8 ms in
+# `grukit bench --variants ...`, Intel Xeon; docs/performance.md)
 SEQUENTIAL_STEP_ROWS = 4
 
 
