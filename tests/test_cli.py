@@ -396,3 +396,20 @@ def test_resume_ignores_how_a_run_reports_and_names_what_changed(tmp_path):
     changed = dict(old, train={"lr": 0.1, "progress": "auto"}, lm={"hidden_size": 16})
     with pytest.raises(UserError, match=r"lm\.hidden_size, train\.lr"):
         check_out(tmp_path, True, changed)
+
+
+def test_training_options_take_an_applications_own_help_and_refuse_an_unknown_name():
+    """``add_train_args(helps=...)`` replaces the help of the named shared options (what a batch
+    is differs between applications) and leaves the others; a name that is no training option is
+    a bug in the caller, said at once."""
+    import argparse
+
+    from grukit.cli._runs import add_train_args
+
+    p = argparse.ArgumentParser()
+    add_train_args(p, helps={"batch_size": "streams per batch"})
+    helps = {a.dest: a.help for a in p._actions}
+    assert helps["batch_size"] == "streams per batch"
+    assert helps["lr"] == "AdamW learning rate (cosine decay)"
+    with pytest.raises(ValueError, match="batch_sise"):
+        add_train_args(argparse.ArgumentParser(), helps={"batch_sise": "typo"})

@@ -16,30 +16,40 @@ class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsH
     """The description as written, and every option's default in its help."""
 
 
-def add_train_args(p, epochs: int = 30) -> None:
+def add_train_args(p, epochs: int = 30, helps: dict[str, str] | None = None) -> None:
+    """The training options, in their own group; ``helps`` replaces an option's help by its
+    ``dest`` (what a batch or an epoch is differs between applications)."""
+    helps = helps or {}
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=epochs, help="most epochs (early stopping may end sooner)")
-    g.add_argument("--batch-size", type=int, default=256, help="windows per batch (per process)")
-    g.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (cosine decay)")
-    g.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (0: off)")
-    g.add_argument("--steps-per-epoch", type=int, default=None, help="cap on batches per epoch (0: all)")
-    g.add_argument(
+
+    def add(*flags, help, **kw):
+        dest = flags[0].lstrip("-").replace("-", "_")
+        g.add_argument(*flags, help=helps.pop(dest, help), **kw)
+
+    add("--epochs", type=int, default=epochs, help="most epochs (early stopping may end sooner)")
+    add("--batch-size", type=int, default=256, help="windows per batch (per process)")
+    add("--lr", type=float, default=3e-3, help="AdamW learning rate (cosine decay)")
+    add("--patience", type=int, default=5, help="early stopping patience in epochs (0: off)")
+    add("--steps-per-epoch", type=int, default=None, help="cap on batches per epoch (0: all)")
+    add(
         "--warmup-steps",
         type=int,
         default=0,
         help="linear learning-rate warm-up over this many optimizer steps (0: off)",
     )
-    g.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
-    g.add_argument("--seed", type=int, default=0, help="random seed")
-    g.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
-    g.add_argument(
+    add("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
+    add("--seed", type=int, default=0, help="random seed")
+    add("--deterministic", action="store_true", help="deterministic kernels (slower)")
+    add(
         "--precision",
         choices=("float32", "bf16"),
         default="float32",
         help="bf16: bfloat16 mixed precision (autocast; pays on CPUs with AVX512-BF16 or AMX)",
     )
-    g.add_argument("--quiet", action="store_true", help="no progress output")
-    g.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    add("--quiet", action="store_true", help="no progress output")
+    add("--resume", action="store_true", help="continue the interrupted run in --out")
+    if helps:
+        raise ValueError(f"add_train_args: no training option named {sorted(helps)}")
 
 
 def train_config(args):

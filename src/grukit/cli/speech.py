@@ -112,13 +112,15 @@ def _add_model_args(p, hidden: int = 128) -> None:
 
 
 def _add_train(p, **defaults) -> None:
-    add_train_args(p, epochs=defaults.pop("epochs", 40))
+    add_train_args(
+        p,
+        epochs=defaults.pop("epochs", 40),
+        helps={
+            "batch_size": "recordings per batch (per process; default 64, or 16 for transcribe)",
+            "steps_per_epoch": "cap on batches per epoch (0: every recording)",
+        },
+    )
     p.set_defaults(batch_size=None, lr=3e-3, patience=12, **defaults)
-    for action in p._actions:
-        if action.dest == "batch_size":
-            action.help = "recordings per batch (per process; default 64, or 16 for transcribe)"
-        if action.dest == "steps_per_epoch":
-            action.help = "cap on batches per epoch (0: every recording)"
 
 
 def add_parser(sub) -> None:

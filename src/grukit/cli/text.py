@@ -64,7 +64,15 @@ def _add_model_args(p, hidden: int = 512) -> None:
 
 
 def _add_train(p, **defaults) -> None:
-    add_train_args(p, epochs=defaults.pop("epochs", 100))
+    add_train_args(  # the shared options' help says what a batch and an epoch are here
+        p,
+        epochs=defaults.pop("epochs", 100),
+        helps={
+            "batch_size": "streams per batch (per process)",
+            "steps_per_epoch": "windows per epoch (0: one pass or about a million tokens, whichever is smaller)",
+            "lr": "Adam learning rate (its peak under --schedule budget)",
+        },
+    )
     g = p.add_argument_group("budget")
     g.add_argument(
         "--max-time",
@@ -82,13 +90,6 @@ def _add_train(p, **defaults) -> None:
     )
     g.add_argument("--prompt", default="", help="prompt of the samples written after training")
     p.set_defaults(batch_size=64, lr=2e-3, clip=0.25, patience=6, **defaults)
-    for action in p._actions:  # the help of the shared options names what a batch is here
-        if action.dest == "batch_size":
-            action.help = "streams per batch (per process)"
-        if action.dest == "steps_per_epoch":
-            action.help = "windows per epoch (0: one pass or about a million tokens, whichever is smaller)"
-        if action.dest == "lr":
-            action.help = "Adam learning rate (its peak under --schedule budget)"
 
 
 def add_parser(sub) -> None:
