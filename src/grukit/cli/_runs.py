@@ -19,12 +19,12 @@ class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsH
 def add_train_args(p, epochs: int = 30, helps: dict[str, str] | None = None) -> None:
     """The training options, in their own group; ``helps`` replaces an option's help by its
     ``dest`` (what a batch or an epoch is differs between applications)."""
-    helps = helps or {}
+    helps = dict(helps or {})  # a copy: the names are ticked off as their options are added
     g = p.add_argument_group("training")
 
-    def add(*flags, help, **kw):
-        dest = flags[0].lstrip("-").replace("-", "_")
-        g.add_argument(*flags, help=helps.pop(dest, help), **kw)
+    def add(*flags, **kw):
+        action = g.add_argument(*flags, **kw)  # argparse names its dest
+        action.help = helps.pop(action.dest, action.help)
 
     add("--epochs", type=int, default=epochs, help="most epochs (early stopping may end sooner)")
     add("--batch-size", type=int, default=256, help="windows per batch (per process)")
@@ -85,11 +85,11 @@ def load_model(cls, folder: str):
         if not is_user_error(exc):
             raise
         raise UserError(f"cannot read the model: {one_line(exc)}") from None
-    saved = {}
+    saved = {}  # the run's config.json; empty when absent or unreadable
     path = Path(folder) / "config.json"
     if path.is_file():
         try:
             saved = json.loads(path.read_text())
         except ValueError:
-            saved = {}
+            pass
     return model, saved
