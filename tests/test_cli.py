@@ -1,6 +1,7 @@
 """The ``grukit`` command line, run as a user would, on tiny settings."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -413,3 +414,30 @@ def test_training_options_take_an_applications_own_help_and_refuse_an_unknown_na
     assert helps["lr"] == "AdamW learning rate (cosine decay)"
     with pytest.raises(ValueError, match="batch_sise"):
         add_train_args(argparse.ArgumentParser(), helps={"batch_sise": "typo"})
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["speech", "train"],
+        ["text", "train"],
+        ["forecast", "train"],
+        ["anomaly", "train"],
+        ["anomaly", "nab"],
+        ["inspect"],
+    ],
+)
+def test_option_help_gives_each_default_once_and_only_where_it_says_something(command, capsys):
+    """An option's help shows ``(default: X)`` for a real value, but not a second time after help
+    that already gives the default in words, not "None" (off, or chosen from the data), and not
+    a flag's stored bool (``--unidirectional`` stores into ``bidirectional``: "True" would be
+    wrong)."""
+    with pytest.raises(SystemExit) as e:
+        main([*command, "--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default: None)" not in text
+    assert "(default: True)" not in text and "(default: False)" not in text
+    assert "(default: )" not in text
+    assert re.search(r"\(default[^)]*\) \(default:", text) is None
+    assert "(default:" in text  # real defaults are still shown

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -13,7 +14,20 @@ from grukit.cli._errors import UserError, is_user_error, one_line
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The description as written, and every option's default in its help."""
+    """The description as written, and an option's default in its help where that says something:
+    not where the help already gives it in words ("default: from the data"), not for a default of
+    None or "" (the option is off or chosen from the data), and not for an on/off flag, whose stored
+    default belongs to the pair it is in (``--unidirectional`` would read "default: True")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            action.default in (None, "")
+            or isinstance(action.default, bool)
+            or re.search(r"\bdefault\b", text, re.IGNORECASE)
+        ):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def add_train_args(p, epochs: int = 30, helps: dict[str, str] | None = None) -> None:
