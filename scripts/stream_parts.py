@@ -48,8 +48,9 @@ def _products(x, w_ih, w_hh, gi, gh, n):
 
 
 def _huge_pages(nbytes: int):
-    """A float32 buffer of ``nbytes`` in 2 MiB pages, and whether the kernel gave them; or None
-    where madvise is unavailable."""
+    """A float32 buffer of ``nbytes`` advised into 2 MiB pages (whether the kernel gave them is
+    :func:`_anon_huge_kib`'s to say) and the mapping that holds it (keep it alive); None where
+    madvise is unavailable."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
@@ -67,10 +68,14 @@ def _huge_pages(nbytes: int):
 
 
 def _anon_huge_kib() -> int:
-    with open("/proc/self/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("AnonHugePages:"):
-                return int(line.split()[1])
+    """KiB of this process's anonymous memory in huge pages (0 where Linux does not say)."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("AnonHugePages:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 
