@@ -250,7 +250,7 @@ def test_the_kernels_take_the_arguments_cpu_args_defines():
 @pytest.mark.parametrize("variants", [False, True], ids=["plain", "variants"])
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_the_cpu_backend_passes_the_shapes_cpu_args_documents(reset_after, variants, monkeypatch):
-    from grukit.backends import _cpu_args, _cpu_launch
+    from grukit.backends import _cpu_args, _cpu_base, _cpu_launch
 
     seen = []
     kw = (5 if reset_after else 4) + (3 if variants else 0)
@@ -304,6 +304,8 @@ def test_the_cpu_backend_passes_the_shapes_cpu_args_documents(reset_after, varia
         return real(kernel, plan, args)
 
     monkeypatch.setattr(_cpu_launch, "launch", spy)
+    # the fused kernel in evaluation too (the plain layer's would take the lean one)
+    monkeypatch.setenv(_cpu_base.LEAN_ENV, "0")
     options = dict(layer_norm=True, zoneout=0.1, recurrent_dropout=0.2) if variants else {}
     gru = grukit.GRU(3, 8, reset_after=reset_after, backend="cpu", **options)
     out, _ = gru(torch.randn(5, 2, 3))

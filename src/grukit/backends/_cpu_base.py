@@ -46,6 +46,14 @@ def packed_products(dtype, bf16: bool = False) -> bool:
     return _blas.has_packed_gemm()
 
 
+LEAN_ENV = "GRUKIT_CPU_LEAN"  # "0": eager inference through the fused kernel too, for measuring
+
+
+def lean_inference() -> bool:
+    """Whether eager inference on one block runs ``_infer_kernel`` (unless ``GRUKIT_CPU_LEAN=0``)."""
+    return os.environ.get(LEAN_ENV) != "0"
+
+
 PROJECT_ENV = "GRUKIT_CPU_PROJECT"  # "0": the whole input projection first, for measuring
 # The forward kernel projects its input in chunks of about this many rows (steps x batch), at
 # least one step: enough rows for MKL's GEMM to run near its peak (in one-off measurements on an

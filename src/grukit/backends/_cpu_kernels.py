@@ -22,9 +22,11 @@ Per active row and step the elementwise pass saves ``r, z, n, h_prev`` and, for 
 have no branches and vectorise.
 
 Activations: float64 kernels call libm (exact); float32 kernels use a rational tanh (clamped
-odd/even polynomial ratio, the form Eigen uses; at most 2.6e-7 from tanh, ~2 float32 ulps, computed
-in float64) and ``sigmoid(x) = (1 + tanh(x / 2)) / 2``: plain arithmetic that LLVM vectorises,
-where libm calls are scalar.
+odd/even polynomial ratio, the form Eigen uses, computed in float32: at most 4.1e-7 from tanh,
+about 3.4 float32 epsilons, near |x| = 5.8; sigmoid within 2.3e-7) and ``sigmoid(x) = (1 +
+tanh(x / 2)) / 2``: plain arithmetic that LLVM vectorises, where libm calls are scalar. (Until
+2026-12-08 the ratio was computed in float64, 2.6e-7 from tanh, at half the vector width:
+float32 took inference 4-11% faster on most of the standard grid, ``docs/performance.md``.)
 
 The kernels' positional arguments (order, names, shapes) are defined once, in ``_cpu_args``;
 every caller builds them from there.
@@ -313,14 +315,21 @@ def mm_packed(A, Bp, P, C, beta):
 
 # -- activations --------------------------------------------------------------------------------
 
-_CLAMP = 7.90531110763549805
-_A1, _A3, _A5, _A7 = 4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08
-_A9, _A11, _A13 = -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16
-_B0, _B2, _B4, _B6 = 4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06
+_F32 = np.float32
+_CLAMP = _F32(7.90531110763549805)
+_A1, _A3, _A5, _A7 = map(
+    _F32, (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08)
+)
+_A9, _A11, _A13 = map(_F32, (-8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16))
+_B0, _B2, _B4, _B6 = map(
+    _F32, (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
+)
+_HALF = _F32(0.5)
 
 
 @njit(**_INLINE)
 def _tanh_rational(x):
+    """float32 ``tanh``: the clamped ratio, every operation in float32 (float32 constants)."""
     xc = min(max(x, -_CLAMP), _CLAMP)
     x2 = xc * xc
     p = ((((((_A13 * x2 + _A11) * x2 + _A9) * x2 + _A7) * x2 + _A5) * x2 + _A3) * x2 + _A1) * xc
@@ -346,7 +355,7 @@ def _act_tanh(x):
 @overload(act_sigmoid, inline="always")
 def _act_sigmoid(x):
     if x == types.float32:
-        return lambda x: 0.5 + 0.5 * _tanh_rational(0.5 * x)
+        return lambda x: _HALF + _HALF * _tanh_rational(_HALF * x)
     return lambda x: 1.0 / (1.0 + math.exp(-x))
 
 

@@ -163,6 +163,12 @@ def _mkl_sequential():
         _mkl_threads_local(previous)
 
 
+def sequential_products(rows: int):
+    """For a kernel on the calling thread with ``rows`` batch rows: MKL on one thread inside
+    (``_mkl_sequential``) where ``rows`` is at most ``SEQUENTIAL_STEP_ROWS``, else nothing."""
+    return _mkl_sequential() if rows <= SEQUENTIAL_STEP_ROWS else contextlib.nullcontext()
+
+
 @functools.lru_cache(maxsize=None)
 def _mkl_local_setter():
     from grukit.backends import _blas
@@ -221,8 +227,7 @@ def launch(kernel, p: Plan, args: tuple) -> None:
     ]
     sync = np.zeros((len(p.rows) - 1, 16), np.int64)  # one barrier per row block
     if len(blocks) == 1:  # on the calling thread
-        small = p.rows[-1] <= SEQUENTIAL_STEP_ROWS
-        with _mkl_sequential() if small else contextlib.nullcontext():
+        with sequential_products(p.rows[-1]):
             kernel(*args, 0, p.rows[-1], 0, p.features[-1], sync[0], 1)
         return
     omp = _omp() if launcher() == "openmp" else None

@@ -48,6 +48,7 @@ from grukit.backends._cpu_base import (
     bf16_linear,
     functorch_active,
     kernels,
+    lean_inference,
     lengths_or_full,
     needs_grad,
     no_double_backward,
@@ -193,6 +194,18 @@ def _forward_impl(
     bf = matmul_bf16 and x.dtype == torch.float32
     packed = packed_products(dt, bf)
     p = _cpu_launch.plan(T, N, H, x.element_size(), packed)
+    if not save and not bf and len(p.rows) == 2 and p.parties == 1 and lean_inference():
+        weights = (weight_ih, weight_hh, bias_ih, bias_hh)
+        return _lean_forward(
+            x,
+            h0,
+            weights,
+            lengths=lengths,
+            reset_after=reset_after,
+            reverse=reverse,
+            packed=packed,
+            zoneout=zoneout,
+        )
     perm = p.gate_permutation(H)  # each feature block's gate rows together
     if perm is not None:
         weight_ih, weight_hh = weight_ih.index_select(0, perm), weight_hh.index_select(0, perm)
@@ -253,6 +266,43 @@ def _forward_impl(
     )
     _cpu_launch.launch(kernels().forward, p, args)
     return out, hbuf[T % 2].clone(), ws.view(T, N, kw * H) if save else x.new_empty(0, 0, 0)
+
+
+def _lean_forward(x, h0, weights, *, lengths, reset_after, reverse, packed, zoneout):
+    """:func:`_forward_impl` for a call that saves nothing, on one block of the calling thread
+    without bfloat16: ``_infer_kernel.forward``, whose lean loop and short argument list cost
+    less than the fused kernel's (docs/performance.md). Returns the same triple (an empty
+    workspace). ``weights``: ``(weight_ih, weight_hh, bias_ih, bias_hh)``, biases possibly None."""
+    from grukit.backends import _infer_kernel
+
+    weight_ih, weight_hh, bias_ih, bias_hh = weights
+    T, N, _ = x.shape
+    H = weight_hh.shape[1]
+    h = h0.detach().clone(memory_format=torch.contiguous_format)  # (N, H), becomes h_n
+    out = x.new_empty(T, N, H)  # (T, N, H)
+
+    def arr(t: Tensor | None, size: int) -> np.ndarray:  # a bias, zeros where absent
+        return np.zeros(size, np_float(x.dtype)) if t is None else t.detach().contiguous().numpy()
+
+    args = _infer_kernel.Args(
+        x=x.detach().contiguous().numpy(),
+        wih=weight_ih.detach().contiguous().numpy(),
+        bih=arr(bias_ih, 3 * H),
+        w=weight_hh.detach().contiguous().numpy(),
+        b=arr(bias_hh, 3 * H),
+        h=h.numpy(),
+        out=out.numpy(),
+        lengths=lengths_or_full(lengths, T, N),
+        reverse=bool(reverse),
+        reset_after=bool(reset_after),
+        packed=bool(packed),
+        zp=float(zoneout),
+        # the fused kernel's chunks (the same products, so the same bits), or all T steps at once
+        C=projection_chunk(T, N, N, weight_ih.numel() * x.element_size()) or T,
+    )
+    with _cpu_launch.sequential_products(N):
+        _infer_kernel.forward(*args)
+    return out, h, x.new_empty(0, 0, 0)
 
 
 def _with_zoneout(v, zoneout: float):
