@@ -10,6 +10,7 @@ from torch.nn.utils.rnn import pack_sequence
 
 import grukit
 from grukit.backends import _blas, _cpu_base, _infer_kernel
+from tests.conftest import run_script
 
 F64 = torch.float64
 
@@ -136,3 +137,22 @@ def test_the_argument_record_names_the_kernels_parameters_in_order():
 
     params = list(inspect.signature(_infer_kernel.forward.py_func).parameters)
     assert list(_infer_kernel.Args._fields) == params
+
+
+def test_an_inference_on_one_thread_never_loads_the_fused_kernel(tmp_path):
+    """A process whose calls all take the lean kernel compiles (or reads from Numba's cache)
+    neither fused kernel: a first run pays for what it uses only."""
+    out = run_script(
+        tmp_path / "lean.py",
+        "import torch, grukit\n"
+        "from grukit.backends import _cpu_kernels as K, _infer_kernel as L\n"
+        "torch.set_num_threads(1)\n"
+        "m = grukit.GRU(3, 64, backend='cpu', reset_after=True)\n"
+        "with torch.no_grad():\n"
+        "    m(torch.randn(300, 2, 3))\n"
+        "assert m.backend_used == 'cpu', m.backend_used\n"
+        "assert not K.forward.signatures and not K.backward.signatures\n"
+        "assert len(L.forward.signatures) == 1, L.forward.signatures\n"
+        "print('ok')\n",
+    )
+    assert out == "ok"
