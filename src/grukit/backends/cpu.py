@@ -149,9 +149,11 @@ def thread_plan(T: int, N: int, H: int, dtype: torch.dtype = torch.float32) -> T
 
 # the backward keeps per-step gate gradients for chunks of at most this many bytes, but at least
 # _CHUNK_ROWS rows (steps x batch), so the weight-gradient products of a chunk stay large: each
-# reads and writes the whole weight gradient. 4 MiB took training peak memory at or below
-# torch.nn.GRU's at N = 8 and N = 64, H = 512 (16 MiB: above both; docs/performance.md)
-_CHUNK_BYTES = 4 * 1024 * 1024
+# reads and writes the whole weight gradient. 16 MiB: since the workspace's zero gradient went
+# and large arrays come from a pool, training peak memory stays below torch.nn.GRU's on the whole
+# standard grid with it (40 / 43 MB at its closest), and it trains 1-7% faster than 4 MiB
+# (scripts/backward_chunks.py; docs/performance.md, 2026-12-08)
+_CHUNK_BYTES = 16 * 1024 * 1024
 _CHUNK_ROWS = 256
 
 
