@@ -172,6 +172,31 @@ def test_isolated_samples_start_after_a_pause(monkeypatch, isolated):
     assert config.settle == 0.1
 
 
+def test_an_isolated_sample_starts_with_one_untimed_call(monkeypatch):
+    """After the pause, the first call is slow (the core idled); it is made but not counted:
+    with a fake clock where that call costs 1 s and the others 1 ms, every sample is 1 ms."""
+    from grukit.bench import runner
+    from grukit.bench.providers import Provider
+
+    now, calls = [0.0], []
+    monkeypatch.setattr(runner.time, "sleep", lambda s: calls.append("sleep"))
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(runner, "_Worker", runner._Local)
+
+    def make(job):
+        def run():
+            now[0] += 1.0 if calls and calls[-1] == "sleep" else 0.001
+            calls.append("call")
+
+        return run
+
+    monkeypatch.setattr(runner, "PROVIDERS", {"a": Provider("a", make, lambda job: None)})
+    config = runner.GridConfig((Case(1, 2, 3, 4),), ("a",), rounds=4, min_time=0.0025, isolated=True)
+    (result,) = runner.run_grid(config)
+    assert result.times == pytest.approx([0.001] * 4)
+    assert calls.count("sleep") == 4 and calls.count("call") == 2 + 4 * (1 + 3)  # first, probe; warm + 3
+
+
 def test_case_parsing():
     assert parse_case("8,500,64,128") == Case(8, 500, 64, 128)
     assert parse_case("4, 50, 32, 64, 2, bi") == Case(4, 50, 32, 64, layers=2, bidirectional=True)

@@ -75,7 +75,11 @@ class GridConfig:
     # isolated: the pause before each sample, so that the previous process's OpenMP workers,
     # which spin for a while after their last parallel region, are asleep before the next
     # provider starts (docs/performance.md: without it grukit's training, whose threads meet
-    # at a barrier every step, ran 15-40% slower right after torch.nn.GRU's)
+    # at a barrier every step, ran 15-40% slower right after torch.nn.GRU's). After the pause
+    # one untimed call starts each sample: the first call after 0.1 s idle ran at a fraction of
+    # the speed (2.9 ms against 1.2 for grukit at N = 1, H = 64, 1.9 against 1.2 for ONNX
+    # Runtime, 0.2 ms for a one-element torch add; docs/performance.md), which would otherwise
+    # weigh on every sample of a small case and on the providers unevenly.
     settle: float = 0.1
 
 
@@ -124,9 +128,10 @@ def _measure(job: Job, formulation: str, handles: dict, config: GridConfig) -> l
     for round_ in range(config.rounds):
         k = round_ % max(len(live), 1)
         for handle, result in live[k:] + live[:k]:
-            if config.isolated and config.settle > 0:
+            settled = config.isolated and config.settle > 0
+            if settled:
                 time.sleep(config.settle)
-            result.times.append(handle.sample())
+            result.times.append(handle.sample(warm_up=settled))
     return results
 
 
@@ -151,9 +156,12 @@ class _Local:
         self.reps = max(1, math.ceil(min_time / max(time.perf_counter() - start, 1e-9)))
         return first
 
-    def sample(self) -> float:
-        """Seconds per call, the mean over ``reps`` calls."""
+    def sample(self, warm_up: bool = False) -> float:
+        """Seconds per call, the mean over ``reps`` calls (after one untimed call where
+        ``warm_up``)."""
         torch.set_num_threads(self.threads)  # interleaved: the previous entry may have changed it
+        if warm_up:
+            self.run()
         start = time.perf_counter()
         for _ in range(self.reps):
             self.run()
@@ -193,8 +201,8 @@ class _Worker:
     def prepare(self, job: Job, min_time: float) -> float:
         return self._call("prepare", job, min_time)
 
-    def sample(self) -> float:
-        return self._call("sample")
+    def sample(self, warm_up: bool = False) -> float:
+        return self._call("sample", warm_up)
 
     def close(self) -> None:
         try:
@@ -208,7 +216,7 @@ class _Worker:
 
 
 def _serve(conn, name: str, threads: int) -> None:
-    """A worker's loop: ("prepare", job, min_time) | ("sample",) | ("close",)."""
+    """A worker's loop: ("prepare", job, min_time) | ("sample", warm_up) | ("close",)."""
     import traceback
 
     torch.set_num_threads(threads)
@@ -218,7 +226,7 @@ def _serve(conn, name: str, threads: int) -> None:
         if message[0] == "close":
             return
         try:
-            value = local.prepare(*message[1:]) if message[0] == "prepare" else local.sample()
+            value = local.prepare(*message[1:]) if message[0] == "prepare" else local.sample(*message[1:])
             conn.send(("ok", value))
         except Exception:  # noqa: BLE001 - sent to the parent, which raises it
             conn.send(("error", traceback.format_exc()))

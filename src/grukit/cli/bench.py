@@ -3,7 +3,8 @@
 Every provider runs at each thread count of --threads (default 1 and all cores) and is judged at
 its fastest. By default each (provider, threads) runs in a process of its own, so no runtime's
 thread pool sits beside another's, and each sample starts after a 0.1 s pause, so that the
-previous process's spinning threads are asleep; rounds rotate over all of them, so the machine's
+previous process's spinning threads are asleep, and one untimed call (the first call after an
+idle pause runs slowly); rounds rotate over all of them, so the machine's
 drift touches each alike. --interleaved runs them all in this process instead (ONNX Runtime then does not
 spin), as an application mixing them would. The table shows medians, spread ((max - min) /
 median), GFLOP/s, the share of this machine's float32 matrix-product peak measured in the same
