@@ -377,3 +377,14 @@ def test_a_peer_that_is_not_installed_is_named_and_skipped(tmp_path, capsys, mon
     rows = list(csv.DictReader((tmp_path / "bench.csv").open()))
     assert {r["provider"] for r in rows if not r.get("skipped")} == {"grukit-cpu"}
     assert all("not installed" in r["skipped"] for r in rows if r["provider"] == "openvino")
+
+
+def test_a_busy_machine_is_named_when_more_threads_multiply_slower():
+    """The run's own peak measurement says when the cores were shared: more threads measuring a
+    lower float32 rate than fewer gives a warning naming both rates; a normal scaling none."""
+    from grukit.cli.bench import busy_warning
+
+    assert busy_warning({"float32@1": 149.0, "float32@2": 292.0, "bfloat16@2": 1.0}, [1, 2]) is None
+    message = busy_warning({"float32@1": 149.0, "float32@2": 114.0}, [2, 1])
+    assert message is not None and "114" in message and "149" in message and "2 threads" in message
+    assert busy_warning({"float32@4": 10.0}, [4]) is None

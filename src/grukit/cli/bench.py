@@ -155,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
         f"matrix-product peak GFLOP/s (dtype@threads): {rates}",
         flush=True,
     )
+    warning = busy_warning(peaks, threads)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
 
     def progress(r):
         if r.skipped is None:
@@ -204,6 +207,23 @@ def _thread_counts(values: list[str]) -> list[int]:
         else:
             raise UserError(f"--threads takes positive integers or 'all', got {v!r}")
     return sorted(counts)
+
+
+def busy_warning(peaks: dict[str, float], threads: list[int]) -> str | None:
+    """A warning where more threads multiplied more slowly than fewer (float32): something else
+    was using the cores while the peak was measured, and may be while the providers are timed
+    (a bench started while an earlier one's workers were exiting measured 114 GFLOP/s on 2
+    threads against 149 on 1, and about 300 on 2 when restarted). None otherwise."""
+    counts = sorted(threads)
+    for few, many in zip(counts, counts[1:]):
+        a, b = peaks.get(f"float32@{few}"), peaks.get(f"float32@{many}")
+        if a is not None and b is not None and b < a:
+            return (
+                f"warning: the float32 matrix-product rate on {many} threads ({b:.0f} GFLOP/s) is "
+                f"below the rate on {few} ({a:.0f}): something else is using the cores; the "
+                "timings may be too (rerun with nothing else running)"
+            )
+    return None
 
 
 def _peaks(threads: list[int]) -> dict[str, float]:
