@@ -15,34 +15,29 @@ Eigen uses) computed in float32. This prints
 from __future__ import annotations
 
 import argparse
+import builtins
 import statistics
 import time
+import types
 
 import numpy as np
 from numba import njit
 
+from grukit.backends import _cpu_kernels
 from grukit.backends._cpu_kernels import act_sigmoid, act_tanh
 from grukit.bench.report import cpu_features
 
 _JIT = dict(nogil=True, error_model="numpy")
 
-# the same coefficients as Python floats: the ratio computed in float64 (the earlier form)
-_C = 7.90531110763549805
-_A = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08)
-_A2 = (-8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)
-_B = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
-A1, A3, A5, A7 = _A
-A9, A11, A13 = _A2
-B0, B2, B4, B6 = _B
-
-
-@njit(**dict(_JIT, inline="always"))
-def _tanh_f64(x):
-    xc = min(max(x, -_C), _C)
-    x2 = xc * xc
-    p = ((((((A13 * x2 + A11) * x2 + A9) * x2 + A7) * x2 + A5) * x2 + A3) * x2 + A1) * xc
-    q = ((B6 * x2 + B4) * x2 + B2) * x2 + B0
-    return p / q
+# the kernels' own ratio (``_cpu_kernels._tanh_rational``'s code) with its coefficients as the
+# float64 values they are published as: the ratio computed in float64 (the earlier form)
+_tanh_f64 = njit(**dict(_JIT, inline="always"))(
+    types.FunctionType(
+        _cpu_kernels._tanh_rational.py_func.__code__,
+        {"__builtins__": builtins, **_cpu_kernels.TANH_RATIONAL},
+        "_tanh_f64",
+    )
+)
 
 
 @njit(**_JIT)

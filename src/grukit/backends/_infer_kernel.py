@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit
 
 from grukit.backends import _numba_cache
-from grukit.backends._cpu_kernels import act_sigmoid, act_tanh, mm_nt, mm_packed, mm_small, pack_nt
+from grukit.backends._cpu_kernels import _project, act_sigmoid, act_tanh, mm_packed, mm_small, pack_nt
 
 _numba_cache.refresh(__file__, "_cpu_kernels", "_small_mm", "_sync", "_blas", "_philox", "../_layer_options")
 
@@ -115,7 +115,7 @@ def forward(x, wih, bih, w, b, h, out, lengths, reverse, reset_after, packed, zp
     their own gate order. ``packed`` (float32 only): the recurrent products through MKL's packed
     GEMM. ``zp``: evaluation's zoneout (0: none). ``C``: steps per projected chunk (1 to T; the
     fused kernel's, ``_cpu_base.projection_chunk``). All arrays C-contiguous, one float dtype."""
-    T, N, I = x.shape
+    T, N = x.shape[0], x.shape[1]
     H = w.shape[1]
     dt = out.dtype
     gi = np.empty((C, N, 3 * H), dt)  # (C, N, 3H): the chunk's x W_ih^T + b_ih
@@ -128,20 +128,13 @@ def forward(x, wih, bih, w, b, h, out, lengths, reverse, reset_after, packed, zp
     pk = packed and N > 0
     wpa = pack_nt(w[:nrz], N) if pk else np.empty(0, np.float32)
     wpb = pack_nt(w[2 * H :], N) if pk and not reset_after else np.empty(0, np.float32)
-    x2 = x.reshape(T * N, I)
     lo = 0  # first step of the projected chunk
-    n_in = 0  # steps in it
     for q in range(T):
         t = T - 1 - q if reverse else q
-        if q % C == 0:  # project the next chunk of steps, in time order within it
+        if q % C == 0:  # project the next chunk of steps (the fused kernel's one block of all rows)
             n_in = min(C, T - q)
             lo = T - q - n_in if reverse else q
-            g2 = gi.reshape(C * N, 3 * H)[: n_in * N]
-            for r in range(n_in * N):  # (an explicit loop: slice assignment cost 3x as much)
-                for k in range(3 * H):
-                    g2[r, k] = bih[k]
-            if I > 0:
-                mm_nt(x2[lo * N : (lo + n_in) * N], wih, g2, 1.0)
+            _project(x, wih, bih, gi, lo, n_in, 0, N, 0, 3 * H)
         g = gi[t - lo]  # (N, 3H)
         if pk:
             mm_packed(h, wpa, nrz, gh, 0.0)
